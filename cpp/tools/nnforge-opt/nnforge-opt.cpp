@@ -1,0 +1,22 @@
+//===- nnforge-opt.cpp - mlir-opt with nnforge's dialects and passes ------===//
+
+#include "mlir/IR/DialectRegistry.h"
+#include "mlir/InitAllDialects.h"
+#include "mlir/InitAllExtensions.h"
+#include "mlir/InitAllPasses.h"
+#include "mlir/Tools/mlir-opt/MlirOptMain.h"
+#include "nnforge/Dialect/NNF/NNFDialect.h"
+#include "nnforge/Passes.h"
+
+int main(int argc, char **argv) {
+  mlir::registerAllPasses();
+  nnforge::registerNNForgePasses();
+
+  mlir::DialectRegistry registry;
+  mlir::registerAllDialects(registry);
+  mlir::registerAllExtensions(registry);
+  registry.insert<nnforge::nnf::NNFDialect>();
+
+  return mlir::asMainReturnCode(mlir::MlirOptMain(
+      argc, argv, "nnforge optimizer driver\n", registry));
+}

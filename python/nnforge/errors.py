@@ -1,0 +1,48 @@
+"""The exceptions nnforge raises: each names what is wrong and where."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+class NNForgeError(Exception):
+    """Base class of nnforge's errors."""
+
+
+class ModelLoadError(NNForgeError):
+    """A model could not be read, traced or exported (bad path, malformed file)."""
+
+
+class CompileError(NNForgeError):
+    """A model or module failed to verify, lower or compile."""
+
+
+class InputError(NNForgeError, ValueError):
+    """Inputs given to a compiled model do not match its signature."""
+
+
+@dataclass(frozen=True)
+class UnsupportedOp:
+    """One kind of op nnforge cannot handle, with where it occurs."""
+
+    kind: str
+    count: int
+    locations: tuple[str, ...] = ()
+
+    def describe(self, max_locations: int = 5) -> str:
+        where = ", ".join(self.locations[:max_locations])
+        more = len(self.locations) - max_locations
+        if more > 0:
+            where += f", ... ({more} more)"
+        return f"{self.kind} x{self.count}" + (f" at {where}" if where else "")
+
+
+class UnsupportedOpError(NNForgeError):
+    """The model uses ops nnforge cannot handle; `ops` lists each kind."""
+
+    def __init__(self, ops: Iterable[UnsupportedOp], context: str = ""):
+        self.ops = tuple(ops)
+        lines = [f"unsupported ops{f' in {context}' if context else ''}:"]
+        lines += [f"  {op.describe()}" for op in self.ops]
+        super().__init__("\n".join(lines))

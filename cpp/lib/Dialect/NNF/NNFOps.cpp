@@ -73,7 +73,12 @@ public:
   }
 
   /// Normalizes a possibly negative `axis` of a rank-`rank` tensor.
-  FailureOr<int64_t> axis(int64_t axis, int64_t rank) const {
+  FailureOr<int64_t> axis(IntegerAttr axisAttr, int64_t rank) const {
+    if (!axisAttr) {
+      (void)fail("requires attribute 'axis'");
+      return failure();
+    }
+    int64_t axis = axisAttr.getInt();
     if (axis < -rank || axis >= rank) {
       (void)fail("axis " + Twine(axis) + " is out of range for rank " +
                  Twine(rank) + " (expected -" + Twine(rank) + " <= axis < " +
@@ -181,10 +186,17 @@ LogicalResult Conv2DOp::inferReturnTypes(MLIRContext *,
       failed(check.sameElementType(*filter, "filter", *input, "input")))
     return failure();
 
-  ArrayRef<int64_t> strides = adaptor.getStrides();
-  ArrayRef<int64_t> padding = adaptor.getPadding();
-  ArrayRef<int64_t> dilations = adaptor.getDilations();
-  int64_t groups = adaptor.getGroups();
+  // Builders that pass attributes by name (Python's) infer types before ODS
+  // fills in default values: an absent attribute means its default.
+  static constexpr int64_t kOnes[] = {1, 1}, kZeros[] = {0, 0, 0, 0};
+  auto orDefault = [](DenseI64ArrayAttr attr, ArrayRef<int64_t> fallback) {
+    return attr ? attr.asArrayRef() : fallback;
+  };
+  ArrayRef<int64_t> strides = orDefault(adaptor.getStridesAttr(), kOnes);
+  ArrayRef<int64_t> padding = orDefault(adaptor.getPaddingAttr(), kZeros);
+  ArrayRef<int64_t> dilations = orDefault(adaptor.getDilationsAttr(), kOnes);
+  int64_t groups =
+      adaptor.getGroupsAttr() ? adaptor.getGroupsAttr().getInt() : 1;
   if (strides.size() != 2 || llvm::any_of(strides, [](int64_t s) {
         return s < 1;
       }))
@@ -255,7 +267,7 @@ LogicalResult SoftmaxOp::inferReturnTypes(MLIRContext *,
   OperandChecker check(loc, getOperationName());
   FailureOr<RankedTensorType> input =
       check.floatTensor(adaptor.getInput(), "input");
-  if (failed(input) || failed(check.axis(adaptor.getAxis(), input->getRank())))
+  if (failed(input) || failed(check.axis(adaptor.getAxisAttr(), input->getRank())))
     return failure();
   results.push_back(*input);
   return success();
@@ -278,10 +290,12 @@ LogicalResult LayerNormOp::inferReturnTypes(MLIRContext *,
       check.floatTensor(adaptor.getInput(), "input");
   if (failed(input))
     return failure();
-  FailureOr<int64_t> axis = check.axis(adaptor.getAxis(), input->getRank());
+  FailureOr<int64_t> axis =
+      check.axis(adaptor.getAxisAttr(), input->getRank());
   if (failed(axis))
     return failure();
-  if (adaptor.getEpsilon().convertToDouble() < 0)
+  if (FloatAttr epsilon = adaptor.getEpsilonAttr();
+      epsilon && epsilon.getValueAsDouble() < 0)
     return check.fail("epsilon must be non-negative");
 
   ArrayRef<int64_t> normalized = input->getShape().drop_front(*axis);

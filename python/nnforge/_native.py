@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import importlib.resources
 from pathlib import Path
 
 from mlir import ir
-
-_PACKAGE_DIR = Path(__file__).resolve().parent
-_LIB_DIR = _PACKAGE_DIR / "_lib"
 
 
 class _MlirContext(ctypes.Structure):
@@ -24,7 +22,9 @@ class _MlirContext(ctypes.Structure):
 
 
 def _native_file(name: str) -> Path:
-    path = _LIB_DIR / name
+    # Through importlib.resources, so that an editable install (Python files
+    # in the checkout, binaries in site-packages) finds them too.
+    path = Path(str(importlib.resources.files("nnforge") / "_lib" / name))
     if not path.exists():
         raise FileNotFoundError(
             f"{path} is missing: nnforge's C++ part is not built; "

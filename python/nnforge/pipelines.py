@@ -1,7 +1,9 @@
 """Named pass pipelines, as strings for `PassManager.parse` and `nnforge-opt`.
 
-Each pipeline takes a module at one level to the next; `to_llvm(level)` chains
-them from an import level to the LLVM dialect.
+Each constant takes a module from one level to the next; `stages(level)`
+lists the (name, pipeline) steps from an import level to the LLVM dialect.
+Wrap a pipeline with `wrap()` for `PassManager.parse` or pass it as
+`nnforge-opt --pass-pipeline='builtin.module(...)'`.
 """
 
 from __future__ import annotations
@@ -16,17 +18,45 @@ TOSA_TO_LINALG = (
     "tosa-to-linalg),tosa-to-arith,tosa-to-tensor,canonicalize,cse"
 )
 
-# linalg on tensors -> LLVM dialect, straightforwardly: no tiling or
-# vectorization (the naive baseline). Function boundaries bufferize to
-# identity-layout memrefs so that arguments carry no dynamic strides.
-LINALG_TO_LLVM_NAIVE = (
+# Fuses elementwise producers into their consumers on tensors, so that fewer
+# intermediates reach memory.
+LINALG_FUSION = "linalg-fuse-elementwise-ops,canonicalize,cse"
+
+# Bufferization, with identity-layout function boundaries (arguments carry no
+# dynamic strides) and results owned by the caller.
+BUFFERIZE = (
     "one-shot-bufferize{bufferize-function-boundaries "
     "function-boundary-type-conversion=identity-layout-map},"
-    "buffer-deallocation-pipeline,"
-    "convert-linalg-to-loops,expand-strided-metadata,lower-affine,"
-    "convert-scf-to-cf,convert-math-to-llvm,convert-math-to-libm,"
-    "finalize-memref-to-llvm,convert-to-llvm,reconcile-unrealized-casts"
+    "canonicalize,buffer-deallocation-pipeline,convert-bufferization-to-memref"
 )
+
+# Loops and memrefs -> LLVM dialect.
+LOOPS_TO_LLVM = (
+    "expand-strided-metadata,lower-affine,convert-scf-to-cf,"
+    "convert-math-to-llvm,convert-math-to-libm,finalize-memref-to-llvm,"
+    "convert-to-llvm,reconcile-unrealized-casts"
+)
+
+# linalg on tensors -> LLVM dialect, straightforwardly: one scalar loop nest
+# per linalg op (the naive baseline).
+LINALG_TO_LLVM_NAIVE = f"{BUFFERIZE},convert-linalg-to-loops,{LOOPS_TO_LLVM}"
+
+# The levels a module can start from (what the importers return).
+LEVELS = ("nnf", "tosa", "linalg")
+
+
+def stages(level: str) -> list[tuple[str, str]]:
+    """The (stage name, pipeline) steps from `level` to the LLVM dialect."""
+    if level not in LEVELS:
+        raise ValueError(f"no pipeline from level {level!r}: expected one of {', '.join(LEVELS)}")
+    steps = []
+    if level == "tosa":
+        steps.append(("tosa-to-linalg", TOSA_TO_LINALG))
+    # Any level may hold nnf ops (the nnf level holds linalg too).
+    steps.append(("nnf-to-linalg", NNF_TO_LINALG))
+    steps.append(("linalg-fusion", LINALG_FUSION))
+    steps.append(("linalg-to-llvm", LINALG_TO_LLVM_NAIVE))
+    return steps
 
 
 def wrap(pipeline: str) -> str:

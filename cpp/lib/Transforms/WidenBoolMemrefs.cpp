@@ -1,0 +1,195 @@
+//===- WidenBoolMemrefs.cpp - store i1 memrefs as i8 memrefs --------------===//
+//
+// MLIR's memref-to-LLVM lowering asserts that integer elements are at least a
+// byte wide, so a load or store of an `i1` memref aborts it. After
+// bufferization this pass retypes every memref of `i1` to the memref of `i8`
+// with the same shape, layout and memory space: loads truncate, stores extend,
+// globals widen their initial value, and every other op carrying such a memref
+// (functions, calls, scf ops and region-free ops) is retyped.
+//
+//===----------------------------------------------------------------------===//
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/Func/Transforms/FuncConversions.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/SCF/Transforms/Patterns.h"
+#include "mlir/Transforms/DialectConversion.h"
+#include "nnforge/Passes.h"
+
+namespace nnforge {
+#define GEN_PASS_DEF_NNFWIDENBOOLMEMREFS
+#include "nnforge/Passes.h.inc"
+} // namespace nnforge
+
+using namespace mlir;
+
+namespace {
+
+/// Maps memrefs of `i1` to memrefs of `i8` (same shape, layout and memory
+/// space, so the byte layout is that of a numpy bool array) and every other
+/// type to itself.
+class WidenBoolTypeConverter : public TypeConverter {
+public:
+  WidenBoolTypeConverter() {
+    addConversion([](Type type) { return type; });
+    addConversion([](MemRefType type) -> Type {
+      if (!type.getElementType().isInteger(1))
+        return type;
+      return MemRefType::get(type.getShape(),
+                             IntegerType::get(type.getContext(), 8),
+                             type.getLayout(), type.getMemorySpace());
+    });
+    addConversion([](UnrankedMemRefType type) -> Type {
+      if (!type.getElementType().isInteger(1))
+        return type;
+      return UnrankedMemRefType::get(IntegerType::get(type.getContext(), 8),
+                                     type.getMemorySpace());
+    });
+  }
+};
+
+/// `memref.load` of `i1` -> load of `i8`, then `arith.trunci` to `i1`.
+struct WidenLoad : OpConversionPattern<memref::LoadOp> {
+  using OpConversionPattern::OpConversionPattern;
+
+  LogicalResult
+  matchAndRewrite(memref::LoadOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    if (!op.getType().isInteger(1))
+      return rewriter.notifyMatchFailure(op, "element is not i1");
+    auto byteLoad = memref::LoadOp::create(rewriter, op.getLoc(),
+                                           adaptor.getMemref(),
+                                           adaptor.getIndices());
+    // Keep nontemporal / alignment hints.
+    byteLoad->setAttrs(op->getAttrs());
+    rewriter.replaceOpWithNewOp<arith::TruncIOp>(op, op.getType(),
+                                                 byteLoad.getResult());
+    return success();
+  }
+};
+
+/// `memref.store` of `i1` -> `arith.extui` to `i8` (true is 1), then store.
+struct WidenStore : OpConversionPattern<memref::StoreOp> {
+  using OpConversionPattern::OpConversionPattern;
+
+  LogicalResult
+  matchAndRewrite(memref::StoreOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    if (!op.getValueToStore().getType().isInteger(1))
+      return rewriter.notifyMatchFailure(op, "element is not i1");
+    Value byte = arith::ExtUIOp::create(rewriter, op.getLoc(),
+                                        rewriter.getI8Type(),
+                                        adaptor.getValue());
+    auto byteStore =
+        memref::StoreOp::create(rewriter, op.getLoc(), byte,
+                                adaptor.getMemref(), adaptor.getIndices());
+    byteStore->setAttrs(op->getAttrs());
+    rewriter.eraseOp(op);
+    return success();
+  }
+};
+
+/// `memref.global` of `i1` -> `i8` global whose dense initial value is
+/// widened the same way stores are (true is 1).
+struct WidenGlobal : OpConversionPattern<memref::GlobalOp> {
+  using OpConversionPattern::OpConversionPattern;
+
+  LogicalResult
+  matchAndRewrite(memref::GlobalOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    auto byteType =
+        dyn_cast_or_null<MemRefType>(getTypeConverter()->convertType(op.getType()));
+    if (!byteType || byteType == op.getType())
+      return rewriter.notifyMatchFailure(op, "not a global of i1");
+
+    Attribute initialValue = op.getInitialValueAttr();
+    // A declaration or an uninitialized global has no value to widen.
+    if (initialValue && !isa<UnitAttr>(initialValue)) {
+      auto bits = dyn_cast<DenseIntElementsAttr>(initialValue);
+      if (!bits)
+        return rewriter.notifyMatchFailure(
+            op, "initial value is not a dense integer attribute");
+      initialValue = bits.mapValues(
+          rewriter.getI8Type(), [](const APInt &bit) { return bit.zext(8); });
+    }
+    rewriter.modifyOpInPlace(op, [&] {
+      op.setType(byteType);
+      if (initialValue)
+        op.setInitialValueAttr(initialValue);
+    });
+    return success();
+  }
+};
+
+/// Recreates any region-free, successor-free op with converted operand and
+/// result types (alloc, dealloc, subview, cast, copy, reshapes, get_global,
+/// metadata extraction, ...). Ops with regions are left to the structural
+/// func / scf patterns; anything else with an `i1` memref fails to legalize.
+struct RetypeRegionFreeOp : ConversionPattern {
+  RetypeRegionFreeOp(const TypeConverter &typeConverter, MLIRContext *context)
+      : ConversionPattern(typeConverter, MatchAnyOpTypeTag(), /*benefit=*/1,
+                          context) {}
+
+  LogicalResult
+  matchAndRewrite(Operation *op, ArrayRef<Value> operands,
+                  ConversionPatternRewriter &rewriter) const override {
+    if (op->getNumRegions() != 0 || op->getNumSuccessors() != 0)
+      return rewriter.notifyMatchFailure(op, "has regions or successors");
+    SmallVector<Type> resultTypes;
+    if (failed(getTypeConverter()->convertTypes(op->getResultTypes(),
+                                                resultTypes)))
+      return rewriter.notifyMatchFailure(op, "result types do not convert");
+
+    OperationState state(op->getLoc(), op->getName().getStringRef(), operands,
+                         resultTypes,
+                         llvm::to_vector(op->getDiscardableAttrs()));
+    state.propertiesAttr = op->getPropertiesAsAttribute();
+    Operation *retyped = rewriter.create(state);
+    rewriter.replaceOp(op, retyped->getResults());
+    return success();
+  }
+};
+
+/// Whether `op` carries no memref of `i1` (in its signature, operands,
+/// results or block arguments).
+static bool isWidened(const TypeConverter &typeConverter, Operation *op) {
+  if (auto global = dyn_cast<memref::GlobalOp>(op))
+    return typeConverter.isLegal(global.getType());
+  if (auto func = dyn_cast<func::FuncOp>(op))
+    return typeConverter.isSignatureLegal(func.getFunctionType()) &&
+           typeConverter.isLegal(&func.getBody());
+  return typeConverter.isLegal(op);
+}
+
+struct WidenBoolMemrefsPass
+    : nnforge::impl::NNFWidenBoolMemrefsBase<WidenBoolMemrefsPass> {
+  void runOnOperation() override {
+    MLIRContext *context = &getContext();
+    WidenBoolTypeConverter typeConverter;
+
+    ConversionTarget target(*context);
+    target.markUnknownOpDynamicallyLegal(
+        [&](Operation *op) { return isWidened(typeConverter, op); });
+
+    RewritePatternSet patterns(context);
+    // The load / store / global patterns outrank the generic retyping, which
+    // would otherwise build a load of i1 from an i8 memref.
+    patterns.add<WidenLoad, WidenStore, WidenGlobal>(typeConverter, context,
+                                                     /*benefit=*/2);
+    patterns.add<RetypeRegionFreeOp>(typeConverter, context);
+    populateFunctionOpInterfaceTypeConversionPattern<func::FuncOp>(
+        patterns, typeConverter);
+    populateReturnOpTypeConversionPattern(patterns, typeConverter);
+    populateCallOpTypeConversionPattern(patterns, typeConverter);
+    scf::populateSCFStructuralTypeConversionsAndLegality(typeConverter,
+                                                         patterns, target);
+
+    if (failed(applyPartialConversion(getOperation(), target,
+                                      std::move(patterns))))
+      signalPassFailure();
+  }
+};
+
+} // namespace

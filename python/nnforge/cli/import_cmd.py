@@ -1,0 +1,147 @@
+"""`nnforge import`: a PyTorch or ONNX model -> MLIR at the torch, tosa, linalg or nnf level.
+
+MODEL is an ONNX file (MODEL.onnx) or a PyTorch factory `package.module:factory`
+returning the module, or (module, example inputs). Progress and the time of
+each phase go to stderr; the IR goes to stdout, or to the file given with -o.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+import time
+from pathlib import Path
+
+from nnforge.importers.levels import LEVELS
+
+
+def _parse_shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(size) for size in text.lower().split("x"))
+    except ValueError:
+        shape = ()
+    if not shape or any(size <= 0 for size in shape):
+        raise argparse.ArgumentTypeError(f"bad --input-shape {text!r}: expected e.g. 1x3x224x224")
+    return shape
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "import",
+        help="import a PyTorch or ONNX model into MLIR",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("model", metavar="MODEL", help="MODEL.onnx or package.module:factory")
+    parser.add_argument("--level", choices=LEVELS, default="linalg",
+                        help="IR level to stop at (default linalg; torch is text only)")
+    parser.add_argument("-o", "--output", type=Path, help="write the IR here (default stdout)")
+    parser.add_argument("--emit", choices=("text", "bytecode"), default="text",
+                        help="text (default) or MLIR bytecode (needs -o)")
+    parser.add_argument("--input-shape", action="append", default=[], metavar="DxDx...",
+                        type=_parse_shape,
+                        help="shape of a float32 example input for a PyTorch factory; "
+                        "once per input, e.g. 1x3x224x224")
+    parser.add_argument("--dynamic-batch", action="store_true",
+                        help="PyTorch: make dimension 0 of every input dynamic")
+    parser.add_argument("--report", action="store_true",
+                        help="print the op-coverage table (op kind, count, supported) instead of IR")
+    parser.set_defaults(handler=run)
+
+
+def load_factory(spec: str, input_shapes: list[tuple[int, ...]]):
+    """(module, example inputs) from `package.module:factory` and the --input-shape options."""
+    import torch
+
+    from nnforge.errors import ModelLoadError
+
+    module_name, _, factory_name = spec.partition(":")
+    if "" not in sys.path and "." not in sys.path:
+        sys.path.insert(0, "")  # factories in the current directory
+    try:
+        factory = getattr(importlib.import_module(module_name), factory_name)
+    except (ImportError, AttributeError) as error:
+        raise ModelLoadError(f"cannot load the factory {spec!r}: {error}") from None
+    made = factory()
+    module, example_inputs = (made if isinstance(made, tuple) else (made, None))
+    if input_shapes:
+        generator = torch.Generator().manual_seed(0)
+        example_inputs = tuple(
+            torch.randn(shape, generator=generator) for shape in input_shapes
+        )
+    if example_inputs is None:
+        raise ModelLoadError(
+            f"{spec} returns a module without example inputs: give --input-shape for each input"
+        )
+    if isinstance(example_inputs, torch.Tensor):
+        example_inputs = (example_inputs,)
+    return module, tuple(example_inputs)
+
+
+def _phase(name: str, start: float) -> None:
+    print(f"nnforge import: {name}: {time.perf_counter() - start:.2f} s", file=sys.stderr)
+
+
+def run(args: argparse.Namespace) -> int:
+    from nnforge import importers
+    from nnforge.importers import coverage
+
+    if args.emit == "bytecode" and args.output is None:
+        print("nnforge import: error: --emit bytecode needs -o FILE", file=sys.stderr)
+        return 2
+    if args.emit == "bytecode" and args.level == "torch":
+        print("nnforge import: error: the torch level is text only", file=sys.stderr)
+        return 2
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("nnforge import: %(message)s"))
+    logger = logging.getLogger("nnforge.importers")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+    is_torch = ":" in args.model and not Path(args.model).exists()
+    start = time.perf_counter()
+    if is_torch:
+        import torch
+
+        module, example_inputs = load_factory(args.model, args.input_shape)
+        dynamic_shapes = None
+        if args.dynamic_batch:
+            batch = torch.export.Dim("batch")
+            dynamic_shapes = tuple({0: batch} for _ in example_inputs)
+        _phase(f"loaded {args.model}", start)
+        if args.report:
+            report = coverage.torch_coverage(
+                module, example_inputs, dynamic_shapes=dynamic_shapes, level=args.level
+            )
+        else:
+            result = importers.import_torch(
+                module, example_inputs, dynamic_shapes=dynamic_shapes, level=args.level
+            )
+    elif args.report:
+        report = coverage.onnx_coverage(args.model, level=args.level)
+    else:
+        result = importers.import_onnx(args.model, level=args.level)
+    _phase("import" + (" and coverage" if args.report else "") + f" at level {args.level}", start)
+
+    if args.report:
+        print(report.table())
+        return 0
+
+    start = time.perf_counter()
+    if args.emit == "bytecode":
+        with open(args.output, "wb") as stream:
+            result.operation.write_bytecode(stream)
+    else:
+        text = result if isinstance(result, str) else str(result)
+        if args.output is None:
+            sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        else:
+            args.output.write_text(text)
+    _phase(f"wrote {args.output or 'stdout'}", start)
+    if args.level == "nnf":
+        print(f"nnforge import: {importers.raised_op_count(result)} ops raised to nnf",
+              file=sys.stderr)
+    return 0

@@ -1,0 +1,319 @@
+"""`nnforge.compile`: a model in, native code out, as a callable `CompiledModel`.
+
+A PyTorch module or ONNX model is imported (`nnforge.importers`), lowered
+by the named pipelines of `nnforge.pipelines` to the LLVM dialect, and
+compiled for the host CPU by MLIR's ExecutionEngine (LLVM -O3, host
+features). The code is called through `nnforge.runtime`, the same way a
+saved shared library is.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from mlir import ir, passmanager
+from mlir.execution_engine import ExecutionEngine
+
+from nnforge import pipelines
+from nnforge._native import context as new_context
+from nnforge.errors import CompileError, ModelLoadError
+from nnforge.runtime import SIGNATURE_SYMBOL, Executable, Signature, TensorSpec
+
+log = logging.getLogger("nnforge.compiler")
+
+TARGETS = ("cpu",)
+
+
+def _is_torch_module(model: Any) -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return isinstance(model, torch.nn.Module)
+
+
+def _is_onnx_model(model: Any) -> bool:
+    if isinstance(model, (str, os.PathLike)):
+        return Path(model).suffix == ".onnx"
+    return type(model).__name__ == "ModelProto"
+
+
+def _parse_mlir(source: str | bytes, what: str) -> ir.Module:
+    context = new_context()
+    try:
+        return ir.Module.parse(source, context)
+    except ir.MLIRError as error:
+        raise CompileError(f"{what} does not parse: {error}") from None
+
+
+def import_model(
+    model: Any, example_inputs: Any = None, *, level: str | None = None, dynamic_shapes: Any = None
+) -> tuple[ir.Module, str, list[str] | None]:
+    """The model as an MLIR module in a fresh nnforge context.
+
+    Returns (module, its level, input names when the model has them). An
+    `mlir.ir.Module` is copied, never modified.
+    """
+    from nnforge import importers
+
+    if _is_torch_module(model):
+        if example_inputs is None:
+            raise ModelLoadError("compiling a PyTorch module needs example_inputs")
+        level = level or "linalg"
+        module = importers.import_torch(model, example_inputs, dynamic_shapes=dynamic_shapes, level=level)
+        return module, level, None
+    if _is_onnx_model(model):
+        level = level or "linalg"
+        module = importers.import_onnx(model, level=level)
+        return module, level, importers.onnx_input_names(model)
+    if isinstance(model, ir.Module):
+        module = _parse_mlir(str(model), "the MLIR module")
+    elif isinstance(model, (str, os.PathLike)) and Path(model).suffix in (".mlir", ".mlirbc"):
+        path = Path(model)
+        if not path.is_file():
+            raise ModelLoadError(f"{path}: no such file")
+        module = _parse_mlir(path.read_bytes(), str(path))
+    else:
+        raise ModelLoadError(
+            "nnforge.compile takes a torch.nn.Module, an ONNX model (.onnx path or "
+            f"onnx.ModelProto), an mlir.ir.Module or a .mlir file, not {type(model).__name__}"
+        )
+    if level is None:
+        level = "tosa" if _has_dialect(module, "tosa") else "linalg"
+    return module, level, None
+
+
+def _has_dialect(module: ir.Module, dialect: str) -> bool:
+    from nnforge.importers.handover import walk_ops
+
+    return any(op.name.startswith(dialect + ".") for op in walk_ops(module.operation))
+
+
+def entry_function(module: ir.Module) -> ir.Operation:
+    """The function to compile: the only public one with a body, or `main`."""
+    functions = [
+        op.operation
+        for op in module.body.operations
+        if op.operation.name == "func.func"
+        and len(op.operation.regions[0].blocks) > 0
+        and "sym_visibility" not in op.operation.attributes
+    ]
+    if len(functions) == 1:
+        return functions[0]
+    named = [f for f in functions if ir.StringAttr(f.attributes["sym_name"]).value == "main"]
+    if named:
+        return named[0]
+    names = [ir.StringAttr(f.attributes["sym_name"]).value for f in functions]
+    raise CompileError(
+        f"cannot tell which function to compile: public functions {names or 'none'} "
+        "(make one `main`, or the others private)"
+    )
+
+
+def _tensor_spec(name: str, type_: ir.Type, where: str) -> TensorSpec:
+    if not isinstance(type_, ir.RankedTensorType):
+        raise CompileError(f"{where} has type {type_}: only ranked tensors are supported")
+    tensor = ir.RankedTensorType(type_)
+    shape = tuple(None if tensor.is_dynamic_dim(i) else tensor.shape[i] for i in range(tensor.rank))
+    return TensorSpec(name, str(tensor.element_type), shape)
+
+
+def signature_of(function: ir.Operation, input_names: list[str] | None = None) -> Signature:
+    """The inputs and outputs of a tensor-level function."""
+    entry = ir.StringAttr(function.attributes["sym_name"]).value
+    function_type = ir.FunctionType(ir.TypeAttr(function.attributes["function_type"]).value)
+    names = input_names or [f"input{i}" for i in range(len(function_type.inputs))]
+    inputs = tuple(
+        _tensor_spec(name, t, f"input {i} of @{entry}")
+        for i, (name, t) in enumerate(zip(names, function_type.inputs))
+    )
+    outputs = tuple(
+        _tensor_spec(f"output{i}", t, f"result {i} of @{entry}")
+        for i, t in enumerate(function_type.results)
+    )
+    return Signature(entry, inputs, outputs)
+
+
+def _mlir_string(text: str) -> str:
+    """`text` as an MLIR string literal body (hex-escaping all but the plain)."""
+    plain = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 _-.:,[]{}")
+    return "".join(c if c in plain else "".join(f"\\{b:02X}" for b in c.encode()) for c in text)
+
+
+def _embed_signature(module: ir.Module, signature: Signature) -> None:
+    """Adds the signature as a NUL-terminated global string to an LLVM-dialect module."""
+    data = signature.to_json().encode()
+    text = (
+        f'llvm.mlir.global external constant @{SIGNATURE_SYMBOL}'
+        f'("{_mlir_string(signature.to_json())}\\00") {{addr_space = 0 : i32}}'
+        f" : !llvm.array<{len(data) + 1} x i8>"
+    )
+    with module.context:
+        holder = ir.Module.parse(text)
+        global_op = holder.body.operations[0]
+        global_op.move_before(module.body.operations[0])
+
+
+class StageRunner:
+    """Runs pipeline stages on a module, verifying first, dumping and timing."""
+
+    def __init__(self, dump_ir: str | os.PathLike | None = None, timing: bool = False):
+        dump_ir = dump_ir or os.environ.get("NNFORGE_DUMP_IR")
+        self.dump_dir = Path(dump_ir) if dump_ir else None
+        self.timing = timing
+        self.times: dict[str, float] = {}
+        self._count = 0
+        if self.dump_dir:
+            self.dump_dir.mkdir(parents=True, exist_ok=True)
+
+    def dump(self, module: ir.Module, name: str) -> None:
+        if self.dump_dir:
+            path = self.dump_dir / f"{self._count:02d}-{name}.mlir"
+            path.write_text(str(module))
+            self._count += 1
+
+    def run(self, module: ir.Module, name: str, pipeline: str) -> None:
+        with module.context:
+            manager = passmanager.PassManager.parse(pipelines.wrap(pipeline))
+            if self.timing:
+                manager.enable_timing()
+            start = time.perf_counter()
+            try:
+                manager.run(module.operation)
+            except ir.MLIRError as error:
+                raise CompileError(f"stage {name} failed: {error}") from None
+            self.times[name] = time.perf_counter() - start
+        log.info("stage %s: %.3f s", name, self.times[name])
+        self.dump(module, name)
+
+
+def verify(module: ir.Module, what: str) -> None:
+    """Raises CompileError unless `module` verifies (never transform unverified IR)."""
+    try:
+        module.operation.verify()
+    except ir.MLIRError as error:
+        raise CompileError(f"{what} does not verify: {error}") from None
+
+
+def _runtime_libraries() -> list[str]:
+    """Support libraries generated code may call (e.g. `memrefCopy`)."""
+    import mlir
+
+    for root in mlir.__path__:
+        library = Path(root) / "lib" / "libmlir_c_runner_utils.so"
+        if library.exists():
+            return [str(library)]
+    return []
+
+
+class CompiledModel(Executable):
+    """A model compiled for the host CPU: call it with numpy arrays or torch tensors.
+
+    `signature` describes its inputs and outputs, `compile_times` the
+    seconds spent per stage, `save(path)` writes a shared library that
+    `nnforge.load` runs without the compiler.
+    """
+
+    def __init__(self, engine: ExecutionEngine, signature: Signature, compile_times: dict[str, float]):
+        # The C-interface function itself (`_mlir_ciface_<entry>`), not the
+        # packed wrapper: `raw_lookup` prefixes "_mlir_" to the name it gets.
+        address = engine.raw_lookup(f"ciface_{signature.entry}")
+        if not address:
+            raise CompileError(f"compiled code has no entry point for @{signature.entry}")
+        super().__init__(address, signature, keep_alive=engine)
+        self.compile_times = compile_times
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Writes the compiled code as a shared library; returns its path."""
+        path = Path(path)
+        compiler = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+        if compiler is None:
+            raise CompileError("saving a model needs a C compiler driver (cc) to link it")
+        with tempfile.TemporaryDirectory(prefix="nnforge-save-") as scratch:
+            objects = Path(scratch) / "model.o"
+            self._keep_alive.dump_to_object_file(str(objects))
+            linked = Path(scratch) / path.name
+            result = subprocess.run(
+                [compiler, "-shared", "-o", str(linked), str(objects), "-lm"],
+                capture_output=True,
+                text=True,
+            )
+            if result.returncode != 0:
+                raise CompileError(f"linking {path} failed: {result.stderr.strip()}")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(linked), path)
+        return path
+
+
+def _check_only_llvm(module: ir.Module) -> None:
+    """Raises CompileError naming the ops the lowering left outside the LLVM dialect."""
+    from nnforge.importers.handover import walk_ops
+
+    left = sorted({op.name for op in walk_ops(module.operation) if not op.name.startswith("llvm.")})
+    if left:
+        raise CompileError(f"the lowering to LLVM left ops it could not convert: {', '.join(left)}")
+
+
+def lower_to_llvm(
+    module: ir.Module, level: str, runner: StageRunner, signature: Signature
+) -> None:
+    """Runs the pipelines from `level` to the LLVM dialect on `module`, in place."""
+    verify(module, "the module to compile")
+    runner.dump(module, f"input-{level}")
+    with module.context:
+        entry_function(module).attributes["llvm.emit_c_interface"] = ir.UnitAttr.get()
+    for name, pipeline in pipelines.stages(level):
+        runner.run(module, name, pipeline)
+    _check_only_llvm(module)
+    _embed_signature(module, signature)
+
+
+def compile(
+    model: Any,
+    example_inputs: Any = None,
+    *,
+    target: str = "cpu",
+    level: str | None = None,
+    dynamic_shapes: Any = None,
+    dump_ir: str | os.PathLike | None = None,
+    timing: bool = False,
+) -> CompiledModel:
+    """Compiles a model for `target` and returns it as a callable.
+
+    `model`: a `torch.nn.Module` (with `example_inputs`, and `dynamic_shapes`
+    as for `torch.export`), an ONNX model (path or `onnx.ModelProto`), an
+    `mlir.ir.Module` or a `.mlir` file. `level`: where import stops
+    ("tosa", "linalg", "nnf"; default "linalg"). `dump_ir` (or the
+    environment variable NNFORGE_DUMP_IR) names a folder receiving the IR
+    after each stage; `timing` prints per-pass times to stderr.
+    """
+    if target not in TARGETS:
+        raise CompileError(f"unknown target {target!r}: expected one of {', '.join(TARGETS)}")
+    start = time.perf_counter()
+    module, level, input_names = import_model(
+        model, example_inputs, level=level, dynamic_shapes=dynamic_shapes
+    )
+    times = {"import": time.perf_counter() - start}
+    runner = StageRunner(dump_ir, timing)
+    with module.context:
+        signature = signature_of(entry_function(module), input_names)
+    lower_to_llvm(module, level, runner, signature)
+    times.update(runner.times)
+
+    start = time.perf_counter()
+    try:
+        engine = ExecutionEngine(
+            module, opt_level=3, shared_libs=_runtime_libraries(), enable_pic=True
+        )
+    except RuntimeError as error:
+        raise CompileError(f"LLVM code generation failed: {error}") from None
+    compiled = CompiledModel(engine, signature, times)
+    times["llvm"] = time.perf_counter() - start
+    return compiled

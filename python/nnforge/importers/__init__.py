@@ -1,0 +1,21 @@
+"""Frontends: PyTorch and ONNX models -> MLIR at the torch, tosa, linalg or nnf level.
+
+See `nnforge.importers.levels` for what each level holds.
+"""
+
+from __future__ import annotations
+
+from nnforge.importers.handover import RAISED_OPS_ATTRIBUTE
+from nnforge.importers.levels import LEVELS
+from nnforge.importers.onnx_frontend import import_onnx, onnx_input_names
+from nnforge.importers.torch_frontend import import_torch
+
+
+def raised_op_count(module) -> int:
+    """How many ops `nnf-raise` raised in a module imported at level "nnf"."""
+    from mlir import ir
+
+    return ir.IntegerAttr(module.operation.attributes[RAISED_OPS_ATTRIBUTE]).value
+
+
+__all__ = ["LEVELS", "import_onnx", "import_torch", "onnx_input_names", "raised_op_count"]

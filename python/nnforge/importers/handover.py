@@ -1,0 +1,172 @@
+"""From torch-mlir to nnforge: lower in a child process, parse, verify.
+
+torch-mlir bundles its own, newer MLIR. Its modules never meet nnforge's
+objects: the lowering runs in `torch_mlir_worker` (a child process, because
+torch-mlir's assertion-enabled passes can abort on unexpected input) and its
+result crosses over as text, parsed and verified in `nnforge.context()`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from nnforge.errors import CompileError, UnsupportedOp, UnsupportedOpError
+
+log = logging.getLogger("nnforge.importers")
+
+# How to turn a printed MLIR location into words for the user.
+LocationDescriber = Callable[[str], str]
+
+
+def group_ops(
+    found: Iterable[tuple[str, str]], describe: LocationDescriber
+) -> list[UnsupportedOp]:
+    """One UnsupportedOp per kind, in order of first occurrence, from (kind, location) pairs."""
+    counts: dict[str, int] = {}
+    places: dict[str, list[str]] = {}
+    for kind, location in found:
+        counts[kind] = counts.get(kind, 0) + 1
+        where = describe(location)
+        if where and where not in places.setdefault(kind, []):
+            places[kind].append(where)
+    return [UnsupportedOp(kind, count, tuple(places.get(kind, ()))) for kind, count in counts.items()]
+
+
+def _crash_summary(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assertion = [line for line in lines if "Assertion" in line or "LLVM ERROR" in line]
+    return (assertion or lines[-1:] or ["no output"])[0].strip()
+
+
+def _failure_message(report: dict, describe: LocationDescriber, max_lines: int = 5) -> str:
+    lines = []
+    for diagnostic in report.get("diagnostics", [])[:max_lines]:
+        where = describe(diagnostic["location"])
+        message = diagnostic["message"].splitlines()[0] if diagnostic["message"] else ""
+        lines.append(f"  {message}" + (f" (at {where})" if where else ""))
+    more = len(report.get("diagnostics", [])) - max_lines
+    if more > 0:
+        lines.append(f"  ... ({more} more)")
+    return "\n".join(lines)
+
+
+def lower_with_torch_mlir(
+    torch_module, source: str, level: str, describe: LocationDescriber, what: str
+) -> str:
+    """Lowers a torch-mlir module (raw FX import or ONNX import) to `level`; returns its text.
+
+    `source` is "fx" or "onnx"; `level` one of torch-mlir's: torch, tosa,
+    linalg. Raises UnsupportedOpError naming every op torch-mlir could not
+    convert, CompileError for other failures (a crash included).
+    """
+    with tempfile.TemporaryDirectory(prefix="nnforge-import-") as scratch:
+        scratch_dir = Path(scratch)
+        source_path = scratch_dir / "input.mlirbc"
+        with open(source_path, "wb") as stream:
+            torch_module.operation.write_bytecode(stream)
+        start = time.perf_counter()
+        child = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "nnforge.importers.torch_mlir_worker",
+                str(source_path),
+                str(scratch_dir),
+                "--source",
+                source,
+                "--level",
+                level,
+            ],
+            capture_output=True,
+            text=True,
+        )
+        log.info("torch-mlir lowering to %s: %.2f s", level, time.perf_counter() - start)
+        report_path = scratch_dir / "report.json"
+        if child.returncode != 0 or not report_path.exists():
+            raise CompileError(
+                f"torch-mlir crashed while lowering {what} to {level} "
+                f"(exit status {child.returncode}): {_crash_summary(child.stderr)}"
+            )
+        report = json.loads(report_path.read_text())
+        if report["status"] == "ok":
+            return (scratch_dir / "module.mlir").read_text()
+    stage = report["stage"]
+    if report.get("ops"):
+        raise UnsupportedOpError(
+            group_ops(map(tuple, report["ops"]), describe),
+            context=f"{what} (torch-mlir stage {stage})",
+        )
+    raise CompileError(
+        f"torch-mlir failed to lower {what} in stage {stage}:\n"
+        + _failure_message(report, describe)
+    )
+
+
+def to_nnforge_module(text: str, what: str):
+    """Parses torch-mlir's output in a new `nnforge.context()` and verifies it."""
+    from mlir import ir
+
+    import nnforge
+
+    context = nnforge.context()
+    try:
+        module = ir.Module.parse(text, context)
+    except ir.MLIRError as error:
+        raise CompileError(f"the IR torch-mlir produced for {what} does not parse: {error}") from None
+    try:
+        module.operation.verify()
+    except ir.MLIRError as error:
+        raise CompileError(f"the IR torch-mlir produced for {what} does not verify: {error}") from None
+    return module
+
+
+def walk_ops(operation) -> Iterable:
+    """Every op nested in `operation` (an `mlir.ir.Operation`), in pre-order."""
+    for region in operation.regions:
+        for block in region.blocks:
+            for op in block.operations:
+                yield op.operation
+                yield from walk_ops(op.operation)
+
+
+RAISED_OPS_ATTRIBUTE = "nnforge.raised_ops"
+
+
+def raise_to_nnf(module) -> int:
+    """Runs nnforge's `nnf-raise` on `module`; records and returns the number of nnf ops."""
+    from mlir import ir, passmanager
+
+    with module.context:
+        try:
+            pipeline = passmanager.PassManager.parse("builtin.module(nnf-raise)")
+        except ValueError as error:
+            raise CompileError(f"the nnf level needs the nnf-raise pass: {error}") from None
+        try:
+            pipeline.run(module.operation)
+        except ir.MLIRError as error:
+            raise CompileError(f"nnf-raise failed: {error}") from None
+        raised = sum(1 for op in walk_ops(module.operation) if op.name.startswith("nnf."))
+        module.operation.attributes[RAISED_OPS_ATTRIBUTE] = ir.IntegerAttr.get(
+            ir.IntegerType.get_signless(64), raised
+        )
+    log.info("nnf-raise: %d ops raised to nnf", raised)
+    return raised
+
+
+def finish(text: str, level: str, what: str):
+    """torch-mlir's output at our `level`: text for "torch", else a verified module."""
+    if level == "torch":
+        return text
+    start = time.perf_counter()
+    module = to_nnforge_module(text, what)
+    log.info("hand-over to nnforge's MLIR (parse + verify): %.2f s", time.perf_counter() - start)
+    if level == "nnf":
+        raise_to_nnf(module)
+    return module

@@ -1,0 +1,26 @@
+"""The levels an importer can stop at.
+
+- "torch": torch-mlir's torch dialect in backend form (ATen ops on value
+  tensors). The torch dialect is not part of upstream MLIR, so this level is
+  returned as TEXT (a `str`), not as an `mlir.ir.Module`.
+- "tosa": TOSA on tensors.
+- "linalg": linalg on tensors (with arith, math, tensor, scf).
+- "nnf": "linalg" after nnforge's `nnf-raise` pass, which rewrites the linalg
+  patterns it recognizes into `nnf` ops. The number of ops raised is stored on
+  the module as the attribute `nnforge.raised_ops : i64`
+  (see `nnforge.importers.raised_op_count`).
+"""
+
+from __future__ import annotations
+
+LEVELS = ("torch", "tosa", "linalg", "nnf")
+
+# The level torch-mlir lowers to for each of ours.
+TORCH_MLIR_LEVEL = {"torch": "torch", "tosa": "tosa", "linalg": "linalg", "nnf": "linalg"}
+
+
+def check_level(level: str) -> str:
+    """`level` if it names a level, else a ValueError listing them."""
+    if level not in LEVELS:
+        raise ValueError(f"unknown level {level!r}: expected one of {', '.join(LEVELS)}")
+    return level

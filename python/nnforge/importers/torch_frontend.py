@@ -1,0 +1,118 @@
+"""PyTorch modules -> MLIR, through torch.export and torch-mlir's FX importer."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+import warnings
+from collections import Counter
+from typing import Any
+
+from nnforge.errors import ModelLoadError, UnsupportedOp, UnsupportedOpError
+from nnforge.importers import handover
+from nnforge.importers.levels import TORCH_MLIR_LEVEL, check_level
+
+log = logging.getLogger("nnforge.importers")
+
+_FRAME = re.compile(r'"([^"]+)":(\d+):\d+')
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError as error:
+        raise ModelLoadError(
+            "importing PyTorch models needs torch: pip install 'nnforge[frontends]'"
+        ) from error
+    return torch
+
+
+def location_describer() -> handover.LocationDescriber:
+    """Describes an FX-imported location as the innermost source line outside torch."""
+    torch_dir = os.path.dirname(_torch().__file__) + os.sep
+
+    def describe(location: str) -> str:
+        frames = _FRAME.findall(location)  # innermost first
+        user = [(file, line) for file, line in frames if not file.startswith(torch_dir)]
+        file, line = (user or frames or [("", "")])[0]
+        return f"{file}:{line}" if file else ""
+
+    return describe
+
+
+def export(module, example_args: tuple, dynamic_shapes: Any = None):
+    """torch.export of `module` in eval mode; ModelLoadError if it cannot be exported."""
+    torch = _torch()
+    if not isinstance(module, torch.nn.Module):
+        raise ModelLoadError(f"import_torch takes a torch.nn.Module, not {type(module).__name__}")
+    what = f"PyTorch module {type(module).__name__}"
+    if isinstance(example_args, torch.Tensor):
+        example_args = (example_args,)
+    try:
+        with warnings.catch_warnings():
+            # torch's own deprecation notices, not the user's business
+            warnings.simplefilter("ignore", FutureWarning)
+            program = torch.export.export(
+                module, tuple(example_args), dynamic_shapes=dynamic_shapes, strict=False
+            )
+    except Exception as error:  # torch.export raises many kinds; all mean "cannot trace"
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelLoadError(f"torch.export cannot export {what}: {message}") from None
+    return program, what
+
+
+def import_to_torch_mlir(program, what: str):
+    """The exported program as a raw torch-mlir module (ATen ops, decomposed)."""
+    from torch_mlir import fx
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            return fx.export_and_import(program, output_type="raw")
+    except NotImplementedError as error:
+        # The FX importer raises this for targets and types it cannot map.
+        raise UnsupportedOpError(
+            [UnsupportedOp(f"FX importer: {str(error).splitlines()[0]}", 1)], context=what
+        ) from None
+
+
+def op_counts(torch_module) -> Counter:
+    """How many ops of each kind a torch-mlir module holds, its constants aside."""
+    from torch_mlir import ir
+
+    counts: Counter = Counter()
+    for op in handover.walk_ops(torch_module.operation):
+        if op.name == "torch.operator":  # an op torch-mlir has no definition for
+            counts[ir.StringAttr(op.attributes["name"]).value] += 1
+        elif op.name.startswith(("torch.aten.", "torch.prims.")):
+            counts[op.name] += 1
+    return counts
+
+
+def import_torch(module, example_args, *, dynamic_shapes=None, level: str = "linalg"):
+    """Imports a `torch.nn.Module` into MLIR via torch.export and torch-mlir.
+
+    `example_args` is a tuple of example inputs; `dynamic_shapes` is passed to
+    `torch.export.export` (use `torch.export.Dim` for a dynamic batch: it stays
+    `?` in the IR). Returns an `mlir.ir.Module` in `nnforge.context()`,
+    verified, at `level` ("tosa", "linalg" or "nnf"), or text for "torch".
+
+    Raises ModelLoadError when the module cannot be exported,
+    UnsupportedOpError naming each op torch-mlir cannot lower with its count
+    and source lines, CompileError for other lowering failures.
+    """
+    check_level(level)
+    start = time.perf_counter()
+    program, what = export(module, example_args, dynamic_shapes)
+    log.info("torch.export: %.2f s", time.perf_counter() - start)
+
+    start = time.perf_counter()
+    torch_module = import_to_torch_mlir(program, what)
+    log.info("FX -> torch-mlir import: %.2f s", time.perf_counter() - start)
+
+    text = handover.lower_with_torch_mlir(
+        torch_module, "fx", TORCH_MLIR_LEVEL[level], location_describer(), what
+    )
+    return handover.finish(text, level, what)

@@ -1,0 +1,256 @@
+"""Running compiled models: numpy and ctypes only.
+
+A compiled model is native code with one entry point in MLIR's C interface
+(`_mlir_ciface_<entry>`: a pointer to the result descriptor(s), then one
+pointer to a memref descriptor per input) plus its `Signature`. This module
+calls such code, for a model just JIT-compiled and for a shared library
+written by `CompiledModel.save`, and never imports the compiler, MLIR or
+torch-mlir: `nnforge.load("model.so")` works on a machine with numpy alone.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nnforge.errors import InputError, ModelLoadError
+
+# The symbol a saved model's signature (JSON, NUL-terminated) is stored in.
+SIGNATURE_SYMBOL = "nnforge_signature"
+
+# MLIR element type -> numpy dtype name ("bfloat16" comes from ml_dtypes).
+_NUMPY_DTYPES = {
+    "f64": "float64",
+    "f32": "float32",
+    "f16": "float16",
+    "bf16": "bfloat16",
+    "i64": "int64",
+    "i32": "int32",
+    "i16": "int16",
+    "i8": "int8",
+    "ui64": "uint64",
+    "ui32": "uint32",
+    "ui16": "uint16",
+    "ui8": "uint8",
+    "i1": "bool",
+}
+
+
+def numpy_dtype(element: str) -> np.dtype:
+    """The numpy dtype of an MLIR element type name ("f32", "bf16", ...)."""
+    if element not in _NUMPY_DTYPES:
+        raise InputError(f"element type {element} has no numpy equivalent")
+    if element == "bf16":
+        import ml_dtypes  # torch and onnx depend on it; numpy has no bfloat16
+
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(_NUMPY_DTYPES[element])
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output: name, MLIR element type, shape (None = dynamic)."""
+
+    name: str
+    dtype: str
+    shape: tuple[int | None, ...]
+
+    def describe(self) -> str:
+        dims = "x".join("?" if size is None else str(size) for size in self.shape)
+        return f"{self.name}: {dims + 'x' if dims else ''}{self.dtype}"
+
+
+@dataclass(frozen=True)
+class Signature:
+    """What a compiled entry point takes and returns."""
+
+    entry: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> Signature:
+        data = json.loads(text)
+
+        def specs(items: list[dict]) -> tuple[TensorSpec, ...]:
+            return tuple(TensorSpec(i["name"], i["dtype"], tuple(i["shape"])) for i in items)
+
+        return cls(data["entry"], specs(data["inputs"]), specs(data["outputs"]))
+
+
+def _descriptor_type(rank: int) -> type[ctypes.Structure]:
+    """ctypes layout of a ranked memref descriptor (MLIR's C interface)."""
+    fields = [
+        ("allocated", ctypes.c_void_p),
+        ("aligned", ctypes.c_void_p),
+        ("offset", ctypes.c_int64),
+    ]
+    if rank:
+        fields += [("sizes", ctypes.c_int64 * rank), ("strides", ctypes.c_int64 * rank)]
+    return type(f"MemRef{rank}D", (ctypes.Structure,), {"_fields_": fields})
+
+
+def _descriptor_of(array: np.ndarray) -> ctypes.Structure:
+    descriptor = _descriptor_type(array.ndim)()
+    descriptor.allocated = descriptor.aligned = array.ctypes.data
+    descriptor.offset = 0
+    if array.ndim:
+        descriptor.sizes[:] = array.shape
+        descriptor.strides[:] = [stride // array.itemsize for stride in array.strides]
+    return descriptor
+
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c"))
+_libc.free.argtypes = [ctypes.c_void_p]
+# memref.get_global lowers to a descriptor whose `allocated` is this marker.
+_GLOBAL_MARKER = 0xDEADBEEF
+
+
+def _array_from(descriptor: ctypes.Structure, spec: TensorSpec) -> np.ndarray:
+    """A numpy copy of a result descriptor's data."""
+    dtype = numpy_dtype(spec.dtype)
+    rank = len(spec.shape)
+    shape = tuple(descriptor.sizes) if rank else ()
+    strides = tuple(descriptor.strides) if rank else ()
+    count = int(np.prod(shape)) if shape else 1
+    if count == 0:
+        return np.empty(shape, dtype)
+    span = 1 + sum((size - 1) * stride for size, stride in zip(shape, strides))
+    start = descriptor.aligned + descriptor.offset * dtype.itemsize
+    buffer = (ctypes.c_byte * (span * dtype.itemsize)).from_address(start)
+    flat = np.frombuffer(buffer, dtype=dtype, count=span)
+    view = np.lib.stride_tricks.as_strided(
+        flat, shape, tuple(stride * dtype.itemsize for stride in strides)
+    )
+    return np.array(view, copy=True)
+
+
+class Executable:
+    """A callable over a native entry point in MLIR's C interface.
+
+    Takes numpy arrays (or torch tensors, returning torch tensors then),
+    checks them against the signature, returns a list of outputs (or one
+    output when the model has one).
+    """
+
+    def __init__(self, address: int, signature: Signature, keep_alive: Any = None):
+        self.signature = signature
+        self._keep_alive = keep_alive  # the JIT engine or library owning the code
+        argument_count = len(signature.inputs) + (1 if signature.outputs else 0)
+        self._function = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * argument_count)(address)
+        self._result_types = [_descriptor_type(len(spec.shape)) for spec in signature.outputs]
+        if len(self._result_types) > 1:
+            fields = [(f"r{i}", t) for i, t in enumerate(self._result_types)]
+            self._results_type = type("Results", (ctypes.Structure,), {"_fields_": fields})
+        elif self._result_types:
+            self._results_type = self._result_types[0]
+
+    def __call__(self, *inputs: Any) -> Any:
+        arrays, as_torch = self._check_inputs(inputs)
+        descriptors = [_descriptor_of(array) for array in arrays]
+        arguments = [ctypes.cast(ctypes.pointer(d), ctypes.c_void_p) for d in descriptors]
+        if not self.signature.outputs:
+            self._function(*arguments)
+            return None
+        results = self._results_type()
+        self._function(ctypes.cast(ctypes.pointer(results), ctypes.c_void_p), *arguments)
+        if len(self._result_types) == 1:
+            result_descriptors = [results]
+        else:
+            result_descriptors = [getattr(results, f"r{i}") for i in range(len(self._result_types))]
+        outputs = [_array_from(d, s) for d, s in zip(result_descriptors, self.signature.outputs)]
+        self._release(result_descriptors, arrays)
+        if as_torch:
+            outputs = [_to_torch(output) for output in outputs]
+        return outputs[0] if len(outputs) == 1 else outputs
+
+    @staticmethod
+    def _release(descriptors: Sequence[ctypes.Structure], inputs: Sequence[np.ndarray]) -> None:
+        """Frees the result buffers the code allocated for the caller.
+
+        Results that alias an input or a constant global are not the
+        caller's to free; each buffer is freed once.
+        """
+        not_owned = {array.ctypes.data for array in inputs} | {_GLOBAL_MARKER, 0, None}
+        freed = set()
+        for descriptor in descriptors:
+            pointer = descriptor.allocated
+            if pointer in not_owned or pointer in freed:
+                continue
+            freed.add(pointer)
+            _libc.free(pointer)
+
+    def _check_inputs(self, inputs: Sequence[Any]) -> tuple[list[np.ndarray], bool]:
+        specs = self.signature.inputs
+        if len(inputs) != len(specs):
+            expected = ", ".join(spec.describe() for spec in specs)
+            raise InputError(f"expected {len(specs)} inputs ({expected}), got {len(inputs)}")
+        as_torch = any(type(value).__module__.startswith("torch") for value in inputs)
+        arrays = []
+        for index, (value, spec) in enumerate(zip(inputs, specs)):
+            array = _to_numpy(value)
+            where = f"input {index} ({spec.name})"
+            dtype = numpy_dtype(spec.dtype)
+            if array.dtype != dtype:
+                raise InputError(f"{where}: expected dtype {dtype} ({spec.dtype}), got {array.dtype}")
+            if array.ndim != len(spec.shape):
+                raise InputError(
+                    f"{where}: expected rank {len(spec.shape)} ({spec.describe()}), "
+                    f"got shape {list(array.shape)}"
+                )
+            for axis, (size, expected) in enumerate(zip(array.shape, spec.shape)):
+                if expected is not None and size != expected:
+                    raise InputError(
+                        f"{where}: dimension {axis} must be {expected} ({spec.describe()}), "
+                        f"got shape {list(array.shape)}"
+                    )
+            arrays.append(np.ascontiguousarray(array))
+        return arrays, as_torch
+
+
+def _to_numpy(value: Any) -> np.ndarray:
+    if type(value).__module__.startswith("torch"):
+        import torch
+
+        tensor = value.detach().cpu().contiguous()
+        if tensor.dtype == torch.bfloat16:
+            return tensor.view(torch.int16).numpy().view(numpy_dtype("bf16"))
+        return tensor.numpy()
+    return np.asarray(value)
+
+
+def _to_torch(array: np.ndarray) -> Any:
+    import torch
+
+    if array.dtype == numpy_dtype("bf16"):
+        return torch.from_numpy(array.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(array)
+
+
+def load(path: str | os.PathLike) -> Executable:
+    """Loads a model saved by `CompiledModel.save`, without the compiler."""
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: no such file")
+    try:
+        library = ctypes.CDLL(str(path))
+    except OSError as error:
+        raise ModelLoadError(f"{path} cannot be loaded: {error}") from None
+    try:
+        text = ctypes.string_at(ctypes.addressof(ctypes.c_char.in_dll(library, SIGNATURE_SYMBOL)))
+    except ValueError:
+        raise ModelLoadError(f"{path} is not an nnforge model (no {SIGNATURE_SYMBOL})") from None
+    signature = Signature.from_json(text.decode())
+    address = ctypes.cast(getattr(library, f"_mlir_ciface_{signature.entry}"), ctypes.c_void_p)
+    return Executable(address.value, signature, keep_alive=library)

@@ -1,0 +1,118 @@
+"""nnforge.import_torch on the shared models, dynamic batch, and every error path."""
+
+from __future__ import annotations
+
+import inspect
+
+import models
+import pytest
+import torch
+from import_checks import check_imported, input_types, nnf_raise_available
+
+import nnforge
+from nnforge.errors import ModelLoadError, UnsupportedOpError
+
+LEVELS = ["torch", "tosa", "linalg"]
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("factory", ["mlp", "cnn", "transformer_layer"])
+def test_models(factory: str, level: str) -> None:
+    module, inputs = getattr(models, factory)()
+    check_imported(nnforge.import_torch(module, inputs, level=level), level)
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_dynamic_batch_stays_dynamic(level: str) -> None:
+    module, inputs, dynamic_shapes = models.dynamic_batch_mlp()
+    result = nnforge.import_torch(module, inputs, dynamic_shapes=dynamic_shapes, level=level)
+    check_imported(result, level)
+    assert input_types(result) in (["tensor<?x32xf32>"], ["!torch.vtensor<[?,32],f32>"])
+
+
+def test_static_shapes_without_dynamic_shapes() -> None:
+    module, inputs = models.mlp(batch=3)
+    assert input_types(nnforge.import_torch(module, inputs)) == ["tensor<3x32xf32>"]
+
+
+@pytest.mark.skipif(not nnf_raise_available(), reason="this build has no nnf-raise pass yet")
+def test_nnf_level_records_raised_ops() -> None:
+    module, inputs = models.mlp()
+    result = nnforge.import_torch(module, inputs, level="nnf")
+    check_imported(result, "nnf")
+    assert nnforge.importers.raised_op_count(result) > 0
+
+
+class DataDependentBranch(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.sum() > 0:  # torch.export cannot trace a branch on data
+            return x * 2
+        return x - 1
+
+
+def test_untraceable_module() -> None:
+    with pytest.raises(ModelLoadError, match="torch.export cannot export PyTorch module DataDependentBranch"):
+        nnforge.import_torch(DataDependentBranch(), (torch.randn(3),))
+
+
+def test_not_a_module() -> None:
+    with pytest.raises(ModelLoadError, match="takes a torch.nn.Module"):
+        nnforge.import_torch(lambda x: x, (torch.randn(3),))
+
+
+def test_wrong_example_inputs() -> None:
+    module, _ = models.mlp()
+    with pytest.raises(ModelLoadError, match="MLP"):
+        nnforge.import_torch(module, (torch.randn(4, 5),))
+
+
+class MediansAndMode(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        by_rows = torch.median(x, 0).values
+        by_columns = torch.median(x, 1).values
+        return by_rows + by_columns + torch.mode(x, 0).values
+
+
+def _line_of(text: str) -> int:
+    source, first = inspect.getsourcelines(MediansAndMode.forward)
+    return first + next(i for i, line in enumerate(source) if text in line)
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_unsupported_ops_name_kind_count_and_source_line(level: str) -> None:
+    with pytest.raises(UnsupportedOpError) as caught:
+        nnforge.import_torch(MediansAndMode(), (torch.randn(4, 4),), level=level)
+    kinds = {op.kind: op for op in caught.value.ops}
+    assert set(kinds) == {"torch.aten.median.dim", "torch.aten.mode"}
+    assert kinds["torch.aten.median.dim"].count == 2
+    assert kinds["torch.aten.median.dim"].locations == (
+        f"{__file__}:{_line_of('by_rows =')}",
+        f"{__file__}:{_line_of('by_columns =')}",
+    )
+    assert kinds["torch.aten.mode"].locations == (f"{__file__}:{_line_of('torch.mode')}",)
+
+
+class Sorts(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sort(x, 0).values
+
+
+def test_torch_mlir_only_ops_left_are_unsupported() -> None:
+    # torch-mlir lowers sort to its own tm_tensor dialect, not to linalg.
+    check_imported(nnforge.import_torch(Sorts(), (torch.randn(4, 4),), level="tosa"), "tosa")
+    with pytest.raises(UnsupportedOpError, match=r"tm_tensor.sort x1 at .*test_import_torch.py:\d+"):
+        nnforge.import_torch(Sorts(), (torch.randn(4, 4),), level="linalg")
+
+
+def test_report_marks_unsupported_ops() -> None:
+    from nnforge.importers.coverage import torch_coverage
+
+    report = torch_coverage(MediansAndMode(), (torch.randn(4, 4),))
+    rows = {row.kind: row for row in report.rows}
+    assert rows["torch.aten.median.dim"].count == 2
+    assert rows["torch.aten.median.dim"].supported is False
+    assert rows["torch.aten.mode"].supported is False
+    assert not report.supported
+    module, inputs = models.cnn()
+    report = torch_coverage(module, inputs)
+    assert report.supported and "torch.aten.convolution" in {row.kind for row in report.rows}

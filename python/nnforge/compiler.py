@@ -9,6 +9,7 @@ saved shared library is.
 
 from __future__ import annotations
 
+import importlib.resources
 import logging
 import os
 import shutil
@@ -240,8 +241,10 @@ class CompiledModel(Executable):
             objects = Path(scratch) / "model.o"
             self._keep_alive.dump_to_object_file(str(objects))
             linked = Path(scratch) / path.name
+            support = importlib.resources.files("nnforge") / "runtime_support" / "memref_copy.c"
             result = subprocess.run(
-                [compiler, "-shared", "-o", str(linked), str(objects), "-lm"],
+                [compiler, "-shared", "-fPIC", "-O2", "-o", str(linked), str(objects),
+                 str(support), "-lm"],
                 capture_output=True,
                 text=True,
             )

@@ -102,15 +102,20 @@ class _CompileWorker:
                 write_message(process.stdin, request)
                 ready, _, _ = select.select([process.stdout], [], [], timeout)
                 reply = read_message(process.stdout) if ready else None
-            except BrokenPipeError:
-                reply = None
+            except BrokenPipeError:  # the child died before reading the request
+                ready, reply = [process.stdout], None
             if reply is None:
-                if process.poll() is None:  # alive but silent: timed out
+                if ready:  # the channel closed: the child is exiting
+                    try:
+                        cause = _describe_exit(process.wait(timeout=30))
+                    except subprocess.TimeoutExpired:
+                        process.kill()
+                        process.wait()
+                        cause = "closed its channel without exiting and was killed"
+                else:
                     process.kill()
                     process.wait()
                     cause = f"ran past {timeout:g} s and was killed"
-                else:
-                    cause = _describe_exit(process.returncode)
                 tail = self._stderr_tail(stderr_start)
                 self.stop()
                 raise CompileError(

@@ -30,9 +30,10 @@ BUFFERIZE = (
     "canonicalize,buffer-deallocation-pipeline,convert-bufferization-to-memref"
 )
 
-# Loops and memrefs -> LLVM dialect.
+# Loops and memrefs -> LLVM dialect. Boolean buffers are widened to bytes
+# first: MLIR's memref-to-LLVM lowering cannot load or store i1.
 LOOPS_TO_LLVM = (
-    "expand-strided-metadata,lower-affine,convert-scf-to-cf,"
+    "nnf-widen-bool-memrefs,expand-strided-metadata,lower-affine,convert-scf-to-cf,"
     "convert-math-to-llvm,convert-math-to-libm,finalize-memref-to-llvm,"
     "convert-to-llvm,reconcile-unrealized-casts"
 )

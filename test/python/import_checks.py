@@ -11,20 +11,6 @@ from nnforge.importers.handover import walk_ops
 TORCH_MLIR_ONLY = ("torch.", "torch_c.", "tm_tensor.")
 
 
-def nnf_raise_available() -> bool:
-    """Whether this build registers the `nnf-raise` pass (the nnf level needs it)."""
-    from mlir.passmanager import PassManager
-
-    import nnforge
-
-    with nnforge.context():
-        try:
-            PassManager.parse("builtin.module(nnf-raise)")
-        except ValueError:
-            return False
-    return True
-
-
 def check_imported(result, level: str) -> None:
     """`result` is what an importer returns at `level`: verified, nothing torch-mlir-only."""
     if level == "torch":

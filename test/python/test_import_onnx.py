@@ -9,17 +9,14 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from import_checks import check_imported, input_types, nnf_raise_available
+from import_checks import check_imported, input_types
 from onnx import TensorProto, helper, numpy_helper
 
 import nnforge
 from nnforge.errors import ModelLoadError, UnsupportedOpError
 
 DATA = Path(onnx.__file__).parent / "backend" / "test" / "data"
-LEVELS = ["torch", "tosa", "linalg"]
-needs_nnf_raise = pytest.mark.skipif(
-    not nnf_raise_available(), reason="this build has no nnf-raise pass yet"
-)
+LEVELS = ["torch", "tosa", "linalg", "nnf"]
 
 # A sample of the wheel's models (opsets 6-9), each data set represented.
 SAMPLE = [
@@ -65,7 +62,6 @@ def test_pytorch_operator_models_linalg(name: str) -> None:
     check_imported(nnforge.import_onnx(path, level="linalg"), "linalg")
 
 
-@needs_nnf_raise
 def test_nnf_level_records_raised_ops() -> None:
     module = nnforge.import_onnx(DATA / "light/light_squeezenet.onnx", level="nnf")
     check_imported(module, "nnf")

@@ -7,12 +7,12 @@ import inspect
 import models
 import pytest
 import torch
-from import_checks import check_imported, input_types, nnf_raise_available
+from import_checks import check_imported, input_types
 
 import nnforge
 from nnforge.errors import ModelLoadError, UnsupportedOpError
 
-LEVELS = ["torch", "tosa", "linalg"]
+LEVELS = ["torch", "tosa", "linalg", "nnf"]
 
 
 @pytest.mark.parametrize("level", LEVELS)
@@ -35,7 +35,6 @@ def test_static_shapes_without_dynamic_shapes() -> None:
     assert input_types(nnforge.import_torch(module, inputs)) == ["tensor<3x32xf32>"]
 
 
-@pytest.mark.skipif(not nnf_raise_available(), reason="this build has no nnf-raise pass yet")
 def test_nnf_level_records_raised_ops() -> None:
     module, inputs = models.mlp()
     result = nnforge.import_torch(module, inputs, level="nnf")

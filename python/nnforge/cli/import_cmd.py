@@ -8,23 +8,13 @@ each phase go to stderr; the IR goes to stdout, or to the file given with -o.
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 import time
 from pathlib import Path
 
+from nnforge.cli.models import is_torch_factory, load_factory, parse_shape
 from nnforge.importers.levels import LEVELS
-
-
-def _parse_shape(text: str) -> tuple[int, ...]:
-    try:
-        shape = tuple(int(size) for size in text.lower().split("x"))
-    except ValueError:
-        shape = ()
-    if not shape or any(size <= 0 for size in shape):
-        raise argparse.ArgumentTypeError(f"bad --input-shape {text!r}: expected e.g. 1x3x224x224")
-    return shape
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -41,7 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--emit", choices=("text", "bytecode"), default="text",
                         help="text (default) or MLIR bytecode (needs -o)")
     parser.add_argument("--input-shape", action="append", default=[], metavar="DxDx...",
-                        type=_parse_shape,
+                        type=parse_shape,
                         help="shape of a float32 example input for a PyTorch factory; "
                         "once per input, e.g. 1x3x224x224")
     parser.add_argument("--dynamic-batch", action="store_true",
@@ -49,35 +39,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--report", action="store_true",
                         help="print the op-coverage table (op kind, count, supported) instead of IR")
     parser.set_defaults(handler=run)
-
-
-def load_factory(spec: str, input_shapes: list[tuple[int, ...]]):
-    """(module, example inputs) from `package.module:factory` and the --input-shape options."""
-    import torch
-
-    from nnforge.errors import ModelLoadError
-
-    module_name, _, factory_name = spec.partition(":")
-    if "" not in sys.path and "." not in sys.path:
-        sys.path.insert(0, "")  # factories in the current directory
-    try:
-        factory = getattr(importlib.import_module(module_name), factory_name)
-    except (ImportError, AttributeError) as error:
-        raise ModelLoadError(f"cannot load the factory {spec!r}: {error}") from None
-    made = factory()
-    module, example_inputs = (made if isinstance(made, tuple) else (made, None))
-    if input_shapes:
-        generator = torch.Generator().manual_seed(0)
-        example_inputs = tuple(
-            torch.randn(shape, generator=generator) for shape in input_shapes
-        )
-    if example_inputs is None:
-        raise ModelLoadError(
-            f"{spec} returns a module without example inputs: give --input-shape for each input"
-        )
-    if isinstance(example_inputs, torch.Tensor):
-        example_inputs = (example_inputs,)
-    return module, tuple(example_inputs)
 
 
 def _phase(name: str, start: float) -> None:
@@ -101,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
 
-    is_torch = ":" in args.model and not Path(args.model).exists()
+    is_torch = is_torch_factory(args.model)
     start = time.perf_counter()
     if is_torch:
         import torch

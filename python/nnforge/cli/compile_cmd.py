@@ -1,0 +1,59 @@
+"""`nnforge compile`: a model -> a shared library that `nnforge run` and `nnforge.load` run.
+
+MODEL is an ONNX file, an MLIR file (.mlir/.mlirbc: its one public function,
+or `main`) or a PyTorch factory `package.module:factory` returning the module,
+or (module, example inputs). The time of each compile stage goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from nnforge.cli.models import add_model_arguments, is_torch_factory, load_model, timed_compile
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "compile",
+        help="compile a model to a shared library",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("model", metavar="MODEL",
+                        help="MODEL.onnx, MODEL.mlir or package.module:factory")
+    parser.add_argument("-o", "--output", type=Path, required=True,
+                        help="the shared library to write, e.g. model.so")
+    add_model_arguments(parser)
+    parser.add_argument("--dump-ir", type=Path, metavar="DIR",
+                        help="write the IR after each stage into DIR")
+    parser.add_argument("--timing", action="store_true",
+                        help="also print MLIR's per-pass timing report")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from nnforge.errors import ModelLoadError
+
+    if Path(args.model).exists() and args.output.resolve() == Path(args.model).resolve():
+        raise ModelLoadError(f"-o {args.output} would overwrite the model itself")
+    if args.input_shape and not is_torch_factory(args.model):
+        raise ModelLoadError("--input-shape applies to PyTorch factories only: "
+                             "ONNX and MLIR models keep the shapes they declare")
+    start = time.perf_counter()
+    loaded = load_model(args.model, args.input_shape, dynamic_batch=args.dynamic_batch)
+    print(f"nnforge compile: loaded {args.model}: {time.perf_counter() - start:.3f} s",
+          file=sys.stderr)
+    compiled = timed_compile("compile", loaded, level=args.level, dump_ir=args.dump_ir,
+                             timing=args.timing)
+    start = time.perf_counter()
+    compiled.save(args.output)
+    print(f"nnforge compile: linked {args.output}: {time.perf_counter() - start:.3f} s",
+          file=sys.stderr)
+    signature = compiled.signature
+    print(f"nnforge compile: @{signature.entry}("
+          f"{', '.join(spec.describe() for spec in signature.inputs)}) -> "
+          f"{', '.join(spec.describe() for spec in signature.outputs)}", file=sys.stderr)
+    return 0

@@ -1,0 +1,210 @@
+"""What the verbs share: reading MODEL arguments, compiling them, making inputs.
+
+MODEL is an ONNX file, an MLIR file (.mlir/.mlirbc) or a PyTorch factory
+`package.module:factory` returning the module, or (module, example inputs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MLIR_SUFFIXES = (".mlir", ".mlirbc")
+LIBRARY_SUFFIX = ".so"
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """`1x3x224x224` -> (1, 3, 224, 224), for argparse."""
+    try:
+        shape = tuple(int(size) for size in text.lower().split("x"))
+    except ValueError:
+        shape = ()
+    if not shape or any(size <= 0 for size in shape):
+        raise argparse.ArgumentTypeError(f"bad --input-shape {text!r}: expected e.g. 1x3x224x224")
+    return shape
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, *, levels: bool = True) -> None:
+    """The options of every verb that compiles a MODEL."""
+    from nnforge.importers.levels import LEVELS
+
+    if levels:
+        compiled_levels = [level for level in LEVELS if level != "torch"]
+        parser.add_argument("--level", choices=compiled_levels, default=None,
+                            help="where import stops before lowering (default linalg)")
+    parser.add_argument("--input-shape", action="append", default=[], metavar="DxDx...",
+                        type=parse_shape,
+                        help="shape of an input, once per input, e.g. 1x3x224x224: "
+                        "float32 example inputs of a PyTorch factory")
+    parser.add_argument("--dynamic-batch", action="store_true",
+                        help="PyTorch: make dimension 0 of every input dynamic")
+
+
+def is_torch_factory(spec: str) -> bool:
+    """Whether MODEL names a PyTorch factory rather than a file."""
+    return ":" in spec and not Path(spec).exists()
+
+
+def load_factory(
+    spec: str, input_shapes: Sequence[tuple[int, ...]], example_inputs: Sequence[Any] | None = None
+):
+    """(module, example inputs) from `package.module:factory`.
+
+    Example inputs are, by priority: float32 random tensors of `input_shapes`,
+    `example_inputs`, the ones the factory returns.
+    """
+    import torch
+
+    from nnforge.errors import ModelLoadError
+
+    module_name, _, factory_name = spec.partition(":")
+    if "" not in sys.path and "." not in sys.path:
+        sys.path.insert(0, "")  # factories in the current directory
+    try:
+        factory = getattr(importlib.import_module(module_name), factory_name)
+    except (ImportError, AttributeError) as error:
+        raise ModelLoadError(f"cannot load the factory {spec!r}: {error}") from None
+    made = factory()
+    module, factory_inputs = (made if isinstance(made, tuple) else (made, None))
+    if input_shapes:
+        generator = torch.Generator().manual_seed(0)
+        factory_inputs = tuple(torch.randn(shape, generator=generator) for shape in input_shapes)
+    elif example_inputs is not None:
+        factory_inputs = tuple(example_inputs)
+    if factory_inputs is None:
+        raise ModelLoadError(
+            f"{spec} returns a module without example inputs: give --input-shape for each input"
+        )
+    if isinstance(factory_inputs, torch.Tensor):
+        factory_inputs = (factory_inputs,)
+    return module, tuple(factory_inputs)
+
+
+@dataclass
+class LoadedModel:
+    """A MODEL argument, ready for `nnforge.compile`."""
+
+    spec: str
+    kind: str  # "torch", "onnx" or "mlir"
+    model: Any  # what nnforge.compile takes: the module or the file's path
+    example_inputs: tuple[Any, ...] | None = None  # torch tensors, for a PyTorch factory
+    dynamic_shapes: Any = None
+
+
+def load_model(
+    spec: str,
+    input_shapes: Sequence[tuple[int, ...]] = (),
+    *,
+    dynamic_batch: bool = False,
+    example_inputs: Sequence[Any] | None = None,
+) -> LoadedModel:
+    """Reads MODEL: a PyTorch factory, an ONNX file or an MLIR file."""
+    from nnforge.errors import ModelLoadError
+
+    if is_torch_factory(spec):
+        import torch
+
+        module, inputs = load_factory(spec, input_shapes, example_inputs)
+        dynamic_shapes = None
+        if dynamic_batch:
+            batch = torch.export.Dim("batch")
+            dynamic_shapes = tuple({0: batch} for _ in inputs)
+        return LoadedModel(spec, "torch", module, inputs, dynamic_shapes)
+    path = Path(spec)
+    if not path.is_file():
+        raise ModelLoadError(f"{spec}: no such file (MODEL is a .onnx or .mlir file, "
+                             "or a PyTorch factory package.module:factory)")
+    if dynamic_batch:
+        raise ModelLoadError("--dynamic-batch applies to PyTorch factories only: "
+                             "ONNX and MLIR models keep the shapes they declare")
+    if path.suffix == ".onnx":
+        return LoadedModel(spec, "onnx", str(path))
+    if path.suffix in MLIR_SUFFIXES:
+        return LoadedModel(spec, "mlir", str(path))
+    raise ModelLoadError(
+        f"{spec}: unknown kind of model (expected .onnx, .mlir, .mlirbc "
+        "or a PyTorch factory package.module:factory)"
+    )
+
+
+def compile_loaded(
+    loaded: LoadedModel,
+    *,
+    level: str | None = None,
+    dump_ir: str | Path | None = None,
+    timing: bool = False,
+):
+    """`nnforge.compile` of a loaded MODEL; returns the CompiledModel."""
+    import nnforge
+
+    return nnforge.compile(
+        loaded.model,
+        loaded.example_inputs,
+        level=level,
+        dynamic_shapes=loaded.dynamic_shapes,
+        dump_ir=dump_ir,
+        timing=timing,
+    )
+
+
+def report_compile_times(verb: str, times: dict[str, float], total: float) -> None:
+    """One stderr line per compile stage, then the total."""
+    for stage, seconds in times.items():
+        print(f"nnforge {verb}: {stage}: {seconds:.3f} s", file=sys.stderr)
+    print(f"nnforge {verb}: compiled in {total:.2f} s", file=sys.stderr)
+
+
+def timed_compile(verb: str, loaded: LoadedModel, **options: Any):
+    """Compiles a loaded MODEL, reporting the time of each stage on stderr."""
+    start = time.perf_counter()
+    compiled = compile_loaded(loaded, **options)
+    report_compile_times(verb, compiled.compile_times, time.perf_counter() - start)
+    return compiled
+
+
+def random_inputs(signature, input_shapes: Sequence[tuple[int, ...]] = (), seed: int = 0):
+    """Random numpy inputs matching a signature.
+
+    Shapes come from `input_shapes` when given (one per input), otherwise
+    from the signature with each dynamic dimension set to 1. Floats are
+    standard normal, integers in [0, 2) (safe as indices), booleans random.
+    """
+    from nnforge.errors import InputError
+    from nnforge.runtime import numpy_dtype
+
+    if input_shapes and len(input_shapes) != len(signature.inputs):
+        raise InputError(
+            f"{len(input_shapes)} --input-shape given for {len(signature.inputs)} inputs "
+            f"({', '.join(spec.describe() for spec in signature.inputs)})"
+        )
+    rng = np.random.default_rng(seed)
+    arrays = []
+    for index, spec in enumerate(signature.inputs):
+        shape = input_shapes[index] if input_shapes else tuple(size or 1 for size in spec.shape)
+        dtype = numpy_dtype(spec.dtype)
+        if dtype == np.bool_:
+            arrays.append(rng.integers(0, 2, shape).astype(np.bool_))
+        elif np.issubdtype(dtype, np.integer):
+            arrays.append(rng.integers(0, 2, shape).astype(dtype))
+        else:
+            arrays.append(rng.standard_normal(shape).astype(dtype))
+    return arrays
+
+
+def describe_array(array: np.ndarray) -> str:
+    """Shape, dtype and summary statistics of an array, on one line."""
+    shape = "x".join(str(size) for size in array.shape) or "scalar"
+    text = f"{shape} {array.dtype}"
+    if array.size and (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+        values = array.astype(np.float64)
+        text += (f"  min {values.min():.6g}  max {values.max():.6g}  "
+                 f"mean {values.mean():.6g}  std {values.std():.6g}")
+    return text

@@ -1,0 +1,307 @@
+#!/usr/bin/env python3
+"""Runs ONNX's backend conformance suite and rewrites expected_failures.txt.
+
+    python test/onnx/update_expected_failures.py            # nnforge and onnxruntime, all tests
+    python test/onnx/update_expected_failures.py --pattern 'test_(abs|add)_'   # rerun some, merge
+
+Every CPU test of onnx's `BackendTest` (node, simple, pytorch-converted,
+pytorch-operator and the light "real" models) runs under each backend. Tests
+run in a child process that streams one JSON line per test, so a crash in
+compiled code costs one test, not the sweep; a test past --timeout seconds
+is killed likewise. Per-test outcomes go to RESULTS_DIR/<backend>.jsonl,
+the tests nnforge fails to expected_failures.txt (`name  # reason`, reasons
+grouped by cause, noting when onnxruntime fails the test too), and a summary
+of pass counts, times and top causes is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+import traceback
+import unittest
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+EXPECTED_FAILURES = HERE / "expected_failures.txt"
+BACKENDS = {"nnforge": "nnforge.onnx_backend", "onnxruntime": "onnxruntime.backend"}
+# The reason prefix marking tests that kill the process running them: the
+# pytest suite excludes these instead of expecting them to fail.
+CRASH_PREFIX = "process crash"
+# Element types torch-mlir has no equivalent for, recognised in test names.
+_EXOTIC_DTYPES = (
+    ("float8", "float8"), ("fp8", "float8"), ("e4m3", "float8"), ("e5m2", "float8"),
+    ("float4", "float4"), ("e2m1", "float4"), ("int4", "int4/uint4"), ("uint4", "int4/uint4"),
+    ("int2", "int2/uint2"), ("string", "string"), ("bfloat16", "bfloat16"),
+)
+
+
+def backend_tests(backend: object) -> dict[str, unittest.TestCase]:
+    """Every CPU test of onnx's backend suite for `backend` (a module or Backend class), by name."""
+    import onnx.backend.test
+
+    suite = onnx.backend.test.BackendTest(backend, __name__).include(r"_cpu$")
+    tests = {}
+    for case in suite.test_cases.values():
+        for test in unittest.TestLoader().loadTestsFromTestCase(case):
+            tests[test._testMethodName] = test
+    return tests
+
+
+def test_kind(name: str, categories: dict[str, str]) -> str:
+    return categories.get(name, "?")
+
+
+def run_tests_here(backend: str, names: list[str]) -> None:
+    """Child mode: runs `names`, one JSON line per test start and outcome on stdout."""
+    import importlib
+
+    tests = backend_tests(importlib.import_module(BACKENDS[backend]))
+    for name in names:
+        print(json.dumps({"start": name}), flush=True)
+        result = unittest.TestResult()
+        start = time.perf_counter()
+        tests[name].run(result)
+        seconds = time.perf_counter() - start
+        outcome, error_type, message = "pass", "", ""
+        problems = result.errors + result.failures
+        if problems:
+            outcome = "fail"
+            text = problems[0][1]
+            last = text.strip().splitlines()[-1] if text.strip() else ""
+            error_type = last.split(":", 1)[0].rsplit(".", 1)[-1]
+            message = _exception_message(text)
+        elif result.skipped:
+            outcome, message = "skip", result.skipped[0][1]
+        print(json.dumps({"name": name, "outcome": outcome, "error_type": error_type,
+                          "message": message[:4000], "seconds": round(seconds, 3)}), flush=True)
+
+
+def _exception_message(formatted: str) -> str:
+    """The exception part of a formatted traceback (after the last frame)."""
+    lines = formatted.rstrip().splitlines()
+    for index in range(len(lines) - 1, -1, -1):
+        if lines[index].startswith("  File ") or lines[index].startswith("    "):
+            return "\n".join(lines[index + 1:]) if index + 1 < len(lines) else lines[-1]
+    return formatted
+
+
+def run_tests(backend: str, names: list[str], timeout: float) -> list[dict]:
+    """Runs `names` under `backend` in child processes, surviving crashes and hangs."""
+    results: list[dict] = []
+    remaining = list(names)
+    while remaining:
+        child = subprocess.Popen(
+            [sys.executable, __file__, "--child", backend], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
+        )
+        child.stdin.write("\n".join(remaining))
+        child.stdin.close()
+        current, started = None, time.perf_counter()
+        while True:
+            ready, _, _ = select.select([child.stdout], [], [], timeout)
+            if not ready:
+                os.killpg(child.pid, signal.SIGKILL)
+                child.wait()
+                cause = f"{CRASH_PREFIX}: ran past {timeout:g} s"
+                break
+            line = child.stdout.readline()
+            if not line:
+                status = child.wait()
+                cause = f"{CRASH_PREFIX}: " + (
+                    f"signal {signal.Signals(-status).name}" if status < 0 else f"exit {status}"
+                )
+                break
+            record = json.loads(line)
+            if "start" in record:
+                current, started = record["start"], time.perf_counter()
+                continue
+            results.append(record)
+            remaining.remove(record["name"])
+            current = None
+            print(f"[{backend}] {len(results)}/{len(names)} {record['name']}: {record['outcome']}",
+                  file=sys.stderr, flush=True)
+        child.stdout.close()
+        if current is None:  # died between tests (e.g. while loading the suite)
+            if remaining:
+                raise RuntimeError(f"the {backend} test child died outside a test: {cause}")
+            break
+        results.append({"name": current, "outcome": "fail", "error_type": "crash",
+                        "message": cause, "seconds": round(time.perf_counter() - started, 3)})
+        remaining.remove(current)
+    return results
+
+
+def exotic_dtype(name: str) -> str | None:
+    lowered = name.lower()
+    for marker, label in _EXOTIC_DTYPES:
+        if marker in lowered:
+            return label
+    return None
+
+
+_UNSUPPORTED_KIND = re.compile(r"^\s+(.+?) x\d+", re.MULTILINE)
+
+
+def failure_cause(record: dict) -> str:
+    """A short, groupable cause for a failed test."""
+    message, error_type = record["message"], record["error_type"]
+    if error_type == "crash":
+        return message
+    if "integralElementType.getWidth() >= 8" in message:
+        cause = "i1 (boolean) lowering abort in MemRefToLLVM"
+    elif error_type == "UnsupportedOpError":
+        kinds = sorted(set(_UNSUPPORTED_KIND.findall(message)))
+        kinds = [kind.split(" at ")[0] for kind in kinds]
+        cause = f"unsupported in torch-mlir: {', '.join(kinds[:3]) or message.splitlines()[0]}"
+    elif "torch-mlir crashed" in message:
+        cause = "torch-mlir abort" + _assertion_site(message)
+    elif "child was killed by signal" in message or "child exited" in message:
+        cause = "MLIR lowering abort" + _assertion_site(message)
+    elif "torch-mlir failed to lower" in message:
+        stage = re.search(r"in stage (\S+?):", message)
+        cause = f"torch-mlir lowering failed ({stage.group(1) if stage else '?'})"
+    elif "left ops it could not convert" in message:
+        cause = "LLVM lowering left ops: " + message.split("convert:", 1)[1].strip().splitlines()[0]
+    elif error_type == "ModelLoadError":
+        cause = "model rejected at load: " + _first_words(message)
+    elif error_type == "InputError":
+        cause = "compiled signature differs from ONNX: " + _first_words(message, 6)
+    elif error_type == "AssertionError" or "Mismatched elements" in message or "not equal" in message:
+        if "incorrect shape" in message:
+            cause = "wrong output shape"
+        elif "dtype" in message or "Items are not equal" in message:
+            cause = "wrong output dtype"
+        else:
+            cause = "wrong values"
+    else:
+        cause = f"{error_type}: {_first_words(message)}"
+    dtype = exotic_dtype(record["name"])
+    return f"dtype {dtype}: {cause}" if dtype else cause
+
+
+def _assertion_site(message: str) -> str:
+    site = re.search(r"/([\w.]+\.(?:cpp|h)):\d+", message)
+    return f" ({site.group(1)})" if site else ""
+
+
+def _first_words(message: str, count: int = 8) -> str:
+    words = message.strip().splitlines()[0].split() if message.strip() else []
+    return " ".join(words[:count])
+
+
+def read_expected_failures(path: Path = EXPECTED_FAILURES) -> dict[str, str]:
+    """name -> reason, from a file of `name  # reason` lines."""
+    entries = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            name, _, reason = line.partition("#")
+            if name.strip():
+                entries[name.strip()] = reason.strip()
+    return entries
+
+
+def summarize(results: dict[str, list[dict]], categories: dict[str, str]) -> None:
+    for backend, records in results.items():
+        by_kind: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+        seconds: collections.Counter = collections.Counter()
+        for record in records:
+            kind = test_kind(record["name"], categories)
+            by_kind[kind][record["outcome"]] += 1
+            seconds[kind] += record["seconds"]
+        print(f"\n{backend}:")
+        for kind in sorted(by_kind):
+            counts = by_kind[kind]
+            total = sum(counts.values())
+            print(f"  {kind:22} pass {counts['pass']:4}/{total:<4} skip {counts['skip']:3}"
+                  f"  {seconds[kind]:7.0f} s ({seconds[kind] / total:.2f} s/test)")
+    if {"nnforge", "onnxruntime"} <= results.keys():
+        outcome = {b: {r["name"]: r["outcome"] for r in results[b]} for b in results}
+        for kind in sorted(set(categories.values())):
+            names = [n for n, k in categories.items() if k == kind and n in outcome["onnxruntime"]]
+            ort_pass = [n for n in names if outcome["onnxruntime"][n] == "pass"]
+            both = [n for n in ort_pass if outcome["nnforge"].get(n) == "pass"]
+            share = 100 * len(both) / len(ort_pass) if ort_pass else 0
+            print(f"  {kind}: nnforge passes {len(both)}/{len(ort_pass)} ({share:.1f}%) of onnxruntime's passes")
+    causes = collections.Counter(
+        failure_cause(r) for r in results.get("nnforge", []) if r["outcome"] == "fail"
+    )
+    print("\nnnforge failure causes:")
+    for cause, count in causes.most_common(25):
+        print(f"  {count:4}  {cause}")
+
+
+def write_expected_failures(nnforge: list[dict], onnxruntime: dict[str, str]) -> None:
+    entries = read_expected_failures()
+    for record in nnforge:
+        entries.pop(record["name"], None)
+        if record["outcome"] == "fail":
+            reason = failure_cause(record)
+            if onnxruntime.get(record["name"]) == "fail":
+                reason += " (onnxruntime fails too)"
+            entries[record["name"]] = reason
+    width = max((len(name) for name in entries), default=0) + 2
+    lines = [
+        "# ONNX backend tests nnforge fails, written by test/onnx/update_expected_failures.py.",
+        f"# Tests whose reason starts with '{CRASH_PREFIX}' are excluded from pytest, the others xfail.",
+    ]
+    lines += [f"{name:{width}}# {reason}" for name, reason in sorted(entries.items())]
+    EXPECTED_FAILURES.write_text("\n".join(lines) + "\n")
+
+
+def categories_of(tests: dict[str, unittest.TestCase]) -> dict[str, str]:
+    return {name: type(test).__name__ for name, test in tests.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backends", default="nnforge,onnxruntime")
+    parser.add_argument("--pattern", default="", help="regex: run only matching tests, merge the file")
+    parser.add_argument("--timeout", type=float, default=300, help="seconds per test")
+    parser.add_argument("--results-dir", type=Path, default=Path("build/onnx-conformance"))
+    parser.add_argument("--summary-only", action="store_true", help="summarize saved results")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        run_tests_here(args.child, sys.stdin.read().split())
+        return
+    import onnx.backend.base
+
+    tests = backend_tests(onnx.backend.base.Backend)
+    categories = categories_of(tests)
+    names = sorted(n for n in tests if re.search(args.pattern, n))
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    results: dict[str, list[dict]] = {}
+    for backend in args.backends.split(","):
+        path = args.results_dir / f"{backend}.jsonl"
+        saved = {}
+        if path.exists():
+            saved = {r["name"]: r for r in map(json.loads, path.read_text().splitlines())}
+        if not args.summary_only:
+            start = time.perf_counter()
+            for record in run_tests(backend, names, args.timeout):
+                saved[record["name"]] = record
+            print(f"{backend}: {len(names)} tests in {time.perf_counter() - start:.0f} s", file=sys.stderr)
+            path.write_text("".join(json.dumps(r) + "\n" for r in saved.values()))
+        results[backend] = list(saved.values())
+    if not args.summary_only and "nnforge" in results:
+        ran = set(names)
+        onnxruntime = {r["name"]: r["outcome"] for r in results.get("onnxruntime", [])}
+        write_expected_failures([r for r in results["nnforge"] if r["name"] in ran], onnxruntime)
+    summarize(results, categories)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:
+        traceback.print_exc()
+        sys.exit(130)

@@ -1,0 +1,160 @@
+"""nnforge.compile on PyTorch and ONNX models: numerics against eager PyTorch
+at each import level, dynamic batch, save/load, and every bad-input path.
+
+Tolerance: f32 outputs within atol 1e-4, rtol 1e-4 of eager (different
+summation orders over up to a few hundred terms).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import models
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper
+
+import nnforge
+from nnforge.errors import CompileError, InputError, ModelLoadError, UnsupportedOpError
+
+LEVELS = ["tosa", "linalg", "nnf"]
+
+
+def assert_close(actual: torch.Tensor, expected: torch.Tensor) -> None:
+    assert isinstance(actual, torch.Tensor)
+    np.testing.assert_allclose(actual.numpy(), expected.detach().numpy(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("factory", ["mlp", "cnn", "transformer_layer"])
+def test_torch_models_match_eager(factory: str, level: str) -> None:
+    module, inputs = getattr(models, factory)()
+    compiled = nnforge.compile(module, inputs, level=level)
+    assert_close(compiled(*inputs), module(*inputs))
+
+
+def test_dynamic_batch_accepts_any_batch() -> None:
+    module, inputs, dynamic_shapes = models.dynamic_batch_mlp()
+    compiled = nnforge.compile(module, inputs, dynamic_shapes=dynamic_shapes)
+    assert compiled.signature.inputs[0].shape == (None, 32)
+    for batch in (1, 7, 64):
+        x = torch.randn(batch, 32)
+        assert_close(compiled(x), module(x))
+
+
+def test_numpy_in_numpy_out() -> None:
+    module, (x,) = models.mlp()
+    compiled = nnforge.compile(module, (x,))
+    result = compiled(x.numpy())
+    assert isinstance(result, np.ndarray)
+    np.testing.assert_allclose(result, module(x).detach().numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_save_and_load_without_the_compiler(tmp_path: Path) -> None:
+    module, (x,) = models.cnn()
+    path = nnforge.compile(module, (x,)).save(tmp_path / "cnn.so")
+    np.save(tmp_path / "x.npy", x.numpy())
+    # A fresh interpreter that loads the library must not import MLIR.
+    script = (
+        "import sys, numpy as np, nnforge\n"
+        f"model = nnforge.load({str(path)!r})\n"
+        f"y = model(np.load({str(tmp_path / 'x.npy')!r}))\n"
+        "assert not [m for m in sys.modules if m == 'mlir' or m.startswith(('mlir.', 'torch'))]\n"
+        f"np.save({str(tmp_path / 'y.npy')!r}, y)\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True)
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), module(x).detach().numpy(), rtol=1e-4, atol=1e-4)
+
+
+def _onnx_mlp(path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Gemm", ["x", "w", "b"], ["h"], transB=1, name="gemm"),
+            helper.make_node("Relu", ["h"], ["y"], name="relu"),
+        ],
+        "mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
+        [
+            onnx.numpy_helper.from_array(rng.standard_normal((4, 8)).astype(np.float32), "w"),
+            onnx.numpy_helper.from_array(rng.standard_normal(4).astype(np.float32), "b"),
+        ],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_onnx_model_matches_onnxruntime(tmp_path: Path, level: str) -> None:
+    import onnxruntime
+
+    path = _onnx_mlp(tmp_path / "mlp.onnx")
+    compiled = nnforge.compile(path, level=level)
+    assert [spec.name for spec in compiled.signature.inputs] == ["x"]
+    x = np.random.default_rng(1).standard_normal((5, 8)).astype(np.float32)
+    [expected] = onnxruntime.InferenceSession(str(path)).run(None, {"x": x})
+    np.testing.assert_allclose(compiled(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_wrong_inputs_name_what_is_wrong() -> None:
+    module, (x,) = models.mlp()
+    compiled = nnforge.compile(module, (x,))
+    with pytest.raises(InputError, match="expected 1 inputs"):
+        compiled(x, x)
+    with pytest.raises(InputError, match="expected dtype float32"):
+        compiled(x.double())
+    with pytest.raises(InputError, match="expected rank 2"):
+        compiled(x[0])
+    with pytest.raises(InputError, match="dimension 1 must be 32"):
+        compiled(torch.randn(4, 31))
+
+
+def test_bad_models_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="no such file"):
+        nnforge.compile(tmp_path / "missing.onnx")
+    (tmp_path / "garbage.onnx").write_bytes(b"not a model")
+    with pytest.raises(ModelLoadError, match="garbage.onnx"):
+        nnforge.compile(tmp_path / "garbage.onnx")
+    with pytest.raises(ModelLoadError, match="example_inputs"):
+        nnforge.compile(models.mlp()[0])
+    with pytest.raises(ModelLoadError, match="not int"):
+        nnforge.compile(3)
+    with pytest.raises(CompileError, match="unknown target"):
+        nnforge.compile(models.mlp()[0], models.mlp()[1], target="tpu")
+
+
+def test_invalid_mlir_is_a_compile_error(tmp_path: Path) -> None:
+    path = tmp_path / "bad.mlir"
+    path.write_text("func.func @main(%x: tensor<4xf32>) -> tensor<4xf32> { return %x : tensor<5xf32> }")
+    with pytest.raises(CompileError, match="bad.mlir"):
+        nnforge.compile(path)
+
+
+def test_unsupported_op_is_named(tmp_path: Path) -> None:
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["h"], name="relu"),
+         helper.make_node("NoSuchOp", ["h"], ["y"], name="mystery", domain="com.example")],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)]
+    )
+    with pytest.raises(UnsupportedOpError, match="NoSuchOp") as error:
+        nnforge.compile(model)
+    assert "mystery" in str(error.value)
+
+
+def test_dump_ir_writes_every_stage(tmp_path: Path) -> None:
+    module, inputs = models.mlp()
+    compiled = nnforge.compile(module, inputs, level="nnf", dump_ir=tmp_path)
+    stages = sorted(path.name for path in tmp_path.glob("*.mlir"))
+    assert stages[0] == "00-input-nnf.mlir" and "nnf.linear" in (tmp_path / stages[0]).read_text()
+    assert len(stages) == 1 + len(nnforge.pipelines.stages("nnf"))
+    assert set(compiled.compile_times) >= {"import", "llvm"}

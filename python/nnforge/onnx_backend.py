@@ -44,10 +44,11 @@ DEFAULT_COMPILE_TIMEOUT = 600.0
 _CRASH_LINES = 3
 
 
-class _CompileWorker:
+class CompileWorker:
     """A reusable child process compiling ONNX models to shared libraries."""
 
-    def __init__(self) -> None:
+    def __init__(self, command: Sequence[str] = (sys.executable, "-m", "nnforge.onnx_backend_worker")):
+        self.command = list(command)
         self._process: subprocess.Popen | None = None
         self._stderr: Any = None  # temporary file receiving the child's stderr
         self._lock = threading.Lock()
@@ -55,7 +56,7 @@ class _CompileWorker:
     def _start(self) -> subprocess.Popen:
         self._stderr = tempfile.TemporaryFile()
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "nnforge.onnx_backend_worker"],
+            self.command,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
@@ -143,7 +144,7 @@ def _rebuild_error(reply: dict) -> errors.NNForgeError:
     return error
 
 
-_worker = _CompileWorker()
+_worker = CompileWorker()
 atexit.register(_worker.stop)
 # Distinct library names: the dynamic loader reuses an already loaded library by path.
 _library_numbers = itertools.count()

@@ -203,7 +203,7 @@ def describe_array(array: np.ndarray) -> str:
     """Shape, dtype and summary statistics of an array, on one line."""
     shape = "x".join(str(size) for size in array.shape) or "scalar"
     text = f"{shape} {array.dtype}"
-    if array.size and (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+    if array.size and (array.dtype.kind in "biuf" or array.dtype.name == "bfloat16"):
         values = array.astype(np.float64)
         text += (f"  min {values.min():.6g}  max {values.max():.6g}  "
                  f"mean {values.mean():.6g}  std {values.std():.6g}")

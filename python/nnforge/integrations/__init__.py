@@ -1,0 +1,1 @@
+"""nnforge inside other frameworks: `torch.compile(model, backend="nnforge")`."""

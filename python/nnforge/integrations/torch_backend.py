@@ -1,0 +1,178 @@
+"""The `torch.compile` backend: `torch.compile(model, backend="nnforge")`.
+
+TorchDynamo hands each captured FX graph to `nnforge_backend`, which returns
+a callable compiling the graph with `nnforge.compile` for the input shapes
+it is called with: one compiled model per distinct set of input shapes,
+dtypes and integer arguments (dynamo passes the sizes of dynamic dimensions
+as integer arguments; each set is compiled as static shapes, which keeps
+every compiled model fully specialised). After `MAX_SPECIALIZATIONS` of
+them, or whenever nnforge cannot take the graph or its inputs (an
+`NNForgeError`, inputs that are not dense CPU tensors, autograd needed
+because an input requires grad with grad mode on), the graph runs eagerly
+through `gm.forward` from then on, after one warning naming the reason.
+The compiled model itself never raises nnforge's errors.
+
+The backend computes inference only: results never carry gradients, so
+training falls back to eager as said above.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch.utils import _pytree as pytree
+
+# Distinct input shape sets compiled per graph before it falls back to eager.
+MAX_SPECIALIZATIONS = 8
+
+
+class _GraphWithFixedArguments(torch.nn.Module):
+    """The FX graph as a module of its tensor inputs, the integer ones fixed.
+
+    `torch.export` (and so `nnforge.compile`) takes tensors only; dynamo
+    passes sizes of dynamic dimensions as integers alongside them.
+    """
+
+    def __init__(self, gm: torch.fx.GraphModule, arguments: Sequence[Any]):
+        super().__init__()
+        self.gm = gm
+        self.arguments = list(arguments)
+        self.tensor_positions = [
+            index for index, value in enumerate(arguments) if isinstance(value, torch.Tensor)
+        ]
+
+    def forward(self, *tensors: torch.Tensor) -> Any:
+        arguments = list(self.arguments)
+        for position, tensor in zip(self.tensor_positions, tensors):
+            arguments[position] = tensor
+        return self.gm(*arguments)
+
+
+def _unsupported_input(value: Any) -> str | None:
+    """Why nnforge cannot take this graph input, or None."""
+    if isinstance(value, torch.Tensor):
+        if value.layout != torch.strided:
+            return f"an input has layout {value.layout}, not dense"
+        if value.device.type != "cpu":
+            return f"an input is on {value.device}, not the CPU"
+        if value.is_complex() or value.is_quantized:
+            return f"an input has dtype {value.dtype}"
+        if value.requires_grad and torch.is_grad_enabled():
+            return "an input requires grad (nnforge computes inference only)"
+        return None
+    if isinstance(value, (int, torch.SymInt)) and not isinstance(value, bool):
+        return None
+    return f"an input is a {type(value).__name__}, not a tensor"
+
+
+def _output_structure(gm: torch.fx.GraphModule) -> tuple[int, pytree.TreeSpec] | str:
+    """(tensor output count, nesting of the outputs), or why they are not all tensors."""
+    output_node = next(node for node in gm.graph.nodes if node.op == "output")
+    leaves, spec = pytree.tree_flatten(output_node.args[0])
+    for leaf in leaves:
+        if not isinstance(leaf, torch.fx.Node):
+            return f"the graph returns a constant {type(leaf).__name__}, not only tensors"
+        # Dynamo records each value's example; a plain symbolic trace does not
+        # (the output count is checked after compiling then).
+        value = leaf.meta.get("example_value", leaf.meta.get("val"))
+        if value is not None and not isinstance(value, torch.Tensor):
+            return f"the graph returns a {type(value).__name__}, not only tensors"
+    return len(leaves), spec
+
+
+def _one_line(error: Exception) -> str:
+    return "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
+
+
+def _key(arguments: Sequence[Any]) -> tuple:
+    """What a compiled model is specialised for: shapes and dtypes, integer values."""
+    return tuple(
+        (tuple(value.shape), value.dtype) if isinstance(value, torch.Tensor) else int(value)
+        for value in arguments
+    )
+
+
+class NNForgeGraph:
+    """A dynamo graph compiled by nnforge per input shapes, or run eagerly."""
+
+    def __init__(self, gm: torch.fx.GraphModule, example_inputs: Sequence[Any]):
+        self.gm = gm
+        self.compiled: dict[tuple, tuple[Callable[..., Any], list[int]]] = {}
+        self.fallback_reason: str | None = None
+        structure = _output_structure(gm)
+        if isinstance(structure, str):
+            self._fall_back(structure)
+        else:
+            self.output_count, self.output_spec = structure
+        # Compile for the example inputs now when they are concrete, so that
+        # failures surface (and warn) at torch.compile time.
+        if self.fallback_reason is None and not any(
+            isinstance(value, torch.SymInt) for value in example_inputs
+        ):
+            self._specialization(list(example_inputs))
+
+    def _fall_back(self, reason: str) -> None:
+        self.fallback_reason = reason
+        self.compiled.clear()
+        warnings.warn(
+            f"nnforge backend: running this graph eagerly: {reason}", RuntimeWarning, stacklevel=2
+        )
+
+    def _specialization(self, arguments: list[Any]) -> tuple[Callable[..., Any], list[int]] | None:
+        """The model compiled for these arguments (compiling it now if new), or None."""
+        import nnforge
+        from nnforge.errors import NNForgeError
+
+        for value in arguments:
+            reason = _unsupported_input(value)
+            if reason:
+                self._fall_back(reason)
+                return None
+        key = _key(arguments)
+        if key in self.compiled:
+            return self.compiled[key]
+        if len(self.compiled) >= MAX_SPECIALIZATIONS:
+            self._fall_back(f"more than {MAX_SPECIALIZATIONS} distinct input shapes")
+            return None
+        wrapper = _GraphWithFixedArguments(self.gm, arguments)
+        tensors = tuple(arguments[position].detach() for position in wrapper.tensor_positions)
+        try:
+            compiled = nnforge.compile(wrapper, tensors)
+        except NNForgeError as error:
+            self._fall_back(f"nnforge cannot compile it: {_one_line(error)}")
+            return None
+        if len(compiled.signature.outputs) != self.output_count:
+            self._fall_back(
+                f"the compiled model has {len(compiled.signature.outputs)} outputs, "
+                f"the graph {self.output_count} (does it mutate its inputs?)"
+            )
+            return None
+        self.compiled[key] = (compiled, wrapper.tensor_positions)
+        return self.compiled[key]
+
+    def __call__(self, *arguments: Any) -> Any:
+        from nnforge.errors import NNForgeError
+
+        if self.fallback_reason is None:
+            specialization = self._specialization(list(arguments))
+            if specialization is not None:
+                compiled, tensor_positions = specialization
+                try:
+                    outputs = compiled(*(arguments[position] for position in tensor_positions))
+                except NNForgeError as error:
+                    self._fall_back(f"running the compiled model failed: {_one_line(error)}")
+                else:
+                    if outputs is None:  # a graph without tensor results
+                        outputs = []
+                    elif not isinstance(outputs, list):
+                        outputs = [outputs]
+                    return pytree.tree_unflatten(outputs, self.output_spec)
+        return self.gm.forward(*arguments)
+
+
+def nnforge_backend(gm: torch.fx.GraphModule, example_inputs: Sequence[Any]) -> Callable[..., Any]:
+    """TorchDynamo backend: `torch.compile(model, backend="nnforge")`."""
+    return NNForgeGraph(gm, example_inputs)

@@ -1,0 +1,84 @@
+"""`torch.compile(model, backend="nnforge")`: numerics, output structure, shapes, fallbacks."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import warnings
+
+import pytest
+import torch
+import torch._dynamo
+
+import models
+from nnforge.integrations.torch_backend import NNForgeGraph, nnforge_backend
+
+TOLERANCE = 1e-4
+
+
+@pytest.fixture(autouse=True)
+def fresh_dynamo() -> None:
+    torch._dynamo.reset()
+
+
+def test_registered_by_name() -> None:
+    assert "nnforge" in torch._dynamo.list_backends()
+    (entry_point,) = importlib.metadata.entry_points(group="torch_dynamo_backends", name="nnforge")
+    assert entry_point.load() is nnforge_backend
+
+
+@pytest.mark.parametrize("factory", [models.mlp, models.cnn], ids=["mlp", "cnn"])
+def test_matches_eager(factory) -> None:
+    module, (example,) = factory()
+    compiled = torch.compile(module, backend="nnforge")
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # any fallback fails the test
+        for batch in (example.shape[0], 3, 5):  # a new shape: dynamo's dynamic graph
+            x = torch.randn(batch, *example.shape[1:])
+            result = compiled(x)
+            assert isinstance(result, torch.Tensor) and result.shape == module(x).shape
+            torch.testing.assert_close(result, module(x), atol=TOLERANCE, rtol=0)
+
+
+class TwoOutputs(torch.nn.Module):
+    def forward(self, x: torch.Tensor, y: torch.Tensor):
+        return {"sum": x + y, "pair": [torch.tanh(x), x * y]}
+
+
+def test_output_structure_and_one_compile_per_shape() -> None:
+    module = TwoOutputs()
+    graph = NNForgeGraph(torch.fx.symbolic_trace(module), (torch.ones(2, 3), torch.ones(2, 3)))
+    assert len(graph.compiled) == 1  # compiled for the example inputs up front
+    for shape in ((2, 3), (4, 3), (4, 3)):
+        x, y = torch.randn(shape), torch.randn(shape)
+        result = graph(x, y)
+        expected = module(x, y)
+        assert set(result) == {"sum", "pair"} and isinstance(result["pair"], list)
+        torch.testing.assert_close(result, expected, atol=TOLERANCE, rtol=0)
+    assert len(graph.compiled) == 2
+    assert graph.fallback_reason is None
+
+
+class CumulativeSum(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cumsum(x, 1) * 2  # tm_tensor.scan: not lowered by nnforge
+
+
+def test_unsupported_graph_falls_back_with_one_warning() -> None:
+    module = CumulativeSum()
+    compiled = torch.compile(module, backend="nnforge")
+    x = torch.randn(3, 4)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            torch.testing.assert_close(compiled(x), module(x))
+    messages = [str(w.message) for w in caught if "nnforge backend" in str(w.message)]
+    assert len(messages) == 1
+    assert "running this graph eagerly" in messages[0] and "tm_tensor.scan" in messages[0]
+
+
+def test_autograd_falls_back_to_eager() -> None:
+    module, (x,) = models.mlp()
+    compiled = torch.compile(module, backend="nnforge")
+    with pytest.warns(RuntimeWarning, match="requires grad"):
+        compiled(x).sum().backward()
+    assert module.fc1.weight.grad is not None

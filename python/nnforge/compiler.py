@@ -56,10 +56,11 @@ def _parse_mlir(source: str | bytes, what: str) -> ir.Module:
 
 def import_model(
     model: Any, example_inputs: Any = None, *, level: str | None = None, dynamic_shapes: Any = None
-) -> tuple[ir.Module, str, list[str] | None]:
+) -> tuple[ir.Module, str, tuple[list[str], list[str]] | None]:
     """The model as an MLIR module in a fresh nnforge context.
 
-    Returns (module, its level, input names when the model has them). An
+    Returns (module, its level, (input names, output names) when the model
+    has them). An
     `mlir.ir.Module` is copied, never modified.
     """
     from nnforge import importers
@@ -73,7 +74,7 @@ def import_model(
     if _is_onnx_model(model):
         level = level or "linalg"
         module = importers.import_onnx(model, level=level)
-        return module, level, importers.onnx_input_names(model)
+        return module, level, importers.onnx_io_names(model)
     if isinstance(model, ir.Module):
         module = _parse_mlir(str(model), "the MLIR module")
     elif isinstance(model, (str, os.PathLike)) and Path(model).suffix in (".mlir", ".mlirbc"):
@@ -126,18 +127,24 @@ def _tensor_spec(name: str, type_: ir.Type, where: str) -> TensorSpec:
     return TensorSpec(name, str(tensor.element_type), shape)
 
 
-def signature_of(function: ir.Operation, input_names: list[str] | None = None) -> Signature:
-    """The inputs and outputs of a tensor-level function."""
+def signature_of(
+    function: ir.Operation, names: tuple[list[str], list[str]] | None = None
+) -> Signature:
+    """The inputs and outputs of a tensor-level function, named after `names` if given."""
     entry = ir.StringAttr(function.attributes["sym_name"]).value
     function_type = ir.FunctionType(ir.TypeAttr(function.attributes["function_type"]).value)
-    names = input_names or [f"input{i}" for i in range(len(function_type.inputs))]
+    input_names, output_names = names or ([], [])
+    if len(input_names) != len(function_type.inputs):
+        input_names = [f"input{i}" for i in range(len(function_type.inputs))]
+    if len(output_names) != len(function_type.results):
+        output_names = [f"output{i}" for i in range(len(function_type.results))]
     inputs = tuple(
         _tensor_spec(name, t, f"input {i} of @{entry}")
-        for i, (name, t) in enumerate(zip(names, function_type.inputs))
+        for i, (name, t) in enumerate(zip(input_names, function_type.inputs))
     )
     outputs = tuple(
-        _tensor_spec(f"output{i}", t, f"result {i} of @{entry}")
-        for i, t in enumerate(function_type.results)
+        _tensor_spec(name, t, f"result {i} of @{entry}")
+        for i, (name, t) in enumerate(zip(output_names, function_type.results))
     )
     return Signature(entry, inputs, outputs)
 
@@ -300,13 +307,13 @@ def compile(
     if target not in TARGETS:
         raise CompileError(f"unknown target {target!r}: expected one of {', '.join(TARGETS)}")
     start = time.perf_counter()
-    module, level, input_names = import_model(
+    module, level, names = import_model(
         model, example_inputs, level=level, dynamic_shapes=dynamic_shapes
     )
     times = {"import": time.perf_counter() - start}
     runner = StageRunner(dump_ir, timing)
     with module.context:
-        signature = signature_of(entry_function(module), input_names)
+        signature = signature_of(entry_function(module), names)
     lower_to_llvm(module, level, runner, signature)
     times.update(runner.times)
 

@@ -90,9 +90,9 @@ def test_run_library_by_name_into_folder(library: Path, tmp_path: Path,
     outputs = tmp_path / "out"
     assert nnforge.cli.main(["run", str(library), "--input", "x=" + save(tmp_path / "x.npy", x),
                              "--output", str(outputs)]) == 0
-    np.testing.assert_allclose(np.load(outputs / "output0.npy"), expected_linear_relu(x),
+    np.testing.assert_allclose(np.load(outputs / "y.npy"), expected_linear_relu(x),
                                rtol=1e-5, atol=1e-5)
-    assert "output0: 3x4 float32" in capsys.readouterr().out
+    assert "y: 3x4 float32" in capsys.readouterr().out
 
 
 def test_run_onnx_by_position_prints_summary(onnx_file: Path, tmp_path: Path,
@@ -101,7 +101,7 @@ def test_run_onnx_by_position_prints_summary(onnx_file: Path, tmp_path: Path,
     assert nnforge.cli.main(["run", str(onnx_file), "--input", save(tmp_path / "x.npy", x)]) == 0
     captured = capsys.readouterr()
     expected = expected_linear_relu(x)
-    assert f"output0: 2x4 float32  min {expected.min():.6g}  max {expected.max():.6g}" in captured.out
+    assert f"y: 2x4 float32  min {expected.min():.6g}  max {expected.max():.6g}" in captured.out
     assert "compiled in" in captured.err
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from nnforge.importers.handover import RAISED_OPS_ATTRIBUTE
 from nnforge.importers.levels import LEVELS
-from nnforge.importers.onnx_frontend import import_onnx, onnx_input_names
+from nnforge.importers.onnx_frontend import import_onnx, onnx_io_names
 from nnforge.importers.torch_frontend import import_torch
 
 
@@ -18,4 +18,4 @@ def raised_op_count(module) -> int:
     return ir.IntegerAttr(module.operation.attributes[RAISED_OPS_ATTRIBUTE]).value
 
 
-__all__ = ["LEVELS", "import_onnx", "import_torch", "onnx_input_names", "raised_op_count"]
+__all__ = ["LEVELS", "import_onnx", "import_torch", "onnx_io_names", "raised_op_count"]

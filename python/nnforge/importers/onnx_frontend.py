@@ -189,9 +189,10 @@ def import_onnx(model: OnnxModel, *, level: str = "linalg"):
     return handover.finish(text, level, what)
 
 
-def onnx_input_names(model: OnnxModel) -> list[str]:
-    """The names of an ONNX model's graph inputs that are not initializers."""
+def onnx_io_names(model: OnnxModel) -> tuple[list[str], list[str]]:
+    """The names of an ONNX model's graph inputs (initializers aside) and outputs."""
     onnx = _onnx()
     proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model), load_external_data=False)
     initializers = {tensor.name for tensor in proto.graph.initializer}
-    return [value.name for value in proto.graph.input if value.name not in initializers]
+    inputs = [value.name for value in proto.graph.input if value.name not in initializers]
+    return inputs, [value.name for value in proto.graph.output]

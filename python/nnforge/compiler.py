@@ -29,7 +29,7 @@ from nnforge.runtime import SIGNATURE_SYMBOL, Executable, Signature, TensorSpec
 
 log = logging.getLogger("nnforge.compiler")
 
-TARGETS = ("cpu",)
+TARGETS = ("cpu", "cuda")
 
 
 def _is_torch_module(model: Any) -> bool:
@@ -262,6 +262,37 @@ class CompiledModel(Executable):
         return path
 
 
+class CudaModel:
+    """A model compiled for an NVIDIA GPU: host code with the kernels' cubins embedded.
+
+    MLIR's CUDA runtime needs the driver even to load such code, so the model
+    runs from a saved library: `save(path)` writes it (plus the small CUDA
+    runtime wrappers next to it), `nnforge.load(path)` runs it where a GPU
+    is. Calling the model does both in a temporary folder.
+    """
+
+    def __init__(self, module: ir.Module, signature: Signature, compile_times: dict[str, float]):
+        self.module = module
+        self.signature = signature
+        self.compile_times = compile_times
+        self._loaded: Executable | None = None
+        self._folder: tempfile.TemporaryDirectory | None = None
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Writes the shared library (and libmlir_cuda_runtime.so beside it); returns its path."""
+        from nnforge import gpu
+
+        return gpu.save_cuda_library(self.module, self.signature, path)[0]
+
+    def __call__(self, *inputs: Any) -> Any:
+        if self._loaded is None:
+            from nnforge.runtime import load
+
+            self._folder = tempfile.TemporaryDirectory(prefix="nnforge-cuda-")
+            self._loaded = load(self.save(Path(self._folder.name) / "model.so"))
+        return self._loaded(*inputs)
+
+
 def _check_only_llvm(module: ir.Module) -> None:
     """Raises CompileError naming the ops the lowering left outside the LLVM dialect."""
     from nnforge.importers.handover import walk_ops
@@ -271,18 +302,31 @@ def _check_only_llvm(module: ir.Module) -> None:
         raise CompileError(f"the lowering to LLVM left ops it could not convert: {', '.join(left)}")
 
 
-def lower_to_llvm(
-    module: ir.Module, level: str, runner: StageRunner, signature: Signature
-) -> None:
-    """Runs the pipelines from `level` to the LLVM dialect on `module`, in place."""
+def prepare(
+    model: Any,
+    example_inputs: Any = None,
+    *,
+    level: str | None = None,
+    dynamic_shapes: Any = None,
+    runner: StageRunner,
+) -> tuple[ir.Module, str, Signature]:
+    """Imports `model` and readies it for lowering: (module, level, signature).
+
+    The module is verified, dumped as the first stage, and its entry
+    function gets MLIR's C interface (what `nnforge.runtime` calls).
+    """
+    start = time.perf_counter()
+    module, level, names = import_model(
+        model, example_inputs, level=level, dynamic_shapes=dynamic_shapes
+    )
+    runner.times["import"] = time.perf_counter() - start
     verify(module, "the module to compile")
     runner.dump(module, f"input-{level}")
     with module.context:
-        entry_function(module).attributes["llvm.emit_c_interface"] = ir.UnitAttr.get()
-    for name, pipeline in pipelines.stages(level):
-        runner.run(module, name, pipeline)
-    _check_only_llvm(module)
-    _embed_signature(module, signature)
+        function = entry_function(module)
+        signature = signature_of(function, names)
+        function.attributes["llvm.emit_c_interface"] = ir.UnitAttr.get()
+    return module, level, signature
 
 
 def compile(
@@ -290,33 +334,45 @@ def compile(
     example_inputs: Any = None,
     *,
     target: str = "cpu",
+    chip: str = "sm_90",
     level: str | None = None,
     dynamic_shapes: Any = None,
     dump_ir: str | os.PathLike | None = None,
     timing: bool = False,
-) -> CompiledModel:
-    """Compiles a model for `target` and returns it as a callable.
+) -> CompiledModel | CudaModel:
+    """Compiles a model for `target` ("cpu" or "cuda") and returns it as a callable.
 
     `model`: a `torch.nn.Module` (with `example_inputs`, and `dynamic_shapes`
     as for `torch.export`), an ONNX model (path or `onnx.ModelProto`), an
     `mlir.ir.Module` or a `.mlir` file. `level`: where import stops
-    ("tosa", "linalg", "nnf"; default "linalg"). `dump_ir` (or the
-    environment variable NNFORGE_DUMP_IR) names a folder receiving the IR
-    after each stage; `timing` prints per-pass times to stderr.
+    ("tosa", "linalg", "nnf"; default "linalg"). `chip`: the CUDA
+    architecture for target "cuda". `dump_ir` (or the environment variable
+    NNFORGE_DUMP_IR) names a folder receiving the IR after each stage;
+    `timing` prints per-pass times to stderr.
     """
     if target not in TARGETS:
         raise CompileError(f"unknown target {target!r}: expected one of {', '.join(TARGETS)}")
-    start = time.perf_counter()
-    module, level, names = import_model(
-        model, example_inputs, level=level, dynamic_shapes=dynamic_shapes
-    )
-    times = {"import": time.perf_counter() - start}
-    runner = StageRunner(dump_ir, timing)
-    with module.context:
-        signature = signature_of(entry_function(module), names)
-    lower_to_llvm(module, level, runner, signature)
-    times.update(runner.times)
+    if target == "cuda":
+        from nnforge import gpu
 
+        gpu.check_chip(chip)
+    runner = StageRunner(dump_ir, timing)
+    module, level, signature = prepare(
+        model, example_inputs, level=level, dynamic_shapes=dynamic_shapes, runner=runner
+    )
+    stages = pipelines.stages(level)
+    if target == "cuda":
+        # The target-independent stages, then the GPU mapping and lowering.
+        for name, pipeline in stages[:-1]:
+            runner.run(module, name, pipeline)
+        gpu.lower_to_cuda(module, runner, chip)
+        gpu.check_only_llvm_host(module)
+        return CudaModel(module, signature, runner.times)
+
+    for name, pipeline in stages:
+        runner.run(module, name, pipeline)
+    _check_only_llvm(module)
+    _embed_signature(module, signature)
     start = time.perf_counter()
     try:
         engine = ExecutionEngine(
@@ -324,6 +380,6 @@ def compile(
         )
     except RuntimeError as error:
         raise CompileError(f"LLVM code generation failed: {error}") from None
-    compiled = CompiledModel(engine, signature, times)
-    times["llvm"] = time.perf_counter() - start
+    compiled = CompiledModel(engine, signature, runner.times)
+    runner.times["llvm"] = time.perf_counter() - start
     return compiled

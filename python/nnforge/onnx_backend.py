@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import itertools
+import os
 import select
 import signal
 import subprocess
@@ -60,6 +61,8 @@ class CompileWorker:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
+            # Its own process group: a timeout also ends the importer's children.
+            start_new_session=True,
         )
         return self._process
 
@@ -114,7 +117,7 @@ class CompileWorker:
                         process.wait()
                         cause = "closed its channel without exiting and was killed"
                 else:
-                    process.kill()
+                    os.killpg(process.pid, signal.SIGKILL)
                     process.wait()
                     cause = f"ran past {timeout:g} s and was killed"
                 tail = self._stderr_tail(stderr_start)

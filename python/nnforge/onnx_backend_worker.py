@@ -72,7 +72,18 @@ def compile_request(request: dict) -> dict:
     return {"ok": True}
 
 
+def _die_with_parent() -> None:
+    """Asks Linux to kill this process when its parent dies, even mid-compilation."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
 def main() -> None:
+    _die_with_parent()
     requests = sys.stdin.buffer
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)

@@ -21,10 +21,13 @@ from typing import Any
 
 import numpy as np
 
+from nnforge import elf
 from nnforge.errors import InputError, ModelLoadError
 
 # The symbol a saved model's signature (JSON, NUL-terminated) is stored in.
 SIGNATURE_SYMBOL = "nnforge_signature"
+# What a model compiled for CUDA links to (MLIR's CUDA runtime wrappers).
+CUDA_RUNTIME = "libmlir_cuda_runtime.so"
 
 # MLIR element type -> numpy dtype name ("bfloat16" comes from ml_dtypes).
 _NUMPY_DTYPES = {
@@ -238,11 +241,33 @@ def _to_torch(array: np.ndarray) -> Any:
     return torch.from_numpy(array)
 
 
+def _check_cuda_device(path: Path) -> None:
+    """Raises ModelLoadError unless the CUDA driver is there and sees a GPU.
+
+    MLIR's CUDA wrappers only print driver errors and carry on, so a model
+    loaded without a device would compute nothing: check first.
+    """
+    try:
+        driver = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        raise ModelLoadError(
+            f"{path} is compiled for CUDA: it needs an NVIDIA GPU and its driver (libcuda.so.1)"
+        ) from None
+    count = ctypes.c_int(0)
+    if driver.cuInit(0) != 0 or driver.cuDeviceGetCount(ctypes.byref(count)) != 0 or count.value < 1:
+        raise ModelLoadError(f"{path} is compiled for CUDA, but the driver finds no GPU")
+
+
 def load(path: str | os.PathLike) -> Executable:
     """Loads a model saved by `CompiledModel.save`, without the compiler."""
     path = Path(path).resolve()
     if not path.is_file():
         raise ModelLoadError(f"{path}: no such file")
+    try:
+        if CUDA_RUNTIME in elf.needed(path):
+            _check_cuda_device(path)
+    except elf.ElfError as error:
+        raise ModelLoadError(str(error)) from None
     try:
         library = ctypes.CDLL(str(path))
     except OSError as error:

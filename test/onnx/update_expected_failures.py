@@ -60,42 +60,51 @@ def test_kind(name: str, categories: dict[str, str]) -> str:
     return categories.get(name, "?")
 
 
+class _OutcomeRecorder(unittest.TestResult):
+    """A TestResult keeping the exception of a failed test, not only its text."""
+
+    exception: BaseException | None = None
+
+    def addError(self, test, err) -> None:  # noqa: N802 (unittest's name)
+        super().addError(test, err)
+        self.exception = err[1]
+
+    def addFailure(self, test, err) -> None:  # noqa: N802
+        super().addFailure(test, err)
+        self.exception = err[1]
+
+
 def run_tests_here(backend: str, names: list[str]) -> None:
     """Child mode: runs `names`, one JSON line per test start and outcome on stdout."""
     import importlib
 
+    # Tests may print: the records go through a private copy of stdout.
+    records = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
     tests = backend_tests(importlib.import_module(BACKENDS[backend]))
     for name in names:
-        print(json.dumps({"start": name}), flush=True)
-        result = unittest.TestResult()
+        print(json.dumps({"start": name}), file=records, flush=True)
+        result = _OutcomeRecorder()
         start = time.perf_counter()
         tests[name].run(result)
         seconds = time.perf_counter() - start
         outcome, error_type, message = "pass", "", ""
-        problems = result.errors + result.failures
-        if problems:
+        if result.exception is not None:
             outcome = "fail"
-            text = problems[0][1]
-            last = text.strip().splitlines()[-1] if text.strip() else ""
-            error_type = last.split(":", 1)[0].rsplit(".", 1)[-1]
-            message = _exception_message(text)
+            error_type = type(result.exception).__name__
+            message = str(result.exception)
         elif result.skipped:
             outcome, message = "skip", result.skipped[0][1]
         print(json.dumps({"name": name, "outcome": outcome, "error_type": error_type,
-                          "message": message[:4000], "seconds": round(seconds, 3)}), flush=True)
+                          "message": message[:4000], "seconds": round(seconds, 3)}),
+              file=records, flush=True)
 
 
-def _exception_message(formatted: str) -> str:
-    """The exception part of a formatted traceback (after the last frame)."""
-    lines = formatted.rstrip().splitlines()
-    for index in range(len(lines) - 1, -1, -1):
-        if lines[index].startswith("  File ") or lines[index].startswith("    "):
-            return "\n".join(lines[index + 1:]) if index + 1 < len(lines) else lines[-1]
-    return formatted
+def run_tests(backend: str, names: list[str], timeout: float, log: Path) -> list[dict]:
+    """Runs `names` under `backend` in child processes, surviving crashes and hangs.
 
-
-def run_tests(backend: str, names: list[str], timeout: float) -> list[dict]:
-    """Runs `names` under `backend` in child processes, surviving crashes and hangs."""
+    Each record is also appended to `log` as it arrives.
+    """
     results: list[dict] = []
     remaining = list(names)
     while remaining:
@@ -107,7 +116,8 @@ def run_tests(backend: str, names: list[str], timeout: float) -> list[dict]:
         child.stdin.close()
         current, started = None, time.perf_counter()
         while True:
-            ready, _, _ = select.select([child.stdout], [], [], timeout)
+            # Loading the suite (before the first test) may take long on a busy machine.
+            ready, _, _ = select.select([child.stdout], [], [], timeout if current else max(timeout, 900))
             if not ready:
                 os.killpg(child.pid, signal.SIGKILL)
                 child.wait()
@@ -124,6 +134,7 @@ def run_tests(backend: str, names: list[str], timeout: float) -> list[dict]:
             if "start" in record:
                 current, started = record["start"], time.perf_counter()
                 continue
+            _append(log, record)
             results.append(record)
             remaining.remove(record["name"])
             current = None
@@ -134,10 +145,17 @@ def run_tests(backend: str, names: list[str], timeout: float) -> list[dict]:
             if remaining:
                 raise RuntimeError(f"the {backend} test child died outside a test: {cause}")
             break
-        results.append({"name": current, "outcome": "fail", "error_type": "crash",
-                        "message": cause, "seconds": round(time.perf_counter() - started, 3)})
+        record = {"name": current, "outcome": "fail", "error_type": "crash",
+                  "message": cause, "seconds": round(time.perf_counter() - started, 3)}
+        _append(log, record)
+        results.append(record)
         remaining.remove(current)
     return results
+
+
+def _append(log: Path, record: dict) -> None:
+    with open(log, "a") as stream:
+        stream.write(json.dumps(record) + "\n")
 
 
 def exotic_dtype(name: str) -> str | None:
@@ -267,6 +285,7 @@ def main() -> None:
     parser.add_argument("--pattern", default="", help="regex: run only matching tests, merge the file")
     parser.add_argument("--timeout", type=float, default=300, help="seconds per test")
     parser.add_argument("--results-dir", type=Path, default=Path("build/onnx-conformance"))
+    parser.add_argument("--resume", action="store_true", help="skip tests with saved results")
     parser.add_argument("--summary-only", action="store_true", help="summarize saved results")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -286,12 +305,22 @@ def main() -> None:
         if path.exists():
             saved = {r["name"]: r for r in map(json.loads, path.read_text().splitlines())}
         if not args.summary_only:
+            log = args.results_dir / f"{backend}.partial.jsonl"
+            if log.exists():  # an interrupted run's results are results too
+                saved.update((r["name"], r) for r in map(json.loads, log.read_text().splitlines()))
+                log.unlink()
+            todo = [name for name in names if not (args.resume and name in saved)]
             start = time.perf_counter()
-            for record in run_tests(backend, names, args.timeout):
+            for record in run_tests(backend, todo, args.timeout, log):
                 saved[record["name"]] = record
-            print(f"{backend}: {len(names)} tests in {time.perf_counter() - start:.0f} s", file=sys.stderr)
+            print(f"{backend}: {len(todo)} tests in {time.perf_counter() - start:.0f} s", file=sys.stderr)
             path.write_text("".join(json.dumps(r) + "\n" for r in saved.values()))
+            log.unlink()
         results[backend] = list(saved.values())
+    for backend in BACKENDS.keys() - results.keys():  # compare with saved results of the other
+        path = args.results_dir / f"{backend}.jsonl"
+        if path.exists():
+            results[backend] = list(map(json.loads, path.read_text().splitlines()))
     if not args.summary_only and "nnforge" in results:
         ran = set(names)
         onnxruntime = {r["name"]: r["outcome"] for r in results.get("onnxruntime", [])}

@@ -27,6 +27,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("-o", "--output", type=Path, required=True,
                         help="the shared library to write, e.g. model.so")
     add_model_arguments(parser)
+    parser.add_argument("--target", choices=("cpu", "cuda"), default="cpu",
+                        help="cpu (the host) or cuda (an NVIDIA GPU; runs where one is)")
+    parser.add_argument("--chip", default="sm_90",
+                        help="CUDA architecture for --target cuda (default sm_90)")
     parser.add_argument("--dump-ir", type=Path, metavar="DIR",
                         help="write the IR after each stage into DIR")
     parser.add_argument("--timing", action="store_true",
@@ -47,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"nnforge compile: loaded {args.model}: {time.perf_counter() - start:.3f} s",
           file=sys.stderr)
     compiled = timed_compile("compile", loaded, level=args.level, dump_ir=args.dump_ir,
-                             timing=args.timing)
+                             timing=args.timing, target=args.target, chip=args.chip)
     start = time.perf_counter()
     compiled.save(args.output)
     print(f"nnforge compile: linked {args.output}: {time.perf_counter() - start:.3f} s",

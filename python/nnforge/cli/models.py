@@ -135,23 +135,12 @@ def load_model(
     )
 
 
-def compile_loaded(
-    loaded: LoadedModel,
-    *,
-    level: str | None = None,
-    dump_ir: str | Path | None = None,
-    timing: bool = False,
-):
-    """`nnforge.compile` of a loaded MODEL; returns the CompiledModel."""
+def compile_loaded(loaded: LoadedModel, **options: Any):
+    """`nnforge.compile` of a loaded MODEL with `options` (level, target, ...)."""
     import nnforge
 
     return nnforge.compile(
-        loaded.model,
-        loaded.example_inputs,
-        level=level,
-        dynamic_shapes=loaded.dynamic_shapes,
-        dump_ir=dump_ir,
-        timing=timing,
+        loaded.model, loaded.example_inputs, dynamic_shapes=loaded.dynamic_shapes, **options
     )
 
 

@@ -178,8 +178,11 @@ def failure_cause(record: dict) -> str:
         cause = "i1 (boolean) lowering abort in MemRefToLLVM"
     elif error_type == "UnsupportedOpError":
         kinds = sorted(set(_UNSUPPORTED_KIND.findall(message)))
-        kinds = [kind.split(" at ")[0] for kind in kinds]
-        cause = f"unsupported in torch-mlir: {', '.join(kinds[:3]) or message.splitlines()[0]}"
+        kinds = sorted({kind.split(" at ")[0] for kind in kinds})
+        if kinds and all(kind.startswith("tm_tensor.") for kind in kinds):
+            cause = f"torch-mlir TMTensor op, not lowered to linalg: {', '.join(kinds[:3])}"
+        else:
+            cause = f"unsupported in torch-mlir: {', '.join(kinds[:3]) or message.splitlines()[0]}"
     elif "torch-mlir crashed" in message:
         cause = "torch-mlir abort" + _assertion_site(message)
     elif "child was killed by signal" in message or "child exited" in message:
@@ -192,14 +195,16 @@ def failure_cause(record: dict) -> str:
     elif error_type == "ModelLoadError":
         cause = "model rejected at load: " + _first_words(message)
     elif error_type == "InputError":
-        cause = "compiled signature differs from ONNX: " + _first_words(message, 6)
-    elif error_type == "AssertionError" or "Mismatched elements" in message or "not equal" in message:
+        cause = "input/output type: " + _first_words(message)
+    elif error_type == "AssertionError":
         if "incorrect shape" in message:
             cause = "wrong output shape"
-        elif "dtype" in message or "Items are not equal" in message:
+        elif "Mismatched elements" in message or "Not equal to tolerance" in message:
+            cause = "wrong values"
+        elif "ACTUAL: dtype(" in message:
             cause = "wrong output dtype"
         else:
-            cause = "wrong values"
+            cause = "AssertionError: " + _first_words(message)
     else:
         cause = f"{error_type}: {_first_words(message)}"
     dtype = exotic_dtype(record["name"])
@@ -308,6 +313,7 @@ def main() -> None:
             log = args.results_dir / f"{backend}.partial.jsonl"
             if log.exists():  # an interrupted run's results are results too
                 saved.update((r["name"], r) for r in map(json.loads, log.read_text().splitlines()))
+                path.write_text("".join(json.dumps(r) + "\n" for r in saved.values()))
                 log.unlink()
             todo = [name for name in names if not (args.resume and name in saved)]
             start = time.perf_counter()
@@ -315,7 +321,7 @@ def main() -> None:
                 saved[record["name"]] = record
             print(f"{backend}: {len(todo)} tests in {time.perf_counter() - start:.0f} s", file=sys.stderr)
             path.write_text("".join(json.dumps(r) + "\n" for r in saved.values()))
-            log.unlink()
+            log.unlink(missing_ok=True)
         results[backend] = list(saved.values())
     for backend in BACKENDS.keys() - results.keys():  # compare with saved results of the other
         path = args.results_dir / f"{backend}.jsonl"

@@ -1,9 +1,9 @@
 """ONNX's backend conformance suite (onnx.backend.test) over nnforge.onnx_backend.
 
-Runs the CPU tests of every model set (simple, pytorch-converted,
-pytorch-operator, the light CNNs) and a deterministic subset of the node
-tests: every NODE_STRIDE-th by name. NNFORGE_FULL_ONNX_SUITE=1 runs every
-node test. Tests listed in test/onnx/expected_failures.txt (written by
+Runs the CPU tests of the simple models and the light CNNs, and a
+deterministic subset of the node, pytorch-converted and pytorch-operator
+tests: every STRIDE-th by name (a full run takes over half an hour on two
+cores). NNFORGE_FULL_ONNX_SUITE=1 runs every test. Tests listed in test/onnx/expected_failures.txt (written by
 test/onnx/update_expected_failures.py) are expected to fail, so a newly
 passing test shows up as an unexpected success: rerun the script then.
 Listed tests that crash the process running them are left out.
@@ -22,8 +22,13 @@ import nnforge.onnx_backend
 EXPECTED_FAILURES = Path(__file__).resolve().parents[1] / "onnx" / "expected_failures.txt"
 # Must match update_expected_failures.CRASH_PREFIX.
 CRASH_PREFIX = "process crash"
-NODE_CATEGORY = "OnnxBackendNodeModelTest"
-NODE_STRIDE = 10
+# Categories of one-op tests, sampled unless the full suite is asked for.
+SAMPLED_CATEGORIES = (
+    "OnnxBackendNodeModelTest",
+    "OnnxBackendPyTorchConvertedModelTest",
+    "OnnxBackendPyTorchOperatorModelTest",
+)
+STRIDE = 20
 FULL_SUITE = os.environ.get("NNFORGE_FULL_ONNX_SUITE") == "1"
 
 
@@ -47,8 +52,8 @@ def _selected(test_cases: dict[str, type]) -> set[str]:
     names = set()
     for case in test_cases.values():
         cpu_tests = sorted(name for name in vars(case) if name.startswith("test_") and name.endswith("_cpu"))
-        if case.__name__ == NODE_CATEGORY and not FULL_SUITE:
-            cpu_tests = cpu_tests[::NODE_STRIDE]
+        if case.__name__ in SAMPLED_CATEGORIES and not FULL_SUITE:
+            cpu_tests = cpu_tests[::STRIDE]
         names.update(cpu_tests)
     return names
 

@@ -17,13 +17,16 @@ Schedules, for AVX-512 (32 registers of 16 f32):
   accumulator is hoisted out of the k loop into registers.
 - 2-D convolutions (NCHW/FCHW, NHWC/HWCF, NHWC/FHWC): im2col, then the
   contraction schedule.
-- everything else (elementwise, reductions, transposes, fills): tiles of 1
-  along all loops but the innermost, which is vectorized 64 lanes wide.
+- transposes: 16 x 16 tiles, transposed in registers.
+- everything else (elementwise, reductions, fills): tiles of 1 along all
+  loops but the innermost, which is vectorized 64 lanes wide.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from mlir import ir, passmanager
 from mlir.dialects import linalg
@@ -31,11 +34,18 @@ from mlir.dialects import linalg
 from nnforge import pipelines
 from nnforge.errors import CompileError
 
+if TYPE_CHECKING:
+    from nnforge import compiler
+
 # Contraction tiles: (cache level, register level) sizes per dimension role.
 CACHE_TILE = {"batch": 1, "m": 64, "n": 128, "k": 256}
 REGISTER_TILE = {"batch": 1, "m": 8, "n": 32, "k": 1}
 # Lanes of the innermost loop for non-contraction ops.
 ELEMENTWISE_VECTOR = 64
+# Square tiles of transposes.
+TRANSPOSE_TILE = 16
+# Innermost loops narrower than this (statically) stay scalar.
+MIN_VECTOR = 4
 
 # The attribute that tags each op with the sequence scheduling it.
 _TAG = "nnforge_schedule_id"
@@ -60,17 +70,25 @@ _VECTOR_LOWERING = """
 _VECTOR_LOWERING_LATE = """
   transform.apply_patterns to %funcs {
     transform.apply_patterns.vector.lower_contraction lowering_strategy = "outerproduct"
+  } : !transform.any_op
+  transform.apply_patterns to %funcs {
     transform.apply_patterns.vector.lower_outerproduct
+  } : !transform.any_op
+  transform.apply_patterns to %funcs {
     transform.apply_patterns.vector.lower_multi_reduction lowering_strategy = "innerreduction"
+  } : !transform.any_op
+  transform.apply_patterns to %funcs {
     transform.apply_patterns.vector.lower_broadcast
     transform.apply_patterns.vector.lower_masks
-    transform.apply_patterns.canonicalization
   } : !transform.any_op
   transform.apply_patterns to %funcs {
     transform.apply_patterns.vector.lower_transpose lowering_strategy = "shuffle_16x16"
   } : !transform.any_op
   transform.apply_patterns to %funcs {
     transform.apply_patterns.vector.lower_shape_cast
+  } : !transform.any_op
+  transform.apply_patterns to %funcs {
+    transform.apply_patterns.canonicalization
   } : !transform.any_op
   transform.apply_cse to %funcs : !transform.any_op
 """
@@ -121,23 +139,57 @@ def _loop_count(op: ir.Operation) -> int:
     return ir.AffineMapAttr(maps[0]).value.n_dims if maps else 0
 
 
+def _loop_sizes(op: ir.Operation) -> list[int | None]:
+    """Static size of each loop of a linalg op (None where dynamic or unknown)."""
+    sizes: list[int | None] = [None] * _loop_count(op)
+    for map_attr, operand in zip(linalg.get_indexing_maps(op), op.operands):
+        if not isinstance(operand.type, ir.ShapedType):
+            continue
+        shape = ir.ShapedType(operand.type)
+        for position, expr in enumerate(ir.AffineMapAttr(map_attr).value.results):
+            expr = expr.maybe_downcast()
+            if isinstance(expr, ir.AffineDimExpr) and not shape.is_dynamic_dim(position):
+                sizes[expr.position] = shape.shape[position]
+    return sizes
+
+
+def _clamp(tiles: list[int], sizes: list[int | None]) -> list[int]:
+    """Tile/vector sizes no larger than static loop sizes (fewer masked lanes)."""
+    return [tile if size is None else min(tile, size) for tile, size in zip(tiles, sizes)]
+
+
+def _is_multiply_accumulate(op: ir.Operation) -> bool:
+    """Whether the op's body is `out + a * b` (or `a * b + out`) and nothing else."""
+    body = op.regions[0].blocks[0]
+    return [o.operation.name for o in body.operations] in (
+        ["arith.mulf", "arith.addf", "linalg.yield"],
+        ["arith.muli", "arith.addi", "linalg.yield"],
+    )
+
+
 def _contraction_schedule(op: ir.Operation) -> str | None:
     """Cache + register tiling and vectorization of a contraction, or None."""
-    if not linalg.isa_contraction_op(op):
+    if not (linalg.isa_contraction_op(op) or (op.name == "linalg.generic" and _is_multiply_accumulate(op))):
         return None
     dims = linalg.infer_contraction_dimensions(op)
-    if dims is None or len(dims.m) != 1 or len(dims.n) != 1 or not dims.k:
+    if dims is None or not dims.m or not dims.n or not dims.k:
         return None
-    roles: dict[int, str] = {}
-    for role in ("batch", "m", "n", "k"):
-        for dim in getattr(dims, role):
-            roles[int(dim)] = role
+    # The last m and n dims get the register tile (outer products); other m/n
+    # dims (e.g. heads, or the batch of an im2col'd convolution, which the
+    # filter lacks) are looped over one by one, like batch dims.
+    roles: dict[int, str] = {int(d): "batch" for d in dims.batch}
+    for role in ("m", "n"):
+        found = [int(d) for d in getattr(dims, role)]
+        roles.update({d: "batch" for d in found[:-1]})
+        roles[found[-1]] = role
+    roles.update({int(d): "k" for d in dims.k})
     rank = len(roles)
     # Loops nest batch, m, n, then k innermost (accumulator reuse).
-    order = [d for role in ("batch", "m", "n", "k") for d in getattr(dims, role)]
-    interchange = _sizes([int(d) for d in order])
-    cache = _sizes([CACHE_TILE[roles[d]] for d in range(rank)])
-    register = _sizes([REGISTER_TILE[roles[d]] for d in range(rank)])
+    order = [d for role in ("batch", "m", "n", "k") for d in sorted(roles) if roles[d] == role]
+    interchange = _sizes(order)
+    loop_sizes = _loop_sizes(op)
+    cache = _sizes(_clamp([CACHE_TILE[roles[d]] for d in range(rank)], loop_sizes))
+    register = _sizes(_clamp([REGISTER_TILE[roles[d]] for d in range(rank)], loop_sizes))
     loops = ", ".join(["!transform.any_op"] * rank)
     names = ", ".join(f"%r{i}" for i in range(rank))
     hoists = "\n".join(
@@ -164,11 +216,22 @@ def _contraction_schedule(op: ir.Operation) -> str | None:
 
 
 def _elementwise_schedule(op: ir.Operation) -> str | None:
-    """Tiles all loops but the innermost to 1 and vectorizes the innermost."""
+    """Tiles all loops but the innermost to 1 and vectorizes the innermost.
+
+    Transposes get square tiles instead (transposed in registers by
+    shuffles, rather than read one element at a time).
+    """
     rank = _loop_count(op)
     if rank == 0:
         return None
-    tiles = [1] * (rank - 1) + [ELEMENTWISE_VECTOR]
+    inner = [TRANSPOSE_TILE, TRANSPOSE_TILE] if op.name == "linalg.transpose" and rank >= 2 else [ELEMENTWISE_VECTOR]
+    tiles = _clamp([1] * (rank - len(inner)) + inner, _loop_sizes(op))
+    if tiles[-1] < MIN_VECTOR:
+        return None  # too narrow to gain from vectors: scalar loops
+    if "iterator_types" in op.attributes:
+        iterators = [str(i) for i in ir.ArrayAttr(op.attributes["iterator_types"])]
+        if sum("reduction" in i for i in iterators) > 1:
+            return None  # the vectorizer aborts on some multi-dim reductions
     loops = ", ".join(["!transform.any_op"] * rank)
     return f"""
     %t, %l:{rank} = transform.structured.tile_using_for %op tile_sizes {_sizes(tiles)}
@@ -176,9 +239,22 @@ def _elementwise_schedule(op: ir.Operation) -> str | None:
     transform.structured.vectorize %t vector_sizes {_sizes(tiles)} : !transform.any_op"""
 
 
+def _has_booleans(op: ir.Operation) -> bool:
+    """Whether `op` reads or writes i1 tensors."""
+    boolean = ir.IntegerType.get_signless(1, op.context)
+    return any(
+        isinstance(value.type, ir.ShapedType) and value.type.element_type == boolean
+        for value in list(op.operands) + list(op.results)
+    )
+
+
 def _schedule_of(op: ir.Operation) -> str | None:
     if linalg.isa_convolution_op(op):
         return None  # what im2col did not turn into a contraction stays scalar
+    if _has_booleans(op):
+        # LLVM packs vectors of i1 into bits in memory, while nnforge keeps
+        # boolean buffers a byte per element (nnf-widen-bool-memrefs).
+        return None
     return _contraction_schedule(op) or _elementwise_schedule(op)
 
 
@@ -235,7 +311,12 @@ def vectorize_linalg(module: ir.Module) -> None:
 
     Run it after linalg fusion, then `LINALG_TO_LLVM_OPTIMIZED`.
     """
-    convolutions = [op for op in _linalg_ops(module) if op.name in _CONV_TO_IM2COL]
+    # Mixed-precision convolutions (f16 in, f32 accumulator) came out wrong
+    # through upstream's im2col: they stay direct (and scalar).
+    convolutions = [
+        op for op in _linalg_ops(module)
+        if op.name in _CONV_TO_IM2COL and len({value.type.element_type for value in op.operands}) == 1
+    ]
     if convolutions:
         im2col = [
             _Scheduled(op, """
@@ -252,21 +333,13 @@ def vectorize_linalg(module: ir.Module) -> None:
     _apply(module, scheduled, _VECTOR_LOWERING + _VECTOR_LOWERING_LATE, "vectorization")
 
 
-def lower_to_llvm_optimized(module: ir.Module, level: str, runner, signature) -> None:
-    """`compiler.lower_to_llvm` with the optimized code generation instead of the naive one.
+def lower_to_llvm(module: ir.Module, level: str, runner: "compiler.StageRunner") -> None:
+    """Runs the stages from `level` to the LLVM dialect with the optimized code generation.
 
-    Same arguments (`runner` a `compiler.StageRunner`, `signature` the
-    entry's `runtime.Signature`); the tiling/vectorization shows in
-    `runner.times` as stage "vectorize".
+    The CPU replacement of `for name, pipeline in pipelines.stages(level):
+    runner.run(...)`; the tiling/vectorization shows in `runner.times` (and
+    the IR dumps) as stage "vectorize".
     """
-    import time
-
-    from nnforge import compiler
-
-    compiler.verify(module, "the module to compile")
-    runner.dump(module, f"input-{level}")
-    with module.context:
-        compiler.entry_function(module).attributes["llvm.emit_c_interface"] = ir.UnitAttr.get()
     steps = pipelines.stages(level)
     for name, pipeline in steps[:-1]:
         runner.run(module, name, pipeline)
@@ -275,5 +348,3 @@ def lower_to_llvm_optimized(module: ir.Module, level: str, runner, signature) ->
     runner.times["vectorize"] = time.perf_counter() - start
     runner.dump(module, "vectorize")
     runner.run(module, steps[-1][0], LINALG_TO_LLVM_OPTIMIZED)
-    compiler._check_only_llvm(module)
-    compiler._embed_signature(module, signature)

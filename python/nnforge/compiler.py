@@ -22,7 +22,7 @@ from typing import Any
 from mlir import ir, passmanager
 from mlir.execution_engine import ExecutionEngine
 
-from nnforge import pipelines
+from nnforge import codegen, pipelines
 from nnforge._native import context as new_context
 from nnforge.errors import CompileError, ModelLoadError
 from nnforge.runtime import SIGNATURE_SYMBOL, Executable, Signature, TensorSpec
@@ -337,6 +337,7 @@ def compile(
     chip: str = "sm_90",
     level: str | None = None,
     dynamic_shapes: Any = None,
+    optimize: bool = True,
     dump_ir: str | os.PathLike | None = None,
     timing: bool = False,
 ) -> CompiledModel | CudaModel:
@@ -346,7 +347,9 @@ def compile(
     as for `torch.export`), an ONNX model (path or `onnx.ModelProto`), an
     `mlir.ir.Module` or a `.mlir` file. `level`: where import stops
     ("tosa", "linalg", "nnf"; default "linalg"). `chip`: the CUDA
-    architecture for target "cuda". `dump_ir` (or the environment variable
+    architecture for target "cuda". `optimize=False` keeps the naive CPU
+    lowering (scalar loops; the baseline the optimized code generation of
+    `nnforge.codegen` is measured against). `dump_ir` (or the environment variable
     NNFORGE_DUMP_IR) names a folder receiving the IR after each stage;
     `timing` prints per-pass times to stderr.
     """
@@ -369,8 +372,11 @@ def compile(
         gpu.check_only_llvm_host(module)
         return CudaModel(module, signature, runner.times)
 
-    for name, pipeline in stages:
-        runner.run(module, name, pipeline)
+    if optimize:
+        codegen.lower_to_llvm(module, level, runner)
+    else:
+        for name, pipeline in stages:
+            runner.run(module, name, pipeline)
     _check_only_llvm(module)
     _embed_signature(module, signature)
     start = time.perf_counter()

@@ -178,15 +178,87 @@ def import_onnx(model: OnnxModel, *, level: str = "linalg"):
             raise ModelLoadError(f"{what}: cannot read its external data: {error}") from None
     log.info("load, check, opset upgrade, shape inference: %.2f s", time.perf_counter() - start)
 
+    try:
+        text = _lower(proto, level, what)
+    except UnsupportedOpError as error:
+        # ONNX defines some ops as functions of simpler ones: torch-mlir may
+        # convert the body where it does not know the op.
+        expandable = {op.kind.removeprefix("onnx.") for op in error.ops} & _function_ops(proto)
+        if not expandable:
+            raise
+        log.info("%s: expanding ONNX function ops %s", what, ", ".join(sorted(expandable)))
+        text = _lower(expand_function_ops(proto, expandable), level, what)
+    return handover.finish(text, level, what)
+
+
+def _lower(proto, level: str, what: str) -> str:
+    """torch-mlir's import of `proto`, lowered to `level` (as text)."""
     start = time.perf_counter()
     torch_module = import_to_torch_mlir(proto, what)
     log.info("ONNX -> torch-mlir import: %.2f s", time.perf_counter() - start)
-
     describe = location_describer(node_types(proto))
-    text = handover.lower_with_torch_mlir(
+    return handover.lower_with_torch_mlir(
         torch_module, "onnx", TORCH_MLIR_LEVEL[level], describe, what
     )
-    return handover.finish(text, level, what)
+
+
+def _schema(proto, node):
+    """The schema of `node` at the model's opset for its domain, or None."""
+    onnx = _onnx()
+    domain = node.domain or ""
+    version = next(
+        (o.version for o in proto.opset_import if (o.domain or "") in ({domain} | ({"", "ai.onnx"} if domain in ("", "ai.onnx") else set()))),
+        None,
+    )
+    try:
+        return onnx.defs.get_schema(node.op_type, version, domain) if version else None
+    except onnx.defs.SchemaError:
+        return None
+
+
+def _function_ops(proto) -> set[str]:
+    """The op types of main-graph nodes that ONNX defines as functions."""
+    found = set()
+    for node in proto.graph.node:
+        schema = _schema(proto, node)
+        if schema is not None and (schema.has_function or schema.has_context_dependent_function):
+            found.add(node.op_type)
+    return found
+
+
+def expand_function_ops(proto, op_types: set[str]):
+    """A copy of `proto` with each main-graph node of `op_types` replaced by its function body.
+
+    Uses onnx's own expansion (the one that generates its `_expanded` node
+    tests), with the node's input types for context-dependent functions.
+    """
+    onnx = _onnx()
+    from onnx.backend.test.case.node import function_testcase_helper
+
+    types = {value.name: value.type for value in
+             list(proto.graph.input) + list(proto.graph.value_info) + list(proto.graph.output)}
+    for tensor in proto.graph.initializer:
+        types.setdefault(tensor.name, onnx.helper.make_tensor_type_proto(tensor.data_type, tensor.dims))
+    expanded = _copy(proto)
+    nodes = []
+    for index, node in enumerate(proto.graph.node):
+        if node.op_type not in op_types or any(name and name not in types for name in node.input):
+            nodes.append(node)
+            continue
+        input_types = [types[name] if name else onnx.TypeProto() for name in node.input]
+        bodies, _ = function_testcase_helper(_copy(node), input_types, f"{node.name or index}", proto.opset_import)
+        if not bodies:
+            nodes.append(node)
+            continue
+        body, _ = bodies[-1]  # the newest definition
+        nodes.extend(body)
+    del expanded.graph.node[:]
+    expanded.graph.node.extend(nodes)
+    for index, node in enumerate(expanded.graph.node):
+        if not node.name:
+            node.name = f"{node.op_type}_{index}"
+    # The body's intermediate values need types, as the importer wants.
+    return onnx.shape_inference.infer_shapes(expanded, data_prop=True)
 
 
 def onnx_io_names(model: OnnxModel) -> tuple[list[str], list[str]]:

@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -171,23 +171,86 @@ def _same_bits(produced: np.dtype, expected: np.dtype) -> bool:
     return produced.kind in "iu" and expected.kind in "iu" and produced.itemsize == expected.itemsize
 
 
+# Operands that decide the shape of an op's result (axes, target shapes,
+# sizes, pads): nnforge compiles static shapes, so graph inputs feeding them
+# are specialized on the values each run brings (one compilation per value).
+_REDUCTIONS = ("ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax",
+               "ReduceMean", "ReduceMin", "ReduceProd", "ReduceSum", "ReduceSumSquare")
+SHAPE_OPERANDS: dict[str, tuple[int, ...]] = {
+    **{reduction: (1,) for reduction in _REDUCTIONS},
+    "Reshape": (1,), "Expand": (1,), "Tile": (1,), "Slice": (1, 2, 3, 4), "Pad": (1, 3),
+    "Squeeze": (1,), "Unsqueeze": (1,), "Resize": (1, 2, 3), "Upsample": (1,),
+    "ConstantOfShape": (0,), "Range": (0, 1, 2), "TopK": (1,), "Split": (1,), "OneHot": (1,),
+    "CenterCropPad": (1,), "Trilu": (1,), "CumSum": (1,), "Col2Im": (1, 2),
+    "AffineGrid": (1,), "BlackmanWindow": (0,), "HannWindow": (0,), "HammingWindow": (0,),
+}
+# How many differently-valued specializations a prepared model keeps.
+_MAX_SPECIALIZATIONS = 8
+
+
+def shape_inputs(model: onnx.ModelProto) -> list[str]:
+    """The graph inputs that feed a shape-deciding operand of a main-graph node."""
+    initializers = {tensor.name for tensor in model.graph.initializer}
+    graph_inputs = {value.name for value in model.graph.input} - initializers
+    found = []
+    for node in model.graph.node:
+        for position in SHAPE_OPERANDS.get(node.op_type, ()):
+            if position < len(node.input) and node.input[position] in graph_inputs:
+                if node.input[position] not in found:
+                    found.append(node.input[position])
+    return found
+
+
+def specialize(model: onnx.ModelProto, values: dict[str, np.ndarray]) -> onnx.ModelProto:
+    """A copy of `model` whose graph inputs in `values` are initializers holding them."""
+    specialized = onnx.ModelProto()
+    specialized.CopyFrom(model)
+    kept = [value for value in specialized.graph.input if value.name not in values]
+    del specialized.graph.input[:]
+    specialized.graph.input.extend(kept)
+    specialized.graph.initializer.extend(
+        onnx.numpy_helper.from_array(array, name) for name, array in values.items()
+    )
+    return specialized
+
+
 class NNForgeBackendRep(BackendRep):
     """A compiled ONNX model: `run(inputs)` returns the outputs in graph order."""
 
-    def __init__(self, executable: Executable, model: onnx.ModelProto):
-        self.executable = executable
+    def __init__(self, model: onnx.ModelProto, compile_model: Callable[[onnx.ModelProto], Executable]):
+        self._model = model
+        self._compile = compile_model
         initializers = {tensor.name for tensor in model.graph.initializer}
         graph_inputs = [value for value in model.graph.input if value.name not in initializers]
         self.input_names = [value.name for value in graph_inputs]
-        self._input_dtypes = [_tensor_dtype(value) for value in graph_inputs]
+        self._input_dtypes = dict(zip(self.input_names, map(_tensor_dtype, graph_inputs)))
         self.output_names = [value.name for value in model.graph.output]
         self._output_dtypes = [_tensor_dtype(value) for value in model.graph.output]
+        self._outputs_type = namedtupledict("Outputs", self.output_names)
+        self.specialized_inputs = shape_inputs(model)
+        self._executables: dict[bytes, Executable] = {}
+        if not self.specialized_inputs:  # compile now: errors show at prepare
+            self._executables[b""] = self._checked(compile_model(model))
+
+    def _checked(self, executable: Executable) -> Executable:
         if len(executable.signature.outputs) != len(self.output_names):
             raise CompileError(
                 f"the compiled model has {len(executable.signature.outputs)} outputs, "
                 f"the ONNX graph {len(self.output_names)} ({', '.join(self.output_names)})"
             )
-        self._outputs_type = namedtupledict("Outputs", self.output_names)
+        return executable
+
+    def _executable_for(self, arrays: dict[str, np.ndarray]) -> Executable:
+        """The compiled model for these values of the shape-deciding inputs."""
+        values = {name: arrays[name] for name in self.specialized_inputs}
+        key = b"".join(
+            f"{name}:{array.dtype}:{array.shape}:".encode() + array.tobytes() for name, array in values.items()
+        )
+        if key not in self._executables:
+            if len(self._executables) >= _MAX_SPECIALIZATIONS:
+                self._executables.pop(next(iter(self._executables)))
+            self._executables[key] = self._checked(self._compile(specialize(self._model, values)))
+        return self._executables[key]
 
     def _arrange(self, inputs: Any) -> list[np.ndarray]:
         """The inputs as arrays in graph order, from a list, a dict by name or one array."""
@@ -205,10 +268,13 @@ class NNForgeBackendRep(BackendRep):
             )
         return [np.asarray(value) for value in inputs]
 
-    def _to_signature(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+    @staticmethod
+    def _to_signature(
+        arrays: list[np.ndarray], onnx_dtypes: list[np.dtype | None], executable: Executable
+    ) -> list[np.ndarray]:
         """Reinterprets ONNX unsigned integers as the compiled code's signless ones."""
         converted = []
-        for array, onnx_dtype, spec in zip(arrays, self._input_dtypes, self.executable.signature.inputs):
+        for array, onnx_dtype, spec in zip(arrays, onnx_dtypes, executable.signature.inputs):
             compiled_dtype = numpy_dtype(spec.dtype)
             if array.dtype == onnx_dtype != compiled_dtype and _same_bits(compiled_dtype, onnx_dtype):
                 array = array.view(compiled_dtype)
@@ -217,7 +283,14 @@ class NNForgeBackendRep(BackendRep):
 
     def run(self, inputs: Any, **kwargs: Any) -> tuple[np.ndarray, ...]:
         """Runs the model; returns its outputs (a namedtuple, also indexable by name)."""
-        results = self.executable(*self._to_signature(self._arrange(inputs)))
+        arrays = dict(zip(self.input_names, self._arrange(inputs)))
+        executable = self._executable_for(arrays)
+        runtime_inputs = [name for name in self.input_names if name not in self.specialized_inputs]
+        results = executable(*self._to_signature(
+            [arrays[name] for name in runtime_inputs],
+            [self._input_dtypes[name] for name in runtime_inputs],
+            executable,
+        ))
         if len(self.output_names) == 1:
             results = [results]
         outputs = []
@@ -253,15 +326,16 @@ class NNForgeBackend(Backend):
             raise CompileError(f"nnforge's ONNX backend runs on CPU only, not {device!r}")
         import nnforge
 
-        if compile_in_process:
-            executable = nnforge.compile(model, level=level)
-        else:
+        def compile_model(model: onnx.ModelProto) -> Executable:
+            if compile_in_process:
+                return nnforge.compile(model, level=level)
             with tempfile.TemporaryDirectory(prefix="nnforge-onnx-backend-") as scratch:
                 library = Path(scratch) / f"model-{next(_library_numbers)}.so"
                 _worker.compile(model, library, level, compile_timeout)
                 # Once loaded the library stays mapped: the file can go.
-                executable = nnforge.load(library)
-        return NNForgeBackendRep(executable, model)
+                return nnforge.load(library)
+
+        return NNForgeBackendRep(model, compile_model)
 
     @classmethod
     def run_node(

@@ -81,4 +81,27 @@ def NNFWidenBoolMemrefs : Pass<"nnf-widen-bool-memrefs", "::mlir::ModuleOp"> {
   ];
 }
 
+def NNFFoldConstantTransposes
+    : Pass<"nnf-fold-constant-transposes", "::mlir::ModuleOp"> {
+  let summary = "Transpose constant tensors at compile time";
+  let description = [{
+    Replaces each `linalg.transpose` of an `arith.constant` (dense or
+    `dense_resource` elements, as the importers produce for weights) with
+    the transposed constant, so that weights stored `[N, K]` and used as
+    `[K, N]` are transposed once, when compiling, rather than on every run.
+    Upstream's constant folding of linalg ops handles only inline dense
+    elements, not the resource blobs importers use for large weights.
+
+    Example:
+
+    ```mlir
+    %w = arith.constant dense_resource<weight> : tensor<4x8xf32>
+    %t = linalg.transpose ins(%w : tensor<4x8xf32>) outs(%e : tensor<8x4xf32>) permutation = [1, 0]
+    // becomes
+    %t = arith.constant dense<...> : tensor<8x4xf32>
+    ```
+  }];
+  let dependentDialects = ["::mlir::arith::ArithDialect"];
+}
+
 #endif // NNFORGE_PASSES

@@ -18,9 +18,10 @@ TOSA_TO_LINALG = (
     "tosa-to-linalg),tosa-to-arith,tosa-to-tensor,canonicalize,cse"
 )
 
-# Fuses elementwise producers into their consumers on tensors, so that fewer
-# intermediates reach memory.
-LINALG_FUSION = "linalg-fuse-elementwise-ops,canonicalize,cse"
+# Transposes constant weights once, at compile time, then fuses elementwise
+# producers into their consumers on tensors, so that fewer intermediates
+# reach memory.
+LINALG_FUSION = "nnf-fold-constant-transposes,linalg-fuse-elementwise-ops,canonicalize,cse"
 
 # Bufferization, with identity-layout function boundaries (arguments carry no
 # dynamic strides) and results owned by the caller.

@@ -1,0 +1,45 @@
+// RUN: nnforge-opt %s --nnf-fold-constant-transposes --split-input-file | FileCheck %s
+
+// A 2x3 dense constant transposed to 3x2.
+// CHECK-LABEL: func.func @dense
+// CHECK: %[[C:.*]] = arith.constant dense<{{\[\[}}1.000000e+00, 4.000000e+00], [2.000000e+00, 5.000000e+00], [3.000000e+00, 6.000000e+00]]> : tensor<3x2xf32>
+// CHECK-NOT: linalg.transpose
+// CHECK: return %[[C]]
+func.func @dense() -> tensor<3x2xf32> {
+  %w = arith.constant dense<[[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]> : tensor<2x3xf32>
+  %e = tensor.empty() : tensor<3x2xf32>
+  %t = linalg.transpose ins(%w : tensor<2x3xf32>) outs(%e : tensor<3x2xf32>) permutation = [1, 0]
+  return %t : tensor<3x2xf32>
+}
+
+// -----
+
+// A dense_resource blob (how importers store weights), rank 3.
+// CHECK-LABEL: func.func @resource
+// CHECK: arith.constant dense<{{\[\[\[}}1, 3]], {{\[\[}}2, 4]]]> : tensor<2x1x2xi32>
+// CHECK-NOT: linalg.transpose
+func.func @resource() -> tensor<2x1x2xi32> {
+  %w = arith.constant dense_resource<blob> : tensor<1x2x2xi32>
+  %e = tensor.empty() : tensor<2x1x2xi32>
+  %t = linalg.transpose ins(%w : tensor<1x2x2xi32>) outs(%e : tensor<2x1x2xi32>) permutation = [2, 0, 1]
+  return %t : tensor<2x1x2xi32>
+}
+
+{-#
+  dialect_resources: {
+    builtin: {
+      blob: "0x0400000001000000020000000300000004000000"
+    }
+  }
+#-}
+
+// -----
+
+// A transpose of a function argument stays.
+// CHECK-LABEL: func.func @argument
+// CHECK: linalg.transpose
+func.func @argument(%w: tensor<2x3xf32>) -> tensor<3x2xf32> {
+  %e = tensor.empty() : tensor<3x2xf32>
+  %t = linalg.transpose ins(%w : tensor<2x3xf32>) outs(%e : tensor<3x2xf32>) permutation = [1, 0]
+  return %t : tensor<3x2xf32>
+}

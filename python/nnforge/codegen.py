@@ -99,7 +99,7 @@ _VECTOR_LOWERING_LATE = """
 LINALG_TO_LLVM_OPTIMIZED = (
     f"canonicalize,cse,{pipelines.BUFFERIZE},canonicalize,cse,"
     "func.func(convert-vector-to-scf{full-unroll=true}),convert-linalg-to-loops,"
-    f"convert-vector-to-llvm,{pipelines.LOOPS_TO_LLVM}"
+    f"{pipelines.WIDEN_BOOLS},convert-vector-to-llvm,{pipelines.LOOPS_TO_LLVM}"
 )
 
 
@@ -239,22 +239,9 @@ def _elementwise_schedule(op: ir.Operation) -> str | None:
     transform.structured.vectorize %t vector_sizes {_sizes(tiles)} : !transform.any_op"""
 
 
-def _has_booleans(op: ir.Operation) -> bool:
-    """Whether `op` reads or writes i1 tensors."""
-    boolean = ir.IntegerType.get_signless(1, op.context)
-    return any(
-        isinstance(value.type, ir.ShapedType) and value.type.element_type == boolean
-        for value in list(op.operands) + list(op.results)
-    )
-
-
 def _schedule_of(op: ir.Operation) -> str | None:
     if linalg.isa_convolution_op(op):
         return None  # what im2col did not turn into a contraction stays scalar
-    if _has_booleans(op):
-        # LLVM packs vectors of i1 into bits in memory, while nnforge keeps
-        # boolean buffers a byte per element (nnf-widen-bool-memrefs).
-        return None
     return _contraction_schedule(op) or _elementwise_schedule(op)
 
 

@@ -31,17 +31,21 @@ BUFFERIZE = (
     "canonicalize,buffer-deallocation-pipeline,convert-bufferization-to-memref"
 )
 
-# Loops and memrefs -> LLVM dialect. Boolean buffers are widened to bytes
-# first: MLIR's memref-to-LLVM lowering cannot load or store i1.
+# Boolean buffers stored a byte per element (numpy's layout): MLIR's
+# memref-to-LLVM lowering cannot load or store i1, and LLVM packs vectors of
+# i1 into bits. Runs on loops and vector transfers, before they go to LLVM.
+WIDEN_BOOLS = "nnf-widen-bool-memrefs"
+
+# Loops and memrefs -> LLVM dialect.
 LOOPS_TO_LLVM = (
-    "nnf-widen-bool-memrefs,expand-strided-metadata,lower-affine,convert-scf-to-cf,"
+    "expand-strided-metadata,lower-affine,convert-scf-to-cf,"
     "convert-math-to-llvm,convert-math-to-libm,finalize-memref-to-llvm,"
     "convert-to-llvm,reconcile-unrealized-casts"
 )
 
 # linalg on tensors -> LLVM dialect, straightforwardly: one scalar loop nest
 # per linalg op (the naive baseline).
-LINALG_TO_LLVM_NAIVE = f"{BUFFERIZE},convert-linalg-to-loops,{LOOPS_TO_LLVM}"
+LINALG_TO_LLVM_NAIVE = f"{BUFFERIZE},convert-linalg-to-loops,{WIDEN_BOOLS},{LOOPS_TO_LLVM}"
 
 # The levels a module can start from (what the importers return).
 LEVELS = ("nnf", "tosa", "linalg")

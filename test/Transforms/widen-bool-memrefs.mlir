@@ -185,3 +185,40 @@ func.func @no_bools(%m: memref<4xi32>, %i: index) -> i32 {
   %r = arith.extui %b : i1 to i32
   return %r : i32
 }
+
+// -----
+
+// Vector transfers of i1 read and write bytes (LLVM would pack i1 lanes
+// into bits).
+// CHECK-LABEL: func.func @vector_transfers
+// CHECK-SAME: (%[[A:.*]]: memref<8xi8>, %[[B:.*]]: memref<8xi8>)
+// CHECK: %[[PAD:.*]] = arith.extui %{{.*}} : i1 to i8
+// CHECK: %[[READ:.*]] = vector.transfer_read %[[A]][%{{.*}}], %[[PAD]] {in_bounds = [true]} : memref<8xi8>, vector<8xi8>
+// CHECK: %[[BITS:.*]] = arith.trunci %[[READ]] : vector<8xi8> to vector<8xi1>
+// CHECK: %[[NOT:.*]] = arith.xori %[[BITS]]
+// CHECK: %[[BYTES:.*]] = arith.extui %[[NOT]] : vector<8xi1> to vector<8xi8>
+// CHECK: vector.transfer_write %[[BYTES]], %[[B]][%{{.*}}] {in_bounds = [true]} : vector<8xi8>, memref<8xi8>
+func.func @vector_transfers(%a: memref<8xi1>, %b: memref<8xi1>) {
+  %c0 = arith.constant 0 : index
+  %false = arith.constant false
+  %ones = arith.constant dense<true> : vector<8xi1>
+  %v = vector.transfer_read %a[%c0], %false {in_bounds = [true]} : memref<8xi1>, vector<8xi1>
+  %n = arith.xori %v, %ones : vector<8xi1>
+  vector.transfer_write %n, %b[%c0] {in_bounds = [true]} : vector<8xi1>, memref<8xi1>
+  return
+}
+
+// -----
+
+// CHECK-LABEL: func.func @vector_load_store
+// CHECK: %[[L:.*]] = vector.load %{{.*}}[%{{.*}}] : memref<8xi8>, vector<4xi8>
+// CHECK: %[[T:.*]] = arith.trunci %[[L]] : vector<4xi8> to vector<4xi1>
+// CHECK: %[[E:.*]] = arith.extui %[[T]] : vector<4xi1> to vector<4xi8>
+// CHECK: vector.store %[[E]], %{{.*}}[%{{.*}}] : memref<8xi8>, vector<4xi8>
+func.func @vector_load_store(%a: memref<8xi1>) {
+  %c0 = arith.constant 0 : index
+  %c4 = arith.constant 4 : index
+  %v = vector.load %a[%c0] : memref<8xi1>, vector<4xi1>
+  vector.store %v, %a[%c4] : memref<8xi1>, vector<4xi1>
+  return
+}

@@ -132,7 +132,7 @@ def _emulate_on_cpu(name) -> CompiledModel:
         gpu.insert_generic_schedule(module, entry_function(module), on_gpu=False)
         runner.run(module, "generic", "transform-interpreter,canonicalize")
         gpu.remove_schedule(module)
-        runner.run(module, "llvm", "convert-linalg-to-loops,scf-forall-to-for," + pipelines.LOOPS_TO_LLVM)
+        runner.run(module, "llvm", f"convert-linalg-to-loops,scf-forall-to-for,{pipelines.WIDEN_BOOLS},{pipelines.LOOPS_TO_LLVM}")
     engine = ExecutionEngine(module, opt_level=2, shared_libs=_runtime_libraries())
     return CompiledModel(engine, signature, runner.times)
 

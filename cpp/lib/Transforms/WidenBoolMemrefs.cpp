@@ -15,6 +15,7 @@
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/SCF/Transforms/Patterns.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/Transforms/DialectConversion.h"
 #include "nnforge/Passes.h"
 
@@ -86,6 +87,94 @@ struct WidenStore : OpConversionPattern<memref::StoreOp> {
         memref::StoreOp::create(rewriter, op.getLoc(), byte,
                                 adaptor.getMemref(), adaptor.getIndices());
     byteStore->setAttrs(op->getAttrs());
+    rewriter.eraseOp(op);
+    return success();
+  }
+};
+
+/// A vector type with `i8` in place of `i1` elements.
+VectorType byteVector(VectorType type) {
+  return type.cloneWith(std::nullopt, IntegerType::get(type.getContext(), 8));
+}
+
+/// `vector.transfer_read` of `i1` from a widened memref -> a read of `i8`
+/// lanes, then `arith.trunci`. (LLVM packs vectors of i1 into bits in
+/// memory, so the read must not stay an i1 vector read.)
+struct WidenTransferRead : OpConversionPattern<vector::TransferReadOp> {
+  using OpConversionPattern::OpConversionPattern;
+
+  LogicalResult
+  matchAndRewrite(vector::TransferReadOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    VectorType type = op.getVectorType();
+    if (!type.getElementType().isInteger(1) ||
+        !isa<MemRefType>(adaptor.getBase().getType()))
+      return rewriter.notifyMatchFailure(op, "not an i1 read of a memref");
+    Location loc = op.getLoc();
+    Value padding = arith::ExtUIOp::create(rewriter, loc, rewriter.getI8Type(),
+                                           adaptor.getPadding());
+    auto read = vector::TransferReadOp::create(
+        rewriter, loc, byteVector(type), adaptor.getBase(),
+        adaptor.getIndices(), adaptor.getPermutationMapAttr(), padding,
+        adaptor.getMask(), adaptor.getInBoundsAttr());
+    rewriter.replaceOpWithNewOp<arith::TruncIOp>(op, type, read.getResult());
+    return success();
+  }
+};
+
+/// `vector.transfer_write` of `i1` into a widened memref -> `arith.extui`
+/// of the lanes, then a write of `i8`.
+struct WidenTransferWrite : OpConversionPattern<vector::TransferWriteOp> {
+  using OpConversionPattern::OpConversionPattern;
+
+  LogicalResult
+  matchAndRewrite(vector::TransferWriteOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    VectorType type = op.getVectorType();
+    if (!type.getElementType().isInteger(1) ||
+        !isa<MemRefType>(adaptor.getBase().getType()))
+      return rewriter.notifyMatchFailure(op, "not an i1 write to a memref");
+    Value bytes = arith::ExtUIOp::create(rewriter, op.getLoc(), byteVector(type),
+                                         adaptor.getValueToStore());
+    vector::TransferWriteOp::create(rewriter, op.getLoc(), bytes,
+                                    adaptor.getBase(), adaptor.getIndices(),
+                                    adaptor.getPermutationMapAttr(),
+                                    adaptor.getMask(), adaptor.getInBoundsAttr());
+    rewriter.eraseOp(op);
+    return success();
+  }
+};
+
+/// `vector.load` / `vector.store` of `i1`: as the transfers above.
+struct WidenVectorLoad : OpConversionPattern<vector::LoadOp> {
+  using OpConversionPattern::OpConversionPattern;
+
+  LogicalResult
+  matchAndRewrite(vector::LoadOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    VectorType type = op.getVectorType();
+    if (!type.getElementType().isInteger(1))
+      return rewriter.notifyMatchFailure(op, "not an i1 load");
+    auto load = vector::LoadOp::create(rewriter, op.getLoc(), byteVector(type),
+                                       adaptor.getBase(), adaptor.getIndices());
+    rewriter.replaceOpWithNewOp<arith::TruncIOp>(op, type, load.getResult());
+    return success();
+  }
+};
+
+struct WidenVectorStore : OpConversionPattern<vector::StoreOp> {
+  using OpConversionPattern::OpConversionPattern;
+
+  LogicalResult
+  matchAndRewrite(vector::StoreOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    VectorType type = op.getVectorType();
+    if (!type.getElementType().isInteger(1))
+      return rewriter.notifyMatchFailure(op, "not an i1 store");
+    Value bytes = arith::ExtUIOp::create(rewriter, op.getLoc(), byteVector(type),
+                                         adaptor.getValueToStore());
+    vector::StoreOp::create(rewriter, op.getLoc(), bytes, adaptor.getBase(),
+                            adaptor.getIndices());
     rewriter.eraseOp(op);
     return success();
   }
@@ -176,7 +265,9 @@ struct WidenBoolMemrefsPass
     RewritePatternSet patterns(context);
     // The load / store / global patterns outrank the generic retyping, which
     // would otherwise build a load of i1 from an i8 memref.
-    patterns.add<WidenLoad, WidenStore, WidenGlobal>(typeConverter, context,
+    patterns.add<WidenLoad, WidenStore, WidenGlobal, WidenTransferRead,
+                 WidenTransferWrite, WidenVectorLoad, WidenVectorStore>(
+        typeConverter, context,
                                                      /*benefit=*/2);
     patterns.add<RetypeRegionFreeOp>(typeConverter, context);
     populateFunctionOpInterfaceTypeConversionPattern<func::FuncOp>(

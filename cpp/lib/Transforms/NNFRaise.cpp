@@ -433,37 +433,26 @@ static LogicalResult replaceWithLinear(PatternRewriter &rewriter,
   return success();
 }
 
-/// linalg.matmul(x, transpose(W)) into a zero fill or a broadcast bias.
-struct RaiseMatmul : OpRewritePattern<linalg::MatmulOp> {
-  using OpRewritePattern::OpRewritePattern;
+/// linalg.matmul(x, transpose(W)), or linalg.batch_matmul(x,
+/// broadcast(transpose(W))), into a zero fill or a broadcast bias.
+template <typename MatmulOpTy>
+struct RaiseMatmul : OpRewritePattern<MatmulOpTy> {
+  using OpRewritePattern<MatmulOpTy>::OpRewritePattern;
+  static constexpr bool kBatched =
+      std::is_same_v<MatmulOpTy, linalg::BatchMatmulOp>;
 
-  LogicalResult matchAndRewrite(linalg::MatmulOp op,
+  LogicalResult matchAndRewrite(MatmulOpTy op,
                                 PatternRewriter &rewriter) const override {
     if (op.hasUserDefinedMaps() || op->getNumResults() != 1)
       return failure();
-    Value w = transposedWeight(op.getDpsInputOperand(1)->get());
+    Value rhs = op.getDpsInputOperand(1)->get();
+    Value w = kBatched ? batchBroadcastTransposedWeight(rhs)
+                       : transposedWeight(rhs);
     if (!w)
       return rewriter.notifyMatchFailure(op, "rhs is not transpose(W)");
-    FailureOr<Value> bias = biasOfAccumulator(op.getDpsInitOperand(0)->get(), 2, 1);
-    if (failed(bias))
-      return rewriter.notifyMatchFailure(op, "accumulator is not 0 or a bias");
-    return replaceWithLinear(rewriter, op, op.getDpsInputOperand(0)->get(), w,
-                             *bias);
-  }
-};
-
-/// linalg.batch_matmul(x, broadcast(transpose(W))) into a zero fill.
-struct RaiseBatchMatmul : OpRewritePattern<linalg::BatchMatmulOp> {
-  using OpRewritePattern::OpRewritePattern;
-
-  LogicalResult matchAndRewrite(linalg::BatchMatmulOp op,
-                                PatternRewriter &rewriter) const override {
-    if (op.hasUserDefinedMaps() || op->getNumResults() != 1)
-      return failure();
-    Value w = batchBroadcastTransposedWeight(op.getDpsInputOperand(1)->get());
-    if (!w)
-      return rewriter.notifyMatchFailure(op, "rhs is not a broadcast transpose(W)");
-    FailureOr<Value> bias = biasOfAccumulator(op.getDpsInitOperand(0)->get(), 3, 2);
+    int64_t rank = kBatched ? 3 : 2;
+    FailureOr<Value> bias =
+        biasOfAccumulator(op.getDpsInitOperand(0)->get(), rank, rank - 1);
     if (failed(bias))
       return rewriter.notifyMatchFailure(op, "accumulator is not 0 or a bias");
     return replaceWithLinear(rewriter, op, op.getDpsInputOperand(0)->get(), w,
@@ -829,7 +818,8 @@ struct NNFRaisePass : nnforge::impl::NNFRaiseBase<NNFRaisePass> {
     patterns.add<RaiseActivation, RaiseSilu,
                  FuseActivationThroughReshape<tensor::ExpandShapeOp>,
                  FuseActivationThroughReshape<tensor::CollapseShapeOp>,
-                 RaiseMatmul, RaiseBatchMatmul, FuseLinearBias, RaiseConv2D,
+                 RaiseMatmul<linalg::MatmulOp>,
+                 RaiseMatmul<linalg::BatchMatmulOp>, FuseLinearBias, RaiseConv2D,
                  RaiseGroupedConv2D,
                  RaiseSoftmaxChain, RaiseLinalgSoftmax>(ctx);
     nnf::ActivationOp::getCanonicalizationPatterns(patterns, ctx);

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from nnforge.cli.models import is_torch_factory, load_factory, parse_shape
+from nnforge.cli.models import add_model_arguments, is_torch_factory, load_factory
 from nnforge.importers.levels import LEVELS
 
 
@@ -30,12 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("-o", "--output", type=Path, help="write the IR here (default stdout)")
     parser.add_argument("--emit", choices=("text", "bytecode"), default="text",
                         help="text (default) or MLIR bytecode (needs -o)")
-    parser.add_argument("--input-shape", action="append", default=[], metavar="DxDx...",
-                        type=parse_shape,
-                        help="shape of a float32 example input for a PyTorch factory; "
-                        "once per input, e.g. 1x3x224x224")
-    parser.add_argument("--dynamic-batch", action="store_true",
-                        help="PyTorch: make dimension 0 of every input dynamic")
+    add_model_arguments(parser, levels=False)
     parser.add_argument("--report", action="store_true",
                         help="print the op-coverage table (op kind, count, supported) instead of IR")
     parser.set_defaults(handler=run)

@@ -9,7 +9,9 @@ saved shared library is.
 
 from __future__ import annotations
 
+import functools
 import importlib.resources
+import importlib.util
 import logging
 import os
 import shutil
@@ -30,6 +32,20 @@ from nnforge.runtime import SIGNATURE_SYMBOL, Executable, Signature, TensorSpec
 log = logging.getLogger("nnforge.compiler")
 
 TARGETS = ("cpu", "cuda")
+
+
+@functools.cache
+def _load_torch_mlir_first() -> None:
+    """Loads torch-mlir's native libraries, if installed, before LLVM code generation.
+
+    torch-mlir bundles its own LLVM. Once this process has generated code
+    with the `mlir` package's LLVM, loading torch-mlir's copy registers LLVM
+    command-line options a second time and LLVM aborts the process
+    ("Option 'print-inst-addrs' registered more than once"); in the other
+    order both coexist. Costs ~0.1 s, once.
+    """
+    if importlib.util.find_spec("torch_mlir") is not None:
+        importlib.import_module("torch_mlir.ir")
 
 
 def _is_torch_module(model: Any) -> bool:
@@ -359,6 +375,7 @@ def compile(
         from nnforge import gpu
 
         gpu.check_chip(chip)
+    _load_torch_mlir_first()
     runner = StageRunner(dump_ir, timing)
     module, level, signature = prepare(
         model, example_inputs, level=level, dynamic_shapes=dynamic_shapes, runner=runner

@@ -156,3 +156,21 @@ def test_nnforge_opt_console_script(tmp_path):
     result = subprocess.run([script, str(bad)], capture_output=True, text=True)
     assert result.returncode == 1
     assert "weight dim 1 is 7" in result.stderr
+
+
+def test_torch_mlir_loads_after_code_generation() -> None:
+    # Generating code with the mlir package's LLVM, then loading torch-mlir
+    # (which bundles another LLVM), must not abort the process.
+    script = (
+        "import nnforge\n"
+        "from mlir import ir\n"
+        "text = 'func.func @main(%x: tensor<4xf32>) -> tensor<4xf32> { return %x : tensor<4xf32> }'\n"
+        "nnforge.compile(ir.Module.parse(text, nnforge.context()))\n"
+        "import torch_mlir.ir, torch\n"
+        "from torch_mlir import fx\n"
+        "fx.export_and_import(torch.nn.ReLU(), torch.ones(2), output_type='raw')\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("ok")

@@ -96,6 +96,7 @@ def test_linear(input_shape, static_shape, dtype, bias, activation):
         (None, 4, 8, 1, [2, 2], [1, 1, 1, 1], [1, 1], "relu", "f32"),  # dynamic batch
         (1, 4, 6, 2, [1, 2], [2, 0, 1, 1], [2, 1], "relu6", "f32"),  # grouped, asymmetric pad
         (1, 8, 8, 8, [1, 1], [1, 1, 1, 1], [1, 1], "none", "f32"),  # depthwise
+        (1, 4, 8, 1, [1, 1], [1, 1, 1, 1], [1, 1], "relu", "f32"),  # im2col over 90 = 64 + 26 rows
         (1, 4, 8, 1, [1, 1], [1, 1, 1, 1], [1, 1], "relu", "f16"),
     ],
 )

@@ -184,6 +184,8 @@ def _contraction_schedule(op: ir.Operation) -> str | None:
         roles[found[-1]] = role
     roles.update({int(d): "k" for d in dims.k})
     rank = len(roles)
+    if sorted(roles) != list(range(_loop_count(op))):
+        return None  # a loop that is none of batch/m/n/k: not a plain contraction
     # Loops nest batch, m, n, then k innermost (accumulator reuse).
     order = [d for role in ("batch", "m", "n", "k") for d in sorted(roles) if roles[d] == role]
     interchange = _sizes(order)

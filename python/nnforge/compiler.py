@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import importlib.resources
 import importlib.util
+import io
 import logging
 import os
 import shutil
@@ -345,6 +346,27 @@ def prepare(
     return module, level, signature
 
 
+def _lower_optimized_or_naive(module: ir.Module, level: str, runner: StageRunner) -> ir.Module:
+    """Lowers with the optimized code generation, or, where it fails, the naive one.
+
+    The schedules are heuristics over op shapes; a model they cannot handle
+    still compiles (with a warning naming the failure), just more slowly.
+    """
+    snapshot = io.BytesIO()
+    module.operation.write_bytecode(snapshot)
+    try:
+        codegen.lower_to_llvm(module, level, runner)
+        return module
+    except Exception as error:  # a schedule bug must not cost the user the model
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        log.warning("optimized code generation failed (%s: %s); using the naive lowering",
+                    type(error).__name__, reason)
+    naive = ir.Module.parse(snapshot.getvalue(), module.context)
+    for name, pipeline in pipelines.stages(level):
+        runner.run(naive, name, pipeline)
+    return naive
+
+
 def compile(
     model: Any,
     example_inputs: Any = None,
@@ -390,7 +412,7 @@ def compile(
         return CudaModel(module, signature, runner.times)
 
     if optimize:
-        codegen.lower_to_llvm(module, level, runner)
+        module = _lower_optimized_or_naive(module, level, runner)
     else:
         for name, pipeline in stages:
             runner.run(module, name, pipeline)

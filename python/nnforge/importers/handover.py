@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 import tempfile
@@ -20,6 +21,9 @@ from pathlib import Path
 from nnforge.errors import CompileError, UnsupportedOp, UnsupportedOpError
 
 log = logging.getLogger("nnforge.importers")
+
+# Seconds torch-mlir's lowering may take (NNFORGE_IMPORT_TIMEOUT overrides).
+DEFAULT_TIMEOUT = 600.0
 
 # How to turn a printed MLIR location into words for the user.
 LocationDescriber = Callable[[str], str]
@@ -72,21 +76,19 @@ def lower_with_torch_mlir(
         with open(source_path, "wb") as stream:
             torch_module.operation.write_bytecode(stream)
         start = time.perf_counter()
-        child = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "nnforge.importers.torch_mlir_worker",
-                str(source_path),
-                str(scratch_dir),
-                "--source",
-                source,
-                "--level",
-                level,
-            ],
-            capture_output=True,
-            text=True,
-        )
+        command = [
+            sys.executable, "-m", "nnforge.importers.torch_mlir_worker",
+            str(source_path), str(scratch_dir), "--source", source, "--level", level,
+        ]
+        timeout = float(os.environ.get("NNFORGE_IMPORT_TIMEOUT", DEFAULT_TIMEOUT))
+        try:
+            child = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            # Some torch-mlir passes loop forever on some inputs.
+            raise CompileError(
+                f"torch-mlir did not finish lowering {what} to {level} within {timeout:g} s "
+                "(set NNFORGE_IMPORT_TIMEOUT to allow more)"
+            ) from None
         log.info("torch-mlir lowering to %s: %.2f s", level, time.perf_counter() - start)
         report_path = scratch_dir / "report.json"
         if child.returncode != 0 or not report_path.exists():

@@ -10,7 +10,6 @@ saved shared library is.
 from __future__ import annotations
 
 import functools
-import importlib.resources
 import importlib.util
 import io
 import logging
@@ -26,6 +25,7 @@ from mlir import ir, passmanager
 from mlir.execution_engine import ExecutionEngine
 
 from nnforge import codegen, pipelines
+from nnforge._native import _native_file
 from nnforge._native import context as new_context
 from nnforge.errors import CompileError, ModelLoadError
 from nnforge.runtime import SIGNATURE_SYMBOL, Executable, Signature, TensorSpec
@@ -227,15 +227,25 @@ def verify(module: ir.Module, what: str) -> None:
         raise CompileError(f"{what} does not verify: {error}") from None
 
 
-def _runtime_libraries() -> list[str]:
-    """Support libraries generated code may call (e.g. `memrefCopy`)."""
-    import mlir
+def _loaded_library_path(name: str) -> str:
+    """The path of a shared library this process has loaded (Python loads libm)."""
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            path = line.split()[-1]
+            if Path(path).name.startswith(name):
+                return path
+    raise CompileError(f"{name} is not loaded in this process")
 
-    for root in mlir.__path__:
-        library = Path(root) / "lib" / "libmlir_c_runner_utils.so"
-        if library.exists():
-            return [str(library)]
-    return []
+
+def _runtime_libraries() -> list[str]:
+    """Libraries JIT-compiled code may call: libm (erff, expf, ...) and
+    nnforge's runtime (`memrefCopy`).
+
+    libm is named explicitly: once torch-mlir (which bundles another LLVM)
+    has run in this process, the JIT's search of the process's own symbols
+    is not to be relied on.
+    """
+    return [_loaded_library_path("libm.so"), str(_native_file("libNNForgeRuntime.so"))]
 
 
 class CompiledModel(Executable):
@@ -265,10 +275,9 @@ class CompiledModel(Executable):
             objects = Path(scratch) / "model.o"
             self._keep_alive.dump_to_object_file(str(objects))
             linked = Path(scratch) / path.name
-            support = importlib.resources.files("nnforge") / "runtime_support" / "memref_copy.c"
+            support = _native_file("libNNForgeRuntimeStatic.a")
             result = subprocess.run(
-                [compiler, "-shared", "-fPIC", "-O2", "-o", str(linked), str(objects),
-                 str(support), "-lm"],
+                [compiler, "-shared", "-o", str(linked), str(objects), str(support), "-lm"],
                 capture_output=True,
                 text=True,
             )

@@ -174,3 +174,20 @@ def test_torch_mlir_loads_after_code_generation() -> None:
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().endswith("ok")
+
+
+def test_libm_calls_compile_after_a_torch_import() -> None:
+    # After torch-mlir's LLVM has run in the process, JIT-compiled code that
+    # calls libm (GELU's erff) must still link.
+    script = (
+        "import torch, nnforge\n"
+        "model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.GELU()).eval()\n"
+        "x = torch.randn(2, 8)\n"
+        "imported = nnforge.import_torch(model, (x,), level='nnf')\n"
+        "compiled = nnforge.compile(model, (x,))\n"
+        "assert (compiled(x) - model(x)).abs().max() < 1e-5\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("ok")

@@ -167,6 +167,25 @@ static Value unaryElementwiseInput(linalg::GenericOp op) {
 // Elementwise activations
 //===----------------------------------------------------------------------===//
 
+/// The `f` of `result = x * ((f + 1) * 0.5)`, operands in either order (the
+/// shape both GELU forms share), or a null value.
+static Value halfOfOnePlus(Value result, Value x) {
+  Value other;
+  if (!matchBinary<arith::MulFOp>(result, x, other))
+    return {};
+  auto scale = other.getDefiningOp<arith::MulFOp>();
+  if (!scale)
+    return {};
+  Value lhs = scale.getLhs(), rhs = scale.getRhs();
+  Value sum = isConstant(rhs, 0.5) ? lhs : isConstant(lhs, 0.5) ? rhs : Value();
+  auto add = sum ? sum.getDefiningOp<arith::AddFOp>() : nullptr;
+  if (!add)
+    return {};
+  return isConstant(add.getRhs(), 1.0)   ? add.getLhs()
+         : isConstant(add.getLhs(), 1.0) ? add.getRhs()
+                                         : Value();
+}
+
 /// The activation a unary elementwise body computes of its argument `x`.
 static std::optional<nnf::ActivationKind> classifyActivation(linalg::GenericOp op) {
   Block &body = op.getRegion().front();
@@ -218,29 +237,17 @@ static std::optional<nnf::ActivationKind> classifyActivation(linalg::GenericOp o
 
   // gelu (erf): x * ((erf(x / sqrt(2)) + 1) * 0.5).
   if (numOps == 5) {
-    auto outer = matchBinary<arith::MulFOp>(result, x, other);
-    // `scale` is (erf(...) + 1) * 0.5 in either order.
-    auto scale = outer ? other.getDefiningOp<arith::MulFOp>() : nullptr;
-    if (scale) {
-      Value lhs = scale.getLhs(), rhs = scale.getRhs();
-      Value sum = isConstant(rhs, 0.5) ? lhs : isConstant(lhs, 0.5) ? rhs : Value();
-      auto add = sum ? sum.getDefiningOp<arith::AddFOp>() : nullptr;
-      if (add) {
-        Value erfValue = isConstant(add.getRhs(), 1.0)   ? add.getLhs()
-                         : isConstant(add.getLhs(), 1.0) ? add.getRhs()
-                                                         : Value();
-        auto erf = erfValue ? erfValue.getDefiningOp<math::ErfOp>() : nullptr;
-        if (erf) {
-          Value arg = erf.getOperand();
-          if (auto div = arg.getDefiningOp<arith::DivFOp>())
-            if (div.getLhs() == x && isConstant(div.getRhs(), std::sqrt(2.0), 1e-6))
-              return nnf::ActivationKind::gelu;
-          Value c;
-          if (matchBinary<arith::MulFOp>(arg, x, c) &&
-              isConstant(c, std::sqrt(0.5), 1e-6))
-            return nnf::ActivationKind::gelu;
-        }
-      }
+    Value erfValue = halfOfOnePlus(result, x);
+    auto erf = erfValue ? erfValue.getDefiningOp<math::ErfOp>() : nullptr;
+    if (erf) {
+      Value arg = erf.getOperand();
+      if (auto div = arg.getDefiningOp<arith::DivFOp>())
+        if (div.getLhs() == x && isConstant(div.getRhs(), std::sqrt(2.0), 1e-6))
+          return nnf::ActivationKind::gelu;
+      Value c;
+      if (matchBinary<arith::MulFOp>(arg, x, c) &&
+          isConstant(c, std::sqrt(0.5), 1e-6))
+        return nnf::ActivationKind::gelu;
     }
   }
 
@@ -248,38 +255,28 @@ static std::optional<nnf::ActivationKind> classifyActivation(linalg::GenericOp o
   // Only with sqrt(2 / pi) to float precision: a chain built on another
   // constant computes other values and is left alone.
   if (numOps == 8) {
-    auto outer = matchBinary<arith::MulFOp>(result, x, other);
-    auto scale = outer ? other.getDefiningOp<arith::MulFOp>() : nullptr;
-    if (scale) {
-      Value lhs = scale.getLhs(), rhs = scale.getRhs();
-      Value sum = isConstant(rhs, 0.5) ? lhs : isConstant(lhs, 0.5) ? rhs : Value();
-      auto add = sum ? sum.getDefiningOp<arith::AddFOp>() : nullptr;
-      Value tanhValue = !add ? Value()
-                        : isConstant(add.getRhs(), 1.0) ? add.getLhs()
-                        : isConstant(add.getLhs(), 1.0) ? add.getRhs()
-                                                        : Value();
-      auto tanh = tanhValue ? tanhValue.getDefiningOp<math::TanhOp>() : nullptr;
-      auto inner = tanh ? tanh.getOperand().getDefiningOp<arith::MulFOp>() : nullptr;
-      if (inner) {
-        double k = std::sqrt(2.0 / M_PI);
-        Value poly = isConstant(inner.getRhs(), k, 1e-6)   ? inner.getLhs()
-                     : isConstant(inner.getLhs(), k, 1e-6) ? inner.getRhs()
-                                                           : Value();
-        Value cubic;
-        auto polyAdd = poly ? matchBinary<arith::AddFOp>(poly, x, cubic) : nullptr;
-        auto cubicMul = polyAdd ? cubic.getDefiningOp<arith::MulFOp>() : nullptr;
-        if (cubicMul) {
-          Value pow = isConstant(cubicMul.getRhs(), 0.044715, 1e-6) ? cubicMul.getLhs()
-                      : isConstant(cubicMul.getLhs(), 0.044715, 1e-6)
-                          ? cubicMul.getRhs()
-                          : Value();
-          auto fpowi = pow ? pow.getDefiningOp<math::FPowIOp>() : nullptr;
-          APInt exponent;
-          if (fpowi && fpowi.getLhs() == x &&
-              matchPattern(fpowi.getRhs(), m_ConstantInt(&exponent)) &&
-              exponent == 3)
-            return nnf::ActivationKind::gelu_tanh;
-        }
+    Value tanhValue = halfOfOnePlus(result, x);
+    auto tanh = tanhValue ? tanhValue.getDefiningOp<math::TanhOp>() : nullptr;
+    auto inner = tanh ? tanh.getOperand().getDefiningOp<arith::MulFOp>() : nullptr;
+    if (inner) {
+      double k = std::sqrt(2.0 / M_PI);
+      Value poly = isConstant(inner.getRhs(), k, 1e-6)   ? inner.getLhs()
+                   : isConstant(inner.getLhs(), k, 1e-6) ? inner.getRhs()
+                                                         : Value();
+      Value cubic;
+      auto polyAdd = poly ? matchBinary<arith::AddFOp>(poly, x, cubic) : nullptr;
+      auto cubicMul = polyAdd ? cubic.getDefiningOp<arith::MulFOp>() : nullptr;
+      if (cubicMul) {
+        Value pow = isConstant(cubicMul.getRhs(), 0.044715, 1e-6) ? cubicMul.getLhs()
+                    : isConstant(cubicMul.getLhs(), 0.044715, 1e-6)
+                        ? cubicMul.getRhs()
+                        : Value();
+        auto fpowi = pow ? pow.getDefiningOp<math::FPowIOp>() : nullptr;
+        APInt exponent;
+        if (fpowi && fpowi.getLhs() == x &&
+            matchPattern(fpowi.getRhs(), m_ConstantInt(&exponent)) &&
+            exponent == 3)
+          return nnf::ActivationKind::gelu_tanh;
       }
     }
   }

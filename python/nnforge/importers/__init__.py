@@ -5,6 +5,11 @@ See `nnforge.importers.levels` for what each level holds.
 
 from __future__ import annotations
 
+# The importers bring torch-mlir (with an LLVM of its own) into the process.
+# MLIR's JIT must be loaded before it, or the JIT cannot resolve symbols of
+# the code it compiles later ("JIT session error: Symbols not found").
+import mlir.execution_engine  # noqa: F401
+
 from nnforge.importers.handover import RAISED_OPS_ATTRIBUTE
 from nnforge.importers.levels import LEVELS
 from nnforge.importers.onnx_frontend import import_onnx, onnx_io_names

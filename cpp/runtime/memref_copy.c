@@ -1,7 +1,10 @@
 /* memrefCopy: the one MLIR runtime function generated CPU code calls (for a
- * memref.copy between non-contiguous layouts). Compiled into each saved
- * model so that it does not depend on libmlir_c_runner_utils.so, which pulls
- * in the compiler's libMLIR.so and libLLVM.so. */
+ * memref.copy between non-contiguous layouts), in place of MLIR's
+ * libmlir_c_runner_utils.so, which loads the compiler's libMLIR.so and
+ * libLLVM.so: a third MLIR in the process, whose symbols break the JIT's
+ * lookups, and a dependency saved models must not have. Built as
+ * libNNForgeRuntime.so (for the JIT) and libNNForgeRuntimeStatic.a (linked
+ * into each saved model). */
 #include <stdint.h>
 #include <string.h>
 
@@ -19,7 +22,9 @@ typedef struct {
   int64_t sizes_and_strides[];
 } RankedMemRef;
 
-void memrefCopy(int64_t element_size, UnrankedMemRef *source,
+/* Exported despite the build's -fvisibility=hidden: generated code calls it. */
+__attribute__((visibility("default"))) void
+memrefCopy(int64_t element_size, UnrankedMemRef *source,
                 UnrankedMemRef *target) {
   const RankedMemRef *src = source->descriptor;
   const RankedMemRef *dst = target->descriptor;

@@ -9,6 +9,7 @@ saved shared library is.
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import importlib.util
 import io
@@ -227,25 +228,31 @@ def verify(module: ir.Module, what: str) -> None:
         raise CompileError(f"{what} does not verify: {error}") from None
 
 
-def _loaded_library_path(name: str) -> str:
-    """The path of a shared library this process has loaded (Python loads libm)."""
+def _system_library(soname: str) -> str:
+    """The path of a system shared library, loaded into this process if it was not."""
+    ctypes.CDLL(soname)
     with open("/proc/self/maps") as maps:
         for line in maps:
             path = line.split()[-1]
-            if Path(path).name.startswith(name):
+            if Path(path).name == soname:
                 return path
-    raise CompileError(f"{name} is not loaded in this process")
+    raise CompileError(f"{soname} could not be loaded")
 
 
 def _runtime_libraries() -> list[str]:
-    """Libraries JIT-compiled code may call: libm (erff, expf, ...) and
-    nnforge's runtime (`memrefCopy`).
+    """Libraries JIT-compiled code may call: libm (erff, expf, ...), libgcc's
+    soft-float conversions (f64/f32 to f16 and bf16), nnforge's runtime
+    (`memrefCopy`).
 
-    libm is named explicitly: once torch-mlir (which bundles another LLVM)
+    They are named explicitly: once torch-mlir (which bundles another LLVM)
     has run in this process, the JIT's search of the process's own symbols
-    is not to be relied on.
+    is not to be relied on, and a fresh process may not have libgcc_s.
     """
-    return [_loaded_library_path("libm.so"), str(_native_file("libNNForgeRuntime.so"))]
+    return [
+        _system_library("libm.so.6"),
+        _system_library("libgcc_s.so.1"),
+        str(_native_file("libNNForgeRuntime.so")),
+    ]
 
 
 class CompiledModel(Executable):

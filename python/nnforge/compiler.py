@@ -173,18 +173,15 @@ def _mlir_string(text: str) -> str:
     return "".join(c if c in plain else "".join(f"\\{b:02X}" for b in c.encode()) for c in text)
 
 
-def _embed_signature(module: ir.Module, signature: Signature) -> None:
-    """Adds the signature as a NUL-terminated global string to an LLVM-dialect module."""
-    data = signature.to_json().encode()
-    text = (
-        f'llvm.mlir.global external constant @{SIGNATURE_SYMBOL}'
-        f'("{_mlir_string(signature.to_json())}\\00") {{addr_space = 0 : i32}}'
-        f" : !llvm.array<{len(data) + 1} x i8>"
-    )
+def embed_string(module: ir.Module, symbol: str, text: str) -> None:
+    """Adds `text` as a NUL-terminated global string `symbol` to an LLVM-dialect module."""
+    size = len(text.encode()) + 1
     with module.context:
-        holder = ir.Module.parse(text)
-        global_op = holder.body.operations[0]
-        global_op.move_before(module.body.operations[0])
+        holder = ir.Module.parse(
+            f'llvm.mlir.global external constant @{symbol}("{_mlir_string(text)}\\00")'
+            f" {{addr_space = 0 : i32}} : !llvm.array<{size} x i8>"
+        )
+        holder.body.operations[0].move_before(module.body.operations[0])
 
 
 class StageRunner:
@@ -239,6 +236,14 @@ def _system_library(soname: str) -> str:
     raise CompileError(f"{soname} could not be loaded")
 
 
+def c_compiler() -> str:
+    """The C compiler driver that links saved models into shared libraries."""
+    compiler = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if compiler is None:
+        raise CompileError("saving a model needs a C compiler driver (cc) to link it")
+    return compiler
+
+
 def _runtime_libraries() -> list[str]:
     """Libraries JIT-compiled code may call: libm (erff, expf, ...), libgcc's
     soft-float conversions (f64/f32 to f16 and bf16), nnforge's runtime
@@ -275,9 +280,7 @@ class CompiledModel(Executable):
     def save(self, path: str | os.PathLike) -> Path:
         """Writes the compiled code as a shared library; returns its path."""
         path = Path(path)
-        compiler = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-        if compiler is None:
-            raise CompileError("saving a model needs a C compiler driver (cc) to link it")
+        compiler = c_compiler()
         with tempfile.TemporaryDirectory(prefix="nnforge-save-") as scratch:
             objects = Path(scratch) / "model.o"
             self._keep_alive.dump_to_object_file(str(objects))
@@ -326,11 +329,13 @@ class CudaModel:
         return self._loaded(*inputs)
 
 
-def _check_only_llvm(module: ir.Module) -> None:
-    """Raises CompileError naming the ops the lowering left outside the LLVM dialect."""
+def check_only_llvm(module: ir.Module, also_allowed: tuple[str, ...] = ()) -> None:
+    """Raises CompileError naming the ops the lowering left outside the LLVM
+    dialect (and the op names in `also_allowed`)."""
     from nnforge.importers.handover import walk_ops
 
-    left = sorted({op.name for op in walk_ops(module.operation) if not op.name.startswith("llvm.")})
+    allowed = ("llvm.", *also_allowed)
+    left = sorted({op.name for op in walk_ops(module.operation) if not op.name.startswith(allowed)})
     if left:
         raise CompileError(f"the lowering to LLVM left ops it could not convert: {', '.join(left)}")
 
@@ -432,8 +437,8 @@ def compile(
     else:
         for name, pipeline in stages:
             runner.run(module, name, pipeline)
-    _check_only_llvm(module)
-    _embed_signature(module, signature)
+    check_only_llvm(module)
+    embed_string(module, SIGNATURE_SYMBOL, signature.to_json())
     start = time.perf_counter()
     try:
         engine = ExecutionEngine(

@@ -39,7 +39,8 @@ from mlir.dialects import arith, gpu, linalg, memref
 
 from nnforge import elf
 from nnforge.errors import CompileError
-from nnforge.runtime import CUDA_RUNTIME
+from nnforge.importers.handover import walk_ops
+from nnforge.runtime import CUDA_RUNTIME, SIGNATURE_SYMBOL
 
 # The chips we compile for, with the PTX version each needs. The defaults of
 # the NVPTX backend (PTX 6.0) abort the process with an LLVM fatal error for
@@ -128,14 +129,6 @@ def cuda_stages(chip: str = "sm_90") -> list[tuple[str, str]]:
 
 
 GPU_STAGES = cuda_stages()
-
-
-def _walk(operation: ir.Operation):
-    for region in operation.regions:
-        for block in region.blocks:
-            for op in block.operations:
-                yield op.operation
-                yield from _walk(op.operation)
 
 
 def _static_type(value: ir.Value, what: str) -> ir.MemRefType:
@@ -244,7 +237,7 @@ def remove_schedule(module: ir.Module) -> None:
             op.operation.erase()
     if "transform.with_named_sequence" in module.operation.attributes:
         del module.operation.attributes["transform.with_named_sequence"]
-    for op in _walk(module.operation):
+    for op in walk_ops(module.operation):
         if OP_TAG in op.attributes:
             del op.attributes[OP_TAG]
 
@@ -268,7 +261,7 @@ def insert_matmul_schedule(module: ir.Module, function: ir.Operation, on_gpu: bo
     host memory: run sequentially, the foralls do what the barrier-separated
     phases of the kernel do, which checks the tiling on a CPU.
     """
-    matmuls = [op for op in _walk(function) if op.name == "linalg.matmul" and _matmul_fits(op)]
+    matmuls = [op for op in walk_ops(function) if op.name == "linalg.matmul" and _matmul_fits(op)]
     threads = (MATMUL_BLOCK[0] // MATMUL_THREAD[0], MATMUL_BLOCK[1] // MATMUL_THREAD[1])
     shared = ", memory_space = #gpu.address_space<workgroup>" if on_gpu else ""
     body = ""
@@ -365,7 +358,7 @@ def insert_generic_schedule(module: ir.Module, function: ir.Operation, on_gpu: b
     `on_gpu`: as for `insert_matmul_schedule`.
     """
     generics = [
-        op for op in _walk(function)
+        op for op in walk_ops(function)
         if op.name == "linalg.generic" and not _inside_launch(op) and not _inside_forall(op)
     ]
     body = ""
@@ -419,7 +412,7 @@ def constants_into_kernels(function: ir.Operation) -> None:
     for launch in [op.operation for op in body.operations if op.operation.name == "gpu.launch"]:
         entry = launch.regions[0].blocks[0]
         clones: dict[ir.Value, ir.Value] = {}
-        for op in list(_walk(launch)):
+        for op in list(walk_ops(launch)):
             for index, operand in enumerate(op.operands):
                 chain = _constant_chain(operand, body)
                 if chain is None:
@@ -451,7 +444,7 @@ def check_host_code(function: ir.Operation) -> None:
         raise CompileError(
             f"the cuda target could not map these ops into kernels: {', '.join(left)}"
         )
-    for op in _walk(function):
+    for op in walk_ops(function):
         if op.name == "memref.alloc" and _inside_launch(op) and not _is_workgroup(op.results[0].type):
             raise CompileError(f"a kernel allocates memory at {op.location}: not supported")
 
@@ -464,10 +457,10 @@ def shared_buffers_to_globals(module: ir.Module) -> None:
     address space is a static shared-memory buffer.
     """
     count = 0
-    for op in list(_walk(module.operation)):
+    for op in list(walk_ops(module.operation)):
         if op.name == "memref.dealloc" and _is_workgroup(op.operands[0].type):
             op.erase()
-    for op in list(_walk(module.operation)):
+    for op in list(walk_ops(module.operation)):
         if op.name != "memref.alloc" or not _is_workgroup(op.results[0].type):
             continue
         type_ = ir.MemRefType(op.results[0].type)
@@ -492,7 +485,7 @@ def allow_fma_contraction(module: ir.Module) -> None:
     and convolutions.
     """
     contract = ir.Attribute.parse("#arith.fastmath<contract>")
-    for op in _walk(module.operation):
+    for op in walk_ops(module.operation):
         if op.name in ("arith.mulf", "arith.addf", "arith.subf") and _inside_launch(op):
             op.attributes["fastmath"] = contract
 
@@ -550,7 +543,7 @@ def ptx_of(module: ir.Module, chip: str = "sm_90") -> str:
 def kernel_objects(module: ir.Module) -> list[tuple[str, bytes]]:
     """(gpu.binary name, object bytes: cubin or PTX) for each kernel binary in `module`."""
     objects = []
-    for op in _walk(module.operation):
+    for op in walk_ops(module.operation):
         if op.name == "gpu.binary":
             name = ir.StringAttr(op.attributes["sym_name"]).value
             for attribute in ir.ArrayAttr(op.attributes["objects"]):
@@ -592,20 +585,14 @@ def save_cuda_library(module: ir.Module, signature, path: str | os.PathLike) -> 
     ExecutionEngine cannot even be created without libcuda.so.1.
     """
     from nnforge._native import tool_path
-    from nnforge.compiler import _embed_signature, _mlir_string
+    from nnforge.compiler import c_compiler, embed_string
 
     path = Path(path)
-    compiler = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if compiler is None:
-        raise CompileError("saving a model needs a C compiler driver (cc) to link it")
+    compiler = c_compiler()
     with module.context:
         copy = ir.Module.parse(str(module))
-        _embed_signature(copy, signature)
-        holder = ir.Module.parse(
-            f'llvm.mlir.global external constant @{TARGET_SYMBOL}("{_mlir_string("cuda")}\\00")'
-            " {addr_space = 0 : i32} : !llvm.array<5 x i8>"
-        )
-        holder.body.operations[0].move_before(copy.body.operations[0])
+        embed_string(copy, SIGNATURE_SYMBOL, signature.to_json())
+        embed_string(copy, TARGET_SYMBOL, "cuda")
     path.parent.mkdir(parents=True, exist_ok=True)
     runtime = path.parent / CUDA_RUNTIME
     shutil.copyfile(cuda_runtime_library(), runtime)
@@ -629,15 +616,8 @@ def save_cuda_library(module: ir.Module, signature, path: str | os.PathLike) -> 
 
 
 def check_only_llvm_host(module: ir.Module) -> None:
-    """Raises CompileError naming host ops the lowering left outside the LLVM dialect."""
-    left = sorted({
-        op.operation.name for op in module.body.operations
-        if not op.operation.name.startswith(("llvm.", "gpu.binary"))
-    })
-    left += sorted({
-        nested.name for op in module.body.operations if op.operation.name == "llvm.func"
-        for nested in _walk(op.operation)
-        if not nested.name.startswith("llvm.") and nested.name != "gpu.launch_func"
-    })
-    if left:
-        raise CompileError(f"the lowering to LLVM left ops it could not convert: {', '.join(left)}")
+    """Raises CompileError naming host ops the lowering left outside the LLVM
+    dialect (kernels stay as `gpu.binary`, launched by `gpu.launch_func`)."""
+    from nnforge.compiler import check_only_llvm
+
+    check_only_llvm(module, also_allowed=("gpu.binary", "gpu.launch_func"))

@@ -112,6 +112,14 @@ def test_unknown_pass_is_a_clear_error():
         PassManager.parse("builtin.module(no-such-pass)", nnforge.context())
 
 
+def _run_in_fresh_python(script: str) -> str:
+    """Runs `script` in a new interpreter (what it loads stays out of this
+    one); asserts it succeeded and returns its standard output."""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
 def test_works_beside_torch_mlir_in_one_process():
     # torch-mlir bundles its own MLIR; both must load, register and exit cleanly.
     script = textwrap.dedent(
@@ -128,9 +136,7 @@ def test_works_beside_torch_mlir_in_one_process():
         print("ok")
         """
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "ok"
+    assert _run_in_fresh_python(script).strip() == "ok"
 
 
 def test_plugin_and_tools_are_found():
@@ -171,9 +177,7 @@ def test_torch_mlir_loads_after_code_generation() -> None:
         "fx.export_and_import(torch.nn.ReLU(), torch.ones(2), output_type='raw')\n"
         "print('ok')\n"
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip().endswith("ok")
+    assert _run_in_fresh_python(script).strip().endswith("ok")
 
 
 def test_libm_calls_compile_after_a_torch_import() -> None:
@@ -188,6 +192,4 @@ def test_libm_calls_compile_after_a_torch_import() -> None:
         "assert (compiled(x) - model(x)).abs().max() < 1e-5\n"
         "print('ok')\n"
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip().endswith("ok")
+    assert _run_in_fresh_python(script).strip().endswith("ok")

@@ -104,4 +104,69 @@ def NNFFoldConstantTransposes
   let dependentDialects = ["::mlir::arith::ArithDialect"];
 }
 
+def NNFFuseElementwise : Pass<"nnf-fuse-elementwise"> {
+  let summary = "Fuse elementwise producers into consumers without recomputation";
+  let description = [{
+    Upstream's `linalg-fuse-elementwise-ops`, with a different rule for
+    when to fuse. Upstream fuses an elementwise producer into any consumer
+    that reads it through a projected permutation and has that value as its
+    only use. That rule recomputes the producer once per consumer iteration
+    that reads the same element: a GELU fused into the matmul that follows
+    it is evaluated once per output column, and the matmul is no longer a
+    contraction that code generation recognizes. This pass fuses a producer
+    only where the consumer reads each produced element once (the consumer
+    indexes it by a permutation of all its loops), and then also when the
+    producer has other uses, provided it is cheap to compute twice (at most
+    two arith ops, e.g. an `extf`): torch-mlir's layer norm widens its input
+    to f64 for two reductions, which otherwise goes to memory.
+    Reshape propagation and constant folding are upstream's, as in
+    `linalg-fuse-elementwise-ops`.
+
+    Example:
+
+    ```mlir
+    // %g = gelu(%h) (elementwise), then %y = %g x W (a contraction reading
+    // %g[m, k] in loops (m, n, k)): not fused, %y stays a matmul.
+    // %w = extf(%x), used by two reductions over rows: fused into both,
+    // the f64 tensor is never materialized.
+    ```
+  }];
+  let dependentDialects = [
+    "::mlir::affine::AffineDialect",
+    "::mlir::linalg::LinalgDialect",
+    "::mlir::tensor::TensorDialect",
+  ];
+}
+
+def NNFApproximateMath : Pass<"nnf-approximate-math"> {
+  let summary = "Replace exp, log, tanh and erf by polynomial approximations";
+  let description = [{
+    Rewrites `math.exp`, `math.expm1`, `math.log`, `math.log1p`, `math.log2`,
+    `math.tanh`, `math.erf` and `math.erfc` on f32 (scalars and vectors) into
+    upstream MLIR's polynomial approximations: range reduction and a
+    polynomial evaluated with `math.fma`, plus bit manipulation of the
+    exponent. `math-to-llvm` would otherwise call libm once per element,
+    which no vectorization survives. f16 and bf16 operands are computed in
+    f32. Upstream registers these patterns only as a test pass
+    (`test-math-polynomial-approximation`); this is that rewrite as a
+    pipeline pass, limited to the functions whose approximations hold over
+    the whole f32 range, infinities and NaN included (measured: at most 4 ulp
+    from PyTorch's results); the logarithms treat subnormal inputs as the
+    smallest normal number.
+
+    Example:
+
+    ```mlir
+    %e = math.exp %x : vector<16xf32>
+    // becomes arith/math ops: a clamp of %x, n = round(x / ln 2),
+    // a degree-6 polynomial in x - n ln 2 (math.fma), 2^n built from bits
+    ```
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::math::MathDialect",
+    "::mlir::vector::VectorDialect",
+  ];
+}
+
 #endif // NNFORGE_PASSES

@@ -95,11 +95,12 @@ _VECTOR_LOWERING_LATE = """
 
 # Tensor-level vectorized IR -> LLVM dialect. 2-D vector transfers are
 # unrolled (else they go through stack temporaries); ops the schedule left
-# alone become scalar loops.
+# alone become scalar loops; transcendental functions become polynomials.
 LINALG_TO_LLVM_OPTIMIZED = (
     f"canonicalize,cse,{pipelines.BUFFERIZE},canonicalize,cse,"
     "func.func(convert-vector-to-scf{full-unroll=true}),convert-linalg-to-loops,"
-    f"{pipelines.WIDEN_BOOLS},convert-vector-to-llvm,{pipelines.LOOPS_TO_LLVM}"
+    f"{pipelines.APPROXIMATE_MATH},{pipelines.WIDEN_BOOLS},convert-vector-to-llvm,"
+    f"{pipelines.LOOPS_TO_LLVM}"
 )
 
 

@@ -20,13 +20,16 @@ TOSA_TO_LINALG = (
 
 # Transposes constant weights once, at compile time, then fuses elementwise
 # producers into their consumers on tensors, so that fewer intermediates
-# reach memory.
-LINALG_FUSION = "nnf-fold-constant-transposes,linalg-fuse-elementwise-ops,canonicalize,cse"
+# reach memory (never at the cost of recomputing a producer per consumer
+# iteration: see nnf-fuse-elementwise).
+LINALG_FUSION = "nnf-fold-constant-transposes,nnf-fuse-elementwise,canonicalize,cse"
 
 # Bufferization, with identity-layout function boundaries (arguments carry no
-# dynamic strides) and results owned by the caller.
+# dynamic strides) and results owned by the caller. Loops may yield new
+# buffers (recurrences such as ONNX Scan/RNN carry state that is not updated
+# in place).
 BUFFERIZE = (
-    "one-shot-bufferize{bufferize-function-boundaries "
+    "one-shot-bufferize{bufferize-function-boundaries allow-return-allocs-from-loops "
     "function-boundary-type-conversion=identity-layout-map},"
     "canonicalize,buffer-deallocation-pipeline,convert-bufferization-to-memref"
 )
@@ -35,6 +38,10 @@ BUFFERIZE = (
 # memref-to-LLVM lowering cannot load or store i1, and LLVM packs vectors of
 # i1 into bits. Runs on loops and vector transfers, before they go to LLVM.
 WIDEN_BOOLS = "nnf-widen-bool-memrefs"
+
+# exp/log/tanh/erf as polynomials (FMAs) rather than a libm call per
+# element: vectorized code stays vectorized.
+APPROXIMATE_MATH = "nnf-approximate-math"
 
 # Loops and memrefs -> LLVM dialect.
 LOOPS_TO_LLVM = (

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import json
 import os
 from collections.abc import Sequence
@@ -92,6 +93,7 @@ class Signature:
         return cls(data["entry"], specs(data["inputs"]), specs(data["outputs"]))
 
 
+@functools.cache
 def _descriptor_type(rank: int) -> type[ctypes.Structure]:
     """ctypes layout of a ranked memref descriptor (MLIR's C interface)."""
     fields = [
@@ -120,23 +122,55 @@ _libc.free.argtypes = [ctypes.c_void_p]
 _GLOBAL_MARKER = 0xDEADBEEF
 
 
-def _array_from(descriptor: ctypes.Structure, spec: TensorSpec) -> np.ndarray:
-    """A numpy copy of a result descriptor's data."""
-    dtype = numpy_dtype(spec.dtype)
-    rank = len(spec.shape)
-    shape = tuple(descriptor.sizes) if rank else ()
-    strides = tuple(descriptor.strides) if rank else ()
-    count = int(np.prod(shape)) if shape else 1
-    if count == 0:
-        return np.empty(shape, dtype)
-    span = 1 + sum((size - 1) * stride for size, stride in zip(shape, strides))
-    start = descriptor.aligned + descriptor.offset * dtype.itemsize
-    buffer = (ctypes.c_byte * (span * dtype.itemsize)).from_address(start)
-    flat = np.frombuffer(buffer, dtype=dtype, count=span)
-    view = np.lib.stride_tricks.as_strided(
-        flat, shape, tuple(stride * dtype.itemsize for stride in strides)
-    )
-    return np.array(view, copy=True)
+class _MallocedBuffer:
+    """A result buffer the compiled code allocated for the caller; freed with the last array using it."""
+
+    def __init__(self, pointer: int):
+        self.pointer = pointer
+
+    def __del__(self) -> None:
+        _libc.free(self.pointer)
+
+
+class _ResultView:
+    """numpy's view of (part of) a result buffer; keeps the buffer alive as the array's base."""
+
+    def __init__(self, owner: Any, interface: dict):
+        self.owner = owner
+        self.__array_interface__ = interface
+
+
+def _results_to_numpy(
+    descriptors: Sequence[ctypes.Structure], specs: Sequence[TensorSpec], inputs: Sequence[np.ndarray]
+) -> list[np.ndarray]:
+    """numpy arrays over the result descriptors' data.
+
+    Buffers the code allocated become the arrays' own memory, without a
+    copy, freed once no array uses them. Results that alias an input or a
+    constant global are copied: those buffers are not the caller's.
+    """
+    not_owned = {array.ctypes.data for array in inputs} | {_GLOBAL_MARKER, 0, None}
+    owners: dict[int, _MallocedBuffer] = {}
+    arrays = []
+    for descriptor, spec in zip(descriptors, specs):
+        dtype = numpy_dtype(spec.dtype)
+        rank = len(spec.shape)
+        shape = tuple(descriptor.sizes) if rank else ()
+        interface = {
+            "data": ((descriptor.aligned or 0) + descriptor.offset * dtype.itemsize, False),
+            "shape": shape,
+            "strides": tuple(stride * dtype.itemsize for stride in descriptor.strides) if rank else None,
+            "typestr": dtype.str,
+            "descr": dtype.descr,
+            "version": 3,
+        }
+        pointer = descriptor.allocated
+        if pointer in not_owned:
+            arrays.append(np.array(_ResultView(None, interface), copy=True) if interface["data"][0] else np.empty(shape, dtype))
+            continue
+        owner = owners.setdefault(pointer, _MallocedBuffer(pointer))
+        arrays.append(np.asarray(_ResultView(owner, interface)).view(dtype))
+    return arrays
 
 
 class Executable:
@@ -172,27 +206,10 @@ class Executable:
             result_descriptors = [results]
         else:
             result_descriptors = [getattr(results, f"r{i}") for i in range(len(self._result_types))]
-        outputs = [_array_from(d, s) for d, s in zip(result_descriptors, self.signature.outputs)]
-        self._release(result_descriptors, arrays)
+        outputs = _results_to_numpy(result_descriptors, self.signature.outputs, arrays)
         if as_torch:
             outputs = [_to_torch(output) for output in outputs]
         return outputs[0] if len(outputs) == 1 else outputs
-
-    @staticmethod
-    def _release(descriptors: Sequence[ctypes.Structure], inputs: Sequence[np.ndarray]) -> None:
-        """Frees the result buffers the code allocated for the caller.
-
-        Results that alias an input or a constant global are not the
-        caller's to free; each buffer is freed once.
-        """
-        not_owned = {array.ctypes.data for array in inputs} | {_GLOBAL_MARKER, 0, None}
-        freed = set()
-        for descriptor in descriptors:
-            pointer = descriptor.allocated
-            if pointer in not_owned or pointer in freed:
-                continue
-            freed.add(pointer)
-            _libc.free(pointer)
 
     def _check_inputs(self, inputs: Sequence[Any]) -> tuple[list[np.ndarray], bool]:
         specs = self.signature.inputs

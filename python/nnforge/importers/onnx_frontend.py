@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Union
 
-from nnforge.errors import ModelLoadError, UnsupportedOp, UnsupportedOpError
+from nnforge.errors import CompileError, ModelLoadError, UnsupportedOp, UnsupportedOpError
 from nnforge.importers import handover
 from nnforge.importers.levels import TORCH_MLIR_LEVEL, check_level
 
@@ -81,8 +81,8 @@ def load_model(model: OnnxModel) -> tuple[Any, str]:
 def prepare(proto, what: str):
     """Opset upgrade and shape inference; names unnamed nodes (for locations)."""
     onnx = _onnx()
-    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
-    if opset is not None and opset < TARGET_OPSET:
+    opset = _default_opset(proto)
+    if 0 < opset < TARGET_OPSET:
         try:
             proto = onnx.version_converter.convert_version(proto, TARGET_OPSET)
         except Exception as error:  # the converter has no adapter for some old ops
@@ -94,10 +94,15 @@ def prepare(proto, what: str):
         proto = onnx.shape_inference.infer_shapes(proto, data_prop=True)
     except Exception as error:
         log.warning("%s: shape inference failed (%s)", what, str(error).splitlines()[0])
+    _name_nodes(proto)
+    return proto
+
+
+def _name_nodes(proto) -> None:
+    """Names unnamed main-graph nodes, so locations and messages can point at them."""
     for index, node in enumerate(proto.graph.node):
         if not node.name:
             node.name = f"{node.op_type}_{index}"
-    return proto
 
 
 def _copy(proto):
@@ -119,12 +124,20 @@ def op_counts(proto) -> Counter:
 _QUOTED = re.compile(r'"([^"]*)"')
 
 
+# How messages name an ONNX node, and how to find the names in them again.
+_DESCRIBED_NODE = re.compile(r"node '([^']*)' \(")
+
+
+def _describe_node(name: str, op_type: str) -> str:
+    return f"node '{name}' ({op_type})"
+
+
 def location_describer(types: dict[str, str]) -> handover.LocationDescriber:
     """Describes `loc("node name")` (or a fused list of them) as the ONNX nodes."""
 
     def describe(location: str) -> str:
         nodes = [name for name in _QUOTED.findall(location) if name in types]
-        return ", ".join(f"node '{name}' ({types[name]})" for name in dict.fromkeys(nodes))
+        return ", ".join(_describe_node(name, types[name]) for name in dict.fromkeys(nodes))
 
     return describe
 
@@ -178,17 +191,66 @@ def import_onnx(model: OnnxModel, *, level: str = "linalg"):
             raise ModelLoadError(f"{what}: cannot read its external data: {error}") from None
     log.info("load, check, opset upgrade, shape inference: %.2f s", time.perf_counter() - start)
 
+    return handover.finish(_lower_simplifying(proto, level, what), level, what)
+
+
+# Rounds of simplification tried after torch-mlir fails: function bodies can
+# hold further function ops (SoftmaxCrossEntropyLoss -> NegativeLogLikelihoodLoss).
+_SIMPLIFY_ROUNDS = 3
+
+
+def _lower_simplifying(proto, level: str, what: str) -> str:
+    """torch-mlir's lowering of `proto`; retried on simpler equivalents where it fails.
+
+    torch-mlir lacks some ops ONNX defines as functions of simpler ones, and
+    many conversions need attributes or shapes that the model computes from
+    constants (RMSNormalization's axes, a Resize's sizes). Each retry
+    replaces the function ops the failure names by their bodies and folds
+    constant subgraphs. The first failure is raised when none succeeds: it
+    names the user's own nodes.
+    """
+    first_failure = None
+    for _ in range(_SIMPLIFY_ROUNDS + 1):
+        try:
+            return _lower(proto, level, what)
+        except (UnsupportedOpError, CompileError) as error:
+            first_failure = first_failure or error
+            implicated = _implicated_op_types(error, node_types(proto)) & _function_ops(proto)
+            simplified = fold_constants(expand_function_ops(proto, implicated), what)
+            if simplified.graph == proto.graph:
+                break
+            log.info("%s: retrying with %s", what,
+                     f"function ops {', '.join(sorted(implicated))} expanded" if implicated
+                     else "constants folded")
+            proto = simplified
+    raise first_failure
+
+
+def _implicated_op_types(error: Exception, types: dict[str, str]) -> set[str]:
+    """ONNX op types an import failure names: unsupported `onnx.*` ops and the nodes torch ops came from."""
+    if not isinstance(error, UnsupportedOpError):
+        return set()
+    found = {op.kind.removeprefix("onnx.") for op in error.ops if op.kind.startswith("onnx.")}
+    for op in error.ops:
+        for location in op.locations:  # as `location_describer` wrote them
+            found.update(types[name] for name in _DESCRIBED_NODE.findall(location) if name in types)
+    return found
+
+
+def fold_constants(proto, what: str):
+    """`proto` with constant subgraphs folded by onnxscript's optimizer (unchanged if it is not installed or fails)."""
     try:
-        text = _lower(proto, level, what)
-    except UnsupportedOpError as error:
-        # ONNX defines some ops as functions of simpler ones: torch-mlir may
-        # convert the body where it does not know the op.
-        expandable = {op.kind.removeprefix("onnx.") for op in error.ops} & _function_ops(proto)
-        if not expandable:
-            raise
-        log.info("%s: expanding ONNX function ops %s", what, ", ".join(sorted(expandable)))
-        text = _lower(expand_function_ops(proto, expandable), level, what)
-    return handover.finish(text, level, what)
+        import onnxscript.optimizer
+    except ImportError:
+        return proto
+    try:
+        folded = onnxscript.optimizer.optimize(proto, inline=False)
+        folded = _onnx().shape_inference.infer_shapes(folded, data_prop=True)
+    except Exception as error:  # the optimizer has its own limits; the model stays as it was
+        log.info("%s: constant folding failed (%s)", what, str(error).splitlines()[0])
+        return proto
+    _name_nodes(folded)
+    return folded
 
 
 def _lower(proto, level: str, what: str) -> str:
@@ -235,6 +297,9 @@ def expand_function_ops(proto, op_types: set[str]):
     onnx = _onnx()
     from onnx.backend.test.case.node import function_testcase_helper
 
+    if not op_types:
+        return proto
+    model_opset = _default_opset(proto)
     types = {value.name: value.type for value in
              list(proto.graph.input) + list(proto.graph.value_info) + list(proto.graph.output)}
     for tensor in proto.graph.initializer:
@@ -247,18 +312,29 @@ def expand_function_ops(proto, op_types: set[str]):
             continue
         input_types = [types[name] if name else onnx.TypeProto() for name in node.input]
         bodies, _ = function_testcase_helper(_copy(node), input_types, f"{node.name or index}", proto.opset_import)
-        if not bodies:
-            nodes.append(node)
-            continue
-        body, _ = bodies[-1]  # the newest definition
-        nodes.extend(body)
+        body = _body_for_opset(bodies, model_opset)
+        nodes.extend(body if body is not None else [node])
     del expanded.graph.node[:]
     expanded.graph.node.extend(nodes)
-    for index, node in enumerate(expanded.graph.node):
-        if not node.name:
-            node.name = f"{node.op_type}_{index}"
+    _name_nodes(expanded)
     # The body's intermediate values need types, as the importer wants.
     return onnx.shape_inference.infer_shapes(expanded, data_prop=True)
+
+
+def _body_for_opset(bodies: list, model_opset: int):
+    """The newest of a function op's bodies (nodes, opset imports) written for at most `model_opset`."""
+    fitting = [(_default_opset_of(imports), nodes) for nodes, imports in bodies
+               if _default_opset_of(imports) <= model_opset]
+    return max(fitting, key=lambda pair: pair[0])[1] if fitting else None
+
+
+def _default_opset_of(opset_imports) -> int:
+    return next((o.version for o in opset_imports if o.domain in ("", "ai.onnx")), 0)
+
+
+def _default_opset(proto) -> int:
+    """The model's version of the default ONNX domain."""
+    return _default_opset_of(proto.opset_import)
 
 
 def onnx_io_names(model: OnnxModel) -> tuple[list[str], list[str]]:

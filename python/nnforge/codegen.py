@@ -261,10 +261,75 @@ def _elementwise_schedule(op: ir.Operation) -> str | None:
     transform.structured.vectorize %t vector_sizes {_sizes(tiles)} : !transform.any_op"""
 
 
+# Ops that combine a reduction's partial results, as `tile_reduction_using_for`
+# recognizes them (the yielded value combines the accumulator and one other value).
+_COMBINERS = {
+    "arith.addf", "arith.mulf", "arith.maximumf", "arith.minimumf", "arith.maxnumf",
+    "arith.minnumf", "arith.addi", "arith.muli", "arith.maxsi", "arith.minsi",
+    "arith.maxui", "arith.minui", "arith.andi", "arith.ori", "arith.xori",
+}
+
+
+def _iterators(op: ir.Operation) -> list[str]:
+    if "iterator_types" not in op.attributes:
+        return []
+    return [str(i) for i in ir.ArrayAttr(op.attributes["iterator_types"])]
+
+
+def _is_row_reduction(op: ir.Operation) -> bool:
+    """A one-result generic reducing its innermost loop only, with a plain combiner."""
+    if op.name != "linalg.generic" or len(op.results) != 1 or _has_computed_indices(op):
+        return False
+    iterators = _iterators(op)
+    if not iterators or "reduction" not in iterators[-1] or any("reduction" in i for i in iterators[:-1]):
+        return False
+    body = op.regions[0].blocks[0]
+    accumulator = body.arguments[len(body.arguments) - 1]
+    yielded = body.operations[len(body.operations) - 1].operands[0].maybe_downcast()
+    if not isinstance(yielded, ir.OpResult):
+        return False
+    combiner = yielded.owner
+    return (
+        combiner.name in _COMBINERS
+        and accumulator in list(combiner.operands)
+        and len(list(accumulator.uses)) == 1
+    )
+
+
+def _reduction_schedule(op: ir.Operation) -> str | None:
+    """Rows one at a time; each row reduced into a vector of partial results.
+
+    `tile_reduction_using_for` turns the innermost reduction into a loop of
+    elementwise (vector-wide) accumulations into a vector held in registers,
+    and one horizontal combination per row at the end, instead of one
+    horizontal reduction per vector of input.
+    """
+    if not _is_row_reduction(op):
+        return None
+    rank = _loop_count(op)
+    size = _loop_sizes(op)[-1]
+    lanes = ELEMENTWISE_VECTOR if size is None else min(ELEMENTWISE_VECTOR, size)
+    if lanes < MIN_VECTOR:
+        return None
+    rows = _sizes([1] * (rank - 1) + [0])
+    partial = _sizes([0] * (rank - 1) + [lanes])
+    vector = _sizes([1] * (rank - 1) + [lanes])
+    loops = ", ".join(["!transform.any_op"] * (rank - 1))
+    return f"""
+    %row, %rl:{rank - 1} = transform.structured.tile_using_for %op tile_sizes {rows}
+        : (!transform.any_op) -> (!transform.any_op, {loops})
+    %fill, %split, %combine, %loop = transform.structured.tile_reduction_using_for %row by tile_sizes = {partial}
+        : (!transform.any_op) -> (!transform.any_op, !transform.any_op, !transform.any_op, !transform.any_op)
+    transform.structured.vectorize %fill vector_sizes {vector} : !transform.any_op
+    transform.structured.vectorize %split vector_sizes {vector} : !transform.any_op
+    transform.structured.vectorize %combine vector_sizes {vector} : !transform.any_op
+    transform.loop.hoist_loop_invariant_subsets %loop : !transform.any_op"""
+
+
 def _schedule_of(op: ir.Operation) -> str | None:
     if linalg.isa_convolution_op(op):
         return None  # what im2col did not turn into a contraction stays scalar
-    return _contraction_schedule(op) or _elementwise_schedule(op)
+    return _contraction_schedule(op) or _reduction_schedule(op) or _elementwise_schedule(op)
 
 
 def _sequence(scheduled: list[_Scheduled], tail: str) -> str:

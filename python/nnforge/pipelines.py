@@ -22,7 +22,9 @@ TOSA_TO_LINALG = (
 # producers into their consumers on tensors, so that fewer intermediates
 # reach memory (never at the cost of recomputing a producer per consumer
 # iteration: see nnf-fuse-elementwise).
-LINALG_FUSION = "nnf-fold-constant-transposes,nnf-fuse-elementwise,canonicalize,cse"
+LINALG_FUSION = (
+    "nnf-fold-constant-transposes,linalg-fold-unit-extent-dims,nnf-fuse-elementwise,canonicalize,cse"
+)
 
 # Bufferization, with identity-layout function boundaries (arguments carry no
 # dynamic strides) and results owned by the caller. Loops may yield new

@@ -1,7 +1,7 @@
 """Optimized CPU code generation with upstream MLIR's transform dialect.
 
 `vectorize_linalg(module)` rewrites the linalg-on-tensors ops of a module
-into tiled, vectorized loop nests, still on tensors; `LINALG_TO_LLVM_OPTIMIZED`
+into tiled, vectorized loop nests, still on tensors; `linalg_to_llvm_optimized`
 then bufferizes and lowers the result to the LLVM dialect. The schedule is
 built per module in Python (op shapes and roles decide the tile sizes), as
 the text of a `transform.named_sequence @__transform_main` that the
@@ -46,6 +46,9 @@ ELEMENTWISE_VECTOR = 64
 TRANSPOSE_TILE = 16
 # Innermost loops narrower than this (statically) stay scalar.
 MIN_VECTOR = 4
+# Ops with fewer iterations than this run on one thread: starting the others
+# costs more than they save.
+PARALLEL_MIN_ITERATIONS = 1 << 16
 
 # The attribute that tags each op with the sequence scheduling it.
 _TAG = "nnforge_schedule_id"
@@ -93,15 +96,24 @@ _VECTOR_LOWERING_LATE = """
   transform.apply_cse to %funcs : !transform.any_op
 """
 
-# Tensor-level vectorized IR -> LLVM dialect. 2-D vector transfers are
-# unrolled (else they go through stack temporaries); ops the schedule left
-# alone become scalar loops; transcendental functions become polynomials.
-LINALG_TO_LLVM_OPTIMIZED = (
-    f"canonicalize,cse,{pipelines.BUFFERIZE},canonicalize,cse,"
-    "func.func(convert-vector-to-scf{full-unroll=true}),convert-linalg-to-loops,"
-    f"{pipelines.APPROXIMATE_MATH},{pipelines.WIDEN_BOOLS},convert-vector-to-llvm,"
-    f"{pipelines.LOOPS_TO_LLVM}"
-)
+def linalg_to_llvm_optimized(threads: int) -> str:
+    """Tensor-level vectorized IR -> LLVM dialect.
+
+    2-D vector transfers are unrolled (else they go through stack
+    temporaries); ops the schedule left alone become scalar loops;
+    transcendental functions become polynomials. With `threads` other than
+    1 the schedules' `scf.forall` loops run on OpenMP threads (0: all cores).
+    """
+    if threads == 1:
+        forall, loops_to_llvm = "scf-forall-to-for", pipelines.LOOPS_TO_LLVM
+    else:
+        forall, loops_to_llvm = "scf-forall-to-parallel", pipelines.parallel_loops_to_llvm(threads)
+    return (
+        f"canonicalize,cse,{pipelines.BUFFERIZE},canonicalize,cse,"
+        f"func.func({forall},convert-vector-to-scf{{full-unroll=true}}),convert-linalg-to-loops,"
+        f"{pipelines.APPROXIMATE_MATH},{pipelines.WIDEN_BOOLS},convert-vector-to-llvm,"
+        f"{loops_to_llvm}"
+    )
 
 
 @dataclass(frozen=True)
@@ -159,6 +171,36 @@ def _clamp(tiles: list[int], sizes: list[int | None]) -> list[int]:
     return [tile if size is None else min(tile, size) for tile, size in zip(tiles, sizes)]
 
 
+def _worth_parallel(op: ir.Operation) -> bool:
+    """Whether the op has enough iterations to share among threads."""
+    volume = 1
+    for size in _loop_sizes(op):
+        if size is None:
+            return True
+        volume *= size
+    return volume >= PARALLEL_MIN_ITERATIONS
+
+
+def _tile_outer(target: str, result: str, tiles: list[int], parallel: bool) -> str:
+    """Transform ops tiling handle `%target` by `tiles` (0: not tiled) into `%result`.
+
+    Parallel: one `scf.forall` (later OpenMP threads); else nested `scf.for`.
+    Nothing to tile: `%result` is `%target`.
+    """
+    count = sum(1 for tile in tiles if tile)
+    if count == 0:
+        return f"""
+    %{result} = transform.cast %{target} : !transform.any_op to !transform.any_op"""
+    if parallel:
+        return f"""
+    %{result}, %{result}_forall = transform.structured.tile_using_forall %{target} tile_sizes {_sizes(tiles)}
+        : (!transform.any_op) -> (!transform.any_op, !transform.any_op)"""
+    loops = ", ".join(["!transform.any_op"] * count)
+    return f"""
+    %{result}, %{result}_loops:{count} = transform.structured.tile_using_for %{target} tile_sizes {_sizes(tiles)}
+        : (!transform.any_op) -> (!transform.any_op, {loops})"""
+
+
 def _is_multiply_accumulate(op: ir.Operation) -> bool:
     """Whether the op's body is `out + a * b` (or `a * b + out`) and nothing else."""
     body = op.regions[0].blocks[0]
@@ -168,7 +210,7 @@ def _is_multiply_accumulate(op: ir.Operation) -> bool:
     )
 
 
-def _contraction_schedule(op: ir.Operation) -> str | None:
+def _contraction_schedule(op: ir.Operation, parallel: bool) -> str | None:
     """Cache + register tiling and vectorization of a contraction, or None."""
     if not (linalg.isa_contraction_op(op) or (op.name == "linalg.generic" and _is_multiply_accumulate(op))):
         return None
@@ -187,11 +229,13 @@ def _contraction_schedule(op: ir.Operation) -> str | None:
     rank = len(roles)
     if sorted(roles) != list(range(_loop_count(op))):
         return None  # a loop that is none of batch/m/n/k: not a plain contraction
-    # Loops nest batch, m, n, then k innermost (accumulator reuse).
+    # Register loops nest batch, m, n, then k innermost (accumulator reuse).
     order = [d for role in ("batch", "m", "n", "k") for d in sorted(roles) if roles[d] == role]
-    interchange = _sizes(order)
     loop_sizes = _loop_sizes(op)
-    cache = _sizes(_clamp([CACHE_TILE[roles[d]] for d in range(rank)], loop_sizes))
+    cache = _clamp([CACHE_TILE[roles[d]] for d in range(rank)], loop_sizes)
+    # Output tiles (independent: one per thread at a time), then k tiles.
+    outer = [0 if roles[d] == "k" else cache[d] for d in range(rank)]
+    inner = [cache[d] if roles[d] == "k" else 0 for d in range(rank)]
     register = _sizes(_clamp([REGISTER_TILE[roles[d]] for d in range(rank)], loop_sizes))
     loops = ", ".join(["!transform.any_op"] * rank)
     names = ", ".join(f"%r{i}" for i in range(rank))
@@ -199,10 +243,8 @@ def _contraction_schedule(op: ir.Operation) -> str | None:
         f"    transform.loop.hoist_loop_invariant_subsets %r{i} : !transform.any_op"
         for i in reversed(range(rank))
     )
-    return f"""
-    %c, %cl:{rank} = transform.structured.tile_using_for %op tile_sizes {cache} interchange = {interchange}
-        : (!transform.any_op) -> (!transform.any_op, {loops})
-    %t, {names} = transform.structured.tile_using_for %c tile_sizes {register} interchange = {interchange}
+    return f"""{_tile_outer("op", "c", outer, parallel and _worth_parallel(op))}{_tile_outer("c", "ck", inner, False)}
+    %t, {names} = transform.structured.tile_using_for %ck tile_sizes {register} interchange = {_sizes(order)}
         : (!transform.any_op) -> (!transform.any_op, {loops})
     transform.structured.vectorize %t vector_sizes {register} : !transform.any_op
     %f = transform.get_parent_op %r0 {{op_name = "func.func"}} : (!transform.any_op) -> !transform.any_op
@@ -232,7 +274,7 @@ def _has_computed_indices(op: ir.Operation) -> bool:
     return False
 
 
-def _elementwise_schedule(op: ir.Operation) -> str | None:
+def _elementwise_schedule(op: ir.Operation, parallel: bool) -> str | None:
     """Tiles all loops but the innermost to 1 and vectorizes the innermost.
 
     Transposes get square tiles instead (transposed in registers by
@@ -254,10 +296,7 @@ def _elementwise_schedule(op: ir.Operation) -> str | None:
         iterators = [str(i) for i in ir.ArrayAttr(op.attributes["iterator_types"])]
         if sum("reduction" in i for i in iterators) > 1:
             return None  # the vectorizer aborts on some multi-dim reductions
-    loops = ", ".join(["!transform.any_op"] * rank)
-    return f"""
-    %t, %l:{rank} = transform.structured.tile_using_for %op tile_sizes {_sizes(tiles)}
-        : (!transform.any_op) -> (!transform.any_op, {loops})
+    return f"""{_tile_outer("op", "t", tiles, parallel and _worth_parallel(op))}
     transform.structured.vectorize %t vector_sizes {_sizes(tiles)} : !transform.any_op"""
 
 
@@ -296,7 +335,7 @@ def _is_row_reduction(op: ir.Operation) -> bool:
     )
 
 
-def _reduction_schedule(op: ir.Operation) -> str | None:
+def _reduction_schedule(op: ir.Operation, parallel: bool) -> str | None:
     """Rows one at a time; each row reduced into a vector of partial results.
 
     `tile_reduction_using_for` turns the innermost reduction into a loop of
@@ -311,13 +350,9 @@ def _reduction_schedule(op: ir.Operation) -> str | None:
     lanes = ELEMENTWISE_VECTOR if size is None else min(ELEMENTWISE_VECTOR, size)
     if lanes < MIN_VECTOR:
         return None
-    rows = _sizes([1] * (rank - 1) + [0])
     partial = _sizes([0] * (rank - 1) + [lanes])
     vector = _sizes([1] * (rank - 1) + [lanes])
-    loops = ", ".join(["!transform.any_op"] * (rank - 1))
-    return f"""
-    %row, %rl:{rank - 1} = transform.structured.tile_using_for %op tile_sizes {rows}
-        : (!transform.any_op) -> (!transform.any_op, {loops})
+    return f"""{_tile_outer("op", "row", [1] * (rank - 1) + [0], parallel and _worth_parallel(op))}
     %fill, %split, %combine, %loop = transform.structured.tile_reduction_using_for %row by tile_sizes = {partial}
         : (!transform.any_op) -> (!transform.any_op, !transform.any_op, !transform.any_op, !transform.any_op)
     transform.structured.vectorize %fill vector_sizes {vector} : !transform.any_op
@@ -326,10 +361,14 @@ def _reduction_schedule(op: ir.Operation) -> str | None:
     transform.loop.hoist_loop_invariant_subsets %loop : !transform.any_op"""
 
 
-def _schedule_of(op: ir.Operation) -> str | None:
+def _schedule_of(op: ir.Operation, parallel: bool) -> str | None:
     if linalg.isa_convolution_op(op):
         return None  # what im2col did not turn into a contraction stays scalar
-    return _contraction_schedule(op) or _reduction_schedule(op) or _elementwise_schedule(op)
+    return (
+        _contraction_schedule(op, parallel)
+        or _reduction_schedule(op, parallel)
+        or _elementwise_schedule(op, parallel)
+    )
 
 
 def _sequence(scheduled: list[_Scheduled], tail: str) -> str:
@@ -380,10 +419,12 @@ def _apply(module: ir.Module, scheduled: list[_Scheduled], tail: str, what: str)
                 del op.attributes[_TAG]
 
 
-def vectorize_linalg(module: ir.Module) -> None:
+def vectorize_linalg(module: ir.Module, parallel: bool = False) -> None:
     """Tiles and vectorizes the linalg-on-tensors ops of `module`, in place.
 
-    Run it after linalg fusion, then `LINALG_TO_LLVM_OPTIMIZED`.
+    `parallel`: the outer tile loops of large ops are `scf.forall` loops, to
+    be run by several threads. Run it after linalg fusion, then
+    `linalg_to_llvm_optimized`.
     """
     # Mixed-precision convolutions (f16 in, f32 accumulator) came out wrong
     # through upstream's im2col: they stay direct (and scalar).
@@ -401,14 +442,17 @@ def vectorize_linalg(module: ir.Module) -> None:
         _apply(module, im2col, "", "im2col")
     scheduled = []
     for op in _linalg_ops(module):
-        body = _schedule_of(op)
+        body = _schedule_of(op, parallel)
         if body is not None:
             scheduled.append(_Scheduled(op, body))
     _apply(module, scheduled, _VECTOR_LOWERING + _VECTOR_LOWERING_LATE, "vectorization")
 
 
-def lower_to_llvm(module: ir.Module, level: str, runner: "compiler.StageRunner") -> None:
+def lower_to_llvm(module: ir.Module, level: str, runner: "compiler.StageRunner", threads: int = 0) -> None:
     """Runs the stages from `level` to the LLVM dialect with the optimized code generation.
+
+    `threads`: 1 for sequential code, else how many OpenMP threads run the
+    parallel loops (0: all cores).
 
     The CPU replacement of `for name, pipeline in pipelines.stages(level):
     runner.run(...)`; the tiling/vectorization shows in `runner.times` (and
@@ -418,7 +462,7 @@ def lower_to_llvm(module: ir.Module, level: str, runner: "compiler.StageRunner")
     for name, pipeline in steps[:-1]:
         runner.run(module, name, pipeline)
     start = time.perf_counter()
-    vectorize_linalg(module)
+    vectorize_linalg(module, parallel=threads != 1)
     runner.times["vectorize"] = time.perf_counter() - start
     runner.dump(module, "vectorize")
-    runner.run(module, steps[-1][0], LINALG_TO_LLVM_OPTIMIZED)
+    runner.run(module, steps[-1][0], linalg_to_llvm_optimized(threads))

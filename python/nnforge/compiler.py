@@ -29,7 +29,7 @@ from nnforge import codegen, pipelines
 from nnforge._native import _native_file
 from nnforge._native import context as new_context
 from nnforge.errors import CompileError, ModelLoadError
-from nnforge.runtime import SIGNATURE_SYMBOL, Executable, Signature, TensorSpec
+from nnforge.runtime import SIGNATURE_SYMBOL, Executable, Signature, TensorSpec, openmp_runtime
 
 log = logging.getLogger("nnforge.compiler")
 
@@ -244,20 +244,30 @@ def c_compiler() -> str:
     return compiler
 
 
-def _runtime_libraries() -> list[str]:
+def _runtime_libraries(threads: int) -> list[str]:
     """Libraries JIT-compiled code may call: libm (erff, expf, ...), libgcc's
     soft-float conversions (f64/f32 to f16 and bf16), nnforge's runtime
-    (`memrefCopy`).
+    (`memrefCopy`), and for multi-threaded code the OpenMP runtime.
 
     They are named explicitly: once torch-mlir (which bundles another LLVM)
     has run in this process, the JIT's search of the process's own symbols
     is not to be relied on, and a fresh process may not have libgcc_s.
     """
-    return [
+    libraries = [
         _system_library("libm.so.6"),
         _system_library("libgcc_s.so.1"),
         str(_native_file("libNNForgeRuntime.so")),
     ]
+    if threads != 1:
+        libraries.append(str(_openmp_runtime()))
+    return libraries
+
+
+def _openmp_runtime() -> Path:
+    try:
+        return openmp_runtime()
+    except ModelLoadError as error:
+        raise CompileError(f"{error} (or compile with threads=1)") from None
 
 
 class CompiledModel(Executable):
@@ -268,7 +278,9 @@ class CompiledModel(Executable):
     `nnforge.load` runs without the compiler.
     """
 
-    def __init__(self, engine: ExecutionEngine, signature: Signature, compile_times: dict[str, float]):
+    def __init__(
+        self, engine: ExecutionEngine, signature: Signature, compile_times: dict[str, float], threads: int
+    ):
         # The C-interface function itself (`_mlir_ciface_<entry>`), not the
         # packed wrapper: `raw_lookup` prefixes "_mlir_" to the name it gets.
         address = engine.raw_lookup(f"ciface_{signature.entry}")
@@ -276,6 +288,7 @@ class CompiledModel(Executable):
             raise CompileError(f"compiled code has no entry point for @{signature.entry}")
         super().__init__(address, signature, keep_alive=engine)
         self.compile_times = compile_times
+        self.threads = threads
 
     def save(self, path: str | os.PathLike) -> Path:
         """Writes the compiled code as a shared library; returns its path."""
@@ -286,8 +299,10 @@ class CompiledModel(Executable):
             self._keep_alive.dump_to_object_file(str(objects))
             linked = Path(scratch) / path.name
             support = _native_file("libNNForgeRuntimeStatic.a")
+            # The OpenMP runtime is needed by name; `nnforge.load` loads it first.
+            openmp = [str(_openmp_runtime())] if self.threads != 1 else []
             result = subprocess.run(
-                [compiler, "-shared", "-o", str(linked), str(objects), str(support), "-lm"],
+                [compiler, "-shared", "-o", str(linked), str(objects), str(support), *openmp, "-lm"],
                 capture_output=True,
                 text=True,
             )
@@ -367,7 +382,7 @@ def prepare(
     return module, level, signature
 
 
-def _lower_optimized_or_naive(module: ir.Module, level: str, runner: StageRunner) -> ir.Module:
+def _lower_optimized_or_naive(module: ir.Module, level: str, runner: StageRunner, threads: int) -> ir.Module:
     """Lowers with the optimized code generation, or, where it fails, the naive one.
 
     The schedules are heuristics over op shapes; a model they cannot handle
@@ -376,7 +391,7 @@ def _lower_optimized_or_naive(module: ir.Module, level: str, runner: StageRunner
     snapshot = io.BytesIO()
     module.operation.write_bytecode(snapshot)
     try:
-        codegen.lower_to_llvm(module, level, runner)
+        codegen.lower_to_llvm(module, level, runner, threads)
         return module
     except Exception as error:  # a schedule bug must not cost the user the model
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -397,6 +412,7 @@ def compile(
     level: str | None = None,
     dynamic_shapes: Any = None,
     optimize: bool = True,
+    threads: int | None = None,
     dump_ir: str | os.PathLike | None = None,
     timing: bool = False,
 ) -> CompiledModel | CudaModel:
@@ -408,12 +424,18 @@ def compile(
     ("tosa", "linalg", "nnf"; default "linalg"). `chip`: the CUDA
     architecture for target "cuda". `optimize=False` keeps the naive CPU
     lowering (scalar loops; the baseline the optimized code generation of
-    `nnforge.codegen` is measured against). `dump_ir` (or the environment variable
+    `nnforge.codegen` is measured against). `threads`: how many threads the
+    optimized CPU code uses (None: all cores, or OMP_NUM_THREADS; 1: plain
+    sequential code, no OpenMP runtime needed). `dump_ir` (or the environment variable
     NNFORGE_DUMP_IR) names a folder receiving the IR after each stage;
     `timing` prints per-pass times to stderr.
     """
     if target not in TARGETS:
         raise CompileError(f"unknown target {target!r}: expected one of {', '.join(TARGETS)}")
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise CompileError(f"threads must be a positive integer or None, not {threads!r}")
+    # 0: as many as the OpenMP runtime decides; the naive lowering is sequential.
+    threads = (threads if threads is not None else 0) if optimize else 1
     if target == "cuda":
         from nnforge import gpu
 
@@ -433,19 +455,20 @@ def compile(
         return CudaModel(module, signature, runner.times)
 
     if optimize:
-        module = _lower_optimized_or_naive(module, level, runner)
+        module = _lower_optimized_or_naive(module, level, runner, threads)
     else:
         for name, pipeline in stages:
             runner.run(module, name, pipeline)
-    check_only_llvm(module)
+    # OpenMP ops are translated to LLVM IR (runtime calls) alongside the LLVM dialect.
+    check_only_llvm(module, also_allowed=("omp.",) if threads != 1 else ())
     embed_string(module, SIGNATURE_SYMBOL, signature.to_json())
     start = time.perf_counter()
     try:
         engine = ExecutionEngine(
-            module, opt_level=3, shared_libs=_runtime_libraries(), enable_pic=True
+            module, opt_level=3, shared_libs=_runtime_libraries(threads), enable_pic=True
         )
     except RuntimeError as error:
         raise CompileError(f"LLVM code generation failed: {error}") from None
-    compiled = CompiledModel(engine, signature, runner.times)
+    compiled = CompiledModel(engine, signature, runner.times, threads)
     runner.times["llvm"] = time.perf_counter() - start
     return compiled

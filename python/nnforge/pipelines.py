@@ -52,6 +52,22 @@ LOOPS_TO_LLVM = (
     "convert-to-llvm,reconcile-unrealized-casts"
 )
 
+
+
+def parallel_loops_to_llvm(threads: int) -> str:
+    """LOOPS_TO_LLVM with `scf.parallel` loops run by OpenMP threads.
+
+    `threads`: how many (0: the OpenMP runtime's default, all cores or
+    OMP_NUM_THREADS). Memrefs go to LLVM before the remaining loops become
+    branches, as the allocation scopes of parallel loop bodies need.
+    """
+    return (
+        f"expand-strided-metadata,lower-affine,convert-scf-to-openmp{{num-threads={threads}}},"
+        "finalize-memref-to-llvm,convert-scf-to-cf,convert-math-to-llvm,convert-math-to-libm,"
+        "convert-arith-to-llvm,convert-openmp-to-llvm,convert-to-llvm,reconcile-unrealized-casts"
+    )
+
+
 # linalg on tensors -> LLVM dialect, straightforwardly: one scalar loop nest
 # per linalg op (the naive baseline).
 LINALG_TO_LLVM_NAIVE = f"{BUFFERIZE},convert-linalg-to-loops,{WIDEN_BOOLS},{LOOPS_TO_LLVM}"

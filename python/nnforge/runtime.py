@@ -29,6 +29,9 @@ from nnforge.errors import InputError, ModelLoadError
 SIGNATURE_SYMBOL = "nnforge_signature"
 # What a model compiled for CUDA links to (MLIR's CUDA runtime wrappers).
 CUDA_RUNTIME = "libmlir_cuda_runtime.so"
+# The OpenMP runtime multi-threaded CPU code calls (`__kmpc_*`, the entry
+# points MLIR's OpenMP lowering emits), from the intel-openmp package.
+OPENMP_RUNTIME = "libiomp5.so"
 
 # MLIR element type -> numpy dtype name ("bfloat16" comes from ml_dtypes).
 _NUMPY_DTYPES = {
@@ -275,16 +278,43 @@ def _check_cuda_device(path: Path) -> None:
         raise ModelLoadError(f"{path} is compiled for CUDA, but the driver finds no GPU")
 
 
+@functools.cache
+def openmp_runtime() -> Path:
+    """The path of the OpenMP runtime, loaded into this process (RTLD_GLOBAL).
+
+    Loaded globally so that saved models, which name it as a needed library,
+    resolve to it. Its worker threads spin for a millisecond after a
+    parallel region (not libiomp5's default 200 ms) unless KMP_BLOCKTIME
+    says otherwise, so they do not compete with other work for long.
+    """
+    from importlib import metadata
+
+    try:
+        files = metadata.distribution("intel-openmp").files or []
+        found = next(f for f in files if f.name == OPENMP_RUNTIME)
+    except (metadata.PackageNotFoundError, StopIteration):
+        raise ModelLoadError(
+            f"multi-threaded models need the OpenMP runtime {OPENMP_RUNTIME}: pip install intel-openmp"
+        ) from None
+    path = Path(found.locate()).resolve()
+    os.environ.setdefault("KMP_BLOCKTIME", "1")
+    ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
+    return path
+
+
 def load(path: str | os.PathLike) -> Executable:
     """Loads a model saved by `CompiledModel.save`, without the compiler."""
     path = Path(path).resolve()
     if not path.is_file():
         raise ModelLoadError(f"{path}: no such file")
     try:
-        if CUDA_RUNTIME in elf.needed(path):
-            _check_cuda_device(path)
+        needed = elf.needed(path)
     except elf.ElfError as error:
         raise ModelLoadError(str(error)) from None
+    if CUDA_RUNTIME in needed:
+        _check_cuda_device(path)
+    if OPENMP_RUNTIME in needed:
+        openmp_runtime()
     try:
         library = ctypes.CDLL(str(path))
     except OSError as error:

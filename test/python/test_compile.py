@@ -70,6 +70,48 @@ def test_save_and_load_without_the_compiler(tmp_path: Path) -> None:
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), module(x).detach().numpy(), rtol=1e-4, atol=1e-4)
 
 
+class _ParallelWork(torch.nn.Module):
+    """Ops large enough for the optimized code to share among threads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(256, 512)
+        self.norm = torch.nn.LayerNorm(512)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.norm(torch.nn.functional.gelu(self.linear(x))), dim=-1)
+
+
+def test_threads_run_in_parallel_and_save_with_the_openmp_runtime(tmp_path: Path) -> None:
+    from nnforge import elf
+
+    module, x = _ParallelWork().eval(), torch.randn(384, 256)
+    parallel = nnforge.compile(module, (x,), dump_ir=tmp_path / "ir")
+    sequential = nnforge.compile(module, (x,), threads=1)
+    assert_close(parallel(x), module(x))
+    assert_close(sequential(x), module(x))
+    assert "omp.parallel" in (tmp_path / "ir" / "04-linalg-to-llvm.mlir").read_text()
+
+    assert "libiomp5.so" not in elf.needed(sequential.save(tmp_path / "sequential.so"))
+    path = parallel.save(tmp_path / "parallel.so")
+    assert "libiomp5.so" in elf.needed(path)
+    np.save(tmp_path / "x.npy", x.numpy())
+    script = (
+        "import numpy as np, nnforge\n"
+        f"y = nnforge.load({str(path)!r})(np.load({str(tmp_path / 'x.npy')!r}))\n"
+        f"np.save({str(tmp_path / 'y.npy')!r}, y)\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True)
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), module(x).detach().numpy(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("threads", [0, -2, 1.5])
+def test_bad_thread_counts_are_rejected(threads) -> None:
+    module, inputs = models.mlp()
+    with pytest.raises(CompileError, match="threads"):
+        nnforge.compile(module, inputs, threads=threads)
+
+
 def _onnx_mlp(path: Path) -> Path:
     rng = np.random.default_rng(0)
     graph = helper.make_graph(

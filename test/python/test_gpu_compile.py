@@ -133,8 +133,8 @@ def _emulate_on_cpu(name) -> CompiledModel:
         runner.run(module, "generic", "transform-interpreter,canonicalize")
         gpu.remove_schedule(module)
         runner.run(module, "llvm", f"convert-linalg-to-loops,scf-forall-to-for,{pipelines.WIDEN_BOOLS},{pipelines.LOOPS_TO_LLVM}")
-    engine = ExecutionEngine(module, opt_level=2, shared_libs=_runtime_libraries())
-    return CompiledModel(engine, signature, runner.times)
+    engine = ExecutionEngine(module, opt_level=2, shared_libs=_runtime_libraries(threads=1))
+    return CompiledModel(engine, signature, runner.times, threads=1)
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))

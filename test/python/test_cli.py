@@ -73,6 +73,16 @@ def test_compile_prints_stage_times(onnx_file: Path, tmp_path: Path,
     assert any(path.name.endswith("input-tosa.mlir") for path in dumps.iterdir())
 
 
+def test_compile_threads_one_needs_no_openmp_runtime(onnx_file: Path, tmp_path: Path) -> None:
+    from nnforge import elf
+
+    output = tmp_path / "model.so"
+    assert nnforge.cli.main(["compile", str(onnx_file), "-o", str(output), "--threads", "1"]) == 0
+    assert "libiomp5.so" not in elf.needed(output)
+    with pytest.raises(SystemExit):
+        nnforge.cli.main(["compile", str(onnx_file), "-o", str(output), "--threads", "0"])
+
+
 def test_compile_needs_output_and_never_overwrites_the_model(
     onnx_file: Path, capsys: pytest.CaptureFixture
 ) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import statistics
 import sys
 import tempfile
@@ -29,6 +30,7 @@ from nnforge.cli.models import (
     LoadedModel,
     add_model_arguments,
     load_model,
+    positive_int,
     random_inputs,
     timed_compile,
 )
@@ -45,22 +47,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("model", metavar="MODEL",
                         help="MODEL.onnx, MODEL.mlir, package.module:factory or model.so")
-    parser.add_argument("--repeat", type=_positive, default=20,
+    parser.add_argument("--repeat", type=positive_int, default=20,
                         help="timed runs of each backend (default 20)")
     parser.add_argument("--warmup", type=_non_negative, default=3,
                         help="untimed runs of each backend first (default 3)")
-    parser.add_argument("--threads", type=_positive, default=1,
-                        help="threads for onnxruntime and torch (default 1, like nnforge's "
-                        "sequential code)")
+    parser.add_argument("--threads", type=positive_int, default=os.cpu_count() or 1,
+                        help="threads for every backend: nnforge, onnxruntime, torch "
+                        "(default: all cores)")
     add_model_arguments(parser)
     parser.set_defaults(handler=run)
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
 
 
 def _non_negative(text: str) -> int:
@@ -165,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         loaded = load_model(args.model, args.input_shape, dynamic_batch=args.dynamic_batch)
         start = time.perf_counter()
-        executable = timed_compile("bench", loaded, level=args.level)
+        executable = timed_compile("bench", loaded, level=args.level, threads=args.threads)
         compile_note = f"{time.perf_counter() - start:.2f} s"
 
     if loaded is not None and loaded.kind == "torch":
@@ -192,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
     shapes = ", ".join(f"{spec.name}={'x'.join(map(str, array.shape))}"
                        for spec, array in zip(executable.signature.inputs, inputs))
     print(f"model: {args.model}  inputs: {shapes or 'none'}")
-    print(f"compile: {compile_note}   threads (onnxruntime, torch): {args.threads}")
+    print(f"compile: {compile_note}   threads: {args.threads}")
     print(f"{'backend':<14}{'median ms':>12}{'min ms':>12}{'time/nnforge':>14}  outputs")
     base = statistics.median(seconds["nnforge"])
     for name, times in seconds.items():

@@ -12,7 +12,13 @@ import sys
 import time
 from pathlib import Path
 
-from nnforge.cli.models import add_model_arguments, is_torch_factory, load_model, timed_compile
+from nnforge.cli.models import (
+    add_model_arguments,
+    is_torch_factory,
+    load_model,
+    positive_int,
+    timed_compile,
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -31,6 +37,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="cpu (the host) or cuda (an NVIDIA GPU; runs where one is)")
     parser.add_argument("--chip", default="sm_90",
                         help="CUDA architecture for --target cuda (default sm_90)")
+    parser.add_argument("--threads", type=positive_int, default=None,
+                        help="threads the CPU code runs on (default: all cores; 1: sequential)")
     parser.add_argument("--dump-ir", type=Path, metavar="DIR",
                         help="write the IR after each stage into DIR")
     parser.add_argument("--timing", action="store_true",
@@ -51,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"nnforge compile: loaded {args.model}: {time.perf_counter() - start:.3f} s",
           file=sys.stderr)
     compiled = timed_compile("compile", loaded, level=args.level, dump_ir=args.dump_ir,
-                             timing=args.timing, target=args.target, chip=args.chip)
+                             timing=args.timing, target=args.target, chip=args.chip,
+                             threads=args.threads)
     start = time.perf_counter()
     compiled.save(args.output)
     print(f"nnforge compile: linked {args.output}: {time.perf_counter() - start:.3f} s",

@@ -32,6 +32,14 @@ def parse_shape(text: str) -> tuple[int, ...]:
     return shape
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
 def add_model_arguments(parser: argparse.ArgumentParser, *, levels: bool = True) -> None:
     """The options of every verb that compiles a MODEL."""
     from nnforge.importers.levels import LEVELS

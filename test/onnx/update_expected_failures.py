@@ -174,6 +174,9 @@ def failure_cause(record: dict) -> str:
     message, error_type = record["message"], record["error_type"]
     if error_type == "crash":
         return message
+    if "ran past" in message and "was killed" in message:
+        # The backend's own time limit ended it: as slow as a hang for pytest.
+        return f"{CRASH_PREFIX}: does not finish (killed at the backend's time limit)"
     if "integralElementType.getWidth() >= 8" in message:
         cause = "i1 (boolean) lowering abort in MemRefToLLVM"
     elif error_type == "UnsupportedOpError":

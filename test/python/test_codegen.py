@@ -133,3 +133,25 @@ def test_boolean_results_stay_one_byte_per_element():
     x, y = np.random.default_rng(0).standard_normal((2, 3, 5)).astype(np.float32)
     compiled = nnforge.compile(ir.Module.parse(text, nnforge.context()))
     np.testing.assert_array_equal(compiled(x, y), x > y)
+
+
+def test_empty_dimensions_compile_and_reduce_to_the_identity():
+    # Tiling a loop of static size 0 trips an assertion in upstream's tiling
+    # (an abort of the whole process): such ops must be left untiled.
+    text = """
+    #in = affine_map<(d0, d1) -> (d0, d1)>
+    #out = affine_map<(d0, d1) -> (d0)>
+    func.func @main(%x: tensor<3x0xf32>) -> tensor<3xf32> {
+      %zero = arith.constant 0.0 : f32
+      %e = tensor.empty() : tensor<3xf32>
+      %init = linalg.fill ins(%zero : f32) outs(%e : tensor<3xf32>) -> tensor<3xf32>
+      %r = linalg.generic {indexing_maps = [#in, #out], iterator_types = ["parallel", "reduction"]}
+          ins(%x : tensor<3x0xf32>) outs(%init : tensor<3xf32>) {
+      ^bb0(%a: f32, %acc: f32):
+        %s = arith.addf %a, %acc : f32
+        linalg.yield %s : f32
+      } -> tensor<3xf32>
+      return %r : tensor<3xf32>
+    }"""
+    compiled = nnforge.compile(ir.Module.parse(text, nnforge.context()))
+    np.testing.assert_array_equal(compiled(np.zeros((3, 0), np.float32)), np.zeros(3, np.float32))

@@ -243,8 +243,8 @@ def _contraction_schedule(op: ir.Operation, parallel: bool) -> str | None:
         f"    transform.loop.hoist_loop_invariant_subsets %r{i} : !transform.any_op"
         for i in reversed(range(rank))
     )
-    return f"""{_tile_outer("op", "c", outer, parallel and _worth_parallel(op))}{_tile_outer("c", "ck", inner, False)}{_pack_operands("ck", "packed", op)}
-    %t, {names} = transform.structured.tile_using_for %packed tile_sizes {register} interchange = {_sizes(order)}
+    return f"""{_tile_outer("op", "c", outer, parallel and _worth_parallel(op))}{_tile_outer("c", "ck", inner, False)}
+    %t, {names} = transform.structured.tile_using_for %ck tile_sizes {register} interchange = {_sizes(order)}
         : (!transform.any_op) -> (!transform.any_op, {loops})
     transform.structured.vectorize %t vector_sizes {register} : !transform.any_op
     %f = transform.get_parent_op %r0 {{op_name = "func.func"}} : (!transform.any_op) -> !transform.any_op
@@ -258,30 +258,6 @@ def _contraction_schedule(op: ir.Operation, parallel: bool) -> str | None:
     }} : !transform.any_op
     transform.apply_cse to %f : !transform.any_op
 {hoists}"""
-
-
-def _pack_operands(target: str, result: str, op: ir.Operation) -> str:
-    """Copies the input tiles of contraction tile `%target` into contiguous buffers.
-
-    The copies (`tensor.pad` kept even where it pads nothing) give the
-    register loops unit-stride rows a few hundred bytes apart instead of rows
-    a matrix width apart, which alias in the caches at power-of-two widths;
-    edge tiles are padded to the full tile with zeros, so the register loops
-    need no masks.
-    """
-    operands = list(op.operands)
-    zeros = ", ".join(f"{_zero(ir.ShapedType(value.type).element_type)}" for value in operands)
-    inputs = len(operands) - len(op.results)
-    nofold = _sizes([1] * inputs + [0] * len(op.results))
-    return f"""
-    %{result}, %{result}_pads, %{result}_copy = transform.structured.pad %{target} {{
-        padding_values = [{zeros}], padding_dimensions = {_sizes(list(range(_loop_count(op))))},
-        nofold_flags = {nofold}}} : (!transform.any_op) -> (!transform.any_op, !transform.any_op, !transform.any_op)"""
-
-
-def _zero(element: ir.Type) -> str:
-    """The zero of an element type, as a typed attribute."""
-    return f"0.0 : {element}" if isinstance(element, ir.FloatType) else f"0 : {element}"
 
 
 def _has_computed_indices(op: ir.Operation) -> bool:

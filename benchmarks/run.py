@@ -27,11 +27,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
-from torch import nn
+# Every backend has a thread pool (torch: libgomp, nnforge: libiomp5,
+# onnxruntime: its own) whose workers by default spin for a while after each
+# run, taking the cores from whichever backend runs next in the interleaved
+# timing. Idle workers sleep at once instead, for all of them alike.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import nnforge
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+import nnforge  # noqa: E402
 
 TOLERANCE = 1e-3
 # Rough naive-path rate (scalar loops), to skip runs that would take too long.
@@ -193,6 +199,7 @@ def onnxruntime_runner(item: Workload, threads: int, scratch: Path) -> Callable 
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     feeds = {name: t.numpy() for name, t in zip(names, item.inputs)}
     return lambda: session.run(None, feeds)[0]
@@ -248,7 +255,7 @@ COMPETITORS = ("eager", "inductor", "onnxruntime", "nnforge", "naive")
 
 
 def geometric_mean(values: list[float]) -> float:
-    return float(np.exp(np.mean(np.log(values)))) if values else float("nan")
+    return float(np.exp(np.mean(np.log(values))))
 
 
 def print_table(rows: list[tuple], threads: int, repeats: int) -> None:
@@ -276,12 +283,11 @@ def print_table(rows: list[tuple], threads: int, repeats: int) -> None:
             f"| {ratio(ms, 'onnxruntime')} | {naive_speedup} | {item.flops / ms['nnforge'] / 1e6:.1f} "
             f"| {compile_times['nnforge']:.1f} / {inductor_compile} |"
         )
-    means = {name: geometric_mean(values) for name, values in ratios.items()}
-    print(
-        f"| geometric mean | | | | | | {means['nnforge']:.2f}× ({len(ratios['nnforge'])}) "
-        f"| {means['inductor']:.2f}× ({len(ratios['inductor'])}) "
-        f"| {means['onnxruntime']:.2f}× ({len(ratios['onnxruntime'])}) | | | |"
-    )
+    def mean(name: str) -> str:
+        values = ratios[name]
+        return f"{geometric_mean(values):.2f}× ({len(values)})" if values else "–"
+
+    print(f"| geometric mean | | | | | | {mean('nnforge')} | {mean('inductor')} | {mean('onnxruntime')} | | | |")
 
 
 def main() -> None:

@@ -11,15 +11,21 @@ scalar loop nest instead of failing the compilation.
 
 Schedules, for AVX-512 (32 registers of 16 f32):
 - contractions (matmul in any operand layout, batch_matmul, contraction
-  generics): cache tiles [64 x 128 x 256], then register tiles of 8 x 32
-  with k step 1, vectorized (masked at the edges) to a `vector.contract`
-  lowered to outer products (`vector.fma` on vector<32xf32>); the 8 x 32
-  accumulator is hoisted out of the k loop into registers.
+  generics): output tiles of 64 x 128 (shared among threads), k tiles of
+  256, then register tiles of 8 x 32 with k step 1, vectorized (masked at
+  the edges) to a `vector.contract` lowered to outer products (`vector.fma`
+  on vector<32xf32>); the 8 x 32 accumulator is hoisted out of the k loop
+  into registers.
 - 2-D convolutions (NCHW/FCHW, NHWC/HWCF, NHWC/FHWC): im2col, then the
   contraction schedule.
+- row reductions (one reduction loop, innermost): one row per iteration,
+  reduced into a 64-lane vector of partial results, combined once per row.
 - transposes: 16 x 16 tiles, transposed in registers.
-- everything else (elementwise, reductions, fills): tiles of 1 along all
-  loops but the innermost, which is vectorized 64 lanes wide.
+- everything else (elementwise, fills): tiles of 1 along all loops but the
+  innermost, which is vectorized 64 lanes wide.
+
+The outermost tile loops of ops with enough iterations are `scf.forall`
+loops, which `linalg_to_llvm_optimized` hands to OpenMP threads.
 """
 
 from __future__ import annotations

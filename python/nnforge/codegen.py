@@ -48,6 +48,8 @@ CACHE_TILE = {"batch": 1, "m": 64, "n": 128, "k": 256}
 REGISTER_TILE = {"batch": 1, "m": 8, "n": 32, "k": 1}
 # Lanes of the innermost loop for non-contraction ops.
 ELEMENTWISE_VECTOR = 64
+# Output columns per vector in depthwise convolutions (one AVX-512 register).
+DEPTHWISE_VECTOR = 16
 # Square tiles of transposes.
 TRANSPOSE_TILE = 16
 # Innermost loops narrower than this (statically) stay scalar.
@@ -367,7 +369,45 @@ def _reduction_schedule(op: ir.Operation, parallel: bool) -> str | None:
     transform.loop.hoist_loop_invariant_subsets %loop : !transform.any_op"""
 
 
+def _has_unit_strides(op: ir.Operation) -> bool:
+    """Whether a convolution's strides and dilations are all 1."""
+    for name in ("strides", "dilations"):
+        if name in op.attributes and any(int(v) != 1 for v in ir.DenseIntElementsAttr(op.attributes[name])):
+            return False
+    return True
+
+
+def _depthwise_schedule(op: ir.Operation, parallel: bool) -> str | None:
+    """A depthwise NCHW convolution as vectorized multiply-adds along output rows.
+
+    Loops (n, oh, ow, c, kh, kw): one output row segment of DEPTHWISE_VECTOR
+    columns per channel and filter tap; with every other loop of size 1, the
+    tile is an elementwise multiply-add over the segment once its unit
+    dimensions are folded away (the shifted input window becomes a slice).
+    Unit strides only: a strided window is not a slice.
+    """
+    if op.name != "linalg.depthwise_conv_2d_nchw_chw" or not _has_unit_strides(op):
+        return None
+    sizes = _loop_sizes(op)
+    lanes = DEPTHWISE_VECTOR if sizes[2] is None else min(DEPTHWISE_VECTOR, sizes[2])
+    if lanes < MIN_VECTOR:
+        return None
+    outer = [1, 1, 0, 1, 0, 0]  # n, oh, c: independent
+    inner = [0, 0, lanes, 0, 1, 1]  # ow segments, then the filter taps
+    return f"""{_tile_outer("op", "rows", outer, parallel and _worth_parallel(op))}
+    %t, %tl:3 = transform.structured.tile_using_for %rows tile_sizes {_sizes(inner)}
+        : (!transform.any_op) -> (!transform.any_op, !transform.any_op, !transform.any_op, !transform.any_op)
+    %g = transform.structured.generalize %t : (!transform.any_op) -> !transform.any_op
+    transform.apply_patterns to %tl#2 {{
+      transform.apply_patterns.linalg.fold_unit_extent_dims_via_slices
+    }} : !transform.any_op
+    %segment = transform.structured.match ops{{["linalg.generic"]}} in %tl#2 : (!transform.any_op) -> !transform.any_op
+    transform.structured.vectorize %segment vector_sizes [{lanes}] : !transform.any_op"""
+
+
 def _schedule_of(op: ir.Operation, parallel: bool) -> str | None:
+    if op.name == "linalg.depthwise_conv_2d_nchw_chw":
+        return _depthwise_schedule(op, parallel)
     if linalg.isa_convolution_op(op):
         return None  # what im2col did not turn into a contraction stays scalar
     if 0 in _loop_sizes(op):

@@ -155,3 +155,12 @@ def test_empty_dimensions_compile_and_reduce_to_the_identity():
     }"""
     compiled = nnforge.compile(ir.Module.parse(text, nnforge.context()))
     np.testing.assert_array_equal(compiled(np.zeros((3, 0), np.float32)), np.zeros(3, np.float32))
+
+
+@pytest.mark.parametrize("channels,height,width,kernel,padding", [(8, 9, 10, 3, 1), (5, 7, 33, 5, 2)])
+def test_depthwise_convolution_is_vectorized(channels, height, width, kernel, padding, tmp_path):
+    conv = torch.nn.Conv2d(channels, channels, kernel, padding=padding, groups=channels).eval()
+    x = torch.randn(2, channels, height, width)
+    compiled = compile_optimized(conv, (x,), tmp_path=tmp_path)
+    assert "depthwise_conv" not in next(tmp_path.glob("*-vectorize.mlir")).read_text()
+    check(compiled(x.numpy()), conv(x))

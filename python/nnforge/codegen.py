@@ -18,6 +18,8 @@ Schedules, for AVX-512 (32 registers of 16 f32):
   into registers.
 - 2-D convolutions (NCHW/FCHW, NHWC/HWCF, NHWC/FHWC): im2col, then the
   contraction schedule.
+- depthwise NCHW convolutions with unit strides: segments of 16 output
+  columns per channel and filter tap, as vectorized multiply-adds.
 - row reductions (one reduction loop, innermost): one row per iteration,
   reduced into a 64-lane vector of partial results, combined once per row.
 - transposes: 16 x 16 tiles, transposed in registers.

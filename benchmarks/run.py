@@ -251,9 +251,6 @@ def numpy_sgemm_gflops(n: int, threads: int) -> float:
     return float(result.stdout.strip())
 
 
-COMPETITORS = ("eager", "inductor", "onnxruntime", "nnforge", "naive")
-
-
 def geometric_mean(values: list[float]) -> float:
     return float(np.exp(np.mean(np.log(values))))
 
@@ -263,16 +260,16 @@ def print_table(rows: list[tuple], threads: int, repeats: int) -> None:
     print("| workload | eager | inductor | onnxruntime | nnforge | naive | nnforge/eager | inductor/eager "
           "| ort/eager | naive/nnforge | nnforge GFLOP/s | compile s (nnforge / inductor) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    ratios: dict[str, list[float]] = {name: [] for name in COMPETITORS}
 
     def cell(ms: dict, name: str) -> str:
         return f"{ms[name]:.2f}" if name in ms else "–"
 
     def ratio(ms: dict, name: str) -> str:
-        if name not in ms:
-            return "–"
-        ratios[name].append(ms[name] / ms["eager"])
-        return f"{ms[name] / ms['eager']:.2f}×"
+        return f"{ms[name] / ms['eager']:.2f}×" if name in ms else "–"
+
+    def mean(name: str) -> str:
+        values = [ms[name] / ms["eager"] for _, ms, _ in rows if name in ms]
+        return f"{geometric_mean(values):.2f}× ({len(values)})" if values else "–"
 
     for item, ms, compile_times in rows:
         naive_speedup = f"{ms['naive'] / ms['nnforge']:.0f}×" if "naive" in ms else "–"
@@ -283,10 +280,6 @@ def print_table(rows: list[tuple], threads: int, repeats: int) -> None:
             f"| {ratio(ms, 'onnxruntime')} | {naive_speedup} | {item.flops / ms['nnforge'] / 1e6:.1f} "
             f"| {compile_times['nnforge']:.1f} / {inductor_compile} |"
         )
-    def mean(name: str) -> str:
-        values = ratios[name]
-        return f"{geometric_mean(values):.2f}× ({len(values)})" if values else "–"
-
     print(f"| geometric mean | | | | | | {mean('nnforge')} | {mean('inductor')} | {mean('onnxruntime')} | | | |")
 
 

@@ -253,7 +253,7 @@ def _contraction_schedule(op: ir.Operation, parallel: bool) -> str | None:
         f"    transform.loop.hoist_loop_invariant_subsets %r{i} : !transform.any_op"
         for i in reversed(range(rank))
     )
-    return f"""{_tile_outer("op", "c", outer, parallel and _worth_parallel(op))}{_tile_outer("c", "ck", inner, False)}
+    return f"""{_tile_outer("op", "c", outer, parallel)}{_tile_outer("c", "ck", inner, False)}
     %t, {names} = transform.structured.tile_using_for %ck tile_sizes {register} interchange = {_sizes(order)}
         : (!transform.any_op) -> (!transform.any_op, {loops})
     transform.structured.vectorize %t vector_sizes {register} : !transform.any_op
@@ -302,11 +302,9 @@ def _elementwise_schedule(op: ir.Operation, parallel: bool) -> str | None:
         # patch gather) picked wrong elements at partial tiles (measured: a
         # padded 9x10 convolution): these stay scalar.
         return None
-    if "iterator_types" in op.attributes:
-        iterators = [str(i) for i in ir.ArrayAttr(op.attributes["iterator_types"])]
-        if sum("reduction" in i for i in iterators) > 1:
-            return None  # the vectorizer aborts on some multi-dim reductions
-    return f"""{_tile_outer("op", "t", tiles, parallel and _worth_parallel(op))}
+    if sum("reduction" in i for i in _iterators(op)) > 1:
+        return None  # the vectorizer aborts on some multi-dim reductions
+    return f"""{_tile_outer("op", "t", tiles, parallel)}
     transform.structured.vectorize %t vector_sizes {_sizes(tiles)} : !transform.any_op"""
 
 
@@ -356,13 +354,12 @@ def _reduction_schedule(op: ir.Operation, parallel: bool) -> str | None:
     if not _is_row_reduction(op):
         return None
     rank = _loop_count(op)
-    size = _loop_sizes(op)[-1]
-    lanes = ELEMENTWISE_VECTOR if size is None else min(ELEMENTWISE_VECTOR, size)
+    [lanes] = _clamp([ELEMENTWISE_VECTOR], _loop_sizes(op)[-1:])
     if lanes < MIN_VECTOR:
         return None
     partial = _sizes([0] * (rank - 1) + [lanes])
     vector = _sizes([1] * (rank - 1) + [lanes])
-    return f"""{_tile_outer("op", "row", [1] * (rank - 1) + [0], parallel and _worth_parallel(op))}
+    return f"""{_tile_outer("op", "row", [1] * (rank - 1) + [0], parallel)}
     %fill, %split, %combine, %loop = transform.structured.tile_reduction_using_for %row by tile_sizes = {partial}
         : (!transform.any_op) -> (!transform.any_op, !transform.any_op, !transform.any_op, !transform.any_op)
     transform.structured.vectorize %fill vector_sizes {vector} : !transform.any_op
@@ -390,13 +387,12 @@ def _depthwise_schedule(op: ir.Operation, parallel: bool) -> str | None:
     """
     if op.name != "linalg.depthwise_conv_2d_nchw_chw" or not _has_unit_strides(op):
         return None
-    sizes = _loop_sizes(op)
-    lanes = DEPTHWISE_VECTOR if sizes[2] is None else min(DEPTHWISE_VECTOR, sizes[2])
+    [lanes] = _clamp([DEPTHWISE_VECTOR], _loop_sizes(op)[2:3])
     if lanes < MIN_VECTOR:
         return None
     outer = [1, 1, 0, 1, 0, 0]  # n, oh, c: independent
     inner = [0, 0, lanes, 0, 1, 1]  # ow segments, then the filter taps
-    return f"""{_tile_outer("op", "rows", outer, parallel and _worth_parallel(op))}
+    return f"""{_tile_outer("op", "rows", outer, parallel)}
     %t, %tl:3 = transform.structured.tile_using_for %rows tile_sizes {_sizes(inner)}
         : (!transform.any_op) -> (!transform.any_op, !transform.any_op, !transform.any_op, !transform.any_op)
     %g = transform.structured.generalize %t : (!transform.any_op) -> !transform.any_op
@@ -408,12 +404,18 @@ def _depthwise_schedule(op: ir.Operation, parallel: bool) -> str | None:
 
 
 def _schedule_of(op: ir.Operation, parallel: bool) -> str | None:
+    """The transform ops scheduling `op` (on handle %op), or None to leave it scalar.
+
+    `parallel`: whether threads may share the outer loops; only ops large
+    enough get them.
+    """
+    if 0 in _loop_sizes(op):
+        return None  # no iterations (an empty dimension): tiling would assert
+    parallel = parallel and _worth_parallel(op)
     if op.name == "linalg.depthwise_conv_2d_nchw_chw":
         return _depthwise_schedule(op, parallel)
     if linalg.isa_convolution_op(op):
         return None  # what im2col did not turn into a contraction stays scalar
-    if 0 in _loop_sizes(op):
-        return None  # no iterations (an empty dimension): tiling would assert
     return (
         _contraction_schedule(op, parallel)
         or _reduction_schedule(op, parallel)

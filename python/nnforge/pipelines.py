@@ -53,7 +53,6 @@ LOOPS_TO_LLVM = (
 )
 
 
-
 def parallel_loops_to_llvm(threads: int) -> str:
     """LOOPS_TO_LLVM with `scf.parallel` loops run by OpenMP threads.
 

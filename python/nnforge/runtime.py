@@ -169,7 +169,8 @@ def _results_to_numpy(
         }
         pointer = descriptor.allocated
         if pointer in not_owned:
-            arrays.append(np.array(_ResultView(None, interface), copy=True) if interface["data"][0] else np.empty(shape, dtype))
+            copy = np.array(_ResultView(None, interface), copy=True) if interface["data"][0] else np.empty(shape, dtype)
+            arrays.append(copy)
             continue
         owner = owners.setdefault(pointer, _MallocedBuffer(pointer))
         arrays.append(np.asarray(_ResultView(owner, interface)).view(dtype))

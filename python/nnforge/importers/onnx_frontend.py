@@ -268,10 +268,7 @@ def _schema(proto, node):
     """The schema of `node` at the model's opset for its domain, or None."""
     onnx = _onnx()
     domain = node.domain or ""
-    version = next(
-        (o.version for o in proto.opset_import if (o.domain or "") in ({domain} | ({"", "ai.onnx"} if domain in ("", "ai.onnx") else set()))),
-        None,
-    )
+    version = _opset_version(proto.opset_import, domain)
     try:
         return onnx.defs.get_schema(node.op_type, version, domain) if version else None
     except onnx.defs.SchemaError:
@@ -323,18 +320,20 @@ def expand_function_ops(proto, op_types: set[str]):
 
 def _body_for_opset(bodies: list, model_opset: int):
     """The newest of a function op's bodies (nodes, opset imports) written for at most `model_opset`."""
-    fitting = [(_default_opset_of(imports), nodes) for nodes, imports in bodies
-               if _default_opset_of(imports) <= model_opset]
+    fitting = [(_opset_version(imports), nodes) for nodes, imports in bodies
+               if _opset_version(imports) <= model_opset]
     return max(fitting, key=lambda pair: pair[0])[1] if fitting else None
 
 
-def _default_opset_of(opset_imports) -> int:
-    return next((o.version for o in opset_imports if o.domain in ("", "ai.onnx")), 0)
+def _opset_version(opset_imports, domain: str = "") -> int:
+    """The version `opset_imports` give `domain` ("" and "ai.onnx" are one), or 0."""
+    aliases = {"", "ai.onnx"} if domain in ("", "ai.onnx") else {domain}
+    return next((o.version for o in opset_imports if (o.domain or "") in aliases), 0)
 
 
 def _default_opset(proto) -> int:
     """The model's version of the default ONNX domain."""
-    return _default_opset_of(proto.opset_import)
+    return _opset_version(proto.opset_import)
 
 
 def onnx_io_names(model: OnnxModel) -> tuple[list[str], list[str]]:

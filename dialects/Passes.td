@@ -169,4 +169,31 @@ def NNFApproximateMath : Pass<"nnf-approximate-math"> {
   ];
 }
 
+def NNFSaturateShifts : Pass<"nnf-saturate-shifts"> {
+  let summary = "Define integer shifts by the bit width or more";
+  let description = [{
+    `arith.shli`, `arith.shrui` and `arith.shrsi` by an amount of at least
+    the operand's bit width (a negative amount counts as a large unsigned
+    one) are poison in MLIR, and x86 masks the amount in practice: `x << 33`
+    on i32 gives `x << 1`. ONNX's BitShift, numpy and PyTorch define such
+    shifts as shifting every bit out. This pass guards each shift whose
+    amount is not a constant in range with a select: 0 for left and logical
+    right shifts, the sign (`x >> (width - 1)`) for arithmetic right shifts.
+    Scalars and vectors alike.
+
+    Example:
+
+    ```mlir
+    %y = arith.shli %x, %n : i32
+    // becomes
+    %s = arith.shli %x, %n : i32
+    %c32 = arith.constant 32 : i32
+    %in_range = arith.cmpi ult, %n, %c32 : i32
+    %c0 = arith.constant 0 : i32
+    %y = arith.select %in_range, %s, %c0 : i32
+    ```
+  }];
+  let dependentDialects = ["::mlir::arith::ArithDialect"];
+}
+
 #endif // NNFORGE_PASSES

@@ -137,12 +137,24 @@ def entry_function(module: ir.Module) -> ir.Operation:
     )
 
 
+def _has_identity_layout(memref: ir.MemRefType) -> bool:
+    layout = memref.layout
+    return isinstance(layout, ir.AffineMapAttr) and ir.AffineMapAttr(layout).value == ir.AffineMap.get_identity(memref.rank)
+
+
 def _tensor_spec(name: str, type_: ir.Type, where: str) -> TensorSpec:
-    if not isinstance(type_, ir.RankedTensorType):
-        raise CompileError(f"{where} has type {type_}: only ranked tensors are supported")
-    tensor = ir.RankedTensorType(type_)
-    shape = tuple(None if tensor.is_dynamic_dim(i) else tensor.shape[i] for i in range(tensor.rank))
-    return TensorSpec(name, str(tensor.element_type), shape)
+    # A bufferized module (see nnforge.importers.levels) passes identity-layout
+    # memrefs: the same calling convention as tensors after bufferization.
+    if isinstance(type_, ir.RankedTensorType):
+        shaped = ir.RankedTensorType(type_)
+    elif isinstance(type_, ir.MemRefType) and _has_identity_layout(ir.MemRefType(type_)):
+        shaped = ir.MemRefType(type_)
+    else:
+        raise CompileError(
+            f"{where} has type {type_}: only ranked tensors and identity-layout memrefs are supported"
+        )
+    shape = tuple(None if shaped.is_dynamic_dim(i) else shaped.shape[i] for i in range(shaped.rank))
+    return TensorSpec(name, str(shaped.element_type), shape)
 
 
 def signature_of(
@@ -379,7 +391,15 @@ def prepare(
         function = entry_function(module)
         signature = signature_of(function, names)
         function.attributes["llvm.emit_c_interface"] = ir.UnitAttr.get()
+        if _takes_buffers(function):
+            level = pipelines.BUFFERS_LEVEL
     return module, level, signature
+
+
+def _takes_buffers(function: ir.Operation) -> bool:
+    """Whether `function` is already bufferized (memrefs at its boundary)."""
+    function_type = ir.FunctionType(ir.TypeAttr(function.attributes["function_type"]).value)
+    return any(isinstance(t, ir.MemRefType) for t in [*function_type.inputs, *function_type.results])
 
 
 def _lower_optimized_or_naive(module: ir.Module, level: str, runner: StageRunner, threads: int) -> ir.Module:

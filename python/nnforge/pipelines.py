@@ -42,12 +42,17 @@ BUFFERIZE = (
 WIDEN_BOOLS = "nnf-widen-bool-memrefs"
 
 # exp/log/tanh/erf as polynomials (FMAs) rather than a libm call per
-# element: vectorized code stays vectorized.
-APPROXIMATE_MATH = "nnf-approximate-math"
+# element, and integer powers as multiplications (LLVM's powi takes no
+# vector of exponents): vectorized code stays vectorized.
+APPROXIMATE_MATH = "nnf-approximate-math,math-expand-ops{ops=fpowi}"
+
+# Shifts by the bit width or more given ONNX's, numpy's and PyTorch's
+# meaning (all bits shifted out) instead of arith's poison.
+SATURATE_SHIFTS = "nnf-saturate-shifts"
 
 # Loops and memrefs -> LLVM dialect.
 LOOPS_TO_LLVM = (
-    "expand-strided-metadata,lower-affine,convert-scf-to-cf,"
+    f"{SATURATE_SHIFTS},expand-strided-metadata,lower-affine,convert-scf-to-cf,"
     "convert-math-to-llvm,convert-math-to-libm,finalize-memref-to-llvm,"
     "convert-to-llvm,reconcile-unrealized-casts"
 )
@@ -61,7 +66,7 @@ def parallel_loops_to_llvm(threads: int) -> str:
     branches, as the allocation scopes of parallel loop bodies need.
     """
     return (
-        f"expand-strided-metadata,lower-affine,convert-scf-to-openmp{{num-threads={threads}}},"
+        f"{SATURATE_SHIFTS},expand-strided-metadata,lower-affine,convert-scf-to-openmp{{num-threads={threads}}},"
         "finalize-memref-to-llvm,convert-scf-to-cf,convert-math-to-llvm,convert-math-to-libm,"
         "convert-arith-to-llvm,convert-openmp-to-llvm,convert-to-llvm,reconcile-unrealized-casts"
     )
@@ -71,14 +76,23 @@ def parallel_loops_to_llvm(threads: int) -> str:
 # per linalg op (the naive baseline).
 LINALG_TO_LLVM_NAIVE = f"{BUFFERIZE},convert-linalg-to-loops,{WIDEN_BOOLS},{LOOPS_TO_LLVM}"
 
+# linalg/scf on memrefs: what the importers return for models with ops only
+# torch-mlir's TMTensor dialect expresses (sort, top-k, scan, scatter), which
+# torch-mlir bufferizes and lowers to loops itself.
+BUFFERS_LEVEL = "linalg-on-buffers"
+
 # The levels a module can start from (what the importers return).
-LEVELS = ("nnf", "tosa", "linalg")
+LEVELS = ("nnf", "tosa", "linalg", BUFFERS_LEVEL)
 
 
 def stages(level: str) -> list[tuple[str, str]]:
     """The (stage name, pipeline) steps from `level` to the LLVM dialect."""
     if level not in LEVELS:
         raise ValueError(f"no pipeline from level {level!r}: expected one of {', '.join(LEVELS)}")
+    if level == BUFFERS_LEVEL:
+        # Nothing to fuse or raise on buffers (and folding unit dimensions
+        # of strided memrefs makes invalid collapse_shape ops).
+        return [("linalg-to-llvm", LINALG_TO_LLVM_NAIVE)]
     steps = []
     if level == "tosa":
         steps.append(("tosa-to-linalg", TOSA_TO_LINALG))

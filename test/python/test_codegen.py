@@ -164,3 +164,33 @@ def test_depthwise_convolution_is_vectorized(channels, height, width, kernel, pa
     compiled = compile_optimized(conv, (x,), tmp_path=tmp_path)
     assert "depthwise_conv" not in next(tmp_path.glob("*-vectorize.mlir")).read_text()
     check(compiled(x.numpy()), conv(x))
+
+
+class TanhGelu(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.gelu(x, approximate="tanh")
+
+
+def test_integer_powers_are_vectorized(tmp_path, caplog):
+    """GELU's tanh form cubes its input (math.fpowi), which LLVM's powi
+    cannot take as a vector: expanded into multiplications, it compiles
+    without falling back to the naive lowering."""
+    x = torch.randn(4, 64)
+    compiled = compile_optimized(TanhGelu(), (x,), tmp_path)
+    assert "optimized code generation failed" not in caplog.text
+    check(compiled(x.numpy()), TanhGelu()(x))
+
+
+class Shifts(torch.nn.Module):
+    def forward(self, x: torch.Tensor, n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.bitwise_left_shift(x, n), torch.bitwise_right_shift(x, n)
+
+
+def test_shifts_past_the_bit_width_match_pytorch():
+    """Amounts of the bit width or more (or negative) shift every bit out,
+    as in PyTorch, rather than being masked by the hardware."""
+    x = torch.tensor([5, -8, 7, -1, 3, 9], dtype=torch.int32)
+    n = torch.tensor([0, 31, 32, 40, -1, 2], dtype=torch.int32)
+    compiled = nnforge.compile(Shifts(), (x, n))
+    for actual, expected in zip(compiled(x, n), Shifts()(x, n)):
+        np.testing.assert_array_equal(np.asarray(actual), expected.numpy())

@@ -143,6 +143,34 @@ def test_onnx_model_matches_onnxruntime(tmp_path: Path, level: str) -> None:
     np.testing.assert_allclose(compiled(x), expected, rtol=1e-5, atol=1e-5)
 
 
+def test_sort_scan_and_scatter_compile_through_torch_mlir_loops() -> None:
+    """TopK, CumSum and ScatterElements become TMTensor ops in torch-mlir,
+    which it lowers to loops on buffers before the hand-over."""
+    import onnxruntime
+
+    graph = helper.make_graph(
+        [
+            helper.make_node("TopK", ["x", "k"], ["values", "indices"], axis=1, name="topk"),
+            helper.make_node("CumSum", ["values", "axis"], ["running"], name="cumsum"),
+            helper.make_node("ScatterElements", ["x", "indices", "running"], ["y"], axis=1, name="scatter"),
+        ],
+        "sort_scan_scatter",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 6]),
+         helper.make_tensor_value_info("indices", TensorProto.INT64, [3, 4])],
+        [onnx.numpy_helper.from_array(np.array([4], np.int64), "k"),
+         onnx.numpy_helper.from_array(np.array(1, np.int64), "axis")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    module = nnforge.import_onnx(model, level="linalg")
+    assert "memref" in str(module) and "tm_tensor" not in str(module)
+    compiled = nnforge.compile(model)
+    x = np.random.default_rng(2).permutation(18).reshape(3, 6).astype(np.float32)
+    expected = onnxruntime.InferenceSession(model.SerializeToString()).run(None, {"x": x})
+    for actual, wanted in zip(compiled(x), expected):
+        np.testing.assert_array_equal(actual, wanted)
+
+
 def test_wrong_inputs_name_what_is_wrong() -> None:
     module, (x,) = models.mlp()
     compiled = nnforge.compile(module, (x,))

@@ -4,7 +4,11 @@
   tensors). The torch dialect is not part of upstream MLIR, so this level is
   returned as TEXT (a `str`), not as an `mlir.ir.Module`.
 - "tosa": TOSA on tensors.
-- "linalg": linalg on tensors (with arith, math, tensor, scf).
+- "linalg": linalg on tensors (with arith, math, tensor, scf). A model with
+  ops torch-mlir expresses only in its TMTensor dialect (sort, top-k,
+  cumulative sum, scatter) comes back bufferized instead: torch-mlir lowers
+  those ops to loops on memrefs, which upstream MLIR can read, and the whole
+  module is then linalg/scf on memrefs (the pipelines' "linalg-on-buffers").
 - "nnf": "linalg" after nnforge's `nnf-raise` pass, which rewrites the linalg
   patterns it recognizes into `nnf` ops. The number of ops raised is stored on
   the module as the attribute `nnforge.raised_ops : i64`

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from nnforge.errors import CompileError, ModelLoadError, UnsupportedOp, UnsupportedOpError
-from nnforge.importers import handover
+from nnforge.importers import handover, onnx_rewrites
 from nnforge.importers.levels import TORCH_MLIR_LEVEL, check_level
 
 log = logging.getLogger("nnforge.importers")
@@ -79,7 +79,8 @@ def load_model(model: OnnxModel) -> tuple[Any, str]:
 
 
 def prepare(proto, what: str):
-    """Opset upgrade and shape inference; names unnamed nodes (for locations)."""
+    """Opset upgrade, shape inference and the rewrites of `onnx_rewrites`;
+    names unnamed nodes (for locations)."""
     onnx = _onnx()
     opset = _default_opset(proto)
     if 0 < opset < TARGET_OPSET:
@@ -95,6 +96,9 @@ def prepare(proto, what: str):
     except Exception as error:
         log.warning("%s: shape inference failed (%s)", what, str(error).splitlines()[0])
     _name_nodes(proto)
+    rewritten = onnx_rewrites.rewrite(proto)
+    if rewritten:
+        log.info("%s: %d nodes rewritten into forms torch-mlir converts", what, rewritten)
     return proto
 
 

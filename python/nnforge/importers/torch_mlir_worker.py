@@ -50,6 +50,18 @@ _BACKEND_STAGES = {
 # Dialects that exist only in torch-mlir: nothing of them may be handed over
 # at the tosa and linalg levels.
 TORCH_MLIR_ONLY_DIALECTS = ("torch", "torch_c", "tm_tensor")
+# torch-mlir expresses sort, top-k, scan (cumsum) and scatter in its TMTensor
+# dialect, which upstream MLIR lacks and which has no lowering at the tensor
+# level. A linalg-level module holding such ops is bufferized here (the
+# whole module, since buffers cannot cross back to tensors) and the TMTensor
+# ops become loops: the module is handed over as linalg/scf on memrefs.
+_TM_TENSOR_TO_LOOPS = (
+    "tm-tensor-to-loops",
+    "builtin.module(func.func(tm-tensor-bufferize),"
+    "one-shot-bufferize{copy-before-write bufferize-function-boundaries "
+    "function-boundary-type-conversion=identity-layout-map},"
+    "func.func(tm-tensor-to-loops),canonicalize,cse)",
+)
 
 _QUOTED_OP = re.compile(r"'((?:torch|torch_c|tm_tensor|onnx)\.[\w.]+)'")
 # A generic `torch.operator` names the op it stands for in its `name` attribute.
@@ -154,9 +166,30 @@ def _as_dict(diagnostic) -> dict:
     }
 
 
+def _run_stages(module, stages, diagnostics: list[dict]) -> dict | None:
+    """Runs each (name, pipeline) stage on `module`; the failure report of the
+    first that fails, or None."""
+    from torch_mlir import ir, passmanager
+
+    for stage, pipeline in stages:
+        try:
+            passmanager.PassManager.parse(pipeline).run(module.operation)
+        except ir.MLIRError as error:
+            diagnostics += [_as_dict(d) for d in error.error_diagnostics]
+            if not diagnostics:
+                diagnostics.append({"message": str(error), "location": "", "notes": []})
+            return {
+                "status": "failed",
+                "stage": stage,
+                "diagnostics": diagnostics,
+                "ops": _ops_named_in(diagnostics),
+            }
+    return None
+
+
 def lower(source_path: Path, source: str, level: str) -> tuple[dict, str | None]:
     """Runs the stages for `source` up to `level`; returns (report, module text)."""
-    from torch_mlir import ir, passmanager
+    from torch_mlir import ir
     from torch_mlir.dialects import torch as torch_d
 
     context = ir.Context()
@@ -190,22 +223,17 @@ def lower(source_path: Path, source: str, level: str) -> tuple[dict, str | None]
             if unconvertible:
                 return {"status": "unsupported", "stage": "onnx-to-torch", "ops": unconvertible}, None
         stages = (_ONNX_STAGES if source == "onnx" else _FX_STAGES) + _BACKEND_STAGES[level]
-        for stage, pipeline in stages:
-            try:
-                passmanager.PassManager.parse(pipeline).run(module.operation)
-            except ir.MLIRError as error:
-                diagnostics += [_as_dict(d) for d in error.error_diagnostics]
-                if not diagnostics:
-                    diagnostics.append({"message": str(error), "location": "", "notes": []})
-                report = {
-                    "status": "failed",
-                    "stage": stage,
-                    "diagnostics": diagnostics,
-                    "ops": _ops_named_in(diagnostics),
-                }
-                return report, None
+        failure = _run_stages(module, stages, diagnostics)
+        if failure:
+            return failure, None
         if level != "torch":
             leftovers = _torch_mlir_only_ops(module.operation)
+            if level == "linalg" and leftovers and all(op.startswith("tm_tensor.") for op, _ in leftovers):
+                stages = (_TM_TENSOR_TO_LOOPS,)
+                failure = _run_stages(module, stages, diagnostics)
+                if failure:
+                    return failure, None
+                leftovers = _torch_mlir_only_ops(module.operation)
             if leftovers:
                 return {"status": "unsupported", "stage": stages[-1][0], "ops": leftovers}, None
         text = module.operation.get_asm(enable_debug_info=True)

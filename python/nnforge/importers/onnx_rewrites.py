@@ -1,0 +1,314 @@
+"""ONNX-level rewrites into forms torch-mlir's ONNX conversion accepts.
+
+Each rewrite keeps the model's meaning exactly and applies only where the
+values it needs are known before import (static shapes, constant operands);
+elsewhere the node is left as it is, and torch-mlir names it if it cannot
+convert it. Run after shape inference.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def rewrite(proto: Any) -> int:
+    """Applies every rewrite to the main graph of `proto` in place; returns
+    how many nodes were rewritten."""
+    graph = _Graph(proto.graph)
+    rewritten = 0
+    for node in list(proto.graph.node):
+        rewrite_node = _REWRITES.get(node.op_type)
+        if rewrite_node is not None and rewrite_node(graph, node):
+            rewritten += 1
+    return rewritten
+
+
+class _Graph:
+    """What the rewrites know of a graph: constant values, shapes, names."""
+
+    def __init__(self, graph: Any):
+        from onnx import numpy_helper
+
+        self.graph = graph
+        self.constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+        for node in graph.node:
+            if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+                self.constants[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+        # Value name -> dimensions (None where unknown), for values of known rank.
+        self.shapes: dict[str, list[int | None]] = {}
+        self.element_types: dict[str, int] = {}
+        for value in [*graph.input, *graph.value_info, *graph.output]:
+            tensor = value.type.tensor_type
+            self.element_types[value.name] = tensor.elem_type
+            if tensor.HasField("shape"):
+                dims = [d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim]
+                self.shapes[value.name] = dims
+        self.taken = {t.name for t in graph.initializer} | {v.name for v in graph.input}
+        for node in graph.node:
+            self.taken.update(node.input)
+            self.taken.update(node.output)
+
+    def static_shape(self, name: str) -> list[int] | None:
+        dims = self.shapes.get(name)
+        return dims if dims is not None and None not in dims else None
+
+    def constant(self, node: Any, position: int) -> np.ndarray | None:
+        """The constant value of input `position` of `node`, if it has one."""
+        if position < len(node.input) and node.input[position]:
+            return self.constants.get(node.input[position])
+        return None
+
+    def fresh(self, base: str) -> str:
+        name, suffix = base, 0
+        while name in self.taken:
+            suffix += 1
+            name = f"{base}_{suffix}"
+        self.taken.add(name)
+        return name
+
+    def add_constant(self, base: str, values: np.ndarray) -> str:
+        from onnx import numpy_helper
+
+        name = self.fresh(base)
+        self.graph.initializer.append(numpy_helper.from_array(values, name))
+        self.constants[name] = values
+        return name
+
+    def insert_around(self, anchor: Any, before: list[Any] = (), after: list[Any] = ()) -> None:
+        """Inserts nodes just before and after `anchor`, keeping the graph sorted."""
+        nodes = list(self.graph.node)
+        position = nodes.index(anchor)
+        del self.graph.node[:]
+        self.graph.node.extend([*nodes[:position], *before, anchor, *after, *nodes[position + 1:]])
+
+
+def _attributes(node: Any) -> dict[str, Any]:
+    from onnx import helper
+
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _set_attributes(node: Any, drop: tuple[str, ...] = (), **values: Any) -> None:
+    from onnx import helper
+
+    kept = [a for a in node.attribute if a.name not in drop and a.name not in values]
+    del node.attribute[:]
+    node.attribute.extend(kept)
+    node.attribute.extend(helper.make_attribute(key, value) for key, value in values.items())
+
+
+def _resize(graph: _Graph, node: Any) -> bool:
+    """Resize with `axes` or a `keep_aspect_ratio_policy` -> scales or sizes
+    for every dimension and policy "stretch" (all torch-mlir converts)."""
+    attributes = _attributes(node)
+    axes = attributes.get("axes")
+    policy = attributes.get("keep_aspect_ratio_policy", b"stretch").decode()
+    shape = graph.static_shape(node.input[0]) if node.input else None
+    if (axes is None and policy == "stretch") or shape is None:
+        return False
+    roi = graph.constant(node, 1)
+    if axes is not None and roi is not None and roi.size:
+        return False  # an roi for some axes only: tf_crop_and_resize, which torch-mlir lacks anyway
+    full = _full_rank_resize_operand(graph, node, shape, axes, policy)
+    if full is None:
+        return False
+    position, values = full
+    node.input[position] = graph.add_constant(f"{node.name}_{'sizes' if position == 3 else 'scales'}", values)
+    _set_attributes(node, drop=("axes", "keep_aspect_ratio_policy"))
+    return True
+
+
+def _full_rank_resize_operand(
+    graph: _Graph, node: Any, shape: list[int], axes: list[int] | None, policy: str
+) -> tuple[int, np.ndarray] | None:
+    """(input position, values) of Resize's scales or sizes spelled out for
+    every dimension, as ONNX defines them; None where that cannot be done exactly."""
+    rank = len(shape)
+    axes = [axis % rank for axis in axes] if axes is not None else list(range(rank))
+    scales, sizes = graph.constant(node, 2), graph.constant(node, 3)
+    if sizes is not None and sizes.size == len(axes):
+        target = list(shape)
+        for axis, size in zip(axes, sizes.tolist()):
+            target[axis] = int(size)
+        if policy != "stretch":
+            ratios = [target[axis] / shape[axis] for axis in axes]
+            scale = min(ratios) if policy == "not_larger" else max(ratios)
+            for axis in axes:
+                target[axis] = int(scale * shape[axis] + 0.5)
+            # Resize maps coordinates with `scale`; sizes imply size/input per
+            # axis, so they must agree for the rewrite to keep the meaning.
+            if any(target[axis] / shape[axis] != scale for axis in axes):
+                return None
+        return 3, np.array(target, dtype=np.int64)
+    if scales is not None and scales.size == len(axes) and policy == "stretch":
+        full = [1.0] * rank
+        for axis, scale in zip(axes, scales.tolist()):
+            full[axis] = scale
+        return 2, np.array(full, dtype=np.float32)
+    return None
+
+
+def _matmul(graph: _Graph, node: Any) -> bool:
+    """MatMul of a vector with a batch of matrices -> a matrix product and a
+    squeeze, as numpy defines it (torch-mlir lowers only some rank pairs)."""
+    from onnx import helper
+
+    ranks = [len(graph.shapes[name]) if name in graph.shapes else None for name in node.input]
+    if ranks[0] == 1 and ranks[1] is not None and ranks[1] >= 3:
+        vector, unsqueezed_axis, squeezed_axis = 0, 0, -2
+    elif ranks[1] == 1 and ranks[0] is not None and ranks[0] >= 3:
+        vector, unsqueezed_axis, squeezed_axis = 1, 1, -1
+    else:
+        return False
+    matrix = graph.fresh(f"{node.name}_matrix")
+    product = graph.fresh(f"{node.name}_product")
+    unsqueeze = helper.make_node(
+        "Unsqueeze", [node.input[vector], graph.add_constant(f"{node.name}_axis", np.array([unsqueezed_axis]))],
+        [matrix], name=graph.fresh(f"{node.name}_unsqueeze"),
+    )
+    squeeze = helper.make_node(
+        "Squeeze", [product, graph.add_constant(f"{node.name}_axis", np.array([squeezed_axis]))],
+        [node.output[0]], name=graph.fresh(f"{node.name}_squeeze"),
+    )
+    node.input[vector] = matrix
+    node.output[0] = product
+    graph.insert_around(node, before=[unsqueeze], after=[squeeze])
+    return True
+
+
+def _explicit_pads(graph: _Graph, node: Any) -> bool:
+    """auto_pad SAME_UPPER/SAME_LOWER -> explicit pads, from static shapes
+    (torch-mlir converts auto_pad for some ops only)."""
+    attributes = _attributes(node)
+    auto_pad = attributes.get("auto_pad", b"NOTSET").decode()
+    shape = graph.static_shape(node.input[0])
+    if auto_pad not in ("SAME_UPPER", "SAME_LOWER") or shape is None:
+        return False
+    kernel = attributes.get("kernel_shape")
+    if kernel is None:  # convolutions: from the weight's shape
+        weight = graph.static_shape(node.input[1]) if len(node.input) > 1 else None
+        kernel = weight[2:] if weight is not None else None
+    if kernel is None or "output_shape" in attributes:
+        return False
+    spatial = shape[2:]
+    strides = attributes.get("strides", [1] * len(spatial))
+    dilations = attributes.get("dilations", [1] * len(spatial))
+    begins, ends = [], []
+    for i, size in enumerate(spatial):
+        extent = (kernel[i] - 1) * dilations[i] + 1
+        if node.op_type == "ConvTranspose":
+            output_padding = attributes.get("output_padding", [0] * len(spatial))[i]
+            total = strides[i] * (size - 1) + output_padding + extent - size * strides[i]
+        else:
+            total = max(0, (-(-size // strides[i]) - 1) * strides[i] + extent - size)
+        if total < 0:
+            return False
+        small, large = total // 2, total - total // 2
+        begin = small if auto_pad == "SAME_UPPER" else large
+        begins.append(begin)
+        ends.append(total - begin)
+    if node.op_type == "ConvTranspose" and begins != ends:
+        _crop_after(graph, node, shape, kernel, strides, dilations, attributes, begins, ends)
+    else:
+        _set_attributes(node, drop=("auto_pad",), pads=begins + ends)
+    return True
+
+
+def _crop_after(
+    graph: _Graph, node: Any, shape: list[int], kernel: list[int], strides: list[int],
+    dilations: list[int], attributes: dict[str, Any], begins: list[int], ends: list[int],
+) -> None:
+    """Asymmetric ConvTranspose padding (which torch-mlir rejects) as no
+    padding and a Slice cropping the result: padding a transposed
+    convolution removes output rows and columns."""
+    from onnx import helper
+
+    spatial = len(begins)
+    output_padding = attributes.get("output_padding", [0] * spatial)
+    full = [
+        strides[i] * (shape[2 + i] - 1) + output_padding[i] + (kernel[i] - 1) * dilations[i] + 1
+        for i in range(spatial)
+    ]
+    uncropped = graph.fresh(f"{node.name}_uncropped")
+    crop = helper.make_node(
+        "Slice",
+        [
+            uncropped,
+            graph.add_constant(f"{node.name}_starts", np.array(begins, dtype=np.int64)),
+            graph.add_constant(f"{node.name}_ends", np.array([f - e for f, e in zip(full, ends)], dtype=np.int64)),
+            graph.add_constant(f"{node.name}_axes", np.arange(2, 2 + spatial, dtype=np.int64)),
+        ],
+        [node.output[0]],
+        name=graph.fresh(f"{node.name}_crop"),
+    )
+    node.output[0] = uncropped
+    _set_attributes(node, drop=("auto_pad",), pads=[0] * (2 * spatial))
+    graph.insert_around(node, after=[crop])
+
+
+def _cumprod(graph: _Graph, node: Any) -> bool:
+    """CumProd -> a Scan over axis 0 whose body multiplies a running product
+    (exact, in the same order), which torch-mlir lowers to a loop; it has no
+    CumProd. Its Scan conversion handles neither other axes nor directions
+    (it ignores the latter), so the scanned axis is transposed to the front
+    and a reverse product scans a reversed copy (a Gather) instead."""
+    from onnx import helper
+
+    shape, axis = graph.static_shape(node.input[0]), graph.constant(node, 1)
+    element_type = graph.element_types.get(node.input[0])
+    if shape is None or axis is None or axis.size != 1 or not element_type:
+        return False
+    attributes = _attributes(node)
+    axis = int(axis.reshape(())) % len(shape)
+    order = [axis] + [i for i in range(len(shape)) if i != axis]
+    rest = [shape[i] for i in order[1:]]
+    nodes: list[Any] = []
+
+    def add(op_type: str, inputs: list[str], output: str | None = None, **attrs: Any) -> str:
+        output = output or graph.fresh(f"{node.name}_{op_type.lower()}")
+        nodes.append(helper.make_node(op_type, inputs, [output], name=graph.fresh(f"{node.name}_{op_type}"), **attrs))
+        return output
+
+    reversed_indices = graph.add_constant(f"{node.name}_reversed", np.arange(shape[axis] - 1, -1, -1, dtype=np.int64))
+    scanned = node.input[0]
+    if axis != 0:
+        scanned = add("Transpose", [scanned], perm=order)
+    if attributes.get("reverse", 0):
+        scanned = add("Gather", [scanned, reversed_indices], axis=0)
+    product, item, updated, emitted = (graph.fresh(f"{node.name}_{n}") for n in ("product", "item", "updated", "emitted"))
+    body = helper.make_graph(
+        [
+            helper.make_node("Mul", [product, item], [updated]),
+            helper.make_node("Identity", [product if attributes.get("exclusive", 0) else updated], [emitted]),
+        ],
+        f"{node.name}_body",
+        [helper.make_tensor_value_info(name, element_type, rest) for name in (product, item)],
+        [helper.make_tensor_value_info(name, element_type, rest) for name in (updated, emitted)],
+    )
+    ones = graph.add_constant(f"{node.name}_ones", np.ones(rest, dtype=helper.tensor_dtype_to_np_dtype(element_type)))
+    result = graph.fresh(f"{node.name}_scanned")
+    nodes.append(helper.make_node(
+        "Scan", [ones, scanned], [graph.fresh(f"{node.name}_final"), result],
+        name=graph.fresh(f"{node.name}_scan"), body=body, num_scan_inputs=1,
+    ))
+    if attributes.get("reverse", 0):
+        result = add("Gather", [result, reversed_indices], axis=0)
+    if axis != 0:
+        result = add("Transpose", [result], perm=[int(i) for i in np.argsort(order)])
+    add("Identity", [result], output=node.output[0])
+    graph.insert_around(node, before=nodes)
+    graph.graph.node.remove(node)
+    return True
+
+_REWRITES = {
+    "CumProd": _cumprod,
+    "Resize": _resize,
+    "MatMul": _matmul,
+    "Conv": _explicit_pads,
+    "ConvTranspose": _explicit_pads,
+    "AveragePool": _explicit_pads,
+    "MaxPool": _explicit_pads,
+    "LpPool": _explicit_pads,
+}

@@ -196,4 +196,36 @@ def NNFSaturateShifts : Pass<"nnf-saturate-shifts"> {
   let dependentDialects = ["::mlir::arith::ArithDialect"];
 }
 
+def NNFAssertToRuntimeError
+    : Pass<"nnf-assert-to-runtime-error", "::mlir::ModuleOp"> {
+  let summary = "Make failed cf.assert return an error to the caller";
+  let description = [{
+    torch-mlir guards gathers (index within bounds) and dynamic shapes with
+    `cf.assert`, which upstream lowers to a call to `abort()`: bad data would
+    end the user's process. This pass replaces each `cf.assert` by an
+    `scf.if` calling `nnforge_check_failed(message)` in nnforge's runtime
+    library when the condition is false. Called through
+    `nnforge_guarded_call`, as `nnforge.runtime` calls every model, the
+    failure returns to Python as an `nnforge.ExecutionError` carrying the
+    message; elsewhere (an OpenMP worker thread, a raw call) it prints the
+    message and aborts as before.
+
+    Example:
+
+    ```mlir
+    cf.assert %in_bounds, "index must be smaller than dim size"
+    // becomes
+    scf.if %in_bounds {
+    } else {
+      %message = llvm.mlir.addressof @nnforge_check_message_0 : !llvm.ptr
+      llvm.call @nnforge_check_failed(%message) : (!llvm.ptr) -> ()
+    }
+    ```
+  }];
+  let dependentDialects = [
+    "::mlir::LLVM::LLVMDialect",
+    "::mlir::scf::SCFDialect",
+  ];
+}
+
 #endif // NNFORGE_PASSES

@@ -21,6 +21,7 @@ _EXPORTS = {
     "ModelLoadError": "nnforge.errors",
     "CompileError": "nnforge.errors",
     "InputError": "nnforge.errors",
+    "ExecutionError": "nnforge.errors",
     "import_torch": "nnforge.importers",
     "import_onnx": "nnforge.importers",
     "compile": "nnforge.compiler",

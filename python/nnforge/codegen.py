@@ -41,6 +41,7 @@ from mlir.dialects import linalg
 
 from nnforge import pipelines
 from nnforge.errors import CompileError
+from nnforge.importers.handover import walk_ops
 
 if TYPE_CHECKING:
     from nnforge import compiler
@@ -182,7 +183,11 @@ def _clamp(tiles: list[int], sizes: list[int | None]) -> list[int]:
 
 
 def _worth_parallel(op: ir.Operation) -> bool:
-    """Whether the op has enough iterations to share among threads."""
+    """Whether the op has enough iterations to share among threads, and
+    makes no run-time checks (a failed one returns to the caller from the
+    calling thread only: see nnf-assert-to-runtime-error)."""
+    if any(inner.name == "cf.assert" for inner in walk_ops(op)):
+        return False
     volume = 1
     for size in _loop_sizes(op):
         if size is None:

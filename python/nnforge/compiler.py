@@ -256,6 +256,18 @@ def c_compiler() -> str:
     return compiler
 
 
+def runtime_archive() -> list[str]:
+    """Linker arguments adding all of nnforge's runtime to a saved model:
+    the generated code calls some of it, `nnforge.load` the rest. The
+    model's calls bind to its own copy (-Bsymbolic), not to another loaded
+    earlier (the JIT's): the failed-check hook and the guarded call must
+    share one copy's thread-local state."""
+    return [
+        "-Wl,-Bsymbolic",
+        "-Wl,--whole-archive", str(_native_file("libNNForgeRuntimeStatic.a")), "-Wl,--no-whole-archive",
+    ]
+
+
 def _runtime_libraries(threads: int) -> list[str]:
     """Libraries JIT-compiled code may call: libm (erff, expf, ...), libgcc's
     soft-float conversions (f64/f32 to f16 and bf16), nnforge's runtime
@@ -293,12 +305,14 @@ class CompiledModel(Executable):
     def __init__(
         self, engine: ExecutionEngine, signature: Signature, compile_times: dict[str, float], threads: int
     ):
-        # The C-interface function itself (`_mlir_ciface_<entry>`), not the
-        # packed wrapper: `raw_lookup` prefixes "_mlir_" to the name it gets.
-        address = engine.raw_lookup(f"ciface_{signature.entry}")
+        # The packed wrapper of the C-interface function
+        # (`_mlir__mlir_ciface_<entry>`: `raw_lookup` prefixes "_mlir_").
+        address = engine.raw_lookup(f"_mlir_ciface_{signature.entry}")
         if not address:
             raise CompileError(f"compiled code has no entry point for @{signature.entry}")
-        super().__init__(address, signature, keep_alive=engine)
+        # The same library the JIT resolves nnforge_check_failed in.
+        runtime = ctypes.CDLL(str(_native_file("libNNForgeRuntime.so")))
+        super().__init__(address, runtime, signature, keep_alive=engine)
         self.compile_times = compile_times
         self.threads = threads
 
@@ -310,11 +324,10 @@ class CompiledModel(Executable):
             objects = Path(scratch) / "model.o"
             self._keep_alive.dump_to_object_file(str(objects))
             linked = Path(scratch) / path.name
-            support = _native_file("libNNForgeRuntimeStatic.a")
             # The OpenMP runtime is needed by name; `nnforge.load` loads it first.
             openmp = [str(_openmp_runtime())] if self.threads != 1 else []
             result = subprocess.run(
-                [compiler, "-shared", "-o", str(linked), str(objects), str(support), *openmp, "-lm"],
+                [compiler, "-shared", "-o", str(linked), str(objects), *runtime_archive(), *openmp, "-lm"],
                 capture_output=True,
                 text=True,
             )
@@ -466,6 +479,11 @@ def compile(
         model, example_inputs, level=level, dynamic_shapes=dynamic_shapes, runner=runner
     )
     stages = pipelines.stages(level)
+    if target == "cuda" and level == pipelines.BUFFERS_LEVEL:
+        raise CompileError(
+            "the CUDA pipeline starts from linalg on tensors, and this model comes bufferized: it holds "
+            "ops (sort, top-k, cumulative sums, scatter) that torch-mlir lowers to loops on buffers"
+        )
     if target == "cuda":
         # The target-independent stages, then the GPU mapping and lowering.
         for name, pipeline in stages[:-1]:

@@ -22,6 +22,11 @@ class InputError(NNForgeError, ValueError):
     """Inputs given to a compiled model do not match its signature."""
 
 
+class ExecutionError(NNForgeError, RuntimeError):
+    """A check the compiled code makes at run time failed (e.g. a gather
+    index out of bounds in the inputs); the message is the check's."""
+
+
 @dataclass(frozen=True)
 class UnsupportedOp:
     """One kind of op nnforge cannot handle, with where it occurs."""

@@ -585,7 +585,8 @@ def save_cuda_library(module: ir.Module, signature, path: str | os.PathLike) -> 
     ExecutionEngine cannot even be created without libcuda.so.1.
     """
     from nnforge._native import tool_path
-    from nnforge.compiler import c_compiler, embed_string
+    from nnforge.compiler import c_compiler, embed_string, runtime_archive
+    from nnforge.runtime import packed_entry_source
 
     path = Path(path)
     compiler = c_compiler()
@@ -601,14 +602,16 @@ def save_cuda_library(module: ir.Module, signature, path: str | os.PathLike) -> 
     except elf.ElfError as error:
         raise CompileError(str(error)) from None
     with tempfile.TemporaryDirectory(prefix="nnforge-cuda-") as scratch:
-        source, llvm_ir, objects = (Path(scratch) / f"model.{ext}" for ext in ("mlir", "ll", "o"))
+        source, llvm_ir, objects, entry = (Path(scratch) / f"model.{ext}" for ext in ("mlir", "ll", "o", "c"))
         source.write_text(str(copy))
+        entry.write_text(packed_entry_source(signature))
         _run_tool([str(tool_path("mlir-translate")), "--mlir-to-llvmir", str(source), "-o", str(llvm_ir)],
                   "translating to LLVM IR")
         _run_tool([str(tool_path("llc")), "-O3", "-filetype=obj", "-relocation-model=pic",
                    str(llvm_ir), "-o", str(objects)], "generating host code")
         linked = Path(scratch) / path.name
-        _run_tool([compiler, "-shared", "-o", str(linked), str(objects), f"-L{path.parent}",
+        _run_tool([compiler, "-shared", "-fPIC", "-o", str(linked), str(objects), str(entry),
+                   *runtime_archive(), f"-L{path.parent}",
                    "-l:" + CUDA_RUNTIME, "-Wl,--allow-shlib-undefined", "-Wl,-rpath,$ORIGIN"],
                   f"linking {path}")
         shutil.move(str(linked), path)

@@ -50,9 +50,13 @@ APPROXIMATE_MATH = "nnf-approximate-math,math-expand-ops{ops=fpowi}"
 # meaning (all bits shifted out) instead of arith's poison.
 SATURATE_SHIFTS = "nnf-saturate-shifts"
 
+# Failed run-time checks (torch-mlir's cf.assert: gather bounds, dynamic
+# shapes) return an error to the caller instead of aborting the process.
+RUNTIME_CHECKS = "nnf-assert-to-runtime-error"
+
 # Loops and memrefs -> LLVM dialect.
 LOOPS_TO_LLVM = (
-    f"{SATURATE_SHIFTS},expand-strided-metadata,lower-affine,convert-scf-to-cf,"
+    f"{SATURATE_SHIFTS},{RUNTIME_CHECKS},expand-strided-metadata,lower-affine,convert-scf-to-cf,"
     "convert-math-to-llvm,convert-math-to-libm,finalize-memref-to-llvm,"
     "convert-to-llvm,reconcile-unrealized-casts"
 )
@@ -66,7 +70,7 @@ def parallel_loops_to_llvm(threads: int) -> str:
     branches, as the allocation scopes of parallel loop bodies need.
     """
     return (
-        f"{SATURATE_SHIFTS},expand-strided-metadata,lower-affine,convert-scf-to-openmp{{num-threads={threads}}},"
+        f"{SATURATE_SHIFTS},{RUNTIME_CHECKS},expand-strided-metadata,lower-affine,convert-scf-to-openmp{{num-threads={threads}}},"
         "finalize-memref-to-llvm,convert-scf-to-cf,convert-math-to-llvm,convert-math-to-libm,"
         "convert-arith-to-llvm,convert-openmp-to-llvm,convert-to-llvm,reconcile-unrealized-casts"
     )

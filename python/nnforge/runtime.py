@@ -6,6 +6,11 @@ pointer to a memref descriptor per input) plus its `Signature`. This module
 calls such code, for a model just JIT-compiled and for a shared library
 written by `CompiledModel.save`, and never imports the compiler, MLIR or
 torch-mlir: `nnforge.load("model.so")` works on a machine with numpy alone.
+
+Calls go through the entry point's packed form (`_mlir__mlir_ciface_<entry>`,
+taking an array of pointers to the arguments) and `nnforge_guarded_call`
+of nnforge's runtime library, so that a failed run-time check in the code
+becomes an `ExecutionError` rather than the end of the process.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from nnforge import elf
-from nnforge.errors import InputError, ModelLoadError
+from nnforge.errors import ExecutionError, InputError, ModelLoadError
 
 # The symbol a saved model's signature (JSON, NUL-terminated) is stored in.
 SIGNATURE_SYMBOL = "nnforge_signature"
@@ -185,11 +190,16 @@ class Executable:
     output when the model has one).
     """
 
-    def __init__(self, address: int, signature: Signature, keep_alive: Any = None):
+    def __init__(self, packed_entry: int, runtime: ctypes.CDLL, signature: Signature, keep_alive: Any = None):
+        """`packed_entry`: the address of the packed C-interface entry point;
+        `runtime`: a library holding nnforge's runtime (its guarded call)."""
         self.signature = signature
         self._keep_alive = keep_alive  # the JIT engine or library owning the code
-        argument_count = len(signature.inputs) + (1 if signature.outputs else 0)
-        self._function = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * argument_count)(address)
+        self._entry = packed_entry
+        self._guarded_call = runtime.nnforge_guarded_call
+        self._guarded_call.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        self._guarded_call.restype = ctypes.c_char_p
+        self._argument_count = len(signature.inputs) + (1 if signature.outputs else 0)
         self._result_types = [_descriptor_type(len(spec.shape)) for spec in signature.outputs]
         if len(self._result_types) > 1:
             fields = [(f"r{i}", t) for i, t in enumerate(self._result_types)]
@@ -200,12 +210,11 @@ class Executable:
     def __call__(self, *inputs: Any) -> Any:
         arrays, as_torch = self._check_inputs(inputs)
         descriptors = [_descriptor_of(array) for array in arrays]
-        arguments = [ctypes.cast(ctypes.pointer(d), ctypes.c_void_p) for d in descriptors]
         if not self.signature.outputs:
-            self._function(*arguments)
+            self._run(descriptors)
             return None
         results = self._results_type()
-        self._function(ctypes.cast(ctypes.pointer(results), ctypes.c_void_p), *arguments)
+        self._run([results, *descriptors])
         if len(self._result_types) == 1:
             result_descriptors = [results]
         else:
@@ -214,6 +223,20 @@ class Executable:
         if as_torch:
             outputs = [_to_torch(output) for output in outputs]
         return outputs[0] if len(outputs) == 1 else outputs
+
+    def _run(self, descriptors: list[ctypes.Structure]) -> None:
+        """Calls the entry point on pointers to `descriptors` (results first)."""
+        values = (ctypes.c_void_p * self._argument_count)(*map(ctypes.addressof, descriptors))
+        base = ctypes.addressof(values)
+        packed = (ctypes.c_void_p * self._argument_count)(
+            *(base + i * ctypes.sizeof(ctypes.c_void_p) for i in range(self._argument_count))
+        )
+        failed_check = self._guarded_call(self._entry, packed)
+        if failed_check is not None:
+            raise ExecutionError(
+                f"a run-time check of the compiled model failed: {failed_check.decode(errors='replace')} "
+                "(the inputs hold values the model does not accept)"
+            )
 
     def _check_inputs(self, inputs: Sequence[Any]) -> tuple[list[np.ndarray], bool]:
         specs = self.signature.inputs
@@ -241,6 +264,19 @@ class Executable:
                     )
             arrays.append(np.ascontiguousarray(array))
         return arrays, as_torch
+
+
+def packed_entry_source(signature: Signature) -> str:
+    """C source of the packed entry point `Executable` calls, for code that
+    did not go through MLIR's ExecutionEngine (which adds it itself)."""
+    count = len(signature.inputs) + (1 if signature.outputs else 0)
+    entry = f"_mlir_ciface_{signature.entry}"
+    parameters = ", ".join(["void *"] * count) or "void"
+    arguments = ", ".join(f"*(void **)arguments[{i}]" for i in range(count))
+    return (
+        f"void {entry}({parameters});\n"
+        f"void _mlir_{entry}(void **arguments) {{ {entry}({arguments}); }}\n"
+    )
 
 
 def _to_numpy(value: Any) -> np.ndarray:
@@ -325,5 +361,12 @@ def load(path: str | os.PathLike) -> Executable:
     except ValueError:
         raise ModelLoadError(f"{path} is not an nnforge model (no {SIGNATURE_SYMBOL})") from None
     signature = Signature.from_json(text.decode())
-    address = ctypes.cast(getattr(library, f"_mlir_ciface_{signature.entry}"), ctypes.c_void_p)
-    return Executable(address.value, signature, keep_alive=library)
+    try:
+        entry = getattr(library, f"_mlir__mlir_ciface_{signature.entry}")
+        library.nnforge_guarded_call
+    except AttributeError:
+        raise ModelLoadError(
+            f"{path} lacks the packed entry point or nnforge's runtime (saved by an older nnforge?): "
+            "compile and save it again"
+        ) from None
+    return Executable(ctypes.cast(entry, ctypes.c_void_p).value, library, signature, keep_alive=library)

@@ -19,7 +19,7 @@ import torch
 from onnx import TensorProto, helper
 
 import nnforge
-from nnforge.errors import CompileError, InputError, ModelLoadError, UnsupportedOpError
+from nnforge.errors import CompileError, ExecutionError, InputError, ModelLoadError, UnsupportedOpError
 
 LEVELS = ["tosa", "linalg", "nnf"]
 
@@ -169,6 +169,26 @@ def test_sort_scan_and_scatter_compile_through_torch_mlir_loops() -> None:
     expected = onnxruntime.InferenceSession(model.SerializeToString()).run(None, {"x": x})
     for actual, wanted in zip(compiled(x), expected):
         np.testing.assert_array_equal(actual, wanted)
+    with pytest.raises(CompileError, match="bufferized"):
+        nnforge.compile(model, target="cuda")
+
+
+class _Embedding(torch.nn.Module):
+    def forward(self, table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.embedding(index, table) * 2
+
+
+def test_a_failed_runtime_check_is_an_error_not_a_crash(tmp_path: Path) -> None:
+    """torch-mlir checks embedding/gather indices at run time (cf.assert);
+    out of range, the call raises ExecutionError and the process, and the
+    model, go on."""
+    table, index, bad_index = torch.randn(5, 3), torch.tensor([0, 4, 2]), torch.tensor([0, 7, 2])
+    compiled = nnforge.compile(_Embedding(), (table, index))
+    saved = nnforge.load(compiled.save(tmp_path / "embedding.so"))
+    for model in (compiled, saved):
+        with pytest.raises(ExecutionError, match="index must be smaller than dim size"):
+            model(table, bad_index)
+        assert_close(model(table, index), _Embedding()(table, index))
 
 
 def test_wrong_inputs_name_what_is_wrong() -> None:

@@ -29,13 +29,17 @@ class _Graph:
     """What the rewrites know of a graph: constant values, shapes, names."""
 
     def __init__(self, graph: Any):
-        from onnx import numpy_helper
+        from onnx import TensorProto
 
         self.graph = graph
-        self.constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+        # Constant tensors by name, read as arrays only when a rewrite asks
+        # (weights can be large); external data stays unread.
+        self.constant_tensors = {
+            t.name: t for t in graph.initializer if t.data_location != TensorProto.EXTERNAL
+        }
         for node in graph.node:
             if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
-                self.constants[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+                self.constant_tensors[node.output[0]] = node.attribute[0].t
         # Value name -> dimensions (None where unknown), for values of known rank.
         self.shapes: dict[str, list[int | None]] = {}
         self.element_types: dict[str, int] = {}
@@ -51,13 +55,17 @@ class _Graph:
             self.taken.update(node.output)
 
     def static_shape(self, name: str) -> list[int] | None:
+        if name in self.constant_tensors:
+            return list(self.constant_tensors[name].dims)
         dims = self.shapes.get(name)
         return dims if dims is not None and None not in dims else None
 
     def constant(self, node: Any, position: int) -> np.ndarray | None:
         """The constant value of input `position` of `node`, if it has one."""
-        if position < len(node.input) and node.input[position]:
-            return self.constants.get(node.input[position])
+        from onnx import numpy_helper
+
+        if position < len(node.input) and node.input[position] in self.constant_tensors:
+            return numpy_helper.to_array(self.constant_tensors[node.input[position]])
         return None
 
     def fresh(self, base: str) -> str:
@@ -73,15 +81,17 @@ class _Graph:
 
         name = self.fresh(base)
         self.graph.initializer.append(numpy_helper.from_array(values, name))
-        self.constants[name] = values
+        self.constant_tensors[name] = self.graph.initializer[-1]
         return name
 
     def insert_around(self, anchor: Any, before: list[Any] = (), after: list[Any] = ()) -> None:
-        """Inserts nodes just before and after `anchor`, keeping the graph sorted."""
-        nodes = list(self.graph.node)
-        position = nodes.index(anchor)
-        del self.graph.node[:]
-        self.graph.node.extend([*nodes[:position], *before, anchor, *after, *nodes[position + 1:]])
+        """Inserts nodes just before and after `anchor`, keeping the graph
+        sorted (in place: the graph's other nodes stay the same objects)."""
+        position = list(self.graph.node).index(anchor)
+        for offset, node in enumerate(after):
+            self.graph.node.insert(position + 1 + offset, node)
+        for offset, node in enumerate(before):
+            self.graph.node.insert(position + offset, node)
 
 
 def _attributes(node: Any) -> dict[str, Any]:

@@ -182,9 +182,28 @@ def _run_stages(module, stages, diagnostics: list[dict]) -> dict | None:
                 "status": "failed",
                 "stage": stage,
                 "diagnostics": diagnostics,
-                "ops": _ops_named_in(diagnostics),
+                "ops": _blamed_ops(module, _ops_named_in(diagnostics)),
             }
     return None
+
+
+# Ops that only carry values (constants, lists, the casts a partial
+# conversion leaves between torch and builtin types) to the ops that use them.
+_VALUE_CARRIERS = ("torch.constant.", "torch.prim.ListConstruct", "torch.vtensor.literal", "torch_c.")
+
+
+def _blamed_ops(module, named: list[list[str]]) -> list[list[str]]:
+    """The ops to blame for a failed conversion, as [kind, location].
+
+    torch-mlir's backend-contract check names the first illegal op it meets,
+    often a constant whose user did not convert; the users are what the
+    report should name then: the torch ops left in the module that are not
+    mere value carriers.
+    """
+    if not named or not all(kind.startswith(_VALUE_CARRIERS) for kind, _ in named):
+        return named
+    left = [op for op in _torch_mlir_only_ops(module.operation) if not op[0].startswith(_VALUE_CARRIERS)]
+    return left or named
 
 
 def lower(source_path: Path, source: str, level: str) -> tuple[dict, str | None]:

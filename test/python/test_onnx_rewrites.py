@@ -1,0 +1,121 @@
+"""ONNX rewrites into forms torch-mlir converts (nnforge.importers.onnx_rewrites).
+
+Each model is compiled with nnforge and checked against onnxruntime on the
+same inputs; the rewritten op must be gone from the imported graph.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import nnforge
+from nnforge.errors import UnsupportedOpError
+from nnforge.importers import onnx_frontend
+
+
+def model(nodes, inputs, outputs, constants=(), opset=22):
+    graph = helper.make_graph(
+        nodes, "rewritten",
+        [helper.make_tensor_value_info(name, dtype, shape) for name, dtype, shape in inputs],
+        [helper.make_tensor_value_info(name, dtype, shape) for name, dtype, shape in outputs],
+        [numpy_helper.from_array(np.asarray(value), name) for name, value in constants],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def check_against_onnxruntime(proto, *arrays, rtol=1e-5):
+    expected = onnxruntime.InferenceSession(proto.SerializeToString()).run(
+        None, {value.name: array for value, array in zip(proto.graph.input, arrays)}
+    )
+    actual = nnforge.compile(proto)(*arrays)
+    actual = actual if isinstance(actual, tuple) else (actual,)
+    for got, wanted in zip(actual, expected):
+        np.testing.assert_allclose(np.asarray(got), wanted, rtol=rtol, atol=1e-6)
+
+
+def rewritten_op_types(proto) -> set[str]:
+    return {node.op_type for node in onnx_frontend.prepare(proto, "test").graph.node}
+
+
+@pytest.mark.parametrize("axes", [[2, 3], [3, 2]])
+def test_resize_with_axes(axes):
+    proto = model(
+        [helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], mode="nearest", axes=axes, name="resize")],
+        [("x", TensorProto.FLOAT, [1, 2, 3, 4])], [("y", TensorProto.FLOAT, [1, 2, 5, 7])],
+        [("sizes", np.array([5, 7] if axes == [2, 3] else [7, 5], np.int64))], opset=19,
+    )
+    x = np.random.default_rng(0).standard_normal((1, 2, 3, 4)).astype(np.float32)
+    check_against_onnxruntime(proto, x)
+
+
+@pytest.mark.parametrize(
+    "policy,sizes,result", [("not_larger", [7, 8], 7), ("not_smaller", [7, 8], 8), ("not_larger", [1, 3], 1)]
+)
+def test_resize_keeping_the_aspect_ratio(policy, sizes, result):
+    proto = model(
+        [helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], mode="nearest", axes=[2, 3],
+                          keep_aspect_ratio_policy=policy, name="resize")],
+        [("x", TensorProto.FLOAT, [1, 1, 2, 2])], [("y", TensorProto.FLOAT, [1, 1, result, result])],
+        [("sizes", np.array(sizes, np.int64))], opset=19,
+    )
+    x = np.arange(4, dtype=np.float32).reshape(1, 1, 2, 2)
+    check_against_onnxruntime(proto, x)
+
+
+def test_resize_whose_policy_cannot_be_spelled_exactly_is_left_for_torch_mlir():
+    # not_smaller on 2x4 -> sizes [1, 3]: scale 0.75 maps 2 rows to round(1.5) = 2,
+    # which sizes would turn into a scale of 1: no exact full-rank form.
+    proto = model(
+        [helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], mode="nearest", axes=[2, 3],
+                          keep_aspect_ratio_policy="not_smaller", name="resize")],
+        [("x", TensorProto.FLOAT, [1, 1, 2, 4])], [("y", TensorProto.FLOAT, [1, 1, 2, 3])],
+        [("sizes", np.array([1, 3], np.int64))], opset=19,
+    )
+    with pytest.raises(UnsupportedOpError, match="Resize"):
+        nnforge.compile(proto)
+
+
+@pytest.mark.parametrize(
+    "a_shape,b_shape,y_shape", [([4], [2, 4, 3], [2, 3]), ([2, 3, 5, 4], [4], [2, 3, 5])]
+)
+def test_matmul_of_a_vector_and_a_batch(a_shape, b_shape, y_shape):
+    proto = model(
+        [helper.make_node("MatMul", ["a", "b"], ["y"], name="matmul")],
+        [("a", TensorProto.FLOAT, a_shape), ("b", TensorProto.FLOAT, b_shape)],
+        [("y", TensorProto.FLOAT, y_shape)],
+    )
+    rng = np.random.default_rng(1)
+    a, b = (rng.standard_normal(s).astype(np.float32) for s in (a_shape, b_shape))
+    check_against_onnxruntime(proto, a, b)
+
+
+@pytest.mark.parametrize("auto_pad", ["SAME_UPPER", "SAME_LOWER"])
+def test_auto_pad_becomes_explicit(auto_pad):
+    proto = model(
+        [
+            helper.make_node("ConvTranspose", ["x", "w"], ["t"], strides=[2, 2], auto_pad=auto_pad, name="deconv"),
+            helper.make_node("LpPool", ["t"], ["y"], kernel_shape=[3, 2], strides=[2, 1], auto_pad=auto_pad, name="pool"),
+        ],
+        [("x", TensorProto.FLOAT, [1, 2, 5, 4])], [("y", TensorProto.FLOAT, [1, 3, 5, 8])],
+        [("w", np.random.default_rng(2).standard_normal((2, 3, 3, 3)).astype(np.float32))],
+    )
+    assert "auto_pad" not in str(onnx_frontend.prepare(proto, "test").graph)
+    x = np.random.default_rng(3).standard_normal((1, 2, 5, 4)).astype(np.float32)
+    check_against_onnxruntime(proto, x, rtol=1e-4)
+
+
+@pytest.mark.parametrize("axis", [0, 1, -1])
+@pytest.mark.parametrize("exclusive,reverse", [(0, 0), (1, 0), (0, 1), (1, 1)])
+def test_cumprod_as_a_scan(axis, exclusive, reverse):
+    proto = model(
+        [helper.make_node("CumProd", ["x", "axis"], ["y"], exclusive=exclusive, reverse=reverse, name="cumprod")],
+        [("x", TensorProto.FLOAT, [3, 4])], [("y", TensorProto.FLOAT, [3, 4])],
+        [("axis", np.array(axis, np.int64))], opset=26,
+    )
+    assert "CumProd" not in rewritten_op_types(proto)
+    x = np.random.default_rng(4).uniform(0.5, 1.5, (3, 4)).astype(np.float32)
+    check_against_onnxruntime(proto, x)

@@ -254,14 +254,29 @@ def _contraction_schedule(op: ir.Operation, parallel: bool) -> str | None:
     register = _sizes(_clamp([REGISTER_TILE[roles[d]] for d in range(rank)], loop_sizes))
     loops = ", ".join(["!transform.any_op"] * rank)
     names = ", ".join(f"%r{i}" for i in range(rank))
-    hoists = "\n".join(
-        f"    transform.loop.hoist_loop_invariant_subsets %r{i} : !transform.any_op"
-        for i in reversed(range(rank))
-    )
+    m_dim, n_dim = _role_dim(roles, "m"), _role_dim(roles, "n")
+    position = {d: f"%r{order.index(d)}" for d in range(rank)}
+    # Loops of the register tile: batch..., m, n, k. Where register tiles of
+    # n would be partial, the n loop is peeled: its full tiles get static
+    # sizes (unmasked vectors), the partial one a loop of its own (masked).
+    # Otherwise every tile of a dimension the cache tile does not divide
+    # (56² = 3136, 28² = 784, 7² = 49 in ResNets) would pay for masks.
+    register_n = _clamp([REGISTER_TILE["n"]], [loop_sizes[n_dim]])[0]
+    peel = _has_partial_tiles(loop_sizes[n_dim], cache[n_dim], register_n)
+    vectorized = "%tiles" if peel else "%t"
+    peeling = f"""
+    %n_for = transform.cast {position[n_dim]} : !transform.any_op to !transform.op<"scf.for">
+    %full, %partial = transform.loop.peel %n_for : (!transform.op<"scf.for">) -> (!transform.any_op, !transform.any_op)
+    %tiles = transform.structured.match interface{{LinalgOp}} in {position[m_dim]} : (!transform.any_op) -> !transform.any_op""" if peel else ""
+    # Hoisting keeps each accumulator tile in registers across its k loop.
+    # Canonicalization may have folded single-iteration loops away, so the
+    # loops are found again, in the function.
+    hoisting = """    %loops = transform.structured.match ops{["scf.for"]} in %f : (!transform.any_op) -> !transform.any_op
+    transform.loop.hoist_loop_invariant_subsets %loops : !transform.any_op"""
     return f"""{_tile_outer("op", "c", outer, parallel)}{_tile_outer("c", "ck", inner, False)}
     %t, {names} = transform.structured.tile_using_for %ck tile_sizes {register} interchange = {_sizes(order)}
-        : (!transform.any_op) -> (!transform.any_op, {loops})
-    transform.structured.vectorize %t vector_sizes {register} : !transform.any_op
+        : (!transform.any_op) -> (!transform.any_op, {loops}){peeling}
+    transform.structured.vectorize {vectorized} vector_sizes {register} : !transform.any_op
     %f = transform.get_parent_op %r0 {{op_name = "func.func"}} : (!transform.any_op) -> !transform.any_op
     transform.apply_patterns to %f {{
       transform.apply_patterns.vector.lower_masked_transfers
@@ -272,7 +287,19 @@ def _contraction_schedule(op: ir.Operation, parallel: bool) -> str | None:
       transform.apply_patterns.canonicalization
     }} : !transform.any_op
     transform.apply_cse to %f : !transform.any_op
-{hoists}"""
+{hoisting}"""
+
+
+def _has_partial_tiles(size: int | None, cache: int, register: int) -> bool:
+    """Whether tiling a loop of `size` by `cache`, then by `register`, leaves
+    register tiles smaller than `register` after at least one full one."""
+    if size is None or size % cache:
+        return True  # a dynamic or partial cache tile: dynamic register loop bounds
+    return cache > register and cache % register != 0
+
+
+def _role_dim(roles: dict[int, str], role: str) -> int:
+    return next(d for d, r in roles.items() if r == role)
 
 
 def _has_computed_indices(op: ir.Operation) -> bool:
@@ -408,6 +435,40 @@ def _depthwise_schedule(op: ir.Operation, parallel: bool) -> str | None:
     transform.structured.vectorize %segment vector_sizes [{lanes}] : !transform.any_op"""
 
 
+def _is_window_copy(op: ir.Operation) -> bool:
+    """Whether `op` copies a convolution's input windows into an im2col buffer:
+    a generic over (n, c, kh, kw, oh, ow) yielding its one input, read at
+    (n, c, oh + kh, ow + kw) (see nnf-conv-to-im2col)."""
+    iterators = _iterators(op)
+    if op.name != "linalg.generic" or len(op.operands) != 2 or len(iterators) != 6 or any("reduction" in i for i in iterators):
+        return False
+    body = op.regions[0].blocks[0]
+    return [o.operation.name for o in body.operations] == ["linalg.yield"] and (
+        body.operations[0].operands[0] == body.arguments[0]
+    )
+
+
+def _window_copy_schedule(op: ir.Operation, parallel: bool) -> str | None:
+    """An im2col copy as vectorized row copies: one output row segment per
+    (n, c, kh, kw, oh); with those loops of size 1 and folded away, the
+    shifted input window is a slice and the copy elementwise. Unit strides only."""
+    if not _is_window_copy(op):
+        return None
+    [lanes] = _clamp([DEPTHWISE_VECTOR], _loop_sizes(op)[5:6])
+    if lanes < MIN_VECTOR:
+        return None
+    outer = [1, 1, 0, 0, 0, 0]  # n, c: independent
+    inner = [0, 0, 1, 1, 1, lanes]
+    return f"""{_tile_outer("op", "rows", outer, parallel)}
+    %t, %tl:4 = transform.structured.tile_using_for %rows tile_sizes {_sizes(inner)}
+        : (!transform.any_op) -> (!transform.any_op, !transform.any_op, !transform.any_op, !transform.any_op, !transform.any_op)
+    transform.apply_patterns to %tl#3 {{
+      transform.apply_patterns.linalg.fold_unit_extent_dims_via_slices
+    }} : !transform.any_op
+    %segment = transform.structured.match ops{{["linalg.generic"]}} in %tl#3 : (!transform.any_op) -> !transform.any_op
+    transform.structured.vectorize %segment vector_sizes [{lanes}] : !transform.any_op"""
+
+
 def _schedule_of(op: ir.Operation, parallel: bool) -> str | None:
     """The transform ops scheduling `op` (on handle %op), or None to leave it scalar.
 
@@ -419,6 +480,8 @@ def _schedule_of(op: ir.Operation, parallel: bool) -> str | None:
     parallel = parallel and _worth_parallel(op)
     if op.name == "linalg.depthwise_conv_2d_nchw_chw":
         return _depthwise_schedule(op, parallel)
+    if _is_window_copy(op):
+        return _window_copy_schedule(op, parallel)
     if linalg.isa_convolution_op(op):
         return None  # what im2col did not turn into a contraction stays scalar
     return (

@@ -23,6 +23,8 @@ import sys
 import traceback
 from typing import Any, BinaryIO
 
+from nnforge._process import die_with_parent
+
 _LENGTH = struct.Struct("<Q")
 
 
@@ -72,18 +74,8 @@ def compile_request(request: dict) -> dict:
     return {"ok": True}
 
 
-def _die_with_parent() -> None:
-    """Asks Linux to kill this process when its parent dies, even mid-compilation."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-        import signal
-
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGKILL)
-
-
 def main() -> None:
-    _die_with_parent()
+    die_with_parent()
     requests = sys.stdin.buffer
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)

@@ -32,7 +32,7 @@ def check_against_onnxruntime(proto, *arrays, rtol=1e-5):
         None, {value.name: array for value, array in zip(proto.graph.input, arrays)}
     )
     actual = nnforge.compile(proto)(*arrays)
-    actual = actual if isinstance(actual, tuple) else (actual,)
+    actual = actual if isinstance(actual, (list, tuple)) else [actual]
     for got, wanted in zip(actual, expected):
         np.testing.assert_allclose(np.asarray(got), wanted, rtol=rtol, atol=1e-6)
 
@@ -119,3 +119,46 @@ def test_cumprod_as_a_scan(axis, exclusive, reverse):
     assert "CumProd" not in rewritten_op_types(proto)
     x = np.random.default_rng(4).uniform(0.5, 1.5, (3, 4)).astype(np.float32)
     check_against_onnxruntime(proto, x)
+
+
+@pytest.mark.parametrize("axis", [None, 1, -2])
+def test_compress_with_a_constant_condition(axis):
+    attributes = {} if axis is None else {"axis": axis}
+    selected = 12 // 4 * 2 if axis is None else 2
+    shape = [selected] if axis is None else ([3, 2] if axis == 1 else [2, 4])
+    proto = model(
+        [helper.make_node("Compress", ["x", "condition"], ["y"], name="compress", **attributes)],
+        [("x", TensorProto.FLOAT, [3, 4])], [("y", TensorProto.FLOAT, shape)],
+        [("condition", np.array([False, True, False, True] if axis != -2 else [True, False, True]))],
+    )
+    if axis is None:
+        proto.graph.initializer[0].CopyFrom(numpy_helper.from_array(
+            np.array([i % 2 == 1 for i in range(12)]), "condition"))
+    assert "Compress" not in rewritten_op_types(proto)
+    check_against_onnxruntime(proto, np.arange(12, dtype=np.float32).reshape(3, 4))
+
+
+def test_lp_normalization_is_zero_where_the_norm_is():
+    proto = model(
+        [helper.make_node("LpNormalization", ["x"], ["y"], axis=0, p=2, name="normalize")],
+        [("x", TensorProto.FLOAT, [2, 3])], [("y", TensorProto.FLOAT, [2, 3])],
+    )
+    x = np.array([[3, 0, 1], [4, 0, -2]], np.float32)
+    check_against_onnxruntime(proto, x)
+
+
+@pytest.mark.parametrize("op_type", ["RNN", "GRU", "LSTM"])
+def test_reverse_recurrences_run_forward_on_the_reversed_sequence(op_type):
+    gates = {"RNN": 1, "GRU": 3, "LSTM": 4}[op_type]
+    hidden, features, steps, batch = 5, 3, 4, 2
+    rng = np.random.default_rng(5)
+    proto = model(
+        [helper.make_node(op_type, ["x", "w", "r", "b"], ["y", "y_h"], hidden_size=hidden,
+                          direction="reverse", name="recurrence")],
+        [("x", TensorProto.FLOAT, [steps, batch, features])],
+        [("y", TensorProto.FLOAT, [steps, 1, batch, hidden]), ("y_h", TensorProto.FLOAT, [1, batch, hidden])],
+        [("w", rng.standard_normal((1, gates * hidden, features)).astype(np.float32)),
+         ("r", rng.standard_normal((1, gates * hidden, hidden)).astype(np.float32)),
+         ("b", rng.standard_normal((1, 2 * gates * hidden)).astype(np.float32))],
+    )
+    check_against_onnxruntime(proto, rng.standard_normal((steps, batch, features)).astype(np.float32), rtol=1e-4)

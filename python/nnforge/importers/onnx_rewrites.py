@@ -16,7 +16,8 @@ import numpy as np
 def rewrite(proto: Any) -> int:
     """Applies every rewrite to the main graph of `proto` in place; returns
     how many nodes were rewritten."""
-    graph = _Graph(proto.graph)
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+    graph = _Graph(proto.graph, opset)
     rewritten = 0
     for node in list(proto.graph.node):
         rewrite_node = _REWRITES.get(node.op_type)
@@ -28,10 +29,11 @@ def rewrite(proto: Any) -> int:
 class _Graph:
     """What the rewrites know of a graph: constant values, shapes, names."""
 
-    def __init__(self, graph: Any):
+    def __init__(self, graph: Any, opset: int):
         from onnx import TensorProto
 
         self.graph = graph
+        self.opset = opset
         # Constant tensors by name, read as arrays only when a rewrite asks
         # (weights can be large); external data stays unread.
         self.constant_tensors = {
@@ -312,8 +314,94 @@ def _cumprod(graph: _Graph, node: Any) -> bool:
     graph.graph.node.remove(node)
     return True
 
+def _compress(graph: _Graph, node: Any) -> bool:
+    """Compress with a constant condition -> a Gather of the selected
+    indices (torch-mlir's Compress conversion fails on static shapes)."""
+    from onnx import helper
+
+    condition = graph.constant(node, 1)
+    if condition is None or condition.ndim != 1:
+        return False
+    indices = graph.add_constant(f"{node.name}_indices", np.flatnonzero(condition).astype(np.int64))
+    data, before = node.input[0], []
+    axis = _attributes(node).get("axis")
+    if axis is None:  # Compress a flattened view
+        data = graph.fresh(f"{node.name}_flat")
+        before.append(helper.make_node(
+            "Reshape", [node.input[0], graph.add_constant(f"{node.name}_shape", np.array([-1], np.int64))],
+            [data], name=graph.fresh(f"{node.name}_flatten"),
+        ))
+    before.append(helper.make_node(
+        "Gather", [data, indices], [node.output[0]], name=graph.fresh(f"{node.name}_gather"), axis=axis or 0,
+    ))
+    graph.insert_around(node, before=before)
+    graph.graph.node.remove(node)
+    return True
+
+
+def _lp_normalization(graph: _Graph, node: Any) -> bool:
+    """LpNormalization -> x / ReduceLp(x) with 0 where the norm is 0, as
+    ONNX defines it (torch-mlir's conversion divides by 0 there)."""
+    from onnx import helper
+
+    attributes = _attributes(node)
+    p, axis = attributes.get("p", 2), attributes.get("axis", -1)
+    element_type = graph.element_types.get(node.input[0])
+    if p not in (1, 2) or not element_type:
+        return False
+    norm, is_zero, quotient = (graph.fresh(f"{node.name}_{n}") for n in ("norm", "is_zero", "quotient"))
+    reduce_inputs, reduce_attributes = [node.input[0]], {"keepdims": 1}
+    if graph.opset >= 18:
+        reduce_inputs.append(graph.add_constant(f"{node.name}_axes", np.array([axis], np.int64)))
+    else:
+        reduce_attributes["axes"] = [axis]
+    zero = graph.add_constant(f"{node.name}_zero", np.zeros((), helper.tensor_dtype_to_np_dtype(element_type)))
+    nodes = [
+        helper.make_node(f"ReduceL{p}", reduce_inputs, [norm], name=graph.fresh(f"{node.name}_reduce"),
+                         **reduce_attributes),
+        helper.make_node("Equal", [norm, zero], [is_zero], name=graph.fresh(f"{node.name}_equal")),
+        helper.make_node("Div", [node.input[0], norm], [quotient], name=graph.fresh(f"{node.name}_div")),
+        helper.make_node("Where", [is_zero, zero, quotient], [node.output[0]], name=graph.fresh(f"{node.name}_where")),
+    ]
+    graph.insert_around(node, before=nodes)
+    graph.graph.node.remove(node)
+    return True
+
+
+def _reverse_recurrence(graph: _Graph, node: Any) -> bool:
+    """RNN/GRU/LSTM in direction "reverse" -> the forward op on the sequence
+    reversed in time, its Y reversed back (torch-mlir converts "forward"
+    only). Needs a static sequence length and no sequence_lens."""
+    from onnx import helper
+
+    attributes = _attributes(node)
+    shape = graph.static_shape(node.input[0])
+    has_lengths = len(node.input) > 4 and node.input[4]
+    if attributes.get("direction", b"forward") != b"reverse" or shape is None or has_lengths:
+        return False
+    reversed_time = graph.add_constant(f"{node.name}_reversed", np.arange(shape[0] - 1, -1, -1, dtype=np.int64))
+    reversed_input = graph.fresh(f"{node.name}_reversed_input")
+    before = [helper.make_node("Gather", [node.input[0], reversed_time], [reversed_input],
+                               name=graph.fresh(f"{node.name}_reverse_input"), axis=0)]
+    after = []
+    if node.output and node.output[0]:
+        forward_output = graph.fresh(f"{node.name}_forward_output")
+        after.append(helper.make_node("Gather", [forward_output, reversed_time], [node.output[0]],
+                                      name=graph.fresh(f"{node.name}_reverse_output"), axis=0))
+        node.output[0] = forward_output
+    node.input[0] = reversed_input
+    _set_attributes(node, direction="forward")
+    graph.insert_around(node, before=before, after=after)
+    return True
+
+
 _REWRITES = {
+    "Compress": _compress,
     "CumProd": _cumprod,
+    "GRU": _reverse_recurrence,
+    "LpNormalization": _lp_normalization,
+    "LSTM": _reverse_recurrence,
+    "RNN": _reverse_recurrence,
     "Resize": _resize,
     "MatMul": _matmul,
     "Conv": _explicit_pads,

@@ -11,7 +11,7 @@ use torch-mlir's own MLIR, so bytecode is exact). OUT_DIR receives
 `report.json` and, on success, `module.mlir`: the lowered module as text,
 which is what crosses over to nnforge's (older) MLIR.
 
-This module imports only torch-mlir's IR bindings: no torch, no onnx.
+This module imports only torch-mlir's IR bindings (and nnforge._process): no torch, no onnx.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ import json
 import re
 import sys
 from pathlib import Path
+
+from nnforge._process import die_with_parent
 
 # Stages per source: (name, pipeline). Each stage runs as one PassManager run,
 # so a failure names the stage it happened in.
@@ -266,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--source", choices=("onnx", "fx"), required=True)
     parser.add_argument("--level", choices=tuple(_BACKEND_STAGES), required=True)
     args = parser.parse_args(argv)
+    die_with_parent()
     report, text = lower(args.input, args.source, args.level)
     if text is not None:
         (args.output_dir / "module.mlir").write_text(text)

@@ -228,4 +228,36 @@ def NNFAssertToRuntimeError
   ];
 }
 
+def NNFConvToIm2col : Pass<"nnf-conv-to-im2col"> {
+  let summary = "Rewrite NCHW convolutions as a window copy and a matmul";
+  let description = [{
+    Rewrites each `linalg.conv_2d_nchw_fchw` with static shapes and one
+    float element type into im2col form: a `linalg.generic` copying the
+    input windows into a tensor [N, C, KH, KW, OH, OW] (input map
+    `(n, c, oh * sh + kh * dh, ow * sw + kw * dw)`, nothing else in its
+    body), that tensor collapsed to [N, C*KH*KW, OH*OW], and a contraction
+    generic with the filter collapsed to [F, C*KH*KW]. Upstream's
+    `convert_conv2d_to_img2col` builds the same matmul operand, but its copy
+    computes indices with floordiv/mod and stays scalar; this copy reads
+    rows of the input, so it vectorizes once its unit loops are folded.
+
+    Example:
+
+    ```mlir
+    %y = linalg.conv_2d_nchw_fchw ins(%x, %w : tensor<1x64x58x58xf32>, tensor<64x64x3x3xf32>)
+        outs(%init : tensor<1x64x56x56xf32>) -> tensor<1x64x56x56xf32>
+    // becomes
+    %windows = linalg.generic ... ins(%x) outs(%e : tensor<1x64x3x3x56x56xf32>)
+    %columns = tensor.collapse_shape %windows [[0], [1, 2, 3], [4, 5]]
+    %product = linalg.generic ... ins(%w2, %columns) outs(%init2 : tensor<1x64x3136xf32>)
+    %y = tensor.expand_shape %product [[0], [1], [2, 3]]
+    ```
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::linalg::LinalgDialect",
+    "::mlir::tensor::TensorDialect",
+  ];
+}
+
 #endif // NNFORGE_PASSES

@@ -17,7 +17,8 @@ Schedules, for AVX-512 (32 registers of 16 f32):
   on vector<32xf32>); the 8 x 32 accumulator is hoisted out of the k loop
   into registers.
 - 2-D convolutions (NCHW/FCHW, NHWC/HWCF, NHWC/FHWC): im2col, then the
-  contraction schedule.
+  contraction schedule; for NCHW, nnforge's im2col (nnf-conv-to-im2col),
+  whose window copy is vectorized along output rows.
 - depthwise NCHW convolutions with unit strides: segments of 16 output
   columns per channel and filter tap, as vectorized multiply-adds.
 - row reductions (one reduction loop, innermost): one row per iteration,
@@ -436,9 +437,9 @@ def _depthwise_schedule(op: ir.Operation, parallel: bool) -> str | None:
 
 
 def _is_window_copy(op: ir.Operation) -> bool:
-    """Whether `op` copies a convolution's input windows into an im2col buffer:
-    a generic over (n, c, kh, kw, oh, ow) yielding its one input, read at
-    (n, c, oh + kh, ow + kw) (see nnf-conv-to-im2col)."""
+    """Whether `op` copies a convolution's input windows into an im2col buffer
+    (as nnf-conv-to-im2col writes it): a generic over (n, c, kh, kw, oh, ow)
+    yielding its one input."""
     iterators = _iterators(op)
     if op.name != "linalg.generic" or len(op.operands) != 2 or len(iterators) != 6 or any("reduction" in i for i in iterators):
         return False
@@ -546,8 +547,12 @@ def vectorize_linalg(module: ir.Module, parallel: bool = False) -> None:
     be run by several threads. Run it after linalg fusion, then
     `linalg_to_llvm_optimized`.
     """
-    # Mixed-precision convolutions (f16 in, f32 accumulator) came out wrong
-    # through upstream's im2col: they stay direct (and scalar).
+    # NCHW convolutions: nnforge's im2col, whose window copy vectorizes.
+    passmanager.PassManager.parse("builtin.module(func.func(nnf-conv-to-im2col))", module.context).run(
+        module.operation
+    )
+    # The other layouts: upstream's. Mixed-precision convolutions (f16 in,
+    # f32 accumulator) came out wrong through it: they stay direct (and scalar).
     convolutions = [
         op for op in _linalg_ops(module)
         if op.name in _CONV_TO_IM2COL and len({value.type.element_type for value in op.operands}) == 1

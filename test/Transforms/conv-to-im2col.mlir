@@ -1,0 +1,47 @@
+// RUN: nnforge-opt %s --nnf-conv-to-im2col --split-input-file | FileCheck %s
+
+// A 3x3 convolution: the windows are copied into a 6-D tensor through the
+// convolution's input map (no floordiv/mod), collapsed into the matmul
+// operand; the filter is collapsed to a matrix.
+// CHECK-DAG: #[[WINDOW:.*]] = affine_map<(d0, d1, d2, d3, d4, d5) -> (d0, d1, d2 + d4, d3 + d5)>
+// CHECK-DAG: #[[FILTER:.*]] = affine_map<(d0, d1, d2, d3) -> (d1, d3)>
+// CHECK-DAG: #[[COLUMNS:.*]] = affine_map<(d0, d1, d2, d3) -> (d0, d3, d2)>
+// CHECK-LABEL: func.func @conv3x3
+// CHECK: %[[WINDOWS:.*]] = linalg.generic {indexing_maps = [#[[WINDOW]], {{.*}}], iterator_types = ["parallel", "parallel", "parallel", "parallel", "parallel", "parallel"]}
+// CHECK-SAME: outs(%{{.*}} : tensor<1x8x3x3x6x6xf32>)
+// CHECK-NEXT: ^bb0(%[[IN:.*]]: f32, %{{.*}}: f32):
+// CHECK-NEXT: linalg.yield %[[IN]] : f32
+// CHECK: %[[COLUMNS_VALUE:.*]] = tensor.collapse_shape %[[WINDOWS]] {{\[}}[0], [1, 2, 3], [4, 5]] : tensor<1x8x3x3x6x6xf32> into tensor<1x72x36xf32>
+// CHECK: %[[MATRIX:.*]] = tensor.collapse_shape %{{.*}} {{\[}}[0], [1, 2, 3]] : tensor<16x8x3x3xf32> into tensor<16x72xf32>
+// CHECK: %[[PRODUCT:.*]] = linalg.generic {indexing_maps = [#[[FILTER]], #[[COLUMNS]], {{.*}}], iterator_types = ["parallel", "parallel", "parallel", "reduction"]} ins(%[[MATRIX]], %[[COLUMNS_VALUE]] : tensor<16x72xf32>, tensor<1x72x36xf32>)
+// CHECK: arith.mulf
+// CHECK: arith.addf
+// CHECK: tensor.expand_shape %[[PRODUCT]] {{\[}}[0], [1], [2, 3]] {{.*}} : tensor<1x16x36xf32> into tensor<1x16x6x6xf32>
+// CHECK-NOT: linalg.conv_2d_nchw_fchw
+func.func @conv3x3(%x: tensor<1x8x8x8xf32>, %w: tensor<16x8x3x3xf32>, %init: tensor<1x16x6x6xf32>) -> tensor<1x16x6x6xf32> {
+  %y = linalg.conv_2d_nchw_fchw {dilations = dense<1> : tensor<2xi64>, strides = dense<1> : tensor<2xi64>}
+      ins(%x, %w : tensor<1x8x8x8xf32>, tensor<16x8x3x3xf32>) outs(%init : tensor<1x16x6x6xf32>) -> tensor<1x16x6x6xf32>
+  return %y : tensor<1x16x6x6xf32>
+}
+
+// -----
+
+// Strides and dilations scale the window map.
+// CHECK: affine_map<(d0, d1, d2, d3, d4, d5) -> (d0, d1, d4 * 2 + d2 * 3, d5 * 2 + d3 * 3)>
+// CHECK-LABEL: func.func @strided_dilated
+func.func @strided_dilated(%x: tensor<2x4x16x16xf32>, %w: tensor<8x4x3x3xf32>, %init: tensor<2x8x5x5xf32>) -> tensor<2x8x5x5xf32> {
+  %y = linalg.conv_2d_nchw_fchw {dilations = dense<3> : tensor<2xi64>, strides = dense<2> : tensor<2xi64>}
+      ins(%x, %w : tensor<2x4x16x16xf32>, tensor<8x4x3x3xf32>) outs(%init : tensor<2x8x5x5xf32>) -> tensor<2x8x5x5xf32>
+  return %y : tensor<2x8x5x5xf32>
+}
+
+// -----
+
+// Dynamic shapes are left to upstream's lowering.
+// CHECK-LABEL: func.func @dynamic
+// CHECK: linalg.conv_2d_nchw_fchw
+func.func @dynamic(%x: tensor<?x8x8x8xf32>, %w: tensor<16x8x3x3xf32>, %init: tensor<?x16x6x6xf32>) -> tensor<?x16x6x6xf32> {
+  %y = linalg.conv_2d_nchw_fchw {dilations = dense<1> : tensor<2xi64>, strides = dense<1> : tensor<2xi64>}
+      ins(%x, %w : tensor<?x8x8x8xf32>, tensor<16x8x3x3xf32>) outs(%init : tensor<?x16x6x6xf32>) -> tensor<?x16x6x6xf32>
+  return %y : tensor<?x16x6x6xf32>
+}

@@ -45,3 +45,17 @@ func.func @dynamic(%x: tensor<?x8x8x8xf32>, %w: tensor<16x8x3x3xf32>, %init: ten
       ins(%x, %w : tensor<?x8x8x8xf32>, tensor<16x8x3x3xf32>) outs(%init : tensor<?x16x6x6xf32>) -> tensor<?x16x6x6xf32>
   return %y : tensor<?x16x6x6xf32>
 }
+
+// -----
+
+// A 1x1 convolution with unit strides needs no window copy: the input,
+// spatial dims collapsed, is the matmul operand.
+// CHECK-LABEL: func.func @pointwise
+// CHECK-NOT: tensor.empty
+// CHECK: %[[COLUMNS:.*]] = tensor.collapse_shape %{{.*}} {{\[}}[0], [1], [2, 3]] : tensor<1x32x7x7xf32> into tensor<1x32x49xf32>
+// CHECK: linalg.generic {{.*}} ins(%{{.*}}, %[[COLUMNS]] : tensor<192x32xf32>, tensor<1x32x49xf32>)
+func.func @pointwise(%x: tensor<1x32x7x7xf32>, %w: tensor<192x32x1x1xf32>, %init: tensor<1x192x7x7xf32>) -> tensor<1x192x7x7xf32> {
+  %y = linalg.conv_2d_nchw_fchw {dilations = dense<1> : tensor<2xi64>, strides = dense<1> : tensor<2xi64>}
+      ins(%x, %w : tensor<1x32x7x7xf32>, tensor<192x32x1x1xf32>) outs(%init : tensor<1x192x7x7xf32>) -> tensor<1x192x7x7xf32>
+  return %y : tensor<1x192x7x7xf32>
+}

@@ -25,6 +25,42 @@ using namespace mlir;
 
 namespace {
 
+/// The columns of im2col, [N, C*KH*KW, OH*OW], as a collapsed copy of the
+/// windows: windows[n, c, kh, kw, oh, ow] =
+/// input[n, c, oh*sh + kh*dh, ow*sw + kw*dw]. A 1x1 convolution with unit
+/// strides needs no copy: its columns are the input, spatial dims collapsed.
+Value im2colColumns(OpBuilder &builder, Location loc, Value input,
+                    ArrayRef<int64_t> kernel, ArrayRef<int64_t> out,
+                    ArrayRef<int64_t> strides, ArrayRef<int64_t> dilations) {
+  if (kernel[2] == 1 && kernel[3] == 1 && strides[0] == 1 && strides[1] == 1)
+    return tensor::CollapseShapeOp::create(
+        builder, loc, input, ArrayRef<ReassociationIndices>{{0}, {1}, {2, 3}});
+  MLIRContext *context = builder.getContext();
+  auto inputType = cast<RankedTensorType>(input.getType());
+  AffineExpr n, c, kh, kw, oh, ow;
+  bindDims(context, n, c, kh, kw, oh, ow);
+  AffineMap windowMap =
+      AffineMap::get(6, 0,
+                     {n, c, oh * strides[0] + kh * dilations[0],
+                      ow * strides[1] + kw * dilations[1]},
+                     context);
+  SmallVector<int64_t> windowShape = {
+      inputType.getDimSize(0), inputType.getDimSize(1), kernel[2], kernel[3],
+      out[2],                  out[3]};
+  Value empty = tensor::EmptyOp::create(builder, loc, windowShape,
+                                        inputType.getElementType());
+  auto windows = linalg::GenericOp::create(
+      builder, loc, empty.getType(), ValueRange{input}, ValueRange{empty},
+      {windowMap, builder.getMultiDimIdentityMap(6)},
+      SmallVector<utils::IteratorType>(6, utils::IteratorType::parallel),
+      [](OpBuilder &builder, Location loc, ValueRange arguments) {
+        linalg::YieldOp::create(builder, loc, arguments[0]);
+      });
+  return tensor::CollapseShapeOp::create(
+      builder, loc, windows.getResult(0),
+      ArrayRef<ReassociationIndices>{{0}, {1, 2, 3}, {4, 5}});
+}
+
 struct ConvToIm2col : OpRewritePattern<linalg::Conv2DNchwFchwOp> {
   using OpRewritePattern::OpRewritePattern;
 
@@ -44,36 +80,15 @@ struct ConvToIm2col : OpRewritePattern<linalg::Conv2DNchwFchwOp> {
         filterType.getElementType() != element)
       return rewriter.notifyMatchFailure(conv, "not one float element type");
 
-    ArrayRef<int64_t> in = inputType.getShape(), out = outputType.getShape();
-    ArrayRef<int64_t> kernel = filterType.getShape();
     SmallVector<int64_t> strides(conv.getStrides().getValues<int64_t>());
     SmallVector<int64_t> dilations(conv.getDilations().getValues<int64_t>());
     MLIRContext *context = rewriter.getContext();
     Location loc = conv.getLoc();
-
-    // windows[n, c, kh, kw, oh, ow] = input[n, c, oh*sh + kh*dh, ow*sw + kw*dw]
-    AffineExpr n, c, kh, kw, oh, ow;
-    bindDims(context, n, c, kh, kw, oh, ow);
-    AffineMap windowMap =
-        AffineMap::get(6, 0,
-                       {n, c, oh * strides[0] + kh * dilations[0],
-                        ow * strides[1] + kw * dilations[1]},
-                       context);
-    SmallVector<int64_t> windowShape = {in[0],     in[1],  kernel[2],
-                                        kernel[3], out[2], out[3]};
-    Value empty = tensor::EmptyOp::create(rewriter, loc, windowShape, element);
-    auto windows = linalg::GenericOp::create(
-        rewriter, loc, empty.getType(), ValueRange{input}, ValueRange{empty},
-        {windowMap, rewriter.getMultiDimIdentityMap(6)},
-        SmallVector<utils::IteratorType>(6, utils::IteratorType::parallel),
-        [](OpBuilder &builder, Location loc, ValueRange arguments) {
-          linalg::YieldOp::create(builder, loc, arguments[0]);
-        });
+    Value columns =
+        im2colColumns(rewriter, loc, input, filterType.getShape(),
+                      outputType.getShape(), strides, dilations);
 
     // out[b, f, p] += filter[f, k] * columns[b, k, p]
-    Value columns = tensor::CollapseShapeOp::create(
-        rewriter, loc, windows.getResult(0),
-        ArrayRef<ReassociationIndices>{{0}, {1, 2, 3}, {4, 5}});
     Value matrix = tensor::CollapseShapeOp::create(
         rewriter, loc, filter, ArrayRef<ReassociationIndices>{{0}, {1, 2, 3}});
     SmallVector<ReassociationIndices> spatial = {{0}, {1}, {2, 3}};

@@ -6,7 +6,7 @@ tests: every STRIDE-th by name (a full run takes over half an hour on two
 cores). NNFORGE_FULL_ONNX_SUITE=1 runs every test. Tests listed in test/onnx/expected_failures.txt (written by
 test/onnx/update_expected_failures.py) are expected to fail, so a newly
 passing test shows up as an unexpected success: rerun the script then.
-Listed tests that crash the process running them are left out.
+Listed tests that crash the process running them, or pass only sometimes, are left out.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import onnx.backend.test
 import nnforge.onnx_backend
 
 EXPECTED_FAILURES = Path(__file__).resolve().parents[1] / "onnx" / "expected_failures.txt"
-# Must match update_expected_failures.CRASH_PREFIX.
-CRASH_PREFIX = "process crash"
+# Must match update_expected_failures.CRASH_PREFIX and FLAKY_PREFIX.
+LEFT_OUT_PREFIXES = ("process crash", "flaky")
 # Categories of one-op tests, sampled unless the full suite is asked for.
 SAMPLED_CATEGORIES = (
     "OnnxBackendNodeModelTest",
@@ -60,10 +60,10 @@ def _selected(test_cases: dict[str, type]) -> set[str]:
 
 backend_test = onnx.backend.test.BackendTest(nnforge.onnx_backend, __name__)
 _failures = _expected_failures()
-_crashing = [name for name, reason in _failures.items() if reason.startswith(CRASH_PREFIX)]
-if _crashing:
-    backend_test.exclude(_exact(_crashing))
-_failing = [name for name, reason in _failures.items() if not reason.startswith(CRASH_PREFIX)]
+_left_out = [name for name, reason in _failures.items() if reason.startswith(LEFT_OUT_PREFIXES)]
+if _left_out:
+    backend_test.exclude(_exact(_left_out))
+_failing = [name for name, reason in _failures.items() if not reason.startswith(LEFT_OUT_PREFIXES)]
 if _failing:
     backend_test.xfail(_exact(_failing))
 _test_cases = backend_test.test_cases

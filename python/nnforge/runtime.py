@@ -233,9 +233,11 @@ class Executable:
         )
         failed_check = self._guarded_call(self._entry, packed)
         if failed_check is not None:
+            # Most such checks guard indices taken from the inputs; a few
+            # mark cases torch-mlir's lowering does not handle ("unimplemented").
             raise ExecutionError(
-                f"a run-time check of the compiled model failed: {failed_check.decode(errors='replace')} "
-                "(the inputs hold values the model does not accept)"
+                f"a run-time check of the compiled model failed on these inputs: "
+                f"{failed_check.decode(errors='replace')}"
             )
 
     def _check_inputs(self, inputs: Sequence[Any]) -> tuple[list[np.ndarray], bool]:

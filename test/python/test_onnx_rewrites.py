@@ -147,18 +147,26 @@ def test_lp_normalization_is_zero_where_the_norm_is():
     check_against_onnxruntime(proto, x)
 
 
+@pytest.mark.parametrize("direction", ["reverse", "bidirectional"])
 @pytest.mark.parametrize("op_type", ["RNN", "GRU", "LSTM"])
-def test_reverse_recurrences_run_forward_on_the_reversed_sequence(op_type):
+def test_reverse_and_bidirectional_recurrences_run_forward(op_type, direction):
     gates = {"RNN": 1, "GRU": 3, "LSTM": 4}[op_type]
     hidden, features, steps, batch = 5, 3, 4, 2
+    directions = 2 if direction == "bidirectional" else 1
     rng = np.random.default_rng(5)
     proto = model(
         [helper.make_node(op_type, ["x", "w", "r", "b"], ["y", "y_h"], hidden_size=hidden,
-                          direction="reverse", name="recurrence")],
+                          direction=direction, name="recurrence")],
         [("x", TensorProto.FLOAT, [steps, batch, features])],
-        [("y", TensorProto.FLOAT, [steps, 1, batch, hidden]), ("y_h", TensorProto.FLOAT, [1, batch, hidden])],
-        [("w", rng.standard_normal((1, gates * hidden, features)).astype(np.float32)),
-         ("r", rng.standard_normal((1, gates * hidden, hidden)).astype(np.float32)),
-         ("b", rng.standard_normal((1, 2 * gates * hidden)).astype(np.float32))],
+        [("y", TensorProto.FLOAT, [steps, directions, batch, hidden]),
+         ("y_h", TensorProto.FLOAT, [directions, batch, hidden])],
+        [("w", rng.standard_normal((directions, gates * hidden, features)).astype(np.float32)),
+         ("r", rng.standard_normal((directions, gates * hidden, hidden)).astype(np.float32)),
+         ("b", rng.standard_normal((directions, 2 * gates * hidden)).astype(np.float32))],
     )
+    assert {"forward"} == {
+        helper.get_attribute_value(a).decode()
+        for node in onnx_frontend.prepare(proto, "test").graph.node if node.op_type == op_type
+        for a in node.attribute if a.name == "direction"
+    }
     check_against_onnxruntime(proto, rng.standard_normal((steps, batch, features)).astype(np.float32), rtol=1e-4)

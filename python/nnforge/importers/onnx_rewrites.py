@@ -395,13 +395,68 @@ def _reverse_recurrence(graph: _Graph, node: Any) -> bool:
     return True
 
 
+# RNN/GRU/LSTM inputs with a leading num_directions axis: W, R, B,
+# initial_h, initial_c, P; and the attributes listing values per direction.
+_PER_DIRECTION_INPUTS = (1, 2, 3, 5, 6, 7)
+_PER_DIRECTION_ATTRIBUTES = ("activations", "activation_alpha", "activation_beta")
+
+
+def _bidirectional_recurrence(graph: _Graph, node: Any) -> bool:
+    """A bidirectional RNN/GRU/LSTM -> a forward and a reverse one on each
+    direction's weights (the reverse one rewritten in turn), Y concatenated
+    along the direction axis, Y_h and Y_c along the first."""
+    from onnx import helper
+
+    attributes = _attributes(node)
+    shape = graph.static_shape(node.input[0])
+    has_lengths = len(node.input) > 4 and node.input[4]
+    if attributes.get("direction") != b"bidirectional" or shape is None or has_lengths:
+        return False
+    nodes, halves = [], []
+    for direction in (0, 1):
+        inputs = list(node.input)
+        for position in _PER_DIRECTION_INPUTS:
+            if position < len(inputs) and inputs[position]:
+                half = graph.fresh(f"{inputs[position]}_{direction}")
+                nodes.append(helper.make_node(
+                    "Slice",
+                    [inputs[position], *(graph.add_constant(f"{node.name}_{what}", np.array([value], np.int64))
+                                         for what, value in (("start", direction), ("end", direction + 1), ("axis", 0)))],
+                    [half], name=graph.fresh(f"{node.name}_slice"),
+                ))
+                inputs[position] = half
+        own = {key: value for key, value in attributes.items() if key != "direction"}
+        for key in _PER_DIRECTION_ATTRIBUTES:
+            if key in own:
+                count = len(own[key]) // 2
+                own[key] = own[key][direction * count:(direction + 1) * count]
+        outputs = [graph.fresh(f"{name}_{direction}") if name else "" for name in node.output]
+        halves.append(helper.make_node(
+            node.op_type, inputs, outputs, name=graph.fresh(f"{node.name}_{('forward', 'reverse')[direction]}"),
+            direction=("forward", "reverse")[direction], **own,
+        ))
+    concatenations = [
+        helper.make_node("Concat", [halves[0].output[i], halves[1].output[i]], [name],
+                         name=graph.fresh(f"{node.name}_concat"), axis=1 if i == 0 else 0)
+        for i, name in enumerate(node.output) if name
+    ]
+    graph.insert_around(node, before=[*nodes, *halves, *concatenations])
+    graph.graph.node.remove(node)
+    _reverse_recurrence(graph, graph.graph.node[list(graph.graph.node).index(halves[1])])
+    return True
+
+
+def _recurrence(graph: _Graph, node: Any) -> bool:
+    return _reverse_recurrence(graph, node) or _bidirectional_recurrence(graph, node)
+
+
 _REWRITES = {
     "Compress": _compress,
     "CumProd": _cumprod,
-    "GRU": _reverse_recurrence,
+    "GRU": _recurrence,
     "LpNormalization": _lp_normalization,
-    "LSTM": _reverse_recurrence,
-    "RNN": _reverse_recurrence,
+    "LSTM": _recurrence,
+    "RNN": _recurrence,
     "Resize": _resize,
     "MatMul": _matmul,
     "Conv": _explicit_pads,

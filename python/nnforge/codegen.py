@@ -252,7 +252,8 @@ def _contraction_schedule(op: ir.Operation, parallel: bool) -> str | None:
     # Output tiles (independent: one per thread at a time), then k tiles.
     outer = [0 if roles[d] == "k" else cache[d] for d in range(rank)]
     inner = [cache[d] if roles[d] == "k" else 0 for d in range(rank)]
-    register = _sizes(_clamp([REGISTER_TILE[roles[d]] for d in range(rank)], loop_sizes))
+    register_tiles = _clamp([REGISTER_TILE[roles[d]] for d in range(rank)], loop_sizes)
+    register = _sizes(register_tiles)
     loops = ", ".join(["!transform.any_op"] * rank)
     names = ", ".join(f"%r{i}" for i in range(rank))
     m_dim, n_dim = _role_dim(roles, "m"), _role_dim(roles, "n")
@@ -262,18 +263,15 @@ def _contraction_schedule(op: ir.Operation, parallel: bool) -> str | None:
     # sizes (unmasked vectors), the partial one a loop of its own (masked).
     # Otherwise every tile of a dimension the cache tile does not divide
     # (56² = 3136, 28² = 784, 7² = 49 in ResNets) would pay for masks.
-    register_n = _clamp([REGISTER_TILE["n"]], [loop_sizes[n_dim]])[0]
-    peel = _has_partial_tiles(loop_sizes[n_dim], cache[n_dim], register_n)
+    peel = _has_partial_tiles(loop_sizes[n_dim], cache[n_dim], register_tiles[n_dim])
     vectorized = "%tiles" if peel else "%t"
     peeling = f"""
     %n_for = transform.cast {position[n_dim]} : !transform.any_op to !transform.op<"scf.for">
     %full, %partial = transform.loop.peel %n_for : (!transform.op<"scf.for">) -> (!transform.any_op, !transform.any_op)
     %tiles = transform.structured.match interface{{LinalgOp}} in {position[m_dim]} : (!transform.any_op) -> !transform.any_op""" if peel else ""
-    # Hoisting keeps each accumulator tile in registers across its k loop.
-    # Canonicalization may have folded single-iteration loops away, so the
-    # loops are found again, in the function.
-    hoisting = """    %loops = transform.structured.match ops{["scf.for"]} in %f : (!transform.any_op) -> !transform.any_op
-    transform.loop.hoist_loop_invariant_subsets %loops : !transform.any_op"""
+    # Hoisting (last) keeps each accumulator tile in registers across its k
+    # loop; canonicalization may have folded single-iteration loops away, so
+    # the loops are found again, in the function.
     return f"""{_tile_outer("op", "c", outer, parallel)}{_tile_outer("c", "ck", inner, False)}
     %t, {names} = transform.structured.tile_using_for %ck tile_sizes {register} interchange = {_sizes(order)}
         : (!transform.any_op) -> (!transform.any_op, {loops}){peeling}
@@ -288,7 +286,8 @@ def _contraction_schedule(op: ir.Operation, parallel: bool) -> str | None:
       transform.apply_patterns.canonicalization
     }} : !transform.any_op
     transform.apply_cse to %f : !transform.any_op
-{hoisting}"""
+    %loops = transform.structured.match ops{{["scf.for"]}} in %f : (!transform.any_op) -> !transform.any_op
+    transform.loop.hoist_loop_invariant_subsets %loops : !transform.any_op"""
 
 
 def _has_partial_tiles(size: int | None, cache: int, register: int) -> bool:
@@ -409,31 +408,37 @@ def _has_unit_strides(op: ir.Operation) -> bool:
     return True
 
 
-def _depthwise_schedule(op: ir.Operation, parallel: bool) -> str | None:
-    """A depthwise NCHW convolution as vectorized multiply-adds along output rows.
+def _row_segment_schedule(op: ir.Operation, outer: list[int], inner: list[int], lanes: int, parallel: bool) -> str:
+    """Tiles `op` down to one row segment of `lanes` output elements, every
+    other loop of size 1 (`outer`: independent loops, shared among threads;
+    `inner`: the rest, the segment loop last), folds the unit dimensions of
+    the tile away and vectorizes it: a shifted input window then reads a
+    slice. A strided window is no slice: the vectorizer refuses it, and the
+    tile stays scalar loops."""
+    count = sum(1 for tile in inner if tile)
+    loops = ", ".join(["!transform.any_op"] * (count + 1))
+    return f"""{_tile_outer("op", "rows", outer, parallel)}
+    %t, %tl:{count} = transform.structured.tile_using_for %rows tile_sizes {_sizes(inner)}
+        : (!transform.any_op) -> ({loops})
+    %g = transform.structured.generalize %t : (!transform.any_op) -> !transform.any_op
+    transform.apply_patterns to %tl#{count - 1} {{
+      transform.apply_patterns.linalg.fold_unit_extent_dims_via_slices
+    }} : !transform.any_op
+    %segment = transform.structured.match ops{{["linalg.generic"]}} in %tl#{count - 1} : (!transform.any_op) -> !transform.any_op
+    transform.structured.vectorize %segment vector_sizes [{lanes}] : !transform.any_op"""
 
-    Loops (n, oh, ow, c, kh, kw): one output row segment of DEPTHWISE_VECTOR
-    columns per channel and filter tap; with every other loop of size 1, the
-    tile is an elementwise multiply-add over the segment once its unit
-    dimensions are folded away (the shifted input window becomes a slice).
-    Unit strides only: a strided window is not a slice.
-    """
-    if op.name != "linalg.depthwise_conv_2d_nchw_chw" or not _has_unit_strides(op):
+
+def _depthwise_schedule(op: ir.Operation, parallel: bool) -> str | None:
+    """A depthwise NCHW convolution (loops n, oh, ow, c, kh, kw) as vectorized
+    multiply-adds: one segment of DEPTHWISE_VECTOR output columns per
+    channel and filter tap. Unit strides only."""
+    if not _has_unit_strides(op):
         return None
     [lanes] = _clamp([DEPTHWISE_VECTOR], _loop_sizes(op)[2:3])
     if lanes < MIN_VECTOR:
         return None
-    outer = [1, 1, 0, 1, 0, 0]  # n, oh, c: independent
-    inner = [0, 0, lanes, 0, 1, 1]  # ow segments, then the filter taps
-    return f"""{_tile_outer("op", "rows", outer, parallel)}
-    %t, %tl:3 = transform.structured.tile_using_for %rows tile_sizes {_sizes(inner)}
-        : (!transform.any_op) -> (!transform.any_op, !transform.any_op, !transform.any_op, !transform.any_op)
-    %g = transform.structured.generalize %t : (!transform.any_op) -> !transform.any_op
-    transform.apply_patterns to %tl#2 {{
-      transform.apply_patterns.linalg.fold_unit_extent_dims_via_slices
-    }} : !transform.any_op
-    %segment = transform.structured.match ops{{["linalg.generic"]}} in %tl#2 : (!transform.any_op) -> !transform.any_op
-    transform.structured.vectorize %segment vector_sizes [{lanes}] : !transform.any_op"""
+    # n, oh, c independent; then ow segments and the filter taps.
+    return _row_segment_schedule(op, [1, 1, 0, 1, 0, 0], [0, 0, lanes, 0, 1, 1], lanes, parallel)
 
 
 def _is_window_copy(op: ir.Operation) -> bool:
@@ -441,33 +446,24 @@ def _is_window_copy(op: ir.Operation) -> bool:
     (as nnf-conv-to-im2col writes it): a generic over (n, c, kh, kw, oh, ow)
     yielding its one input."""
     iterators = _iterators(op)
-    if op.name != "linalg.generic" or len(op.operands) != 2 or len(iterators) != 6 or any("reduction" in i for i in iterators):
+    if op.name != "linalg.generic" or len(op.operands) != 2 or len(iterators) != 6:
         return False
     body = op.regions[0].blocks[0]
-    return [o.operation.name for o in body.operations] == ["linalg.yield"] and (
-        body.operations[0].operands[0] == body.arguments[0]
+    return (
+        not any("reduction" in i for i in iterators)
+        and [o.operation.name for o in body.operations] == ["linalg.yield"]
+        and body.operations[0].operands[0] == body.arguments[0]
     )
 
 
 def _window_copy_schedule(op: ir.Operation, parallel: bool) -> str | None:
-    """An im2col copy as vectorized row copies: one output row segment per
-    (n, c, kh, kw, oh); with those loops of size 1 and folded away, the
-    shifted input window is a slice and the copy elementwise. Unit strides only."""
-    if not _is_window_copy(op):
-        return None
+    """An im2col window copy as vectorized copies of output row segments,
+    one per (n, c, kh, kw, oh)."""
     [lanes] = _clamp([DEPTHWISE_VECTOR], _loop_sizes(op)[5:6])
     if lanes < MIN_VECTOR:
         return None
-    outer = [1, 1, 0, 0, 0, 0]  # n, c: independent
-    inner = [0, 0, 1, 1, 1, lanes]
-    return f"""{_tile_outer("op", "rows", outer, parallel)}
-    %t, %tl:4 = transform.structured.tile_using_for %rows tile_sizes {_sizes(inner)}
-        : (!transform.any_op) -> (!transform.any_op, !transform.any_op, !transform.any_op, !transform.any_op, !transform.any_op)
-    transform.apply_patterns to %tl#3 {{
-      transform.apply_patterns.linalg.fold_unit_extent_dims_via_slices
-    }} : !transform.any_op
-    %segment = transform.structured.match ops{{["linalg.generic"]}} in %tl#3 : (!transform.any_op) -> !transform.any_op
-    transform.structured.vectorize %segment vector_sizes [{lanes}] : !transform.any_op"""
+    # n, c independent; then kh, kw, oh and the ow segments.
+    return _row_segment_schedule(op, [1, 1, 0, 0, 0, 0], [0, 0, 1, 1, 1, lanes], lanes, parallel)
 
 
 def _schedule_of(op: ir.Operation, parallel: bool) -> str | None:

@@ -46,17 +46,16 @@ WIDEN_BOOLS = "nnf-widen-bool-memrefs"
 # vector of exponents): vectorized code stays vectorized.
 APPROXIMATE_MATH = "nnf-approximate-math,math-expand-ops{ops=fpowi}"
 
-# Shifts by the bit width or more given ONNX's, numpy's and PyTorch's
-# meaning (all bits shifted out) instead of arith's poison.
-SATURATE_SHIFTS = "nnf-saturate-shifts"
-
-# Failed run-time checks (torch-mlir's cf.assert: gather bounds, dynamic
-# shapes) return an error to the caller instead of aborting the process.
-RUNTIME_CHECKS = "nnf-assert-to-runtime-error"
+# What the frameworks define and MLIR leaves undefined or fatal, given the
+# frameworks' meaning before the lowering to LLVM: shifts by the bit width
+# or more shift every bit out (arith: poison); failed run-time checks
+# (torch-mlir's cf.assert: gather bounds, dynamic shapes) return an error to
+# the caller (upstream: abort the process).
+DEFINED_SEMANTICS = "nnf-saturate-shifts,nnf-assert-to-runtime-error"
 
 # Loops and memrefs -> LLVM dialect.
 LOOPS_TO_LLVM = (
-    f"{SATURATE_SHIFTS},{RUNTIME_CHECKS},expand-strided-metadata,lower-affine,convert-scf-to-cf,"
+    f"{DEFINED_SEMANTICS},expand-strided-metadata,lower-affine,convert-scf-to-cf,"
     "convert-math-to-llvm,convert-math-to-libm,finalize-memref-to-llvm,"
     "convert-to-llvm,reconcile-unrealized-casts"
 )
@@ -70,7 +69,8 @@ def parallel_loops_to_llvm(threads: int) -> str:
     branches, as the allocation scopes of parallel loop bodies need.
     """
     return (
-        f"{SATURATE_SHIFTS},{RUNTIME_CHECKS},expand-strided-metadata,lower-affine,convert-scf-to-openmp{{num-threads={threads}}},"
+        f"{DEFINED_SEMANTICS},expand-strided-metadata,lower-affine,"
+        f"convert-scf-to-openmp{{num-threads={threads}}},"
         "finalize-memref-to-llvm,convert-scf-to-cf,convert-math-to-llvm,convert-math-to-libm,"
         "convert-arith-to-llvm,convert-openmp-to-llvm,convert-to-llvm,reconcile-unrealized-casts"
     )

@@ -95,6 +95,14 @@ class _Graph:
         for offset, node in enumerate(before):
             self.graph.node.insert(position + offset, node)
 
+    def replace(self, node: Any, replacement: list[Any]) -> list[Any]:
+        """Puts `replacement` where `node` was; returns the inserted nodes as
+        they now are in the graph (the graph holds copies)."""
+        position = list(self.graph.node).index(node)
+        self.insert_around(node, before=replacement)
+        self.graph.node.remove(node)
+        return list(self.graph.node[position:position + len(replacement)])
+
 
 def _attributes(node: Any) -> dict[str, Any]:
     from onnx import helper
@@ -207,12 +215,13 @@ def _explicit_pads(graph: _Graph, node: Any) -> bool:
     spatial = shape[2:]
     strides = attributes.get("strides", [1] * len(spatial))
     dilations = attributes.get("dilations", [1] * len(spatial))
-    begins, ends = [], []
+    begins, ends, unpadded = [], [], []
     for i, size in enumerate(spatial):
         extent = (kernel[i] - 1) * dilations[i] + 1
         if node.op_type == "ConvTranspose":
             output_padding = attributes.get("output_padding", [0] * len(spatial))[i]
-            total = strides[i] * (size - 1) + output_padding + extent - size * strides[i]
+            unpadded.append(strides[i] * (size - 1) + output_padding + extent)
+            total = unpadded[-1] - size * strides[i]  # SAME: the output is size * stride
         else:
             total = max(0, (-(-size // strides[i]) - 1) * strides[i] + extent - size)
         if total < 0:
@@ -222,34 +231,26 @@ def _explicit_pads(graph: _Graph, node: Any) -> bool:
         begins.append(begin)
         ends.append(total - begin)
     if node.op_type == "ConvTranspose" and begins != ends:
-        _crop_after(graph, node, shape, kernel, strides, dilations, attributes, begins, ends)
+        _crop_after(graph, node, unpadded, begins, ends)
     else:
         _set_attributes(node, drop=("auto_pad",), pads=begins + ends)
     return True
 
 
-def _crop_after(
-    graph: _Graph, node: Any, shape: list[int], kernel: list[int], strides: list[int],
-    dilations: list[int], attributes: dict[str, Any], begins: list[int], ends: list[int],
-) -> None:
+def _crop_after(graph: _Graph, node: Any, unpadded: list[int], begins: list[int], ends: list[int]) -> None:
     """Asymmetric ConvTranspose padding (which torch-mlir rejects) as no
-    padding and a Slice cropping the result: padding a transposed
-    convolution removes output rows and columns."""
+    padding and a Slice cropping the result (`unpadded`: its spatial size):
+    padding a transposed convolution removes output rows and columns."""
     from onnx import helper
 
     spatial = len(begins)
-    output_padding = attributes.get("output_padding", [0] * spatial)
-    full = [
-        strides[i] * (shape[2 + i] - 1) + output_padding[i] + (kernel[i] - 1) * dilations[i] + 1
-        for i in range(spatial)
-    ]
     uncropped = graph.fresh(f"{node.name}_uncropped")
     crop = helper.make_node(
         "Slice",
         [
             uncropped,
             graph.add_constant(f"{node.name}_starts", np.array(begins, dtype=np.int64)),
-            graph.add_constant(f"{node.name}_ends", np.array([f - e for f, e in zip(full, ends)], dtype=np.int64)),
+            graph.add_constant(f"{node.name}_ends", np.array([u - e for u, e in zip(unpadded, ends)], dtype=np.int64)),
             graph.add_constant(f"{node.name}_axes", np.arange(2, 2 + spatial, dtype=np.int64)),
         ],
         [node.output[0]],
@@ -310,9 +311,9 @@ def _cumprod(graph: _Graph, node: Any) -> bool:
     if axis != 0:
         result = add("Transpose", [result], perm=[int(i) for i in np.argsort(order)])
     add("Identity", [result], output=node.output[0])
-    graph.insert_around(node, before=nodes)
-    graph.graph.node.remove(node)
+    graph.replace(node, nodes)
     return True
+
 
 def _compress(graph: _Graph, node: Any) -> bool:
     """Compress with a constant condition -> a Gather of the selected
@@ -334,8 +335,7 @@ def _compress(graph: _Graph, node: Any) -> bool:
     before.append(helper.make_node(
         "Gather", [data, indices], [node.output[0]], name=graph.fresh(f"{node.name}_gather"), axis=axis or 0,
     ))
-    graph.insert_around(node, before=before)
-    graph.graph.node.remove(node)
+    graph.replace(node, before)
     return True
 
 
@@ -363,8 +363,7 @@ def _lp_normalization(graph: _Graph, node: Any) -> bool:
         helper.make_node("Div", [node.input[0], norm], [quotient], name=graph.fresh(f"{node.name}_div")),
         helper.make_node("Where", [is_zero, zero, quotient], [node.output[0]], name=graph.fresh(f"{node.name}_where")),
     ]
-    graph.insert_around(node, before=nodes)
-    graph.graph.node.remove(node)
+    graph.replace(node, nodes)
     return True
 
 
@@ -414,16 +413,14 @@ def _bidirectional_recurrence(graph: _Graph, node: Any) -> bool:
         return False
     nodes, halves = [], []
     for direction in (0, 1):
+        bounds = [graph.add_constant(f"{node.name}_{what}", np.array([value], np.int64))
+                  for what, value in (("start", direction), ("end", direction + 1), ("axis", 0))]
         inputs = list(node.input)
         for position in _PER_DIRECTION_INPUTS:
             if position < len(inputs) and inputs[position]:
                 half = graph.fresh(f"{inputs[position]}_{direction}")
-                nodes.append(helper.make_node(
-                    "Slice",
-                    [inputs[position], *(graph.add_constant(f"{node.name}_{what}", np.array([value], np.int64))
-                                         for what, value in (("start", direction), ("end", direction + 1), ("axis", 0)))],
-                    [half], name=graph.fresh(f"{node.name}_slice"),
-                ))
+                nodes.append(helper.make_node("Slice", [inputs[position], *bounds], [half],
+                                              name=graph.fresh(f"{node.name}_slice")))
                 inputs[position] = half
         own = {key: value for key, value in attributes.items() if key != "direction"}
         for key in _PER_DIRECTION_ATTRIBUTES:
@@ -440,9 +437,8 @@ def _bidirectional_recurrence(graph: _Graph, node: Any) -> bool:
                          name=graph.fresh(f"{node.name}_concat"), axis=1 if i == 0 else 0)
         for i, name in enumerate(node.output) if name
     ]
-    graph.insert_around(node, before=[*nodes, *halves, *concatenations])
-    graph.graph.node.remove(node)
-    _reverse_recurrence(graph, graph.graph.node[list(graph.graph.node).index(halves[1])])
+    replaced = graph.replace(node, [*nodes, *halves, *concatenations])
+    _reverse_recurrence(graph, replaced[len(nodes) + 1])
     return True
 
 

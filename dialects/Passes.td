@@ -260,4 +260,73 @@ def NNFConvToIm2col : Pass<"nnf-conv-to-im2col"> {
   ];
 }
 
+def NNFFormDispatchRegions : Pass<"nnf-form-dispatch-regions"> {
+  let summary = "Group roots with their fusable producers into nnf.dispatch";
+  let description = [{
+    Wraps groups of linalg ops on tensors into `nnf.dispatch` regions that
+    code generation compiles as one tiled loop nest. A group grows backwards
+    from an anchor, an elementwise op (parallel loops only), which will be
+    tiled along its outer loops:
+
+    - contraction groups tile every anchor loop: the anchor's producers join
+      down to one contraction (matmul, batch matmul, contraction generic)
+      and its zero fill, so a matmul's epilogue (bias, activation, residual)
+      runs on each output tile while it is hot;
+    - row groups tile all anchor loops but the innermost: elementwise ops,
+      fills and reductions over the innermost loop join, so a softmax or a
+      layer norm runs one row at a time, its intermediates in L1.
+
+    An op joins only if every use of its result is in the group and each
+    user reads it through a projected permutation that contains all of the
+    user's tiled loops, so that fusing it into the tile loop never computes
+    an element twice; the tiled loops of the new member follow from that
+    map. A group forms only if it has a root (a contraction, or a reduction
+    for row groups) and something fused with it. Ops that read results of an
+    im2col contraction through `tensor.expand_shape` are first collapsed to
+    the contraction's shape (upstream's reshape-by-collapsing folding), so a
+    convolution's epilogue joins it too.
+
+    Example:
+
+    ```mlir
+    %mm = linalg.matmul ins(%x, %w : ...) outs(%acc : tensor<64x4096xf32>) -> tensor<64x4096xf32>
+    %y = linalg.generic ... ins(%mm, %b : ...) outs(%e : tensor<64x4096xf32>) { ... }
+    // becomes
+    %y = nnf.dispatch ins(%x, %w, %b : ...) -> tensor<64x4096xf32> {
+    ^bb0(...):
+      ... fill, matmul, generic ...
+      nnf.yield %r : tensor<64x4096xf32>
+    }
+    ```
+  }];
+  let dependentDialects = [
+    "::nnforge::nnf::NNFDialect",
+    "::mlir::bufferization::BufferizationDialect",
+    "::mlir::linalg::LinalgDialect",
+    "::mlir::tensor::TensorDialect",
+  ];
+}
+
+def NNFInlineDispatchRegions : Pass<"nnf-inline-dispatch-regions"> {
+  let summary = "Dissolve nnf.dispatch regions into their parent block";
+  let description = [{
+    Moves the ops of every `nnf.dispatch` region in front of the dispatch,
+    its region arguments replaced by its inputs and its results by the
+    yielded values, then erases it: once code generation has tiled and fused
+    a region, bufferization and the lowering to LLVM see plain loops.
+
+    Example:
+
+    ```mlir
+    %y = nnf.dispatch ins(%x : tensor<8xf32>) -> tensor<8xf32> {
+    ^bb0(%in: tensor<8xf32>):
+      %r = linalg.generic ... ins(%in : tensor<8xf32>) ...
+      nnf.yield %r : tensor<8xf32>
+    }
+    // becomes
+    %y = linalg.generic ... ins(%x : tensor<8xf32>) ...
+    ```
+  }];
+}
+
 #endif // NNFORGE_PASSES

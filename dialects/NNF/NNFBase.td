@@ -18,9 +18,11 @@ def NNF_Dialect : Dialect {
   let description = [{
     `nnf` holds the operations a neural-network compiler reasons about as a
     whole: dense layers, convolutions, normalizations and attention, each with
-    an optional fused elementwise activation. Every op works on ranked tensors
-    of f32, f16 or bf16 with static or dynamic dimensions, infers its result
-    type, and lowers to linalg on tensors with `convert-nnf-to-linalg`.
+    an optional fused elementwise activation. Every such op works on ranked
+    tensors of f32, f16 or bf16 with static or dynamic dimensions, infers its
+    result type, and lowers to linalg on tensors with `convert-nnf-to-linalg`.
+    `nnf.dispatch` groups linalg ops that code generation compiles as one
+    tiled loop nest (formed by `nnf-form-dispatch-regions`).
   }];
   let useDefaultAttributePrinterParser = 1;
   let hasCanonicalizer = 0;

@@ -11,6 +11,7 @@
 
 include "NNF/NNFBase.td"
 include "mlir/IR/CommonAttrConstraints.td"
+include "mlir/Interfaces/ControlFlowInterfaces.td"
 include "mlir/Interfaces/InferTypeOpInterface.td"
 include "mlir/Interfaces/SideEffectInterfaces.td"
 
@@ -175,6 +176,67 @@ def NNF_ActivationOp : NNF_InferredOp<"activation"> {
   let assemblyFormat = "`` $kind $input attr-dict `:` type($input)";
   let hasFolder = 1;
   let hasCanonicalizer = 1;
+}
+
+def NNF_DispatchOp : NNF_Op<"dispatch", [IsolatedFromAbove, SingleBlock,
+                                          RecursiveMemoryEffects]> {
+  let summary = "a group of ops compiled as one tiled loop nest";
+  let description = [{
+    A dispatch region: a root op (a contraction, or reductions over rows)
+    with the elementwise producers and consumers fused with it, compiled
+    together so that their intermediates live in one tile (registers or L1)
+    instead of going to memory. Code generation tiles the op that yields the
+    result (the anchor) along its outer loops and fuses every other op of
+    the region into that tile loop; each tile then holds one output tile of a
+    matmul and its epilogue, or a few rows of a softmax. Formed by
+    `nnf-form-dispatch-regions`, dissolved by `nnf-inline-dispatch-regions`
+    once the region is scheduled.
+
+    The region is isolated from above: the tensors it reads are operands,
+    the entry block's arguments inside; constants are cloned in. It ends
+    with `nnf.yield` of the results.
+
+    Example:
+
+    ```mlir
+    %y = nnf.dispatch ins(%x, %w, %b : tensor<64x1024xf32>, tensor<1024x4096xf32>, tensor<4096xf32>)
+        -> tensor<64x4096xf32> {
+    ^bb0(%in: tensor<64x1024xf32>, %weight: tensor<1024x4096xf32>, %bias: tensor<4096xf32>):
+      %zero = arith.constant 0.0 : f32
+      %empty = tensor.empty() : tensor<64x4096xf32>
+      %acc = linalg.fill ins(%zero : f32) outs(%empty : tensor<64x4096xf32>) -> tensor<64x4096xf32>
+      %mm = linalg.matmul ins(%in, %weight : tensor<64x1024xf32>, tensor<1024x4096xf32>)
+          outs(%acc : tensor<64x4096xf32>) -> tensor<64x4096xf32>
+      %out = linalg.generic ... ins(%mm, %bias : ...) outs(%empty : ...) { ... }  // + bias, GELU
+      nnf.yield %out : tensor<64x4096xf32>
+    }
+    ```
+  }];
+  let arguments = (ins Variadic<AnyType>:$inputs);
+  let results = (outs Variadic<AnyType>:$results);
+  let regions = (region SizedRegion<1>:$body);
+  let assemblyFormat = [{
+    (`ins` `(` $inputs^ `:` type($inputs) `)`)? `->` type($results)
+    attr-dict-with-keyword $body
+  }];
+  let hasVerifier = 1;
+}
+
+def NNF_YieldOp : NNF_Op<"yield", [Pure, Terminator, ReturnLike,
+                                    HasParent<"DispatchOp">]> {
+  let summary = "the results of an nnf.dispatch region";
+  let description = [{
+    Ends the region of `nnf.dispatch`; its operands are the dispatch's
+    results, in order and of the same types.
+
+    Example:
+
+    ```mlir
+    nnf.yield %out : tensor<64x4096xf32>
+    ```
+  }];
+  let arguments = (ins Variadic<AnyType>:$values);
+  let assemblyFormat = "attr-dict ($values^ `:` type($values))?";
 }
 
 #endif // NNFORGE_DIALECT_NNF_OPS

@@ -27,6 +27,12 @@ Schedules, for AVX-512 (32 registers of 16 f32):
 - everything else (elementwise, fills): tiles of 1 along all loops but the
   innermost, which is vectorized 64 lanes wide.
 
+Dispatch regions (`nnf.dispatch`, formed by `nnf-form-dispatch-regions`)
+are scheduled as one loop nest: the op yielding the result (the anchor) is
+tiled along its outer loops -- to the contraction's output tiles, or to
+rows -- and every other op of the region is fused into that tile loop;
+then each op gets its own schedule above inside the tile.
+
 The outermost tile loops of ops with enough iterations are `scf.forall`
 loops, which `linalg_to_llvm_optimized` hands to OpenMP threads.
 """
@@ -54,6 +60,9 @@ REGISTER_TILE = {"batch": 1, "m": 8, "n": 32, "k": 1}
 ELEMENTWISE_VECTOR = 64
 # Output columns per vector in depthwise convolutions (one AVX-512 register).
 DEPTHWISE_VECTOR = 16
+# Rows per tile of a dispatch region without contraction (e.g. a softmax):
+# as many as keep about this many elements of each intermediate in L1.
+ROW_TILE_ELEMENTS = 8192
 # Square tiles of transposes.
 TRANSPOSE_TILE = 16
 # Innermost loops narrower than this (statically) stay scalar.
@@ -64,6 +73,8 @@ PARALLEL_MIN_ITERATIONS = 1 << 16
 
 # The attribute that tags each op with the sequence scheduling it.
 _TAG = "nnforge_schedule_id"
+# The attribute that numbers the ops of a dispatch region for its sequence.
+_MEMBER = "nnforge_dispatch_member"
 
 _CONV_TO_IM2COL = ("linalg.conv_2d_nchw_fchw", "linalg.conv_2d_nhwc_hwcf", "linalg.conv_2d_nhwc_fhwc")
 
@@ -154,6 +165,11 @@ def _linalg_ops(module: ir.Module) -> list[ir.Operation]:
     return found
 
 
+def _dispatches(module: ir.Module) -> list[ir.Operation]:
+    """The nnf.dispatch ops of `module`, in program order."""
+    return [op for op in walk_ops(module.operation) if op.name == "nnf.dispatch"]
+
+
 def _sizes(values: list[int]) -> str:
     return "[" + ", ".join(str(v) for v in values) + "]"
 
@@ -226,25 +242,36 @@ def _is_multiply_accumulate(op: ir.Operation) -> bool:
     )
 
 
-def _contraction_schedule(op: ir.Operation, parallel: bool) -> str | None:
-    """Cache + register tiling and vectorization of a contraction, or None."""
+def _contraction_roles(op: ir.Operation) -> dict[int, str] | None:
+    """The role (batch, m, n, k) of each loop of a contraction, or None if
+    `op` is no contraction the schedule handles.
+
+    The last m and n dims get the register tile (outer products); other m/n
+    dims (e.g. heads, or the batch of an im2col'd convolution, which the
+    filter lacks) are looped over one by one, like batch dims.
+    """
     if not (linalg.isa_contraction_op(op) or (op.name == "linalg.generic" and _is_multiply_accumulate(op))):
         return None
     dims = linalg.infer_contraction_dimensions(op)
     if dims is None or not dims.m or not dims.n or not dims.k:
         return None
-    # The last m and n dims get the register tile (outer products); other m/n
-    # dims (e.g. heads, or the batch of an im2col'd convolution, which the
-    # filter lacks) are looped over one by one, like batch dims.
     roles: dict[int, str] = {int(d): "batch" for d in dims.batch}
     for role in ("m", "n"):
         found = [int(d) for d in getattr(dims, role)]
         roles.update({d: "batch" for d in found[:-1]})
         roles[found[-1]] = role
     roles.update({int(d): "k" for d in dims.k})
-    rank = len(roles)
     if sorted(roles) != list(range(_loop_count(op))):
         return None  # a loop that is none of batch/m/n/k: not a plain contraction
+    return roles
+
+
+def _contraction_schedule(op: ir.Operation, parallel: bool) -> str | None:
+    """Cache + register tiling and vectorization of a contraction, or None."""
+    roles = _contraction_roles(op)
+    if roles is None:
+        return None
+    rank = len(roles)
     # Register loops nest batch, m, n, then k innermost (accumulator reuse).
     order = [d for role in ("batch", "m", "n", "k") for d in sorted(roles) if roles[d] == role]
     loop_sizes = _loop_sizes(op)
@@ -488,6 +515,81 @@ def _schedule_of(op: ir.Operation, parallel: bool) -> str | None:
     )
 
 
+def _epilogue_tiles(contraction: ir.Operation, rank: int) -> list[int]:
+    """Tile sizes of the anchor of a contraction's dispatch region: the
+    contraction's output tile (cache tiles of its m, n and batch loops).
+
+    nnf-form-dispatch-regions admits epilogues that read the contraction's
+    result in loop order and tile all their loops, so anchor loop i is the
+    contraction's output dimension i.
+    """
+    roles = _contraction_roles(contraction)
+    maps = linalg.get_indexing_maps(contraction)
+    output_map = ir.AffineMapAttr(maps[len(maps) - 1]).value  # (an ArrayAttr takes no negative index)
+    loops = [expr.maybe_downcast().position for expr in output_map.results]
+    if len(loops) != rank:
+        return [CACHE_TILE["batch"]] * max(rank - 2, 0) + [CACHE_TILE["m"], CACHE_TILE["n"]][-rank:]
+    return [CACHE_TILE[roles[loop]] for loop in loops]
+
+
+def _dispatch_schedule(dispatch: ir.Operation, parallel: bool) -> str | None:
+    """Tiles the anchor of a dispatch region along its outer loops and fuses
+    the other ops into the tile loop, consumers before their producers (the
+    ops of the region are numbered by `_MEMBER` for this).
+
+    With a contraction inside, the tiles are the contraction's output tiles
+    (its m and n loops are the anchor's last two: the anchor is its
+    epilogue); otherwise they are rows: the innermost loop whole, about
+    ROW_TILE_ELEMENTS elements per tile (fewer, larger tiles amortize the
+    allocation of each tile's intermediates). The sizes of dynamic tiles,
+    read from the producers' results, are then taken from their operands (else the producers outside would stay
+    alive); after each fusion CSE merges the slices two users read of one
+    producer, so that it is fused (computed) once. None: nothing to tile.
+    """
+    block = dispatch.regions[0].blocks[0]
+    members = [op.operation for op in block.operations if op.operation.name.startswith("linalg.")]
+    anchor = block.operations[len(block.operations) - 1].operands[0].owner.operation
+    with dispatch.context:
+        for index, member in enumerate(members):
+            member.attributes[_MEMBER] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), index)
+    rank = _loop_count(anchor)
+    contractions = [member for member in members if _contraction_roles(member)]
+    if contractions:
+        tiles = _epilogue_tiles(contractions[0], rank)
+    else:
+        row = _loop_sizes(anchor)[-1]
+        rows = max(1, ROW_TILE_ELEMENTS // row) if row else 1
+        tiles = [1] * (rank - 2) + [rows, 0]
+    if 0 in _loop_sizes(anchor):
+        return None  # no iterations (an empty dimension): tiling would assert
+    tiles = _clamp(tiles, _loop_sizes(anchor))
+    first = members.index(anchor)
+    # The ops are fused into the innermost tile loop.
+    count = sum(1 for tile in tiles if tile)
+    parallel = parallel and _worth_parallel(anchor)
+    parts = [f"""
+    %m{first} = transform.structured.match attributes{{{_MEMBER} = {first} : i64}} in %op
+        : (!transform.any_op) -> !transform.any_op{_tile_outer(f"m{first}", "anchor", tiles, parallel)}
+    %loop0 = transform.cast {"%anchor_forall" if parallel else f"%anchor_loops#{count - 1}"}
+        : !transform.any_op to !transform.any_op
+    transform.apply_patterns to %op {{
+      transform.apply_patterns.memref.resolve_ranked_shaped_type_result_dims
+    }} : !transform.any_op"""]
+    loop = 0
+    for index in reversed(range(len(members))):
+        if index == first:
+            continue
+        parts.append(f"""
+    %m{index} = transform.structured.match attributes{{{_MEMBER} = {index} : i64}} in %op
+        : (!transform.any_op) -> !transform.any_op
+    %fused{index}, %loop{loop + 1} = transform.structured.fuse_into_containing_op %m{index} into %loop{loop}
+        : (!transform.any_op, !transform.any_op) -> (!transform.any_op, !transform.any_op)
+    transform.apply_cse to %op : !transform.any_op
+    transform.apply_dce to %op : !transform.any_op""")
+        loop += 1
+    return "".join(parts)
+
+
 def _sequence(scheduled: list[_Scheduled], tail: str) -> str:
     """The transform script: one failure-suppressing sequence per op, then `tail`."""
     parts = []
@@ -532,21 +634,18 @@ def _apply(module: ir.Module, scheduled: list[_Scheduled], tail: str, what: str)
                     operation.operation.erase()
             del module.operation.attributes["transform.with_named_sequence"]
         for op in _linalg_ops(module):
-            if _TAG in op.attributes:
-                del op.attributes[_TAG]
+            for name in (_TAG, _MEMBER):
+                if name in op.attributes:
+                    del op.attributes[name]
 
 
 def vectorize_linalg(module: ir.Module, parallel: bool = False) -> None:
     """Tiles and vectorizes the linalg-on-tensors ops of `module`, in place.
 
     `parallel`: the outer tile loops of large ops are `scf.forall` loops, to
-    be run by several threads. Run it after linalg fusion, then
-    `linalg_to_llvm_optimized`.
+    be run by several threads. Run it after linalg fusion and
+    `pipelines.DISPATCH_REGIONS`, then `linalg_to_llvm_optimized`.
     """
-    # NCHW convolutions: nnforge's im2col, whose window copy vectorizes.
-    passmanager.PassManager.parse("builtin.module(func.func(nnf-conv-to-im2col))", module.context).run(
-        module.operation
-    )
     # The other layouts: upstream's. Mixed-precision convolutions (f16 in,
     # f32 accumulator) came out wrong through it: they stay direct (and scalar).
     convolutions = [
@@ -561,12 +660,22 @@ def vectorize_linalg(module: ir.Module, parallel: bool = False) -> None:
             for op in convolutions
         ]
         _apply(module, im2col, "", "im2col")
+    # Dispatch regions first: their ops are scheduled once fused into the
+    # region's tile loop, which threads share instead.
     scheduled = []
+    for dispatch in _dispatches(module):
+        body = _dispatch_schedule(dispatch, parallel)
+        if body is not None:
+            scheduled.append(_Scheduled(dispatch, body))
     for op in _linalg_ops(module):
-        body = _schedule_of(op, parallel)
+        in_dispatch = op.parent.name == "nnf.dispatch"
+        body = _schedule_of(op, parallel and not in_dispatch)
         if body is not None:
             scheduled.append(_Scheduled(op, body))
     _apply(module, scheduled, _VECTOR_LOWERING + _VECTOR_LOWERING_LATE, "vectorization")
+    passmanager.PassManager.parse("builtin.module(nnf-inline-dispatch-regions)", module.context).run(
+        module.operation
+    )
 
 
 def lower_to_llvm(module: ir.Module, level: str, runner: "compiler.StageRunner", threads: int = 0) -> None:
@@ -582,6 +691,7 @@ def lower_to_llvm(module: ir.Module, level: str, runner: "compiler.StageRunner",
     steps = pipelines.stages(level)
     for name, pipeline in steps[:-1]:
         runner.run(module, name, pipeline)
+    runner.run(module, "dispatch-regions", pipelines.DISPATCH_REGIONS)
     start = time.perf_counter()
     vectorize_linalg(module, parallel=threads != 1)
     runner.times["vectorize"] = time.perf_counter() - start

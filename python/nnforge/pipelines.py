@@ -26,6 +26,13 @@ LINALG_FUSION = (
     "nnf-fold-constant-transposes,linalg-fold-unit-extent-dims,nnf-fuse-elementwise,canonicalize,cse"
 )
 
+# Groups each contraction with its epilogue, and reductions over rows with
+# the elementwise ops around them, into nnf.dispatch regions that code
+# generation tiles as one loop nest (NCHW convolutions first become im2col
+# contractions, so that their epilogues join them). The optimized CPU path's
+# step between fusion and code generation.
+DISPATCH_REGIONS = "func.func(nnf-conv-to-im2col),nnf-form-dispatch-regions,canonicalize,cse"
+
 # Bufferization, with identity-layout function boundaries (arguments carry no
 # dynamic strides) and results owned by the caller. Loops may yield new
 # buffers (recurrences such as ONNX Scan/RNN carry state that is not updated

@@ -194,3 +194,50 @@ def test_shifts_past_the_bit_width_match_pytorch():
     compiled = nnforge.compile(Shifts(), (x, n))
     for actual, expected in zip(compiled(x, n), Shifts()(x, n)):
         np.testing.assert_array_equal(np.asarray(actual), expected.numpy())
+
+
+class LinearGelu(torch.nn.Module):
+    def __init__(self, inputs: int, outputs: int):
+        super().__init__()
+        self.linear = torch.nn.Linear(inputs, outputs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.gelu(self.linear(x))
+
+
+class ConvBatchNormRelu(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(5, 12, 1, bias=False)
+        self.norm = torch.nn.BatchNorm2d(12)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.norm(self.conv(x))) + 1.0
+
+
+class Softmax(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(x, dim=-1)
+
+
+def dispatch_regions(tmp_path: Path) -> str:
+    return next(tmp_path.glob("*-dispatch-regions.mlir")).read_text()
+
+
+@pytest.mark.parametrize(
+    "model,shape",
+    [
+        (LinearGelu(70, 130), (37, 70)),  # partial tiles of the matmul and the epilogue
+        (LinearGelu(256, 256), (128, 256)),  # whole tiles, several per thread
+        (ConvBatchNormRelu().eval(), (1, 5, 9, 11)),  # a 1x1 convolution's expanded result, collapsed
+        (Softmax(), (3, 40, 1000)),  # rows: tiles of several rows, a partial one
+        (torch.nn.LayerNorm(300), (2, 67, 300)),
+    ],
+)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_dispatch_regions_fuse_and_match_pytorch(model, shape, threads, tmp_path):
+    x = torch.randn(*shape)
+    compiled = compile_optimized(model, (x,), tmp_path, threads=threads)
+    assert "nnf.dispatch" in dispatch_regions(tmp_path)
+    with torch.no_grad():
+        check(compiled(x.numpy()), model(x))

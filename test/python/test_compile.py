@@ -90,7 +90,7 @@ def test_threads_run_in_parallel_and_save_with_the_openmp_runtime(tmp_path: Path
     sequential = nnforge.compile(module, (x,), threads=1)
     assert_close(parallel(x), module(x))
     assert_close(sequential(x), module(x))
-    assert "omp.parallel" in (tmp_path / "ir" / "04-linalg-to-llvm.mlir").read_text()
+    assert "omp.parallel" in next((tmp_path / "ir").glob("*-linalg-to-llvm.mlir")).read_text()
 
     assert "libiomp5.so" not in elf.needed(sequential.save(tmp_path / "sequential.so"))
     path = parallel.save(tmp_path / "parallel.so")
@@ -247,6 +247,6 @@ def test_dump_ir_writes_every_stage(tmp_path: Path) -> None:
     stages = sorted(path.name for path in tmp_path.glob("*.mlir"))
     assert stages[0] == "00-input-nnf.mlir" and "nnf.linear" in (tmp_path / stages[0]).read_text()
     expected = [name for name, _ in nnforge.pipelines.stages("nnf")]
-    expected.insert(-1, "vectorize")  # the optimized code generation's tiling step
+    expected[-1:-1] = ["dispatch-regions", "vectorize"]  # the optimized code generation's steps
     assert [stage.split("-", 1)[1].removesuffix(".mlir") for stage in stages[1:]] == expected
     assert set(compiled.compile_times) >= {"import", "llvm"}

@@ -205,3 +205,45 @@ func.func @activation_kind(%x: tensor<4x8xf32>) -> tensor<4x8xf32> {
   %0 = nnf.activation swish %x : tensor<4x8xf32>
   return %0 : tensor<4x8xf32>
 }
+
+// -----
+
+func.func @dispatch_arguments(%x: tensor<8xf32>) -> tensor<8xf32> {
+  // expected-error @+1 {{'nnf.dispatch' op input #0 is 'tensor<8xf32>' but region argument #0 is 'tensor<4xf32>'}}
+  %0 = nnf.dispatch ins(%x : tensor<8xf32>) -> tensor<8xf32> {
+  ^bb0(%in: tensor<4xf32>):
+    %e = tensor.empty() : tensor<8xf32>
+    nnf.yield %e : tensor<8xf32>
+  }
+  return %0 : tensor<8xf32>
+}
+
+// -----
+
+func.func @dispatch_results(%x: tensor<8xf32>) -> tensor<8xf32> {
+  // expected-error @+1 {{'nnf.dispatch' op yields 'tensor<8xf32>' but its results are 'tensor<8xf16>'}}
+  %0 = nnf.dispatch ins(%x : tensor<8xf32>) -> tensor<8xf16> {
+  ^bb0(%in: tensor<8xf32>):
+    nnf.yield %in : tensor<8xf32>
+  }
+  return %x : tensor<8xf32>
+}
+
+// -----
+
+func.func @dispatch_isolated(%x: tensor<8xf32>) -> tensor<8xf32> {
+  // expected-note @+1 {{required by region isolation constraints}}
+  %0 = nnf.dispatch -> tensor<8xf32> {
+    // expected-error @+1 {{'math.exp' op using value defined outside the region}}
+    %e = math.exp %x : tensor<8xf32>
+    nnf.yield %e : tensor<8xf32>
+  }
+  return %0 : tensor<8xf32>
+}
+
+// -----
+
+func.func @yield_outside(%x: tensor<8xf32>) {
+  // expected-error @+1 {{'nnf.yield' op expects parent op 'nnf.dispatch'}}
+  nnf.yield %x : tensor<8xf32>
+}

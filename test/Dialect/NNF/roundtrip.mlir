@@ -53,3 +53,18 @@ func.func @activation(%x: tensor<4x?xbf16>) -> tensor<4x?xbf16> {
   %0 = nnf.activation gelu_tanh %x : tensor<4x?xbf16>
   return %0 : tensor<4x?xbf16>
 }
+
+// CHECK-LABEL: func @dispatch
+func.func @dispatch(%x: tensor<8xf32>) -> tensor<8xf32> {
+  // CHECK: %[[R:.*]] = nnf.dispatch ins(%{{.*}} : tensor<8xf32>) -> tensor<8xf32> {
+  // CHECK-NEXT: ^bb0(%[[IN:.*]]: tensor<8xf32>):
+  // CHECK-NEXT: %[[E:.*]] = math.exp %[[IN]] : tensor<8xf32>
+  // CHECK-NEXT: nnf.yield %[[E]] : tensor<8xf32>
+  // CHECK-NEXT: }
+  %0 = nnf.dispatch ins(%x : tensor<8xf32>) -> tensor<8xf32> {
+  ^bb0(%in: tensor<8xf32>):
+    %e = math.exp %in : tensor<8xf32>
+    nnf.yield %e : tensor<8xf32>
+  }
+  return %0 : tensor<8xf32>
+}

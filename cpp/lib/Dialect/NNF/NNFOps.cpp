@@ -459,5 +459,28 @@ void ActivationOp::getCanonicalizationPatterns(RewritePatternSet &patterns,
       context);
 }
 
+LogicalResult DispatchOp::verify() {
+  Block &body = getBody().front();
+  if (body.getNumArguments() != getInputs().size())
+    return emitOpError("has ")
+           << getInputs().size() << " inputs but its region takes "
+           << body.getNumArguments() << " arguments";
+  for (auto [index, input, argument] :
+       llvm::enumerate(getInputs(), body.getArguments()))
+    if (input.getType() != argument.getType())
+      return emitOpError("input #")
+             << index << " is " << input.getType()
+             << " but region argument #" << index << " is "
+             << argument.getType();
+  auto yield = dyn_cast<YieldOp>(body.getTerminator());
+  if (!yield)
+    return emitOpError("region must end with nnf.yield");
+  if (yield.getValues().getTypes() != getResultTypes())
+    return emitOpError("yields ")
+           << yield.getValues().getTypes() << " but its results are "
+           << getResultTypes();
+  return success();
+}
+
 #define GET_OP_CLASSES
 #include "nnforge/Dialect/NNF/NNFOps.cpp.inc"

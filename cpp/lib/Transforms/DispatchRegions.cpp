@@ -1,0 +1,325 @@
+//===- DispatchRegions.cpp - forming and dissolving nnf.dispatch ----------===//
+//
+// nnf-form-dispatch-regions groups a root (a contraction, or reductions over
+// rows) with the linalg ops that can be fused into one tile loop with it;
+// nnf-inline-dispatch-regions dissolves the regions once code generation has
+// tiled them.
+//
+//===----------------------------------------------------------------------===//
+
+#include <map>
+
+#include "mlir/Dialect/Bufferization/IR/Bufferization.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Linalg/Transforms/Transforms.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/Dialect/Tensor/Transforms/Transforms.h"
+#include "mlir/IR/IRMapping.h"
+#include "mlir/IR/Matchers.h"
+#include "mlir/IR/PatternMatch.h"
+#include "mlir/Transforms/GreedyPatternRewriteDriver.h"
+#include "mlir/Transforms/RegionUtils.h"
+#include "nnforge/Dialect/NNF/NNFOps.h"
+#include "nnforge/Passes.h"
+
+namespace nnforge {
+#define GEN_PASS_DEF_NNFFORMDISPATCHREGIONS
+#define GEN_PASS_DEF_NNFINLINEDISPATCHREGIONS
+#include "nnforge/Passes.h.inc"
+} // namespace nnforge
+
+using namespace mlir;
+
+namespace {
+
+/// The tiled loops of a group member, each mapped to the anchor loop whose
+/// tile it follows.
+using TiledLoops = std::map<unsigned, unsigned>;
+
+enum class GroupKind {
+  /// One contraction and its epilogue: every anchor loop is tiled.
+  Contraction,
+  /// Reductions over the innermost loop and elementwise ops: the outer
+  /// anchor loops (rows) are tiled.
+  Rows,
+};
+
+struct Group {
+  /// Anchor first, then the producers in reverse program order.
+  SmallVector<Operation *> members;
+  llvm::DenseMap<Operation *, TiledLoops> tiled;
+
+  bool contains(Operation *op) const { return tiled.contains(op); }
+};
+
+/// A linalg op on tensors with one result and projected-permutation maps:
+/// what tile-and-fuse can slice.
+bool isFusable(linalg::LinalgOp op) {
+  return op.hasPureTensorSemantics() && op->getNumResults() == 1 &&
+         llvm::all_of(op.getIndexingMapsArray(), [](AffineMap map) {
+           return map.isProjectedPermutation();
+         });
+}
+
+bool hasOnlyParallelLoops(linalg::LinalgOp op) {
+  return op.getNumParallelLoops() == op.getNumLoops();
+}
+
+/// Reduces its innermost loop and no other.
+bool isRowReduction(linalg::LinalgOp op) {
+  return op.getNumReductionLoops() == 1 &&
+         linalg::isReductionIterator(op.getIteratorTypesArray().back());
+}
+
+/// Whether `map` reads dims in loop order (a broadcast, a projection, the
+/// identity; no transpose): the tiles of the producer then follow the loop
+/// order of the anchor, which the tile sizes of code generation assume.
+bool keepsLoopOrder(AffineMap map) {
+  if (!map.isProjectedPermutation(/*allowZeroInResults=*/false))
+    return false;
+  for (unsigned position = 1; position < map.getNumResults(); ++position)
+    if (map.getDimPosition(position) < map.getDimPosition(position - 1))
+      return false;
+  return true;
+}
+
+/// The loops of `producer` that are tiled when `use` (an operand of a group
+/// member whose tiled loops are `userTiled`) reads a tile of its result, or
+/// failure when several tiles of the user would read the same elements (the
+/// producer would be computed again for each) or the read transposes.
+FailureOr<TiledLoops> tiledLoopsFor(linalg::LinalgOp producer, OpOperand &use,
+                                    const TiledLoops &userTiled) {
+  auto user = cast<linalg::LinalgOp>(use.getOwner());
+  AffineMap readMap = user.getMatchingIndexingMap(&use);
+  if (!keepsLoopOrder(readMap))
+    return failure();
+  AffineMap resultMap =
+      producer.getIndexingMapMatchingResult(cast<OpResult>(use.get()));
+  TiledLoops tiled;
+  for (auto [userLoop, anchorLoop] : userTiled) {
+    std::optional<unsigned> position = readMap.getResultPosition(
+        getAffineDimExpr(userLoop, producer->getContext()));
+    if (!position)
+      return failure();
+    tiled[resultMap.getDimPosition(*position)] = anchorLoop;
+  }
+  return tiled;
+}
+
+/// Whether the group's anchor writes a fresh (static) tensor and its
+/// contraction, if any, accumulates into a fill of the group: tiles of both
+/// are then private to the tile loop. A destination from outside may share
+/// its buffer with another member's, and bufferization copies each tile.
+bool hasPrivateDestinations(const Group &group, Operation *contraction) {
+  if (contraction)
+    for (Value init : cast<linalg::LinalgOp>(contraction).getDpsInits()) {
+      auto fill = init.getDefiningOp<linalg::FillOp>();
+      if (!fill || !group.contains(fill))
+        return false;
+    }
+  auto anchor = cast<linalg::LinalgOp>(group.members.front());
+  return llvm::all_of(anchor.getDpsInits(), [](Value init) {
+    auto empty = init.getDefiningOp<tensor::EmptyOp>();
+    return empty && empty->getNumOperands() == 0;
+  });
+}
+
+/// The group anchored at `anchor`, or nothing when no root would be fused
+/// with anything. `taken`: ops already in a group.
+std::optional<Group> growGroup(linalg::LinalgOp anchor, GroupKind kind,
+                               const llvm::DenseSet<Operation *> &taken) {
+  Group group;
+  unsigned tiledCount = anchor.getNumLoops() - (kind == GroupKind::Rows);
+  TiledLoops anchorTiled;
+  for (unsigned loop = 0; loop < tiledCount; ++loop)
+    anchorTiled[loop] = loop;
+  group.members.push_back(anchor);
+  group.tiled[anchor] = anchorTiled;
+  bool hasRoot = false;
+  Operation *contractionOp = nullptr;
+  // Users come after their producers: walking backwards, every user that can
+  // join has had its chance before the producer is looked at.
+  for (Operation *op = anchor->getPrevNode(); op; op = op->getPrevNode()) {
+    auto producer = dyn_cast<linalg::LinalgOp>(op);
+    if (!producer || taken.contains(op) || !isFusable(producer) ||
+        op->use_empty())
+      continue;
+    bool contraction = linalg::isaContractionOpInterface(producer);
+    if (contraction && (kind != GroupKind::Contraction || hasRoot))
+      continue;
+    bool reduction = !contraction && !hasOnlyParallelLoops(producer);
+    if (reduction && (kind != GroupKind::Rows || !isRowReduction(producer)))
+      continue;
+    std::optional<TiledLoops> tiled;
+    bool joins = true;
+    for (OpOperand &use : op->getResult(0).getUses()) {
+      auto user = group.tiled.find(use.getOwner());
+      if (user == group.tiled.end()) {
+        joins = false;
+        break;
+      }
+      FailureOr<TiledLoops> fromUse =
+          tiledLoopsFor(producer, use, user->second);
+      // Users reading different tiles would need two copies.
+      if (failed(fromUse) || (tiled && *tiled != *fromUse)) {
+        joins = false;
+        break;
+      }
+      tiled = *fromUse;
+    }
+    if (!joins)
+      continue;
+    group.members.push_back(op);
+    group.tiled[op] = *tiled;
+    hasRoot |= contraction || reduction;
+    if (contraction)
+      contractionOp = op;
+  }
+  if (!hasPrivateDestinations(group, contractionOp))
+    return std::nullopt;
+  unsigned computing = llvm::count_if(group.members, [](Operation *op) {
+    return !isa<linalg::FillOp>(op);
+  });
+  if (!hasRoot || computing < 2)
+    return std::nullopt;
+  return group;
+}
+
+/// Whether `value` is better cloned into a dispatch region than passed in.
+bool isClonedIntoRegions(Value value) {
+  Operation *producer = value.getDefiningOp();
+  if (!producer)
+    return false;
+  if (auto empty = dyn_cast<tensor::EmptyOp>(producer))
+    return empty->getNumOperands() == 0;
+  return matchPattern(value, m_Constant());
+}
+
+/// Wraps the members of `group` into an nnf.dispatch at the anchor.
+void buildDispatch(IRRewriter &rewriter, const Group &group) {
+  SmallVector<Operation *> members(llvm::reverse(group.members));
+  Operation *anchor = group.members.front();
+  llvm::SetVector<Value> outside;
+  for (Operation *member : members) {
+    for (Value operand : member->getOperands())
+      if (!group.contains(operand.getDefiningOp()))
+        outside.insert(operand);
+    getUsedValuesDefinedAbove(member->getRegions(), outside);
+  }
+  SmallVector<Value> inputs, cloned;
+  for (Value value : outside)
+    (isClonedIntoRegions(value) ? cloned : inputs).push_back(value);
+
+  rewriter.setInsertionPoint(anchor);
+  auto dispatch = nnforge::nnf::DispatchOp::create(
+      rewriter, anchor->getLoc(), anchor->getResultTypes(), inputs);
+  SmallVector<Location> locations(inputs.size(), anchor->getLoc());
+  Block *body = rewriter.createBlock(&dispatch.getBody(), {},
+                                     ValueRange(inputs).getTypes(), locations);
+  IRMapping inside;
+  inside.map(inputs, body->getArguments());
+  for (Value value : cloned)
+    inside.map(value, rewriter.clone(*value.getDefiningOp())->getResult(0));
+  for (Operation *member : members)
+    rewriter.moveOpBefore(member, body, body->end());
+  // The anchor's destination becomes the tile loop's shared output. Made
+  // empty by an op CSE leaves alone, it stays apart from the other members'
+  // empty inits: a contraction's fill, given the same tensor, would be
+  // fused into the output tile that the epilogue still has to write, and
+  // bufferization would copy that tile.
+  auto destination = cast<DestinationStyleOpInterface>(anchor);
+  for (OpOperand &init : destination.getDpsInitsMutable()) {
+    auto empty = init.get().getDefiningOp<tensor::EmptyOp>();
+    if (!empty || !isClonedIntoRegions(empty))
+      continue; // a dynamic shape: passed in, not shared with a fill
+    rewriter.setInsertionPoint(anchor);
+    Value allocation = bufferization::AllocTensorOp::create(
+        rewriter, empty.getLoc(), empty.getType(), ValueRange());
+    rewriter.modifyOpInPlace(anchor, [&] { init.set(allocation); });
+  }
+  rewriter.setInsertionPointToEnd(body);
+  nnforge::nnf::YieldOp::create(rewriter, anchor->getLoc(),
+                                anchor->getResults());
+  auto isInside = [&](OpOperand &use) {
+    return dispatch->isProperAncestor(use.getOwner());
+  };
+  for (Value value : outside)
+    rewriter.replaceUsesWithIf(value, inside.lookup(value), isInside);
+  rewriter.replaceUsesWithIf(anchor->getResults(), dispatch.getResults(),
+                             [&](OpOperand &use) { return !isInside(use); });
+}
+
+/// Whether to collapse the elementwise consumer of an expanded contraction
+/// result (im2col's [N, F, OH*OW] expanded to [N, F, OH, OW]) to the
+/// contraction's shape, so that it can join the contraction's group.
+bool collapsesIntoContractionShape(OpOperand *fusedOperand) {
+  auto expand = fusedOperand->get().getDefiningOp<tensor::ExpandShapeOp>();
+  auto consumer = dyn_cast<linalg::LinalgOp>(fusedOperand->getOwner());
+  if (!expand || !consumer || !hasOnlyParallelLoops(consumer))
+    return false;
+  auto contraction = expand.getSrc().getDefiningOp<linalg::LinalgOp>();
+  return contraction && linalg::isaContractionOpInterface(contraction);
+}
+
+struct NNFFormDispatchRegionsPass
+    : nnforge::impl::NNFFormDispatchRegionsBase<NNFFormDispatchRegionsPass> {
+  void runOnOperation() override {
+    MLIRContext *context = &getContext();
+    RewritePatternSet patterns(context);
+    linalg::populateFoldReshapeOpsByCollapsingPatterns(
+        patterns, collapsesIntoContractionShape);
+    // The collapsed shapes of fills and empty tensors (a contraction's
+    // accumulator, the collapsed epilogue's destination) as fills and empty
+    // tensors of their own.
+    linalg::FillOp::getCanonicalizationPatterns(patterns, context);
+    tensor::populateFoldTensorEmptyPatterns(patterns);
+    if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
+      return signalPassFailure();
+
+    SmallVector<Group> groups;
+    llvm::DenseSet<Operation *> taken;
+    getOperation()->walk([&](Block *block) {
+      for (Operation &op : llvm::reverse(*block)) {
+        auto anchor = dyn_cast<linalg::LinalgOp>(&op);
+        if (!anchor || taken.contains(&op) || !isFusable(anchor) ||
+            !hasOnlyParallelLoops(anchor) || anchor.getNumLoops() == 0 ||
+            !llvm::all_of(anchor.getIndexingMapsArray(), keepsLoopOrder) ||
+            op.getParentOfType<nnforge::nnf::DispatchOp>())
+          continue;
+        std::optional<Group> group =
+            growGroup(anchor, GroupKind::Contraction, taken);
+        if (!group && anchor.getNumLoops() >= 2)
+          group = growGroup(anchor, GroupKind::Rows, taken);
+        if (!group)
+          continue;
+        for (Operation *member : group->members)
+          taken.insert(member);
+        groups.push_back(std::move(*group));
+      }
+    });
+    IRRewriter rewriter(context);
+    for (const Group &group : groups)
+      buildDispatch(rewriter, group);
+  }
+};
+
+struct NNFInlineDispatchRegionsPass
+    : nnforge::impl::NNFInlineDispatchRegionsBase<
+          NNFInlineDispatchRegionsPass> {
+  void runOnOperation() override {
+    SmallVector<nnforge::nnf::DispatchOp> dispatches;
+    getOperation()->walk(
+        [&](nnforge::nnf::DispatchOp dispatch) { dispatches.push_back(dispatch); });
+    IRRewriter rewriter(&getContext());
+    for (nnforge::nnf::DispatchOp dispatch : dispatches) {
+      Block &body = dispatch.getBody().front();
+      auto yield = cast<nnforge::nnf::YieldOp>(body.getTerminator());
+      SmallVector<Value> results(yield.getValues());
+      rewriter.eraseOp(yield);
+      rewriter.inlineBlockBefore(&body, dispatch, dispatch.getInputs());
+      rewriter.replaceOp(dispatch, results);
+    }
+  }
+};
+
+} // namespace

@@ -201,10 +201,18 @@ def _clamp(tiles: list[int], sizes: list[int | None]) -> list[int]:
 
 def _worth_parallel(op: ir.Operation) -> bool:
     """Whether the op has enough iterations to share among threads, and
-    makes no run-time checks (a failed one returns to the caller from the
-    calling thread only: see nnf-assert-to-runtime-error)."""
-    if any(inner.name == "cf.assert" for inner in walk_ops(op)):
-        return False
+    makes no run-time checks."""
+    return not _makes_runtime_checks(op) and _has_many_iterations(op)
+
+
+def _makes_runtime_checks(op: ir.Operation) -> bool:
+    """Whether the op checks its data at run time: a failed check returns to
+    the caller from the calling thread only (see nnf-assert-to-runtime-error)."""
+    return any(inner.name == "cf.assert" for inner in walk_ops(op))
+
+
+def _has_many_iterations(op: ir.Operation) -> bool:
+    """Whether the op has enough iterations to be worth several threads."""
     volume = 1
     for size in _loop_sizes(op):
         if size is None:
@@ -566,7 +574,13 @@ def _dispatch_schedule(dispatch: ir.Operation, parallel: bool) -> str | None:
     first = members.index(anchor)
     # The ops are fused into the innermost tile loop.
     count = sum(1 for tile in tiles if tile)
-    parallel = parallel and _worth_parallel(anchor)
+    # Threads share the region's work, most of it a contraction's or a
+    # reduction's: the anchor alone may be too small to be worth them.
+    parallel = (
+        parallel
+        and not any(_makes_runtime_checks(member) for member in members)
+        and any(_has_many_iterations(member) for member in members)
+    )
     parts = [f"""
     %m{first} = transform.structured.match attributes{{{_MEMBER} = {first} : i64}} in %op
         : (!transform.any_op) -> !transform.any_op{_tile_outer(f"m{first}", "anchor", tiles, parallel)}

@@ -237,3 +237,39 @@ func.func @convolution_epilogue(%f: tensor<8x27xf32>, %cols: tensor<1x27x16xf32>
   } -> tensor<1x8x4x4xf32>
   return %y : tensor<1x8x4x4xf32>
 }
+
+// -----
+
+#fk = affine_map<(n, f, p, k) -> (f, k)>
+#nkp = affine_map<(n, f, p, k) -> (n, k, p)>
+#nfp = affine_map<(n, f, p, k) -> (n, f, p)>
+
+// A bias broadcast in NCHW and collapsed into an im2col contraction's
+// accumulator is computed in the contraction's shape, in its region.
+// CHECK-LABEL: func.func @convolution_bias
+// CHECK: nnf.dispatch ins({{.*}} : {{.*}}tensor<8xf32>{{.*}}) -> tensor<1x8x16xf32>
+// CHECK: ^bb0({{.*}}%[[B:arg[0-9]+]]: tensor<8xf32>
+// CHECK: %[[ACC:.*]] = linalg.generic {{.*}} ins(%[[B]] : tensor<8xf32>) outs(%{{.*}} : tensor<1x8x16xf32>)
+// CHECK: linalg.generic {{.*}}outs(%[[ACC]] : tensor<1x8x16xf32>)
+// CHECK-NOT: tensor.collapse_shape
+// CHECK: nnf.yield
+func.func @convolution_bias(%f: tensor<8x27xf32>, %cols: tensor<1x27x16xf32>, %b: tensor<8xf32>) -> tensor<1x8x4x4xf32> {
+  %e4 = tensor.empty() : tensor<1x8x4x4xf32>
+  %bias = linalg.broadcast ins(%b : tensor<8xf32>) outs(%e4 : tensor<1x8x4x4xf32>) dimensions = [0, 2, 3]
+  %acc = tensor.collapse_shape %bias [[0], [1], [2, 3]] : tensor<1x8x4x4xf32> into tensor<1x8x16xf32>
+  %c = linalg.generic {indexing_maps = [#fk, #nkp, #nfp], iterator_types = ["parallel", "parallel", "parallel", "reduction"]}
+      ins(%f, %cols : tensor<8x27xf32>, tensor<1x27x16xf32>) outs(%acc : tensor<1x8x16xf32>) {
+  ^bb0(%l: f32, %r: f32, %o: f32):
+    %p = arith.mulf %l, %r : f32
+    %s = arith.addf %o, %p : f32
+    linalg.yield %s : f32
+  } -> tensor<1x8x16xf32>
+  %nchw = tensor.expand_shape %c [[0], [1], [2, 3]] output_shape [1, 8, 4, 4] : tensor<1x8x16xf32> into tensor<1x8x4x4xf32>
+  %y = linalg.generic {indexing_maps = [affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>, affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>], iterator_types = ["parallel", "parallel", "parallel", "parallel"]}
+      ins(%nchw : tensor<1x8x4x4xf32>) outs(%e4 : tensor<1x8x4x4xf32>) {
+  ^bb0(%in: f32, %out: f32):
+    %r = arith.maximumf %in, %in : f32
+    linalg.yield %r : f32
+  } -> tensor<1x8x4x4xf32>
+  return %y : tensor<1x8x4x4xf32>
+}

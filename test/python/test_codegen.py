@@ -206,9 +206,9 @@ class LinearGelu(torch.nn.Module):
 
 
 class ConvBatchNormRelu(torch.nn.Module):
-    def __init__(self):
+    def __init__(self, kernel: int, bias: bool):
         super().__init__()
-        self.conv = torch.nn.Conv2d(5, 12, 1, bias=False)
+        self.conv = torch.nn.Conv2d(5, 12, kernel, padding=kernel // 2, bias=bias)
         self.norm = torch.nn.BatchNorm2d(12)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -229,7 +229,8 @@ def dispatch_regions(tmp_path: Path) -> str:
     [
         (LinearGelu(70, 130), (37, 70)),  # partial tiles of the matmul and the epilogue
         (LinearGelu(256, 256), (128, 256)),  # whole tiles, several per thread
-        (ConvBatchNormRelu().eval(), (1, 5, 9, 11)),  # a 1x1 convolution's expanded result, collapsed
+        (ConvBatchNormRelu(1, False).eval(), (1, 5, 9, 11)),  # im2col's expanded result, collapsed
+        (ConvBatchNormRelu(3, True).eval(), (2, 5, 9, 11)),  # and the broadcast bias it accumulates into
         (Softmax(), (3, 40, 1000)),  # rows: tiles of several rows, a partial one
         (torch.nn.LayerNorm(300), (2, 67, 300)),
     ],

@@ -71,6 +71,11 @@ bool isRowReduction(linalg::LinalgOp op) {
          linalg::isReductionIterator(op.getIteratorTypesArray().back());
 }
 
+bool isContraction(Operation *op) {
+  auto linalgOp = dyn_cast_or_null<linalg::LinalgOp>(op);
+  return linalgOp && linalg::isaContractionOpInterface(linalgOp);
+}
+
 /// Whether `map` reads dims in loop order (a broadcast, a projection, the
 /// identity; no transpose): the tiles of the producer then follow the loop
 /// order of the anchor, which the tile sizes of code generation assume.
@@ -106,22 +111,29 @@ FailureOr<TiledLoops> tiledLoopsFor(linalg::LinalgOp producer, OpOperand &use,
   return tiled;
 }
 
-/// Whether the group's anchor writes a fresh (static) tensor and its
-/// contraction, if any, accumulates into a fill of the group: tiles of both
-/// are then private to the tile loop. A destination from outside may share
-/// its buffer with another member's, and bufferization copies each tile.
-bool hasPrivateDestinations(const Group &group, Operation *contraction) {
-  if (contraction)
-    for (Value init : cast<linalg::LinalgOp>(contraction).getDpsInits()) {
-      auto fill = init.getDefiningOp<linalg::FillOp>();
-      if (!fill || !group.contains(fill))
-        return false;
-    }
-  auto anchor = cast<linalg::LinalgOp>(group.members.front());
-  return llvm::all_of(anchor.getDpsInits(), [](Value init) {
+/// Whether `op` writes fresh (static) tensors only.
+bool writesFreshTensors(linalg::LinalgOp op) {
+  return llvm::all_of(op.getDpsInits(), [](Value init) {
     auto empty = init.getDefiningOp<tensor::EmptyOp>();
     return empty && empty->getNumOperands() == 0;
   });
+}
+
+/// Whether the group's anchor writes a fresh (static) tensor and its
+/// contraction, if any, accumulates into one computed in the group (a zero
+/// fill, a broadcast bias): tiles of both are then private to the tile
+/// loop. A destination from outside may share its buffer with another
+/// member's, and bufferization copies each tile.
+bool hasPrivateDestinations(const Group &group, Operation *contraction) {
+  if (contraction)
+    for (Value init : cast<linalg::LinalgOp>(contraction).getDpsInits()) {
+      auto initializer = init.getDefiningOp<linalg::LinalgOp>();
+      if (!initializer || !group.contains(initializer) ||
+          !hasOnlyParallelLoops(initializer) ||
+          !writesFreshTensors(initializer))
+        return false;
+    }
+  return writesFreshTensors(cast<linalg::LinalgOp>(group.members.front()));
 }
 
 /// The group anchored at `anchor`, or nothing when no root would be fused
@@ -144,7 +156,7 @@ std::optional<Group> growGroup(linalg::LinalgOp anchor, GroupKind kind,
     if (!producer || taken.contains(op) || !isFusable(producer) ||
         op->use_empty())
       continue;
-    bool contraction = linalg::isaContractionOpInterface(producer);
+    bool contraction = isContraction(producer);
     if (contraction && (kind != GroupKind::Contraction || hasRoot))
       continue;
     bool reduction = !contraction && !hasOnlyParallelLoops(producer);
@@ -249,17 +261,41 @@ void buildDispatch(IRRewriter &rewriter, const Group &group) {
                              [&](OpOperand &use) { return !isInside(use); });
 }
 
-/// Whether to collapse the elementwise consumer of an expanded contraction
-/// result (im2col's [N, F, OH*OW] expanded to [N, F, OH, OW]) to the
-/// contraction's shape, so that it can join the contraction's group.
+/// Whether to collapse an elementwise op to an im2col contraction's shape
+/// ([N, F, OH*OW] rather than [N, F, OH, OW]) so that it can join the
+/// contraction's group: a consumer of the expanded result (the epilogue), or
+/// the producer of the collapsed accumulator (a broadcast bias).
 bool collapsesIntoContractionShape(OpOperand *fusedOperand) {
-  auto expand = fusedOperand->get().getDefiningOp<tensor::ExpandShapeOp>();
-  auto consumer = dyn_cast<linalg::LinalgOp>(fusedOperand->getOwner());
-  if (!expand || !consumer || !hasOnlyParallelLoops(consumer))
-    return false;
-  auto contraction = expand.getSrc().getDefiningOp<linalg::LinalgOp>();
-  return contraction && linalg::isaContractionOpInterface(contraction);
+  if (auto expand = fusedOperand->get().getDefiningOp<tensor::ExpandShapeOp>()) {
+    auto consumer = dyn_cast<linalg::LinalgOp>(fusedOperand->getOwner());
+    return consumer && hasOnlyParallelLoops(consumer) &&
+           isContraction(expand.getSrc().getDefiningOp());
+  }
+  auto collapse = dyn_cast<tensor::CollapseShapeOp>(fusedOperand->getOwner());
+  auto producer = fusedOperand->get().getDefiningOp<linalg::LinalgOp>();
+  return collapse && producer && hasOnlyParallelLoops(producer) &&
+         llvm::all_of(collapse->getUses(), [](OpOperand &use) {
+           auto user = dyn_cast<linalg::LinalgOp>(use.getOwner());
+           return isContraction(user) && user.isDpsInit(&use);
+         });
 }
+
+/// linalg.broadcast as a linalg.generic where it initializes an im2col
+/// contraction through a collapse_shape: the collapsing patterns take
+/// generics only.
+struct GeneralizeCollapsedBroadcast
+    : OpRewritePattern<tensor::CollapseShapeOp> {
+  using OpRewritePattern::OpRewritePattern;
+
+  LogicalResult matchAndRewrite(tensor::CollapseShapeOp collapse,
+                                PatternRewriter &rewriter) const override {
+    auto broadcast = collapse.getSrc().getDefiningOp<linalg::BroadcastOp>();
+    if (!broadcast ||
+        !collapsesIntoContractionShape(&collapse.getSrcMutable()))
+      return failure();
+    return linalg::generalizeNamedOp(rewriter, broadcast);
+  }
+};
 
 struct NNFFormDispatchRegionsPass
     : nnforge::impl::NNFFormDispatchRegionsBase<NNFFormDispatchRegionsPass> {
@@ -272,6 +308,7 @@ struct NNFFormDispatchRegionsPass
     // accumulator, the collapsed epilogue's destination) as fills and empty
     // tensors of their own.
     linalg::FillOp::getCanonicalizationPatterns(patterns, context);
+    patterns.add<GeneralizeCollapsedBroadcast>(context);
     tensor::populateFoldTensorEmptyPatterns(patterns);
     if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
       return signalPassFailure();

@@ -281,10 +281,16 @@ def NNFFormDispatchRegions : Pass<"nnf-form-dispatch-regions"> {
     user's tiled loops, so that fusing it into the tile loop never computes
     an element twice; the tiled loops of the new member follow from that
     map. A group forms only if it has a root (a contraction, or a reduction
-    for row groups) and something fused with it. Ops that read results of an
-    im2col contraction through `tensor.expand_shape` are first collapsed to
-    the contraction's shape (upstream's reshape-by-collapsing folding), so a
-    convolution's epilogue joins it too.
+    for row groups) and something fused with it, and if its destinations are
+    its own: the anchor writes a fresh tensor of static shape, the
+    contraction accumulates into a tensor computed in the group (a zero
+    fill, a broadcast bias). A destination shared with code outside would
+    make bufferization copy every tile, so models with dynamic shapes keep
+    their ops apart. Ops that read results of an im2col contraction through
+    `tensor.expand_shape`, and a bias broadcast that initializes one through
+    `tensor.collapse_shape`, are first rewritten in the contraction's shape
+    (upstream's reshape-by-collapsing folding), so a convolution's bias and
+    epilogue join it too.
 
     Example:
 

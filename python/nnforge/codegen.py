@@ -536,7 +536,7 @@ def _epilogue_tiles(contraction: ir.Operation, rank: int) -> list[int]:
     output_map = ir.AffineMapAttr(maps[len(maps) - 1]).value  # (an ArrayAttr takes no negative index)
     loops = [expr.maybe_downcast().position for expr in output_map.results]
     if len(loops) != rank:
-        return [CACHE_TILE["batch"]] * max(rank - 2, 0) + [CACHE_TILE["m"], CACHE_TILE["n"]][-rank:]
+        raise CompileError(f"a dispatch region's epilogue has {rank} loops, its contraction's result {len(loops)} dims")
     return [CACHE_TILE[roles[loop]] for loop in loops]
 
 
@@ -550,13 +550,17 @@ def _dispatch_schedule(dispatch: ir.Operation, parallel: bool) -> str | None:
     epilogue); otherwise they are rows: the innermost loop whole, about
     ROW_TILE_ELEMENTS elements per tile (fewer, larger tiles amortize the
     allocation of each tile's intermediates). The sizes of dynamic tiles,
-    read from the producers' results, are then taken from their operands (else the producers outside would stay
-    alive); after each fusion CSE merges the slices two users read of one
-    producer, so that it is fused (computed) once. None: nothing to tile.
+    read from the producers' results, are then taken from their operands
+    (else the producers outside would stay alive); after each fusion CSE
+    merges the slices two users read of one producer, so that it is fused
+    (computed) once. None: nothing to tile.
     """
     block = dispatch.regions[0].blocks[0]
     members = [op.operation for op in block.operations if op.operation.name.startswith("linalg.")]
     anchor = block.operations[len(block.operations) - 1].operands[0].owner.operation
+    sizes = _loop_sizes(anchor)
+    if 0 in sizes:
+        return None  # no iterations (an empty dimension): tiling would assert
     with dispatch.context:
         for index, member in enumerate(members):
             member.attributes[_MEMBER] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), index)
@@ -565,12 +569,9 @@ def _dispatch_schedule(dispatch: ir.Operation, parallel: bool) -> str | None:
     if contractions:
         tiles = _epilogue_tiles(contractions[0], rank)
     else:
-        row = _loop_sizes(anchor)[-1]
-        rows = max(1, ROW_TILE_ELEMENTS // row) if row else 1
+        rows = max(1, ROW_TILE_ELEMENTS // sizes[-1]) if sizes[-1] else 1
         tiles = [1] * (rank - 2) + [rows, 0]
-    if 0 in _loop_sizes(anchor):
-        return None  # no iterations (an empty dimension): tiling would assert
-    tiles = _clamp(tiles, _loop_sizes(anchor))
+    tiles = _clamp(tiles, sizes)
     first = members.index(anchor)
     # The ops are fused into the innermost tile loop.
     count = sum(1 for tile in tiles if tile)

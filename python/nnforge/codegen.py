@@ -54,7 +54,10 @@ if TYPE_CHECKING:
     from nnforge import compiler
 
 # Contraction tiles: (cache level, register level) sizes per dimension role.
-CACHE_TILE = {"batch": 1, "m": 64, "n": 128, "k": 256}
+# Where 128 rows of m do not divide the loop, 64 (SMALL_M_TILE) do: a partial
+# m tile would mask each of its register tiles.
+CACHE_TILE = {"batch": 1, "m": 128, "n": 128, "k": 256}
+SMALL_M_TILE = 64
 REGISTER_TILE = {"batch": 1, "m": 8, "n": 32, "k": 1}
 # Lanes of the innermost loop for non-contraction ops.
 ELEMENTWISE_VECTOR = 64
@@ -283,7 +286,7 @@ def _contraction_schedule(op: ir.Operation, parallel: bool) -> str | None:
     # Register loops nest batch, m, n, then k innermost (accumulator reuse).
     order = [d for role in ("batch", "m", "n", "k") for d in sorted(roles) if roles[d] == role]
     loop_sizes = _loop_sizes(op)
-    cache = _clamp([CACHE_TILE[roles[d]] for d in range(rank)], loop_sizes)
+    cache = _cache_tiles(roles, loop_sizes)
     # Output tiles (independent: one per thread at a time), then k tiles.
     outer = [0 if roles[d] == "k" else cache[d] for d in range(rank)]
     inner = [cache[d] if roles[d] == "k" else 0 for d in range(rank)]
@@ -323,6 +326,17 @@ def _contraction_schedule(op: ir.Operation, parallel: bool) -> str | None:
     transform.apply_cse to %f : !transform.any_op
     %loops = transform.structured.match ops{{["scf.for"]}} in %f : (!transform.any_op) -> !transform.any_op
     transform.loop.hoist_loop_invariant_subsets %loops : !transform.any_op"""
+
+
+def _cache_tiles(roles: dict[int, str], sizes: list[int | None]) -> list[int]:
+    """The cache tile of each loop of a contraction (see CACHE_TILE)."""
+    tiles = []
+    for loop, size in enumerate(sizes):
+        tile = CACHE_TILE[roles[loop]]
+        if roles[loop] == "m" and size is not None and size > tile and size % tile:
+            tile = SMALL_M_TILE
+        tiles.append(tile)
+    return _clamp(tiles, sizes)
 
 
 def _has_partial_tiles(size: int | None, cache: int, register: int) -> bool:
@@ -537,7 +551,8 @@ def _epilogue_tiles(contraction: ir.Operation, rank: int) -> list[int]:
     loops = [expr.maybe_downcast().position for expr in output_map.results]
     if len(loops) != rank:
         raise CompileError(f"a dispatch region's epilogue has {rank} loops, its contraction's result {len(loops)} dims")
-    return [CACHE_TILE[roles[loop]] for loop in loops]
+    cache = _cache_tiles(roles, _loop_sizes(contraction))
+    return [cache[loop] for loop in loops]
 
 
 def _dispatch_schedule(dispatch: ir.Operation, parallel: bool) -> str | None:

@@ -11,8 +11,9 @@ scalar loop nest instead of failing the compilation.
 
 Schedules, for AVX-512 (32 registers of 16 f32):
 - contractions (matmul in any operand layout, batch_matmul, contraction
-  generics): output tiles of 64 x 128 (shared among threads), k tiles of
-  256, then register tiles of 8 x 32 with k step 1, vectorized (masked at
+  generics): output tiles of 128 x 128 (64 x 128 where 128 rows do not
+  divide m; shared among threads), k tiles of 256, then register tiles of
+  8 x 32 with k step 1, vectorized (masked at
   the edges) to a `vector.contract` lowered to outer products (`vector.fma`
   on vector<32xf32>); the 8 x 32 accumulator is hoisted out of the k loop
   into registers.

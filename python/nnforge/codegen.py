@@ -538,7 +538,7 @@ def _schedule_of(op: ir.Operation, parallel: bool) -> str | None:
     )
 
 
-def _epilogue_tiles(contraction: ir.Operation, rank: int) -> list[int]:
+def _epilogue_tiles(contraction: ir.Operation, roles: dict[int, str], rank: int) -> list[int]:
     """Tile sizes of the anchor of a contraction's dispatch region: the
     contraction's output tile (cache tiles of its m, n and batch loops).
 
@@ -546,7 +546,6 @@ def _epilogue_tiles(contraction: ir.Operation, rank: int) -> list[int]:
     result in loop order and tile all their loops, so anchor loop i is the
     contraction's output dimension i.
     """
-    roles = _contraction_roles(contraction)
     maps = linalg.get_indexing_maps(contraction)
     output_map = ir.AffineMapAttr(maps[len(maps) - 1]).value  # (an ArrayAttr takes no negative index)
     loops = [expr.maybe_downcast().position for expr in output_map.results]
@@ -581,9 +580,9 @@ def _dispatch_schedule(dispatch: ir.Operation, parallel: bool) -> str | None:
         for index, member in enumerate(members):
             member.attributes[_MEMBER] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), index)
     rank = _loop_count(anchor)
-    contractions = [member for member in members if _contraction_roles(member)]
+    contractions = [(member, roles) for member in members if (roles := _contraction_roles(member))]
     if contractions:
-        tiles = _epilogue_tiles(contractions[0], rank)
+        tiles = _epilogue_tiles(*contractions[0], rank)
     else:
         rows = max(1, ROW_TILE_ELEMENTS // sizes[-1]) if sizes[-1] else 1
         tiles = [1] * (rank - 2) + [rows, 0]

@@ -234,16 +234,15 @@ void buildDispatch(IRRewriter &rewriter, const Group &group) {
     inside.map(value, rewriter.clone(*value.getDefiningOp())->getResult(0));
   for (Operation *member : members)
     rewriter.moveOpBefore(member, body, body->end());
-  // The anchor's destination becomes the tile loop's shared output. Made
-  // empty by an op CSE leaves alone, it stays apart from the other members'
-  // empty inits: a contraction's fill, given the same tensor, would be
-  // fused into the output tile that the epilogue still has to write, and
-  // bufferization would copy that tile.
+  // The anchor's destination (a static empty tensor: growGroup admits no
+  // other) becomes the tile loop's shared output. Made empty by an op CSE
+  // leaves alone, it stays apart from the other members' empty inits: a
+  // contraction's fill, given the same tensor, would be fused into the
+  // output tile that the epilogue still has to write, and bufferization
+  // would copy that tile.
   auto destination = cast<DestinationStyleOpInterface>(anchor);
   for (OpOperand &init : destination.getDpsInitsMutable()) {
-    auto empty = init.get().getDefiningOp<tensor::EmptyOp>();
-    if (!empty || !isClonedIntoRegions(empty))
-      continue; // a dynamic shape: passed in, not shared with a fill
+    auto empty = cast<tensor::EmptyOp>(init.get().getDefiningOp());
     rewriter.setInsertionPoint(anchor);
     Value allocation = bufferization::AllocTensorOp::create(
         rewriter, empty.getLoc(), empty.getType(), ValueRange());

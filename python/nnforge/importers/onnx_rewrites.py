@@ -367,6 +367,13 @@ def _lp_normalization(graph: _Graph, node: Any) -> bool:
     return True
 
 
+def _has_static_full_sequences(graph: _Graph, node: Any) -> bool:
+    """Whether an RNN/GRU/LSTM's input has a static shape and no
+    sequence_lens input shortens its sequences."""
+    has_lengths = len(node.input) > 4 and node.input[4]
+    return graph.static_shape(node.input[0]) is not None and not has_lengths
+
+
 def _reverse_recurrence(graph: _Graph, node: Any) -> bool:
     """RNN/GRU/LSTM in direction "reverse" -> the forward op on the sequence
     reversed in time, its Y reversed back (torch-mlir converts "forward"
@@ -374,10 +381,9 @@ def _reverse_recurrence(graph: _Graph, node: Any) -> bool:
     from onnx import helper
 
     attributes = _attributes(node)
-    shape = graph.static_shape(node.input[0])
-    has_lengths = len(node.input) > 4 and node.input[4]
-    if attributes.get("direction", b"forward") != b"reverse" or shape is None or has_lengths:
+    if attributes.get("direction", b"forward") != b"reverse" or not _has_static_full_sequences(graph, node):
         return False
+    shape = graph.static_shape(node.input[0])
     reversed_time = graph.add_constant(f"{node.name}_reversed", np.arange(shape[0] - 1, -1, -1, dtype=np.int64))
     reversed_input = graph.fresh(f"{node.name}_reversed_input")
     before = [helper.make_node("Gather", [node.input[0], reversed_time], [reversed_input],
@@ -407,9 +413,7 @@ def _bidirectional_recurrence(graph: _Graph, node: Any) -> bool:
     from onnx import helper
 
     attributes = _attributes(node)
-    shape = graph.static_shape(node.input[0])
-    has_lengths = len(node.input) > 4 and node.input[4]
-    if attributes.get("direction") != b"bidirectional" or shape is None or has_lengths:
+    if attributes.get("direction") != b"bidirectional" or not _has_static_full_sequences(graph, node):
         return False
     nodes, halves = [], []
     for direction in (0, 1):

@@ -293,29 +293,47 @@ def _contraction_schedule(op: ir.Operation, parallel: bool) -> str | None:
     inner = [cache[d] if roles[d] == "k" else 0 for d in range(rank)]
     register_tiles = _clamp([REGISTER_TILE[roles[d]] for d in range(rank)], loop_sizes)
     register = _sizes(register_tiles)
-    loops = ", ".join(["!transform.any_op"] * rank)
-    names = ", ".join(f"%r{i}" for i in range(rank))
     m_dim, n_dim = _role_dim(roles, "m"), _role_dim(roles, "n")
-    position = {d: f"%r{order.index(d)}" for d in range(rank)}
     # Loops of the register tile: batch..., m, n, k. Where register tiles of
-    # n would be partial, the n loop is peeled: its full tiles get static
-    # sizes (unmasked vectors), the partial one a loop of its own (masked).
-    # Otherwise every tile of a dimension the cache tile does not divide
-    # (56² = 3136, 28² = 784, 7² = 49 in ResNets) would pay for masks.
-    peel = _has_partial_tiles(loop_sizes[n_dim], cache[n_dim], register_tiles[n_dim])
-    vectorized = "%tiles" if peel else "%t"
-    peeling = f"""
-    %n_for = transform.cast {position[n_dim]} : !transform.any_op to !transform.op<"scf.for">
+    # n would be partial, every tile of the dimension would otherwise pay for
+    # masks. Where the cache tiles of n are equal (n divides into them: 49,
+    # 112 or 196 columns), each is split into its full register tiles and the
+    # power-of-two widths of the rest (17 = 16 + 1), each part tiled and
+    # vectorized unmasked, its accumulator in registers; else the register n
+    # loop is peeled, its partial tile vectorized masked.
+    n_size, n_cache, n_register = loop_sizes[n_dim], cache[n_dim], register_tiles[n_dim]
+    if not _has_partial_tiles(n_size, n_cache, n_register):
+        tiling = _register_tiling("ck", "main", register_tiles, order) + f"""
+    transform.structured.vectorize %main vector_sizes {register} : !transform.any_op"""
+    elif n_size is not None and n_size % n_cache == 0:
+        remainder = n_cache % n_register
+        widths = [n_cache - remainder] + _power_of_two_parts(remainder)
+        tiling, rest = "", "ck"
+        for index, width in enumerate(widths):
+            part = rest
+            if index < len(widths) - 1:
+                part = f"part{index}"
+                tiling += f"""
+    %split{index} = transform.structured.split %{rest} after {width} {{dimension = {n_dim}}} : !transform.any_op
+    %{part}, %rest{index} = transform.split_handle %split{index} : (!transform.any_op) -> (!transform.any_op, !transform.any_op)"""
+                rest = f"rest{index}"
+            tiles = _with(register_tiles, n_dim, min(width, n_register))
+            name = "main" if index == 0 else f"tile{index}"
+            tiling += _register_tiling(part, name, tiles, order) + f"""
+    transform.structured.vectorize %{name} vector_sizes {_sizes(tiles)} : !transform.any_op"""
+    else:
+        tiling = _register_tiling("ck", "main", register_tiles, order) + f"""
+    %n_for = transform.cast %main_loops#{order.index(n_dim)} : !transform.any_op to !transform.op<"scf.for">
     %full, %partial = transform.loop.peel %n_for : (!transform.op<"scf.for">) -> (!transform.any_op, !transform.any_op)
-    %tiles = transform.structured.match interface{{LinalgOp}} in {position[m_dim]} : (!transform.any_op) -> !transform.any_op""" if peel else ""
+    %tiles = transform.structured.match interface{{LinalgOp}} in %main_loops#{order.index(m_dim)}
+        : (!transform.any_op) -> !transform.any_op
+    transform.structured.vectorize %tiles vector_sizes {register} : !transform.any_op"""
     # Hoisting (last) keeps each accumulator tile in registers across its k
     # loop; canonicalization may have folded single-iteration loops away, so
     # the loops are found again, in the function.
     return f"""{_tile_outer("op", "c", outer, parallel)}{_tile_outer("c", "ck", inner, False)}
-    %t, {names} = transform.structured.tile_using_for %ck tile_sizes {register} interchange = {_sizes(order)}
-        : (!transform.any_op) -> (!transform.any_op, {loops}){peeling}
-    transform.structured.vectorize {vectorized} vector_sizes {register} : !transform.any_op
-    %f = transform.get_parent_op %r0 {{op_name = "func.func"}} : (!transform.any_op) -> !transform.any_op
+{tiling}
+    %f = transform.get_parent_op %main_loops#0 {{op_name = "func.func"}} : (!transform.any_op) -> !transform.any_op
     transform.apply_patterns to %f {{
       transform.apply_patterns.vector.lower_masked_transfers
     }} : !transform.any_op
@@ -329,15 +347,38 @@ def _contraction_schedule(op: ir.Operation, parallel: bool) -> str | None:
     transform.loop.hoist_loop_invariant_subsets %loops : !transform.any_op"""
 
 
+def _register_tiling(target: str, result: str, tiles: list[int], order: list[int]) -> str:
+    """Transform ops tiling contraction `%target` by register `tiles`, loops
+    nested in `order`, into `%result` and its loops `%{result}_loops`."""
+    loops = ", ".join(["!transform.any_op"] * len(tiles))
+    return f"""
+    %{result}, %{result}_loops:{len(tiles)} = transform.structured.tile_using_for %{target} tile_sizes {_sizes(tiles)}
+        interchange = {_sizes(order)} : (!transform.any_op) -> (!transform.any_op, {loops})"""
+
+
 def _cache_tiles(roles: dict[int, str], sizes: list[int | None]) -> list[int]:
     """The cache tile of each loop of a contraction (see CACHE_TILE)."""
     tiles = []
     for loop, size in enumerate(sizes):
         tile = CACHE_TILE[roles[loop]]
-        if roles[loop] == "m" and size is not None and size > tile and size % tile:
-            tile = SMALL_M_TILE
+        if size is not None and size > tile and size % tile:
+            if roles[loop] == "m":
+                tile = SMALL_M_TILE
+            elif roles[loop] == "n":
+                tile = _equal_n_tile(size, tile)
         tiles.append(tile)
     return _clamp(tiles, sizes)
+
+
+def _equal_n_tile(size: int, tile: int) -> int:
+    """An n cache tile that divides `size` (so that every tile, its partial
+    register tile included, has static sizes): the whole loop up to twice
+    `tile`, else the largest multiple of 16 dividing it between half and
+    twice `tile` (3136 = 14 x 224, 784 = 7 x 112), else `tile`."""
+    if size <= 2 * tile:
+        return size
+    divisors = [t for t in range(2 * tile, tile // 2 - 1, -16) if size % t == 0]
+    return divisors[0] if divisors else tile
 
 
 def _has_partial_tiles(size: int | None, cache: int, register: int) -> bool:
@@ -346,6 +387,16 @@ def _has_partial_tiles(size: int | None, cache: int, register: int) -> bool:
     if size is None or size % cache:
         return True  # a dynamic or partial cache tile: dynamic register loop bounds
     return cache > register and cache % register != 0
+
+
+def _power_of_two_parts(width: int) -> list[int]:
+    """`width` as a sum of powers of two, largest first (17 -> [16, 1])."""
+    return [1 << bit for bit in reversed(range(width.bit_length())) if width >> bit & 1]
+
+
+def _with(values: list[int], index: int, value: int) -> list[int]:
+    """`values` with the one at `index` replaced by `value`."""
+    return values[:index] + [value] + values[index + 1 :]
 
 
 def _role_dim(roles: dict[int, str], role: str) -> int:

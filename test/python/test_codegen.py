@@ -7,6 +7,7 @@ the one per padding (a runtime-library call per tile would be 100x slower).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,20 @@ class MatMul(torch.nn.Module):
 def test_matmul_odd_sizes(m, k, n, tmp_path):
     a, b = torch.randn(m, k), torch.randn(k, n)
     check(compile_optimized(MatMul(), (a, b), tmp_path)(a.numpy(), b.numpy()), a @ b)
+
+
+@pytest.mark.parametrize("n,widths", [(49, [16, 1]), (183, [16, 4, 2, 1]), (784, [16])])
+def test_partial_column_tiles_keep_their_accumulators_in_registers(n, widths, tmp_path):
+    """Columns after the last full 32-wide register tile (49 = 32 + 17; 784
+    in cache tiles of 112 = 3 x 32 + 16) are cut into power-of-two widths,
+    each with an unmasked accumulator that its k loop carries in registers."""
+    a, b = torch.randn(16, 24), torch.randn(24, n)
+    compiled = compile_optimized(MatMul(), (a, b), tmp_path)
+    vectorized = next(tmp_path.glob("*-vectorize.mlir")).read_text()
+    carried = re.findall(r"scf\.for .* -> \(([^)]*)\) \{", vectorized)
+    for width in [32] + widths:
+        assert f"vector<8x{width}xf32>" in carried
+    check(compiled(a.numpy(), b.numpy()), a @ b)
 
 
 def test_batch_matmul(tmp_path):

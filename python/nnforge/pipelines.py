@@ -60,10 +60,15 @@ APPROXIMATE_MATH = "nnf-approximate-math,math-expand-ops{ops=fpowi}"
 # the caller (upstream: abort the process).
 DEFINED_SEMANTICS = "nnf-saturate-shifts,nnf-assert-to-runtime-error"
 
+# Memrefs -> LLVM dialect, allocating through nnforge's runtime
+# (_mlir_memref_to_llvm_alloc/_free in cpp/runtime/buffer_cache.c), which
+# reuses the buffers of one call in the next instead of malloc/free.
+MEMREF_TO_LLVM = "finalize-memref-to-llvm{use-generic-functions=true}"
+
 # Loops and memrefs -> LLVM dialect.
 LOOPS_TO_LLVM = (
     f"{DEFINED_SEMANTICS},expand-strided-metadata,lower-affine,convert-scf-to-cf,"
-    "convert-math-to-llvm,convert-math-to-libm,finalize-memref-to-llvm,"
+    f"convert-math-to-llvm,convert-math-to-libm,{MEMREF_TO_LLVM},"
     "convert-to-llvm,reconcile-unrealized-casts"
 )
 
@@ -78,7 +83,7 @@ def parallel_loops_to_llvm(threads: int) -> str:
     return (
         f"{DEFINED_SEMANTICS},expand-strided-metadata,lower-affine,"
         f"convert-scf-to-openmp{{num-threads={threads}}},"
-        "finalize-memref-to-llvm,convert-scf-to-cf,convert-math-to-llvm,convert-math-to-libm,"
+        f"{MEMREF_TO_LLVM},convert-scf-to-cf,convert-math-to-llvm,convert-math-to-libm,"
         "convert-arith-to-llvm,convert-openmp-to-llvm,convert-to-llvm,reconcile-unrealized-casts"
     )
 

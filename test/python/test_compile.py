@@ -105,6 +105,35 @@ def test_threads_run_in_parallel_and_save_with_the_openmp_runtime(tmp_path: Path
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), module(x).detach().numpy(), rtol=1e-4, atol=1e-4)
 
 
+def test_steady_state_reuses_the_buffers_of_earlier_calls(tmp_path: Path) -> None:
+    """Generated code allocates through nnforge's runtime, which hands the
+    buffers one call freed to the next (no fresh pages per call); results
+    stay the caller's, released with libc's free."""
+    import ctypes
+
+    from nnforge._native import _native_file
+
+    module, x = _ParallelWork().eval(), torch.randn(384, 256)
+    compiled = nnforge.compile(module, (x,), dump_ir=tmp_path)
+    lowered = next(tmp_path.glob("*-linalg-to-llvm.mlir")).read_text()
+    assert "llvm.call @_mlir_memref_to_llvm_alloc" in lowered and "@malloc" not in lowered
+    for _ in range(3):
+        assert_close(compiled(x), module(x))
+
+    runtime = ctypes.CDLL(str(_native_file("libNNForgeRuntime.so")))
+    alloc, free = runtime._mlir_memref_to_llvm_alloc, runtime._mlir_memref_to_llvm_free
+    alloc.restype, alloc.argtypes, free.argtypes = ctypes.c_void_p, [ctypes.c_size_t], [ctypes.c_void_p]
+    first = alloc(1 << 20)
+    free(first)
+    assert alloc(1 << 20) == first  # reused
+    free(first)
+    assert alloc((1 << 20) - 1000) == first  # a slightly smaller request fits it
+    other = alloc(1 << 20)
+    assert other != first  # the cached one is in use: a fresh buffer
+    free(other)
+    ctypes.CDLL(None).free(ctypes.c_void_p(first))  # libc's free takes it back
+
+
 @pytest.mark.parametrize("threads", [0, -2, 1.5])
 def test_bad_thread_counts_are_rejected(threads) -> None:
     module, inputs = models.mlp()

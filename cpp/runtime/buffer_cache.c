@@ -1,0 +1,92 @@
+/* The allocator of generated CPU code: buffers freed by one call of a model
+ * are reused by the next, so that a model's steady state allocates nothing.
+ *
+ * nnforge lowers memrefs to LLVM with `use-generic-functions`, so generated
+ * code allocates through _mlir_memref_to_llvm_alloc/_free instead of
+ * malloc/free. Each call of a model allocates the same sizes in the same
+ * order; glibc serves them from the heap's top and trims it again when they
+ * are freed (or maps and unmaps the large ones), so every call paid for
+ * fresh pages: page faults and zeroing took half of ResNet-18's run time in
+ * a process that had not grown its heap before. Here a freed buffer is kept
+ * in a list per size and handed out again for a request that fits it.
+ *
+ * Buffers come from malloc and keep its bookkeeping: a model's results,
+ * allocated here and owned by the caller, are released with libc's free. At
+ * most CACHE_LIMIT bytes are kept; beyond that buffers go back to libc. */
+#include <malloc.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdlib.h>
+
+#define EXPORTED __attribute__((visibility("default")))
+
+/* Buffers smaller than this go straight to libc (its per-thread caches serve
+ * them without touching the heap's top). */
+#define MIN_CACHED_SIZE 4096
+#define CACHE_LIMIT ((size_t)1 << 30)
+#define MAX_SIZES 512
+
+/* A cached buffer: its first bytes link it to the next of the same size. */
+typedef struct FreeBuffer {
+  struct FreeBuffer *next;
+} FreeBuffer;
+
+/* The cached buffers of one usable size (malloc_usable_size). */
+typedef struct {
+  size_t size;
+  FreeBuffer *buffers;
+} SizeList;
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static SizeList lists[MAX_SIZES];
+static int list_count;
+static size_t cached_bytes;
+
+/* A request may take a buffer up to 1/8 larger than it asks for. */
+static int fits(size_t usable, size_t requested) {
+  return usable >= requested && usable - requested <= requested / 8 + 64;
+}
+
+EXPORTED void *_mlir_memref_to_llvm_alloc(size_t size) {
+  if (size >= MIN_CACHED_SIZE) {
+    pthread_mutex_lock(&lock);
+    for (int i = 0; i < list_count; ++i) {
+      FreeBuffer *buffer = lists[i].buffers;
+      if (buffer && fits(lists[i].size, size)) {
+        lists[i].buffers = buffer->next;
+        cached_bytes -= lists[i].size;
+        pthread_mutex_unlock(&lock);
+        return buffer;
+      }
+    }
+    pthread_mutex_unlock(&lock);
+  }
+  return malloc(size);
+}
+
+EXPORTED void _mlir_memref_to_llvm_free(void *pointer) {
+  if (!pointer)
+    return;
+  size_t size = malloc_usable_size(pointer);
+  if (size >= MIN_CACHED_SIZE) {
+    pthread_mutex_lock(&lock);
+    SizeList *list = NULL;
+    for (int i = 0; i < list_count && !list; ++i)
+      if (lists[i].size == size)
+        list = &lists[i];
+    if (!list && list_count < MAX_SIZES) {
+      list = &lists[list_count++];
+      list->size = size;
+    }
+    if (list && cached_bytes + size <= CACHE_LIMIT) {
+      FreeBuffer *buffer = pointer;
+      buffer->next = list->buffers;
+      list->buffers = buffer;
+      cached_bytes += size;
+      pthread_mutex_unlock(&lock);
+      return;
+    }
+    pthread_mutex_unlock(&lock);
+  }
+  free(pointer);
+}

@@ -11,22 +11,26 @@ scalar loop nest instead of failing the compilation.
 
 Schedules, for AVX-512 (32 registers of 16 f32):
 - contractions (matmul in any operand layout, batch_matmul, contraction
-  generics): output tiles of 128 x 128 (64 x 128 where 128 rows do not
-  divide m; shared among threads), k tiles of 256, then register tiles of
-  8 x 32 with k step 1, vectorized (masked at
-  the edges) to a `vector.contract` lowered to outer products (`vector.fma`
-  on vector<32xf32>); the 8 x 32 accumulator is hoisted out of the k loop
-  into registers.
+  generics): output tiles of 128 x 128 (64 rows where 128 do not divide m;
+  columns in equal tiles where 128 do not divide n: 196, 3136 = 14 x 224;
+  shared among threads), k tiles of 256, then register tiles of 8 x 32
+  with k step 1, vectorized to a `vector.contract` lowered to outer
+  products (`vector.fma` on vector<32xf32>); each accumulator is hoisted
+  out of the k loop into registers. The columns of an output tile after
+  its last full register tile get power-of-two widths (49 = 32 + 16 + 1),
+  unmasked; masks remain only where n is dynamic.
 - 2-D convolutions (NCHW/FCHW, NHWC/HWCF, NHWC/FHWC): im2col, then the
   contraction schedule; for NCHW, nnforge's im2col (nnf-conv-to-im2col),
   whose window copy is vectorized along output rows.
 - depthwise NCHW convolutions with unit strides: segments of 16 output
-  columns per channel and filter tap, as vectorized multiply-adds.
+  columns per channel (the row's last one as wide as what is left), each
+  accumulated in registers over the filter taps.
 - row reductions (one reduction loop, innermost): one row per iteration,
   reduced into a 64-lane vector of partial results, combined once per row.
 - transposes: 16 x 16 tiles, transposed in registers.
 - everything else (elementwise, fills): tiles of 1 along all loops but the
-  innermost, which is vectorized 64 lanes wide.
+  innermost, which is vectorized 64 lanes wide. Padding (`tensor.pad`)
+  becomes such a fill and copy.
 
 Dispatch regions (`nnf.dispatch`, formed by `nnf-form-dispatch-regions`)
 are scheduled as one loop nest: the op yielding the result (the anchor) is
@@ -512,21 +516,54 @@ def _has_unit_strides(op: ir.Operation) -> bool:
 def _row_segment_schedule(op: ir.Operation, outer: list[int], inner: list[int], lanes: int, parallel: bool) -> str:
     """Tiles `op` down to one row segment of `lanes` output elements, every
     other loop of size 1 (`outer`: independent loops, shared among threads;
-    `inner`: the rest, the segment loop last), folds the unit dimensions of
-    the tile away and vectorizes it: a shifted input window then reads a
-    slice. A strided window is no slice: the vectorizer refuses it, and the
-    tile stays scalar loops."""
+    `inner`: the rest, the segment loop among them), folds the unit
+    dimensions of the tile away and vectorizes it: a shifted input window
+    then reads a slice. A strided window is no slice: the vectorizer refuses
+    it, and the tile stays scalar loops.
+
+    Where segments do not divide a static row (56 = 3 x 16 + 8), the segment
+    loop is peeled: the last segment gets a vector of its own width instead
+    of masks on every segment. Each segment's output then stays in registers
+    across the loops inside it (a depthwise convolution's filter taps)."""
     count = sum(1 for tile in inner if tile)
     loops = ", ".join(["!transform.any_op"] * (count + 1))
-    return f"""{_tile_outer("op", "rows", outer, parallel)}
+    segment = inner.index(lanes)
+    size = _loop_sizes(op)[segment]
+    remainder = size % lanes if size is not None and size > lanes else 0
+    text = f"""{_tile_outer("op", "rows", outer, parallel)}
     %t, %tl:{count} = transform.structured.tile_using_for %rows tile_sizes {_sizes(inner)}
         : (!transform.any_op) -> ({loops})
-    %g = transform.structured.generalize %t : (!transform.any_op) -> !transform.any_op
-    transform.apply_patterns to %tl#{count - 1} {{
+    %f = transform.get_parent_op %tl#0 {{op_name = "func.func"}} : (!transform.any_op) -> !transform.any_op
+    %g = transform.structured.generalize %t : (!transform.any_op) -> !transform.any_op"""
+    if remainder:
+        position = sum(1 for tile in inner[:segment] if tile)
+        text += f"""
+    %segments = transform.cast %tl#{position} : !transform.any_op to !transform.op<"scf.for">
+    %full, %last = transform.loop.peel %segments : (!transform.op<"scf.for">) -> (!transform.any_op, !transform.any_op)"""
+        parts = [("full", lanes), ("last", remainder)]
+    else:
+        text += f"""
+    %full = transform.cast %tl#{count - 1} : !transform.any_op to !transform.any_op"""
+        parts = [("full", lanes)]
+    for loop, width in parts:
+        text += f"""
+    transform.apply_patterns to %{loop} {{
       transform.apply_patterns.linalg.fold_unit_extent_dims_via_slices
     }} : !transform.any_op
-    %segment = transform.structured.match ops{{["linalg.generic"]}} in %tl#{count - 1} : (!transform.any_op) -> !transform.any_op
-    transform.structured.vectorize %segment vector_sizes [{lanes}] : !transform.any_op"""
+    %{loop}_segment = transform.structured.match ops{{["linalg.generic"]}} in %{loop} : (!transform.any_op) -> !transform.any_op
+    transform.structured.vectorize %{loop}_segment vector_sizes [{width}] : !transform.any_op"""
+    # As after a contraction's vectorization (masks first: the canonicalizer
+    # asserts on some masked transfers on tensors).
+    return text + """
+    transform.apply_patterns to %f {
+      transform.apply_patterns.vector.lower_masked_transfers
+    } : !transform.any_op
+    transform.apply_patterns to %f {
+      transform.apply_patterns.canonicalization
+    } : !transform.any_op
+    transform.apply_cse to %f : !transform.any_op
+    %loops = transform.structured.match ops{["scf.for"]} in %f : (!transform.any_op) -> !transform.any_op
+    transform.loop.hoist_loop_invariant_subsets %loops : !transform.any_op"""
 
 
 def _depthwise_schedule(op: ir.Operation, parallel: bool) -> str | None:
@@ -714,7 +751,7 @@ def _apply(module: ir.Module, scheduled: list[_Scheduled], tail: str, what: str)
                 if operation.operation.name == "transform.named_sequence":
                     operation.operation.erase()
             del module.operation.attributes["transform.with_named_sequence"]
-        for op in _linalg_ops(module):
+        for op in walk_ops(module.operation):
             for name in (_TAG, _MEMBER):
                 if name in op.attributes:
                     del op.attributes[name]
@@ -741,6 +778,7 @@ def vectorize_linalg(module: ir.Module, parallel: bool = False) -> None:
             for op in convolutions
         ]
         _apply(module, im2col, "", "im2col")
+    _pads_as_fill_and_copy(module)
     # Dispatch regions first: their ops are scheduled once fused into the
     # region's tile loop, which threads share instead.
     scheduled = []
@@ -757,6 +795,26 @@ def vectorize_linalg(module: ir.Module, parallel: bool = False) -> None:
     passmanager.PassManager.parse("builtin.module(nnf-inline-dispatch-regions)", module.context).run(
         module.operation
     )
+
+
+def _pads_as_fill_and_copy(module: ir.Module) -> None:
+    """Rewrites each `tensor.pad` as a fill of the padded tensor and a
+    `linalg.copy` of the input into it, to be vectorized like other linalg
+    ops: bufferized as is, a pad copies row by row through a runtime call
+    (memrefCopy), which took a fifth of a depthwise convolution's time."""
+    if not any(op.name == "tensor.pad" for op in walk_ops(module.operation)):
+        return
+    _apply(module, [], """
+  transform.apply_patterns to %funcs {
+    transform.apply_patterns.linalg.decompose_pad
+  } : !transform.any_op""", "padding")
+    copies = [
+        _Scheduled(op, """
+    %copy = transform.structured.insert_slice_to_copy %op : (!transform.any_op) -> !transform.any_op""")
+        for op in walk_ops(module.operation)
+        if op.name == "tensor.insert_slice" and op.operands[1].owner.name == "linalg.fill"
+    ]
+    _apply(module, copies, "", "padding")
 
 
 def lower_to_llvm(module: ir.Module, level: str, runner: "compiler.StageRunner", threads: int = 0) -> None:

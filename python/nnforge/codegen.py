@@ -812,9 +812,14 @@ def _pads_as_fill_and_copy(module: ir.Module) -> None:
         _Scheduled(op, """
     %copy = transform.structured.insert_slice_to_copy %op : (!transform.any_op) -> !transform.any_op""")
         for op in walk_ops(module.operation)
-        if op.name == "tensor.insert_slice" and op.operands[1].owner.name == "linalg.fill"
+        if op.name == "tensor.insert_slice" and _is_filled(op.operands[1])
     ]
     _apply(module, copies, "", "padding")
+
+
+def _is_filled(value: ir.Value) -> bool:
+    """Whether `value` is the result of a `linalg.fill`."""
+    return isinstance(value, ir.OpResult) and value.owner.name == "linalg.fill"
 
 
 def lower_to_llvm(module: ir.Module, level: str, runner: "compiler.StageRunner", threads: int = 0) -> None:

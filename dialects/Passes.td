@@ -269,9 +269,11 @@ def NNFFormDispatchRegions : Pass<"nnf-form-dispatch-regions"> {
     tiled along its outer loops:
 
     - contraction groups tile every anchor loop: the anchor's producers join
-      down to one contraction (matmul, batch matmul, contraction generic)
-      and its zero fill, so a matmul's epilogue (bias, activation, residual)
-      runs on each output tile while it is hot;
+      down to one contraction (matmul, batch matmul, contraction generic) or
+      depthwise NCHW convolution and its zero fill, so a matmul's epilogue
+      (bias, activation, residual) runs on each output tile while it is hot;
+      a depthwise convolution reads windows, but a tile of its output still
+      slices its input, and its destination joins in the output's order;
     - row groups tile all anchor loops but the innermost: elementwise ops,
       fills and reductions over the innermost loop join, so a softmax or a
       layer norm runs one row at a time, its intermediates in L1.
@@ -280,10 +282,10 @@ def NNFFormDispatchRegions : Pass<"nnf-form-dispatch-regions"> {
     user reads it through a projected permutation that contains all of the
     user's tiled loops, so that fusing it into the tile loop never computes
     an element twice; the tiled loops of the new member follow from that
-    map. A group forms only if it has a root (a contraction, or a reduction
-    for row groups) and something fused with it, and if its destinations are
+    map. A group forms only if it has a root (a contraction or depthwise
+    convolution, or a reduction for row groups) and something fused with it, and if its destinations are
     its own: the anchor writes a fresh tensor of static shape, the
-    contraction accumulates into a tensor computed in the group (a zero
+    root accumulates into a tensor computed in the group (a zero
     fill, a broadcast bias). A destination shared with code outside would
     make bufferization copy every tile, so models with dynamic shapes keep
     their ops apart. Ops that read results of an im2col contraction through

@@ -652,7 +652,8 @@ def _dispatch_schedule(dispatch: ir.Operation, parallel: bool) -> str | None:
     (its m and n loops are the anchor's last two: the anchor is its
     epilogue); otherwise they are rows: the innermost loop whole, about
     ROW_TILE_ELEMENTS elements per tile (fewer, larger tiles amortize the
-    allocation of each tile's intermediates). The sizes of dynamic tiles,
+    allocation of each tile's intermediates; a depthwise convolution's
+    epilogue gets about a channel's output rows per tile). The sizes of dynamic tiles,
     read from the producers' results, are then taken from their operands
     (else the producers outside would stay alive); after each fusion CSE
     merges the slices two users read of one producer, so that it is fused

@@ -273,3 +273,35 @@ func.func @convolution_bias(%f: tensor<8x27xf32>, %cols: tensor<1x27x16xf32>, %b
   } -> tensor<1x8x4x4xf32>
   return %y : tensor<1x8x4x4xf32>
 }
+
+// -----
+
+#nchw = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>
+#channel = affine_map<(d0, d1, d2, d3) -> (d1)>
+
+// A depthwise convolution (its window reads are no projected permutation,
+// its NCHW output is not in its loop order) joins its epilogue like a
+// contraction, with its zero fill: a tile of its output slices its input.
+// CHECK-LABEL: func.func @depthwise_epilogue
+// CHECK: %[[D:.*]] = nnf.dispatch ins(%{{.*}}, %{{.*}}, %{{.*}} : tensor<1x8x10x10xf32>, tensor<8x3x3xf32>, tensor<8xf32>) -> tensor<1x8x8x8xf32> {
+// CHECK: %[[FILL:.*]] = linalg.fill
+// CHECK: %[[CONV:.*]] = linalg.depthwise_conv_2d_nchw_chw {{.*}} outs(%[[FILL]] :
+// CHECK: %[[OUT:.*]] = bufferization.alloc_tensor() : tensor<1x8x8x8xf32>
+// CHECK: %[[EPI:.*]] = linalg.generic {{.*}} ins(%[[CONV]], %{{.*}} : {{.*}}) outs(%[[OUT]] :
+// CHECK: nnf.yield %[[EPI]]
+// CHECK: return %[[D]]
+func.func @depthwise_epilogue(%x: tensor<1x8x10x10xf32>, %w: tensor<8x3x3xf32>, %scale: tensor<8xf32>) -> tensor<1x8x8x8xf32> {
+  %zero = arith.constant 0.0 : f32
+  %e = tensor.empty() : tensor<1x8x8x8xf32>
+  %acc = linalg.fill ins(%zero : f32) outs(%e : tensor<1x8x8x8xf32>) -> tensor<1x8x8x8xf32>
+  %conv = linalg.depthwise_conv_2d_nchw_chw {dilations = dense<1> : vector<2xi64>, strides = dense<1> : vector<2xi64>}
+      ins(%x, %w : tensor<1x8x10x10xf32>, tensor<8x3x3xf32>) outs(%acc : tensor<1x8x8x8xf32>) -> tensor<1x8x8x8xf32>
+  %y = linalg.generic {indexing_maps = [#nchw, #channel, #nchw], iterator_types = ["parallel", "parallel", "parallel", "parallel"]}
+      ins(%conv, %scale : tensor<1x8x8x8xf32>, tensor<8xf32>) outs(%e : tensor<1x8x8x8xf32>) {
+  ^bb0(%in: f32, %s: f32, %out: f32):
+    %m = arith.mulf %in, %s : f32
+    %r = arith.maximumf %m, %zero : f32
+    linalg.yield %r : f32
+  } -> tensor<1x8x8x8xf32>
+  return %y : tensor<1x8x8x8xf32>
+}

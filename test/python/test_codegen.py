@@ -237,6 +237,13 @@ class ConvBatchNormRelu(torch.nn.Module):
         return torch.relu(self.norm(self.conv(x))) + 1.0
 
 
+class DepthwiseBatchNormRelu6(torch.nn.Sequential):
+    def __init__(self):
+        super().__init__(
+            torch.nn.Conv2d(6, 6, 3, padding=1, groups=6, bias=False), torch.nn.BatchNorm2d(6), torch.nn.ReLU6()
+        )
+
+
 class Softmax(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.softmax(x, dim=-1)
@@ -253,6 +260,7 @@ def dispatch_regions(tmp_path: Path) -> str:
         (LinearGelu(256, 256), (128, 256)),  # whole tiles, several per thread
         (ConvBatchNormRelu(1, False).eval(), (1, 5, 9, 11)),  # im2col's expanded result, collapsed
         (ConvBatchNormRelu(3, True).eval(), (2, 5, 9, 11)),  # and the broadcast bias it accumulates into
+        (DepthwiseBatchNormRelu6().eval(), (2, 6, 9, 21)),  # rows of a channel: 16 + 5 columns
         (Softmax(), (3, 40, 1000)),  # rows: tiles of several rows, a partial one
         (torch.nn.LayerNorm(300), (2, 67, 300)),
     ],

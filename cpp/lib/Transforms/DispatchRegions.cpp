@@ -37,7 +37,8 @@ namespace {
 using TiledLoops = std::map<unsigned, unsigned>;
 
 enum class GroupKind {
-  /// One contraction and its epilogue: every anchor loop is tiled.
+  /// One contraction (or depthwise convolution) and its epilogue: every
+  /// anchor loop is tiled.
   Contraction,
   /// Reductions over the innermost loop and elementwise ops: the outer
   /// anchor loops (rows) are tiled.
@@ -52,13 +53,19 @@ struct Group {
   bool contains(Operation *op) const { return tiled.contains(op); }
 };
 
+bool isDepthwiseConvolution(Operation *op) {
+  return isa<linalg::DepthwiseConv2DNchwChwOp>(op);
+}
+
 /// A linalg op on tensors with one result and projected-permutation maps:
-/// what tile-and-fuse can slice.
+/// what tile-and-fuse can slice. A depthwise convolution reads windows (no
+/// projected permutation), but a tile of its output still slices its input.
 bool isFusable(linalg::LinalgOp op) {
   return op.hasPureTensorSemantics() && op->getNumResults() == 1 &&
-         llvm::all_of(op.getIndexingMapsArray(), [](AffineMap map) {
-           return map.isProjectedPermutation();
-         });
+         (isDepthwiseConvolution(op) ||
+          llvm::all_of(op.getIndexingMapsArray(), [](AffineMap map) {
+            return map.isProjectedPermutation();
+          }));
 }
 
 bool hasOnlyParallelLoops(linalg::LinalgOp op) {
@@ -74,6 +81,11 @@ bool isRowReduction(linalg::LinalgOp op) {
 bool isContraction(Operation *op) {
   auto linalgOp = dyn_cast_or_null<linalg::LinalgOp>(op);
   return linalgOp && linalg::isaContractionOpInterface(linalgOp);
+}
+
+/// The root of a Contraction group: it accumulates into its destination.
+bool isAccumulatingRoot(Operation *op) {
+  return isContraction(op) || isDepthwiseConvolution(op);
 }
 
 /// Whether `map` reads dims in loop order (a broadcast, a projection, the
@@ -96,7 +108,11 @@ FailureOr<TiledLoops> tiledLoopsFor(linalg::LinalgOp producer, OpOperand &use,
                                     const TiledLoops &userTiled) {
   auto user = cast<linalg::LinalgOp>(use.getOwner());
   AffineMap readMap = user.getMatchingIndexingMap(&use);
-  if (!keepsLoopOrder(readMap))
+  // A depthwise convolution's NCHW output follows its loops (n, oh, ow, c)
+  // in another order; its destination's tiles are its output's all the same.
+  bool isConvolutionInit =
+      isDepthwiseConvolution(user) && user.isDpsInit(&use);
+  if (!keepsLoopOrder(readMap) && !isConvolutionInit)
     return failure();
   AffineMap resultMap =
       producer.getIndexingMapMatchingResult(cast<OpResult>(use.get()));
@@ -120,13 +136,13 @@ bool writesFreshTensors(linalg::LinalgOp op) {
 }
 
 /// Whether the group's anchor writes a fresh (static) tensor and its
-/// contraction, if any, accumulates into one computed in the group (a zero
-/// fill, a broadcast bias): tiles of both are then private to the tile
+/// accumulating root, if any, accumulates into one computed in the group (a
+/// zero fill, a broadcast bias): tiles of both are then private to the tile
 /// loop. A destination from outside may share its buffer with another
 /// member's, and bufferization copies each tile.
-bool hasPrivateDestinations(const Group &group, Operation *contraction) {
-  if (contraction)
-    for (Value init : cast<linalg::LinalgOp>(contraction).getDpsInits()) {
+bool hasPrivateDestinations(const Group &group, Operation *root) {
+  if (root)
+    for (Value init : cast<linalg::LinalgOp>(root).getDpsInits()) {
       auto initializer = init.getDefiningOp<linalg::LinalgOp>();
       if (!initializer || !group.contains(initializer) ||
           !hasOnlyParallelLoops(initializer) ||
@@ -148,7 +164,7 @@ std::optional<Group> growGroup(linalg::LinalgOp anchor, GroupKind kind,
   group.members.push_back(anchor);
   group.tiled[anchor] = anchorTiled;
   bool hasRoot = false;
-  Operation *contractionOp = nullptr;
+  Operation *accumulatingRoot = nullptr;
   // Users come after their producers: walking backwards, every user that can
   // join has had its chance before the producer is looked at.
   for (Operation *op = anchor->getPrevNode(); op; op = op->getPrevNode()) {
@@ -156,10 +172,10 @@ std::optional<Group> growGroup(linalg::LinalgOp anchor, GroupKind kind,
     if (!producer || taken.contains(op) || !isFusable(producer) ||
         op->use_empty())
       continue;
-    bool contraction = isContraction(producer);
-    if (contraction && (kind != GroupKind::Contraction || hasRoot))
+    bool accumulating = isAccumulatingRoot(producer);
+    if (accumulating && (kind != GroupKind::Contraction || hasRoot))
       continue;
-    bool reduction = !contraction && !hasOnlyParallelLoops(producer);
+    bool reduction = !accumulating && !hasOnlyParallelLoops(producer);
     if (reduction && (kind != GroupKind::Rows || !isRowReduction(producer)))
       continue;
     std::optional<TiledLoops> tiled;
@@ -183,11 +199,11 @@ std::optional<Group> growGroup(linalg::LinalgOp anchor, GroupKind kind,
       continue;
     group.members.push_back(op);
     group.tiled[op] = *tiled;
-    hasRoot |= contraction || reduction;
-    if (contraction)
-      contractionOp = op;
+    hasRoot |= accumulating || reduction;
+    if (accumulating)
+      accumulatingRoot = op;
   }
-  if (!hasPrivateDestinations(group, contractionOp))
+  if (!hasPrivateDestinations(group, accumulatingRoot))
     return std::nullopt;
   unsigned computing = llvm::count_if(group.members, [](Operation *op) {
     return !isa<linalg::FillOp>(op);

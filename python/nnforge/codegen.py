@@ -12,8 +12,8 @@ scalar loop nest instead of failing the compilation.
 Schedules, for AVX-512 (32 registers of 16 f32):
 - contractions (matmul in any operand layout, batch_matmul, contraction
   generics): output tiles of 128 x 128 (64 rows where 128 do not divide m;
-  columns in equal tiles where 128 do not divide n: 196, 3136 = 14 x 224;
-  shared among threads), k tiles of 256, then register tiles of 8 x 32
+  columns in equal tiles where 128 do not divide n: 196 (two halves if
+  it is the only output tile), 3136 = 14 x 224; shared among threads), k tiles of 256, then register tiles of 8 x 32
   with k step 1, vectorized to a `vector.contract` lowered to outer
   products (`vector.fma` on vector<32xf32>); each accumulator is hoisted
   out of the k loop into registers. The columns of an output tile after
@@ -44,6 +44,7 @@ loops, which `linalg_to_llvm_optimized` hands to OpenMP threads.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -371,7 +372,23 @@ def _cache_tiles(roles: dict[int, str], sizes: list[int | None]) -> list[int]:
             elif roles[loop] == "n":
                 tile = _equal_n_tile(size, tile)
         tiles.append(tile)
-    return _clamp(tiles, sizes)
+    tiles = _clamp(tiles, sizes)
+    # Columns taken whole in one output tile would leave the other threads
+    # idle: two equal halves instead.
+    n = _role_dim(roles, "n")
+    if sizes[n] is not None and sizes[n] > CACHE_TILE["n"] and tiles[n] == sizes[n] and sizes[n] % 2 == 0:
+        if _output_tile_count(roles, sizes, tiles) == 1:
+            tiles[n] //= 2
+    return tiles
+
+
+def _output_tile_count(roles: dict[int, str], sizes: list[int | None], tiles: list[int]) -> float:
+    """How many output tiles a contraction's cache tiles make (inf: dynamic)."""
+    count = 1.0
+    for loop, role in roles.items():
+        if role != "k":
+            count *= math.inf if sizes[loop] is None else -(-sizes[loop] // tiles[loop])
+    return count
 
 
 def _equal_n_tile(size: int, tile: int) -> int:

@@ -52,10 +52,11 @@ def test_matmul_odd_sizes(m, k, n, tmp_path):
     check(compile_optimized(MatMul(), (a, b), tmp_path)(a.numpy(), b.numpy()), a @ b)
 
 
-@pytest.mark.parametrize("n,widths", [(49, [16, 1]), (183, [16, 4, 2, 1]), (784, [16])])
+@pytest.mark.parametrize("n,widths", [(49, [16, 1]), (183, [16, 4, 2, 1]), (784, [16]), (196, [2])])
 def test_partial_column_tiles_keep_their_accumulators_in_registers(n, widths, tmp_path):
     """Columns after the last full 32-wide register tile (49 = 32 + 17; 784
-    in cache tiles of 112 = 3 x 32 + 16) are cut into power-of-two widths,
+    in cache tiles of 112 = 3 x 32 + 16; 196, the only output tile, in two
+    halves of 3 x 32 + 2 for two threads) are cut into power-of-two widths,
     each with an unmasked accumulator that its k loop carries in registers."""
     a, b = torch.randn(16, 24), torch.randn(24, n)
     compiled = compile_optimized(MatMul(), (a, b), tmp_path)

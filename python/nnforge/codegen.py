@@ -12,11 +12,12 @@ scalar loop nest instead of failing the compilation.
 Schedules, for AVX-512 (32 registers of 16 f32):
 - contractions (matmul in any operand layout, batch_matmul, contraction
   generics): output tiles of 128 x 128 (64 rows where 128 do not divide m;
-  columns in equal tiles where 128 do not divide n: 196 (two halves if
-  it is the only output tile), 3136 = 14 x 224; shared among threads), k tiles of 256, then register tiles of 8 x 32
-  with k step 1, vectorized to a `vector.contract` lowered to outer
-  products (`vector.fma` on vector<32xf32>); each accumulator is hoisted
-  out of the k loop into registers. The columns of an output tile after
+  columns in equal tiles where 128 do not divide n: 196 (two halves if it
+  is the only output tile), 3136 = 14 x 224; shared among threads), k
+  tiles of 256, then register tiles of 8 x 32 with k step 1, vectorized
+  to a `vector.contract` lowered to outer products (`vector.fma` on
+  vector<32xf32>); each accumulator is hoisted out of the k loop into
+  registers. The columns of an output tile after
   its last full register tile get power-of-two widths (49 = 32 + 16 + 1),
   unmasked; masks remain only where n is dynamic.
 - 2-D convolutions (NCHW/FCHW, NHWC/HWCF, NHWC/FHWC): im2col, then the
@@ -44,7 +45,6 @@ loops, which `linalg_to_llvm_optimized` hands to OpenMP threads.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -333,22 +333,37 @@ def _contraction_schedule(op: ir.Operation, parallel: bool) -> str | None:
     %tiles = transform.structured.match interface{{LinalgOp}} in %main_loops#{order.index(m_dim)}
         : (!transform.any_op) -> !transform.any_op
     transform.structured.vectorize %tiles vector_sizes {register} : !transform.any_op"""
-    # Hoisting (last) keeps each accumulator tile in registers across its k
-    # loop; canonicalization may have folded single-iteration loops away, so
-    # the loops are found again, in the function.
     return f"""{_tile_outer("op", "c", outer, parallel)}{_tile_outer("c", "ck", inner, False)}
 {tiling}
-    %f = transform.get_parent_op %main_loops#0 {{op_name = "func.func"}} : (!transform.any_op) -> !transform.any_op
-    transform.apply_patterns to %f {{
+    %f = transform.get_parent_op %main_loops#0 {{op_name = "func.func"}} : (!transform.any_op) -> !transform.any_op""" + (
+        _hoist_accumulators("f", _CONTRACTION_PATTERNS)
+    )
+
+
+# Vector patterns that turn a vectorized contraction's multiply-reduce into
+# a `vector.contract` on unpermuted transfers.
+_CONTRACTION_PATTERNS = """
+      transform.apply_patterns.vector.reduction_to_contract
+      transform.apply_patterns.vector.transfer_permutation_patterns"""
+
+
+def _hoist_accumulators(function: str, patterns: str = "") -> str:
+    """Transform ops that clean up the vectorized code of function handle
+    `%function` and hoist each loop-invariant accumulator (a transfer
+    read and write of the same slice) out of its loop, into registers.
+
+    Masks are lowered first: the canonicalizer asserts on some masked
+    transfers on tensors. Canonicalization may fold single-iteration loops
+    away, so the loops are found again, in the function."""
+    return f"""
+    transform.apply_patterns to %{function} {{
       transform.apply_patterns.vector.lower_masked_transfers
     }} : !transform.any_op
-    transform.apply_patterns to %f {{
-      transform.apply_patterns.vector.reduction_to_contract
-      transform.apply_patterns.vector.transfer_permutation_patterns
+    transform.apply_patterns to %{function} {{{patterns}
       transform.apply_patterns.canonicalization
     }} : !transform.any_op
-    transform.apply_cse to %f : !transform.any_op
-    %loops = transform.structured.match ops{{["scf.for"]}} in %f : (!transform.any_op) -> !transform.any_op
+    transform.apply_cse to %{function} : !transform.any_op
+    %loops = transform.structured.match ops{{["scf.for"]}} in %{function} : (!transform.any_op) -> !transform.any_op
     transform.loop.hoist_loop_invariant_subsets %loops : !transform.any_op"""
 
 
@@ -377,18 +392,16 @@ def _cache_tiles(roles: dict[int, str], sizes: list[int | None]) -> list[int]:
     # idle: two equal halves instead.
     n = _role_dim(roles, "n")
     if sizes[n] is not None and sizes[n] > CACHE_TILE["n"] and tiles[n] == sizes[n] and sizes[n] % 2 == 0:
-        if _output_tile_count(roles, sizes, tiles) == 1:
+        if _makes_one_output_tile(roles, sizes, tiles):
             tiles[n] //= 2
     return tiles
 
 
-def _output_tile_count(roles: dict[int, str], sizes: list[int | None], tiles: list[int]) -> float:
-    """How many output tiles a contraction's cache tiles make (inf: dynamic)."""
-    count = 1.0
-    for loop, role in roles.items():
-        if role != "k":
-            count *= math.inf if sizes[loop] is None else -(-sizes[loop] // tiles[loop])
-    return count
+def _makes_one_output_tile(roles: dict[int, str], sizes: list[int | None], tiles: list[int]) -> bool:
+    """Whether a contraction's cache tiles cover its whole output at once."""
+    return all(
+        role == "k" or (sizes[loop] is not None and sizes[loop] <= tiles[loop]) for loop, role in roles.items()
+    )
 
 
 def _equal_n_tile(size: int, tile: int) -> int:
@@ -569,18 +582,7 @@ def _row_segment_schedule(op: ir.Operation, outer: list[int], inner: list[int], 
     }} : !transform.any_op
     %{loop}_segment = transform.structured.match ops{{["linalg.generic"]}} in %{loop} : (!transform.any_op) -> !transform.any_op
     transform.structured.vectorize %{loop}_segment vector_sizes [{width}] : !transform.any_op"""
-    # As after a contraction's vectorization (masks first: the canonicalizer
-    # asserts on some masked transfers on tensors).
-    return text + """
-    transform.apply_patterns to %f {
-      transform.apply_patterns.vector.lower_masked_transfers
-    } : !transform.any_op
-    transform.apply_patterns to %f {
-      transform.apply_patterns.canonicalization
-    } : !transform.any_op
-    transform.apply_cse to %f : !transform.any_op
-    %loops = transform.structured.match ops{["scf.for"]} in %f : (!transform.any_op) -> !transform.any_op
-    transform.loop.hoist_loop_invariant_subsets %loops : !transform.any_op"""
+    return text + _hoist_accumulators("f")
 
 
 def _depthwise_schedule(op: ir.Operation, parallel: bool) -> str | None:
@@ -670,11 +672,11 @@ def _dispatch_schedule(dispatch: ir.Operation, parallel: bool) -> str | None:
     epilogue); otherwise they are rows: the innermost loop whole, about
     ROW_TILE_ELEMENTS elements per tile (fewer, larger tiles amortize the
     allocation of each tile's intermediates; a depthwise convolution's
-    epilogue gets about a channel's output rows per tile). The sizes of dynamic tiles,
-    read from the producers' results, are then taken from their operands
-    (else the producers outside would stay alive); after each fusion CSE
-    merges the slices two users read of one producer, so that it is fused
-    (computed) once. None: nothing to tile.
+    epilogue gets about a channel's output rows per tile). The sizes of
+    dynamic tiles, read from the producers' results, are then taken from
+    their operands (else the producers outside would stay alive); after each
+    fusion CSE merges the slices two users read of one producer, so that it
+    is fused (computed) once. None: nothing to tile.
     """
     block = dispatch.regions[0].blocks[0]
     members = [op.operation for op in block.operations if op.operation.name.startswith("linalg.")]

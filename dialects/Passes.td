@@ -104,6 +104,34 @@ def NNFFoldConstantTransposes
   let dependentDialects = ["::mlir::arith::ArithDialect"];
 }
 
+def NNFUnbroadcastBatchMatmul : Pass<"nnf-unbroadcast-batch-matmul"> {
+  let summary = "Rewrite a batch matmul by one broadcast matrix as a matmul";
+  let description = [{
+    Replaces a `linalg.batch_matmul` whose right operand is a single `[K, N]`
+    matrix broadcast along the batch (a `linalg.broadcast` or an equivalent
+    generic) by one `linalg.matmul` of the left operand's rows collapsed to
+    `[B*M, K]`, its result expanded back to `[B, M, N]`. torch-mlir emits the
+    broadcast form for a linear layer on a 3-D input whose rows are not
+    contiguous (a transformer's in-projection after a batch-first
+    transpose): B copies of the weights would be written to memory on every
+    call (400 MB for a 512x1536 weight over 128 batches). Static batch and
+    row sizes only.
+
+    Example:
+
+    ```mlir
+    %wb = linalg.broadcast ins(%w : tensor<8x16xf32>) outs(%e : tensor<4x8x16xf32>) dimensions = [0]
+    %r = linalg.batch_matmul ins(%x, %wb : tensor<4x2x8xf32>, tensor<4x8x16xf32>) outs(%acc : tensor<4x2x16xf32>) -> tensor<4x2x16xf32>
+    // becomes
+    %rows = tensor.collapse_shape %x [[0, 1], [2]] : tensor<4x2x8xf32> into tensor<8x8xf32>
+    %flat = tensor.collapse_shape %acc [[0, 1], [2]] : tensor<4x2x16xf32> into tensor<8x16xf32>
+    %m = linalg.matmul ins(%rows, %w : tensor<8x8xf32>, tensor<8x16xf32>) outs(%flat : tensor<8x16xf32>) -> tensor<8x16xf32>
+    %r = tensor.expand_shape %m [[0, 1], [2]] output_shape [4, 2, 16] : tensor<8x16xf32> into tensor<4x2x16xf32>
+    ```
+  }];
+  let dependentDialects = ["::mlir::tensor::TensorDialect"];
+}
+
 def NNFFuseElementwise : Pass<"nnf-fuse-elementwise"> {
   let summary = "Fuse elementwise producers into consumers without recomputation";
   let description = [{
@@ -135,6 +163,12 @@ def NNFFuseElementwise : Pass<"nnf-fuse-elementwise"> {
     "::mlir::affine::AffineDialect",
     "::mlir::linalg::LinalgDialect",
     "::mlir::tensor::TensorDialect",
+  ];
+  let options = [
+    Option<"propagateReshapes", "propagate-reshapes", "bool", /*default=*/"true",
+           "Fold reshapes into the linalg ops around them by expanding their "
+           "loops (off: matmuls stay named matmuls, as the CUDA target's "
+           "schedules want them)">,
   ];
 }
 

@@ -478,15 +478,14 @@ def compile(
     module, level, signature = prepare(
         model, example_inputs, level=level, dynamic_shapes=dynamic_shapes, runner=runner
     )
-    stages = pipelines.stages(level)
     if target == "cuda" and level == pipelines.BUFFERS_LEVEL:
         raise CompileError(
             "the CUDA pipeline starts from linalg on tensors, and this model comes bufferized: it holds "
             "ops (sort, top-k, cumulative sums, scatter) that torch-mlir lowers to loops on buffers"
         )
     if target == "cuda":
-        # The target-independent stages, then the GPU mapping and lowering.
-        for name, pipeline in stages[:-1]:
+        # Import level to fused linalg, then the GPU mapping and lowering.
+        for name, pipeline in pipelines.stages(level, target):
             runner.run(module, name, pipeline)
         gpu.lower_to_cuda(module, runner, chip)
         gpu.check_only_llvm_host(module)
@@ -495,7 +494,7 @@ def compile(
     if optimize:
         module = _lower_optimized_or_naive(module, level, runner, threads)
     else:
-        for name, pipeline in stages:
+        for name, pipeline in pipelines.stages(level):
             runner.run(module, name, pipeline)
     # OpenMP ops are translated to LLVM IR (runtime calls) alongside the LLVM dialect.
     check_only_llvm(module, also_allowed=("omp.",) if threads != 1 else ())

@@ -18,12 +18,20 @@ TOSA_TO_LINALG = (
     "tosa-to-linalg),tosa-to-arith,tosa-to-tensor,canonicalize,cse"
 )
 
-# Transposes constant weights once, at compile time, then fuses elementwise
-# producers into their consumers on tensors, so that fewer intermediates
-# reach memory (never at the cost of recomputing a producer per consumer
-# iteration: see nnf-fuse-elementwise).
+# Multiplies every batch by a broadcast matrix as one matmul (no copy of the
+# weights per batch), transposes constant weights once, at compile time, then
+# fuses elementwise producers into their consumers on tensors, so that fewer
+# intermediates reach memory (never at the cost of recomputing a producer per
+# consumer iteration: see nnf-fuse-elementwise).
 LINALG_FUSION = (
-    "nnf-fold-constant-transposes,linalg-fold-unit-extent-dims,nnf-fuse-elementwise,canonicalize,cse"
+    "nnf-unbroadcast-batch-matmul,nnf-fold-constant-transposes,linalg-fold-unit-extent-dims,"
+    "nnf-fuse-elementwise,canonicalize,cse"
+)
+# The same for the CUDA target, whose kernel schedules take matmuls and batch
+# matmuls as named ops: reshapes are not folded into them (which would make
+# them generics with the rows split over several loops).
+LINALG_FUSION_CUDA = LINALG_FUSION.replace(
+    "nnf-fuse-elementwise", "nnf-fuse-elementwise{propagate-reshapes=false}"
 )
 
 # Groups each contraction with its epilogue, and reductions over rows with
@@ -101,8 +109,9 @@ BUFFERS_LEVEL = "linalg-on-buffers"
 LEVELS = ("nnf", "tosa", "linalg", BUFFERS_LEVEL)
 
 
-def stages(level: str) -> list[tuple[str, str]]:
-    """The (stage name, pipeline) steps from `level` to the LLVM dialect."""
+def stages(level: str, target: str = "cpu") -> list[tuple[str, str]]:
+    """The (stage name, pipeline) steps from `level` to the LLVM dialect on
+    the CPU; for target "cuda", to fused linalg on tensors."""
     if level not in LEVELS:
         raise ValueError(f"no pipeline from level {level!r}: expected one of {', '.join(LEVELS)}")
     if level == BUFFERS_LEVEL:
@@ -114,9 +123,9 @@ def stages(level: str) -> list[tuple[str, str]]:
         steps.append(("tosa-to-linalg", TOSA_TO_LINALG))
     # Any level may hold nnf ops (the nnf level holds linalg too).
     steps.append(("nnf-to-linalg", NNF_TO_LINALG))
-    steps.append(("linalg-fusion", LINALG_FUSION))
-    steps.append(("linalg-to-llvm", LINALG_TO_LLVM_NAIVE))
-    return steps
+    if target == "cuda":
+        return [*steps, ("linalg-fusion", LINALG_FUSION_CUDA)]
+    return [*steps, ("linalg-fusion", LINALG_FUSION), ("linalg-to-llvm", LINALG_TO_LLVM_NAIVE)]
 
 
 def wrap(pipeline: str) -> str:

@@ -88,9 +88,11 @@ class Softmax(torch.nn.Module):
 def _models():
     torch.manual_seed(0)
     return {
-        # 128x64 @ 64x256 takes the shared-memory matmul schedule; 8x64 does not.
+        # 128x64 @ 64x256 takes the shared-memory matmul schedule (k-steps of 32); 8x64 does not.
         "matmul": (Matmul(), (torch.randn(128, 64), torch.randn(64, 256))),
         "matmul_small": (Matmul(), (torch.randn(8, 64), torch.randn(64, 40))),
+        "batch_matmul": (Matmul(), (torch.randn(3, 64, 32), torch.randn(3, 32, 128))),
+        "matmul_k48": (Matmul(), (torch.randn(64, 48), torch.randn(48, 64))),  # k-steps of 16
         "mlp": (MLP(), (torch.randn(64, 128),)),
         "conv2d": (Conv(), (torch.randn(1, 3, 16, 16),)),
         "softmax": (Softmax(), (torch.randn(8, 100),)),
@@ -104,7 +106,7 @@ def _models():
 
 
 MODELS = _models()
-COMPILED = ["matmul", "mlp", "conv2d", "softmax", "layer_norm", "transformer"]
+COMPILED = ["matmul", "batch_matmul", "mlp", "conv2d", "softmax", "layer_norm", "transformer"]
 
 
 def _expected(name):
@@ -122,7 +124,7 @@ def _emulate_on_cpu(name) -> CompiledModel:
         function = entry_function(module)
         signature = signature_of(function)
         function.attributes["llvm.emit_c_interface"] = ir.UnitAttr.get()
-        for stage, pipeline in pipelines.stages(level)[:-1]:
+        for stage, pipeline in pipelines.stages(level, "cuda"):
             runner.run(module, stage, pipeline)
         runner.run(module, "bufferize", gpu.BUFFERIZE)
         gpu.insert_matmul_schedule(module, entry_function(module), on_gpu=False)
@@ -182,6 +184,29 @@ def test_matmul_uses_shared_memory(tmp_path):
     nnforge.compile(model, inputs, target="cuda", dump_ir=tmp_path)
     ptx = (tmp_path / "kernels.ptx").read_text()
     assert ".shared" in ptx and "bar.sync" in ptx
+
+
+def test_reductions_accumulate_in_registers(tmp_path):
+    model, inputs = MODELS["layer_norm"]
+    nnforge.compile(model, inputs, target="cuda", dump_ir=tmp_path)
+    assert "#gpu.address_space<private>" in (tmp_path / "07-gpu-map-generic.mlir").read_text()
+    assert ".local" not in (tmp_path / "kernels.ptx").read_text()  # LLVM made the copies registers
+
+
+def _shared_memory_kernels(module_text: str) -> int:
+    return module_text.count("known_block_size = array<i32: 16, 16, 1>")
+
+
+def test_batch_matmuls_and_linear_layers_take_the_shared_memory_schedule(tmp_path):
+    # Batch-first attention: the in-projection is a batch matmul by broadcast
+    # weights (one matmul once unbroadcast), the heads' products batch
+    # matmuls, the feed-forward layers matmuls: all six take the schedule.
+    layer = torch.nn.TransformerEncoderLayer(128, 2, 128, dropout=0.0, batch_first=True).eval()
+    nnforge.compile(layer, (torch.randn(4, 64, 128),), target="cuda", dump_ir=tmp_path)
+    outlined = (tmp_path / "08-gpu-outline.mlir").read_text()
+    assert _shared_memory_kernels(outlined) == 6
+    fused = (tmp_path / "02-linalg-fusion.mlir").read_text()
+    assert "tensor<64x128x384xf32>" not in fused  # the weights, once per batch (sequence position)
 
 
 def test_unknown_chip_is_an_error_not_an_abort():

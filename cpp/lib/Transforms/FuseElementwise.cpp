@@ -59,13 +59,17 @@ bool hasOneUseProducer(OpOperand *fusedOperand) {
 
 struct NNFFuseElementwisePass
     : nnforge::impl::NNFFuseElementwiseBase<NNFFuseElementwisePass> {
+  using NNFFuseElementwiseBase::NNFFuseElementwiseBase;
+
   void runOnOperation() override {
     MLIRContext *context = &getContext();
     RewritePatternSet patterns(context);
     linalg::populateElementwiseOpsFusionPatterns(patterns, shouldFuse);
-    linalg::populateFoldReshapeOpsByExpansionPatterns(patterns,
-                                                      hasOneUseProducer);
-    tensor::populateBubbleUpExpandShapePatterns(patterns);
+    if (propagateReshapes) {
+      linalg::populateFoldReshapeOpsByExpansionPatterns(patterns,
+                                                        hasOneUseProducer);
+      tensor::populateBubbleUpExpandShapePatterns(patterns);
+    }
     affine::AffineApplyOp::getCanonicalizationPatterns(patterns, context);
     linalg::GenericOp::getCanonicalizationPatterns(patterns, context);
     tensor::ExpandShapeOp::getCanonicalizationPatterns(patterns, context);

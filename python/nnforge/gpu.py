@@ -258,30 +258,29 @@ def remove_schedule(module: ir.Module) -> None:
 _SCHEDULED_MATMULS = {"linalg.matmul": 0, "linalg.batch_matmul": 1}
 
 
-# Each thread's 4x4 micro tile, vectorized, is read and written once around
-# the k loop (hoisted: the accumulator lives in registers, not in global
-# memory per k-step); its contraction becomes outer products (FMAs) and its
-# transfers 1-D vector loads and stores (what the NVVM lowering takes).
-_MICRO_TILE_IN_REGISTERS = """
+# Each thread's 4x4 micro tile, vectorized: its contraction becomes outer
+# products (FMAs), its transfers 1-D vector loads and stores (what the NVVM
+# lowering takes). Its accumulator stays in the block's shared-memory tile:
+# upstream's hoisting of vector transfers out of the k loop refuses buffers
+# that are views, so registers would need the mapping done on tensors.
+_MICRO_TILE_AS_FMAS = """
   %funcs = transform.structured.match ops{["func.func"]} in %root : (!transform.any_op) -> !transform.any_op
   transform.apply_patterns to %funcs {
     transform.apply_patterns.vector.reduction_to_contract
     transform.apply_patterns.vector.transfer_permutation_patterns
     transform.apply_patterns.canonicalization
   } : !transform.any_op
-  transform.apply_cse to %funcs : !transform.any_op
-  %hoisted = transform.structured.hoist_redundant_vector_transfers %funcs : (!transform.any_op) -> !transform.any_op
-  transform.apply_patterns to %hoisted {
+  transform.apply_patterns to %funcs {
     transform.apply_patterns.vector.lower_contraction lowering_strategy = "outerproduct"
   } : !transform.any_op
-  transform.apply_patterns to %hoisted {
+  transform.apply_patterns to %funcs {
     transform.apply_patterns.vector.lower_outerproduct
     transform.apply_patterns.vector.lower_broadcast
   } : !transform.any_op
-  transform.apply_patterns to %hoisted {
+  transform.apply_patterns to %funcs {
     transform.apply_patterns.vector.transfer_to_scf max_transfer_rank = 1 full_unroll = true
   } : !transform.any_op
-  transform.apply_patterns to %hoisted {
+  transform.apply_patterns to %funcs {
     transform.apply_patterns.vector.lower_transfer max_transfer_rank = 1
     transform.apply_patterns.vector.lower_shape_cast
     transform.apply_patterns.canonicalization
@@ -342,7 +341,7 @@ def insert_matmul_schedule(module: ir.Module, function: ir.Operation, on_gpu: bo
         if on_gpu:
             body += _map_to_gpu(index, (threads[1], threads[0]))
     if matmuls:
-        body += _MICRO_TILE_IN_REGISTERS
+        body += _MICRO_TILE_AS_FMAS
     _insert_schedule(module, _transform_script(body))
     return len(matmuls)
 

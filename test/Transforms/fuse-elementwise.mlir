@@ -1,4 +1,5 @@
 // RUN: nnforge-opt %s --nnf-fuse-elementwise --split-input-file | FileCheck %s
+// RUN: nnforge-opt %s --nnf-fuse-elementwise='propagate-reshapes=false' --split-input-file | FileCheck %s --check-prefix=KEEP
 
 #id = affine_map<(d0, d1) -> (d0, d1)>
 #mk = affine_map<(d0, d1, d2) -> (d0, d2)>
@@ -112,4 +113,33 @@ func.func @expensive_producer_two_users(%x: tensor<4x8xf32>, %init: tensor<4xf32
     linalg.yield %n : f32
   } -> tensor<4x8xf32>
   return %neg : tensor<4x8xf32>
+}
+
+// -----
+
+// A matmul reshaped before its bias add: by default the reshape folds into
+// the matmul (a 3-D generic, the rows over two loops); with
+// propagate-reshapes=false (the CUDA target's fusion) it stays a matmul.
+#rows = affine_map<(d0, d1, d2) -> (d0, d1, d2)>
+#bias = affine_map<(d0, d1, d2) -> (d2)>
+// CHECK-LABEL: func.func @matmul_then_reshape
+// CHECK-NOT: linalg.matmul
+// CHECK: linalg.generic {{.*}}"reduction"
+// KEEP-LABEL: func.func @matmul_then_reshape
+// KEEP: linalg.matmul
+// KEEP: tensor.expand_shape
+func.func @matmul_then_reshape(%a: tensor<8x16xf32>, %b: tensor<16x32xf32>, %bias: tensor<32xf32>) -> tensor<2x4x32xf32> {
+  %zero = arith.constant 0.0 : f32
+  %e = tensor.empty() : tensor<8x32xf32>
+  %acc = linalg.fill ins(%zero : f32) outs(%e : tensor<8x32xf32>) -> tensor<8x32xf32>
+  %m = linalg.matmul ins(%a, %b : tensor<8x16xf32>, tensor<16x32xf32>) outs(%acc : tensor<8x32xf32>) -> tensor<8x32xf32>
+  %r = tensor.expand_shape %m [[0, 1], [2]] output_shape [2, 4, 32] : tensor<8x32xf32> into tensor<2x4x32xf32>
+  %e3 = tensor.empty() : tensor<2x4x32xf32>
+  %out = linalg.generic {indexing_maps = [#rows, #bias, #rows], iterator_types = ["parallel", "parallel", "parallel"]}
+      ins(%r, %bias : tensor<2x4x32xf32>, tensor<32xf32>) outs(%e3 : tensor<2x4x32xf32>) {
+  ^bb0(%x: f32, %y: f32, %o: f32):
+    %s = arith.addf %x, %y : f32
+    linalg.yield %s : f32
+  } -> tensor<2x4x32xf32>
+  return %out : tensor<2x4x32xf32>
 }

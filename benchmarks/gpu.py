@@ -13,9 +13,10 @@ Two halves, so that the GPU machine needs neither MLIR nor a compiler:
       checks it against the same torch model on CUDA and times both.
   Without either flag it does both (a machine with nnforge and a GPU).
 
-Times are medians of --repeat calls. "nnforge" and "torch e2e" both start
-from numpy arrays in host memory and end with numpy arrays (copies
-included); "torch gpu" is torch with the data already on the GPU. For the
+Times are medians of --repeat calls, the three timings taking turns in every
+repeat (a slow spell of the machine hits all three). "nnforge" and "torch
+e2e" both start from numpy arrays in host memory and end with numpy arrays
+(copies included); "torch gpu" is torch with the data already on the GPU. For the
 matmuls the kernel time of the nnforge call is also measured with
 torch.profiler (CUPTI sees every kernel of the process) and shown as
 TFLOP/s next to cuBLAS's (torch's default FP32 matmul, TF32 off).
@@ -116,16 +117,19 @@ def compile_all(out: Path, chip: str, names: list[str]) -> None:
     (out / "chip.json").write_text(json.dumps({"chip": chip}))
 
 
-def median_seconds(function, repeat: int) -> float:
-    function()  # warm-up (module load, allocator, cuBLAS handles)
+def interleaved_medians(functions: dict[str, object], repeat: int) -> dict[str, float]:
+    """Median seconds per call of each function, the functions taking turns in every repeat."""
+    for function in functions.values():
+        function()  # warm-up (module load, allocator, cuBLAS handles)
     torch.cuda.synchronize()
-    times = []
+    times: dict[str, list[float]] = {name: [] for name in functions}
     for _ in range(repeat):
-        start = time.perf_counter()
-        function()
-        torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, function in functions.items():
+            start = time.perf_counter()
+            function()
+            torch.cuda.synchronize()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def kernel_seconds(function) -> float:
@@ -162,10 +166,12 @@ def run_all(out: Path, repeat: int, names: list[str]) -> int:
             expected = module(*on_gpu).cpu().numpy()
             result = compiled(*arrays)
             error = float(np.max(np.abs(result - expected)) / (np.max(np.abs(expected)) or 1.0))
-            ours = median_seconds(lambda: compiled(*arrays), repeat)
-            theirs_e2e = median_seconds(
-                lambda: module(*[torch.from_numpy(a).cuda() for a in arrays]).cpu(), repeat)
-            theirs_gpu = median_seconds(lambda: module(*on_gpu), repeat)
+            medians = interleaved_medians({
+                "ours": lambda: compiled(*arrays),
+                "theirs_e2e": lambda: module(*[torch.from_numpy(a).cuda() for a in arrays]).cpu(),
+                "theirs_gpu": lambda: module(*on_gpu),
+            }, repeat)
+            ours, theirs_e2e, theirs_gpu = medians["ours"], medians["theirs_e2e"], medians["theirs_gpu"]
         ok = error < 1e-3
         failures += not ok
         detail = ""

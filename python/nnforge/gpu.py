@@ -632,8 +632,9 @@ def kernel_objects(module: ir.Module) -> list[tuple[str, bytes]]:
 
 # Where a saved CUDA model says which target it was compiled for.
 TARGET_SYMBOL = "nnforge_target"
-# nnforge's part of a CUDA model's runtime (`mgpuModuleUnload`, quiet at
-# exit), linked in ahead of MLIR's CUDA wrappers.
+# nnforge's versions of some of MLIR's CUDA wrappers (device memory from the
+# driver's caching pool, a quiet kernel unload at exit), linked in ahead of
+# libmlir_cuda_runtime.so.
 CUDA_RUNTIME_ARCHIVE = "libNNForgeCudaRuntimeStatic.a"
 
 

@@ -13,8 +13,9 @@ Steps (named pipelines in `cuda_stages`, Python rewrites in between):
     arena (`gpu.alloc`), inputs copied in, results copied out;
     `memref.copy` -> `linalg.copy` (a kernel like the other ops).
  3. gpu-map-matmul: `linalg.matmul` and `linalg.batch_matmul` with
-    tile-aligned shapes -> a kernel with 64x64 output tiles per block (a
-    batch per grid z) accumulating in shared memory, A and B tiles staged
+    tile-aligned shapes -> a kernel with 64x64 output tiles per block (32x32
+    where the grid would have few blocks; a batch per grid z) accumulating
+    in shared memory, A and B tiles staged
     in shared memory per k-step of 32 (or 16), 4x4 outputs per thread as
     vector FMAs (transform dialect).
  4. gpu-generalize, then (Python) a schedule per remaining op and
@@ -63,10 +64,12 @@ PTX_FEATURES = {
     "sm_120a": "+ptx87",
 }
 
-# Matmul schedule: output tile per block, k-step staged in shared memory
-# (the first of these that divides k: with the output tile accumulating in
-# shared memory, 32 ran 16 % faster than 16 on an H100), outputs per thread.
-MATMUL_BLOCK = (64, 64)
+# Matmul schedule: output tile per block (the first of these that divides
+# the output and gives the grid MIN_BLOCKS blocks, else the smallest that
+# divides it), k-step staged in shared memory (the first of these that
+# divides k: with the output tile accumulating in shared memory, 32 ran 16 %
+# faster than 16 on an H100), outputs per thread.
+MATMUL_BLOCKS = ((64, 64), (32, 32))
 MATMUL_K_STEPS = (32, 16)
 MATMUL_THREAD = (4, 4)
 # Threads per block for every other op (the innermost parallel loop).
@@ -288,9 +291,9 @@ _MICRO_TILE_AS_FMAS = """
 """
 
 
-def _matmul_k_step(op: ir.Operation) -> int | None:
-    """The k-step of the shared-memory schedule for a plain (default maps)
-    (batch) matmul that tiles evenly, else None."""
+def _matmul_tiling(op: ir.Operation) -> tuple[tuple[int, int], int] | None:
+    """The block tile and k-step of the shared-memory schedule for a plain
+    (default maps) (batch) matmul that tiles evenly, else None."""
     batch = _SCHEDULED_MATMULS.get(op.name)
     if batch is None:
         return None
@@ -305,9 +308,13 @@ def _matmul_k_step(op: ir.Operation) -> int | None:
     if not (a.has_static_shape and b.has_static_shape) or (batch and a.shape[0] > MAX_GRID_YZ):
         return None
     (m, k), n = a.shape[batch:], b.shape[-1]
-    if m % MATMUL_BLOCK[0] or n % MATMUL_BLOCK[1]:
+    blocks = [(rows, columns) for rows, columns in MATMUL_BLOCKS if m % rows == 0 and n % columns == 0]
+    k_step = next((step for step in MATMUL_K_STEPS if k % step == 0), None)
+    if not blocks or k_step is None:
         return None
-    return next((step for step in MATMUL_K_STEPS if k % step == 0), None)
+    batches = math.prod(a.shape[:batch])
+    block = next((b for b in blocks if batches * (m // b[0]) * (n // b[1]) >= MIN_BLOCKS), blocks[-1])
+    return block, k_step
 
 
 def insert_matmul_schedule(module: ir.Module, function: ir.Operation, on_gpu: bool = True) -> int:
@@ -317,11 +324,11 @@ def insert_matmul_schedule(module: ir.Module, function: ir.Operation, on_gpu: bo
     host memory: run sequentially, the foralls do what the barrier-separated
     phases of the kernel do, which checks the tiling on a CPU.
     """
-    matmuls = [(op, step) for op in walk_ops(function) if (step := _matmul_k_step(op))]
-    threads = (MATMUL_BLOCK[0] // MATMUL_THREAD[0], MATMUL_BLOCK[1] // MATMUL_THREAD[1])
+    matmuls = [(op, tiling) for op in walk_ops(function) if (tiling := _matmul_tiling(op))]
     shared = ", memory_space = #gpu.address_space<workgroup>" if on_gpu else ""
     body = ""
-    for index, (op, k_step) in enumerate(matmuls):
+    for index, (op, (block, k_step)) in enumerate(matmuls):
+        threads = (block[0] // MATMUL_THREAD[0], block[1] // MATMUL_THREAD[1])
         op.attributes[OP_TAG] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), index)
         batch = _SCHEDULED_MATMULS[op.name]
         ones, zeros = [1] * batch, [0] * batch
@@ -329,7 +336,7 @@ def insert_matmul_schedule(module: ir.Module, function: ir.Operation, on_gpu: bo
         any_op = "!transform.any_op"
         body += f"""
   %mm{index} = transform.structured.match attributes {{{OP_TAG} = {index} : i64}} in %root : ({any_op}) -> {any_op}
-  %block{index}, %grid{index} = transform.structured.tile_using_forall %mm{index} tile_sizes {[*ones, *MATMUL_BLOCK]} (mapping = [{", ".join(blocks)}]) : ({any_op}) -> ({any_op}, {any_op})
+  %block{index}, %grid{index} = transform.structured.tile_using_forall %mm{index} tile_sizes {[*ones, *block]} (mapping = [{", ".join(blocks)}]) : ({any_op}) -> ({any_op}, {any_op})
   %accumulating{index} = transform.structured.promote %block{index} {{operands_to_promote = [2]{shared}}} : ({any_op}) -> {any_op}
   %step{index}, %kloop{index} = transform.structured.tile_using_for %accumulating{index} tile_sizes {[*zeros, 0, 0, k_step]} : ({any_op}) -> ({any_op}, {any_op})
   %staged{index} = transform.structured.promote %step{index} {{operands_to_promote = [0, 1]{shared}}} : ({any_op}) -> {any_op}

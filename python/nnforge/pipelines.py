@@ -115,6 +115,8 @@ def stages(level: str, target: str = "cpu") -> list[tuple[str, str]]:
     if level not in LEVELS:
         raise ValueError(f"no pipeline from level {level!r}: expected one of {', '.join(LEVELS)}")
     if level == BUFFERS_LEVEL:
+        if target == "cuda":
+            raise ValueError("the CUDA pipeline starts from linalg on tensors, not buffers")
         # Nothing to fuse or raise on buffers (and folding unit dimensions
         # of strided memrefs makes invalid collapse_shape ops).
         return [("linalg-to-llvm", LINALG_TO_LLVM_NAIVE)]

@@ -7,7 +7,7 @@ kernel per linalg op and copies results back into `malloc`ed buffers the
 caller frees. The kernels sit in a `gpu.binary` (a cubin from `ptxas`), and
 the host code calls the `mgpu*` functions of MLIR's `libmlir_cuda_runtime.so`.
 
-Steps (named pipelines in `cuda_stages`, Python rewrites in between):
+Steps (named pipelines in `nnforge.pipelines.cuda_stages`, Python rewrites in between):
  1. gpu-bufferize: one-shot bufferization.
  2. (Python) `place_in_device_memory`: buffers -> views of one device
     arena (`gpu.alloc`), inputs copied in, results copied out;
@@ -42,27 +42,10 @@ from pathlib import Path
 from mlir import ir
 from mlir.dialects import arith, gpu, linalg, memref
 
-from nnforge import elf
+from nnforge import elf, pipelines
 from nnforge.errors import CompileError
 from nnforge.importers.handover import walk_ops
 from nnforge.runtime import CUDA_RUNTIME, SIGNATURE_SYMBOL
-
-# The chips we compile for, with the PTX version each needs. The defaults of
-# the NVPTX backend (PTX 6.0) abort the process with an LLVM fatal error for
-# newer chips, so chip names are checked against this table first.
-PTX_FEATURES = {
-    "sm_75": "+ptx80",
-    "sm_80": "+ptx80",
-    "sm_86": "+ptx80",
-    "sm_87": "+ptx80",
-    "sm_89": "+ptx80",
-    "sm_90": "+ptx80",
-    "sm_90a": "+ptx80",
-    "sm_100": "+ptx86",
-    "sm_100a": "+ptx86",
-    "sm_120": "+ptx87",
-    "sm_120a": "+ptx87",
-}
 
 # Matmul schedule: output tile per block (the first of these that divides
 # the output and gives the grid MIN_BLOCKS blocks, else the smallest that
@@ -86,63 +69,15 @@ MAX_GRID_YZ = 65535
 # Marks the ops a generated schedule addresses.
 OP_TAG = "nnf_gpu_op"
 
-BUFFERIZE = (
-    "one-shot-bufferize{bufferize-function-boundaries "
-    "function-boundary-type-conversion=identity-layout-map},"
-    "canonicalize,cse"
-)
-GENERALIZE = "linalg-generalize-named-ops,canonicalize"
-# Per-thread linalg ops (copies, matmul micro-tiles, loop bodies) -> loops
-# inside the launches, i1 buffers stored as bytes (as on the CPU), constants
-# sunk into the launches (static loop bounds, unrolled by LLVM, instead of
-# kernel arguments), then kernels into their own gpu.module (which takes
-# the shared-memory globals along: symbol-dce drops the host copies). The
-# host side then queues everything on one stream (gpu-async-region): the
-# runtime-call lowering needs the async forms of gpu.alloc/memcpy/dealloc.
-OUTLINE = (
-    "convert-linalg-to-loops,nnf-widen-bool-memrefs,canonicalize,cse,"
-    "gpu-launch-sink-index-computations,gpu-kernel-outlining,symbol-dce,"
-    "func.func(gpu-async-region),canonicalize"
-)
-
-
 def check_chip(chip: str) -> str:
     """`chip` if we can compile for it, else CompileError (never an LLVM abort)."""
-    if chip not in PTX_FEATURES:
+    if chip not in pipelines.CUDA_PTX_FEATURES:
         raise CompileError(
-            f"unknown CUDA chip {chip!r}: expected one of {', '.join(PTX_FEATURES)}"
+            f"unknown CUDA chip {chip!r}: expected one of {', '.join(pipelines.CUDA_PTX_FEATURES)}"
         )
     return chip
 
 
-def to_nvvm_pipeline(chip: str, binary_format: str = "bin") -> str:
-    """The NVVM lowering: kernels to PTX/cubin (`binary_format` bin|isa|fatbin), host to LLVM."""
-    check_chip(chip)
-    if binary_format not in ("bin", "isa", "fatbin"):
-        raise CompileError(f"unknown binary format {binary_format!r}: expected bin, isa or fatbin")
-    return (
-        f"gpu-lower-to-nvvm-pipeline{{cubin-chip={chip} cubin-features={PTX_FEATURES[chip]} "
-        f"cubin-format={binary_format} opt-level=3}}"
-    )
-
-
-def cuda_stages(chip: str = "sm_90") -> list[tuple[str, str]]:
-    """The named pipelines from fused linalg on tensors to the LLVM dialect (see module doc).
-
-    "gpu-map-matmul" and "gpu-map-generic" run the transform schedule that
-    `insert_matmul_schedule` / `insert_generic_schedule` put into the module.
-    """
-    return [
-        ("gpu-bufferize", BUFFERIZE),
-        ("gpu-map-matmul", "transform-interpreter,canonicalize"),
-        ("gpu-generalize", GENERALIZE),
-        ("gpu-map-generic", "transform-interpreter,canonicalize,cse"),
-        ("gpu-outline", OUTLINE),
-        ("gpu-to-nvvm", to_nvvm_pipeline(chip)),
-    ]
-
-
-GPU_STAGES = cuda_stages()
 
 
 def _static_type(value: ir.Value, what: str) -> ir.MemRefType:
@@ -587,7 +522,7 @@ def lower_to_cuda(module: ir.Module, runner, chip: str = "sm_90") -> None:
     """
     from nnforge.compiler import entry_function
 
-    stages = dict(cuda_stages(chip))
+    stages = dict(pipelines.cuda_stages(check_chip(chip)))
     with module.context:
         function = entry_function(module)
         runner.run(module, "gpu-bufferize", stages["gpu-bufferize"])
@@ -618,7 +553,8 @@ def ptx_of(module: ir.Module, chip: str = "sm_90") -> str:
         copy = ir.Module.parse(str(module))
         from mlir import passmanager
 
-        manager = passmanager.PassManager.parse(f"builtin.module({to_nvvm_pipeline(chip, 'isa')})")
+        ptx_pipeline = pipelines.cuda_to_nvvm(check_chip(chip), "isa")
+        manager = passmanager.PassManager.parse(pipelines.wrap(ptx_pipeline))
         try:
             manager.run(copy.operation)
         except ir.MLIRError as error:

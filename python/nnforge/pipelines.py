@@ -1,7 +1,8 @@
 """Named pass pipelines, as strings for `PassManager.parse` and `nnforge-opt`.
 
 Each constant takes a module from one level to the next; `stages(level)`
-lists the (name, pipeline) steps from an import level to the LLVM dialect.
+lists the (name, pipeline) steps from an import level to the LLVM dialect,
+`cuda_stages(chip)` those of the CUDA target after fusion.
 Wrap a pipeline with `wrap()` for `PassManager.parse` or pass it as
 `nnforge-opt --pass-pipeline='builtin.module(...)'`.
 """
@@ -133,3 +134,70 @@ def stages(level: str, target: str = "cpu") -> list[tuple[str, str]]:
 def wrap(pipeline: str) -> str:
     """A textual pipeline anchored on the module, for `PassManager.parse`."""
     return f"builtin.module({pipeline})"
+
+
+# The CUDA target: from fused linalg on tensors (`stages(level, "cuda")`) to
+# an LLVM host module with the kernels in a gpu.binary. `nnforge.gpu` runs
+# these stages with Python steps in between (placing buffers in device
+# memory, inserting the transform schedules that "gpu-map-matmul" and
+# "gpu-map-generic" interpret).
+
+# The chips we compile for, with the PTX version each needs. The defaults of
+# the NVPTX backend (PTX 6.0) abort the process with an LLVM fatal error for
+# newer chips, so chip names are checked against this table first.
+CUDA_PTX_FEATURES = {
+    "sm_75": "+ptx80",
+    "sm_80": "+ptx80",
+    "sm_86": "+ptx80",
+    "sm_87": "+ptx80",
+    "sm_89": "+ptx80",
+    "sm_90": "+ptx80",
+    "sm_90a": "+ptx80",
+    "sm_100": "+ptx86",
+    "sm_100a": "+ptx86",
+    "sm_120": "+ptx87",
+    "sm_120a": "+ptx87",
+}
+
+CUDA_BUFFERIZE = (
+    "one-shot-bufferize{bufferize-function-boundaries "
+    "function-boundary-type-conversion=identity-layout-map},"
+    "canonicalize,cse"
+)
+CUDA_GENERALIZE = "linalg-generalize-named-ops,canonicalize"
+# Per-thread linalg ops (copies, matmul micro-tiles, loop bodies) -> loops
+# inside the launches, i1 buffers stored as bytes (as on the CPU), constants
+# sunk into the launches (static loop bounds, unrolled by LLVM, instead of
+# kernel arguments), then kernels into their own gpu.module (which takes
+# the shared-memory globals along: symbol-dce drops the host copies). The
+# host side then queues everything on one stream (gpu-async-region): the
+# runtime-call lowering needs the async forms of gpu.alloc/memcpy/dealloc.
+CUDA_OUTLINE = (
+    "convert-linalg-to-loops,nnf-widen-bool-memrefs,canonicalize,cse,"
+    "gpu-launch-sink-index-computations,gpu-kernel-outlining,symbol-dce,"
+    "func.func(gpu-async-region),canonicalize"
+)
+
+
+def cuda_to_nvvm(chip: str, binary_format: str = "bin") -> str:
+    """The NVVM lowering: kernels to PTX/cubin (`binary_format` bin|isa|fatbin), host to LLVM."""
+    if chip not in CUDA_PTX_FEATURES:
+        raise ValueError(f"unknown CUDA chip {chip!r}: expected one of {', '.join(CUDA_PTX_FEATURES)}")
+    if binary_format not in ("bin", "isa", "fatbin"):
+        raise ValueError(f"unknown binary format {binary_format!r}: expected bin, isa or fatbin")
+    return (
+        f"gpu-lower-to-nvvm-pipeline{{cubin-chip={chip} cubin-features={CUDA_PTX_FEATURES[chip]} "
+        f"cubin-format={binary_format} opt-level=3}}"
+    )
+
+
+def cuda_stages(chip: str = "sm_90") -> list[tuple[str, str]]:
+    """The (stage name, pipeline) steps from fused linalg on tensors to the LLVM dialect."""
+    return [
+        ("gpu-bufferize", CUDA_BUFFERIZE),
+        ("gpu-map-matmul", "transform-interpreter,canonicalize"),
+        ("gpu-generalize", CUDA_GENERALIZE),
+        ("gpu-map-generic", "transform-interpreter,canonicalize,cse"),
+        ("gpu-outline", CUDA_OUTLINE),
+        ("gpu-to-nvvm", cuda_to_nvvm(chip)),
+    ]

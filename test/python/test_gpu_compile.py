@@ -126,11 +126,11 @@ def _emulate_on_cpu(name) -> CompiledModel:
         function.attributes["llvm.emit_c_interface"] = ir.UnitAttr.get()
         for stage, pipeline in pipelines.stages(level, "cuda"):
             runner.run(module, stage, pipeline)
-        runner.run(module, "bufferize", gpu.BUFFERIZE)
+        runner.run(module, "bufferize", pipelines.CUDA_BUFFERIZE)
         gpu.insert_matmul_schedule(module, entry_function(module), on_gpu=False)
         runner.run(module, "matmul", "transform-interpreter,canonicalize")
         gpu.remove_schedule(module)
-        runner.run(module, "generalize", gpu.GENERALIZE)
+        runner.run(module, "generalize", pipelines.CUDA_GENERALIZE)
         gpu.insert_generic_schedule(module, entry_function(module), on_gpu=False)
         runner.run(module, "generic", "transform-interpreter,canonicalize")
         gpu.remove_schedule(module)
@@ -210,9 +210,36 @@ def test_batch_matmuls_and_linear_layers_take_the_shared_memory_schedule(tmp_pat
     assert "tensor<64x128x384xf32>" not in fused  # the weights, once per batch (sequence position)
 
 
+_LAUNCH = """
+func.func @double(%buffer: memref<256xf32>) {
+  %c1 = arith.constant 1 : index
+  %c256 = arith.constant 256 : index
+  gpu.launch blocks(%bx, %by, %bz) in (%gx = %c1, %gy = %c1, %gz = %c1)
+             threads(%tx, %ty, %tz) in (%sx = %c256, %sy = %c1, %sz = %c1) {
+    %v = memref.load %buffer[%tx] : memref<256xf32>
+    %d = arith.addf %v, %v : f32
+    memref.store %d, %buffer[%tx] : memref<256xf32>
+    gpu.terminator
+  }
+  return
+}
+"""
+
+
+def test_nnforge_opt_runs_the_named_cuda_stages(tmp_path):
+    source = tmp_path / "launch.mlir"
+    source.write_text(_LAUNCH)
+    pipeline = pipelines.wrap(f"{pipelines.CUDA_OUTLINE},{pipelines.cuda_to_nvvm('sm_90', 'isa')}")
+    result = subprocess.run([str(nnforge.tool_path("nnforge-opt")), str(source), f"--pass-pipeline={pipeline}"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "gpu.binary @double_kernel" in result.stdout and ".target sm_90" in result.stdout
+    assert "llvm.call @mgpuStreamCreate" in result.stdout  # the host side, lowered
+
+
 def test_unknown_chip_is_an_error_not_an_abort():
-    with pytest.raises(CompileError, match="unknown CUDA chip 'sm_91'"):
-        gpu.cuda_stages("sm_91")
+    with pytest.raises(ValueError, match="unknown CUDA chip 'sm_91'"):
+        pipelines.cuda_stages("sm_91")
     model, inputs = MODELS["matmul"]
     with pytest.raises(CompileError, match="unknown CUDA chip 'sm_91'"):
         nnforge.compile(model, inputs, target="cuda", chip="sm_91")

@@ -4,6 +4,7 @@
 #include "mlir/InitAllDialects.h"
 #include "mlir/InitAllExtensions.h"
 #include "mlir/InitAllPasses.h"
+#include "mlir/Target/LLVMIR/Dialect/All.h"
 #include "mlir/Tools/mlir-opt/MlirOptMain.h"
 #include "nnforge/Dialect/NNF/NNFDialect.h"
 #include "nnforge/Passes.h"
@@ -15,6 +16,9 @@ int main(int argc, char **argv) {
   mlir::DialectRegistry registry;
   mlir::registerAllDialects(registry);
   mlir::registerAllExtensions(registry);
+  // As mlir-opt does: gpu-module-to-binary (the CUDA pipeline's last step)
+  // translates kernels to LLVM IR inside a pass.
+  mlir::registerAllGPUToLLVMIRTranslations(registry);
   registry.insert<nnforge::nnf::NNFDialect>();
 
   return mlir::asMainReturnCode(mlir::MlirOptMain(

@@ -391,9 +391,9 @@ def _cache_tiles(roles: dict[int, str], sizes: list[int | None]) -> list[int]:
     # Columns taken whole in one output tile would leave the other threads
     # idle: two equal halves instead.
     n = _role_dim(roles, "n")
-    if sizes[n] is not None and sizes[n] > CACHE_TILE["n"] and tiles[n] == sizes[n] and sizes[n] % 2 == 0:
-        if _makes_one_output_tile(roles, sizes, tiles):
-            tiles[n] //= 2
+    if (sizes[n] is not None and sizes[n] > CACHE_TILE["n"] and tiles[n] == sizes[n] and sizes[n] % 2 == 0
+            and _makes_one_output_tile(roles, sizes, tiles)):
+        tiles[n] //= 2
     return tiles
 
 

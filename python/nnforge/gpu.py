@@ -71,11 +71,10 @@ OP_TAG = "nnf_gpu_op"
 
 def check_chip(chip: str) -> str:
     """`chip` if we can compile for it, else CompileError (never an LLVM abort)."""
-    if chip not in pipelines.CUDA_PTX_FEATURES:
-        raise CompileError(
-            f"unknown CUDA chip {chip!r}: expected one of {', '.join(pipelines.CUDA_PTX_FEATURES)}"
-        )
-    return chip
+    try:
+        return pipelines.check_cuda_chip(chip)
+    except ValueError as error:
+        raise CompileError(str(error)) from None
 
 
 
@@ -267,11 +266,11 @@ def insert_matmul_schedule(module: ir.Module, function: ir.Operation, on_gpu: bo
         op.attributes[OP_TAG] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), index)
         batch = _SCHEDULED_MATMULS[op.name]
         ones, zeros = [1] * batch, [0] * batch
-        blocks = ["#gpu.block<z>"] * batch + ["#gpu.block<y>", "#gpu.block<x>"]
+        block_mapping = ", ".join(["#gpu.block<z>"] * batch + ["#gpu.block<y>", "#gpu.block<x>"])
         any_op = "!transform.any_op"
         body += f"""
   %mm{index} = transform.structured.match attributes {{{OP_TAG} = {index} : i64}} in %root : ({any_op}) -> {any_op}
-  %block{index}, %grid{index} = transform.structured.tile_using_forall %mm{index} tile_sizes {[*ones, *block]} (mapping = [{", ".join(blocks)}]) : ({any_op}) -> ({any_op}, {any_op})
+  %block{index}, %grid{index} = transform.structured.tile_using_forall %mm{index} tile_sizes {[*ones, *block]} (mapping = [{block_mapping}]) : ({any_op}) -> ({any_op}, {any_op})
   %accumulating{index} = transform.structured.promote %block{index} {{operands_to_promote = [2]{shared}}} : ({any_op}) -> {any_op}
   %step{index}, %kloop{index} = transform.structured.tile_using_for %accumulating{index} tile_sizes {[*zeros, 0, 0, k_step]} : ({any_op}) -> ({any_op}, {any_op})
   %staged{index} = transform.structured.promote %step{index} {{operands_to_promote = [0, 1]{shared}}} : ({any_op}) -> {any_op}

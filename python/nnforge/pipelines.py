@@ -179,10 +179,16 @@ CUDA_OUTLINE = (
 )
 
 
-def cuda_to_nvvm(chip: str, binary_format: str = "bin") -> str:
-    """The NVVM lowering: kernels to PTX/cubin (`binary_format` bin|isa|fatbin), host to LLVM."""
+def check_cuda_chip(chip: str) -> str:
+    """`chip` if there is a pipeline for it, else ValueError (never an LLVM abort)."""
     if chip not in CUDA_PTX_FEATURES:
         raise ValueError(f"unknown CUDA chip {chip!r}: expected one of {', '.join(CUDA_PTX_FEATURES)}")
+    return chip
+
+
+def cuda_to_nvvm(chip: str, binary_format: str = "bin") -> str:
+    """The NVVM lowering: kernels to PTX/cubin (`binary_format` bin|isa|fatbin), host to LLVM."""
+    check_cuda_chip(chip)
     if binary_format not in ("bin", "isa", "fatbin"):
         raise ValueError(f"unknown binary format {binary_format!r}: expected bin, isa or fatbin")
     return (

@@ -16,6 +16,7 @@
 #include "mlir/Transforms/GreedyPatternRewriteDriver.h"
 #include "nnforge/Dialect/NNF/NNFOps.h"
 #include "nnforge/Passes.h"
+#include "nnforge/Transforms/LinalgMatchers.h"
 
 #include <cmath>
 
@@ -378,31 +379,8 @@ static Value transposedWeight(Value value) {
 /// W when `value` is transpose(W) broadcast along a new leading dimension
 /// (as torch-mlir emits for a linear of a 3-D input through batch_matmul).
 static Value batchBroadcastTransposedWeight(Value value) {
-  if (auto broadcast = value.getDefiningOp<linalg::BroadcastOp>()) {
-    if (!llvm::equal(broadcast.getDimensions(), ArrayRef<int64_t>{0}))
-      return {};
-    return transposedWeight(broadcast.getInput());
-  }
-  auto generic = value.getDefiningOp<linalg::GenericOp>();
-  if (!generic || generic.getNumDpsInputs() != 1 ||
-      generic.getNumDpsInits() != 1 || generic->getNumResults() != 1 ||
-      !allParallel(generic) || generic.getNumLoops() != 3)
-    return {};
-  MLIRContext *ctx = generic.getContext();
-  AffineMap inputMap = AffineMap::get(
-      3, 0, {getAffineDimExpr(1, ctx), getAffineDimExpr(2, ctx)}, ctx);
-  SmallVector<AffineMap> maps = generic.getIndexingMapsArray();
-  if (maps[0] != inputMap || !maps[1].isIdentity())
-    return {};
-  Block &body = generic.getRegion().front();
-  if (yieldedValue(generic, 0) != body.getArgument(0))
-    return {};
-  Value input = generic.getDpsInputOperand(0)->get();
-  auto inType = dyn_cast<RankedTensorType>(input.getType());
-  auto outType = dyn_cast<RankedTensorType>(generic->getResult(0).getType());
-  if (!inType || !outType || inType.getElementType() != outType.getElementType())
-    return {};
-  return transposedWeight(input);
+  Value matrix = nnforge::batchBroadcastSource(value);
+  return matrix ? transposedWeight(matrix) : Value();
 }
 
 /// Creates `nnf.linear x, w[, bias]` replacing a contraction `op` of result

@@ -12,6 +12,7 @@
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/Transforms/GreedyPatternRewriteDriver.h"
 #include "nnforge/Passes.h"
+#include "nnforge/Transforms/LinalgMatchers.h"
 
 namespace nnforge {
 #define GEN_PASS_DEF_NNFUNBROADCASTBATCHMATMUL
@@ -22,31 +23,6 @@ using namespace mlir;
 
 namespace {
 
-/// The 2-D matrix `value` broadcasts along a new leading (batch) dimension,
-/// or null.
-Value batchBroadcastSource(Value value) {
-  Value source;
-  SmallVector<int64_t> dimensions;
-  if (auto broadcast = value.getDefiningOp<linalg::BroadcastOp>()) {
-    source = broadcast.getInput();
-    dimensions = llvm::to_vector(broadcast.getDimensions());
-  } else if (auto generic = value.getDefiningOp<linalg::GenericOp>()) {
-    std::optional<SmallVector<int64_t>> broadcastDims =
-        linalg::isaBroadcastOpInterface(generic);
-    if (!broadcastDims)
-      return {};
-    source = generic.getDpsInputOperand(0)->get();
-    dimensions = *broadcastDims;
-  } else {
-    return {};
-  }
-  auto sourceType = dyn_cast<RankedTensorType>(source.getType());
-  if (!sourceType || sourceType.getRank() != 2 ||
-      dimensions != SmallVector<int64_t>{0})
-    return {};
-  return source;
-}
-
 struct UnbroadcastBatchMatmul : OpRewritePattern<linalg::BatchMatmulOp> {
   using OpRewritePattern::OpRewritePattern;
 
@@ -54,7 +30,7 @@ struct UnbroadcastBatchMatmul : OpRewritePattern<linalg::BatchMatmulOp> {
                                 PatternRewriter &rewriter) const override {
     if (!op.hasPureTensorSemantics() || op.hasUserDefinedMaps())
       return rewriter.notifyMatchFailure(op, "not the plain tensor form");
-    Value matrix = batchBroadcastSource(op.getDpsInputOperand(1)->get());
+    Value matrix = nnforge::batchBroadcastSource(op.getDpsInputOperand(1)->get());
     if (!matrix)
       return rewriter.notifyMatchFailure(op, "right operand is no batch broadcast");
     Value lhs = op.getDpsInputOperand(0)->get();

@@ -67,6 +67,23 @@ def test_partial_column_tiles_keep_their_accumulators_in_registers(n, widths, tm
     check(compiled(a.numpy(), b.numpy()), a @ b)
 
 
+@pytest.mark.parametrize("model", [torch.nn.Softmax(dim=-1), torch.nn.LayerNorm(1000)], ids=["softmax", "layer_norm"])
+def test_row_reductions_accumulate_in_registers_and_combine_as_a_tree(model, tmp_path):
+    """Each row is reduced into a vector of partial results that its loop
+    carries in registers (not a buffer stored every step), and the partials
+    are combined pairwise (reassociated), not one lane after another."""
+    x = torch.randn(33, 1000)
+    compiled = compile_optimized(model, (x,), tmp_path)
+    vectorized = next(tmp_path.glob("*-vectorize.mlir")).read_text()
+    carried = re.findall(r"scf\.for .* -> \(([^)]*)\) \{", vectorized)
+    assert any(types.startswith("vector<") for types in carried)
+    assert not any(re.fullmatch(r"tensor<1x\d+xf\d+>", types) for types in carried)
+    lowered = next(tmp_path.glob("*-linalg-to-llvm.mlir")).read_text()
+    sums = re.findall(r"llvm\.intr\.vector\.reduce\.fadd.*", lowered)
+    assert sums and all("reassoc" in line for line in sums)
+    check(compiled(x.numpy()), model(x))
+
+
 def test_batch_matmul(tmp_path):
     a, b = torch.randn(3, 19, 33), torch.randn(3, 33, 41)
     check(compile_optimized(MatMul(), (a, b), tmp_path)(a.numpy(), b.numpy()), a @ b)

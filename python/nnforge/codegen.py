@@ -742,6 +742,13 @@ def _dispatch_schedule(dispatch: ir.Operation, parallel: bool) -> str | None:
     transform.apply_cse to %op : !transform.any_op
     transform.apply_dce to %op : !transform.any_op""")
         loop += 1
+    # The fused ops write their tiles into slices of whole-size tensor.empty
+    # destinations: made tile-sized, each tile's intermediates stay in cache
+    # (and the whole-size buffers are not allocated at all).
+    parts.append("""
+    transform.apply_patterns to %op {
+      transform.apply_patterns.tensor.fold_tensor_empty
+    } : !transform.any_op""")
     return "".join(parts)
 
 

@@ -288,5 +288,10 @@ def test_dispatch_regions_fuse_and_match_pytorch(model, shape, threads, tmp_path
     x = torch.randn(*shape)
     compiled = compile_optimized(model, (x,), tmp_path, threads=threads)
     assert "nnf.dispatch" in dispatch_regions(tmp_path)
+    # Each tile's intermediates are tile-sized, not slices of whole-size buffers.
+    vectorized = next(tmp_path.glob("*-vectorize.mlir")).read_text()
+    empties = set(re.findall(r"(%\w+) = tensor\.empty\(", vectorized))
+    sliced = set(re.findall(r"tensor\.extract_slice (%\w+)\[", vectorized))
+    assert not empties & sliced
     with torch.no_grad():
         check(compiled(x.numpy()), model(x))

@@ -349,6 +349,46 @@ def NNFFormDispatchRegions : Pass<"nnf-form-dispatch-regions"> {
   ];
 }
 
+def NNFPadLeadingDimensions : Pass<"nnf-pad-leading-dimensions"> {
+  let summary = "Give contraction operands a row stride that avoids cache-set conflicts";
+  let description = [{
+    A contraction's operand read as vectors along its rows (the `[K, N]`
+    right operand of a matmul, the im2col matrix of a convolution) is read
+    down its column tiles, one row after another. Where a row is a multiple
+    of 4 KiB long (1024 or 2048 f32), the rows of a tile fall into the same
+    L1 set and evict each other. This pass
+    stores such operands (of at least `min-bytes`) with one cache line (64
+    bytes) more per row: a slice of a wider buffer, which bufferization
+    reads with the padded stride.
+
+    - A constant becomes a padded constant (at compile time) and its slice.
+    - A linalg op whose result is the operand and whose destination is a
+      `tensor.empty` writes into a slice of a wider `tensor.empty` instead.
+    - Anything else (a function argument) is copied into such a slice once,
+      before the contraction or the `nnf.dispatch` region that holds it.
+
+    Example:
+
+    ```mlir
+    %r = linalg.matmul ins(%a, %b : tensor<1024x1024xf32>, tensor<1024x1024xf32>) outs(%acc : tensor<1024x1024xf32>) -> tensor<1024x1024xf32>
+    // becomes
+    %wide = tensor.empty() : tensor<1024x1040xf32>
+    %view = tensor.extract_slice %wide[0, 0] [1024, 1024] [1, 1] : tensor<1024x1040xf32> to tensor<1024x1024xf32>
+    %b2 = linalg.copy ins(%b : tensor<1024x1024xf32>) outs(%view : tensor<1024x1024xf32>) -> tensor<1024x1024xf32>
+    %r = linalg.matmul ins(%a, %b2 : tensor<1024x1024xf32>, tensor<1024x1024xf32>) outs(%acc : tensor<1024x1024xf32>) -> tensor<1024x1024xf32>
+    ```
+  }];
+  let options = [
+    Option<"minBytes", "min-bytes", "int64_t", /*default=*/"2097152",
+           "smallest operand padded (smaller ones stay in L2 whatever their stride)">,
+  ];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::linalg::LinalgDialect",
+    "::mlir::tensor::TensorDialect",
+  ];
+}
+
 def NNFInlineDispatchRegions : Pass<"nnf-inline-dispatch-regions"> {
   let summary = "Dissolve nnf.dispatch regions into their parent block";
   let description = [{

@@ -38,9 +38,13 @@ LINALG_FUSION_CUDA = LINALG_FUSION.replace(
 # Groups each contraction with its epilogue, and reductions over rows with
 # the elementwise ops around them, into nnf.dispatch regions that code
 # generation tiles as one loop nest (NCHW convolutions first become im2col
-# contractions, so that their epilogues join them). The optimized CPU path's
-# step between fusion and code generation.
-DISPATCH_REGIONS = "func.func(nnf-conv-to-im2col),nnf-form-dispatch-regions,canonicalize,cse"
+# contractions, so that their epilogues join them); contraction operands whose
+# rows are a multiple of 4 KiB apart get a padded row stride (else the rows of
+# a tile evict each other from L1). The optimized CPU path's step between
+# fusion and code generation.
+DISPATCH_REGIONS = (
+    "func.func(nnf-conv-to-im2col),nnf-form-dispatch-regions,nnf-pad-leading-dimensions,canonicalize,cse"
+)
 
 # Bufferization, with identity-layout function boundaries (arguments carry no
 # dynamic strides) and results owned by the caller. Loops may yield new

@@ -84,6 +84,19 @@ def test_row_reductions_accumulate_in_registers_and_combine_as_a_tree(model, tmp
     check(compiled(x.numpy()), model(x))
 
 
+@pytest.mark.parametrize("model,inputs", [
+    (MatMul(), (torch.randn(16, 512), torch.randn(512, 1024))),  # an argument: copied once
+    (torch.nn.Linear(512, 1024), (torch.randn(16, 512),)),  # a weight: padded when compiling
+], ids=["argument", "constant"])
+def test_right_operands_with_page_long_rows_get_a_padded_stride(model, inputs, tmp_path):
+    """Rows of 1024 f32 (4 KiB) would map a tile's rows to one L1 set: the
+    right operand is read from a buffer one cache line wider per row."""
+    compiled = compile_optimized(model, inputs, tmp_path)
+    assert "tensor<512x1040xf32>" in dispatch_regions(tmp_path)
+    with torch.no_grad():
+        check(compiled(*(x.numpy() for x in inputs)), model(*inputs))
+
+
 def test_batch_matmul(tmp_path):
     a, b = torch.randn(3, 19, 33), torch.randn(3, 33, 41)
     check(compile_optimized(MatMul(), (a, b), tmp_path)(a.numpy(), b.numpy()), a @ b)

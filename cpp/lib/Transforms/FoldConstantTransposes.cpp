@@ -10,9 +10,9 @@
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/IR/BuiltinAttributes.h"
-#include "mlir/IR/DialectResourceBlobManager.h"
 #include "mlir/Transforms/GreedyPatternRewriteDriver.h"
 #include "nnforge/Passes.h"
+#include "nnforge/Transforms/ConstantData.h"
 
 namespace nnforge {
 #define GEN_PASS_DEF_NNFFOLDCONSTANTTRANSPOSES
@@ -22,23 +22,6 @@ namespace nnforge {
 using namespace mlir;
 
 namespace {
-
-/// The raw, packed bytes of a non-splat constant of byte-sized elements, or
-/// nothing when the constant is some other kind of attribute.
-std::optional<ArrayRef<char>> rawBytes(Attribute value) {
-  if (auto dense = dyn_cast<DenseElementsAttr>(value)) {
-    if (dense.isSplat())
-      return std::nullopt; // a splat's transpose is a reshape of the splat
-    return dense.getRawData();
-  }
-  if (auto resource = dyn_cast<DenseResourceElementsAttr>(value)) {
-    AsmResourceBlob *blob = resource.getRawHandle().getBlob();
-    if (!blob)
-      return std::nullopt;
-    return blob->getData();
-  }
-  return std::nullopt;
-}
 
 struct FoldConstantTranspose : OpRewritePattern<linalg::TransposeOp> {
   using OpRewritePattern::OpRewritePattern;
@@ -55,7 +38,7 @@ struct FoldConstantTranspose : OpRewritePattern<linalg::TransposeOp> {
     unsigned bits = inputType.getElementTypeBitWidth();
     if (!inputType.hasStaticShape() || bits % 8 != 0)
       return rewriter.notifyMatchFailure(op, "dynamic or sub-byte constant");
-    std::optional<ArrayRef<char>> bytes = rawBytes(source.getValue());
+    std::optional<ArrayRef<char>> bytes = nnforge::rawConstantBytes(source.getValue());
     size_t elementBytes = bits / 8;
     int64_t count = inputType.getNumElements();
     if (!bytes || bytes->size() != static_cast<size_t>(count) * elementBytes)

@@ -133,8 +133,11 @@ def linalg_to_llvm_optimized(threads: int) -> str:
 
     2-D vector transfers are unrolled (else they go through stack
     temporaries); ops the schedule left alone become scalar loops;
-    transcendental functions become polynomials. With `threads` other than
-    1 the schedules' `scf.forall` loops run on OpenMP threads (0: all cores).
+    transcendental functions become polynomials; horizontal sums of vector
+    lanes may be reassociated (a tree of adds instead of one lane after
+    another: the partial results they combine are in no particular order
+    anyway). With `threads` other than 1 the schedules' `scf.forall` loops
+    run on OpenMP threads (0: all cores).
     """
     if threads == 1:
         forall, loops_to_llvm = "scf-forall-to-for", pipelines.LOOPS_TO_LLVM

@@ -48,7 +48,14 @@ def NNFRaise : Pass<"nnf-raise", "::mlir::ModuleOp"> {
 
     A pattern fires only when the indexing maps, iterator types, body ops,
     constants and uses match exactly, so the result computes the same values.
+    `ops` limits the raising to some kinds (`linear`, `conv2d`, `softmax`,
+    `activation`): the optimized CPU path raises only softmax, to lower it
+    its own way.
   }];
+  let options = [
+    ListOption<"ops", "ops", "std::string",
+               "raise only these kinds (linear, conv2d, softmax, activation); all if empty">,
+  ];
   let dependentDialects = [
     "::nnforge::nnf::NNFDialect",
     "::mlir::linalg::LinalgDialect",

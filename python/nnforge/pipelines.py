@@ -19,12 +19,16 @@ TOSA_TO_LINALG = (
     "tosa-to-linalg),tosa-to-arith,tosa-to-tensor,canonicalize,cse"
 )
 
-# Multiplies every batch by a broadcast matrix as one matmul (no copy of the
-# weights per batch), transposes constant weights once, at compile time, then
-# fuses elementwise producers into their consumers on tensors, so that fewer
-# intermediates reach memory (never at the cost of recomputing a producer per
-# consumer iteration: see nnf-fuse-elementwise).
+# Lowers softmax chains, as the frontends expand them, nnforge's way (raised
+# to nnf.softmax and lowered again: its row maximum ignores NaN, which is
+# cheaper and gives the same result), multiplies every batch by a broadcast
+# matrix as one matmul (no copy of the weights per batch), transposes constant
+# weights once, at compile time, then fuses elementwise producers into their
+# consumers on tensors, so that fewer intermediates reach memory (never at the
+# cost of recomputing a producer per consumer iteration: see
+# nnf-fuse-elementwise).
 LINALG_FUSION = (
+    "nnf-raise{ops=softmax},convert-nnf-to-linalg,"
     "nnf-unbroadcast-batch-matmul,nnf-fold-constant-transposes,linalg-fold-unit-extent-dims,"
     "nnf-fuse-elementwise,canonicalize,cse"
 )

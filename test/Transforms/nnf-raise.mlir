@@ -1,4 +1,7 @@
 // RUN: nnforge-opt %s --nnf-raise --split-input-file | FileCheck %s
+// RUN: nnforge-opt %s --nnf-raise="ops=softmax" --split-input-file | FileCheck %s --check-prefix=SOFTMAX
+// RUN: not nnforge-opt %s --nnf-raise="ops=softmax,lstm" --split-input-file 2>&1 | FileCheck %s --check-prefix=UNKNOWN
+// UNKNOWN: error: nnf-raise: unknown op kind 'lstm' (expected linear, conv2d, softmax or activation)
 
 // Linear + bias + ReLU as torch-mlir emits nn.Linear(8, 16) + nn.ReLU().
 
@@ -8,6 +11,12 @@
 // CHECK-SAME: (%[[X:.*]]: tensor<4x8xf32>, %[[W:.*]]: tensor<16x8xf32>, %[[B:.*]]: tensor<16xf32>)
 // CHECK-NEXT: %[[Y:.*]] = nnf.linear %[[X]], %[[W]], %[[B]] activation relu : (tensor<4x8xf32>, tensor<16x8xf32>, tensor<16xf32>) -> tensor<4x16xf32>
 // CHECK-NEXT: return %[[Y]]
+// Raising only softmax leaves the layer alone.
+// SOFTMAX-LABEL: func.func @linear_bias_relu
+// SOFTMAX-NOT: nnf.
+// SOFTMAX: linalg.matmul
+// SOFTMAX-NOT: nnf.
+// SOFTMAX: return
 func.func @linear_bias_relu(%arg0: tensor<4x8xf32>, %w: tensor<16x8xf32>, %b: tensor<16xf32>) -> tensor<4x16xf32> {
   %cst = arith.constant 0.000000e+00 : f32
   %0 = tensor.empty() : tensor<8x16xf32>
@@ -180,6 +189,8 @@ func.func @conv2d_grouped(%arg0: tensor<1x4x16x16xf32>, %f: tensor<8x2x3x3xf32>)
 // CHECK-SAME: (%[[X:.*]]: tensor<4x10xf32>)
 // CHECK-NEXT: %[[Y:.*]] = nnf.softmax %[[X]] axis -1 : tensor<4x10xf32>
 // CHECK-NEXT: return %[[Y]]
+// SOFTMAX-LABEL: func.func @softmax_chain
+// SOFTMAX-NEXT: nnf.softmax
 func.func @softmax_chain(%arg0: tensor<4x10xf32>) -> tensor<4x10xf32> {
   %c0_i64 = arith.constant 0 : i64
   %cst = arith.constant 0xFF800000 : f32

@@ -149,6 +149,22 @@ def test_nnf_softmax(tmp_path):
     check(model(x.numpy()), torch.softmax(x, 1))
 
 
+def test_softmax_rows_with_nan_and_infinities_match_pytorch(tmp_path):
+    """torch.softmax as torch-mlir expands it is lowered nnforge's way (its row
+    maximum ignores NaN): a NaN still makes its row NaN, an infinity too."""
+    x = torch.randn(6, 100)
+    x[1, 7] = float("nan")
+    x[2, 3] = float("inf")
+    x[3, :] = float("-inf")
+    x[4, 5] = float("-inf")
+    x[5, :] = float("nan")
+    compiled = compile_optimized(Softmax(), (x,), tmp_path)
+    assert "arith.maxnumf" in next(tmp_path.glob("*-linalg-fusion.mlir")).read_text()
+    np.testing.assert_allclose(
+        compiled(x.numpy()), torch.softmax(x, -1).numpy(), rtol=TOLERANCE, atol=TOLERANCE, equal_nan=True
+    )
+
+
 def test_nnf_layer_norm(tmp_path):
     t, p = "tensor<9x77xf32>", "tensor<77xf32>"
     model = compile_nnf(

@@ -17,6 +17,7 @@
 #include "nnforge/Dialect/NNF/NNFOps.h"
 #include "nnforge/Passes.h"
 #include "nnforge/Transforms/LinalgMatchers.h"
+#include "llvm/ADT/StringSet.h"
 
 #include <cmath>
 
@@ -787,17 +788,38 @@ struct RaiseLinalgSoftmax : OpRewritePattern<linalg::SoftmaxOp> {
 //===----------------------------------------------------------------------===//
 
 struct NNFRaisePass : nnforge::impl::NNFRaiseBase<NNFRaisePass> {
+  using Base::Base;
+
   void runOnOperation() override {
     MLIRContext *ctx = &getContext();
+    llvm::StringSet<> kinds;
+    for (const std::string &kind : ops) {
+      if (!llvm::is_contained({"linear", "conv2d", "softmax", "activation"},
+                              kind)) {
+        getOperation().emitError() << "nnf-raise: unknown op kind '" << kind
+                                   << "' (expected linear, conv2d, softmax "
+                                      "or activation)";
+        return signalPassFailure();
+      }
+      kinds.insert(kind);
+    }
+    auto raises = [&](StringRef kind) {
+      return kinds.empty() || kinds.contains(kind);
+    };
     RewritePatternSet patterns(ctx);
-    patterns.add<RaiseActivation, RaiseSilu,
-                 FuseActivationThroughReshape<tensor::ExpandShapeOp>,
-                 FuseActivationThroughReshape<tensor::CollapseShapeOp>,
-                 RaiseMatmul<linalg::MatmulOp>,
-                 RaiseMatmul<linalg::BatchMatmulOp>, FuseLinearBias, RaiseConv2D,
-                 RaiseGroupedConv2D,
-                 RaiseSoftmaxChain, RaiseLinalgSoftmax>(ctx);
-    nnf::ActivationOp::getCanonicalizationPatterns(patterns, ctx);
+    if (raises("activation")) {
+      patterns.add<RaiseActivation, RaiseSilu,
+                   FuseActivationThroughReshape<tensor::ExpandShapeOp>,
+                   FuseActivationThroughReshape<tensor::CollapseShapeOp>>(ctx);
+      nnf::ActivationOp::getCanonicalizationPatterns(patterns, ctx);
+    }
+    if (raises("linear"))
+      patterns.add<RaiseMatmul<linalg::MatmulOp>,
+                   RaiseMatmul<linalg::BatchMatmulOp>, FuseLinearBias>(ctx);
+    if (raises("conv2d"))
+      patterns.add<RaiseConv2D, RaiseGroupedConv2D>(ctx);
+    if (raises("softmax"))
+      patterns.add<RaiseSoftmaxChain, RaiseLinalgSoftmax>(ctx);
     // Not converging within the iteration limit leaves correct IR behind.
     (void)applyPatternsGreedily(getOperation(), std::move(patterns));
   }

@@ -75,15 +75,19 @@ func.func @conv2d_grouped(%x: tensor<1x4x9x9xf32>, %f: tensor<8x2x3x3xf32>) -> t
 
 // -----
 
-// Softmax: a max reduction, a sum of shifted exponentials, a division; bf16
-// computes in f32.
+// Softmax: the row maximum (maxnumf), the shifted exponentials stored once,
+// their sum, a division; bf16 computes in f32.
 // CHECK-LABEL: func.func @softmax
 // CHECK: linalg.fill ins(%{{.*}} : f32) outs(%{{.*}} : tensor<?xf32>)
 // CHECK: linalg.generic {{.*}} iterator_types = ["parallel", "reduction"]
-// CHECK: arith.maximumf
-// CHECK: linalg.generic {{.*}} iterator_types = ["parallel", "reduction"]
+// CHECK: arith.maxnumf
+// CHECK: %[[E:.*]] = linalg.generic {{.*}} iterator_types = ["parallel", "parallel"]
 // CHECK: math.exp
-// CHECK: linalg.generic {{.*}} iterator_types = ["parallel", "parallel"]
+// CHECK: -> tensor<?x10xf32>
+// CHECK: %[[SUM:.*]] = linalg.generic {{.*}} iterator_types = ["parallel", "reduction"]{{.*}} ins(%[[E]] :
+// CHECK: arith.addf
+// CHECK: linalg.generic {{.*}} iterator_types = ["parallel", "parallel"]{{.*}} ins(%[[E]], %[[SUM]] :
+// CHECK-NOT: math.exp
 // CHECK: arith.divf
 // CHECK: arith.truncf %{{.*}} : f32 to bf16
 func.func @softmax(%x: tensor<?x10xbf16>) -> tensor<?x10xbf16> {

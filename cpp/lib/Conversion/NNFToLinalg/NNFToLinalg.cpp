@@ -471,9 +471,12 @@ SmallVector<OpFoldResult> reducedSizes(OpBuilder &b, Location loc, Value value,
   return sizes;
 }
 
-/// Softmax of `logits` along `axis` in three generics: the running maximum,
-/// the sum of exp(x - max), and exp(x - max) / sum rounded to `element`.
-/// `logits` may have any float element type; math is in the compute type.
+/// Softmax of `logits` along `axis`, rounded to `element` (math in the
+/// compute type), as upstream decomposes `linalg.softmax`: the maximum of
+/// each row, e = exp(x - max) stored once, its sum, then e divided by the
+/// sum. The maximum only shifts the exponents, so it may ignore NaN
+/// (maxnumf: three vector instructions on x86, maximumf five): a NaN in a
+/// row still makes all of it NaN, through the sum.
 Value softmax(OpBuilder &b, Location loc, Value logits, int64_t axis,
               Type element) {
   auto type = cast<RankedTensorType>(logits.getType());
@@ -485,52 +488,54 @@ Value softmax(OpBuilder &b, Location loc, Value logits, int64_t axis,
   AffineMap row = droppingDims(b, rank, axis, axis + 1);
   SmallVector<utils::IteratorType> reducing =
       reducingIterators(rank, axis, axis + 1);
-
-  Value maxInit = filledTensor(b, loc, reduced, compute,
-                               -std::numeric_limits<double>::infinity());
-  Value maximum =
-      linalg::GenericOp::create(
-          b, loc, maxInit.getType(), logits, maxInit,
-          ArrayRef<AffineMap>{identity, row}, reducing,
-          [&](OpBuilder &nb, Location nl, ValueRange args) {
-            linalg::YieldOp::create(
-                nb, nl,
-                arith::MaximumFOp::create(nb, nl, toCompute(nb, nl, args[0]),
-                                          args[1])
-                    .getResult());
-          })
-          .getResult(0);
-
-  auto shiftedExp = [&](OpBuilder &nb, Location nl, Value x, Value max) {
-    return math::ExpOp::create(
-               nb, nl,
-               arith::SubFOp::create(nb, nl, toCompute(nb, nl, x), max))
-        .getResult();
+  auto reduceRows = [&](Value input, double init, auto combine) {
+    Value filled = filledTensor(b, loc, reduced, compute, init);
+    return linalg::GenericOp::create(
+               b, loc, filled.getType(), input, filled,
+               ArrayRef<AffineMap>{identity, row}, reducing,
+               [&](OpBuilder &nb, Location nl, ValueRange args) {
+                 Value x = toCompute(nb, nl, args[0]);
+                 linalg::YieldOp::create(nb, nl, combine(nb, nl, x, args[1]));
+               })
+        .getResult(0);
   };
-  Value sumInit = filledTensor(b, loc, reduced, compute, 0.0);
-  Value sum = linalg::GenericOp::create(
-                  b, loc, sumInit.getType(), ValueRange{logits, maximum},
-                  sumInit, ArrayRef<AffineMap>{identity, row, row}, reducing,
-                  [&](OpBuilder &nb, Location nl, ValueRange args) {
-                    Value e = shiftedExp(nb, nl, args[0], args[1]);
-                    linalg::YieldOp::create(
-                        nb, nl,
-                        arith::AddFOp::create(nb, nl, e, args[2]).getResult());
-                  })
-                  .getResult(0);
+  // The elementwise `body(x, row value)` of `input` and a per-row `rowValue`.
+  auto eachElement = [&](Value input, Value rowValue, Type resultElement,
+                         auto body) {
+    Value init = emptyTensor(b, loc, tensor::getMixedSizes(b, loc, input),
+                             resultElement);
+    return linalg::GenericOp::create(
+               b, loc, init.getType(), ValueRange{input, rowValue}, init,
+               ArrayRef<AffineMap>{identity, row, identity},
+               parallelIterators(rank),
+               [&](OpBuilder &nb, Location nl, ValueRange args) {
+                 linalg::YieldOp::create(nb, nl,
+                                         body(nb, nl, args[0], args[1]));
+               })
+        .getResult(0);
+  };
 
-  Value init =
-      emptyTensor(b, loc, tensor::getMixedSizes(b, loc, logits), element);
-  return linalg::GenericOp::create(
-             b, loc, init.getType(), ValueRange{logits, maximum, sum}, init,
-             ArrayRef<AffineMap>{identity, row, row, identity},
-             parallelIterators(rank),
-             [&](OpBuilder &nb, Location nl, ValueRange args) {
-               Value e = shiftedExp(nb, nl, args[0], args[1]);
-               Value p = arith::DivFOp::create(nb, nl, e, args[2]);
-               linalg::YieldOp::create(nb, nl, fromCompute(nb, nl, p, element));
-             })
-      .getResult(0);
+  Value maximum = reduceRows(
+      logits, -std::numeric_limits<double>::infinity(),
+      [](OpBuilder &nb, Location nl, Value x, Value acc) -> Value {
+        return arith::MaxNumFOp::create(nb, nl, x, acc);
+      });
+  Value exps = eachElement(
+      logits, maximum, compute,
+      [](OpBuilder &nb, Location nl, Value x, Value max) -> Value {
+        return math::ExpOp::create(
+            nb, nl, arith::SubFOp::create(nb, nl, toCompute(nb, nl, x), max));
+      });
+  Value sum = reduceRows(
+      exps, 0.0, [](OpBuilder &nb, Location nl, Value e, Value acc) -> Value {
+        return arith::AddFOp::create(nb, nl, e, acc);
+      });
+  return eachElement(
+      exps, sum, element,
+      [&](OpBuilder &nb, Location nl, Value e, Value total) -> Value {
+        return fromCompute(nb, nl, arith::DivFOp::create(nb, nl, e, total),
+                           element);
+      });
 }
 
 int64_t normalizedAxis(int64_t axis, int64_t rank) {

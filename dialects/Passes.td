@@ -371,8 +371,10 @@ def NNFPadLeadingDimensions : Pass<"nnf-pad-leading-dimensions"> {
     - A constant becomes a padded constant (at compile time) and its slice.
     - A linalg op whose result is the operand and whose destination is a
       `tensor.empty` writes into a slice of a wider `tensor.empty` instead.
-    - Anything else (a function argument) is copied into such a slice once,
-      before the contraction or the `nnf.dispatch` region that holds it.
+    - A function argument is copied into such a slice once, on entry (for a
+      contraction in an `nnf.dispatch` region, the region's operand is).
+    - Anything else keeps its layout: copying a computed tensor again (a
+      reshaped im2col matrix) would cost about what the padding saves.
 
     Example:
 

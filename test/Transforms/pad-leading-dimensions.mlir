@@ -93,6 +93,18 @@ func.func @dispatch(%a: tensor<8x2xf32>, %b: tensor<2x1024xf32>) -> tensor<8x102
 
 // -----
 
+// A reshaped result is not copied again.
+// CHECK-LABEL: func.func @reshaped
+// CHECK-NOT: linalg.copy
+// CHECK: return
+func.func @reshaped(%a: tensor<8x2xf32>, %b: tensor<2x2x512xf32>, %acc: tensor<8x1024xf32>) -> tensor<8x1024xf32> {
+  %c = tensor.collapse_shape %b [[0], [1, 2]] : tensor<2x2x512xf32> into tensor<2x1024xf32>
+  %r = linalg.matmul ins(%a, %c : tensor<8x2xf32>, tensor<2x1024xf32>) outs(%acc : tensor<8x1024xf32>) -> tensor<8x1024xf32>
+  return %r : tensor<8x1024xf32>
+}
+
+// -----
+
 // Rows of 1000 or 512 f32 (not a multiple of 4 KiB) keep their layout.
 // CHECK-LABEL: func.func @other_widths
 // CHECK-NOT: tensor.extract_slice

@@ -18,6 +18,7 @@
 #include "nnforge/Passes.h"
 #include "nnforge/Transforms/ConstantData.h"
 
+#include <cstring>
 #include <vector>
 
 namespace nnforge {
@@ -130,7 +131,9 @@ Value paddedConstant(OpBuilder &b, arith::ConstantOp constant) {
 }
 
 /// `value` (not yet padded) with padded rows; null where that would not
-/// pay (a constant whose data is not readable).
+/// pay: a constant whose data is not readable, or a value computed by
+/// something other than a linalg op into a fresh tensor (a reshaped im2col
+/// matrix: copying it again would cost about what the padding saves).
 Value padded(OpBuilder &b, Value value) {
   auto type = cast<RankedTensorType>(value.getType());
   if (auto constant = value.getDefiningOp<arith::ConstantOp>())
@@ -147,7 +150,9 @@ Value padded(OpBuilder &b, Value value) {
       return value;
     }
   }
-  // Anything else is copied once, where it is defined.
+  // An argument is copied once, on entry.
+  if (!isa<BlockArgument>(value))
+    return nullptr;
   b.setInsertionPointAfterValue(value);
   Location loc = value.getLoc();
   return linalg::CopyOp::create(b, loc, value,

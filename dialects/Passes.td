@@ -49,8 +49,8 @@ def NNFRaise : Pass<"nnf-raise", "::mlir::ModuleOp"> {
     A pattern fires only when the indexing maps, iterator types, body ops,
     constants and uses match exactly, so the result computes the same values.
     `ops` limits the raising to some kinds (`linear`, `conv2d`, `softmax`,
-    `activation`): the optimized CPU path raises only softmax, to lower it
-    its own way.
+    `activation`): every compile raises softmax, before lowering nnf ops to
+    linalg, so that each softmax lowers nnforge's way.
   }];
   let options = [
     ListOption<"ops", "ops", "std::string",
@@ -363,10 +363,9 @@ def NNFPadLeadingDimensions : Pass<"nnf-pad-leading-dimensions"> {
     right operand of a matmul, the im2col matrix of a convolution) is read
     down its column tiles, one row after another. Where a row is a multiple
     of 4 KiB long (1024 or 2048 f32), the rows of a tile fall into the same
-    L1 set and evict each other. This pass
-    stores such operands (of at least `min-bytes`) with one cache line (64
-    bytes) more per row: a slice of a wider buffer, which bufferization
-    reads with the padded stride.
+    L1 set and evict each other. This pass stores such operands (of at least
+    `min-bytes`) with one cache line (64 bytes) more per row: a slice of a
+    wider buffer, which bufferization reads with the padded stride.
 
     - A constant becomes a padded constant (at compile time) and its slice.
     - A linalg op whose result is the operand and whose destination is a

@@ -459,7 +459,7 @@ def _row_lanes(size: int | None) -> int:
     widest multiple of 8 down to 16 that divides a static row (1000 = 25 x
     40), so that no vector is partial: a partial one is masked, and a
     reduction's masked accumulator slice cannot stay in registers."""
-    if size is None or size % ELEMENTWISE_VECTOR == 0:
+    if size is None:
         return ELEMENTWISE_VECTOR
     return next((lanes for lanes in range(ELEMENTWISE_VECTOR, 15, -8) if size % lanes == 0), ELEMENTWISE_VECTOR)
 

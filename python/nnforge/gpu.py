@@ -77,8 +77,6 @@ def check_chip(chip: str) -> str:
         raise CompileError(str(error)) from None
 
 
-
-
 def _static_type(value: ir.Value, what: str) -> ir.MemRefType:
     type_ = ir.MemRefType(value.type)
     if not type_.has_static_shape:
@@ -247,7 +245,9 @@ def _matmul_tiling(op: ir.Operation) -> tuple[tuple[int, int], int] | None:
     if not blocks or k_step is None:
         return None
     batches = math.prod(a.shape[:batch])
-    block = next((b for b in blocks if batches * (m // b[0]) * (n // b[1]) >= MIN_BLOCKS), blocks[-1])
+    block = next(
+        (tile for tile in blocks if batches * (m // tile[0]) * (n // tile[1]) >= MIN_BLOCKS), blocks[-1]
+    )
     return block, k_step
 
 

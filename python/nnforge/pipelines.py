@@ -9,8 +9,11 @@ Wrap a pipeline with `wrap()` for `PassManager.parse` or pass it as
 
 from __future__ import annotations
 
-# nnf ops -> linalg on tensors (plus arith/math/tensor).
-NNF_TO_LINALG = "convert-nnf-to-linalg,canonicalize,cse"
+# nnf ops -> linalg on tensors (plus arith/math/tensor). Softmax chains, as
+# the frontends expand them, are raised to nnf.softmax first, so that every
+# softmax lowers nnforge's way (its row maximum ignores NaN, which is cheaper
+# and gives the same result).
+NNF_TO_LINALG = "nnf-raise{ops=softmax},convert-nnf-to-linalg,canonicalize,cse"
 
 # TOSA -> linalg on tensors, the way upstream's tosa-to-linalg pipeline does.
 TOSA_TO_LINALG = (
@@ -19,16 +22,12 @@ TOSA_TO_LINALG = (
     "tosa-to-linalg),tosa-to-arith,tosa-to-tensor,canonicalize,cse"
 )
 
-# Lowers softmax chains, as the frontends expand them, nnforge's way (raised
-# to nnf.softmax and lowered again: its row maximum ignores NaN, which is
-# cheaper and gives the same result), multiplies every batch by a broadcast
-# matrix as one matmul (no copy of the weights per batch), transposes constant
-# weights once, at compile time, then fuses elementwise producers into their
-# consumers on tensors, so that fewer intermediates reach memory (never at the
-# cost of recomputing a producer per consumer iteration: see
-# nnf-fuse-elementwise).
+# Multiplies every batch by a broadcast matrix as one matmul (no copy of the
+# weights per batch), transposes constant weights once, at compile time, then
+# fuses elementwise producers into their consumers on tensors, so that fewer
+# intermediates reach memory (never at the cost of recomputing a producer per
+# consumer iteration: see nnf-fuse-elementwise).
 LINALG_FUSION = (
-    "nnf-raise{ops=softmax},convert-nnf-to-linalg,"
     "nnf-unbroadcast-batch-matmul,nnf-fold-constant-transposes,linalg-fold-unit-extent-dims,"
     "nnf-fuse-elementwise,canonicalize,cse"
 )

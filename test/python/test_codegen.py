@@ -23,12 +23,22 @@ import models
 TOLERANCE = 1e-4
 
 
+def dumped_ir(tmp_path: Path, stage: str) -> str:
+    """The IR `compile(..., dump_ir=tmp_path)` wrote after `stage`."""
+    return next(tmp_path.glob(f"*-{stage}.mlir")).read_text()
+
+
+def loop_carried_types(ir_text: str) -> list[str]:
+    """The types each `scf.for` of `ir_text` carries, one string per loop."""
+    return re.findall(r"scf\.for .* -> \(([^)]*)\) \{", ir_text)
+
+
 def compile_optimized(model, inputs=None, tmp_path: Path | None = None, **options):
     compiled = nnforge.compile(model, inputs, dump_ir=tmp_path, **options)
     if tmp_path is not None:
-        vectorized = next(tmp_path.glob("*-vectorize.mlir")).read_text()
+        vectorized = dumped_ir(tmp_path, "vectorize")
         assert "vector." in vectorized, "nothing was vectorized"
-        lowered = next(tmp_path.glob("*-linalg-to-llvm.mlir")).read_text()
+        lowered = dumped_ir(tmp_path, "linalg-to-llvm")
         # One copy per tensor.pad (into the padded buffer) at most; any other
         # would be a tile copy in a loop.
         assert lowered.count("llvm.call @memrefCopy") <= vectorized.count("tensor.pad")
@@ -60,8 +70,8 @@ def test_partial_column_tiles_keep_their_accumulators_in_registers(n, widths, tm
     each with an unmasked accumulator that its k loop carries in registers."""
     a, b = torch.randn(16, 24), torch.randn(24, n)
     compiled = compile_optimized(MatMul(), (a, b), tmp_path)
-    vectorized = next(tmp_path.glob("*-vectorize.mlir")).read_text()
-    carried = re.findall(r"scf\.for .* -> \(([^)]*)\) \{", vectorized)
+    vectorized = dumped_ir(tmp_path, "vectorize")
+    carried = loop_carried_types(vectorized)
     for width in [32] + widths:
         assert f"vector<8x{width}xf32>" in carried
     check(compiled(a.numpy(), b.numpy()), a @ b)
@@ -74,11 +84,11 @@ def test_row_reductions_accumulate_in_registers_and_combine_as_a_tree(model, tmp
     are combined pairwise (reassociated), not one lane after another."""
     x = torch.randn(33, 1000)
     compiled = compile_optimized(model, (x,), tmp_path)
-    vectorized = next(tmp_path.glob("*-vectorize.mlir")).read_text()
-    carried = re.findall(r"scf\.for .* -> \(([^)]*)\) \{", vectorized)
+    vectorized = dumped_ir(tmp_path, "vectorize")
+    carried = loop_carried_types(vectorized)
     assert any(types.startswith("vector<") for types in carried)
     assert not any(re.fullmatch(r"tensor<1x\d+xf\d+>", types) for types in carried)
-    lowered = next(tmp_path.glob("*-linalg-to-llvm.mlir")).read_text()
+    lowered = dumped_ir(tmp_path, "linalg-to-llvm")
     sums = re.findall(r"llvm\.intr\.vector\.reduce\.fadd.*", lowered)
     assert sums and all("reassoc" in line for line in sums)
     check(compiled(x.numpy()), model(x))
@@ -159,7 +169,7 @@ def test_softmax_rows_with_nan_and_infinities_match_pytorch(tmp_path):
     x[4, 5] = float("-inf")
     x[5, :] = float("nan")
     compiled = compile_optimized(Softmax(), (x,), tmp_path)
-    assert "arith.maxnumf" in next(tmp_path.glob("*-linalg-fusion.mlir")).read_text()
+    assert "arith.maxnumf" in dumped_ir(tmp_path, "linalg-fusion")
     np.testing.assert_allclose(
         compiled(x.numpy()), torch.softmax(x, -1).numpy(), rtol=TOLERANCE, atol=TOLERANCE, equal_nan=True
     )
@@ -224,7 +234,7 @@ def test_depthwise_convolution_is_vectorized(channels, height, width, kernel, pa
     conv = torch.nn.Conv2d(channels, channels, kernel, padding=padding, groups=channels).eval()
     x = torch.randn(2, channels, height, width)
     compiled = compile_optimized(conv, (x,), tmp_path=tmp_path)
-    vectorized = next(tmp_path.glob("*-vectorize.mlir")).read_text()
+    vectorized = dumped_ir(tmp_path, "vectorize")
     assert "depthwise_conv" not in vectorized
     assert "tensor.pad" not in vectorized  # a vectorized fill and copy instead
     # Each output segment stays in registers across the filter taps, the
@@ -297,7 +307,7 @@ class Softmax(torch.nn.Module):
 
 
 def dispatch_regions(tmp_path: Path) -> str:
-    return next(tmp_path.glob("*-dispatch-regions.mlir")).read_text()
+    return dumped_ir(tmp_path, "dispatch-regions")
 
 
 @pytest.mark.parametrize(
@@ -318,7 +328,7 @@ def test_dispatch_regions_fuse_and_match_pytorch(model, shape, threads, tmp_path
     compiled = compile_optimized(model, (x,), tmp_path, threads=threads)
     assert "nnf.dispatch" in dispatch_regions(tmp_path)
     # Each tile's intermediates are tile-sized, not slices of whole-size buffers.
-    vectorized = next(tmp_path.glob("*-vectorize.mlir")).read_text()
+    vectorized = dumped_ir(tmp_path, "vectorize")
     empties = set(re.findall(r"(%\w+) = tensor\.empty\(", vectorized))
     sliced = set(re.findall(r"tensor\.extract_slice (%\w+)\[", vectorized))
     assert not empties & sliced

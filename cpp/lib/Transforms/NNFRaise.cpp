@@ -17,7 +17,7 @@
 #include "nnforge/Dialect/NNF/NNFOps.h"
 #include "nnforge/Passes.h"
 #include "nnforge/Transforms/LinalgMatchers.h"
-#include "llvm/ADT/StringSet.h"
+#include "llvm/ADT/StringExtras.h"
 
 #include <cmath>
 
@@ -792,19 +792,19 @@ struct NNFRaisePass : nnforge::impl::NNFRaiseBase<NNFRaisePass> {
 
   void runOnOperation() override {
     MLIRContext *ctx = &getContext();
-    llvm::StringSet<> kinds;
+    constexpr StringLiteral kKinds[] = {"linear", "conv2d", "softmax",
+                                        "activation"};
     for (const std::string &kind : ops) {
-      if (!llvm::is_contained({"linear", "conv2d", "softmax", "activation"},
-                              kind)) {
-        getOperation().emitError() << "nnf-raise: unknown op kind '" << kind
-                                   << "' (expected linear, conv2d, softmax "
-                                      "or activation)";
+      if (!llvm::is_contained(kKinds, kind)) {
+        getOperation().emitError()
+            << "nnf-raise: unknown op kind '" << kind << "' (expected "
+            << llvm::join(ArrayRef(kKinds).drop_back(), ", ") << " or "
+            << ArrayRef(kKinds).back() << ")";
         return signalPassFailure();
       }
-      kinds.insert(kind);
     }
     auto raises = [&](StringRef kind) {
-      return kinds.empty() || kinds.contains(kind);
+      return ops.empty() || llvm::is_contained(ops, kind);
     };
     RewritePatternSet patterns(ctx);
     if (raises("activation")) {

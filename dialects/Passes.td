@@ -356,6 +356,49 @@ def NNFFormDispatchRegions : Pass<"nnf-form-dispatch-regions"> {
   ];
 }
 
+def NNFPackWeights : Pass<"nnf-pack-weights"> {
+  let summary = "Store constant right operands of contractions as column panels";
+  let description = [{
+    A contraction's code reads its right operand (the `[K, N]` weight of a
+    linear layer, the operand indexed by the output's innermost loop n) one
+    register tile's columns at a time, a row after another. The rows of a
+    large weight are pages apart, and hardware prefetchers stop at page
+    boundaries, so a weight streamed from memory stalls on every row. This
+    pass stores such constants (of at least `min-bytes`, with N a multiple
+    of `panel` and larger) as `[N/panel, .., panel]`: the columns of each
+    panel contiguous, row after row. The data is rearranged once, at compile
+    time. The contraction becomes a `linalg.generic` with one more parallel
+    loop, the column within a panel (n then counts panels); its result
+    `[.., N/panel, panel]` is collapsed back to `[.., N]`, which
+    `nnf-fuse-elementwise` then moves past the contraction's epilogue.
+
+    Example:
+
+    ```mlir
+    %w = arith.constant dense<...> : tensor<1024x4096xf32>
+    %r = linalg.matmul ins(%x, %w : tensor<64x1024xf32>, tensor<1024x4096xf32>) outs(%acc : tensor<64x4096xf32>) -> tensor<64x4096xf32>
+    // becomes
+    %p = arith.constant dense<...> : tensor<128x1024x32xf32>
+    %acc3 = tensor.expand_shape %acc [[0], [1, 2]] output_shape [64, 128, 32] : tensor<64x4096xf32> into tensor<64x128x32xf32>
+    %r3 = linalg.generic {indexing_maps = [affine_map<(m, n, k, c) -> (m, k)>, affine_map<(m, n, k, c) -> (n, k, c)>, affine_map<(m, n, k, c) -> (m, n, c)>],
+                          iterator_types = ["parallel", "parallel", "reduction", "parallel"]}
+        ins(%x, %p : tensor<64x1024xf32>, tensor<128x1024x32xf32>) outs(%acc3 : tensor<64x128x32xf32>) { ... } -> tensor<64x128x32xf32>
+    %r = tensor.collapse_shape %r3 [[0], [1, 2]] : tensor<64x128x32xf32> into tensor<64x4096xf32>
+    ```
+  }];
+  let options = [
+    Option<"panel", "panel", "int64_t", /*default=*/"32",
+           "columns per panel (the register tile's width)">,
+    Option<"minBytes", "min-bytes", "int64_t", /*default=*/"1048576",
+           "smallest weight packed (smaller ones stay in L2 between calls)">,
+  ];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::linalg::LinalgDialect",
+    "::mlir::tensor::TensorDialect",
+  ];
+}
+
 def NNFPadLeadingDimensions : Pass<"nnf-pad-leading-dimensions"> {
   let summary = "Give contraction operands a row stride that avoids cache-set conflicts";
   let description = [{

@@ -94,17 +94,32 @@ def test_row_reductions_accumulate_in_registers_and_combine_as_a_tree(model, tmp
     check(compiled(x.numpy()), model(x))
 
 
-@pytest.mark.parametrize("model,inputs", [
-    (MatMul(), (torch.randn(16, 512), torch.randn(512, 1024))),  # an argument: copied once
-    (torch.nn.Linear(512, 1024), (torch.randn(16, 512),)),  # a weight: padded when compiling
-], ids=["argument", "constant"])
-def test_right_operands_with_page_long_rows_get_a_padded_stride(model, inputs, tmp_path):
+def test_right_operands_with_page_long_rows_get_a_padded_stride(tmp_path):
     """Rows of 1024 f32 (4 KiB) would map a tile's rows to one L1 set: the
-    right operand is read from a buffer one cache line wider per row."""
-    compiled = compile_optimized(model, inputs, tmp_path)
+    right operand, an argument, is copied once into a buffer one cache line
+    wider per row."""
+    a, b = torch.randn(16, 512), torch.randn(512, 1024)
+    compiled = compile_optimized(MatMul(), (a, b), tmp_path)
     assert "tensor<512x1040xf32>" in dispatch_regions(tmp_path)
+    check(compiled(a.numpy(), b.numpy()), a @ b)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_large_weights_are_packed_into_column_panels(threads, tmp_path):
+    """A weight of 1 MiB or more (Linear(512, 1024): [512, 1024] f32 once
+    transposed) is stored as 32 panels of [512, 32] when compiling; the
+    layer's bias and GELU still run in the contraction's dispatch region, on
+    its output split likewise."""
+    model = torch.nn.Sequential(torch.nn.Linear(512, 1024), torch.nn.GELU())
+    x = torch.randn(16, 512)
+    compiled = compile_optimized(model, (x,), tmp_path, threads=threads)
+    regions = dispatch_regions(tmp_path)
+    assert "tensor<32x512x32xf32>" in regions
+    assert re.search(r"nnf\.dispatch .*-> tensor<16x32x32xf32>", regions)
+    first_region = regions.split("nnf.dispatch", 1)[1].split("nnf.yield", 1)[0]
+    assert "math.erf" in first_region
     with torch.no_grad():
-        check(compiled(*(x.numpy() for x in inputs)), model(*inputs))
+        check(compiled(x.numpy()), model(x))
 
 
 def test_batch_matmul(tmp_path):

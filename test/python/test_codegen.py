@@ -17,6 +17,7 @@ from mlir import ir
 
 import nnforge
 from nnforge import codegen
+from nnforge.importers.handover import walk_ops
 
 import models
 
@@ -263,6 +264,33 @@ def test_depthwise_convolution_is_vectorized(channels, height, width, kernel, pa
 class TanhGelu(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.gelu(x, approximate="tanh")
+
+
+@pytest.mark.parametrize("model,shape", [
+    (torch.nn.Conv2d(6, 6, 3, stride=2, padding=1, groups=6), (1, 6, 20, 37)),  # depthwise
+    (torch.nn.MaxPool2d(3, stride=2, padding=1), (2, 4, 24, 40)),
+    (torch.nn.AvgPool2d(2, stride=2), (1, 3, 16, 48)),
+    (torch.nn.MaxPool2d(3, stride=1, padding=1), (1, 3, 9, 21)),
+    (torch.nn.Conv2d(3, 8, 7, stride=2, padding=3), (1, 3, 32, 36)),  # im2col window copy
+], ids=["depthwise_stride2", "max_pool_stride2", "avg_pool_stride2", "max_pool_stride1", "conv_stride2"])
+def test_windows_are_vectorized_strided_or_not(model, shape, tmp_path):
+    """Poolings and depthwise convolutions are vectorized along output rows;
+    strided windows (every second input column) are read as contiguous
+    vectors whose even lanes are kept (nnf-deinterleave-strided-reads), so no
+    windowed op or strided read is left as a scalar loop."""
+    model = model.eval()
+    x = torch.randn(*shape)
+    compiled = compile_optimized(model, (x,), tmp_path=tmp_path)
+    vectorized = ir.Module.parse(dumped_ir(tmp_path, "vectorize"), nnforge.context())
+    for op in walk_ops(vectorized.operation):
+        assert not op.name.startswith(("linalg.pooling", "linalg.depthwise")), op.name
+        if op.name == "linalg.generic":
+            maps = [ir.AffineMapAttr(m).value for m in ir.ArrayAttr(op.attributes["indexing_maps"])]
+            assert not any("*" in str(e) for m in maps for e in m.results), op
+    if model.stride not in (1, (1, 1)):
+        assert "vector.shuffle" in dumped_ir(tmp_path, "vectorize")
+    with torch.no_grad():
+        check(compiled(x.numpy()), model(x))
 
 
 def test_integer_powers_are_vectorized(tmp_path, caplog):

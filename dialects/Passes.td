@@ -282,6 +282,15 @@ def NNFConvToIm2col : Pass<"nnf-conv-to-im2col"> {
     computes indices with floordiv/mod and stays scalar; this copy reads
     rows of the input, so it vectorizes once its unit loops are folded.
 
+    The contraction's vectors run along its innermost output dimension: the
+    pixels of a channel. Where those are no multiple of 16 (a 7x7 output:
+    49 = 32 + 16 + 1, a column of scalar multiply-adds) but the channels are
+    a multiple of 32 and the filter is a constant, the product is computed
+    transposed instead, [N, OH*OW, F] from the columns and the filter
+    transposed to [C*KH*KW, F] (`linalg.transpose` of the constant, for
+    `nnf-fold-constant-transposes`), and transposed back: vectors of output
+    channels, the pixels in register tiles of 7 rows.
+
     Example:
 
     ```mlir

@@ -310,8 +310,10 @@ def _contraction_schedule(op: ir.Operation, parallel: bool) -> str | None:
     outer = [0 if roles[d] == "k" else cache[d] for d in range(rank)]
     inner = [cache[d] if roles[d] == "k" else 0 for d in range(rank)]
     register_tiles = _clamp([REGISTER_TILE[roles[d]] for d in range(rank)], loop_sizes)
+    m_dim = _role_dim(roles, "m")
+    register_tiles[m_dim] = min(_register_rows(cache[m_dim]), register_tiles[m_dim])
     register = _sizes(register_tiles)
-    m_dim, n_dim = _role_dim(roles, "m"), _role_dim(roles, "n")
+    n_dim = _role_dim(roles, "n")
     # Loops of the register tile: batch..., m, n, k. Where register tiles of
     # n would be partial, every tile of the dimension would otherwise pay for
     # masks. Where the cache tiles of n are equal (n divides into them: 49,
@@ -396,7 +398,10 @@ def _cache_tiles(roles: dict[int, str], sizes: list[int | None]) -> list[int]:
         tile = CACHE_TILE[roles[loop]]
         if size is not None and size > tile and size % tile:
             if roles[loop] == "m":
-                tile = SMALL_M_TILE
+                # Up to twice the tile whole where its register tiles divide it
+                # (196 = 28 x 7), else SMALL_M_TILE.
+                whole = size <= 2 * tile and size % _register_rows(size) == 0
+                tile = size if whole else SMALL_M_TILE
             elif roles[loop] == "n":
                 tile = _equal_n_tile(size, tile)
         tiles.append(tile)
@@ -408,6 +413,15 @@ def _cache_tiles(roles: dict[int, str], sizes: list[int | None]) -> list[int]:
             and _makes_one_output_tile(roles, sizes, tiles)):
         tiles[n] //= 2
     return tiles
+
+
+def _register_rows(rows: int | None) -> int:
+    """Rows of a register tile for an m cache tile of `rows`: REGISTER_TILE's
+    8, or 7 or 6 where those divide it and 8 does not (49 = 7 x 7 rows of
+    output pixels): a partial register tile would mask all of them."""
+    if rows is None:
+        return REGISTER_TILE["m"]
+    return next((r for r in (REGISTER_TILE["m"], 7, 6) if rows % r == 0), REGISTER_TILE["m"])
 
 
 def _makes_one_output_tile(roles: dict[int, str], sizes: list[int | None], tiles: list[int]) -> bool:

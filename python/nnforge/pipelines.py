@@ -46,8 +46,8 @@ LINALG_FUSION_CUDA = LINALG_FUSION.replace(
 # a tile evict each other from L1). The optimized CPU path's step between
 # fusion and code generation.
 DISPATCH_REGIONS = (
-    "nnf-pack-weights,nnf-fuse-elementwise,func.func(nnf-conv-to-im2col),nnf-form-dispatch-regions,"
-    "nnf-pad-leading-dimensions,canonicalize,cse"
+    "nnf-pack-weights,nnf-fuse-elementwise,func.func(nnf-conv-to-im2col),nnf-fold-constant-transposes,"
+    "nnf-pack-weights,nnf-form-dispatch-regions,nnf-pad-leading-dimensions,canonicalize,cse"
 )
 
 # Bufferization, with identity-layout function boundaries (arguments carry no

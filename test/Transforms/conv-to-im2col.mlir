@@ -59,3 +59,54 @@ func.func @pointwise(%x: tensor<1x32x7x7xf32>, %w: tensor<192x32x1x1xf32>, %init
       ins(%x, %w : tensor<1x32x7x7xf32>, tensor<192x32x1x1xf32>) outs(%init : tensor<1x192x7x7xf32>) -> tensor<1x192x7x7xf32>
   return %y : tensor<1x192x7x7xf32>
 }
+
+// -----
+
+// A 7x7 output (49 pixels, no multiple of 16) of 32 channels from a constant
+// filter: computed transposed, [1, 49, 32] = columns^T x filter^T (channels
+// innermost), the filter and accumulator transposed in, the product out.
+// CHECK-DAG: #[[COLUMNS_T:.*]] = affine_map<(d0, d1, d2, d3) -> (d0, d3, d1)>
+// CHECK-DAG: #[[FILTER_T:.*]] = affine_map<(d0, d1, d2, d3) -> (d3, d2)>
+// CHECK-DAG: #[[OUT_T:.*]] = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2)>
+// CHECK-LABEL: func.func @channels_innermost
+// CHECK: %[[COLUMNS:.*]] = tensor.collapse_shape %{{.*}} {{\[}}[0], [1, 2, 3], [4, 5]] : tensor<1x4x3x3x7x7xf32> into tensor<1x36x49xf32>
+// CHECK: %[[FILTER:.*]] = linalg.transpose ins(%{{.*}} : tensor<32x4x3x3xf32>) outs(%{{.*}} : tensor<4x3x3x32xf32>) permutation = [1, 2, 3, 0]
+// CHECK: %[[MATRIX:.*]] = tensor.collapse_shape %[[FILTER]] {{\[}}[0, 1, 2], [3]] : tensor<4x3x3x32xf32> into tensor<36x32xf32>
+// CHECK: %[[INIT:.*]] = linalg.transpose ins(%{{.*}} : tensor<1x32x49xf32>) outs(%{{.*}} : tensor<1x49x32xf32>) permutation = [0, 2, 1]
+// CHECK: %[[PRODUCT:.*]] = linalg.generic {indexing_maps = [#[[COLUMNS_T]], #[[FILTER_T]], #[[OUT_T]]], iterator_types = ["parallel", "parallel", "parallel", "reduction"]} ins(%[[COLUMNS]], %[[MATRIX]] : tensor<1x36x49xf32>, tensor<36x32xf32>) outs(%[[INIT]] : tensor<1x49x32xf32>)
+// CHECK: %[[BACK:.*]] = linalg.transpose ins(%[[PRODUCT]] : tensor<1x49x32xf32>) outs(%{{.*}} : tensor<1x32x49xf32>) permutation = [0, 2, 1]
+// CHECK: tensor.expand_shape %[[BACK]] {{\[}}[0], [1], [2, 3]] {{.*}} : tensor<1x32x49xf32> into tensor<1x32x7x7xf32>
+func.func @channels_innermost(%x: tensor<1x4x9x9xf32>, %init: tensor<1x32x7x7xf32>) -> tensor<1x32x7x7xf32> {
+  %w = arith.constant dense<0.5> : tensor<32x4x3x3xf32>
+  %y = linalg.conv_2d_nchw_fchw {dilations = dense<1> : tensor<2xi64>, strides = dense<1> : tensor<2xi64>}
+      ins(%x, %w : tensor<1x4x9x9xf32>, tensor<32x4x3x3xf32>) outs(%init : tensor<1x32x7x7xf32>) -> tensor<1x32x7x7xf32>
+  return %y : tensor<1x32x7x7xf32>
+}
+
+// -----
+
+// Pixels a multiple of 16 (8x8), channels no multiple of 32, or a filter
+// that is no constant: the product keeps the pixels innermost.
+// CHECK-LABEL: func.func @pixels_innermost
+// CHECK-NOT: linalg.transpose
+// CHECK-LABEL: func.func @few_channels
+// CHECK-NOT: linalg.transpose
+// CHECK-LABEL: func.func @runtime_filter
+// CHECK-NOT: linalg.transpose
+func.func @pixels_innermost(%x: tensor<1x4x10x10xf32>, %init: tensor<1x32x8x8xf32>) -> tensor<1x32x8x8xf32> {
+  %w = arith.constant dense<0.5> : tensor<32x4x3x3xf32>
+  %y = linalg.conv_2d_nchw_fchw {dilations = dense<1> : tensor<2xi64>, strides = dense<1> : tensor<2xi64>}
+      ins(%x, %w : tensor<1x4x10x10xf32>, tensor<32x4x3x3xf32>) outs(%init : tensor<1x32x8x8xf32>) -> tensor<1x32x8x8xf32>
+  return %y : tensor<1x32x8x8xf32>
+}
+func.func @few_channels(%x: tensor<1x4x9x9xf32>, %init: tensor<1x16x7x7xf32>) -> tensor<1x16x7x7xf32> {
+  %w = arith.constant dense<0.5> : tensor<16x4x3x3xf32>
+  %y = linalg.conv_2d_nchw_fchw {dilations = dense<1> : tensor<2xi64>, strides = dense<1> : tensor<2xi64>}
+      ins(%x, %w : tensor<1x4x9x9xf32>, tensor<16x4x3x3xf32>) outs(%init : tensor<1x16x7x7xf32>) -> tensor<1x16x7x7xf32>
+  return %y : tensor<1x16x7x7xf32>
+}
+func.func @runtime_filter(%x: tensor<1x4x9x9xf32>, %w: tensor<32x4x3x3xf32>, %init: tensor<1x32x7x7xf32>) -> tensor<1x32x7x7xf32> {
+  %y = linalg.conv_2d_nchw_fchw {dilations = dense<1> : tensor<2xi64>, strides = dense<1> : tensor<2xi64>}
+      ins(%x, %w : tensor<1x4x9x9xf32>, tensor<32x4x3x3xf32>) outs(%init : tensor<1x32x7x7xf32>) -> tensor<1x32x7x7xf32>
+  return %y : tensor<1x32x7x7xf32>
+}

@@ -123,6 +123,21 @@ def test_large_weights_are_packed_into_column_panels(threads, tmp_path):
         check(compiled(x.numpy()), model(x))
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_narrow_convolution_outputs_are_computed_with_channel_vectors(threads, tmp_path):
+    """A 7x7 output (49 pixels: 32 + 16 + 1 would end every register tile's
+    rows with scalar multiply-adds) is computed transposed, channels as the
+    vector dimension: register tiles of 7 pixels x 32 channels, accumulated
+    in registers; the result is transposed back into NCHW."""
+    model = torch.nn.Sequential(torch.nn.Conv2d(16, 64, 3, padding=1), torch.nn.ReLU()).eval()
+    x = torch.randn(1, 16, 7, 7)
+    compiled = compile_optimized(model, (x,), tmp_path, threads=threads)
+    carried = loop_carried_types(dumped_ir(tmp_path, "vectorize"))
+    assert any(re.fullmatch(r"vector<(1x)?7x32xf32>", types) for types in carried), carried
+    with torch.no_grad():
+        check(compiled(x.numpy()), model(x))
+
+
 def test_batch_matmul(tmp_path):
     a, b = torch.randn(3, 19, 33), torch.randn(3, 33, 41)
     check(compile_optimized(MatMul(), (a, b), tmp_path)(a.numpy(), b.numpy()), a @ b)

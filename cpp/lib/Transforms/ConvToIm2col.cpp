@@ -61,6 +61,90 @@ Value im2colColumns(OpBuilder &builder, Location loc, Value input,
       ArrayRef<ReassociationIndices>{{0}, {1, 2, 3}, {4, 5}});
 }
 
+/// Vector lanes per register of the code generation (f32 on AVX-512): an
+/// output row of pixels that is no multiple of this ends in partial vectors.
+constexpr int64_t kLanes = 16;
+/// Output channels per register tile (two vectors).
+constexpr int64_t kChannelTile = 32;
+
+/// Whether to compute the convolution with channels as the vector
+/// dimension: where the pixels of an output channel (49 for 7x7) are no
+/// multiple of the vector width (49 = 32 + 16 + 1 would leave a column of
+/// scalar multiply-adds) but the channels are, and the filter is a constant
+/// (transposed once, when compiling).
+bool prefersChannelVectors(Value filter, RankedTensorType outputType) {
+  int64_t pixels = outputType.getDimSize(2) * outputType.getDimSize(3);
+  return filter.getDefiningOp<arith::ConstantOp>() && pixels % kLanes != 0 &&
+         outputType.getDimSize(1) % kChannelTile == 0;
+}
+
+/// `value` with its dimensions permuted.
+Value transposed(OpBuilder &builder, Location loc, Value value,
+                 ArrayRef<int64_t> permutation) {
+  auto type = cast<RankedTensorType>(value.getType());
+  SmallVector<int64_t> shape;
+  for (int64_t dim : permutation)
+    shape.push_back(type.getDimSize(dim));
+  Value empty =
+      tensor::EmptyOp::create(builder, loc, shape, type.getElementType());
+  return linalg::TransposeOp::create(builder, loc, value, empty, permutation)
+      .getResult()[0];
+}
+
+/// A generic computing `init + lhs * rhs` over `maps` (loops: three
+/// parallel, then the reduction).
+Value multiplyAccumulate(OpBuilder &builder, Location loc, Value lhs,
+                         Value rhs, Value init, ArrayRef<AffineMap> maps) {
+  return linalg::GenericOp::create(
+             builder, loc, init.getType(), ValueRange{lhs, rhs},
+             ValueRange{init}, maps,
+             {utils::IteratorType::parallel, utils::IteratorType::parallel,
+              utils::IteratorType::parallel, utils::IteratorType::reduction},
+             [](OpBuilder &builder, Location loc, ValueRange arguments) {
+               Value term = arith::MulFOp::create(builder, loc, arguments[0],
+                                                  arguments[1]);
+               Value sum =
+                   arith::AddFOp::create(builder, loc, arguments[2], term);
+               linalg::YieldOp::create(builder, loc, sum);
+             })
+      .getResult(0);
+}
+
+/// out[b, f, p] = init[b, f, p] + filter[f, k] * columns[b, k, p]: the
+/// output pixels are the contraction's n, the vector dimension.
+Value pixelsInnermostProduct(OpBuilder &builder, Location loc, Value filter,
+                             Value columns, Value init) {
+  MLIRContext *context = builder.getContext();
+  AffineExpr b, f, p, k;
+  bindDims(context, b, f, p, k);
+  Value matrix = tensor::CollapseShapeOp::create(
+      builder, loc, filter, ArrayRef<ReassociationIndices>{{0}, {1, 2, 3}});
+  return multiplyAccumulate(builder, loc, matrix, columns, init,
+                            {AffineMap::get(4, 0, {f, k}, context),
+                             AffineMap::get(4, 0, {b, k, p}, context),
+                             AffineMap::get(4, 0, {b, f, p}, context)});
+}
+
+/// The same product computed transposed, outT[b, p, f] = columns[b, k, p] *
+/// filterT[k, f], then transposed into [b, f, p]: the output channels are
+/// the contraction's n (whole vectors where there are a multiple of 32),
+/// the pixels its m; the filter is transposed once, when compiling.
+Value channelsInnermostProduct(OpBuilder &builder, Location loc, Value filter,
+                               Value columns, Value init) {
+  MLIRContext *context = builder.getContext();
+  AffineExpr b, p, f, k;
+  bindDims(context, b, p, f, k);
+  Value filterT = tensor::CollapseShapeOp::create(
+      builder, loc, transposed(builder, loc, filter, {1, 2, 3, 0}),
+      ArrayRef<ReassociationIndices>{{0, 1, 2}, {3}});
+  Value productT = multiplyAccumulate(
+      builder, loc, columns, filterT, transposed(builder, loc, init, {0, 2, 1}),
+      {AffineMap::get(4, 0, {b, k, p}, context),
+       AffineMap::get(4, 0, {k, f}, context),
+       AffineMap::get(4, 0, {b, p, f}, context)});
+  return transposed(builder, loc, productT, {0, 2, 1});
+}
+
 struct ConvToIm2col : OpRewritePattern<linalg::Conv2DNchwFchwOp> {
   using OpRewritePattern::OpRewritePattern;
 
@@ -82,36 +166,22 @@ struct ConvToIm2col : OpRewritePattern<linalg::Conv2DNchwFchwOp> {
 
     SmallVector<int64_t> strides(conv.getStrides().getValues<int64_t>());
     SmallVector<int64_t> dilations(conv.getDilations().getValues<int64_t>());
-    MLIRContext *context = rewriter.getContext();
     Location loc = conv.getLoc();
     Value columns =
         im2colColumns(rewriter, loc, input, filterType.getShape(),
                       outputType.getShape(), strides, dilations);
 
-    // out[b, f, p] += filter[f, k] * columns[b, k, p]
-    Value matrix = tensor::CollapseShapeOp::create(
-        rewriter, loc, filter, ArrayRef<ReassociationIndices>{{0}, {1, 2, 3}});
     SmallVector<ReassociationIndices> spatial = {{0}, {1}, {2, 3}};
     Value accumulator =
         tensor::CollapseShapeOp::create(rewriter, loc, init, spatial);
-    AffineExpr b, f, p, k;
-    bindDims(context, b, f, p, k);
-    auto product = linalg::GenericOp::create(
-        rewriter, loc, accumulator.getType(), ValueRange{matrix, columns},
-        ValueRange{accumulator},
-        {AffineMap::get(4, 0, {f, k}, context),
-         AffineMap::get(4, 0, {b, k, p}, context),
-         AffineMap::get(4, 0, {b, f, p}, context)},
-        {utils::IteratorType::parallel, utils::IteratorType::parallel,
-         utils::IteratorType::parallel, utils::IteratorType::reduction},
-        [](OpBuilder &builder, Location loc, ValueRange arguments) {
-          Value term =
-              arith::MulFOp::create(builder, loc, arguments[0], arguments[1]);
-          Value sum = arith::AddFOp::create(builder, loc, arguments[2], term);
-          linalg::YieldOp::create(builder, loc, sum);
-        });
-    rewriter.replaceOpWithNewOp<tensor::ExpandShapeOp>(
-        conv, outputType, product.getResult(0), spatial);
+    Value product =
+        prefersChannelVectors(filter, outputType)
+            ? channelsInnermostProduct(rewriter, loc, filter, columns,
+                                       accumulator)
+            : pixelsInnermostProduct(rewriter, loc, filter, columns,
+                                     accumulator);
+    rewriter.replaceOpWithNewOp<tensor::ExpandShapeOp>(conv, outputType,
+                                                       product, spatial);
     return success();
   }
 };

@@ -398,9 +398,10 @@ def _cache_tiles(roles: dict[int, str], sizes: list[int | None]) -> list[int]:
         tile = CACHE_TILE[roles[loop]]
         if size is not None and size > tile and size % tile:
             if roles[loop] == "m":
-                # Up to twice the tile whole where its register tiles divide it
-                # (196 = 28 x 7), else SMALL_M_TILE.
-                whole = size <= 2 * tile and size % _register_rows(size) == 0
+                # SMALL_M_TILE where it divides the loop; else the loop whole
+                # up to twice the tile where its register tiles divide it
+                # (196 = 28 x 7): partial tiles would be masked.
+                whole = size % SMALL_M_TILE and size <= 2 * tile and size % _register_rows(size) == 0
                 tile = size if whole else SMALL_M_TILE
             elif roles[loop] == "n":
                 tile = _equal_n_tile(size, tile)

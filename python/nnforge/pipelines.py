@@ -38,13 +38,16 @@ LINALG_FUSION_CUDA = LINALG_FUSION.replace(
     "nnf-fuse-elementwise", "nnf-fuse-elementwise{propagate-reshapes=false}"
 )
 
-# Groups each contraction with its epilogue, and reductions over rows with
-# the elementwise ops around them, into nnf.dispatch regions that code
-# generation tiles as one loop nest (NCHW convolutions first become im2col
-# contractions, so that their epilogues join them); contraction operands whose
-# rows are a multiple of 4 KiB apart get a padded row stride (else the rows of
-# a tile evict each other from L1). The optimized CPU path's step between
-# fusion and code generation.
+# Stores large constant weights of contractions as column panels (each
+# register tile's operand contiguous) and lets the epilogue follow the split
+# output; rewrites NCHW convolutions as im2col contractions (narrow outputs
+# transposed, channels innermost, their filters transposed and packed here
+# too); groups each contraction with its epilogue, and reductions over rows
+# with the elementwise ops around them, into nnf.dispatch regions that code
+# generation tiles as one loop nest; contraction operands whose rows are a
+# multiple of 4 KiB apart get a padded row stride (else the rows of a tile
+# evict each other from L1). The optimized CPU path's step between fusion and
+# code generation.
 DISPATCH_REGIONS = (
     "nnf-pack-weights,nnf-fuse-elementwise,func.func(nnf-conv-to-im2col),nnf-fold-constant-transposes,"
     "nnf-pack-weights,nnf-form-dispatch-regions,nnf-pad-leading-dimensions,canonicalize,cse"

@@ -138,6 +138,20 @@ def test_narrow_convolution_outputs_are_computed_with_channel_vectors(threads, t
         check(compiled(x.numpy()), model(x))
 
 
+def test_identical_pads_and_accumulators_are_not_shared(tmp_path):
+    """Two identical padded convolutions (as in a ResNet block) and two
+    identical zero-filled accumulators: CSE would merge their fills, and
+    bufferization would then copy the shared buffer for each user (whole
+    padded inputs through memrefCopy). Each gets a buffer of its own."""
+    conv = lambda: torch.nn.Conv2d(16, 16, 3, padding=1, bias=False)  # noqa: E731
+    model = torch.nn.Sequential(conv(), torch.nn.ReLU(), conv(), torch.nn.ReLU()).eval()
+    x = torch.randn(1, 16, 20, 20)
+    compiled = compile_optimized(model, (x,), tmp_path)
+    assert "llvm.call @memrefCopy" not in dumped_ir(tmp_path, "linalg-to-llvm")
+    with torch.no_grad():
+        check(compiled(x.numpy()), model(x))
+
+
 def test_batch_matmul(tmp_path):
     a, b = torch.randn(3, 19, 33), torch.randn(3, 33, 41)
     check(compile_optimized(MatMul(), (a, b), tmp_path)(a.numpy(), b.numpy()), a @ b)

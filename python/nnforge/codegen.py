@@ -659,6 +659,28 @@ def _pooling_schedule(op: ir.Operation, parallel: bool) -> str | None:
     return _row_segment_schedule(op, [1, 1, 1, 0, 0, 0], [0, 0, 0, lanes, 1, 1], lanes, parallel)
 
 
+def _copy_schedule(op: ir.Operation, parallel: bool) -> str | None:
+    """A copy (a padded tensor's interior) one row at a time, the row's unit
+    dimensions folded away: each row copy then lowers to an inline memcpy
+    rather than a call of the runtime's strided memrefCopy."""
+    sizes = _loop_sizes(op)
+    if len(sizes) < 2 or sizes[-1] is None:
+        return _elementwise_schedule(op, parallel)
+    tiles = _clamp([1] * (len(sizes) - 1) + [0], sizes)
+    count = sum(1 for tile in tiles if tile)
+    if count == 0:
+        return _elementwise_schedule(op, parallel)
+    loop = "%row_forall" if parallel else f"%row_loops#{count - 1}"
+    # Generalized first: the unit-dimension folding takes generics only.
+    return f"""{_tile_outer("op", "row", tiles, parallel)}
+    %row_generic = transform.structured.generalize %row : (!transform.any_op) -> !transform.any_op
+    transform.apply_patterns to {loop} {{
+      transform.apply_patterns.linalg.fold_unit_extent_dims_via_slices
+    }} : !transform.any_op
+    %segment = transform.structured.match ops{{["linalg.generic"]}} in {loop} : (!transform.any_op) -> !transform.any_op
+    transform.structured.vectorize %segment : !transform.any_op"""
+
+
 def _is_window_copy(op: ir.Operation) -> bool:
     """Whether `op` copies a convolution's input windows into an im2col buffer
     (as nnf-conv-to-im2col writes it): a generic over (n, c, kh, kw, oh, ow)
@@ -697,6 +719,8 @@ def _schedule_of(op: ir.Operation, parallel: bool) -> str | None:
         return _depthwise_schedule(op, parallel)
     if op.name in _NCHW_POOLING:
         return _pooling_schedule(op, parallel)
+    if op.name == "linalg.copy":
+        return _copy_schedule(op, parallel)
     if _is_window_copy(op):
         return _window_copy_schedule(op, parallel)
     if linalg.isa_convolution_op(op):
@@ -923,9 +947,9 @@ def _give_fills_private_destinations(module: ir.Module) -> None:
     filled buffer for every op that writes into it."""
     for fill in [op for op in walk_ops(module.operation) if op.name == "linalg.fill"]:
         uses = list(fill.results[0].uses)
-        empty = fill.operands[len(fill.operands) - 1].owner
+        empty = fill.operands[len(fill.operands) - 1].owner  # an op, or a block
         if (len(uses) < 2 or _in_dispatch(fill) or not all(_is_linalg_init(use) for use in uses)
-                or not isinstance(empty, ir.Operation) or empty.name != "tensor.empty"):
+                or getattr(empty, "name", None) != "tensor.empty"):
             continue
         for use in uses[1:]:
             with ir.InsertionPoint(use.owner), fill.location:

@@ -902,7 +902,7 @@ def vectorize_linalg(module: ir.Module, parallel: bool = False) -> None:
         if body is not None:
             scheduled.append(_Scheduled(dispatch, body))
     for op in _linalg_ops(module):
-        in_dispatch = op.parent.name == "nnf.dispatch"
+        in_dispatch = _in_dispatch(op)
         body = _schedule_of(op, parallel and not in_dispatch)
         if body is not None:
             scheduled.append(_Scheduled(op, body))

@@ -122,6 +122,8 @@ SmallVector<ReassociationIndices> splitInnermost(int64_t rank) {
 void readPanels(RewriterBase &rewriter, const PackableContraction &found,
                 Value packed, int64_t panel) {
   linalg::LinalgOp op = found.op;
+  // Read before generalizing, which replaces a named op (and its operands).
+  unsigned weightIndex = found.weight->getOperandNumber();
   rewriter.setInsertionPoint(op);
   FailureOr<linalg::GenericOp> generalized =
       isa<linalg::GenericOp>(op)
@@ -135,7 +137,6 @@ void readPanels(RewriterBase &rewriter, const PackableContraction &found,
   unsigned loops = generic.getNumLoops();
   AffineExpr column = getAffineDimExpr(loops, context);
   AffineExpr n = getAffineDimExpr(found.nLoop, context);
-  unsigned weightIndex = found.weight->getOperandNumber();
 
   SmallVector<AffineMap> maps;
   for (OpOperand &operand : generic->getOpOperands()) {

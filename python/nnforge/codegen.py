@@ -146,7 +146,8 @@ def linalg_to_llvm_optimized(threads: int) -> str:
     transcendental functions become polynomials; horizontal sums of vector
     lanes may be reassociated (a tree of adds instead of one lane after
     another: the partial results they combine are in no particular order
-    anyway). With `threads` other than 1 the schedules' `scf.forall` loops
+    anyway), horizontal minima and maxima are trees too (exactly: they are
+    associative). With `threads` other than 1 the schedules' `scf.forall` loops
     run on OpenMP threads (0: all cores).
     """
     if threads == 1:
@@ -156,7 +157,8 @@ def linalg_to_llvm_optimized(threads: int) -> str:
     return (
         f"canonicalize,cse,{pipelines.BUFFERIZE},canonicalize,cse,"
         f"func.func({forall},convert-vector-to-scf{{full-unroll=true}}),convert-linalg-to-loops,"
-        f"{pipelines.APPROXIMATE_MATH},{pipelines.WIDEN_BOOLS},convert-vector-to-llvm{{reassociate-fp-reductions=true}},"
+        f"{pipelines.APPROXIMATE_MATH},{pipelines.WIDEN_BOOLS},nnf-pairwise-vector-reductions,"
+        "convert-vector-to-llvm{reassociate-fp-reductions=true},"
         f"{loops_to_llvm}"
     )
 

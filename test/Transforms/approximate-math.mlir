@@ -1,11 +1,23 @@
 // RUN: nnforge-opt %s --nnf-approximate-math --split-input-file | FileCheck %s
 
 // exp on a vector becomes a polynomial (FMAs) with exponent bit tricks: no
-// math.exp is left for math-to-llvm to turn into libm calls.
+// math.exp is left for math-to-llvm to turn into libm calls. The input is
+// clamped (NaN kept: select on an ordered comparison), one FMA with
+// 1.5 * 2^23 + 126 rounds x / ln 2 and holds 2^(n - 1)'s exponent bits,
+// a degree-6 polynomial in the reduced argument is scaled by 2^(n - 1), then 2.
 // CHECK-LABEL: func.func @exp_vector
+// CHECK-SAME: (%[[X:.*]]: vector<16xf32>)
 // CHECK-NOT: math.exp
-// CHECK: math.fma {{.*}} : vector<16xf32>
-// CHECK: arith.shli {{.*}} : vector<16xi32>
+// CHECK-DAG: %[[LOW:.*]] = arith.constant dense<-8.760000e+01> : vector<16xf32>
+// CHECK-DAG: %[[ROUNDER:.*]] = arith.constant dense<0x4B40007E> : vector<16xf32>
+// CHECK: %[[BELOW:.*]] = arith.cmpf olt, %[[X]], %[[LOW]]
+// CHECK: %[[RAISED:.*]] = arith.select %[[BELOW]], %[[LOW]], %[[X]]
+// CHECK: %[[CLAMPED:.*]] = arith.select
+// CHECK: %[[SHIFTED:.*]] = math.fma %[[CLAMPED]], %{{.*}}, %[[ROUNDER]] : vector<16xf32>
+// CHECK: arith.subf %[[SHIFTED]], %[[ROUNDER]]
+// CHECK-COUNT-8: math.fma
+// CHECK: %[[BITS:.*]] = arith.bitcast %[[SHIFTED]] : vector<16xf32> to vector<16xi32>
+// CHECK: arith.shli %[[BITS]], %{{.*}} : vector<16xi32>
 // CHECK-NOT: math.exp
 func.func @exp_vector(%x: vector<16xf32>) -> vector<16xf32> {
   %e = math.exp %x : vector<16xf32>
@@ -14,17 +26,19 @@ func.func @exp_vector(%x: vector<16xf32>) -> vector<16xf32> {
 
 // -----
 
-// Scalars too: erf (GELU), tanh, log.
+// Scalars too: exp, erf (GELU), tanh, log.
 // CHECK-LABEL: func.func @scalars
+// CHECK-NOT: math.exp
 // CHECK-NOT: math.erf
 // CHECK-NOT: math.tanh
 // CHECK-NOT: math.log
 // CHECK: return
-func.func @scalars(%x: f32) -> (f32, f32, f32) {
+func.func @scalars(%x: f32) -> (f32, f32, f32, f32) {
+  %x2 = math.exp %x : f32
   %e = math.erf %x : f32
   %t = math.tanh %x : f32
   %l = math.log %x : f32
-  return %e, %t, %l : f32, f32, f32
+  return %x2, %e, %t, %l : f32, f32, f32, f32
 }
 
 // -----

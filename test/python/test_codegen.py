@@ -92,7 +92,36 @@ def test_row_reductions_accumulate_in_registers_and_combine_as_a_tree(model, tmp
     lowered = dumped_ir(tmp_path, "linalg-to-llvm")
     sums = re.findall(r"llvm\.intr\.vector\.reduce\.fadd.*", lowered)
     assert sums and all("reassoc" in line for line in sums)
+    # Maxima (softmax) are halved elementwise first, down to an odd width or
+    # two lanes (here 40 -> 5): LLVM would take 40 one lane after another.
+    maxima = re.findall(r"llvm\.intr\.vector\.reduce\.fmax\(.*\(vector<(\d+)xf32>\)", lowered)
+    assert all(int(lanes) <= 5 for lanes in maxima)
+    assert maxima or isinstance(model, torch.nn.LayerNorm)
     check(compiled(x.numpy()), model(x))
+
+
+class Exp(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.exp(x)
+
+
+def test_exp_is_within_two_ulp_over_the_normal_range():
+    """nnforge's exp polynomial: at most 2 ulp from exp wherever the result
+    is a normal f32 (PyTorch's is about as close); +inf past ln(FLT_MAX),
+    NaN kept, 0 for -inf and below the normal range."""
+    rng = np.random.default_rng(0)
+    finite = np.concatenate([
+        rng.uniform(-86.9, 88.72, 1 << 16), rng.uniform(-3, 3, 1 << 16), np.linspace(-86.9, 88.72, 1 << 14),
+    ]).astype(np.float32)
+    edges = np.array([np.inf, -np.inf, np.nan, 0.0, -0.0, 88.7228, 88.7229, 89.0, 1e4, -87.4, -100.0, -1e4], np.float32)
+    x = np.concatenate([finite, edges])
+    compiled = nnforge.compile(Exp(), (torch.from_numpy(x),))
+    result = compiled(x)
+    exact = np.exp(finite.astype(np.float64))
+    ulps = np.abs(result[: finite.size] - exact) / np.spacing(exact.astype(np.float32))
+    assert ulps.max() <= 2.0
+    expected = [np.inf, 0.0, np.nan, 1.0, 1.0, np.exp(np.float32(88.7228)), np.inf, np.inf, np.inf, 0.0, 0.0, 0.0]
+    np.testing.assert_allclose(result[finite.size:], np.array(expected, np.float32), rtol=2e-7, equal_nan=True)
 
 
 def test_right_operands_with_page_long_rows_get_a_padded_stride(tmp_path):

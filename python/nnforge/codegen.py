@@ -918,22 +918,11 @@ def _pads_as_fill_and_copy(module: ir.Module) -> None:
     """Rewrites each `tensor.pad` as a fill of the padded tensor and a
     `linalg.copy` of the input into it, to be vectorized like other linalg
     ops: bufferized as is, a pad copies row by row through a runtime call
-    (memrefCopy), which took a fifth of a depthwise convolution's time.
-
-    Each fill writes a buffer of its own (`bufferization.alloc_tensor`, which
-    CSE leaves alone): identical fills of empty tensors (ResNet-18's four
-    64 x 58 x 58 pads) were merged into one, and bufferization then copied
-    that shared padded buffer, and the interior twice, for every pad."""
+    (memrefCopy), which took a fifth of a depthwise convolution's time."""
     pads = [
         _Scheduled(op, """
     %insert = transform.structured.rewrite_in_destination_passing_style %op : (!transform.any_op) -> !transform.any_op
-    %copy = transform.structured.insert_slice_to_copy %insert : (!transform.any_op) -> !transform.any_op
-    %interior = transform.get_producer_of_operand %copy[1] : (!transform.any_op) -> !transform.any_op
-    %fill = transform.get_producer_of_operand %interior[0] : (!transform.any_op) -> !transform.any_op
-    %destination = transform.get_producer_of_operand %fill[1] : (!transform.any_op) -> !transform.any_op
-    %empty = transform.cast %destination : !transform.any_op to !transform.op<"tensor.empty">
-    %allocation = transform.bufferization.empty_tensor_to_alloc_tensor %empty
-        : (!transform.op<"tensor.empty">) -> !transform.op<"bufferization.alloc_tensor">""")
+    %copy = transform.structured.insert_slice_to_copy %insert : (!transform.any_op) -> !transform.any_op""")
         for op in walk_ops(module.operation)
         if op.name == "tensor.pad"
     ]
@@ -942,24 +931,29 @@ def _pads_as_fill_and_copy(module: ir.Module) -> None:
 
 
 def _give_fills_private_destinations(module: ir.Module) -> None:
-    """Gives each user of a fill outside dispatch regions a fill of its own,
-    into a buffer of its own (`bufferization.alloc_tensor`, which CSE leaves
-    alone). CSE merges identical fills (the zero accumulators of ResNet-18's
-    three 7x7 convolutions), and bufferization then copies the shared
-    filled buffer for every op that writes into it."""
+    """Gives each fill of an empty tensor outside dispatch regions a buffer
+    of its own (`bufferization.alloc_tensor`, which CSE leaves alone), and
+    where several linalg ops write into a fill, each of them a fill and
+    buffer of its own. CSE merges identical fills (ResNet-18's four
+    64 x 58 x 58 pads, the zero accumulators of its three 7x7 convolutions),
+    and bufferization then copied the shared filled buffer (for the pads, and
+    the interior twice) for every op writing into it."""
     for fill in [op for op in walk_ops(module.operation) if op.name == "linalg.fill"]:
         uses = list(fill.results[0].uses)
         empty = fill.operands[len(fill.operands) - 1].owner  # an op, or a block
-        if (len(uses) < 2 or _in_dispatch(fill) or not all(_is_linalg_init(use) for use in uses)
-                or getattr(empty, "name", None) != "tensor.empty"):
+        if not uses or _in_dispatch(fill) or getattr(empty, "name", None) != "tensor.empty":
             continue
-        for use in uses[1:]:
-            with ir.InsertionPoint(use.owner), fill.location:
-                destination = bufferization.AllocTensorOp(fill.results[0].type, list(empty.operands))
-                private = fill.clone()
-                private.move_before(use.owner)
-                private.operands[len(private.operands) - 1] = destination.result
+        writers = [fill]
+        if len(uses) > 1 and all(_is_linalg_init(use) for use in uses):
+            for use in uses[1:]:
+                with ir.InsertionPoint(use.owner):
+                    private = fill.clone()
                 use.owner.operands[use.operand_number] = private.results[0]
+                writers.append(private)
+        for writer in writers:
+            with ir.InsertionPoint(writer), fill.location:
+                destination = bufferization.AllocTensorOp(fill.results[0].type, list(empty.operands))
+            writer.operands[len(writer.operands) - 1] = destination.result
 
 
 def _is_linalg_init(use: ir.OpOperand) -> bool:

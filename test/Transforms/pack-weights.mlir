@@ -1,6 +1,7 @@
 // RUN: nnforge-opt %s --nnf-pack-weights="panel=4 min-bytes=0" --split-input-file | FileCheck %s
 // RUN: nnforge-opt %s --nnf-pack-weights="panel=4" --split-input-file | FileCheck %s --check-prefix=SMALL
 // RUN: not nnforge-opt %s --nnf-pack-weights="panel=0" 2>&1 | FileCheck %s --check-prefix=PANEL
+// RUN: nnforge-opt %s --nnf-pack-weights="panel=4 min-bytes=0 runtime-min-reuse=4" --split-input-file | FileCheck %s --check-prefix=RUNTIME
 
 // PANEL: error: nnf-pack-weights: panel must be positive
 
@@ -55,8 +56,12 @@ func.func @batched(%x: tensor<2x3x1xf32>, %acc: tensor<2x3x8xf32>) -> tensor<2x3
 
 // -----
 
-// Left alone: a weight that is a function argument (packing would copy it
-// on every call), columns that are no multiple of the panel, or one panel.
+// Left alone: a weight that is a function argument read by few rows
+// (packing copies it on every call: 3 rows here, fewer than
+// runtime-min-reuse), columns that are no multiple of the panel, or one
+// panel.
+// RUNTIME-LABEL: func.func @argument
+// RUNTIME: linalg.matmul
 // CHECK-LABEL: func.func @argument
 // CHECK: linalg.matmul
 // CHECK-LABEL: func.func @ragged
@@ -91,4 +96,25 @@ func.func @shared(%x: tensor<3x2xf32>, %y: tensor<5x2xf32>, %acc: tensor<3x8xf32
   %r = linalg.matmul ins(%x, %w : tensor<3x2xf32>, tensor<2x8xf32>) outs(%acc : tensor<3x8xf32>) -> tensor<3x8xf32>
   %s = linalg.matmul ins(%y, %w : tensor<5x2xf32>, tensor<2x8xf32>) outs(%acc2 : tensor<5x8xf32>) -> tensor<5x8xf32>
   return %r, %s : tensor<3x8xf32>, tensor<5x8xf32>
+}
+
+// -----
+
+// A weight computed at run time (here an argument) whose elements are each
+// read by at least runtime-min-reuse rows is copied into panels on every
+// call, by a generic reading [K, N/4, 4] (each panel row one run), and the
+// product reads the panels. By default (2048 rows) it is left alone.
+// CHECK-LABEL: func.func @argument_reused
+// CHECK: linalg.matmul
+// RUNTIME-LABEL: func.func @argument_reused
+// RUNTIME-SAME: (%[[X:.*]]: tensor<4x2xf32>, %[[W:.*]]: tensor<2x8xf32>
+// RUNTIME: %[[SPLIT:.*]] = tensor.expand_shape %[[W]] {{\[\[}}0], [1, 2]] output_shape [2, 2, 4]
+// RUNTIME: %[[PANELS:.*]] = linalg.generic {{.*}} ins(%[[SPLIT]] : tensor<2x2x4xf32>) outs(%{{.*}} : tensor<2x2x4xf32>)
+// RUNTIME-NEXT: ^bb0(%[[IN:.*]]: f32, %{{.*}}: f32):
+// RUNTIME-NEXT: linalg.yield %[[IN]]
+// RUNTIME: linalg.generic {{.*}} ins(%[[X]], %[[PANELS]] : tensor<4x2xf32>, tensor<2x2x4xf32>)
+// RUNTIME-NOT: linalg.matmul
+func.func @argument_reused(%x: tensor<4x2xf32>, %w: tensor<2x8xf32>, %acc: tensor<4x8xf32>) -> tensor<4x8xf32> {
+  %r = linalg.matmul ins(%x, %w : tensor<4x2xf32>, tensor<2x8xf32>) outs(%acc : tensor<4x8xf32>) -> tensor<4x8xf32>
+  return %r : tensor<4x8xf32>
 }

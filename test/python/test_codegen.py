@@ -135,6 +135,20 @@ def test_right_operands_with_page_long_rows_get_a_padded_stride(tmp_path):
 
 
 @pytest.mark.parametrize("threads", [1, 2])
+def test_runtime_right_operands_read_by_many_rows_are_packed_per_call(threads, tmp_path):
+    """A right operand computed at run time (an argument of 1 MiB) whose
+    elements 2048 rows each read is copied into 32-column panels on every
+    call; one that 1024 rows read keeps its layout."""
+    b = torch.randn(512, 512)
+    for rows, packed in ((2048, True), (1024, False)):
+        a = torch.randn(rows, 512)
+        folder = tmp_path / str(rows)
+        compiled = compile_optimized(MatMul(), (a, b), folder, threads=threads)
+        assert ("tensor<16x512x32xf32>" in dispatch_regions(folder)) == packed
+        check(compiled(a.numpy(), b.numpy()), a @ b)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
 def test_large_weights_are_packed_into_column_panels(threads, tmp_path):
     """A weight of 1 MiB or more (Linear(512, 1024): [512, 1024] f32 once
     transposed) is stored as 32 panels of [512, 32] when compiling; the

@@ -7,8 +7,10 @@
 // memory stalls on every row. Measured here, x[64, 1024] @ W[1024, 4096] on
 // one thread: 161 GFLOP/s with W as is, 194 with W stored as panels of 32
 // columns, [N/32, K, 32], each register tile's operand one contiguous run.
-// Constants are packed once, when compiling; the contraction becomes a
-// generic reading the panels, its result [.., N/32, 32] collapsed back.
+// Constants are packed once, when compiling; operands computed at run time
+// on every call, where enough rows reuse them to pay for the copy. The
+// contraction becomes a generic reading the panels, its result
+// [.., N/32, 32] collapsed back.
 //
 //===----------------------------------------------------------------------===//
 
@@ -34,17 +36,34 @@ using namespace mlir;
 namespace {
 
 /// A contraction whose right operand can be packed: the input indexed by
-/// the output's innermost (n) loop, a constant.
+/// the output's innermost (n) loop.
 struct PackableContraction {
   linalg::LinalgOp op;
   OpOperand *weight;
   unsigned nLoop;
 };
 
+/// How many times the contraction reads each element of its `weight`: the
+/// product of the loops its output has and the weight lacks (a matmul's m).
+int64_t reuseOf(linalg::LinalgOp op, OpOperand *weight) {
+  AffineMap outputMap = op.getMatchingIndexingMap(op.getDpsInitOperand(0));
+  AffineMap weightMap = op.getMatchingIndexingMap(weight);
+  SmallVector<int64_t> sizes = op.getStaticLoopRanges();
+  int64_t reuse = 1;
+  for (AffineExpr result : outputMap.getResults()) {
+    unsigned loop = cast<AffineDimExpr>(result).getPosition();
+    if (!weightMap.isFunctionOfDim(loop))
+      reuse = ShapedType::isDynamic(sizes[loop]) ? 0 : reuse * sizes[loop];
+  }
+  return reuse;
+}
+
 /// The weight of `op` if it can be packed into panels of `panel` columns
-/// and holds at least `minBytes`.
+/// and holds at least `minBytes`: a constant, or a value computed at run
+/// time whose elements are each read at least `runtimeMinReuse` times.
 std::optional<PackableContraction> packable(linalg::LinalgOp op,
-                                            int64_t panel, int64_t minBytes) {
+                                            int64_t panel, int64_t minBytes,
+                                            int64_t runtimeMinReuse) {
   if (!op.hasPureTensorSemantics() || op.getNumDpsInits() != 1 ||
       op.getNumDpsInputs() != 2 || !linalg::isaContractionOpInterface(op))
     return std::nullopt;
@@ -64,7 +83,8 @@ std::optional<PackableContraction> packable(linalg::LinalgOp op,
       return std::nullopt; // n read by both inputs, or not innermost
     weight = input;
   }
-  if (!weight || !weight->get().getDefiningOp<arith::ConstantOp>())
+  if (!weight || (!weight->get().getDefiningOp<arith::ConstantOp>() &&
+                  reuseOf(op, weight) < runtimeMinReuse))
     return std::nullopt;
   auto type = cast<RankedTensorType>(weight->get().getType());
   if (!type.hasStaticShape() || type.getRank() < 2 ||
@@ -114,6 +134,44 @@ SmallVector<ReassociationIndices> splitInnermost(int64_t rank) {
     groups.push_back({dim});
   groups.push_back({rank - 1, rank});
   return groups;
+}
+
+/// `weight` ([.., N], computed at run time) copied into [N/panel, ..,
+/// panel] on every call: a generic reading [.., N] split as [.., N/panel,
+/// panel], each panel row one contiguous run (vectorized as such; a
+/// linalg.transpose would be scheduled as a 2-D transpose).
+Value packedAtRunTime(OpBuilder &b, Location loc, Value weight,
+                      int64_t panel) {
+  auto type = cast<RankedTensorType>(weight.getType());
+  int64_t rank = type.getRank();
+  SmallVector<int64_t> splitShape(type.getShape());
+  splitShape.back() /= panel;
+  splitShape.push_back(panel);
+  Value split = tensor::ExpandShapeOp::create(
+      b, loc, RankedTensorType::get(splitShape, type.getElementType()),
+      weight, splitInnermost(rank));
+  // Loops (panel, rows..., column) over the packed result.
+  MLIRContext *context = b.getContext();
+  SmallVector<AffineExpr> readResults;
+  for (int64_t dim = 1; dim < rank; ++dim)
+    readResults.push_back(getAffineDimExpr(dim, context));
+  readResults.push_back(getAffineDimExpr(0, context));
+  readResults.push_back(getAffineDimExpr(rank, context));
+  SmallVector<int64_t> packedShape = {splitShape[rank - 1]};
+  llvm::append_range(packedShape, type.getShape().drop_back());
+  packedShape.push_back(panel);
+  Value empty =
+      tensor::EmptyOp::create(b, loc, packedShape, type.getElementType());
+  return linalg::GenericOp::create(
+             b, loc, empty.getType(), split, empty,
+             {AffineMap::get(rank + 1, 0, readResults, context),
+              b.getMultiDimIdentityMap(rank + 1)},
+             SmallVector<utils::IteratorType>(rank + 1,
+                                              utils::IteratorType::parallel),
+             [](OpBuilder &nb, Location nl, ValueRange arguments) {
+               linalg::YieldOp::create(nb, nl, arguments[0]);
+             })
+      .getResult(0);
 }
 
 /// Rewrites the contraction to read `packed` (the weight in panels): a
@@ -188,7 +246,7 @@ struct NNFPackWeightsPass
     SmallVector<PackableContraction> found;
     getOperation()->walk([&](linalg::LinalgOp op) {
       if (std::optional<PackableContraction> candidate =
-              packable(op, panel, minBytes))
+              packable(op, panel, minBytes, runtimeMinReuse))
         found.push_back(*candidate);
     });
     IRRewriter rewriter(&getContext());
@@ -196,14 +254,21 @@ struct NNFPackWeightsPass
     for (const PackableContraction &contraction : found) {
       Value weight = contraction.weight->get();
       auto [known, inserted] = packedWeights.try_emplace(weight);
-      if (inserted)
-        known->second = packedConstant(
-            rewriter, weight.getDefiningOp<arith::ConstantOp>(), panel);
+      if (inserted) {
+        if (auto constant = weight.getDefiningOp<arith::ConstantOp>()) {
+          known->second = packedConstant(rewriter, constant, panel);
+        } else {
+          Operation *user = contraction.weight->getOwner();
+          rewriter.setInsertionPoint(user);
+          known->second =
+              packedAtRunTime(rewriter, user->getLoc(), weight, panel);
+        }
+      }
       if (known->second)
         readPanels(rewriter, contraction, known->second, panel);
     }
     for (auto [weight, packed] : packedWeights)
-      if (weight.use_empty())
+      if (weight.use_empty() && weight.getDefiningOp<arith::ConstantOp>())
         rewriter.eraseOp(weight.getDefiningOp());
   }
 };

@@ -102,8 +102,9 @@ func.func @shared(%x: tensor<3x2xf32>, %y: tensor<5x2xf32>, %acc: tensor<3x8xf32
 
 // A weight computed at run time (here an argument) whose elements are each
 // read by at least runtime-min-reuse rows is copied into panels on every
-// call, by a generic reading [K, N/4, 4] (each panel row one run), and the
-// product reads the panels. By default (2048 rows) it is left alone.
+// call, by a generic reading [K, N/4, 4] (each panel row one run), right
+// after its definition and once for all its users, and the products read
+// the panels. By default (2048 rows) it is left alone.
 // CHECK-LABEL: func.func @argument_reused
 // CHECK: linalg.matmul
 // RUNTIME-LABEL: func.func @argument_reused
@@ -112,9 +113,13 @@ func.func @shared(%x: tensor<3x2xf32>, %y: tensor<5x2xf32>, %acc: tensor<3x8xf32
 // RUNTIME: %[[PANELS:.*]] = linalg.generic {{.*}} ins(%[[SPLIT]] : tensor<2x2x4xf32>) outs(%{{.*}} : tensor<2x2x4xf32>)
 // RUNTIME-NEXT: ^bb0(%[[IN:.*]]: f32, %{{.*}}: f32):
 // RUNTIME-NEXT: linalg.yield %[[IN]]
+// RUNTIME-NOT: tensor.expand_shape %[[W]]
+// RUNTIME: linalg.generic {{.*}} ins(%[[X]], %[[PANELS]] : tensor<4x2xf32>, tensor<2x2x4xf32>)
+// RUNTIME-NOT: tensor.expand_shape %[[W]]
 // RUNTIME: linalg.generic {{.*}} ins(%[[X]], %[[PANELS]] : tensor<4x2xf32>, tensor<2x2x4xf32>)
 // RUNTIME-NOT: linalg.matmul
-func.func @argument_reused(%x: tensor<4x2xf32>, %w: tensor<2x8xf32>, %acc: tensor<4x8xf32>) -> tensor<4x8xf32> {
+func.func @argument_reused(%x: tensor<4x2xf32>, %w: tensor<2x8xf32>, %acc: tensor<4x8xf32>) -> (tensor<4x8xf32>, tensor<4x8xf32>) {
   %r = linalg.matmul ins(%x, %w : tensor<4x2xf32>, tensor<2x8xf32>) outs(%acc : tensor<4x8xf32>) -> tensor<4x8xf32>
-  return %r : tensor<4x8xf32>
+  %s = linalg.matmul ins(%x, %w : tensor<4x2xf32>, tensor<2x8xf32>) outs(%r : tensor<4x8xf32>) -> tensor<4x8xf32>
+  return %r, %s : tensor<4x8xf32>, tensor<4x8xf32>
 }

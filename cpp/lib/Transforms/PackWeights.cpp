@@ -51,9 +51,11 @@ int64_t reuseOf(linalg::LinalgOp op, OpOperand *weight) {
   SmallVector<int64_t> sizes = op.getStaticLoopRanges();
   int64_t reuse = 1;
   for (AffineExpr result : outputMap.getResults()) {
-    unsigned loop = cast<AffineDimExpr>(result).getPosition();
-    if (!weightMap.isFunctionOfDim(loop))
-      reuse = ShapedType::isDynamic(sizes[loop]) ? 0 : reuse * sizes[loop];
+    auto dim = dyn_cast<AffineDimExpr>(result);
+    if (!dim || weightMap.isFunctionOfDim(dim.getPosition()))
+      continue;
+    int64_t size = sizes[dim.getPosition()];
+    reuse = ShapedType::isDynamic(size) ? 0 : reuse * size;
   }
   return reuse;
 }
@@ -258,10 +260,10 @@ struct NNFPackWeightsPass
         if (auto constant = weight.getDefiningOp<arith::ConstantOp>()) {
           known->second = packedConstant(rewriter, constant, panel);
         } else {
-          Operation *user = contraction.weight->getOwner();
-          rewriter.setInsertionPoint(user);
-          known->second =
-              packedAtRunTime(rewriter, user->getLoc(), weight, panel);
+          // Right after the operand, so that it dominates every user.
+          rewriter.setInsertionPointAfterValue(weight);
+          known->second = packedAtRunTime(rewriter, weight.getLoc(), weight,
+                                          panel);
         }
       }
       if (known->second)

@@ -668,11 +668,9 @@ def _copy_schedule(op: ir.Operation, parallel: bool) -> str | None:
     sizes = _loop_sizes(op)
     if len(sizes) < 2 or sizes[-1] is None:
         return _elementwise_schedule(op, parallel)
-    tiles = _clamp([1] * (len(sizes) - 1) + [0], sizes)
-    count = sum(1 for tile in tiles if tile)
-    if count == 0:
-        return _elementwise_schedule(op, parallel)
-    loop = "%row_forall" if parallel else f"%row_loops#{count - 1}"
+    # Every outer loop tiled by 1 (_schedule_of left no empty loop), the row whole.
+    tiles = [1] * (len(sizes) - 1) + [0]
+    loop = "%row_forall" if parallel else f"%row_loops#{len(tiles) - 2}"
     # Generalized first: the unit-dimension folding takes generics only.
     return f"""{_tile_outer("op", "row", tiles, parallel)}
     %row_generic = transform.structured.generalize %row : (!transform.any_op) -> !transform.any_op

@@ -99,6 +99,34 @@ std::optional<PackableContraction> packable(linalg::LinalgOp op,
   return PackableContraction{op, weight, nLoop};
 }
 
+/// Reassociation splitting the innermost of `rank` dims into two.
+SmallVector<ReassociationIndices> splitInnermost(int64_t rank) {
+  SmallVector<ReassociationIndices> groups;
+  for (int64_t dim = 0; dim + 1 < rank; ++dim)
+    groups.push_back({dim});
+  groups.push_back({rank - 1, rank});
+  return groups;
+}
+
+/// `value` ([.., N]) reshaped to [.., N/panel, panel] (no copy).
+Value splitColumns(OpBuilder &b, Location loc, Value value, int64_t panel) {
+  auto type = cast<RankedTensorType>(value.getType());
+  SmallVector<int64_t> shape(type.getShape());
+  shape.back() /= panel;
+  shape.push_back(panel);
+  return tensor::ExpandShapeOp::create(
+      b, loc, RankedTensorType::get(shape, type.getElementType()), value,
+      splitInnermost(type.getRank()));
+}
+
+/// The type of `type` ([.., N]) stored as panels: [N/panel, .., panel].
+RankedTensorType panelsType(RankedTensorType type, int64_t panel) {
+  SmallVector<int64_t> shape = {type.getShape().back() / panel};
+  llvm::append_range(shape, type.getShape().drop_back());
+  shape.push_back(panel);
+  return RankedTensorType::get(shape, type.getElementType());
+}
+
 /// `constant` ([.., N]) stored as [N/panel, .., panel]; null if its data
 /// cannot be read.
 Value packedConstant(OpBuilder &b, arith::ConstantOp constant,
@@ -119,23 +147,11 @@ Value packedConstant(OpBuilder &b, arith::ConstantOp constant,
       std::memcpy(packed.data() + (p * rows + row) * panelRowBytes,
                   bytes->data() + (row * columns + p * panel) * elementBytes,
                   panelRowBytes);
-  SmallVector<int64_t> shape = {panels};
-  llvm::append_range(shape, type.getShape().drop_back());
-  shape.push_back(panel);
-  auto packedType = RankedTensorType::get(shape, type.getElementType());
+  RankedTensorType packedType = panelsType(type, panel);
   b.setInsertionPointAfter(constant);
   return arith::ConstantOp::create(
       b, constant.getLoc(), packedType,
       DenseElementsAttr::getFromRawBuffer(packedType, packed));
-}
-
-/// Reassociation splitting the innermost of `rank` dims into two.
-SmallVector<ReassociationIndices> splitInnermost(int64_t rank) {
-  SmallVector<ReassociationIndices> groups;
-  for (int64_t dim = 0; dim + 1 < rank; ++dim)
-    groups.push_back({dim});
-  groups.push_back({rank - 1, rank});
-  return groups;
 }
 
 /// `weight` ([.., N], computed at run time) copied into [N/panel, ..,
@@ -146,12 +162,7 @@ Value packedAtRunTime(OpBuilder &b, Location loc, Value weight,
                       int64_t panel) {
   auto type = cast<RankedTensorType>(weight.getType());
   int64_t rank = type.getRank();
-  SmallVector<int64_t> splitShape(type.getShape());
-  splitShape.back() /= panel;
-  splitShape.push_back(panel);
-  Value split = tensor::ExpandShapeOp::create(
-      b, loc, RankedTensorType::get(splitShape, type.getElementType()),
-      weight, splitInnermost(rank));
+  Value split = splitColumns(b, loc, weight, panel);
   // Loops (panel, rows..., column) over the packed result.
   MLIRContext *context = b.getContext();
   SmallVector<AffineExpr> readResults;
@@ -159,11 +170,9 @@ Value packedAtRunTime(OpBuilder &b, Location loc, Value weight,
     readResults.push_back(getAffineDimExpr(dim, context));
   readResults.push_back(getAffineDimExpr(0, context));
   readResults.push_back(getAffineDimExpr(rank, context));
-  SmallVector<int64_t> packedShape = {splitShape[rank - 1]};
-  llvm::append_range(packedShape, type.getShape().drop_back());
-  packedShape.push_back(panel);
-  Value empty =
-      tensor::EmptyOp::create(b, loc, packedShape, type.getElementType());
+  RankedTensorType packedType = panelsType(type, panel);
+  Value empty = tensor::EmptyOp::create(b, loc, packedType.getShape(),
+                                        packedType.getElementType());
   return linalg::GenericOp::create(
              b, loc, empty.getType(), split, empty,
              {AffineMap::get(rank + 1, 0, readResults, context),
@@ -216,15 +225,7 @@ void readPanels(RewriterBase &rewriter, const PackableContraction &found,
 
   Value init = generic.getDpsInitOperand(0)->get();
   auto initType = cast<RankedTensorType>(init.getType());
-  SmallVector<int64_t> splitShape(initType.getShape());
-  splitShape.back() /= panel;
-  splitShape.push_back(panel);
-  SmallVector<ReassociationIndices> groups =
-      splitInnermost(initType.getRank());
-  Value splitInit = tensor::ExpandShapeOp::create(
-      rewriter, loc,
-      RankedTensorType::get(splitShape, initType.getElementType()), init,
-      groups);
+  Value splitInit = splitColumns(rewriter, loc, init, panel);
   SmallVector<Value> inputs = generic.getDpsInputs();
   inputs[weightIndex] = packed;
   auto packedOp = linalg::GenericOp::create(
@@ -233,7 +234,8 @@ void readPanels(RewriterBase &rewriter, const PackableContraction &found,
   rewriter.inlineRegionBefore(generic.getRegion(), packedOp.getRegion(),
                               packedOp.getRegion().begin());
   rewriter.replaceOpWithNewOp<tensor::CollapseShapeOp>(
-      generic, initType, packedOp.getResult(0), groups);
+      generic, initType, packedOp.getResult(0),
+      splitInnermost(initType.getRank()));
 }
 
 struct NNFPackWeightsPass

@@ -248,6 +248,39 @@ def NNFPairwiseVectorReductions : Pass<"nnf-pairwise-vector-reductions"> {
   ];
 }
 
+def NNFDeallocateAfterLastUse : Pass<"nnf-deallocate-after-last-use"> {
+  let summary = "Free each buffer right after its last use";
+  let description = [{
+    Moves each `memref.dealloc` up to right after the last op of its block
+    that uses the buffer: directly, through a view or cast (any memref
+    result of a user counts as an alias), or inside a nested region (the op
+    holding that region counts). Ownership-based buffer deallocation frees
+    buffers at the end of the block that allocated them, so every
+    intermediate of a model stays allocated until the function returns;
+    freed once dead, a buffer goes back to nnforge's buffer cache during the
+    call, and a later intermediate of the same size reuses memory that is
+    still in the CPU's caches. A dealloc stays where it is if its buffer is
+    defined in another block, or an alias is yielded or returned from a
+    region (any terminator) or read as a pointer
+    (`memref.extract_aligned_pointer_as_index`).
+
+    Example:
+
+    ```mlir
+    %a = memref.alloc() : memref<64xf32>
+    linalg.fill ins(%zero : f32) outs(%a : memref<64xf32>)
+    memref.copy %a, %b : memref<64xf32> to memref<64xf32>
+    %c = memref.alloc() : memref<64xf32>
+    // ... %c used, %a not
+    memref.dealloc %a : memref<64xf32>
+    // becomes
+    memref.copy %a, %b : memref<64xf32> to memref<64xf32>
+    memref.dealloc %a : memref<64xf32>
+    %c = memref.alloc() : memref<64xf32>
+    ```
+  }];
+}
+
 def NNFSaturateShifts : Pass<"nnf-saturate-shifts"> {
   let summary = "Define integer shifts by the bit width or more";
   let description = [{

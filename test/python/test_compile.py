@@ -108,8 +108,8 @@ def test_threads_run_in_parallel_and_save_with_the_openmp_runtime(tmp_path: Path
 
 def test_steady_state_reuses_the_buffers_of_earlier_calls(tmp_path: Path) -> None:
     """Generated code allocates through nnforge's runtime, which hands the
-    buffers one call freed to the next (no fresh pages per call); results
-    stay the caller's, released with libc's free."""
+    buffers one call freed to the next (no fresh pages per call), small ones
+    per thread; results stay the caller's, released with libc's free."""
     import ctypes
 
     from nnforge._native import _native_file
@@ -139,6 +139,22 @@ def test_steady_state_reuses_the_buffers_of_earlier_calls(tmp_path: Path) -> Non
     assert other != first  # the cached one is in use: a fresh buffer
     free(other)
     ctypes.CDLL(None).free(ctypes.c_void_p(first))  # libc's free takes it back
+
+    # A tile's scratch (up to 64 KiB) goes back to a slot of the thread that
+    # freed it: that thread gets it again, another thread does not. (Fresh
+    # threads: this one's slots may hold the models' scratch.)
+    small = 32 << 10
+
+    def alloc_and_free() -> int:
+        buffer = alloc(small)
+        free(buffer)
+        return buffer
+
+    with ThreadPoolExecutor(1) as first_thread, ThreadPoolExecutor(1) as second_thread:
+        mine = first_thread.submit(alloc_and_free).result()
+        assert second_thread.submit(alloc_and_free).result() != mine
+        assert first_thread.submit(alloc_and_free).result() == mine
+    # Both threads have exited: their slots went back to libc.
 
 
 class _MatmulChain(torch.nn.Module):

@@ -51,7 +51,9 @@ static int fits(size_t usable, size_t requested) {
  * it freed: the scratch of one tile, which every iteration of a tile loop
  * allocates and frees. Those are taken again without the lock, for which
  * the threads sharing a parallel loop would otherwise contend once per
- * tile. A thread's slots go back to libc when it exits. */
+ * tile. With every slot taken, the oldest one's buffer makes room (it goes
+ * to the shared lists), so that the slots follow the model being run. A
+ * thread's slots go back to libc when it exits. */
 #define LOCAL_SLOTS 4
 #define LOCAL_MAX_SIZE ((size_t)64 << 10)
 
@@ -61,6 +63,7 @@ typedef struct {
 } LocalSlot;
 
 static __thread LocalSlot local_slots[LOCAL_SLOTS];
+static __thread int oldest_slot;
 static pthread_key_t local_key;
 static pthread_once_t local_key_once = PTHREAD_ONCE_INIT;
 
@@ -84,18 +87,24 @@ static void *take_local(size_t size) {
   return NULL;
 }
 
-static int keep_local(void *pointer, size_t size) {
+/* Keeps `*pointer` (of usable `*size`) in a slot. Returns 0, or 1 with the
+ * buffer that made room for it in `*pointer` and `*size`. */
+static int keep_local(void **pointer, size_t *size) {
+  /* The key's value makes the exit handler run for this thread. */
+  pthread_once(&local_key_once, create_local_key);
+  pthread_setspecific(local_key, local_slots);
   for (int i = 0; i < LOCAL_SLOTS; ++i) {
     if (!local_slots[i].buffer) {
-      /* The key's value makes the exit handler run for this thread. */
-      pthread_once(&local_key_once, create_local_key);
-      pthread_setspecific(local_key, local_slots);
-      local_slots[i].buffer = pointer;
-      local_slots[i].size = size;
-      return 1;
+      local_slots[i] = (LocalSlot){*pointer, *size};
+      return 0;
     }
   }
-  return 0;
+  LocalSlot evicted = local_slots[oldest_slot];
+  local_slots[oldest_slot] = (LocalSlot){*pointer, *size};
+  oldest_slot = (oldest_slot + 1) % LOCAL_SLOTS;
+  *pointer = evicted.buffer;
+  *size = evicted.size;
+  return 1;
 }
 
 EXPORTED void *_mlir_memref_to_llvm_alloc(size_t size) {
@@ -124,7 +133,7 @@ EXPORTED void _mlir_memref_to_llvm_free(void *pointer) {
   if (!pointer)
     return;
   size_t size = malloc_usable_size(pointer);
-  if (size >= MIN_CACHED_SIZE && size <= LOCAL_MAX_SIZE && keep_local(pointer, size))
+  if (size >= MIN_CACHED_SIZE && size <= LOCAL_MAX_SIZE && !keep_local(&pointer, &size))
     return;
   if (size >= MIN_CACHED_SIZE) {
     pthread_mutex_lock(&lock);

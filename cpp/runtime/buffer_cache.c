@@ -51,8 +51,8 @@ static int fits(size_t usable, size_t requested) {
  * it freed: the scratch of one tile, which every iteration of a tile loop
  * allocates and frees. Those are taken again without the lock, for which
  * the threads sharing a parallel loop would otherwise contend once per
- * tile. With every slot taken, the oldest one's buffer makes room (it goes
- * to the shared lists), so that the slots follow the model being run. A
+ * tile. With every slot taken, the slots take turns making room (the buffer
+ * goes to the shared lists), so that they follow the model being run. A
  * thread's slots go back to libc when it exits. */
 #define LOCAL_SLOTS 4
 #define LOCAL_MAX_SIZE ((size_t)64 << 10)
@@ -63,7 +63,7 @@ typedef struct {
 } LocalSlot;
 
 static __thread LocalSlot local_slots[LOCAL_SLOTS];
-static __thread int oldest_slot;
+static __thread int next_to_make_room;
 static pthread_key_t local_key;
 static pthread_once_t local_key_once = PTHREAD_ONCE_INIT;
 
@@ -99,9 +99,9 @@ static int keep_local(void **pointer, size_t *size) {
       return 0;
     }
   }
-  LocalSlot evicted = local_slots[oldest_slot];
-  local_slots[oldest_slot] = (LocalSlot){*pointer, *size};
-  oldest_slot = (oldest_slot + 1) % LOCAL_SLOTS;
+  LocalSlot evicted = local_slots[next_to_make_room];
+  local_slots[next_to_make_room] = (LocalSlot){*pointer, *size};
+  next_to_make_room = (next_to_make_room + 1) % LOCAL_SLOTS;
   *pointer = evicted.buffer;
   *size = evicted.size;
   return 1;

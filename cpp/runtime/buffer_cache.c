@@ -64,8 +64,13 @@ typedef struct {
 
 static __thread LocalSlot local_slots[LOCAL_SLOTS];
 static __thread int next_to_make_room;
+static __thread int exit_handler_registered;
 static pthread_key_t local_key;
 static pthread_once_t local_key_once = PTHREAD_ONCE_INIT;
+
+static int is_tile_scratch(size_t size) {
+  return size >= MIN_CACHED_SIZE && size <= LOCAL_MAX_SIZE;
+}
 
 static void release_local_slots(void *slots) {
   for (LocalSlot *slot = slots; slot < (LocalSlot *)slots + LOCAL_SLOTS; ++slot)
@@ -90,9 +95,12 @@ static void *take_local(size_t size) {
 /* Keeps `*pointer` (of usable `*size`) in a slot. Returns 0, or 1 with the
  * buffer that made room for it in `*pointer` and `*size`. */
 static int keep_local(void **pointer, size_t *size) {
-  /* The key's value makes the exit handler run for this thread. */
-  pthread_once(&local_key_once, create_local_key);
-  pthread_setspecific(local_key, local_slots);
+  if (!exit_handler_registered) {
+    /* The key's value makes the exit handler run for this thread. */
+    pthread_once(&local_key_once, create_local_key);
+    pthread_setspecific(local_key, local_slots);
+    exit_handler_registered = 1;
+  }
   for (int i = 0; i < LOCAL_SLOTS; ++i) {
     if (!local_slots[i].buffer) {
       local_slots[i] = (LocalSlot){*pointer, *size};
@@ -108,7 +116,7 @@ static int keep_local(void **pointer, size_t *size) {
 }
 
 EXPORTED void *_mlir_memref_to_llvm_alloc(size_t size) {
-  if (size >= MIN_CACHED_SIZE && size <= LOCAL_MAX_SIZE) {
+  if (is_tile_scratch(size)) {
     void *buffer = take_local(size);
     if (buffer)
       return buffer;
@@ -133,7 +141,7 @@ EXPORTED void _mlir_memref_to_llvm_free(void *pointer) {
   if (!pointer)
     return;
   size_t size = malloc_usable_size(pointer);
-  if (size >= MIN_CACHED_SIZE && size <= LOCAL_MAX_SIZE && !keep_local(&pointer, &size))
+  if (is_tile_scratch(size) && !keep_local(&pointer, &size))
     return;
   if (size >= MIN_CACHED_SIZE) {
     pthread_mutex_lock(&lock);

@@ -394,7 +394,9 @@ def NNFFormDispatchRegions : Pass<"nnf-form-dispatch-regions"> {
       depthwise NCHW convolution and its zero fill, so a matmul's epilogue
       (bias, activation, residual) runs on each output tile while it is hot;
       a depthwise convolution reads windows, but a tile of its output still
-      slices its input, and its destination joins in the output's order;
+      slices its input, and its destination joins in the output's order, as
+      does the `tensor.pad` of its input where nothing else reads the padded
+      tensor (each tile is then padded where it is read);
     - row groups tile all anchor loops but the innermost: elementwise ops,
       fills and reductions over the innermost loop join, so a softmax or a
       layer norm runs one row at a time, its intermediates in L1.

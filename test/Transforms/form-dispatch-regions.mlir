@@ -305,3 +305,64 @@ func.func @depthwise_epilogue(%x: tensor<1x8x10x10xf32>, %w: tensor<8x3x3xf32>, 
   } -> tensor<1x8x8x8xf32>
   return %y : tensor<1x8x8x8xf32>
 }
+
+// -----
+
+#nchw = affine_map<(n, c, h, w) -> (n, c, h, w)>
+#channel = affine_map<(n, c, h, w) -> (c)>
+
+// The zero pad of a depthwise convolution's input joins its group: the
+// region takes the unpadded input, so that code generation pads each tile
+// where the convolution reads it.
+// CHECK-LABEL: func.func @depthwise_padded_input
+// CHECK-SAME: (%[[X:.*]]: tensor<1x8x8x8xf32>,
+// CHECK: nnf.dispatch ins(%[[X]], %{{.*}}, %{{.*}} : tensor<1x8x8x8xf32>, tensor<8x3x3xf32>, tensor<8xf32>) -> tensor<1x8x8x8xf32> {
+// CHECK: %[[PAD:.*]] = tensor.pad
+// CHECK: linalg.depthwise_conv_2d_nchw_chw {{.*}} ins(%[[PAD]], %{{.*}} :
+// CHECK: nnf.yield
+func.func @depthwise_padded_input(%x: tensor<1x8x8x8xf32>, %w: tensor<8x3x3xf32>, %scale: tensor<8xf32>) -> tensor<1x8x8x8xf32> {
+  %zero = arith.constant 0.0 : f32
+  %padded = tensor.pad %x low[0, 0, 1, 1] high[0, 0, 1, 1] {
+  ^bb0(%i: index, %j: index, %k: index, %l: index):
+    tensor.yield %zero : f32
+  } : tensor<1x8x8x8xf32> to tensor<1x8x10x10xf32>
+  %e = tensor.empty() : tensor<1x8x8x8xf32>
+  %acc = linalg.fill ins(%zero : f32) outs(%e : tensor<1x8x8x8xf32>) -> tensor<1x8x8x8xf32>
+  %conv = linalg.depthwise_conv_2d_nchw_chw {dilations = dense<1> : vector<2xi64>, strides = dense<1> : vector<2xi64>}
+      ins(%padded, %w : tensor<1x8x10x10xf32>, tensor<8x3x3xf32>) outs(%acc : tensor<1x8x8x8xf32>) -> tensor<1x8x8x8xf32>
+  %y = linalg.generic {indexing_maps = [#nchw, #channel, #nchw], iterator_types = ["parallel", "parallel", "parallel", "parallel"]}
+      ins(%conv, %scale : tensor<1x8x8x8xf32>, tensor<8xf32>) outs(%e : tensor<1x8x8x8xf32>) {
+  ^bb0(%in: f32, %s: f32, %out: f32):
+    %m = arith.mulf %in, %s : f32
+    linalg.yield %m : f32
+  } -> tensor<1x8x8x8xf32>
+  return %y : tensor<1x8x8x8xf32>
+}
+
+// -----
+
+#nchw = affine_map<(n, c, h, w) -> (n, c, h, w)>
+#channel = affine_map<(n, c, h, w) -> (c)>
+
+// A pad read by something else besides the convolution stays outside.
+// CHECK-LABEL: func.func @pad_with_other_users
+// CHECK: %[[PAD:.*]] = tensor.pad
+// CHECK: nnf.dispatch ins(%[[PAD]],
+func.func @pad_with_other_users(%x: tensor<1x8x8x8xf32>, %w: tensor<8x3x3xf32>, %scale: tensor<8xf32>) -> (tensor<1x8x8x8xf32>, tensor<1x8x10x10xf32>) {
+  %zero = arith.constant 0.0 : f32
+  %padded = tensor.pad %x low[0, 0, 1, 1] high[0, 0, 1, 1] {
+  ^bb0(%i: index, %j: index, %k: index, %l: index):
+    tensor.yield %zero : f32
+  } : tensor<1x8x8x8xf32> to tensor<1x8x10x10xf32>
+  %e = tensor.empty() : tensor<1x8x8x8xf32>
+  %acc = linalg.fill ins(%zero : f32) outs(%e : tensor<1x8x8x8xf32>) -> tensor<1x8x8x8xf32>
+  %conv = linalg.depthwise_conv_2d_nchw_chw {dilations = dense<1> : vector<2xi64>, strides = dense<1> : vector<2xi64>}
+      ins(%padded, %w : tensor<1x8x10x10xf32>, tensor<8x3x3xf32>) outs(%acc : tensor<1x8x8x8xf32>) -> tensor<1x8x8x8xf32>
+  %y = linalg.generic {indexing_maps = [#nchw, #channel, #nchw], iterator_types = ["parallel", "parallel", "parallel", "parallel"]}
+      ins(%conv, %scale : tensor<1x8x8x8xf32>, tensor<8xf32>) outs(%e : tensor<1x8x8x8xf32>) {
+  ^bb0(%in: f32, %s: f32, %out: f32):
+    %m = arith.mulf %in, %s : f32
+    linalg.yield %m : f32
+  } -> tensor<1x8x8x8xf32>
+  return %y, %padded : tensor<1x8x8x8xf32>, tensor<1x8x10x10xf32>
+}

@@ -333,6 +333,30 @@ def test_depthwise_convolution_is_vectorized(channels, height, width, kernel, pa
     check(compiled(x.numpy()), conv(x))
 
 
+@pytest.mark.parametrize("kernel,stride,shape", [
+    (3, 1, (1, 3, 100, 21)),  # row tiles of 48 rows: padded above, in between, below
+    (5, 2, (2, 4, 121, 40)),  # two rows of padding, strided windows
+])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_depthwise_padding_is_fused_into_row_tiles(kernel, stride, shape, threads, tmp_path):
+    """A depthwise convolution pads each tile of its input where it reads it:
+    the padded tensor is never written whole."""
+    channels, height, width = shape[1:]
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(channels, channels, kernel, stride, padding=kernel // 2, groups=channels),
+        torch.nn.ReLU6(),
+    ).eval()
+    x = torch.randn(*shape)
+    compiled = compile_optimized(model, (x,), tmp_path, threads=threads)
+    regions = dispatch_regions(tmp_path)
+    assert re.search(r"nnf\.dispatch[^\n]*\n(.*\n)*?\s*%\w+ = tensor\.pad", regions), regions
+    padded = f"tensor<{shape[0]}x{channels}x{height + kernel - 1}x{width + kernel - 1}xf32>"
+    assert padded in regions
+    assert padded not in dumped_ir(tmp_path, "vectorize")
+    with torch.no_grad():
+        check(compiled(x.numpy()), model(x))
+
+
 class TanhGelu(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.gelu(x, approximate="tanh")

@@ -127,6 +127,19 @@ FailureOr<TiledLoops> tiledLoopsFor(linalg::LinalgOp producer, OpOperand &use,
   return tiled;
 }
 
+/// Whether `pad` pads with a constant only the input of depthwise
+/// convolutions in `group`: fused into their tile loop, it pads each tile of
+/// the input where the convolution reads it (the padded tensor is never
+/// written whole).
+bool padsDepthwiseInputOnly(tensor::PadOp pad, const Group &group) {
+  return pad.getConstantPaddingValue() && !pad->use_empty() &&
+         llvm::all_of(pad->getUses(), [&](OpOperand &use) {
+           Operation *user = use.getOwner();
+           return group.contains(user) && isDepthwiseConvolution(user) &&
+                  cast<linalg::LinalgOp>(user).isDpsInput(&use);
+         });
+}
+
 /// Whether `op` writes fresh (static) tensors only.
 bool writesFreshTensors(linalg::LinalgOp op) {
   return llvm::all_of(op.getDpsInits(), [](Value init) {
@@ -168,6 +181,13 @@ std::optional<Group> growGroup(linalg::LinalgOp anchor, GroupKind kind,
   // Users come after their producers: walking backwards, every user that can
   // join has had its chance before the producer is looked at.
   for (Operation *op = anchor->getPrevNode(); op; op = op->getPrevNode()) {
+    if (auto pad = dyn_cast<tensor::PadOp>(op)) {
+      if (!taken.contains(op) && padsDepthwiseInputOnly(pad, group)) {
+        group.members.push_back(op);
+        group.tiled[op] = {};
+      }
+      continue;
+    }
     auto producer = dyn_cast<linalg::LinalgOp>(op);
     if (!producer || taken.contains(op) || !isFusable(producer) ||
         op->use_empty())
@@ -206,7 +226,7 @@ std::optional<Group> growGroup(linalg::LinalgOp anchor, GroupKind kind,
   if (!hasPrivateDestinations(group, accumulatingRoot))
     return std::nullopt;
   unsigned computing = llvm::count_if(group.members, [](Operation *op) {
-    return !isa<linalg::FillOp>(op);
+    return !isa<linalg::FillOp, tensor::PadOp>(op);
   });
   if (!hasRoot || computing < 2)
     return std::nullopt;

@@ -119,3 +119,38 @@ def test_report_marks_unsupported_ops() -> None:
     module, inputs = models.cnn()
     report = torch_coverage(module, inputs)
     assert report.supported and "torch.aten.convolution" in {row.kind for row in report.rows}
+
+
+class VarianceAndMean(torch.nn.Module):
+    def __init__(self, dim: tuple[int, ...] | None, correction: int, keepdim: bool):
+        super().__init__()
+        self.dim, self.correction, self.keepdim = dim, correction, keepdim
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.var_mean(x, dim=self.dim, correction=self.correction, keepdim=self.keepdim)
+
+
+@pytest.mark.parametrize("dim,correction,keepdim", [
+    ((1,), 1, False),
+    ((0, 2), 0, True),
+    (None, 1, False),
+    ((-1,), 2, True),
+    ((0,), 4, False),  # as many degrees of freedom as elements: NaN, as in PyTorch
+])
+def test_variances_stay_in_the_input_precision(dim, correction: int, keepdim: bool) -> None:
+    """torch-mlir would compute variances through an f64 copy of the input;
+    nnforge computes them as PyTorch does, in f32 (the mean, then the squared
+    deviations), with PyTorch's results."""
+    module = VarianceAndMean(dim, correction, keepdim)
+    x = torch.randn(4, 6, 7) * 3 + 5
+    assert "f64" not in str(nnforge.import_torch(module, (x,)))
+    compiled = nnforge.compile(module, (x,))
+    for got, expected in zip(compiled(x.numpy()), module(x)):
+        np.testing.assert_allclose(got, expected.numpy(), rtol=1e-5, atol=1e-5, equal_nan=True)
+
+
+def test_layer_norm_computes_in_f32() -> None:
+    module = torch.nn.LayerNorm(64)
+    x = torch.randn(3, 64)
+    linalg = str(nnforge.import_torch(module, (x,)))
+    assert "tensor<3x64xf64>" not in linalg

@@ -415,6 +415,37 @@ def NNFConvToIm2col : Pass<"nnf-conv-to-im2col"> {
   ];
 }
 
+def NNFCollapseContractionDims : Pass<"nnf-collapse-contraction-dims"> {
+  let summary = "Merge adjacent contraction loops of one role into one loop";
+  let description = [{
+    In each contraction (`linalg.generic` on tensors with a multiply-add
+    body), merges every run of two or more consecutive loops of the same
+    role (batch, m, n or k) that each operand reads next to each other, in
+    loop order, into one loop (upstream's `collapseOpIterationDims`): the
+    operands are collapsed with `tensor.collapse_shape`, the result expanded
+    back. Reshapes propagated through a contraction split its loops (a
+    multi-head attention's input projection became
+    `[1, 128] x [1, 256] -> [1, 3, 256]` over 7 loops); code generation
+    tiles one m and one n loop, and the unit loops left in its vectors made
+    the contraction lowering unroll them lane by lane. Loops that are not
+    adjacent in every operand (a weight packed into column panels) stay.
+
+    Example:
+
+    ```mlir
+    // loops (d0, d1, d2, d3, d4): m = d0, n = (d1, d2), k = (d3, d4)
+    %y = linalg.generic ... ins(%a, %w : tensor<128x4x64xf32>, tensor<4x64x3x256xf32>)
+        outs(%acc : tensor<128x3x256xf32>) { mulf, addf }
+    // becomes a [128 x 256] x [256 x 768] contraction on collapsed operands,
+    // its result expanded back to tensor<128x3x256xf32>
+    ```
+  }];
+  let dependentDialects = [
+    "::mlir::linalg::LinalgDialect",
+    "::mlir::tensor::TensorDialect",
+  ];
+}
+
 def NNFFormDispatchRegions : Pass<"nnf-form-dispatch-regions"> {
   let summary = "Group roots with their fusable producers into nnf.dispatch";
   let description = [{

@@ -40,7 +40,8 @@ LINALG_FUSION_CUDA = LINALG_FUSION.replace(
 
 # Stores large constant weights of contractions as column panels (each
 # register tile's operand contiguous) and lets the epilogue follow the split
-# output; rewrites NCHW convolutions as im2col contractions (narrow outputs
+# output; merges the loops of contractions that propagated reshapes split;
+# rewrites NCHW convolutions as im2col contractions (narrow outputs
 # transposed, channels innermost, their filters transposed and packed here
 # too); groups each contraction with its epilogue, and reductions over rows
 # with the elementwise ops around them, into nnf.dispatch regions that code
@@ -49,7 +50,8 @@ LINALG_FUSION_CUDA = LINALG_FUSION.replace(
 # evict each other from L1). The optimized CPU path's step between fusion and
 # code generation.
 DISPATCH_REGIONS = (
-    "nnf-pack-weights,nnf-fuse-elementwise,func.func(nnf-conv-to-im2col),nnf-fold-constant-transposes,"
+    "nnf-pack-weights,nnf-fuse-elementwise,nnf-collapse-contraction-dims,canonicalize,"
+    "func.func(nnf-conv-to-im2col),nnf-fold-constant-transposes,"
     "nnf-pack-weights,nnf-form-dispatch-regions,nnf-pad-leading-dimensions,canonicalize,cse"
 )
 

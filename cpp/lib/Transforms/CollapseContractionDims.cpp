@@ -1,0 +1,88 @@
+//===- CollapseContractionDims.cpp - contractions with one loop per role --===//
+//
+// Reshapes propagated through a contraction (nnf-fuse-elementwise folds a
+// multi-head attention's unflatten/unsqueeze into the projection that feeds
+// it) split its loops: a [128 x 256] x [256 x 768] projection became a
+// 7-loop generic, [1, 128] x [1, 256] -> [1, 3, 256]. Code generation tiles
+// the last m and n loops only, and the unit loops in between left vectors
+// like vector<8x1x1x32xf32> that the contraction lowering unrolled lane by
+// lane. Merging each run of adjacent loops of one role back into one loop
+// gives the plain contraction again.
+//
+//===----------------------------------------------------------------------===//
+
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Linalg/IR/LinalgInterfaces.h"
+#include "mlir/Dialect/Linalg/Transforms/Transforms.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/IR/PatternMatch.h"
+#include "mlir/Transforms/GreedyPatternRewriteDriver.h"
+#include "nnforge/Passes.h"
+
+namespace nnforge {
+#define GEN_PASS_DEF_NNFCOLLAPSECONTRACTIONDIMS
+#include "nnforge/Passes.h.inc"
+} // namespace nnforge
+
+using namespace mlir;
+
+namespace {
+
+/// Runs of two or more consecutive loops of one role (batch, m, n or k) that
+/// every operand reads next to each other, in loop order.
+SmallVector<ReassociationIndices> collapsibleRuns(linalg::GenericOp op) {
+  FailureOr<linalg::ContractionDimensions> dims =
+      linalg::inferContractionDims(op);
+  if (failed(dims))
+    return {};
+  SmallVector<int> role(op.getNumLoops(), -1);
+  const SmallVector<unsigned, 2> *byRole[] = {&dims->batch, &dims->m,
+                                              &dims->n, &dims->k};
+  for (auto [index, loops] : llvm::enumerate(byRole))
+    for (unsigned loop : *loops)
+      role[loop] = index;
+  SmallVector<ReassociationIndices> runs;
+  SmallVector<AffineMap> maps = op.getIndexingMapsArray();
+  for (unsigned start = 0; start < role.size();) {
+    unsigned end = start + 1;
+    while (end < role.size() && role[end] == role[start] && role[start] >= 0)
+      ++end;
+    ReassociationIndices run = llvm::to_vector<2>(llvm::seq<int64_t>(start, end));
+    if (run.size() > 1 && linalg::areDimSequencesPreserved(maps, {run}))
+      runs.push_back(run);
+    start = end;
+  }
+  return runs;
+}
+
+struct CollapseContractionRuns : OpRewritePattern<linalg::GenericOp> {
+  using OpRewritePattern::OpRewritePattern;
+
+  LogicalResult matchAndRewrite(linalg::GenericOp op,
+                                PatternRewriter &rewriter) const override {
+    if (!op.hasPureTensorSemantics() || !linalg::isaContractionOpInterface(op))
+      return rewriter.notifyMatchFailure(op, "not a contraction on tensors");
+    SmallVector<ReassociationIndices> runs = collapsibleRuns(op);
+    if (runs.empty())
+      return rewriter.notifyMatchFailure(op, "one loop per role already");
+    FailureOr<linalg::CollapseResult> collapsed =
+        linalg::collapseOpIterationDims(op, runs, rewriter);
+    if (failed(collapsed))
+      return rewriter.notifyMatchFailure(op, "loops not collapsible");
+    rewriter.replaceOp(op, collapsed->results);
+    return success();
+  }
+};
+
+struct NNFCollapseContractionDimsPass
+    : nnforge::impl::NNFCollapseContractionDimsBase<
+          NNFCollapseContractionDimsPass> {
+  void runOnOperation() override {
+    RewritePatternSet patterns(&getContext());
+    patterns.add<CollapseContractionRuns>(&getContext());
+    if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
+      signalPassFailure();
+  }
+};
+
+} // namespace

@@ -415,20 +415,24 @@ def NNFConvToIm2col : Pass<"nnf-conv-to-im2col"> {
   ];
 }
 
-def NNFCollapseContractionDims : Pass<"nnf-collapse-contraction-dims"> {
-  let summary = "Merge adjacent contraction loops of one role into one loop";
+def NNFCollapseReductionDims : Pass<"nnf-collapse-reduction-dims"> {
+  let summary = "Merge adjacent loops of one role in contractions and reductions";
   let description = [{
     In each contraction (`linalg.generic` on tensors with a multiply-add
     body), merges every run of two or more consecutive loops of the same
     role (batch, m, n or k) that each operand reads next to each other, in
     loop order, into one loop (upstream's `collapseOpIterationDims`): the
     operands are collapsed with `tensor.collapse_shape`, the result expanded
-    back. Reshapes propagated through a contraction split its loops (a
+    back. In other generics with several reduction loops, runs of reduction
+    loops are merged the same way (parallel loops keep their shape: the
+    elementwise ops that a row group fuses with a reduction read them as
+    they are). Reshapes propagated through a contraction split its loops (a
     multi-head attention's input projection became
     `[1, 128] x [1, 256] -> [1, 3, 256]` over 7 loops); code generation
     tiles one m and one n loop, and the unit loops left in its vectors made
-    the contraction lowering unroll them lane by lane. Loops that are not
-    adjacent in every operand (a weight packed into column panels) stay.
+    the contraction lowering unroll them lane by lane; a sum over two loops
+    is no row reduction and stayed scalar. Loops that are not adjacent in
+    every operand (a weight packed into column panels) stay.
 
     Example:
 

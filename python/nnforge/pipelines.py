@@ -50,7 +50,7 @@ LINALG_FUSION_CUDA = LINALG_FUSION.replace(
 # evict each other from L1). The optimized CPU path's step between fusion and
 # code generation.
 DISPATCH_REGIONS = (
-    "nnf-pack-weights,nnf-fuse-elementwise,nnf-collapse-contraction-dims,canonicalize,"
+    "nnf-pack-weights,nnf-fuse-elementwise,nnf-collapse-reduction-dims,canonicalize,"
     "func.func(nnf-conv-to-im2col),nnf-fold-constant-transposes,"
     "nnf-pack-weights,nnf-form-dispatch-regions,nnf-pad-leading-dimensions,canonicalize,cse"
 )

@@ -1,4 +1,4 @@
-// RUN: nnforge-opt %s --nnf-collapse-contraction-dims --split-input-file | FileCheck %s
+// RUN: nnforge-opt %s --nnf-collapse-reduction-dims --split-input-file | FileCheck %s
 
 // A multi-head attention's input projection after reshape propagation:
 // m = (d0, d1), n = (d2, d3, d4), k = (d5, d6). Each run becomes one loop:
@@ -46,7 +46,7 @@ func.func @packed_panels(%x: tensor<128x256xf32>, %w: tensor<32x256x32xf32>, %ac
 
 // -----
 
-// Elementwise generics are no contractions: left alone.
+// Elementwise generics are left alone.
 #id = affine_map<(d0, d1, d2) -> (d0, d1, d2)>
 // CHECK-LABEL: func.func @elementwise
 // CHECK-NOT: tensor.collapse_shape
@@ -58,4 +58,26 @@ func.func @elementwise(%x: tensor<2x3x4xf32>) -> tensor<2x3x4xf32> {
     linalg.yield %s : f32
   } -> tensor<2x3x4xf32>
   return %y : tensor<2x3x4xf32>
+}
+
+// -----
+
+// A sum over two adjacent loops (a layer norm's row sum of a [8, 32] split
+// row) becomes a row reduction; the parallel loops keep their shape.
+#in = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>
+#bias = affine_map<(d0, d1, d2, d3) -> (d2, d3)>
+#out = affine_map<(d0, d1, d2, d3) -> (d0, d1)>
+// CHECK-LABEL: func.func @split_row_sum
+// CHECK-DAG: %[[X:.*]] = tensor.collapse_shape %{{.*}} {{\[\[}}0], [1], [2, 3]] : tensor<1x128x8x32xf32> into tensor<1x128x256xf32>
+// CHECK-DAG: %[[B:.*]] = tensor.collapse_shape %{{.*}} {{\[\[}}0, 1]] : tensor<8x32xf32> into tensor<256xf32>
+// CHECK: linalg.generic {{.*}} iterator_types = ["parallel", "parallel", "reduction"]} ins(%[[X]], %[[B]] : tensor<1x128x256xf32>, tensor<256xf32>) outs(%{{.*}} : tensor<1x128xf32>)
+func.func @split_row_sum(%x: tensor<1x128x8x32xf32>, %b: tensor<8x32xf32>, %acc: tensor<1x128xf32>) -> tensor<1x128xf32> {
+  %y = linalg.generic {indexing_maps = [#in, #bias, #out], iterator_types = ["parallel", "parallel", "reduction", "reduction"]}
+      ins(%x, %b : tensor<1x128x8x32xf32>, tensor<8x32xf32>) outs(%acc : tensor<1x128xf32>) {
+  ^bb0(%in: f32, %in_b: f32, %out: f32):
+    %s = arith.addf %in, %in_b : f32
+    %t = arith.addf %s, %out : f32
+    linalg.yield %t : f32
+  } -> tensor<1x128xf32>
+  return %y : tensor<1x128xf32>
 }

@@ -1,4 +1,4 @@
-//===- CollapseContractionDims.cpp - contractions with one loop per role --===//
+//===- CollapseReductionDims.cpp - one loop per role in reductions -------===//
 //
 // Reshapes propagated through a contraction (nnf-fuse-elementwise folds a
 // multi-head attention's unflatten/unsqueeze into the projection that feeds
@@ -6,8 +6,9 @@
 // 7-loop generic, [1, 128] x [1, 256] -> [1, 3, 256]. Code generation tiles
 // the last m and n loops only, and the unit loops in between left vectors
 // like vector<8x1x1x32xf32> that the contraction lowering unrolled lane by
-// lane. Merging each run of adjacent loops of one role back into one loop
-// gives the plain contraction again.
+// lane. Likewise a reduction over two loops (a layer norm's row sum over
+// [8, 32]) is no row reduction and stayed scalar. Merging each run of
+// adjacent loops of one role back into one loop gives the plain forms again.
 //
 //===----------------------------------------------------------------------===//
 
@@ -20,7 +21,7 @@
 #include "nnforge/Passes.h"
 
 namespace nnforge {
-#define GEN_PASS_DEF_NNFCOLLAPSECONTRACTIONDIMS
+#define GEN_PASS_DEF_NNFCOLLAPSEREDUCTIONDIMS
 #include "nnforge/Passes.h.inc"
 } // namespace nnforge
 
@@ -28,26 +29,44 @@ using namespace mlir;
 
 namespace {
 
-/// Runs of two or more consecutive loops of one role (batch, m, n or k) that
-/// every operand reads next to each other, in loop order.
-SmallVector<ReassociationIndices> collapsibleRuns(linalg::GenericOp op) {
-  FailureOr<linalg::ContractionDimensions> dims =
-      linalg::inferContractionDims(op);
-  if (failed(dims))
-    return {};
+/// Each loop's role: batch, m, n or k in a contraction; in another
+/// reduction, its reduction loops' (its parallel loops keep their shape:
+/// the elementwise ops a row group fuses with it read them as they are).
+/// -1: never merged. Empty: nothing to merge.
+SmallVector<int> loopRoles(linalg::GenericOp op) {
   SmallVector<int> role(op.getNumLoops(), -1);
-  const SmallVector<unsigned, 2> *byRole[] = {&dims->batch, &dims->m,
-                                              &dims->n, &dims->k};
-  for (auto [index, loops] : llvm::enumerate(byRole))
-    for (unsigned loop : *loops)
-      role[loop] = index;
+  if (linalg::isaContractionOpInterface(op)) {
+    FailureOr<linalg::ContractionDimensions> dims =
+        linalg::inferContractionDims(op);
+    if (failed(dims))
+      return {};
+    const SmallVector<unsigned, 2> *byRole[] = {&dims->batch, &dims->m,
+                                                &dims->n, &dims->k};
+    for (auto [index, loops] : llvm::enumerate(byRole))
+      for (unsigned loop : *loops)
+        role[loop] = index;
+    return role;
+  }
+  if (op.getNumReductionLoops() < 2)
+    return {};
+  for (auto [loop, iterator] : llvm::enumerate(op.getIteratorTypesArray()))
+    if (linalg::isReductionIterator(iterator))
+      role[loop] = 0;
+  return role;
+}
+
+/// Runs of two or more consecutive loops of one role that every operand
+/// reads next to each other, in loop order.
+SmallVector<ReassociationIndices> collapsibleRuns(linalg::GenericOp op) {
+  SmallVector<int> role = loopRoles(op);
   SmallVector<ReassociationIndices> runs;
   SmallVector<AffineMap> maps = op.getIndexingMapsArray();
   for (unsigned start = 0; start < role.size();) {
     unsigned end = start + 1;
     while (end < role.size() && role[end] == role[start] && role[start] >= 0)
       ++end;
-    ReassociationIndices run = llvm::to_vector<2>(llvm::seq<int64_t>(start, end));
+    ReassociationIndices run =
+        llvm::to_vector<2>(llvm::seq<int64_t>(start, end));
     if (run.size() > 1 && linalg::areDimSequencesPreserved(maps, {run}))
       runs.push_back(run);
     start = end;
@@ -60,11 +79,11 @@ struct CollapseContractionRuns : OpRewritePattern<linalg::GenericOp> {
 
   LogicalResult matchAndRewrite(linalg::GenericOp op,
                                 PatternRewriter &rewriter) const override {
-    if (!op.hasPureTensorSemantics() || !linalg::isaContractionOpInterface(op))
-      return rewriter.notifyMatchFailure(op, "not a contraction on tensors");
+    if (!op.hasPureTensorSemantics())
+      return rewriter.notifyMatchFailure(op, "not on tensors");
     SmallVector<ReassociationIndices> runs = collapsibleRuns(op);
     if (runs.empty())
-      return rewriter.notifyMatchFailure(op, "one loop per role already");
+      return rewriter.notifyMatchFailure(op, "nothing to merge");
     FailureOr<linalg::CollapseResult> collapsed =
         linalg::collapseOpIterationDims(op, runs, rewriter);
     if (failed(collapsed))
@@ -74,9 +93,9 @@ struct CollapseContractionRuns : OpRewritePattern<linalg::GenericOp> {
   }
 };
 
-struct NNFCollapseContractionDimsPass
-    : nnforge::impl::NNFCollapseContractionDimsBase<
-          NNFCollapseContractionDimsPass> {
+struct NNFCollapseReductionDimsPass
+    : nnforge::impl::NNFCollapseReductionDimsBase<
+          NNFCollapseReductionDimsPass> {
   void runOnOperation() override {
     RewritePatternSet patterns(&getContext());
     patterns.add<CollapseContractionRuns>(&getContext());

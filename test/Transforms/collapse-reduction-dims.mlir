@@ -81,3 +81,22 @@ func.func @split_row_sum(%x: tensor<1x128x8x32xf32>, %b: tensor<8x32xf32>, %acc:
   } -> tensor<1x128xf32>
   return %y : tensor<1x128xf32>
 }
+
+// -----
+
+// A pooling window (oh + kh) reads no loop as it is: left alone.
+#in = affine_map<(d0, d1, d2, d3) -> (d0 + d2, d1 + d3)>
+#win = affine_map<(d0, d1, d2, d3) -> (d2, d3)>
+#out = affine_map<(d0, d1, d2, d3) -> (d0, d1)>
+// CHECK-LABEL: func.func @window_sum
+// CHECK-NOT: tensor.collapse_shape
+// CHECK: linalg.generic {{.*}} iterator_types = ["parallel", "parallel", "reduction", "reduction"]
+func.func @window_sum(%x: tensor<10x10xf32>, %w: tensor<3x3xf32>, %acc: tensor<8x8xf32>) -> tensor<8x8xf32> {
+  %y = linalg.generic {indexing_maps = [#in, #win, #out], iterator_types = ["parallel", "parallel", "reduction", "reduction"]}
+      ins(%x, %w : tensor<10x10xf32>, tensor<3x3xf32>) outs(%acc : tensor<8x8xf32>) {
+  ^bb0(%in: f32, %in_w: f32, %out: f32):
+    %m = arith.maximumf %in, %out : f32
+    linalg.yield %m : f32
+  } -> tensor<8x8xf32>
+  return %y : tensor<8x8xf32>
+}

@@ -47,7 +47,10 @@ SmallVector<int> loopRoles(linalg::GenericOp op) {
         role[loop] = index;
     return role;
   }
-  if (op.getNumReductionLoops() < 2)
+  // Windows (a pooling's h + kh) are no dims to merge.
+  if (op.getNumReductionLoops() < 2 ||
+      !llvm::all_of(op.getIndexingMapsArray(),
+                    [](AffineMap map) { return map.isProjectedPermutation(); }))
     return {};
   for (auto [loop, iterator] : llvm::enumerate(op.getIteratorTypesArray()))
     if (linalg::isReductionIterator(iterator))

@@ -100,3 +100,26 @@ func.func @window_sum(%x: tensor<10x10xf32>, %w: tensor<3x3xf32>, %acc: tensor<8
   } -> tensor<8x8xf32>
   return %y : tensor<8x8xf32>
 }
+
+// -----
+
+// A sum whose body reads its loop indices (a gather fused into it) is left
+// alone: merged loops would need the indices delinearized.
+#in = affine_map<(d0, d1) -> (d0, d1)>
+#out = affine_map<(d0, d1) -> ()>
+// CHECK-LABEL: func.func @gathered_sum
+// CHECK-NOT: tensor.collapse_shape
+// CHECK: linalg.generic {{.*}} iterator_types = ["reduction", "reduction"]
+func.func @gathered_sum(%x: tensor<3x6xf32>, %table: tensor<3x6xf32>, %acc: tensor<f32>) -> tensor<f32> {
+  %y = linalg.generic {indexing_maps = [#in, #out], iterator_types = ["reduction", "reduction"]}
+      ins(%x : tensor<3x6xf32>) outs(%acc : tensor<f32>) {
+  ^bb0(%in: f32, %out: f32):
+    %i = linalg.index 0 : index
+    %j = linalg.index 1 : index
+    %g = tensor.extract %table[%i, %j] : tensor<3x6xf32>
+    %p = arith.mulf %in, %g : f32
+    %s = arith.addf %p, %out : f32
+    linalg.yield %s : f32
+  } -> tensor<f32>
+  return %y : tensor<f32>
+}

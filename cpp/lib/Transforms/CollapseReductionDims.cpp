@@ -82,8 +82,10 @@ struct CollapseContractionRuns : OpRewritePattern<linalg::GenericOp> {
 
   LogicalResult matchAndRewrite(linalg::GenericOp op,
                                 PatternRewriter &rewriter) const override {
-    if (!op.hasPureTensorSemantics())
-      return rewriter.notifyMatchFailure(op, "not on tensors");
+    // A body reading loop indices (a gather fused into a sum) would need
+    // them delinearized: the merged loops gave wrong sums (ONNX NLL loss).
+    if (!op.hasPureTensorSemantics() || op.hasIndexSemantics())
+      return rewriter.notifyMatchFailure(op, "not on tensors, or reads indices");
     SmallVector<ReassociationIndices> runs = collapsibleRuns(op);
     if (runs.empty())
       return rewriter.notifyMatchFailure(op, "nothing to merge");

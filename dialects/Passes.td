@@ -248,40 +248,6 @@ def NNFPairwiseVectorReductions : Pass<"nnf-pairwise-vector-reductions"> {
   ];
 }
 
-def NNFMultiplyByReciprocal : Pass<"nnf-multiply-by-reciprocal"> {
-  let summary = "Divide float vectors by a broadcast scalar through its reciprocal";
-  let description = [{
-    Rewrites `arith.divf %x, %d` on float vectors whose divisor is the same
-    in every lane (a `vector.broadcast` of a scalar, or a splat constant) as
-    `arith.mulf %x, 1 / %d`: one scalar division, which LLVM hoists out of
-    the loop where the scalar is loop-invariant, instead of a vector
-    division per vector (a softmax row divided by its sum; AVX-512's
-    `vdivps` has a fifth of `vmulps`' throughput). PyTorch's and
-    onnxruntime's softmax kernels compute the same. The result is within
-    1.5 ulp of the quotient, except for divisors whose reciprocal is not a
-    normal number (magnitude above 2^126 or below 2^-126, zero, infinity:
-    the quotient's infinities and NaNs are kept) and for quotients below the
-    normal range. A splat constant is only replaced where its reciprocal is
-    normal.
-
-    Example:
-
-    ```mlir
-    %d = vector.broadcast %sum : f32 to vector<16xf32>
-    %q = arith.divf %x, %d : vector<16xf32>
-    // becomes
-    %one = arith.constant 1.000000e+00 : f32
-    %r = arith.divf %one, %sum : f32
-    %rd = vector.broadcast %r : f32 to vector<16xf32>
-    %q = arith.mulf %x, %rd : vector<16xf32>
-    ```
-  }];
-  let dependentDialects = [
-    "::mlir::arith::ArithDialect",
-    "::mlir::vector::VectorDialect",
-  ];
-}
-
 def NNFDeallocateAfterLastUse : Pass<"nnf-deallocate-after-last-use"> {
   let summary = "Free each buffer right after its last use";
   let description = [{

@@ -149,9 +149,8 @@ def linalg_to_llvm_optimized(threads: int) -> str:
     lanes may be reassociated (a tree of adds instead of one lane after
     another: the partial results they combine are in no particular order
     anyway), horizontal minima and maxima are trees too (exactly: they are
-    associative); vectors divided by a scalar are multiplied by its
-    reciprocal. With `threads` other than 1 the schedules' `scf.forall`
-    loops run on OpenMP threads (0: all cores).
+    associative). With `threads` other than 1 the schedules' `scf.forall` loops
+    run on OpenMP threads (0: all cores).
     """
     if threads == 1:
         forall, loops_to_llvm = "scf-forall-to-for", pipelines.LOOPS_TO_LLVM
@@ -160,7 +159,7 @@ def linalg_to_llvm_optimized(threads: int) -> str:
     return (
         f"canonicalize,cse,{pipelines.BUFFERIZE},canonicalize,cse,"
         f"func.func({forall},convert-vector-to-scf{{full-unroll=true}}),convert-linalg-to-loops,"
-        f"{pipelines.APPROXIMATE_MATH},{pipelines.WIDEN_BOOLS},nnf-pairwise-vector-reductions,nnf-multiply-by-reciprocal,"
+        f"{pipelines.APPROXIMATE_MATH},{pipelines.WIDEN_BOOLS},nnf-pairwise-vector-reductions,"
         "convert-vector-to-llvm{reassociate-fp-reductions=true},"
         f"{loops_to_llvm}"
     )

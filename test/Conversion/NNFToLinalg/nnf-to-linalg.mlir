@@ -76,7 +76,7 @@ func.func @conv2d_grouped(%x: tensor<1x4x9x9xf32>, %f: tensor<8x2x3x3xf32>) -> t
 // -----
 
 // Softmax: the row maximum (maxnumf), the shifted exponentials stored once,
-// their sum, a division; bf16 computes in f32.
+// their sum, its reciprocal per row, a multiplication; bf16 computes in f32.
 // CHECK-LABEL: func.func @softmax
 // CHECK: linalg.fill ins(%{{.*}} : f32) outs(%{{.*}} : tensor<?xf32>)
 // CHECK: linalg.generic {{.*}} iterator_types = ["parallel", "reduction"]
@@ -86,9 +86,12 @@ func.func @conv2d_grouped(%x: tensor<1x4x9x9xf32>, %f: tensor<8x2x3x3xf32>) -> t
 // CHECK: -> tensor<?x10xf32>
 // CHECK: %[[SUM:.*]] = linalg.generic {{.*}} iterator_types = ["parallel", "reduction"]{{.*}} ins(%[[E]] :
 // CHECK: arith.addf
-// CHECK: linalg.generic {{.*}} iterator_types = ["parallel", "parallel"]{{.*}} ins(%[[E]], %[[SUM]] :
+// CHECK: %[[INV:.*]] = linalg.generic {{.*}} iterator_types = ["parallel"]{{.*}} ins(%[[SUM]] : tensor<?xf32>)
+// CHECK: arith.divf %{{.*}}, %{{.*}} : f32
+// CHECK: linalg.generic {{.*}} iterator_types = ["parallel", "parallel"]{{.*}} ins(%[[E]], %[[INV]] :
 // CHECK-NOT: math.exp
-// CHECK: arith.divf
+// CHECK-NOT: arith.divf
+// CHECK: arith.mulf
 // CHECK: arith.truncf %{{.*}} : f32 to bf16
 func.func @softmax(%x: tensor<?x10xbf16>) -> tensor<?x10xbf16> {
   %y = nnf.softmax %x axis -1 : tensor<?x10xbf16>

@@ -670,17 +670,25 @@ def _copy_schedule(op: ir.Operation, parallel: bool) -> str | None:
     sizes = _loop_sizes(op)
     if len(sizes) < 2 or sizes[-1] is None:
         return _elementwise_schedule(op, parallel)
-    # Every outer loop tiled by 1 (_schedule_of left no empty loop), the row whole.
-    tiles = [1] * (len(sizes) - 1) + [0]
-    loop = "%row_forall" if parallel else f"%row_loops#{len(tiles) - 2}"
+    # _schedule_of left no empty loop.
+    return _row_copies("op", "row", len(sizes), parallel)
+
+
+def _row_copies(target: str, name: str, rank: int, parallel: bool) -> str:
+    """Transform ops copying with `%target` (a copy of rank `rank`) one row
+    at a time, every outer loop tiled by 1 and the row whole, the row's unit
+    dimensions folded away and the row copy vectorized. Handles are named
+    after `name`."""
+    tiles = [1] * (rank - 1) + [0]
+    loop = f"%{name}_forall" if parallel else f"%{name}_loops#{rank - 2}"
     # Generalized first: the unit-dimension folding takes generics only.
-    return f"""{_tile_outer("op", "row", tiles, parallel)}
-    %row_generic = transform.structured.generalize %row : (!transform.any_op) -> !transform.any_op
+    return f"""{_tile_outer(target, name, tiles, parallel)}
+    %{name}_generic = transform.structured.generalize %{name} : (!transform.any_op) -> !transform.any_op
     transform.apply_patterns to {loop} {{
       transform.apply_patterns.linalg.fold_unit_extent_dims_via_slices
     }} : !transform.any_op
-    %segment = transform.structured.match ops{{["linalg.generic"]}} in {loop} : (!transform.any_op) -> !transform.any_op
-    transform.structured.vectorize %segment : !transform.any_op"""
+    %{name}_segment = transform.structured.match ops{{["linalg.generic"]}} in {loop} : (!transform.any_op) -> !transform.any_op
+    transform.structured.vectorize %{name}_segment : !transform.any_op"""
 
 
 def _is_window_copy(op: ir.Operation) -> bool:
@@ -850,15 +858,7 @@ _PADDED_TILES = """
     %pad_fill = transform.structured.match ops{["linalg.fill"]} in %pad_tile : (!transform.any_op) -> !transform.any_op
     %pad_fill_row, %pad_fill_loops:3 = transform.structured.tile_using_for %pad_fill tile_sizes [1, 1, 1, 0]
         : (!transform.any_op) -> (!transform.any_op, !transform.any_op, !transform.any_op, !transform.any_op)
-    transform.structured.vectorize %pad_fill_row : !transform.any_op
-    %pad_copy_row, %pad_copy_loops:3 = transform.structured.tile_using_for %pad_copy tile_sizes [1, 1, 1, 0]
-        : (!transform.any_op) -> (!transform.any_op, !transform.any_op, !transform.any_op, !transform.any_op)
-    %pad_copy_generic = transform.structured.generalize %pad_copy_row : (!transform.any_op) -> !transform.any_op
-    transform.apply_patterns to %pad_copy_loops#2 {
-      transform.apply_patterns.linalg.fold_unit_extent_dims_via_slices
-    } : !transform.any_op
-    %pad_copy_segment = transform.structured.match ops{["linalg.generic"]} in %pad_copy_loops#2 : (!transform.any_op) -> !transform.any_op
-    transform.structured.vectorize %pad_copy_segment : !transform.any_op"""
+    transform.structured.vectorize %pad_fill_row : !transform.any_op""" + _row_copies("pad_copy", "pad_row", 4, False)
 
 
 def _sequence(scheduled: list[_Scheduled], tail: str) -> str:

@@ -40,10 +40,10 @@ LINALG_FUSION_CUDA = LINALG_FUSION.replace(
 
 # Stores large constant weights of contractions as column panels (each
 # register tile's operand contiguous) and lets the epilogue follow the split
-# output; merges the loops of contractions that propagated reshapes split;
-# rewrites NCHW convolutions as im2col contractions (narrow outputs
-# transposed, channels innermost, their filters transposed and packed here
-# too); groups each contraction with its epilogue, and reductions over rows
+# output; merges the loops of contractions and reductions that propagated
+# reshapes split; rewrites NCHW convolutions as im2col contractions (narrow
+# outputs transposed, channels innermost, their filters transposed and packed
+# here too); groups each contraction with its epilogue, and reductions over rows
 # with the elementwise ops around them, into nnf.dispatch regions that code
 # generation tiles as one loop nest; contraction operands whose rows are a
 # multiple of 4 KiB apart get a padded row stride (else the rows of a tile

@@ -77,7 +77,7 @@ SmallVector<ReassociationIndices> collapsibleRuns(linalg::GenericOp op) {
   return runs;
 }
 
-struct CollapseContractionRuns : OpRewritePattern<linalg::GenericOp> {
+struct CollapseSameRoleRuns : OpRewritePattern<linalg::GenericOp> {
   using OpRewritePattern::OpRewritePattern;
 
   LogicalResult matchAndRewrite(linalg::GenericOp op,
@@ -103,7 +103,7 @@ struct NNFCollapseReductionDimsPass
           NNFCollapseReductionDimsPass> {
   void runOnOperation() override {
     RewritePatternSet patterns(&getContext());
-    patterns.add<CollapseContractionRuns>(&getContext());
+    patterns.add<CollapseSameRoleRuns>(&getContext());
     if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
       signalPassFailure();
   }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -82,16 +83,17 @@ def _variance_and_mean(x, dim=None, *, correction=None, keepdim=False):
     return variance.to(x.dtype), mean.to(x.dtype)
 
 
+@functools.cache
 def _decomposition_table() -> dict:
     """torch-mlir's FX decompositions, variances computed as PyTorch computes
     them: torch-mlir lowers aten.var_mean and aten.var through an f64 copy
     of the input (a layer norm of 512 x 1024 took 1.6x the time of one in
-    f32)."""
+    f32). A copy: torch-mlir's table is its own cached dict."""
     torch = _torch()
     from torch_mlir.extras.fx_decomp_util import get_decomposition_table
 
     aten = torch.ops.aten
-    table = get_decomposition_table()
+    table = dict(get_decomposition_table())
     table[aten.var_mean.correction] = _variance_and_mean
     table[aten.var.correction] = lambda *args, **kwargs: _variance_and_mean(*args, **kwargs)[0]
     return table

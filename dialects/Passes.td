@@ -452,6 +452,15 @@ def NNFFormDispatchRegions : Pass<"nnf-form-dispatch-regions"> {
     (upstream's reshape-by-collapsing folding), so a convolution's bias and
     epilogue join it too.
 
+    Last, a depthwise convolution's region whose only reader is a 1x1
+    convolution's region, through the collapse of its rows (`[N, C, H, W]`
+    to `[N, C, H*W]`, read along the contraction's innermost output loop),
+    is merged into that region: the depthwise ops, the collapse, then the
+    contraction's (a MobileNetV2 block's depthwise stage and projection).
+    Code generation tiles the merged region in bands of whole rows and
+    computes each band of the depthwise result where the contraction reads
+    it, so that result never goes to memory whole.
+
     Example:
 
     ```mlir
@@ -505,6 +514,36 @@ def NNFDeinterleaveStridedReads : Pass<"nnf-deinterleave-strided-reads"> {
     "::mlir::tensor::TensorDialect",
     "::mlir::vector::VectorDialect",
   ];
+}
+
+def NNFSliceRowsBeforeCollapse : Pass<"nnf-slice-rows-before-collapse"> {
+  let summary = "Take slices of whole collapsed rows before the collapse";
+  let description = [{
+    Rewrites `tensor.extract_slice(tensor.collapse_shape(x))` into
+    `tensor.collapse_shape(tensor.extract_slice(x))` where, in every group
+    of collapsed dims, the slice is whole rows of the group's inner dims:
+    its size a multiple of their product and its offset provably one too (a
+    constant, an affine map of such values, or the induction variable of an
+    `scf.for` or `scf.forall` whose lower bound and step are). Code
+    generation runs it inside a dispatch region tiled along a 1x1
+    convolution's collapsed `H*W` dim, so that the producer of its NCHW
+    input (a depthwise convolution) can be fused into the tile loop: fusion
+    needs the slice of the producer's result itself. Upstream's bubble-up
+    patterns take such groups with static offsets only.
+
+    Example:
+
+    ```mlir
+    %flat = tensor.collapse_shape %x [[0], [1], [2, 3]] : tensor<1x192x56x56xf32> into tensor<1x192x3136xf32>
+    scf.for %i = %c0 to %c3136 step %c224 {
+      %tile = tensor.extract_slice %flat[0, 0, %i] [1, 192, 224] [1, 1, 1] : tensor<1x192x3136xf32> to tensor<1x192x224xf32>
+    // becomes, in the loop
+      %row = affine.apply affine_map<(d0) -> (d0 floordiv 56)>(%i)
+      %rows = tensor.extract_slice %x[0, 0, %row, 0] [1, 192, 4, 56] [1, 1, 1, 1] : tensor<1x192x56x56xf32> to tensor<1x192x4x56xf32>
+      %tile = tensor.collapse_shape %rows [[0], [1], [2, 3]] : tensor<1x192x4x56xf32> into tensor<1x192x224xf32>
+    ```
+  }];
+  let dependentDialects = ["::mlir::affine::AffineDialect"];
 }
 
 def NNFPackWeights : Pass<"nnf-pack-weights"> {

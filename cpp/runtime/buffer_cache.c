@@ -20,8 +20,9 @@
 
 #define EXPORTED __attribute__((visibility("default")))
 
-/* Buffers smaller than this go straight to libc (its per-thread caches serve
- * them without touching the heap's top). */
+/* Buffers smaller than this are not kept in the shared lists: libc's
+ * per-thread caches serve them without touching the heap's top (the
+ * per-thread slots below still take them). */
 #define MIN_CACHED_SIZE 4096
 #define CACHE_LIMIT ((size_t)1 << 30)
 #define MAX_SIZES 512
@@ -49,7 +50,9 @@ static int fits(size_t usable, size_t requested) {
 
 /* Each thread also keeps the last few buffers of up to LOCAL_MAX_SIZE bytes
  * it freed: the scratch of one tile, which every iteration of a tile loop
- * allocates and frees. Those are taken again without the lock, for which
+ * allocates and frees (a MobileNetV2 block's depthwise stage: a padded tile
+ * and an accumulator of 1-2 KiB for each channel of each band of rows, 2,700
+ * a call, which libc's malloc and free served at 5 % of the block's time). Those are taken again without the lock, for which
  * the threads sharing a parallel loop would otherwise contend once per
  * tile. With every slot taken, the slots take turns making room (the buffer
  * goes to the shared lists), so that they follow the model being run. A
@@ -69,7 +72,7 @@ static pthread_key_t local_key;
 static pthread_once_t local_key_once = PTHREAD_ONCE_INIT;
 
 static int is_tile_scratch(size_t size) {
-  return size >= MIN_CACHED_SIZE && size <= LOCAL_MAX_SIZE;
+  return size <= LOCAL_MAX_SIZE;
 }
 
 static void release_local_slots(void *slots) {

@@ -40,7 +40,12 @@ Dispatch regions (`nnf.dispatch`, formed by `nnf-form-dispatch-regions`)
 are scheduled as one loop nest: the op yielding the result (the anchor) is
 tiled along its outer loops -- to the contraction's output tiles, or to
 rows -- and every other op of the region is fused into that tile loop;
-then each op gets its own schedule above inside the tile.
+then each op gets its own schedule above inside the tile. A region where a
+1x1 convolution reads a depthwise convolution's collapsed rows is tiled in
+bands of whole rows (BAND_BYTES of the depthwise result), the contraction's
+slices of the collapsed rows taken of the rows themselves
+(nnf-slice-rows-before-collapse); each band of the depthwise stage is
+computed a channel at a time, its rows in pairs (DEPTHWISE_ROWS).
 
 The outermost tile loops of ops with enough iterations are `scf.forall`
 loops, which `linalg_to_llvm_optimized` hands to OpenMP threads.
@@ -49,6 +54,7 @@ loops, which `linalg_to_llvm_optimized` hands to OpenMP threads.
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -73,6 +79,20 @@ REGISTER_TILE = {"batch": 1, "m": 8, "n": 32, "k": 1}
 ELEMENTWISE_VECTOR = 64
 # Output columns per vector in depthwise convolutions (one AVX-512 register).
 DEPTHWISE_VECTOR = 16
+# Output rows per vector tile of stride-1 depthwise convolutions: each input
+# row loaded serves the filter rows of both (12 row loads for 2 x 16
+# outputs of a 3x3 filter instead of 18), the filter taps broadcast once.
+DEPTHWISE_ROWS = 2
+# Bytes of a band of rows of a depthwise convolution's result that a 1x1
+# convolution reads in the region nnf-form-dispatch-regions merges them into:
+# the band stays in L2 (1 MiB per core here) beside the input rows it is
+# computed from and the output tile (192 KiB and 384 KiB bands were equal
+# within noise on the MobileNetV2 block; larger ones cost fewer per-band
+# overheads where channels are few).
+BAND_BYTES = 384 << 10
+# Bands at least, where threads share them: the threads' shares stay even
+# (7 bands on two threads would leave one idle an eighth of the time).
+PARALLEL_BANDS = 8
 # Rows per tile of a dispatch region without contraction (e.g. a softmax):
 # as many as make about this many elements (one row of 1024 or more), so
 # that a tile's input, intermediates and output stay in a 32 KiB L1 (8192
@@ -94,6 +114,15 @@ _MEMBER = "nnforge_dispatch_member"
 # function (which invalidates handles), unique per segment in a process.
 _SEGMENT = "nnforge_segment"
 _segment_ids = itertools.count()
+# The attribute that finds a region's tile loop again after a pass ran on
+# the region.
+_TILE_LOOP = "nnforge_tile_loop"
+# The attribute giving a depthwise convolution in a region the rows its tiles
+# are a multiple of.
+_TILE_ROWS = "nnforge_tile_rows"
+# The attribute giving a contraction that reads the collapsed rows of a
+# producer in its region the columns of a band of those rows.
+_BAND_COLUMNS = "nnforge_band_columns"
 
 _NCHW_POOLING = ("linalg.pooling_nchw_max", "linalg.pooling_nchw_sum")
 
@@ -309,7 +338,7 @@ def _contraction_schedule(op: ir.Operation, parallel: bool) -> str | None:
     # Register loops nest batch, m, n, then k innermost (accumulator reuse).
     order = [d for role in ("batch", "m", "n", "k") for d in sorted(roles) if roles[d] == role]
     loop_sizes = _loop_sizes(op)
-    cache = _cache_tiles(roles, loop_sizes)
+    cache = _contraction_cache_tiles(op, roles)
     # Output tiles (independent: one per thread at a time), then k tiles.
     outer = [0 if roles[d] == "k" else cache[d] for d in range(rank)]
     inner = [cache[d] if roles[d] == "k" else 0 for d in range(rank)]
@@ -584,7 +613,9 @@ def _reduction_schedule(op: ir.Operation, parallel: bool) -> str | None:
     )
 
 
-def _row_segment_schedule(op: ir.Operation, outer: list[int], inner: list[int], lanes: int, parallel: bool) -> str:
+def _row_segment_schedule(
+    op: ir.Operation, outer: list[int], inner: list[int], lanes: int, parallel: bool, rows: int = 1
+) -> str:
     """Tiles `op` down to one row segment of `lanes` output elements, every
     other loop of size 1 (`outer`: independent loops, shared among threads;
     `inner`: the rest, the segment loop among them), folds the unit
@@ -637,19 +668,26 @@ def _row_segment_schedule(op: ir.Operation, outer: list[int], inner: list[int], 
         text += f"""
     %{loop}_vector = transform.structured.match attributes{{{_SEGMENT} = {segments[loop]} : i64}} in %fs
         : (!transform.any_op) -> !transform.any_op
-    transform.structured.vectorize %{loop}_vector vector_sizes [{width}] : !transform.any_op"""
+    transform.structured.vectorize %{loop}_vector vector_sizes [{f"{rows}, " if rows > 1 else ""}{width}] : !transform.any_op"""
     return text + _hoist_accumulators("fs")
 
 
 def _depthwise_schedule(op: ir.Operation, parallel: bool) -> str | None:
     """A depthwise NCHW convolution (loops n, oh, ow, c, kh, kw) as vectorized
     multiply-adds: one segment of DEPTHWISE_VECTOR output columns per
-    channel and filter tap."""
-    [lanes] = _clamp([DEPTHWISE_VECTOR], _loop_sizes(op)[2:3])
+    channel and filter tap, DEPTHWISE_ROWS rows of them where the stride is
+    1 and they divide the rows of every tile (_TILE_ROWS, set where a
+    dispatch region tiles the convolution into tiles of rows that divide its
+    rows: _dividing_rows)."""
+    sizes = _loop_sizes(op)
+    [lanes] = _clamp([DEPTHWISE_VECTOR], sizes[2:3])
     if lanes < MIN_VECTOR:
         return None
+    strides = [int(stride) for stride in ir.DenseIntElementsAttr(op.attributes["strides"])]
+    tile_rows = ir.IntegerAttr(op.attributes[_TILE_ROWS]).value if _TILE_ROWS in op.attributes else sizes[1]
+    rows = DEPTHWISE_ROWS if strides == [1, 1] and tile_rows and tile_rows % DEPTHWISE_ROWS == 0 else 1
     # n, oh, c independent; then ow segments and the filter taps.
-    return _row_segment_schedule(op, [1, 1, 0, 1, 0, 0], [0, 0, lanes, 0, 1, 1], lanes, parallel)
+    return _row_segment_schedule(op, [1, rows, 0, 1, 0, 0], [0, 0, lanes, 0, 1, 1], lanes, parallel, rows)
 
 
 def _pooling_schedule(op: ir.Operation, parallel: bool) -> str | None:
@@ -755,8 +793,69 @@ def _epilogue_tiles(contraction: ir.Operation, roles: dict[int, str], rank: int)
     loops = [expr.maybe_downcast().position for expr in output_map.results]
     if len(loops) != rank:
         raise CompileError(f"a dispatch region's epilogue has {rank} loops, its contraction's result {len(loops)} dims")
-    cache = _cache_tiles(roles, _loop_sizes(contraction))
+    cache = _contraction_cache_tiles(contraction, roles)
     return [cache[loop] for loop in loops]
+
+
+def _contraction_cache_tiles(op: ir.Operation, roles: dict[int, str]) -> list[int]:
+    """The cache tiles of a contraction (_cache_tiles), or where it reads the
+    collapsed rows of a producer fused into its region (_BAND_COLUMNS), bands
+    of those rows with every m: each band of the producer is computed once."""
+    sizes = _loop_sizes(op)
+    cache = _cache_tiles(roles, sizes)
+    if _BAND_COLUMNS in op.attributes:
+        m, n = _role_dim(roles, "m"), _role_dim(roles, "n")
+        cache[m] = sizes[m]
+        cache[n] = ir.IntegerAttr(op.attributes[_BAND_COLUMNS]).value
+    return cache
+
+
+def _band_rows(rows: ir.RankedTensorType, parallel: bool) -> int:
+    """Rows of a band of the NCHW tensor `rows`: as many as BAND_BYTES hold
+    (56 x 56 x 192 f32: 8 rows); where threads share the bands, few enough
+    to make PARALLEL_BANDS of them (56 rows: 14 bands of 4)."""
+    channels, height, width = rows.shape[-3:]
+    row_bytes = channels * width * rows.element_type.width // 8
+    limit = max(1, BAND_BYTES // row_bytes)
+    if parallel:
+        limit = min(limit, max(1, height // PARALLEL_BANDS))
+    return _dividing_rows(height, limit)
+
+
+def _dividing_rows(height: int, limit: int) -> int:
+    """The most rows, at most `limit`, in tiles that divide `height`; an even
+    number where one is at least half as many (a depthwise convolution's row
+    pairs: 28 rows in tiles of 4 rather than 7)."""
+    rows = max(r for r in range(1, max(1, min(limit, height)) + 1) if height % r == 0)
+    even = max((r for r in range(2, rows + 1, 2) if height % r == 0), default=0)
+    return even if 2 * even >= rows else rows
+
+
+def _note_depthwise_tile_rows(members: list[ir.Operation], rows: int) -> None:
+    """Gives the depthwise convolutions among a region's `members`, tiled
+    `rows` output rows at a time, the rows every tile is a multiple of, for
+    _depthwise_schedule."""
+    for member in members:
+        if member.name == "linalg.depthwise_conv_2d_nchw_chw":
+            height = _loop_sizes(member)[1]
+            common = math.gcd(rows, height) if height is not None and rows else 1
+            with member.context:
+                member.attributes[_TILE_ROWS] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), common)
+
+
+def _collapsed_rows(block: ir.Block, members: list[ir.Operation]) -> tuple[int, ir.RankedTensorType] | None:
+    """Where a region's contraction reads a member's NCHW result through a
+    collapse of its H and W (nnf-form-dispatch-regions merges a depthwise
+    convolution's region into the 1x1 convolution reading it): how many
+    members come before the collapse, and the type of the result."""
+    position = 0
+    for op in block.operations:
+        op = op.operation
+        if op.name == "tensor.collapse_shape" and getattr(op.operands[0].owner, "operation", None) in members:
+            return position, ir.RankedTensorType(op.operands[0].type)
+        if op in members:
+            position += 1
+    return None
 
 
 def _dispatch_schedule(dispatch: ir.Operation, parallel: bool) -> str | None:
@@ -773,8 +872,12 @@ def _dispatch_schedule(dispatch: ir.Operation, parallel: bool) -> str | None:
     their operands (else the producers outside would stay alive); after each
     fusion CSE merges the slices two users read of one producer, so that it
     is fused (computed) once. A depthwise convolution's input pad is fused
-    too: each tile pads the rows it reads (_PADDED_TILES). None: nothing to
-    tile.
+    too: each tile pads the rows it reads (_padded_tiles). Where a 1x1
+    convolution reads a depthwise convolution's collapsed rows, the tiles are
+    bands of whole rows (_band_rows), the contraction's slices are rewritten
+    into slices of the rows (nnf-slice-rows-before-collapse), and the
+    depthwise ops are fused into a loop over the band's channels. None:
+    nothing to tile.
     """
     block = dispatch.regions[0].blocks[0]
     members = [
@@ -790,12 +893,22 @@ def _dispatch_schedule(dispatch: ir.Operation, parallel: bool) -> str | None:
             member.attributes[_MEMBER] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), index)
     rank = _loop_count(anchor)
     contractions = [(member, roles) for member in members if (roles := _contraction_roles(member))]
+    collapsed = _collapsed_rows(block, members)
+    band_rows = collapsed and _band_rows(collapsed[1], parallel)
     if contractions:
+        if band_rows:
+            with dispatch.context:
+                contractions[0][0].attributes[_BAND_COLUMNS] = ir.IntegerAttr.get(
+                    ir.IntegerType.get_signless(64), band_rows * collapsed[1].shape[-1]
+                )
         tiles = _epilogue_tiles(*contractions[0], rank)
     else:
         rows = max(1, ROW_TILE_ELEMENTS // sizes[-1]) if sizes[-1] else 1
+        if sizes[-2] is not None and any(member.name == "linalg.depthwise_conv_2d_nchw_chw" for member in members):
+            rows = _dividing_rows(sizes[-2], rows)
         tiles = [1] * (rank - 2) + [rows, 0]
     tiles = _clamp(tiles, sizes)
+    _note_depthwise_tile_rows(members, band_rows or tiles[-2])
     first = members.index(anchor)
     # The ops are fused into the innermost tile loop.
     count = sum(1 for tile in tiles if tile)
@@ -816,46 +929,73 @@ def _dispatch_schedule(dispatch: ir.Operation, parallel: bool) -> str | None:
       transform.apply_patterns.memref.resolve_ranked_shaped_type_result_dims
     }} : !transform.any_op"""]
     loop = 0
+    scope = "op"
     for index in reversed(range(len(members))):
         if index == first:
             continue
+        if collapsed is not None and index == collapsed[0] - 1:
+            # The contraction reads slices of the collapsed rows: slices of
+            # the rows themselves, for the producer to be fused.
+            parts.append(f"""
+    transform.annotate %loop{loop} "{_TILE_LOOP}" : !transform.any_op
+    %rows_region = transform.apply_registered_pass "nnf-slice-rows-before-collapse" to %op
+        : (!transform.any_op) -> !transform.any_op
+    %loop{loop + 1} = transform.structured.match attributes{{{_TILE_LOOP}}} in %rows_region
+        : (!transform.any_op) -> !transform.any_op""")
+            loop += 1
+            scope = "rows_region"
         parts.append(f"""
-    %m{index} = transform.structured.match attributes{{{_MEMBER} = {index} : i64}} in %op
+    %m{index} = transform.structured.match attributes{{{_MEMBER} = {index} : i64}} in %{scope}
         : (!transform.any_op) -> !transform.any_op
     %fused{index}, %loop{loop + 1} = transform.structured.fuse_into_containing_op %m{index} into %loop{loop}
         : (!transform.any_op, !transform.any_op) -> (!transform.any_op, !transform.any_op)
-    transform.apply_cse to %op : !transform.any_op
-    transform.apply_dce to %op : !transform.any_op""")
+    transform.apply_cse to %{scope} : !transform.any_op
+    transform.apply_dce to %{scope} : !transform.any_op""")
         loop += 1
+        if collapsed is not None and index == collapsed[0] - 1:
+            # The producer's band is computed a channel at a time (its other
+            # ops fused into that loop), so that only its result, the
+            # contraction's operand, takes a band's worth of cache.
+            parts.append(f"""
+    %channel, %channel_loops:2 = transform.structured.tile_using_for %fused{index} tile_sizes [1, 1]
+        : (!transform.any_op) -> (!transform.any_op, !transform.any_op, !transform.any_op)
+    %loop{loop + 1} = transform.cast %channel_loops#1 : !transform.any_op to !transform.any_op
+    transform.apply_patterns to %{scope} {{
+      transform.apply_patterns.tensor.merge_consecutive_insert_extract_slice
+    }} : !transform.any_op
+    transform.apply_dce to %{scope} : !transform.any_op""")
+            loop += 1
     # The fused ops write their tiles into slices of whole-size tensor.empty
     # destinations: made tile-sized, each tile's intermediates stay in cache
     # (and the whole-size buffers are not allocated at all).
-    parts.append("""
-    transform.apply_patterns to %op {
+    parts.append(f"""
+    transform.apply_patterns to %{scope} {{
       transform.apply_patterns.tensor.fold_tensor_empty
-    } : !transform.any_op""")
+    }} : !transform.any_op""")
     if any(member.name == "tensor.pad" for member in members):
-        parts.append(_PADDED_TILES)
+        parts.append(_padded_tiles(scope))
     return "".join(parts)
 
 
-# A depthwise convolution's (NCHW) input pad, fused into its region's tile
-# loop (upstream's tiling of tensor.pad guards each tile with an scf.if: a
-# tile wholly in the padding, which the row tiles never make, is generated
-# apart): each tile of the padded input is a fill and a copy of its
-# interior, both vectorized one row at a time. The whole padded tensor is
-# never written (MobileNetV2 block: 2.6 MB a call). Decomposed by pattern:
-# rewrite_in_destination_passing_style asserts on a tile of static shape
-# whose padding amounts are dynamic.
-_PADDED_TILES = """
-    %pads = transform.structured.match ops{["tensor.pad"]} in %op : (!transform.any_op) -> !transform.any_op
-    %pad_tile = transform.get_parent_op %pads {op_name = "scf.if"} : (!transform.any_op) -> !transform.any_op
-    transform.apply_patterns to %pad_tile {
+def _padded_tiles(scope: str) -> str:
+    """Transform ops for the depthwise convolutions' (NCHW) input pads in
+    handle `%scope`, fused into their region's tile loop (upstream's tiling
+    of tensor.pad guards each tile with an scf.if: a tile wholly in the
+    padding, which the row tiles never make, is generated apart): each tile
+    of the padded input is a fill and a copy of its interior, both
+    vectorized one row at a time. The whole padded tensor is never written
+    (MobileNetV2 block: 2.6 MB a call). Decomposed by pattern:
+    rewrite_in_destination_passing_style asserts on a tile of static shape
+    whose padding amounts are dynamic."""
+    return f"""
+    %pads = transform.structured.match ops{{["tensor.pad"]}} in %{scope} : (!transform.any_op) -> !transform.any_op
+    %pad_tile = transform.get_parent_op %pads {{op_name = "scf.if"}} : (!transform.any_op) -> !transform.any_op
+    transform.apply_patterns to %pad_tile {{
       transform.apply_patterns.linalg.decompose_pad
-    } : !transform.any_op
-    %pad_insert = transform.structured.match ops{["tensor.insert_slice"]} in %pad_tile : (!transform.any_op) -> !transform.any_op
+    }} : !transform.any_op
+    %pad_insert = transform.structured.match ops{{["tensor.insert_slice"]}} in %pad_tile : (!transform.any_op) -> !transform.any_op
     %pad_copy = transform.structured.insert_slice_to_copy %pad_insert : (!transform.any_op) -> !transform.any_op
-    %pad_fill = transform.structured.match ops{["linalg.fill"]} in %pad_tile : (!transform.any_op) -> !transform.any_op
+    %pad_fill = transform.structured.match ops{{["linalg.fill"]}} in %pad_tile : (!transform.any_op) -> !transform.any_op
     %pad_fill_row, %pad_fill_loops:3 = transform.structured.tile_using_for %pad_fill tile_sizes [1, 1, 1, 0]
         : (!transform.any_op) -> (!transform.any_op, !transform.any_op, !transform.any_op, !transform.any_op)
     transform.structured.vectorize %pad_fill_row : !transform.any_op""" + _row_copies("pad_copy", "pad_row", 4, False)
@@ -905,7 +1045,7 @@ def _apply(module: ir.Module, scheduled: list[_Scheduled], tail: str, what: str)
                     operation.operation.erase()
             del module.operation.attributes["transform.with_named_sequence"]
         for op in walk_ops(module.operation):
-            for name in (_TAG, _MEMBER, _SEGMENT):
+            for name in (_TAG, _MEMBER, _SEGMENT, _TILE_LOOP, _TILE_ROWS, _BAND_COLUMNS):
                 if name in op.attributes:
                     del op.attributes[name]
 

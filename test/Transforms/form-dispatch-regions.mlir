@@ -366,3 +366,97 @@ func.func @pad_with_other_users(%x: tensor<1x8x8x8xf32>, %w: tensor<8x3x3xf32>, 
   } -> tensor<1x8x8x8xf32>
   return %y, %padded : tensor<1x8x8x8xf32>, tensor<1x8x10x10xf32>
 }
+
+// -----
+
+#nchw = affine_map<(n, c, h, w) -> (n, c, h, w)>
+#channel = affine_map<(n, c, h, w) -> (c)>
+
+// A 4-D producer of a depthwise convolution's padded input stays out of the
+// convolution's group: the pad is no tile of it (this crashed the pass).
+// CHECK-LABEL: func.func @producer_of_a_padded_input
+// CHECK: %[[SCALED:.*]] = linalg.generic
+// CHECK: nnf.dispatch ins(%[[SCALED]],
+// CHECK: tensor.pad
+// CHECK: linalg.depthwise_conv_2d_nchw_chw
+func.func @producer_of_a_padded_input(%x: tensor<1x8x8x8xf32>, %w: tensor<8x3x3xf32>, %scale: tensor<8xf32>) -> tensor<1x8x8x8xf32> {
+  %zero = arith.constant 0.0 : f32
+  %e = tensor.empty() : tensor<1x8x8x8xf32>
+  %scaled = linalg.generic {indexing_maps = [#nchw, #channel, #nchw], iterator_types = ["parallel", "parallel", "parallel", "parallel"]}
+      ins(%x, %scale : tensor<1x8x8x8xf32>, tensor<8xf32>) outs(%e : tensor<1x8x8x8xf32>) {
+  ^bb0(%in: f32, %s: f32, %out: f32):
+    %m = arith.mulf %in, %s : f32
+    linalg.yield %m : f32
+  } -> tensor<1x8x8x8xf32>
+  %padded = tensor.pad %scaled low[0, 0, 1, 1] high[0, 0, 1, 1] {
+  ^bb0(%i: index, %j: index, %k: index, %l: index):
+    tensor.yield %zero : f32
+  } : tensor<1x8x8x8xf32> to tensor<1x8x10x10xf32>
+  %acc = linalg.fill ins(%zero : f32) outs(%e : tensor<1x8x8x8xf32>) -> tensor<1x8x8x8xf32>
+  %conv = linalg.depthwise_conv_2d_nchw_chw {dilations = dense<1> : vector<2xi64>, strides = dense<1> : vector<2xi64>}
+      ins(%padded, %w : tensor<1x8x10x10xf32>, tensor<8x3x3xf32>) outs(%acc : tensor<1x8x8x8xf32>) -> tensor<1x8x8x8xf32>
+  %y = linalg.generic {indexing_maps = [#nchw, #channel, #nchw], iterator_types = ["parallel", "parallel", "parallel", "parallel"]}
+      ins(%conv, %scale : tensor<1x8x8x8xf32>, tensor<8xf32>) outs(%e : tensor<1x8x8x8xf32>) {
+  ^bb0(%in: f32, %s: f32, %out: f32):
+    %m = arith.mulf %in, %s : f32
+    linalg.yield %m : f32
+  } -> tensor<1x8x8x8xf32>
+  return %y : tensor<1x8x8x8xf32>
+}
+
+// -----
+
+#nchw = affine_map<(n, c, h, w) -> (n, c, h, w)>
+#channel = affine_map<(n, c, h, w) -> (c)>
+#weight = affine_map<(n, f, p, c) -> (f, c)>
+#pixels = affine_map<(n, f, p, c) -> (n, c, p)>
+#out = affine_map<(n, f, p, c) -> (n, f, p)>
+
+// A depthwise convolution's region and the 1x1 convolution reading its
+// collapsed rows become one region: the depthwise ops, the collapse, then
+// the contraction's. The depthwise result, no longer the anchor, goes to an
+// empty tensor rather than a buffer of its own.
+// CHECK-LABEL: func.func @depthwise_into_pointwise
+// CHECK: nnf.dispatch ins(%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} : tensor<1x8x8x8xf32>, tensor<8x3x3xf32>, tensor<8xf32>, tensor<4x8xf32>) -> tensor<1x4x64xf32> {
+// CHECK: tensor.pad
+// CHECK: %[[CONV:.*]] = linalg.depthwise_conv_2d_nchw_chw
+// CHECK: %[[EMPTY:.*]] = tensor.empty() : tensor<1x8x8x8xf32>
+// CHECK: %[[SCALED:.*]] = linalg.generic {{.*}} ins(%[[CONV]], {{.*}} outs(%[[EMPTY]] :
+// CHECK: %[[ROWS:.*]] = tensor.collapse_shape %[[SCALED]] {{\[\[}}0], [1], [2, 3]]
+// CHECK: linalg.generic {{.*}} ins(%{{.*}}, %[[ROWS]] :
+// CHECK: nnf.yield
+// CHECK-NOT: nnf.dispatch
+func.func @depthwise_into_pointwise(%x: tensor<1x8x8x8xf32>, %w: tensor<8x3x3xf32>, %scale: tensor<8xf32>, %project: tensor<4x8xf32>) -> tensor<1x4x64xf32> {
+  %zero = arith.constant 0.0 : f32
+  %padded = tensor.pad %x low[0, 0, 1, 1] high[0, 0, 1, 1] {
+  ^bb0(%i: index, %j: index, %k: index, %l: index):
+    tensor.yield %zero : f32
+  } : tensor<1x8x8x8xf32> to tensor<1x8x10x10xf32>
+  %e = tensor.empty() : tensor<1x8x8x8xf32>
+  %acc = linalg.fill ins(%zero : f32) outs(%e : tensor<1x8x8x8xf32>) -> tensor<1x8x8x8xf32>
+  %conv = linalg.depthwise_conv_2d_nchw_chw {dilations = dense<1> : vector<2xi64>, strides = dense<1> : vector<2xi64>}
+      ins(%padded, %w : tensor<1x8x10x10xf32>, tensor<8x3x3xf32>) outs(%acc : tensor<1x8x8x8xf32>) -> tensor<1x8x8x8xf32>
+  %scaled = linalg.generic {indexing_maps = [#nchw, #channel, #nchw], iterator_types = ["parallel", "parallel", "parallel", "parallel"]}
+      ins(%conv, %scale : tensor<1x8x8x8xf32>, tensor<8xf32>) outs(%e : tensor<1x8x8x8xf32>) {
+  ^bb0(%in: f32, %s: f32, %out: f32):
+    %m = arith.mulf %in, %s : f32
+    linalg.yield %m : f32
+  } -> tensor<1x8x8x8xf32>
+  %rows = tensor.collapse_shape %scaled [[0], [1], [2, 3]] : tensor<1x8x8x8xf32> into tensor<1x8x64xf32>
+  %pe = tensor.empty() : tensor<1x4x64xf32>
+  %pacc = linalg.fill ins(%zero : f32) outs(%pe : tensor<1x4x64xf32>) -> tensor<1x4x64xf32>
+  %y = linalg.generic {indexing_maps = [#weight, #pixels, #out], iterator_types = ["parallel", "parallel", "parallel", "reduction"]}
+      ins(%project, %rows : tensor<4x8xf32>, tensor<1x8x64xf32>) outs(%pacc : tensor<1x4x64xf32>) {
+  ^bb0(%a: f32, %b: f32, %o: f32):
+    %p = arith.mulf %a, %b : f32
+    %s = arith.addf %o, %p : f32
+    linalg.yield %s : f32
+  } -> tensor<1x4x64xf32>
+  %relu = linalg.generic {indexing_maps = [affine_map<(n, f, p) -> (n, f, p)>, affine_map<(n, f, p) -> (n, f, p)>], iterator_types = ["parallel", "parallel", "parallel"]}
+      ins(%y : tensor<1x4x64xf32>) outs(%pe : tensor<1x4x64xf32>) {
+  ^bb0(%in: f32, %out: f32):
+    %r = arith.maximumf %in, %zero : f32
+    linalg.yield %r : f32
+  } -> tensor<1x4x64xf32>
+  return %relu : tensor<1x4x64xf32>
+}

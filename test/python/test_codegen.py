@@ -334,7 +334,7 @@ def test_depthwise_convolution_is_vectorized(channels, height, width, kernel, pa
 
 
 @pytest.mark.parametrize("kernel,stride,shape", [
-    (3, 1, (1, 3, 100, 21)),  # row tiles of 48 rows: padded above, in between, below
+    (3, 1, (1, 3, 100, 21)),  # row tiles of 20 rows: padded above, in between, below
     (5, 2, (2, 4, 121, 40)),  # two rows of padding, strided windows
 ])
 @pytest.mark.parametrize("threads", [1, 2])
@@ -353,6 +353,68 @@ def test_depthwise_padding_is_fused_into_row_tiles(kernel, stride, shape, thread
     padded = f"tensor<{shape[0]}x{channels}x{height + kernel - 1}x{width + kernel - 1}xf32>"
     assert padded in regions
     assert padded not in dumped_ir(tmp_path, "vectorize")
+    with torch.no_grad():
+        check(compiled(x.numpy()), model(x))
+
+
+def inverted_residual(channels: int, hidden: int, kernel: int = 3, stride: int = 1) -> torch.nn.Module:
+    """A MobileNetV2 block's layers: 1x1 expand, depthwise, 1x1 project."""
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(channels, hidden, 1, bias=False), torch.nn.BatchNorm2d(hidden), torch.nn.ReLU6(),
+        torch.nn.Conv2d(hidden, hidden, kernel, stride, kernel // 2, groups=hidden, bias=False),
+        torch.nn.BatchNorm2d(hidden), torch.nn.ReLU6(),
+        torch.nn.Conv2d(hidden, channels, 1, bias=False), torch.nn.BatchNorm2d(channels),
+    ).eval()
+
+
+@pytest.mark.parametrize("size,kernel,stride,bands", [
+    (56, 3, 1, (8, 4)),  # bands of 8 rows in row pairs (14 bands of 4 for threads)
+    (45, 3, 1, (9, 5)),  # odd rows: no pairs
+    (56, 5, 2, (14, 2)),  # strided windows
+    (57, 3, 1, (3, 3)),  # 19 bands of 3 rows
+])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_depthwise_stage_is_fused_into_the_pointwise_convolution(size, kernel, stride, bands, threads, tmp_path):
+    """The depthwise stage of a MobileNetV2 block joins the 1x1 convolution
+    reading it in one region, computed a band of rows at a time (as many as
+    BAND_BYTES hold: 192 channels of 56 columns take 8 rows; at least
+    PARALLEL_BANDS bands for threads), a channel after another: its result
+    is never written whole."""
+    band = bands[threads - 1]
+    channels, hidden = 8, 192
+    model = inverted_residual(channels, hidden, kernel, stride)
+    x = torch.randn(1, channels, size, size)
+    compiled = compile_optimized(model, (x,), tmp_path, threads=threads)
+    regions = dispatch_regions(tmp_path)
+    merged = [region for region in regions.split("nnf.dispatch")[1:] if "linalg.depthwise_conv_2d_nchw_chw" in region]
+    assert len(merged) == 1 and "tensor.collapse_shape" in merged[0] and '"reduction"]' in merged[0], regions
+    rows = (size + 2 * (kernel // 2) - kernel) // stride + 1
+    vectorized = dumped_ir(tmp_path, "vectorize")
+    assert f"tensor.empty() : tensor<1x1x{band}x{rows}xf32>" in vectorized
+    assert f"alloc_tensor() : tensor<1x{hidden}x{rows}x{rows}xf32>" not in vectorized
+    with torch.no_grad():
+        check(compiled(x.numpy()), model(x))
+
+
+def test_depthwise_rows_are_vectorized_in_pairs(tmp_path):
+    """A stride-1 depthwise convolution computes two output rows per vector
+    tile: each input row loaded serves both."""
+    model = torch.nn.Sequential(torch.nn.Conv2d(4, 4, 3, padding=1, groups=4), torch.nn.ReLU()).eval()
+    x = torch.randn(1, 4, 30, 40)
+    compiled = compile_optimized(model, (x,), tmp_path)
+    assert "vector<2x16xf32>" in dumped_ir(tmp_path, "vectorize")
+    with torch.no_grad():
+        check(compiled(x.numpy()), model(x))
+
+
+def test_depthwise_input_from_an_unreshaped_producer(tmp_path):
+    """A depthwise convolution whose padded input comes straight from a
+    linalg op (a 1x1 convolution on a small image keeps its 4-D result):
+    the producer stays out of the depthwise region (it crashed the region
+    forming once)."""
+    model = inverted_residual(8, 32)
+    x = torch.randn(1, 8, 14, 14)
+    compiled = compile_optimized(model, (x,), tmp_path)
     with torch.no_grad():
         check(compiled(x.numpy()), model(x))
 

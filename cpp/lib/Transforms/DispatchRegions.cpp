@@ -106,7 +106,11 @@ bool keepsLoopOrder(AffineMap map) {
 /// producer would be computed again for each) or the read transposes.
 FailureOr<TiledLoops> tiledLoopsFor(linalg::LinalgOp producer, OpOperand &use,
                                     const TiledLoops &userTiled) {
-  auto user = cast<linalg::LinalgOp>(use.getOwner());
+  // A padded input (a depthwise convolution's pad is a member) is no tile
+  // of its producer.
+  auto user = dyn_cast<linalg::LinalgOp>(use.getOwner());
+  if (!user)
+    return failure();
   AffineMap readMap = user.getMatchingIndexingMap(&use);
   // A depthwise convolution's NCHW output follows its loops (n, oh, ow, c)
   // in another order; its destination's tiles are its output's all the same.
@@ -332,6 +336,119 @@ struct GeneralizeCollapsedBroadcast
   }
 };
 
+/// The contraction in `consumer` reading `input` (an entry block argument)
+/// as its one use, through an indexing map whose last result is the output's
+/// innermost loop (n: a 1x1 convolution's collapsed H*W), if any.
+linalg::LinalgOp pointwiseReader(BlockArgument input) {
+  if (!input.hasOneUse())
+    return nullptr;
+  OpOperand &use = *input.getUses().begin();
+  auto contraction = dyn_cast<linalg::LinalgOp>(use.getOwner());
+  if (!isContraction(contraction) || !contraction.isDpsInput(&use))
+    return nullptr;
+  AffineMap readMap = contraction.getMatchingIndexingMap(&use);
+  AffineMap outputMap =
+      contraction.getMatchingIndexingMap(contraction.getDpsInitOperand(0));
+  if (readMap.getNumResults() == 0 ||
+      readMap.getResults().back() != outputMap.getResults().back())
+    return nullptr;
+  return contraction;
+}
+
+/// Whether `collapse` merges exactly the last two dims (an NCHW tensor's
+/// H and W) and nothing else.
+bool collapsesRowsOnly(tensor::CollapseShapeOp collapse) {
+  SmallVector<ReassociationIndices> groups = collapse.getReassociationIndices();
+  return collapse.getSrcType().hasStaticShape() && groups.back().size() == 2 &&
+         llvm::all_of(ArrayRef(groups).drop_back(),
+                      [](const ReassociationIndices &group) {
+                        return group.size() == 1;
+                      });
+}
+
+/// A depthwise convolution's region whose result a contraction region reads
+/// through the collapse of its rows (a MobileNetV2 block's depthwise stage
+/// and 1x1 projection): the input of `consumer` at `index`.
+struct RowsIntoContraction {
+  nnforge::nnf::DispatchOp producer;
+  tensor::CollapseShapeOp collapse;
+  nnforge::nnf::DispatchOp consumer;
+  unsigned index;
+};
+
+std::optional<RowsIntoContraction>
+rowsIntoContraction(nnforge::nnf::DispatchOp consumer, unsigned index) {
+  auto collapse =
+      consumer.getInputs()[index].getDefiningOp<tensor::CollapseShapeOp>();
+  if (!collapse || !collapse->hasOneUse() || !collapsesRowsOnly(collapse))
+    return std::nullopt;
+  auto producer = collapse.getSrc().getDefiningOp<nnforge::nnf::DispatchOp>();
+  if (!producer || producer->getNumResults() != 1 ||
+      !producer->getResult(0).hasOneUse() ||
+      producer->getBlock() != consumer->getBlock() ||
+      !llvm::any_of(producer.getBody().front(), [](Operation &op) {
+        return isDepthwiseConvolution(&op);
+      }) ||
+      !pointwiseReader(consumer.getBody().front().getArgument(index)))
+    return std::nullopt;
+  return RowsIntoContraction{producer, collapse, consumer, index};
+}
+
+/// Replaces the two regions of `pair` by one: the producer's ops, the
+/// collapse, then the consumer's. Code generation tiles the contraction's
+/// output by whole rows and fuses the depthwise stage into each tile, so
+/// that its result never goes to memory whole. The producer's result,
+/// written into a whole-size buffer as the anchor's, gets an empty tensor
+/// instead: tile-sized once fused.
+void mergeRowsIntoContraction(IRRewriter &rewriter,
+                              const RowsIntoContraction &pair) {
+  auto [producer, collapse, consumer, index] = pair;
+  SmallVector<Value> inputs(producer.getInputs());
+  for (auto [position, input] : llvm::enumerate(consumer.getInputs()))
+    if (position != index)
+      inputs.push_back(input);
+  Location loc = consumer.getLoc();
+  rewriter.setInsertionPoint(consumer);
+  auto merged = nnforge::nnf::DispatchOp::create(
+      rewriter, loc, consumer.getResultTypes(), inputs);
+  SmallVector<Location> locations(inputs.size(), loc);
+  Block *body = rewriter.createBlock(&merged.getBody(), {},
+                                     ValueRange(inputs).getTypes(), locations);
+  IRMapping mapping;
+  Block &producerBody = producer.getBody().front();
+  mapping.map(producerBody.getArguments(),
+              body->getArguments().take_front(producerBody.getNumArguments()));
+  for (Operation &op : producerBody.without_terminator())
+    rewriter.clone(op, mapping);
+  Value produced = mapping.lookup(
+      cast<nnforge::nnf::YieldOp>(producerBody.getTerminator()).getValues()[0]);
+  auto anchor = cast<DestinationStyleOpInterface>(produced.getDefiningOp());
+  for (OpOperand &init : anchor.getDpsInitsMutable()) {
+    auto allocation = init.get().getDefiningOp<bufferization::AllocTensorOp>();
+    if (!allocation)
+      continue;
+    rewriter.setInsertionPoint(allocation);
+    Value empty = tensor::EmptyOp::create(
+        rewriter, allocation.getLoc(), allocation.getType().getShape(),
+        allocation.getType().getElementType());
+    rewriter.modifyOpInPlace(anchor, [&] { init.set(empty); });
+    rewriter.eraseOp(allocation);
+  }
+  rewriter.setInsertionPointToEnd(body);
+  mapping.map(collapse.getSrc(), produced);
+  Operation *rows = rewriter.clone(*collapse, mapping);
+  Block &consumerBody = consumer.getBody().front();
+  unsigned next = producerBody.getNumArguments();
+  for (auto [position, argument] : llvm::enumerate(consumerBody.getArguments()))
+    mapping.map(argument, position == index ? Value(rows->getResult(0))
+                                            : body->getArgument(next++));
+  for (Operation &op : consumerBody)
+    rewriter.clone(op, mapping);
+  rewriter.replaceOp(consumer, merged.getResults());
+  rewriter.eraseOp(collapse);
+  rewriter.eraseOp(producer);
+}
+
 struct NNFFormDispatchRegionsPass
     : nnforge::impl::NNFFormDispatchRegionsBase<NNFFormDispatchRegionsPass> {
   void runOnOperation() override {
@@ -372,6 +489,18 @@ struct NNFFormDispatchRegionsPass
     IRRewriter rewriter(context);
     for (const Group &group : groups)
       buildDispatch(rewriter, group);
+
+    SmallVector<RowsIntoContraction> pairs;
+    getOperation()->walk([&](nnforge::nnf::DispatchOp consumer) {
+      for (unsigned index = 0; index < consumer.getInputs().size(); ++index)
+        if (std::optional<RowsIntoContraction> pair =
+                rowsIntoContraction(consumer, index)) {
+          pairs.push_back(*pair);
+          break;
+        }
+    });
+    for (const RowsIntoContraction &pair : pairs)
+      mergeRowsIntoContraction(rewriter, pair);
   }
 };
 

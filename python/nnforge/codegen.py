@@ -813,12 +813,14 @@ def _contraction_cache_tiles(op: ir.Operation, roles: dict[int, str]) -> list[in
 def _band_rows(rows: ir.RankedTensorType, parallel: bool) -> int:
     """Rows of a band of the NCHW tensor `rows`: as many as BAND_BYTES hold
     (56 x 56 x 192 f32: 8 rows); where threads share the bands, few enough
-    to make PARALLEL_BANDS of them (56 rows: 14 bands of 4)."""
+    to make PARALLEL_BANDS of them (56 rows: 14 bands of 4), but no fewer
+    than CACHE_TILE's n columns take (28 x 28: 7 bands of 4 rows rather than
+    14 of 2, whose 56 columns cost more per band than they gain)."""
     channels, height, width = rows.shape[-3:]
     row_bytes = channels * width * rows.element_type.width // 8
     limit = max(1, BAND_BYTES // row_bytes)
     if parallel:
-        limit = min(limit, max(1, height // PARALLEL_BANDS))
+        limit = min(limit, max(-(-CACHE_TILE["n"] // width), height // PARALLEL_BANDS))
     return _dividing_rows(height, limit)
 
 

@@ -370,7 +370,7 @@ def inverted_residual(channels: int, hidden: int, kernel: int = 3, stride: int =
 @pytest.mark.parametrize("size,kernel,stride,bands", [
     (56, 3, 1, (8, 4)),  # bands of 8 rows in row pairs (14 bands of 4 for threads)
     (45, 3, 1, (9, 5)),  # odd rows: no pairs
-    (56, 5, 2, (14, 2)),  # strided windows
+    (56, 5, 2, (14, 4)),  # strided windows
     (57, 3, 1, (3, 3)),  # 19 bands of 3 rows
 ])
 @pytest.mark.parametrize("threads", [1, 2])

@@ -336,23 +336,21 @@ struct GeneralizeCollapsedBroadcast
   }
 };
 
-/// The contraction in `consumer` reading `input` (an entry block argument)
-/// as its one use, through an indexing map whose last result is the output's
-/// innermost loop (n: a 1x1 convolution's collapsed H*W), if any.
-linalg::LinalgOp pointwiseReader(BlockArgument input) {
+/// Whether a region's entry block argument `input` has one use, a
+/// contraction's input read through an indexing map whose last result is the
+/// output's innermost loop (n: a 1x1 convolution's collapsed H*W).
+bool isContractionColumns(BlockArgument input) {
   if (!input.hasOneUse())
-    return nullptr;
+    return false;
   OpOperand &use = *input.getUses().begin();
   auto contraction = dyn_cast<linalg::LinalgOp>(use.getOwner());
   if (!isContraction(contraction) || !contraction.isDpsInput(&use))
-    return nullptr;
+    return false;
   AffineMap readMap = contraction.getMatchingIndexingMap(&use);
   AffineMap outputMap =
       contraction.getMatchingIndexingMap(contraction.getDpsInitOperand(0));
-  if (readMap.getNumResults() == 0 ||
-      readMap.getResults().back() != outputMap.getResults().back())
-    return nullptr;
-  return contraction;
+  return readMap.getNumResults() != 0 &&
+         readMap.getResults().back() == outputMap.getResults().back();
 }
 
 /// Whether `collapse` merges exactly the last two dims (an NCHW tensor's
@@ -389,7 +387,7 @@ rowsIntoContraction(nnforge::nnf::DispatchOp consumer, unsigned index) {
       !llvm::any_of(producer.getBody().front(), [](Operation &op) {
         return isDepthwiseConvolution(&op);
       }) ||
-      !pointwiseReader(consumer.getBody().front().getArgument(index)))
+      !isContractionColumns(consumer.getBody().front().getArgument(index)))
     return std::nullopt;
   return RowsIntoContraction{producer, collapse, consumer, index};
 }

@@ -450,7 +450,9 @@ def NNFFormDispatchRegions : Pass<"nnf-form-dispatch-regions"> {
     `tensor.expand_shape`, and a bias broadcast that initializes one through
     `tensor.collapse_shape`, are first rewritten in the contraction's shape
     (upstream's reshape-by-collapsing folding), so a convolution's bias and
-    epilogue join it too.
+    epilogue join it too; a destination that is a splat constant (a zero
+    accumulator as torch-mlir's ONNX importer folds it) becomes a fill of an
+    empty tensor, so that it is the group's own.
 
     Last, a depthwise convolution's region whose only reader is a 1x1
     convolution's region, through the collapse of its rows (`[N, C, H, W]`
@@ -476,6 +478,7 @@ def NNFFormDispatchRegions : Pass<"nnf-form-dispatch-regions"> {
   }];
   let dependentDialects = [
     "::nnforge::nnf::NNFDialect",
+    "::mlir::arith::ArithDialect",
     "::mlir::bufferization::BufferizationDialect",
     "::mlir::linalg::LinalgDialect",
     "::mlir::tensor::TensorDialect",

@@ -460,3 +460,31 @@ func.func @depthwise_into_pointwise(%x: tensor<1x8x8x8xf32>, %w: tensor<8x3x3xf3
   } -> tensor<1x4x64xf32>
   return %relu : tensor<1x4x64xf32>
 }
+
+// -----
+
+#nchw = affine_map<(n, c, h, w) -> (n, c, h, w)>
+
+// A splat constant accumulator (torch-mlir's ONNX importer folds a
+// convolution's zero fill so) becomes a fill of an empty tensor: the
+// convolution and its epilogue then form a group.
+// CHECK-LABEL: func.func @splat_accumulator
+// CHECK: nnf.dispatch
+// CHECK: %[[EMPTY:.*]] = tensor.empty() : tensor<1x8x8x8xf32>
+// CHECK: %[[ZERO:.*]] = linalg.fill ins(%{{.*}} : f32) outs(%[[EMPTY]] :
+// CHECK: linalg.depthwise_conv_2d_nchw_chw {{.*}} outs(%[[ZERO]] :
+// CHECK: nnf.yield
+func.func @splat_accumulator(%x: tensor<1x8x10x10xf32>, %w: tensor<8x3x3xf32>) -> tensor<1x8x8x8xf32> {
+  %zeros = arith.constant dense<0.0> : tensor<1x8x8x8xf32>
+  %e = tensor.empty() : tensor<1x8x8x8xf32>
+  %conv = linalg.depthwise_conv_2d_nchw_chw {dilations = dense<1> : vector<2xi64>, strides = dense<1> : vector<2xi64>}
+      ins(%x, %w : tensor<1x8x10x10xf32>, tensor<8x3x3xf32>) outs(%zeros : tensor<1x8x8x8xf32>) -> tensor<1x8x8x8xf32>
+  %y = linalg.generic {indexing_maps = [#nchw, #nchw], iterator_types = ["parallel", "parallel", "parallel", "parallel"]}
+      ins(%conv : tensor<1x8x8x8xf32>) outs(%e : tensor<1x8x8x8xf32>) {
+  ^bb0(%in: f32, %out: f32):
+    %zero = arith.constant 0.0 : f32
+    %r = arith.maximumf %in, %zero : f32
+    linalg.yield %r : f32
+  } -> tensor<1x8x8x8xf32>
+  return %y : tensor<1x8x8x8xf32>
+}

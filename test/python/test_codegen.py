@@ -396,6 +396,22 @@ def test_depthwise_stage_is_fused_into_the_pointwise_convolution(size, kernel, s
         check(compiled(x.numpy()), model(x))
 
 
+def test_onnx_convolutions_get_dispatch_regions(tmp_path):
+    """torch-mlir's ONNX importer gives convolutions a splat constant
+    accumulator: taken as a fill, the block forms the same regions as from
+    PyTorch (none formed before, and every call copied the 2.4 MB constant)."""
+    model = inverted_residual(8, 48)
+    x = torch.randn(1, 8, 28, 28)
+    path = tmp_path / "block.onnx"
+    torch.onnx.export(model, (x,), str(path), input_names=["x"], dynamo=False)
+    dumps = tmp_path / "ir"
+    compiled = compile_optimized(str(path), tmp_path=dumps)
+    regions = dispatch_regions(dumps)
+    assert regions.count("nnf.dispatch") == 2 and "arith.constant dense<0.000000e+00> : tensor<1x" not in regions
+    with torch.no_grad():
+        check(compiled(x.numpy()), model(x))
+
+
 def test_depthwise_rows_are_vectorized_in_pairs(tmp_path):
     """A stride-1 depthwise convolution computes two output rows per vector
     tile: each input row loaded serves both."""

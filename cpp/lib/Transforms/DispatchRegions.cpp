@@ -9,6 +9,7 @@
 
 #include <map>
 
+#include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Bufferization/IR/Bufferization.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/Linalg/Transforms/Transforms.h"
@@ -319,6 +320,38 @@ bool collapsesIntoContractionShape(OpOperand *fusedOperand) {
          });
 }
 
+/// A linalg op's destination that is a splat constant (torch-mlir's ONNX
+/// importer folds a convolution's zero accumulator so) as a fill of an empty
+/// tensor: groups take only destinations computed in the group, and
+/// bufferization copied the constant into a new buffer on every call.
+struct SplatDestinationAsFill : OpInterfaceRewritePattern<linalg::LinalgOp> {
+  using OpInterfaceRewritePattern::OpInterfaceRewritePattern;
+
+  LogicalResult matchAndRewrite(linalg::LinalgOp op,
+                                PatternRewriter &rewriter) const override {
+    if (!op.hasPureTensorSemantics() || isa<linalg::FillOp>(op))
+      return failure();
+    bool changed = false;
+    for (OpOperand &init : op.getDpsInitsMutable()) {
+      SplatElementsAttr splat;
+      auto type = dyn_cast<RankedTensorType>(init.get().getType());
+      if (!type || !type.hasStaticShape() ||
+          !matchPattern(init.get(), m_Constant(&splat)))
+        continue;
+      Location loc = init.get().getLoc();
+      Value value = arith::ConstantOp::create(rewriter, loc,
+                                              splat.getSplatValue<TypedAttr>());
+      Value empty = tensor::EmptyOp::create(rewriter, loc, type.getShape(),
+                                            type.getElementType());
+      Value filled =
+          linalg::FillOp::create(rewriter, loc, value, empty).getResult(0);
+      rewriter.modifyOpInPlace(op, [&] { init.set(filled); });
+      changed = true;
+    }
+    return success(changed);
+  }
+};
+
 /// linalg.broadcast as a linalg.generic where it initializes an im2col
 /// contraction through a collapse_shape: the collapsing patterns take
 /// generics only.
@@ -458,7 +491,7 @@ struct NNFFormDispatchRegionsPass
     // accumulator, the collapsed epilogue's destination) as fills and empty
     // tensors of their own.
     linalg::FillOp::getCanonicalizationPatterns(patterns, context);
-    patterns.add<GeneralizeCollapsedBroadcast>(context);
+    patterns.add<GeneralizeCollapsedBroadcast, SplatDestinationAsFill>(context);
     tensor::populateFoldTensorEmptyPatterns(patterns);
     if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
       return signalPassFailure();

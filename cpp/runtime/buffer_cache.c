@@ -52,9 +52,9 @@ static int fits(size_t usable, size_t requested) {
  * it freed: the scratch of one tile, which every iteration of a tile loop
  * allocates and frees (a MobileNetV2 block's depthwise stage: a padded tile
  * and an accumulator of 1-2 KiB for each channel of each band of rows, 2,700
- * a call, which libc's malloc and free served at 5 % of the block's time). Those are taken again without the lock, for which
- * the threads sharing a parallel loop would otherwise contend once per
- * tile. With every slot taken, the slots take turns making room (the buffer
+ * a call, which libc's malloc and free served at 5 % of the block's time).
+ * Those are taken again without the lock, for which the threads sharing a
+ * parallel loop would otherwise contend once per tile. With every slot taken, the slots take turns making room (the buffer
  * goes to the shared lists), so that they follow the model being run. A
  * thread's slots go back to libc when it exits. */
 #define LOCAL_SLOTS 4

@@ -833,6 +833,12 @@ def _dividing_rows(height: int, limit: int) -> int:
     return even if 2 * even >= rows else rows
 
 
+def _set_i64(op: ir.Operation, name: str, value: int) -> None:
+    """Sets attribute `name` of `op` to the i64 `value`."""
+    with op.context:
+        op.attributes[name] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), value)
+
+
 def _note_depthwise_tile_rows(members: list[ir.Operation], rows: int) -> None:
     """Gives the depthwise convolutions among a region's `members`, tiled
     `rows` output rows at a time, the rows every tile is a multiple of, for
@@ -840,9 +846,7 @@ def _note_depthwise_tile_rows(members: list[ir.Operation], rows: int) -> None:
     for member in members:
         if member.name == "linalg.depthwise_conv_2d_nchw_chw":
             height = _loop_sizes(member)[1]
-            common = math.gcd(rows, height) if height is not None and rows else 1
-            with member.context:
-                member.attributes[_TILE_ROWS] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), common)
+            _set_i64(member, _TILE_ROWS, math.gcd(rows, height) if height is not None and rows else 1)
 
 
 def _collapsed_rows(block: ir.Block, members: list[ir.Operation]) -> tuple[int, ir.RankedTensorType] | None:
@@ -890,19 +894,15 @@ def _dispatch_schedule(dispatch: ir.Operation, parallel: bool) -> str | None:
     sizes = _loop_sizes(anchor)
     if 0 in sizes:
         return None  # no iterations (an empty dimension): tiling would assert
-    with dispatch.context:
-        for index, member in enumerate(members):
-            member.attributes[_MEMBER] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), index)
+    for index, member in enumerate(members):
+        _set_i64(member, _MEMBER, index)
     rank = _loop_count(anchor)
     contractions = [(member, roles) for member in members if (roles := _contraction_roles(member))]
     collapsed = _collapsed_rows(block, members)
     band_rows = collapsed and _band_rows(collapsed[1], parallel)
     if contractions:
         if band_rows:
-            with dispatch.context:
-                contractions[0][0].attributes[_BAND_COLUMNS] = ir.IntegerAttr.get(
-                    ir.IntegerType.get_signless(64), band_rows * collapsed[1].shape[-1]
-                )
+            _set_i64(contractions[0][0], _BAND_COLUMNS, band_rows * collapsed[1].shape[-1])
         tiles = _epilogue_tiles(*contractions[0], rank)
     else:
         rows = max(1, ROW_TILE_ELEMENTS // sizes[-1]) if sizes[-1] else 1
@@ -932,10 +932,12 @@ def _dispatch_schedule(dispatch: ir.Operation, parallel: bool) -> str | None:
     }} : !transform.any_op"""]
     loop = 0
     scope = "op"
+    # The member whose rows the contraction reads through the collapse.
+    rows_producer = collapsed[0] - 1 if collapsed else None
     for index in reversed(range(len(members))):
         if index == first:
             continue
-        if collapsed is not None and index == collapsed[0] - 1:
+        if index == rows_producer:
             # The contraction reads slices of the collapsed rows: slices of
             # the rows themselves, for the producer to be fused.
             parts.append(f"""
@@ -954,7 +956,7 @@ def _dispatch_schedule(dispatch: ir.Operation, parallel: bool) -> str | None:
     transform.apply_cse to %{scope} : !transform.any_op
     transform.apply_dce to %{scope} : !transform.any_op""")
         loop += 1
-        if collapsed is not None and index == collapsed[0] - 1:
+        if index == rows_producer:
             # The producer's band is computed a channel at a time (its other
             # ops fused into that loop), so that only its result, the
             # contraction's operand, takes a band's worth of cache.
@@ -1030,7 +1032,7 @@ def _apply(module: ir.Module, scheduled: list[_Scheduled], tail: str, what: str)
     """Tags the ops, runs the script through `transform-interpreter`, cleans up."""
     with module.context:
         for index, item in enumerate(scheduled):
-            item.op.attributes[_TAG] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), index)
+            _set_i64(item.op, _TAG, index)
         script = ir.Module.parse(_sequence(scheduled, tail))
         module.operation.attributes["transform.with_named_sequence"] = ir.UnitAttr.get()
         sequence = script.body.operations[0]

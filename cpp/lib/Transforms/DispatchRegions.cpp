@@ -248,6 +248,20 @@ bool isClonedIntoRegions(Value value) {
   return matchPattern(value, m_Constant());
 }
 
+/// A new nnf.dispatch of `inputs` with `resultTypes` before `at`, and its
+/// entry block (one argument per input), empty.
+std::pair<nnforge::nnf::DispatchOp, Block *>
+createDispatch(IRRewriter &rewriter, Operation *at, TypeRange resultTypes,
+               ValueRange inputs) {
+  rewriter.setInsertionPoint(at);
+  auto dispatch = nnforge::nnf::DispatchOp::create(rewriter, at->getLoc(),
+                                                   resultTypes, inputs);
+  SmallVector<Location> locations(inputs.size(), at->getLoc());
+  Block *body = rewriter.createBlock(&dispatch.getBody(), {},
+                                     inputs.getTypes(), locations);
+  return {dispatch, body};
+}
+
 /// Wraps the members of `group` into an nnf.dispatch at the anchor.
 void buildDispatch(IRRewriter &rewriter, const Group &group) {
   SmallVector<Operation *> members(llvm::reverse(group.members));
@@ -263,12 +277,8 @@ void buildDispatch(IRRewriter &rewriter, const Group &group) {
   for (Value value : outside)
     (isClonedIntoRegions(value) ? cloned : inputs).push_back(value);
 
-  rewriter.setInsertionPoint(anchor);
-  auto dispatch = nnforge::nnf::DispatchOp::create(
-      rewriter, anchor->getLoc(), anchor->getResultTypes(), inputs);
-  SmallVector<Location> locations(inputs.size(), anchor->getLoc());
-  Block *body = rewriter.createBlock(&dispatch.getBody(), {},
-                                     ValueRange(inputs).getTypes(), locations);
+  auto [dispatch, body] =
+      createDispatch(rewriter, anchor, anchor->getResultTypes(), inputs);
   IRMapping inside;
   inside.map(inputs, body->getArguments());
   for (Value value : cloned)
@@ -438,13 +448,8 @@ void mergeRowsIntoContraction(IRRewriter &rewriter,
   for (auto [position, input] : llvm::enumerate(consumer.getInputs()))
     if (position != index)
       inputs.push_back(input);
-  Location loc = consumer.getLoc();
-  rewriter.setInsertionPoint(consumer);
-  auto merged = nnforge::nnf::DispatchOp::create(
-      rewriter, loc, consumer.getResultTypes(), inputs);
-  SmallVector<Location> locations(inputs.size(), loc);
-  Block *body = rewriter.createBlock(&merged.getBody(), {},
-                                     ValueRange(inputs).getTypes(), locations);
+  auto [merged, body] =
+      createDispatch(rewriter, consumer, consumer.getResultTypes(), inputs);
   IRMapping mapping;
   Block &producerBody = producer.getBody().front();
   mapping.map(producerBody.getArguments(),

@@ -540,8 +540,7 @@ Value softmax(OpBuilder &b, Location loc, Value logits, int64_t axis,
           ArrayRef<AffineMap>{rowIdentity, rowIdentity},
           parallelIterators(rank - 1),
           [&](OpBuilder &nb, Location nl, ValueRange args) {
-            Value one = arith::ConstantOp::create(
-                nb, nl, nb.getFloatAttr(compute, 1.0));
+            Value one = floatConstant(nb, nl, compute, 1.0);
             Value inverse = arith::DivFOp::create(nb, nl, one, args[0]);
             linalg::YieldOp::create(nb, nl, inverse);
           })

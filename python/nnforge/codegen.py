@@ -342,9 +342,8 @@ def _contraction_schedule(op: ir.Operation, parallel: bool) -> str | None:
     # Output tiles (independent: one per thread at a time), then k tiles.
     outer = [0 if roles[d] == "k" else cache[d] for d in range(rank)]
     inner = [cache[d] if roles[d] == "k" else 0 for d in range(rank)]
-    register_tiles = _clamp([REGISTER_TILE[roles[d]] for d in range(rank)], loop_sizes)
+    register_tiles = _register_tiles(roles, loop_sizes, cache)
     m_dim = _role_dim(roles, "m")
-    register_tiles[m_dim] = min(_register_rows(cache[m_dim]), register_tiles[m_dim])
     register = _sizes(register_tiles)
     n_dim = _role_dim(roles, "n")
     # Loops of the register tile: batch..., m, n, k. Where register tiles of
@@ -413,6 +412,14 @@ def _hoist_accumulators(function: str, patterns: str = "") -> str:
     transform.apply_cse to %{function} : !transform.any_op
     %loops = transform.structured.match ops{{["scf.for"]}} in %{function} : (!transform.any_op) -> !transform.any_op
     transform.loop.hoist_loop_invariant_subsets %loops : !transform.any_op"""
+
+
+def _register_tiles(roles: dict[int, str], sizes: list[int | None], cache: list[int]) -> list[int]:
+    """The register tile of each loop of a contraction with `cache` tiles."""
+    tiles = _clamp([REGISTER_TILE[roles[d]] for d in range(len(roles))], sizes)
+    m = _role_dim(roles, "m")
+    tiles[m] = min(_register_rows(cache[m]), tiles[m])
+    return tiles
 
 
 def _register_tiling(target: str, result: str, tiles: list[int], order: list[int]) -> str:
@@ -864,7 +871,7 @@ def _collapsed_rows(block: ir.Block, members: list[ir.Operation]) -> tuple[int, 
     return None
 
 
-def _dispatch_schedule(dispatch: ir.Operation, parallel: bool) -> str | None:
+def _dispatch_schedule(dispatch: ir.Operation, parallel: bool) -> tuple[str, list[ir.Operation]] | None:
     """Tiles the anchor of a dispatch region along its outer loops and fuses
     the other ops into the tile loop, consumers before their producers (the
     ops of the region are numbered by `_MEMBER` for this).
@@ -882,8 +889,10 @@ def _dispatch_schedule(dispatch: ir.Operation, parallel: bool) -> str | None:
     convolution reads a depthwise convolution's collapsed rows, the tiles are
     bands of whole rows (_band_rows), the contraction's slices are rewritten
     into slices of the rows (nnf-slice-rows-before-collapse), and the
-    depthwise ops are fused into a loop over the band's channels. None:
-    nothing to tile.
+    depthwise ops are fused into a loop over the band's channels. A
+    contraction is computed with its fill and epilogue a register tile at a
+    time where it can be (_register_fusion). Returns the transform ops and
+    the members they vectorize, or None: nothing to tile.
     """
     block = dispatch.regions[0].blocks[0]
     members = [
@@ -978,7 +987,85 @@ def _dispatch_schedule(dispatch: ir.Operation, parallel: bool) -> str | None:
     }} : !transform.any_op""")
     if any(member.name == "tensor.pad" for member in members):
         parts.append(_padded_tiles(scope))
-    return "".join(parts)
+    fusion = contractions and _register_fusion(members, anchor, *contractions[0], scope)
+    if fusion:
+        parts.append(fusion[0])
+    return "".join(parts), fusion[1] if fusion else []
+
+
+def _register_fusion(
+    members: list[ir.Operation], anchor: ir.Operation, contraction: ir.Operation, roles: dict[int, str], scope: str
+) -> tuple[str, list[ir.Operation]] | None:
+    """Transform ops computing a region's contraction, its zero fill and its
+    epilogue (the anchor) one register tile at a time, once the region is
+    tiled for the cache (handle `%scope`), and the ops they vectorize: the
+    accumulator starts as a zero vector and the epilogue reads it in
+    registers, so neither the zeros nor the contraction's result go to
+    memory (scheduled apart, every cache tile was zeroed, accumulated into
+    and rewritten by the epilogue: three passes over it). None where the
+    contraction's k loop is tiled for the cache (its accumulator lives
+    across k tiles), a register tile would be partial, or other ops sit
+    between the three."""
+    fill = contraction.operands[len(contraction.operands) - 1].owner
+    if (
+        anchor == contraction
+        or getattr(fill, "name", None) != "linalg.fill"
+        or fill.operation not in members
+        or len(list(fill.results[0].uses)) != 1
+        or [use.owner.operation for use in contraction.results[0].uses] != [anchor]
+        or any("parallel" not in iterator for iterator in _iterators(anchor))
+    ):
+        return None
+    sizes = _loop_sizes(contraction)
+    if None in sizes:
+        return None
+    cache = _contraction_cache_tiles(contraction, roles)
+    register = _register_tiles(roles, sizes, cache)
+    for loop, role in roles.items():
+        if role == "k" and sizes[loop] > cache[loop]:
+            return None
+        if role in ("m", "n") and (sizes[loop] % cache[loop] or cache[loop] % register[loop]):
+            return None
+    maps = linalg.get_indexing_maps(contraction)
+    output_loops = [expr.maybe_downcast().position for expr in ir.AffineMapAttr(maps[len(maps) - 1]).value.results]
+    epilogue_tiles = [0 if roles[loop] == "batch" else register[loop] for loop in output_loops]
+    k_tiles = [1 if roles[loop] == "k" else 0 for loop in range(len(roles))]
+    loops = sum(1 for tile in epilogue_tiles if tile)
+    ks = sum(k_tiles)
+    number = {op: members.index(op) for op in (anchor, contraction, fill.operation)}
+
+    def match(op: ir.Operation) -> str:
+        return f"""transform.structured.match attributes{{{_MEMBER} = {number[op]} : i64}} in %{scope}
+        : (!transform.any_op) -> !transform.any_op"""
+
+    body = f"""
+    %reg_anchor = {match(anchor)}
+    %reg_epilogue, %reg_loops:{loops} = transform.structured.tile_using_for %reg_anchor tile_sizes {_sizes(epilogue_tiles)}
+        : (!transform.any_op) -> (!transform.any_op{", !transform.any_op" * loops})
+    %reg_function = transform.get_parent_op %reg_epilogue {{op_name = "func.func"}} : (!transform.any_op) -> !transform.any_op
+    %reg_c = {match(contraction)}
+    %reg_contraction, %reg_c_loop = transform.structured.fuse_into_containing_op %reg_c into %reg_loops#{loops - 1}
+        : (!transform.any_op, !transform.any_op) -> (!transform.any_op, !transform.any_op)
+    %reg_f = {match(fill.operation)}
+    %reg_fill, %reg_f_loop = transform.structured.fuse_into_containing_op %reg_f into %reg_c_loop
+        : (!transform.any_op, !transform.any_op) -> (!transform.any_op, !transform.any_op)
+    %reg_k, %reg_k_loops:{ks} = transform.structured.tile_using_for %reg_contraction tile_sizes {_sizes(k_tiles)}
+        : (!transform.any_op) -> (!transform.any_op{", !transform.any_op" * ks})
+    transform.structured.vectorize %reg_fill : !transform.any_op
+    transform.structured.vectorize %reg_k : !transform.any_op
+    transform.structured.vectorize %reg_epilogue : !transform.any_op""" + _hoist_accumulators(
+        "reg_function", _CONTRACTION_PATTERNS
+    )
+    # An operand of the epilogue per row of the tile (a batch norm's scale
+    # per channel) is read as a vector of the 8 rows, broadcast along the 32
+    # columns and transposed: the final lowering's 16x16 strategy takes such
+    # a transpose apart element by element (256 inserts per operand and
+    # tile); one flat shuffle instead becomes a broadcast per row in LLVM.
+    body += """
+    transform.apply_patterns to %reg_function {
+      transform.apply_patterns.vector.lower_transpose lowering_strategy = "shuffle_1d"
+    } : !transform.any_op"""
+    return body, list(number)
 
 
 def _padded_tiles(scope: str) -> str:
@@ -1080,11 +1167,15 @@ def vectorize_linalg(module: ir.Module, parallel: bool = False) -> None:
     # Dispatch regions first: their ops are scheduled once fused into the
     # region's tile loop, which threads share instead.
     scheduled = []
+    vectorized: list[ir.Operation] = []
     for dispatch in _dispatches(module):
-        body = _dispatch_schedule(dispatch, parallel)
-        if body is not None:
-            scheduled.append(_Scheduled(dispatch, body))
+        schedule = _dispatch_schedule(dispatch, parallel)
+        if schedule is not None:
+            scheduled.append(_Scheduled(dispatch, schedule[0]))
+            vectorized += schedule[1]
     for op in _linalg_ops(module):
+        if op in vectorized:
+            continue
         in_dispatch = _in_dispatch(op)
         body = _schedule_of(op, parallel and not in_dispatch)
         if body is not None:

@@ -396,6 +396,27 @@ def test_depthwise_stage_is_fused_into_the_pointwise_convolution(size, kernel, s
         check(compiled(x.numpy()), model(x))
 
 
+@pytest.mark.parametrize("model,shape", [
+    (lambda: LinearGelu(256, 256), (128, 256)),  # matmul, bias and GELU
+    (lambda: inverted_residual(8, 32), (1, 8, 56, 56)),  # 1x1 convolutions with batch norm (and the depthwise stage)
+], ids=["linear_gelu", "inverted_residual"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_accumulators_start_as_zero_vectors_and_epilogues_read_registers(model, shape, threads, tmp_path):
+    """A contraction whose k loop is not tiled for the cache is computed with
+    its zero fill and its epilogue a register tile at a time: its k loop
+    starts from a zero vector (no zeroed tile in memory) and no 8 x 32 tile
+    of its result is read back from memory."""
+    model, x = model(), torch.randn(*shape)
+    compiled = compile_optimized(model, (x,), tmp_path, threads=threads)
+    vectorized = dumped_ir(tmp_path, "vectorize")
+    zeros = set(re.findall(r"(%\w+) = arith\.constant dense<0\.000000e\+00> : vector<(?:1x)?8x32xf32>", vectorized))
+    starts = re.findall(r"scf\.for .* iter_args\(%\w+ = (%\w+)\) -> \(vector<(?:1x)?8x32xf32>\)", vectorized)
+    assert starts and set(starts) <= zeros
+    assert not re.search(r"vector\.transfer_read .* vector<(?:1x)?8x32xf32>", vectorized)
+    with torch.no_grad():
+        check(compiled(x.numpy()), model(x))
+
+
 def test_onnx_convolutions_get_dispatch_regions(tmp_path):
     """torch-mlir's ONNX importer gives convolutions a splat constant
     accumulator: taken as a fill, the block forms the same regions as from

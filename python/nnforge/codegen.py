@@ -795,13 +795,18 @@ def _epilogue_tiles(contraction: ir.Operation, roles: dict[int, str], rank: int)
     result in loop order and tile all their loops, so anchor loop i is the
     contraction's output dimension i.
     """
-    maps = linalg.get_indexing_maps(contraction)
-    output_map = ir.AffineMapAttr(maps[len(maps) - 1]).value  # (an ArrayAttr takes no negative index)
-    loops = [expr.maybe_downcast().position for expr in output_map.results]
+    loops = _output_loops(contraction)
     if len(loops) != rank:
         raise CompileError(f"a dispatch region's epilogue has {rank} loops, its contraction's result {len(loops)} dims")
     cache = _contraction_cache_tiles(contraction, roles)
     return [cache[loop] for loop in loops]
+
+
+def _output_loops(contraction: ir.Operation) -> list[int]:
+    """The loop indexing each dimension of a contraction's result."""
+    maps = linalg.get_indexing_maps(contraction)
+    output_map = ir.AffineMapAttr(maps[len(maps) - 1]).value  # (an ArrayAttr takes no negative index)
+    return [expr.maybe_downcast().position for expr in output_map.results]
 
 
 def _contraction_cache_tiles(op: ir.Operation, roles: dict[int, str]) -> list[int]:
@@ -1026,9 +1031,7 @@ def _register_fusion(
             return None
         if role in ("m", "n") and (sizes[loop] % cache[loop] or cache[loop] % register[loop]):
             return None
-    maps = linalg.get_indexing_maps(contraction)
-    output_loops = [expr.maybe_downcast().position for expr in ir.AffineMapAttr(maps[len(maps) - 1]).value.results]
-    epilogue_tiles = [0 if roles[loop] == "batch" else register[loop] for loop in output_loops]
+    epilogue_tiles = [0 if roles[loop] == "batch" else register[loop] for loop in _output_loops(contraction)]
     k_tiles = [1 if roles[loop] == "k" else 0 for loop in range(len(roles))]
     loops = sum(1 for tile in epilogue_tiles if tile)
     ks = sum(k_tiles)

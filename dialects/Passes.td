@@ -64,23 +64,44 @@ def NNFRaise : Pass<"nnf-raise", "::mlir::ModuleOp"> {
 }
 
 def NNFWidenBoolMemrefs : Pass<"nnf-widen-bool-memrefs", "::mlir::ModuleOp"> {
-  let summary = "Store boolean (i1) memrefs as i8 memrefs";
+  let summary = "Store boolean (i1) and other sub-byte integer memrefs as i8 memrefs";
   let description = [{
-    MLIR's memref-to-LLVM lowering cannot load or store `i1` elements (it
-    asserts that integer elements are at least a byte wide), so this pass
-    rewrites every memref of `i1` into the memref of `i8` with the same shape,
-    layout and memory space, after bufferization and before
-    `expand-strided-metadata` / `finalize-memref-to-llvm`:
+    MLIR's memref-to-LLVM lowering cannot load or store integer elements
+    narrower than a byte (it asserts that they are at least 8 bits wide), so
+    this pass rewrites every memref of `i1`, `i2`, ... `i7` into the memref of
+    `i8` with the same shape, layout and memory space, after bufferization and
+    before `expand-strided-metadata` / `finalize-memref-to-llvm`. Its name
+    says "bool" for the common case; it widens every signless sub-byte integer:
 
-    - `memref.load` of `i1` becomes a load of `i8` followed by `arith.trunci`;
-      `memref.store` of `i1` stores the `arith.extui` of the value.
-    - `memref.global` of `i1` becomes an `i8` global with its initial value
-      widened (true is 1); `memref.get_global` is retyped.
+    - `memref.load` of `iN` becomes a load of `i8` followed by `arith.trunci`;
+      `memref.store` of `iN` stores the `arith.extui` of the value (so `true`
+      is stored as 1). Vector loads, stores and transfers of `iN` lanes read
+      and write `i8` lanes the same way.
+    - `memref.global` of `iN` becomes an `i8` global with its initial value
+      zero-extended; `memref.get_global` is retyped.
     - Function signatures, calls and returns, and `scf` ops, are converted
       structurally, so function arguments and results of `i1` memrefs become
       `i8` memrefs: one byte per element, the layout of a numpy bool array.
     - Any other op without regions (alloc, dealloc, subview, cast, copy,
       reshapes, metadata extraction...) is recreated with the converted types.
+    - Memrefs of signed or unsigned sub-byte integers (`si4`, `ui3`) cannot
+      be widened (arith cannot extend them): the pass reports the first op
+      carrying one and fails, instead of letting the LLVM lowering abort.
+
+    Example:
+
+    ```mlir
+    %m = memref.alloc() : memref<4xi3>
+    memref.store %v, %m[%i] : memref<4xi3>
+    ```
+
+    becomes
+
+    ```mlir
+    %m = memref.alloc() : memref<4xi8>
+    %byte = arith.extui %v : i3 to i8
+    memref.store %byte, %m[%i] : memref<4xi8>
+    ```
   }];
   let dependentDialects = [
     "::mlir::arith::ArithDialect",

@@ -22,6 +22,8 @@ _EXPORTS = {
     "CompileError": "nnforge.errors",
     "InputError": "nnforge.errors",
     "ExecutionError": "nnforge.errors",
+    "ArgumentError": "nnforge.errors",
+    "SaveError": "nnforge.errors",
     "import_torch": "nnforge.importers",
     "import_onnx": "nnforge.importers",
     "compile": "nnforge.compiler",

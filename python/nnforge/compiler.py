@@ -16,7 +16,6 @@ import io
 import logging
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -25,15 +24,17 @@ from typing import Any
 from mlir import ir, passmanager
 from mlir.execution_engine import ExecutionEngine
 
-from nnforge import codegen, pipelines
+from nnforge import _process, artifact, codegen, pipelines
 from nnforge._native import _native_file
 from nnforge._native import context as new_context
-from nnforge.errors import CompileError, ModelLoadError
+from nnforge.errors import ArgumentError, CompileError, ModelLoadError, SaveError
 from nnforge.runtime import SIGNATURE_SYMBOL, Executable, Signature, TensorSpec, openmp_runtime
 
 log = logging.getLogger("nnforge.compiler")
 
 TARGETS = ("cpu", "cuda")
+# The import levels `compile` lowers from ("torch" is text, outside upstream MLIR).
+COMPILED_LEVELS = ("tosa", "linalg", "nnf")
 
 
 @functools.cache
@@ -206,12 +207,20 @@ class StageRunner:
         self.times: dict[str, float] = {}
         self._count = 0
         if self.dump_dir:
-            self.dump_dir.mkdir(parents=True, exist_ok=True)
+            if self.dump_dir.exists() and not self.dump_dir.is_dir():
+                raise SaveError(f"cannot dump IR into {self.dump_dir}: it is a file, not a folder")
+            try:
+                self.dump_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise SaveError(f"cannot dump IR into {self.dump_dir}: {error.strerror or error}") from None
 
     def dump(self, module: ir.Module, name: str) -> None:
         if self.dump_dir:
             path = self.dump_dir / f"{self._count:02d}-{name}.mlir"
-            path.write_text(str(module))
+            try:
+                path.write_text(str(module))
+            except OSError as error:
+                raise SaveError(f"cannot write {path}: {error.strerror or error}") from None
             self._count += 1
 
     def run(self, module: ir.Module, name: str, pipeline: str) -> None:
@@ -318,7 +327,7 @@ class CompiledModel(Executable):
 
     def save(self, path: str | os.PathLike) -> Path:
         """Writes the compiled code as a shared library; returns its path."""
-        path = Path(path)
+        path = artifact.check_destination(path)
         compiler = c_compiler()
         with tempfile.TemporaryDirectory(prefix="nnforge-save-") as scratch:
             objects = Path(scratch) / "model.o"
@@ -326,16 +335,13 @@ class CompiledModel(Executable):
             linked = Path(scratch) / path.name
             # The OpenMP runtime is needed by name; `nnforge.load` loads it first.
             openmp = [str(_openmp_runtime())] if self.threads != 1 else []
-            result = subprocess.run(
+            result = _process.run(
                 [compiler, "-shared", "-o", str(linked), str(objects), *runtime_archive(), *openmp, "-lm"],
-                capture_output=True,
-                text=True,
+                f"linking {path}",
             )
             if result.returncode != 0:
                 raise CompileError(f"linking {path} failed: {result.stderr.strip()}")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(str(linked), path)
-        return path
+            return artifact.install(linked, path)
 
 
 class CudaModel:
@@ -463,6 +469,8 @@ def compile(
     NNFORGE_DUMP_IR) names a folder receiving the IR after each stage;
     `timing` prints per-pass times to stderr.
     """
+    if level is not None and level not in COMPILED_LEVELS:
+        raise ArgumentError(f"unknown level {level!r} to compile from: expected one of {', '.join(COMPILED_LEVELS)}")
     if target not in TARGETS:
         raise CompileError(f"unknown target {target!r}: expected one of {', '.join(TARGETS)}")
     if threads is not None and (not isinstance(threads, int) or threads < 1):

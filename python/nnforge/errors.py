@@ -18,6 +18,16 @@ class CompileError(NNForgeError):
     """A model or module failed to verify, lower or compile."""
 
 
+class ArgumentError(NNForgeError, ValueError):
+    """An argument to an nnforge function is not one it takes (an unknown
+    level, pipeline or chip name)."""
+
+
+class SaveError(NNForgeError):
+    """A file nnforge was asked to write (a saved model, dumped IR) cannot be
+    written there (no permission, a folder in the way, a full disk)."""
+
+
 class InputError(NNForgeError, ValueError):
     """Inputs given to a compiled model do not match its signature."""
 
@@ -29,18 +39,21 @@ class ExecutionError(NNForgeError, RuntimeError):
 
 @dataclass(frozen=True)
 class UnsupportedOp:
-    """One kind of op nnforge cannot handle, with where it occurs."""
+    """One kind of op nnforge cannot handle, with where it occurs and, when
+    known, why (`reason`)."""
 
     kind: str
     count: int
     locations: tuple[str, ...] = ()
+    reason: str = ""
 
     def describe(self, max_locations: int = 5) -> str:
         where = ", ".join(self.locations[:max_locations])
         more = len(self.locations) - max_locations
         if more > 0:
             where += f", ... ({more} more)"
-        return f"{self.kind} x{self.count}" + (f" at {where}" if where else "")
+        return (f"{self.kind} x{self.count}" + (f" at {where}" if where else "")
+                + (f": {self.reason}" if self.reason else ""))
 
 
 class UnsupportedOpError(NNForgeError):

@@ -35,15 +35,14 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
 from mlir import ir
 from mlir.dialects import arith, gpu, linalg, memref
 
-from nnforge import elf, pipelines
-from nnforge.errors import CompileError
+from nnforge import _process, artifact, elf, pipelines
+from nnforge.errors import CompileError, SaveError
 from nnforge.importers.handover import walk_ops
 from nnforge.runtime import CUDA_RUNTIME, SIGNATURE_SYMBOL
 
@@ -592,7 +591,7 @@ def cuda_runtime_library() -> Path:
 
 
 def _run_tool(command: list[str], what: str) -> None:
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = _process.run(command, what)
     if result.returncode != 0:
         raise CompileError(f"{what} failed ({' '.join(command[:1])}): {result.stderr.strip()[:2000]}")
 
@@ -613,15 +612,18 @@ def save_cuda_library(module: ir.Module, signature, path: str | os.PathLike) -> 
     from nnforge.compiler import c_compiler, embed_string, runtime_archive
     from nnforge.runtime import packed_entry_source
 
-    path = Path(path)
+    path = artifact.check_destination(path)
     compiler = c_compiler()
     with module.context:
         copy = ir.Module.parse(str(module))
         embed_string(copy, SIGNATURE_SYMBOL, signature.to_json())
         embed_string(copy, TARGET_SYMBOL, "cuda")
-    path.parent.mkdir(parents=True, exist_ok=True)
     runtime = path.parent / CUDA_RUNTIME
-    shutil.copyfile(cuda_runtime_library(), runtime)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(cuda_runtime_library(), runtime)
+    except OSError as error:
+        raise SaveError(f"cannot write {runtime}: {error.strerror or error}") from None
     try:
         elf.remove_needed(runtime, "libLLVM.so")
     except elf.ElfError as error:
@@ -639,7 +641,7 @@ def save_cuda_library(module: ir.Module, signature, path: str | os.PathLike) -> 
                    *runtime_archive(), str(_native_file(CUDA_RUNTIME_ARCHIVE)), f"-L{path.parent}",
                    "-l:" + CUDA_RUNTIME, "-Wl,--allow-shlib-undefined", "-Wl,-rpath,$ORIGIN"],
                   f"linking {path}")
-        shutil.move(str(linked), path)
+        artifact.install(linked, path)
     return [path, runtime]
 
 

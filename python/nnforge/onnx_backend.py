@@ -34,15 +34,11 @@ import numpy as np
 import onnx
 from onnx.backend.base import Backend, BackendRep, namedtupledict
 
-from nnforge import errors
+from nnforge import _process, errors
 from nnforge.errors import CompileError, InputError
 from nnforge.onnx_backend_worker import read_message, write_message
 from nnforge.runtime import Executable, numpy_dtype
 
-# Seconds one compilation may take in the child before it is killed.
-DEFAULT_COMPILE_TIMEOUT = 600.0
-# How many trailing lines of the child's stderr a crash report quotes.
-_CRASH_LINES = 3
 
 
 class CompileWorker:
@@ -82,12 +78,10 @@ class CompileWorker:
             self._stderr.close()
             self._stderr = None
 
-    def _stderr_tail(self, start: int) -> str:
-        """The last lines the child wrote to stderr since offset `start`."""
+    def _stderr_cause(self, start: int) -> str:
+        """What the child wrote to stderr since offset `start` about why it failed."""
         self._stderr.seek(start)
-        lines = [line for line in self._stderr.read().decode(errors="replace").splitlines() if line.strip()]
-        assertion = [line for line in lines if "Assertion" in line or "LLVM ERROR" in line]
-        return "\n".join(assertion[:1] or lines[-_CRASH_LINES:])
+        return _process.failure_cause(self._stderr.read().decode(errors="replace"))
 
     def compile(self, model: onnx.ModelProto, library: Path, level: str, timeout: float) -> None:
         """Compiles `model` into the shared library `library`, in the child.
@@ -111,7 +105,7 @@ class CompileWorker:
             if reply is None:
                 if ready:  # the channel closed: the child is exiting
                     try:
-                        cause = _describe_exit(process.wait(timeout=30))
+                        cause = _process.describe_exit(process.wait(timeout=30))
                     except subprocess.TimeoutExpired:
                         process.kill()
                         process.wait()
@@ -120,7 +114,7 @@ class CompileWorker:
                     os.killpg(process.pid, signal.SIGKILL)
                     process.wait()
                     cause = f"ran past {timeout:g} s and was killed"
-                tail = self._stderr_tail(stderr_start)
+                tail = self._stderr_cause(stderr_start)
                 self.stop()
                 raise CompileError(
                     f"compiling ONNX model {model.graph.name or '(unnamed)'} in a child process "
@@ -128,12 +122,6 @@ class CompileWorker:
                 )
         if "error" in reply:
             raise _rebuild_error(reply)
-
-
-def _describe_exit(returncode: int) -> str:
-    if returncode < 0:
-        return f"was killed by signal {signal.Signals(-returncode).name}"
-    return f"exited with status {returncode}"
 
 
 def _rebuild_error(reply: dict) -> errors.NNForgeError:
@@ -311,7 +299,7 @@ class NNForgeBackend(Backend):
         device: str = "CPU",
         *,
         compile_in_process: bool = False,
-        compile_timeout: float = DEFAULT_COMPILE_TIMEOUT,
+        compile_timeout: float | None = None,
         level: str = "linalg",
         **kwargs: Any,
     ) -> NNForgeBackendRep:
@@ -319,7 +307,8 @@ class NNForgeBackend(Backend):
 
         `compile_in_process`: compile in this process (faster to start, but
         a lowering abort ends the process) instead of the shared child.
-        `compile_timeout`: seconds the child may take. Other keyword
+        `compile_timeout`: seconds the child may take (default: NNFORGE_CHILD_TIMEOUT
+        or 600, see `nnforge._process`). Other keyword
         arguments (the test runner's rtol/atol) are ignored.
         """
         if not cls.supports_device(device):
@@ -331,7 +320,7 @@ class NNForgeBackend(Backend):
                 return nnforge.compile(model, level=level)
             with tempfile.TemporaryDirectory(prefix="nnforge-onnx-backend-") as scratch:
                 library = Path(scratch) / f"model-{next(_library_numbers)}.so"
-                _worker.compile(model, library, level, compile_timeout)
+                _worker.compile(model, library, level, compile_timeout or _process.time_limit())
                 # Once loaded the library stays mapped: the file can go.
                 return nnforge.load(library)
 

@@ -9,6 +9,8 @@ Wrap a pipeline with `wrap()` for `PassManager.parse` or pass it as
 
 from __future__ import annotations
 
+from nnforge.errors import ArgumentError
+
 # nnf ops -> linalg on tensors (plus arith/math/tensor). Softmax chains, as
 # the frontends expand them, are raised to nnf.softmax first, so that every
 # softmax lowers nnforge's way (its row maximum ignores NaN, which is cheaper
@@ -128,10 +130,10 @@ def stages(level: str, target: str = "cpu") -> list[tuple[str, str]]:
     """The (stage name, pipeline) steps from `level` to the LLVM dialect on
     the CPU; for target "cuda", to fused linalg on tensors."""
     if level not in LEVELS:
-        raise ValueError(f"no pipeline from level {level!r}: expected one of {', '.join(LEVELS)}")
+        raise ArgumentError(f"no pipeline from level {level!r}: expected one of {', '.join(LEVELS)}")
     if level == BUFFERS_LEVEL:
         if target == "cuda":
-            raise ValueError("the CUDA pipeline starts from linalg on tensors, not buffers")
+            raise ArgumentError("the CUDA pipeline starts from linalg on tensors, not buffers")
         # Nothing to fuse or raise on buffers (and folding unit dimensions
         # of strided memrefs makes invalid collapse_shape ops).
         return [("linalg-to-llvm", LINALG_TO_LLVM_NAIVE)]
@@ -194,9 +196,9 @@ CUDA_OUTLINE = (
 
 
 def check_cuda_chip(chip: str) -> str:
-    """`chip` if there is a pipeline for it, else ValueError (never an LLVM abort)."""
+    """`chip` if there is a pipeline for it, else ArgumentError (never an LLVM abort)."""
     if chip not in CUDA_PTX_FEATURES:
-        raise ValueError(f"unknown CUDA chip {chip!r}: expected one of {', '.join(CUDA_PTX_FEATURES)}")
+        raise ArgumentError(f"unknown CUDA chip {chip!r}: expected one of {', '.join(CUDA_PTX_FEATURES)}")
     return chip
 
 
@@ -204,7 +206,7 @@ def cuda_to_nvvm(chip: str, binary_format: str = "bin") -> str:
     """The NVVM lowering: kernels to PTX/cubin (`binary_format` bin|isa|fatbin), host to LLVM."""
     check_cuda_chip(chip)
     if binary_format not in ("bin", "isa", "fatbin"):
-        raise ValueError(f"unknown binary format {binary_format!r}: expected bin, isa or fatbin")
+        raise ArgumentError(f"unknown binary format {binary_format!r}: expected bin, isa or fatbin")
     return (
         f"gpu-lower-to-nvvm-pipeline{{cubin-chip={chip} cubin-features={CUDA_PTX_FEATURES[chip]} "
         f"cubin-format={binary_format} opt-level=3}}"

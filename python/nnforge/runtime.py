@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from nnforge import elf
+from nnforge import artifact, elf
 from nnforge.errors import ExecutionError, InputError, ModelLoadError
 
 # The symbol a saved model's signature (JSON, NUL-terminated) is stored in.
@@ -93,12 +93,19 @@ class Signature:
 
     @classmethod
     def from_json(cls, text: str) -> Signature:
-        data = json.loads(text)
+        """The signature `to_json` wrote; ValueError if `text` is not one."""
+        try:
+            data = json.loads(text)
 
-        def specs(items: list[dict]) -> tuple[TensorSpec, ...]:
-            return tuple(TensorSpec(i["name"], i["dtype"], tuple(i["shape"])) for i in items)
+            def specs(items: list[dict]) -> tuple[TensorSpec, ...]:
+                return tuple(
+                    TensorSpec(str(i["name"]), str(i["dtype"]), tuple(None if d is None else int(d) for d in i["shape"]))
+                    for i in items
+                )
 
-        return cls(data["entry"], specs(data["inputs"]), specs(data["outputs"]))
+            return cls(str(data["entry"]), specs(data["inputs"]), specs(data["outputs"]))
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValueError(f"not a signature: {type(error).__name__}: {error}") from None
 
 
 @functools.cache
@@ -177,7 +184,12 @@ def _results_to_numpy(
             copy = np.array(_ResultView(None, interface), copy=True) if interface["data"][0] else np.empty(shape, dtype)
             arrays.append(copy)
             continue
-        owner = owners.setdefault(pointer, _MallocedBuffer(pointer))
+        # Results may share a buffer (a model returning one tensor twice):
+        # one owner frees it, once. (A `setdefault` would build, and on
+        # collection free, a second owner for every repeat.)
+        if pointer not in owners:
+            owners[pointer] = _MallocedBuffer(pointer)
+        owner = owners[pointer]
         arrays.append(np.asarray(_ResultView(owner, interface)).view(dtype))
     return arrays
 
@@ -248,8 +260,12 @@ class Executable:
         as_torch = any(type(value).__module__.startswith("torch") for value in inputs)
         arrays = []
         for index, (value, spec) in enumerate(zip(inputs, specs)):
-            array = _to_numpy(value)
             where = f"input {index} ({spec.name})"
+            try:
+                array = _to_numpy(value)
+            except (NotImplementedError, RuntimeError, TypeError, ValueError) as error:
+                # A tensor without data (the meta device), a ragged list, ...
+                raise InputError(f"{where}: cannot be read as an array: {error}") from None
             dtype = numpy_dtype(spec.dtype)
             if array.dtype != dtype:
                 raise InputError(f"{where}: expected dtype {dtype} ({spec.dtype}), got {array.dtype}")
@@ -342,12 +358,23 @@ def openmp_runtime() -> Path:
 
 
 def load(path: str | os.PathLike) -> Executable:
-    """Loads a model saved by `CompiledModel.save`, without the compiler."""
-    path = Path(path).resolve()
-    if not path.is_file():
-        raise ModelLoadError(f"{path}: no such file")
+    """Loads a model saved by `CompiledModel.save`, without the compiler.
+
+    The file's digest (see `nnforge.artifact`) is checked before the dynamic
+    loader sees it: a damaged, truncated or foreign file raises
+    ModelLoadError instead of being mapped into the process.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise ModelLoadError(f"nnforge.load takes the path of a saved model (.so), not {type(path).__name__}")
     try:
-        needed = elf.needed(path)
+        path = Path(path).resolve()
+        if not path.is_file():
+            raise ModelLoadError(f"{path}: {'not a file' if path.exists() else 'no such file'}")
+        contents = artifact.check(path)
+    except (OSError, ValueError) as error:  # unreadable; a NUL in the path
+        raise ModelLoadError(f"{str(path)!r} cannot be read: {error}") from None
+    try:
+        needed = elf.needed(path, contents)
     except elf.ElfError as error:
         raise ModelLoadError(str(error)) from None
     if CUDA_RUNTIME in needed:
@@ -362,7 +389,10 @@ def load(path: str | os.PathLike) -> Executable:
         text = ctypes.string_at(ctypes.addressof(ctypes.c_char.in_dll(library, SIGNATURE_SYMBOL)))
     except ValueError:
         raise ModelLoadError(f"{path} is not an nnforge model (no {SIGNATURE_SYMBOL})") from None
-    signature = Signature.from_json(text.decode())
+    try:
+        signature = Signature.from_json(text.decode(errors="replace"))
+    except ValueError as error:
+        raise ModelLoadError(f"{path}: its embedded signature ({SIGNATURE_SYMBOL}) is damaged: {error}") from None
     try:
         entry = getattr(library, f"_mlir__mlir_ciface_{signature.entry}")
         library.nnforge_guarded_call

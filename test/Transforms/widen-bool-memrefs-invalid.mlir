@@ -11,3 +11,14 @@ func.func @scope() -> memref<2xi1> {
   }
   return %r : memref<2xi1>
 }
+
+// -----
+
+// Signed and unsigned sub-byte integers cannot be widened by arith: the pass
+// fails instead of leaving them for memref-to-LLVM's assertion.
+
+// expected-error @+1 {{'func.func' op carries 'memref<4xui4>': only signless integers narrower than a byte can be stored as bytes (arith cannot extend 'ui4')}}
+func.func @unsigned_nibbles(%m: memref<4xui4>, %i: index) -> ui4 {
+  %v = memref.load %m[%i] : memref<4xui4>
+  return %v : ui4
+}

@@ -222,3 +222,72 @@ func.func @vector_load_store(%a: memref<8xi1>) {
   vector.store %v, %a[%c4] : memref<8xi1>, vector<4xi1>
   return
 }
+
+// -----
+
+// Other sub-byte integers are widened the same way: a matrix product over
+// i3 (what convert-linalg-to-loops makes of a linalg.matmul), a global of i4
+// zero-extended, vector lanes of i2. LLVM's memref lowering aborted on each.
+
+// CHECK:       memref.global "private" constant @nibbles : memref<3xi8> = dense<[15, 1, 8]>
+// CHECK-LABEL: func.func @sub_byte_matmul
+// CHECK-SAME:      (%[[A:.*]]: memref<2x3xi8>, %[[B:.*]]: memref<3x2xi8>, %[[C:.*]]: memref<2x2xi8>)
+// CHECK:         %[[AB:.*]] = memref.load %[[A]][%{{.*}}, %{{.*}}] : memref<2x3xi8>
+// CHECK:         %[[A3:.*]] = arith.trunci %[[AB]] : i8 to i3
+// CHECK:         %[[SUM:.*]] = arith.addi %{{.*}}, %{{.*}} : i3
+// CHECK:         %[[SB:.*]] = arith.extui %[[SUM]] : i3 to i8
+// CHECK:         memref.store %[[SB]], %[[C]][%{{.*}}, %{{.*}}] : memref<2x2xi8>
+// LLVM:        llvm.mlir.global private constant @nibbles(dense<[15, 1, 8]> : tensor<3xi8>)
+// LLVM-LABEL:  llvm.func @sub_byte_matmul
+// LLVM:          llvm.load %{{.*}} : !llvm.ptr -> i8
+// LLVM:          llvm.trunc %{{.*}} : i8 to i3
+// LLVM-NOT:      memref
+// LLVM-NOT:      unrealized_conversion_cast
+memref.global "private" constant @nibbles : memref<3xi4> = dense<[-1, 1, -8]>
+
+func.func @sub_byte_matmul(%a: memref<2x3xi3>, %b: memref<3x2xi3>, %c: memref<2x2xi3>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c2 = arith.constant 2 : index
+  %c3 = arith.constant 3 : index
+  scf.for %i = %c0 to %c2 step %c1 {
+    scf.for %j = %c0 to %c2 step %c1 {
+      scf.for %k = %c0 to %c3 step %c1 {
+        %x = memref.load %a[%i, %k] : memref<2x3xi3>
+        %y = memref.load %b[%k, %j] : memref<3x2xi3>
+        %acc = memref.load %c[%i, %j] : memref<2x2xi3>
+        %p = arith.muli %x, %y : i3
+        %s = arith.addi %acc, %p : i3
+        memref.store %s, %c[%i, %j] : memref<2x2xi3>
+      }
+    }
+  }
+  return
+}
+
+// CHECK-LABEL: func.func @sub_byte_global
+// LLVM-LABEL:  llvm.func @sub_byte_global
+// CHECK:         %[[G:.*]] = memref.get_global @nibbles : memref<3xi8>
+// CHECK:         %[[V:.*]] = memref.load %[[G]][%{{.*}}] : memref<3xi8>
+// CHECK:         arith.trunci %[[V]] : i8 to i4
+func.func @sub_byte_global(%i: index) -> i4 {
+  %g = memref.get_global @nibbles : memref<3xi4>
+  %v = memref.load %g[%i] : memref<3xi4>
+  return %v : i4
+}
+
+// -----
+
+// CHECK-LABEL: func.func @sub_byte_vectors
+// CHECK: %[[R:.*]] = vector.transfer_read %{{.*}}[%{{.*}}], %{{.*}} {in_bounds = [true]} : memref<8xi8>, vector<8xi8>
+// CHECK: arith.trunci %[[R]] : vector<8xi8> to vector<8xi2>
+// CHECK: arith.extui %{{.*}} : vector<8xi2> to vector<8xi8>
+// CHECK: vector.transfer_write %{{.*}} : vector<8xi8>, memref<8xi8>
+func.func @sub_byte_vectors(%a: memref<8xi2>) {
+  %c0 = arith.constant 0 : index
+  %zero = arith.constant 0 : i2
+  %v = vector.transfer_read %a[%c0], %zero {in_bounds = [true]} : memref<8xi2>, vector<8xi2>
+  %d = arith.addi %v, %v : vector<8xi2>
+  vector.transfer_write %d, %a[%c0] {in_bounds = [true]} : vector<8xi2>, memref<8xi2>
+  return
+}

@@ -194,7 +194,7 @@ def failure_cause(record: dict) -> str:
             cause = f"torch-mlir TMTensor op, not lowered to linalg: {', '.join(kinds[:3])}"
         else:
             cause = f"unsupported in torch-mlir: {', '.join(kinds[:3]) or message.splitlines()[0]}"
-    elif "torch-mlir crashed" in message:
+    elif "torch-mlir" in message and ("killed by signal" in message or "torch-mlir failed while" in message):
         cause = "torch-mlir abort" + _assertion_site(message)
     elif "child was killed by signal" in message or "child exited" in message:
         cause = "MLIR lowering abort" + _assertion_site(message)

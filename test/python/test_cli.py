@@ -181,3 +181,65 @@ def test_console_script_reports_errors_without_traceback(tmp_path: Path) -> None
     assert result.returncode == 1
     assert result.stderr.startswith("nnforge run: error: ")
     assert "absent.onnx: no such file" in result.stderr and "Traceback" not in result.stderr
+
+
+def _console(*arguments: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(CONSOLE_SCRIPT), *arguments], capture_output=True, text=True, timeout=600)
+
+
+def _one_paragraph_error(result: subprocess.CompletedProcess, verb: str, *words: str) -> None:
+    """An error on stderr: one paragraph (no blank line), no traceback, naming `words`."""
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    error = result.stderr[result.stderr.index(f"nnforge {verb}: error: "):]  # after the progress lines
+    assert "\n\n" not in error.strip()
+    for word in words:
+        assert word in error
+
+
+def test_compile_into_unwritable_place_is_a_clean_error(onnx_file: Path) -> None:
+    # PermissionError's traceback before.
+    _one_paragraph_error(_console("compile", str(onnx_file), "-o", "/proc/model.so"),
+                         "compile", "cannot save the model as /proc/model.so")
+
+
+def test_compile_into_an_existing_folder_is_refused(onnx_file: Path, tmp_path: Path) -> None:
+    # Exited 0 and wrote DIR/<dirname> before.
+    _one_paragraph_error(_console("compile", str(onnx_file), "-o", str(tmp_path)), "compile", "it is a folder")
+    assert not any(tmp_path.iterdir())
+
+
+def test_dump_ir_naming_an_existing_file_is_a_clean_error(onnx_file: Path, tmp_path: Path) -> None:
+    # FileExistsError's traceback before.
+    existing = tmp_path / "ir"
+    existing.write_text("")
+    _one_paragraph_error(_console("compile", str(onnx_file), "-o", str(tmp_path / "m.so"), "--dump-ir",
+                                  str(existing)), "compile", "it is a file, not a folder")
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    for arguments in (["--debug", "run", str(tmp_path / "absent.onnx")],
+                      ["run", str(tmp_path / "absent.onnx"), "--debug"]):
+        result = _console(*arguments)
+        assert result.returncode == 1
+        assert "Traceback" in result.stderr and "nnforge run: error: " in result.stderr
+
+
+def test_internal_errors_say_they_are_bugs(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    from nnforge.cli import run_cmd
+
+    def broken(args: object) -> int:
+        raise KeyError("oops")
+
+    monkeypatch.setattr(run_cmd, "run", broken)
+    assert nnforge.cli.main(["run", "model.so"]) == nnforge.cli.INTERNAL_ERROR
+    error = capsys.readouterr().err
+    assert error.startswith("nnforge run: internal error: KeyError: 'oops'. This is a bug in nnforge")
+    assert "Traceback" not in error
+
+
+def test_long_messages_are_cut_to_one_paragraph() -> None:
+    message = "first\n\n" + "\n".join(f"line {i}" for i in range(100))
+    text = nnforge.cli.paragraph(message)
+    assert "\n\n" not in text and text.count("\n") == nnforge.cli.MAX_MESSAGE_LINES
+    assert text.endswith("(71 more lines; --debug prints all)")

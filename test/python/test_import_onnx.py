@@ -255,17 +255,33 @@ def test_report_marks_unsupported_op_types() -> None:
 
 def test_torch_mlir_crash_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
     # torch-mlir's passes can abort on assertions: the child process takes the blow.
-    import subprocess
     import sys
 
+    from nnforge import _process
     from nnforge.errors import CompileError
-    from nnforge.importers import handover
 
-    real_run = subprocess.run
+    real_run = _process.run
 
-    def run_aborting_child(command, **kwargs):
-        return real_run([sys.executable, "-c", "import os; os.abort()"], **kwargs)
+    def run_aborting_child(command, what, timeout_variables=()):
+        return real_run([sys.executable, "-c", "import os; os.abort()"], what, timeout_variables)
 
-    monkeypatch.setattr(handover.subprocess, "run", run_aborting_child)
-    with pytest.raises(CompileError, match="torch-mlir crashed while lowering ONNX model mlp to linalg"):
+    monkeypatch.setattr(_process, "run", run_aborting_child)
+    with pytest.raises(CompileError, match="torch-mlir's lowering of ONNX model mlp to linalg failed: "
+                                           r"python\S* was killed by signal SIGABRT"):
         nnforge.import_onnx(_mlp_model(2), level="linalg")
+
+
+def test_external_data_past_the_end_of_its_file_is_a_load_error(tmp_path) -> None:
+    # onnx's ValueError escaped (a traceback from the command line).
+    from nnforge.errors import ModelLoadError
+
+    model = _mlp_model(2)
+    path = tmp_path / "mlp.onnx"
+    onnx.save(model, path, save_as_external_data=True, all_tensors_to_one_file=True, location="weights.bin",
+              size_threshold=0)
+    saved = onnx.load(str(path), load_external_data=False)
+    entries = {entry.key: entry for entry in saved.graph.initializer[0].external_data}
+    entries["offset"].value = str(10**6)
+    onnx.save(saved, path)
+    with pytest.raises(ModelLoadError, match="cannot read its external data"):
+        nnforge.import_onnx(path)

@@ -47,10 +47,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nnforge import artifact
     from nnforge.errors import ModelLoadError
 
     if Path(args.model).exists() and args.output.resolve() == Path(args.model).resolve():
         raise ModelLoadError(f"-o {args.output} would overwrite the model itself")
+    artifact.check_destination(args.output)  # before compiling, which takes a while
     if args.input_shape and not is_torch_factory(args.model):
         raise ModelLoadError("--input-shape applies to PyTorch factories only: "
                              "ONNX and MLIR models keep the shapes they declare")

@@ -42,6 +42,7 @@ def _phase(name: str, start: float) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from nnforge import importers
+    from nnforge.errors import SaveError
     from nnforge.importers import coverage
 
     if args.emit == "bytecode" and args.output is None:
@@ -87,15 +88,18 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     start = time.perf_counter()
-    if args.emit == "bytecode":
-        with open(args.output, "wb") as stream:
-            result.operation.write_bytecode(stream)
-    else:
-        text = result if isinstance(result, str) else str(result)
-        if args.output is None:
-            sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    try:
+        if args.emit == "bytecode":
+            with open(args.output, "wb") as stream:
+                result.operation.write_bytecode(stream)
         else:
-            args.output.write_text(text)
+            text = result if isinstance(result, str) else str(result)
+            if args.output is None:
+                sys.stdout.write(text if text.endswith("\n") else text + "\n")
+            else:
+                args.output.write_text(text)
+    except OSError as error:
+        raise SaveError(f"cannot write {args.output}: {error.strerror or error}") from None
     _phase(f"wrote {args.output or 'stdout'}", start)
     if args.level == "nnf":
         print(f"nnforge import: {importers.raised_op_count(result)} ops raised to nnf",

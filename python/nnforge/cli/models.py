@@ -78,9 +78,12 @@ def load_factory(
         sys.path.insert(0, "")  # factories in the current directory
     try:
         factory = getattr(importlib.import_module(module_name), factory_name)
-    except (ImportError, AttributeError) as error:
-        raise ModelLoadError(f"cannot load the factory {spec!r}: {error}") from None
-    made = factory()
+    except Exception as error:  # the user's module: it may raise anything while importing
+        raise ModelLoadError(f"cannot load the factory {spec!r}: {type(error).__name__}: {error}") from None
+    try:
+        made = factory()
+    except Exception as error:
+        raise ModelLoadError(f"the factory {spec!r} raised {type(error).__name__}: {error}") from None
     module, factory_inputs = (made if isinstance(made, tuple) else (made, None))
     if input_shapes:
         generator = torch.Generator().manual_seed(0)

@@ -93,9 +93,21 @@ def _in_signature_order(signature, given: list[tuple[str | None, np.ndarray]]) -
     return [slots[name] for name in names]
 
 
+def _make_folder(folder: Path) -> None:
+    """Creates the --output folder; SaveError where it cannot be."""
+    from nnforge.errors import SaveError
+
+    if folder.exists() and not folder.is_dir():
+        raise SaveError(f"--output {folder}: it is a file; give a folder for the outputs")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SaveError(f"--output {folder}: cannot create the folder: {error.strerror or error}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     import nnforge
-    from nnforge.errors import ModelLoadError
+    from nnforge.errors import ModelLoadError, SaveError
 
     given = _read_inputs(args.input)
     if Path(args.model).suffix == LIBRARY_SUFFIX:
@@ -119,11 +131,14 @@ def run(args: argparse.Namespace) -> int:
     if not isinstance(outputs, list):
         outputs = [] if outputs is None else [outputs]
     if args.output:
-        args.output.mkdir(parents=True, exist_ok=True)
+        _make_folder(args.output)
     for spec, output in zip(executable.signature.outputs, outputs):
         if args.output:
             path = args.output / f"{spec.name}.npy"
-            np.save(path, output)
+            try:
+                np.save(path, output)
+            except OSError as error:
+                raise SaveError(f"cannot write {path}: {error.strerror or error}") from None
             print(f"{spec.name}: {describe_array(output)} -> {path}")
         else:
             print(f"{spec.name}: {describe_array(output)}")

@@ -10,20 +10,20 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from nnforge import _process
 from nnforge.errors import CompileError, UnsupportedOp, UnsupportedOpError
 
 log = logging.getLogger("nnforge.importers")
 
-# Seconds torch-mlir's lowering may take (NNFORGE_IMPORT_TIMEOUT overrides).
-DEFAULT_TIMEOUT = 600.0
+# The environment variable limiting torch-mlir's lowering, in seconds (see
+# `nnforge._process.time_limit`; some torch-mlir passes loop forever on some inputs).
+TIMEOUT_VARIABLE = "NNFORGE_IMPORT_TIMEOUT"
 
 # How to turn a printed MLIR location into words for the user.
 LocationDescriber = Callable[[str], str]
@@ -41,12 +41,6 @@ def group_ops(
         if where and where not in places.setdefault(kind, []):
             places[kind].append(where)
     return [UnsupportedOp(kind, count, tuple(places.get(kind, ()))) for kind, count in counts.items()]
-
-
-def _crash_summary(stderr: str) -> str:
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assertion = [line for line in lines if "Assertion" in line or "LLVM ERROR" in line]
-    return (assertion or lines[-1:] or ["no output"])[0].strip()
 
 
 def _failure_message(report: dict, describe: LocationDescriber, max_lines: int = 5) -> str:
@@ -80,21 +74,14 @@ def lower_with_torch_mlir(
             sys.executable, "-m", "nnforge.importers.torch_mlir_worker",
             str(source_path), str(scratch_dir), "--source", source, "--level", level,
         ]
-        timeout = float(os.environ.get("NNFORGE_IMPORT_TIMEOUT", DEFAULT_TIMEOUT))
-        try:
-            child = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            # Some torch-mlir passes loop forever on some inputs.
-            raise CompileError(
-                f"torch-mlir did not finish lowering {what} to {level} within {timeout:g} s "
-                "(set NNFORGE_IMPORT_TIMEOUT to allow more)"
-            ) from None
+        child = _process.run(command, f"torch-mlir's lowering of {what} to {level}", (TIMEOUT_VARIABLE,))
         log.info("torch-mlir lowering to %s: %.2f s", level, time.perf_counter() - start)
         report_path = scratch_dir / "report.json"
         if child.returncode != 0 or not report_path.exists():
+            cause = _process.failure_cause(child.stderr)
             raise CompileError(
-                f"torch-mlir crashed while lowering {what} to {level} "
-                f"(exit status {child.returncode}): {_crash_summary(child.stderr)}"
+                f"torch-mlir failed while lowering {what} to {level}: its child process "
+                f"{_process.describe_exit(child.returncode)}" + (f": {cause}" if cause else "")
             )
         report = json.loads(report_path.read_text())
         if report["status"] == "ok":

@@ -17,6 +17,8 @@
 
 from __future__ import annotations
 
+from nnforge.errors import ArgumentError
+
 LEVELS = ("torch", "tosa", "linalg", "nnf")
 
 # The level torch-mlir lowers to for each of ours.
@@ -24,7 +26,7 @@ TORCH_MLIR_LEVEL = {"torch": "torch", "tosa": "tosa", "linalg": "linalg", "nnf":
 
 
 def check_level(level: str) -> str:
-    """`level` if it names a level, else a ValueError listing them."""
+    """`level` if it names a level, else an ArgumentError listing them."""
     if level not in LEVELS:
-        raise ValueError(f"unknown level {level!r}: expected one of {', '.join(LEVELS)}")
+        raise ArgumentError(f"unknown level {level!r}: expected one of {', '.join(LEVELS)}")
     return level

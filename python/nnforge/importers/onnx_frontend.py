@@ -191,7 +191,7 @@ def import_onnx(model: OnnxModel, *, level: str = "linalg"):
     if isinstance(model, (str, os.PathLike)):
         try:
             _onnx().load_external_data_for_model(proto, str(Path(model).resolve().parent))
-        except OSError as error:
+        except (OSError, ValueError) as error:  # a missing file; an offset or length past its end
             raise ModelLoadError(f"{what}: cannot read its external data: {error}") from None
     log.info("load, check, opset upgrade, shape inference: %.2f s", time.perf_counter() - start)
 
@@ -343,7 +343,10 @@ def _default_opset(proto) -> int:
 def onnx_io_names(model: OnnxModel) -> tuple[list[str], list[str]]:
     """The names of an ONNX model's graph inputs (initializers aside) and outputs."""
     onnx = _onnx()
-    proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model), load_external_data=False)
+    try:
+        proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model), load_external_data=False)
+    except Exception as error:  # protobuf's DecodeError and friends
+        raise ModelLoadError(f"ONNX model {model} cannot be read as ONNX: {error}") from None
     initializers = {tensor.name for tensor in proto.graph.initializer}
     inputs = [value.name for value in proto.graph.input if value.name not in initializers]
     return inputs, [value.name for value in proto.graph.output]

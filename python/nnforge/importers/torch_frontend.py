@@ -6,6 +6,7 @@ import functools
 import logging
 import os
 import re
+import threading
 import time
 import warnings
 from collections import Counter
@@ -18,6 +19,11 @@ from nnforge.importers.levels import TORCH_MLIR_LEVEL, check_level
 log = logging.getLogger("nnforge.importers")
 
 _FRAME = re.compile(r'"([^"]+)":(\d+):\d+')
+# torch.export and the decompositions torch-mlir's FX importer runs install
+# process-wide dispatch modes: two threads tracing at once fail ("... slot
+# already set"). Tracing is serialized behind this lock (re-entrant: a
+# module's forward may itself compile).
+_TRACING_LOCK = threading.RLock()
 
 
 def _torch():
@@ -44,7 +50,9 @@ def location_describer() -> handover.LocationDescriber:
 
 
 def export(module, example_args: tuple, dynamic_shapes: Any = None):
-    """torch.export of `module` in eval mode; ModelLoadError if it cannot be exported."""
+    """torch.export of `module` in eval mode; ModelLoadError if it cannot be exported.
+
+    Thread-safe: torch.export is not, so threads exporting at once take turns."""
     torch = _torch()
     if not isinstance(module, torch.nn.Module):
         raise ModelLoadError(f"import_torch takes a torch.nn.Module, not {type(module).__name__}")
@@ -52,7 +60,7 @@ def export(module, example_args: tuple, dynamic_shapes: Any = None):
     if isinstance(example_args, torch.Tensor):
         example_args = (example_args,)
     try:
-        with warnings.catch_warnings():
+        with _TRACING_LOCK, warnings.catch_warnings():
             # torch's own deprecation notices, not the user's business
             warnings.simplefilter("ignore", FutureWarning)
             program = torch.export.export(
@@ -100,11 +108,13 @@ def _decomposition_table() -> dict:
 
 
 def import_to_torch_mlir(program, what: str):
-    """The exported program as a raw torch-mlir module (ATen ops, decomposed)."""
+    """The exported program as a raw torch-mlir module (ATen ops, decomposed).
+
+    Serialized with `export` (the decompositions trace the program again)."""
     from torch_mlir import fx
 
     try:
-        with warnings.catch_warnings():
+        with _TRACING_LOCK, warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             return fx.export_and_import(program, output_type="raw", decomposition_table=_decomposition_table())
     except NotImplementedError as error:
@@ -134,6 +144,10 @@ def import_torch(module, example_args, *, dynamic_shapes=None, level: str = "lin
     `torch.export.export` (use `torch.export.Dim` for a dynamic batch: it stays
     `?` in the IR). Returns an `mlir.ir.Module` in `nnforge.context()`,
     verified, at `level` ("tosa", "linalg" or "nnf"), or text for "torch".
+
+    Thread-safe: torch.export is not, so threads importing at once take
+    turns for the export and the FX import; torch-mlir's lowering, in a child
+    process each, runs concurrently.
 
     Raises ModelLoadError when the module cannot be exported,
     UnsupportedOpError naming each op torch-mlir cannot lower with its count

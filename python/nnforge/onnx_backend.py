@@ -377,7 +377,10 @@ class NNForgeBackend(Backend):
 
 def _with_inferred_outputs(model: onnx.ModelProto) -> onnx.ModelProto:
     """`model` with its graph outputs typed by ONNX shape inference."""
-    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
+    except onnx.shape_inference.InferenceError as error:
+        raise errors.ModelLoadError(f"the node is invalid for these inputs: {str(error).strip()}") from None
     known = {value.name: value for value in inferred.graph.value_info}
     known.update({value.name: value for value in inferred.graph.output if value.type.HasField("tensor_type")})
     typed = []

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from nnforge.errors import CompileError, ModelLoadError, UnsupportedOp, UnsupportedOpError
-from nnforge.importers import handover, onnx_rewrites
+from nnforge.importers import handover, onnx_rewrites, onnx_validation
 from nnforge.importers.levels import TORCH_MLIR_LEVEL, check_level
 
 log = logging.getLogger("nnforge.importers")
@@ -79,8 +79,9 @@ def load_model(model: OnnxModel) -> tuple[Any, str]:
 
 
 def prepare(proto, what: str):
-    """Opset upgrade, shape inference and the rewrites of `onnx_rewrites`;
-    names unnamed nodes (for locations)."""
+    """Opset upgrade, the checks and shape inference of `onnx_validation`,
+    and the rewrites of `onnx_rewrites`; names unnamed nodes (for locations
+    and messages)."""
     onnx = _onnx()
     opset = _default_opset(proto)
     if 0 < opset < TARGET_OPSET:
@@ -91,11 +92,8 @@ def prepare(proto, what: str):
                         what, opset, TARGET_OPSET, str(error).splitlines()[0])
     else:
         proto = _copy(proto)
-    try:
-        proto = onnx.shape_inference.infer_shapes(proto, data_prop=True)
-    except Exception as error:
-        log.warning("%s: shape inference failed (%s)", what, str(error).splitlines()[0])
     _name_nodes(proto)
+    proto = onnx_validation.validate(proto, what)
     rewritten = onnx_rewrites.rewrite(proto)
     if rewritten:
         log.info("%s: %d nodes rewritten into forms torch-mlir converts", what, rewritten)

@@ -100,7 +100,8 @@ def inputs_for(name: str, shapes) -> list[np.ndarray]:
 def compile_all(out: Path, chip: str, names: list[str]) -> None:
     sys.path.insert(0, str(ROOT / "python"))
     import nnforge
-    from nnforge import gpu
+    from nnforge.targets.cuda.library import save_cuda_library
+    from nnforge.targets.cuda.lowering import kernel_objects
 
     table = models()
     for name in names:
@@ -109,8 +110,8 @@ def compile_all(out: Path, chip: str, names: list[str]) -> None:
         example = tuple(torch.from_numpy(array) for array in inputs_for(name, shapes))
         compiled = nnforge.compile(module, example, target="cuda", chip=chip)
         directory = out / name
-        files = gpu.save_cuda_library(compiled.module, compiled.signature, directory / "model.so")
-        cubins = [len(data) for _, data in gpu.kernel_objects(compiled.module)]
+        files = save_cuda_library(compiled.module, compiled.signature, directory / "model.so")
+        cubins = [len(data) for _, data in kernel_objects(compiled.module)]
         sizes = ", ".join(f"{path.name} {path.stat().st_size / 1024:.0f} KiB" for path in files)
         print(f"{name}: {time.perf_counter() - start:.1f} s, {len(cubins)} kernels, "
               f"cubins {sum(cubins) / 1024:.0f} KiB (largest {max(cubins) / 1024:.0f} KiB); {sizes}")

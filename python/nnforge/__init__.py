@@ -27,7 +27,7 @@ _EXPORTS = {
     "import_torch": "nnforge.importers",
     "import_onnx": "nnforge.importers",
     "compile": "nnforge.compiler",
-    "CompiledModel": "nnforge.compiler",
+    "CompiledModel": "nnforge.targets.cpu.model",
     "load": "nnforge.runtime",
 }
 _SUBMODULES = {
@@ -35,6 +35,7 @@ _SUBMODULES = {
     "pipelines",
     "importers",
     "compiler",
+    "targets",
     "runtime",
     "onnx_backend",
     "integrations",

@@ -37,7 +37,7 @@ from onnx.backend.base import Backend, BackendRep, namedtupledict
 from nnforge import _process, errors
 from nnforge.errors import CompileError, InputError
 from nnforge.onnx_backend_worker import read_message, write_message
-from nnforge.runtime import Executable, numpy_dtype
+from nnforge.runtime import Executable, load, numpy_dtype
 
 
 
@@ -313,16 +313,16 @@ class NNForgeBackend(Backend):
         """
         if not cls.supports_device(device):
             raise CompileError(f"nnforge's ONNX backend runs on CPU only, not {device!r}")
-        import nnforge
-
         def compile_model(model: onnx.ModelProto) -> Executable:
             if compile_in_process:
-                return nnforge.compile(model, level=level)
+                from nnforge import compiler
+
+                return compiler.compile(model, level=level)
             with tempfile.TemporaryDirectory(prefix="nnforge-onnx-backend-") as scratch:
                 library = Path(scratch) / f"model-{next(_library_numbers)}.so"
                 _worker.compile(model, library, level, compile_timeout or _process.time_limit())
                 # Once loaded the library stays mapped: the file can go.
-                return nnforge.load(library)
+                return load(library)
 
         return NNForgeBackendRep(model, compile_model)
 

@@ -51,13 +51,13 @@ def compile_request(request: dict) -> dict:
     """Compiles one request's model to its library path; the reply to send back."""
     import onnx
 
-    import nnforge
+    from nnforge import compiler
     from nnforge.errors import NNForgeError
 
     try:
         model = onnx.ModelProto()
         model.ParseFromString(request["model"])
-        nnforge.compile(model, level=request.get("level", "linalg")).save(request["library"])
+        compiler.compile(model, level=request.get("level", "linalg")).save(request["library"])
     except NNForgeError as error:
         return {
             "error": type(error).__name__,

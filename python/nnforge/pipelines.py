@@ -153,7 +153,7 @@ def wrap(pipeline: str) -> str:
 
 
 # The CUDA target: from fused linalg on tensors (`stages(level, "cuda")`) to
-# an LLVM host module with the kernels in a gpu.binary. `nnforge.gpu` runs
+# an LLVM host module with the kernels in a gpu.binary. `nnforge.targets.cuda` runs
 # these stages with Python steps in between (placing buffers in device
 # memory, inserting the transform schedules that "gpu-map-matmul" and
 # "gpu-map-generic" interpret).

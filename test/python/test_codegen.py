@@ -1,4 +1,4 @@
-"""Optimized CPU code generation (nnforge.codegen): results match PyTorch.
+"""Optimized CPU code generation (nnforge.targets.cpu.codegen): results match PyTorch.
 
 Each model is compiled with `nnforge.compile` (the optimized lowering, the default) and compared with PyTorch's f32 result (rtol/atol 1e-4).
 The IR reaching LLVM is also checked for leftover `memref.copy` beyond
@@ -16,7 +16,6 @@ import torch
 from mlir import ir
 
 import nnforge
-from nnforge import codegen
 from nnforge.importers.handover import walk_ops
 
 import models

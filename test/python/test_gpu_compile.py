@@ -22,11 +22,15 @@ from mlir import ir  # noqa: E402
 from mlir.execution_engine import ExecutionEngine  # noqa: E402
 
 import nnforge  # noqa: E402
-from nnforge import gpu, pipelines  # noqa: E402
-from nnforge.compiler import (  # noqa: E402
-    CompiledModel, StageRunner, _runtime_libraries, entry_function, import_model, signature_of,
-)
+from nnforge import pipelines  # noqa: E402
+from nnforge.compiler import import_model  # noqa: E402
+from nnforge.entry import entry_function, signature_of  # noqa: E402
 from nnforge.errors import CompileError  # noqa: E402
+from nnforge.runtime import CUDA_RUNTIME  # noqa: E402
+from nnforge.stages import StageRunner  # noqa: E402
+from nnforge.targets.cpu.model import CompiledModel, runtime_libraries  # noqa: E402
+from nnforge.targets.cuda import lowering  # noqa: E402
+from nnforge.targets.cuda.library import TARGET_SYMBOL  # noqa: E402
 
 EM_CUDA = 190
 
@@ -127,15 +131,15 @@ def _emulate_on_cpu(name) -> CompiledModel:
         for stage, pipeline in pipelines.stages(level, "cuda"):
             runner.run(module, stage, pipeline)
         runner.run(module, "bufferize", pipelines.CUDA_BUFFERIZE)
-        gpu.insert_matmul_schedule(module, entry_function(module), on_gpu=False)
+        lowering.insert_matmul_schedule(module, entry_function(module), on_gpu=False)
         runner.run(module, "matmul", "transform-interpreter,canonicalize")
-        gpu.remove_schedule(module)
+        lowering.remove_schedule(module)
         runner.run(module, "generalize", pipelines.CUDA_GENERALIZE)
-        gpu.insert_generic_schedule(module, entry_function(module), on_gpu=False)
+        lowering.insert_generic_schedule(module, entry_function(module), on_gpu=False)
         runner.run(module, "generic", "transform-interpreter,canonicalize")
-        gpu.remove_schedule(module)
+        lowering.remove_schedule(module)
         runner.run(module, "llvm", f"convert-linalg-to-loops,scf-forall-to-for,{pipelines.WIDEN_BOOLS},{pipelines.LOOPS_TO_LLVM}")
-    engine = ExecutionEngine(module, opt_level=2, shared_libs=_runtime_libraries(threads=1))
+    engine = ExecutionEngine(module, opt_level=2, shared_libs=runtime_libraries(threads=1))
     return CompiledModel(engine, signature, runner.times, threads=1)
 
 
@@ -166,15 +170,15 @@ def compiled(tmp_path_factory):
 @pytest.mark.parametrize("name", COMPILED)
 def test_compiles_to_cubin_and_library(compiled, name):
     module, signature, path = compiled[name]
-    objects = gpu.kernel_objects(module)
+    objects = lowering.kernel_objects(module)
     assert objects, "no kernels"
     for kernel, data in objects:
         assert _elf_machine(data) == EM_CUDA, f"{kernel} is not a CUDA ELF"
     symbols = subprocess.run(["nm", "-D", "--defined-only", str(path)], capture_output=True,
                              text=True, check=True).stdout.split()
     assert f"_mlir_ciface_{signature.entry}" in symbols
-    assert "nnforge_signature" in symbols and gpu.TARGET_SYMBOL in symbols
-    needed = subprocess.run(["readelf", "-d", str(path.parent / gpu.CUDA_RUNTIME)],
+    assert "nnforge_signature" in symbols and TARGET_SYMBOL in symbols
+    needed = subprocess.run(["readelf", "-d", str(path.parent / CUDA_RUNTIME)],
                             capture_output=True, text=True, check=True).stdout
     assert "libcuda.so.1" in needed and "libLLVM.so" not in needed
 

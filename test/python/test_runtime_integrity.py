@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import nnforge
-from nnforge import artifact, elf
+from nnforge import artifact, elf, linking
 from nnforge.errors import InputError, ModelLoadError, SaveError
 from nnforge.runtime import Signature
 
@@ -118,7 +118,7 @@ def test_damaged_library_is_refused_before_loading(linear_library: Path, tmp_pat
 
 def test_foreign_library_is_refused(tmp_path: Path) -> None:
     foreign = tmp_path / "libm.so"
-    foreign.write_bytes(Path(nnforge.compiler._system_library("libm.so.6")).read_bytes())
+    foreign.write_bytes(Path(linking.system_library("libm.so.6")).read_bytes())
     with pytest.raises(ModelLoadError, match="not a model saved by nnforge"):
         nnforge.load(foreign)
 

@@ -102,9 +102,9 @@ def to_nnforge_module(text: str, what: str):
     """Parses torch-mlir's output in a new `nnforge.context()` and verifies it."""
     from mlir import ir
 
-    import nnforge
+    from nnforge._native import context as new_context
 
-    context = nnforge.context()
+    context = new_context()
     try:
         module = ir.Module.parse(text, context)
     except ir.MLIRError as error:

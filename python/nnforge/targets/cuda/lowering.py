@@ -1,4 +1,4 @@
-"""The CUDA target: linalg on tensors -> kernels in a cubin + host code calling them.
+"""Lowering for the CUDA target: linalg on tensors -> kernels in a cubin + host code calling them.
 
 The result of `lower_to_cuda` is an LLVM-dialect host module. Its entry point
 takes and returns host buffers (numpy arrays at the C interface, as for the
@@ -33,18 +33,15 @@ Steps (named pipelines in `nnforge.pipelines.cuda_stages`, Python rewrites in be
 from __future__ import annotations
 
 import math
-import os
-import shutil
-import tempfile
-from pathlib import Path
 
-from mlir import ir
+from mlir import ir, passmanager
 from mlir.dialects import arith, gpu, linalg, memref
 
-from nnforge import _process, artifact, elf, pipelines
-from nnforge.errors import CompileError, SaveError
+from nnforge import pipelines
+from nnforge.entry import entry_function
+from nnforge.errors import CompileError
 from nnforge.importers.handover import walk_ops
-from nnforge.runtime import CUDA_RUNTIME, SIGNATURE_SYMBOL
+from nnforge.stages import StageRunner
 
 # Matmul schedule: output tile per block (the first of these that divides
 # the output and gives the grid MIN_BLOCKS blocks, else the smallest that
@@ -513,13 +510,8 @@ def _is_workgroup(type_: ir.Type) -> bool:
     return isinstance(type_, ir.MemRefType) and "workgroup" in str(type_.memory_space)
 
 
-def lower_to_cuda(module: ir.Module, runner, chip: str = "sm_90") -> None:
-    """Lowers fused linalg on tensors (in place) to an LLVM host module with a cubin.
-
-    `runner`: a `nnforge.compiler.StageRunner` (dumps and times each stage).
-    """
-    from nnforge.compiler import entry_function
-
+def lower_to_cuda(module: ir.Module, runner: StageRunner, chip: str = "sm_90") -> None:
+    """Lowers fused linalg on tensors (in place) to an LLVM host module with a cubin."""
     stages = dict(pipelines.cuda_stages(check_chip(chip)))
     with module.context:
         function = entry_function(module)
@@ -549,8 +541,6 @@ def ptx_of(module: ir.Module, chip: str = "sm_90") -> str:
     """The PTX of the kernels of a module lowered up to (not including) gpu-to-nvvm."""
     with module.context:
         copy = ir.Module.parse(str(module))
-        from mlir import passmanager
-
         ptx_pipeline = pipelines.cuda_to_nvvm(check_chip(chip), "isa")
         manager = passmanager.PassManager.parse(pipelines.wrap(ptx_pipeline))
         try:
@@ -569,85 +559,3 @@ def kernel_objects(module: ir.Module) -> list[tuple[str, bytes]]:
             for attribute in ir.ArrayAttr(op.attributes["objects"]):
                 objects.append((name, bytes(gpu.ObjectAttr(attribute).object)))
     return objects
-
-
-# Where a saved CUDA model says which target it was compiled for.
-TARGET_SYMBOL = "nnforge_target"
-# nnforge's versions of some of MLIR's CUDA wrappers (device memory from the
-# driver's caching pool, a quiet kernel unload at exit), linked in ahead of
-# libmlir_cuda_runtime.so.
-CUDA_RUNTIME_ARCHIVE = "libNNForgeCudaRuntimeStatic.a"
-
-
-def cuda_runtime_library() -> Path:
-    """MLIR's CUDA runtime wrappers (`mgpu*`), as shipped in the mlir wheel."""
-    import mlir
-
-    for root in mlir.__path__:
-        library = Path(root) / "lib" / CUDA_RUNTIME
-        if library.exists():
-            return library
-    raise CompileError(f"{CUDA_RUNTIME} is missing from the mlir package")
-
-
-def _run_tool(command: list[str], what: str) -> None:
-    result = _process.run(command, what)
-    if result.returncode != 0:
-        raise CompileError(f"{what} failed ({' '.join(command[:1])}): {result.stderr.strip()[:2000]}")
-
-
-def save_cuda_library(module: ir.Module, signature, path: str | os.PathLike) -> list[Path]:
-    """Writes `module` (LLVM dialect + gpu.binary, from `lower_to_cuda`) as a shared library.
-
-    Next to it goes a copy of the CUDA runtime wrappers without their
-    (unused) dependency on libLLVM.so, found through the library's
-    `$ORIGIN` run path: deploying needs these two files, numpy and the
-    driver's libcuda.so.1. The signature is embedded as for the CPU target,
-    plus `nnforge_target` = "cuda". Returns the files written.
-
-    Code generation runs in child processes (mlir-translate, llc): the
-    ExecutionEngine cannot even be created without libcuda.so.1.
-    """
-    from nnforge._native import _native_file, tool_path
-    from nnforge.compiler import c_compiler, embed_string, runtime_archive
-    from nnforge.runtime import packed_entry_source
-
-    path = artifact.check_destination(path)
-    compiler = c_compiler()
-    with module.context:
-        copy = ir.Module.parse(str(module))
-        embed_string(copy, SIGNATURE_SYMBOL, signature.to_json())
-        embed_string(copy, TARGET_SYMBOL, "cuda")
-    runtime = path.parent / CUDA_RUNTIME
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(cuda_runtime_library(), runtime)
-    except OSError as error:
-        raise SaveError(f"cannot write {runtime}: {error.strerror or error}") from None
-    try:
-        elf.remove_needed(runtime, "libLLVM.so")
-    except elf.ElfError as error:
-        raise CompileError(str(error)) from None
-    with tempfile.TemporaryDirectory(prefix="nnforge-cuda-") as scratch:
-        source, llvm_ir, objects, entry = (Path(scratch) / f"model.{ext}" for ext in ("mlir", "ll", "o", "c"))
-        source.write_text(str(copy))
-        entry.write_text(packed_entry_source(signature))
-        _run_tool([str(tool_path("mlir-translate")), "--mlir-to-llvmir", str(source), "-o", str(llvm_ir)],
-                  "translating to LLVM IR")
-        _run_tool([str(tool_path("llc")), "-O3", "-filetype=obj", "-relocation-model=pic",
-                   str(llvm_ir), "-o", str(objects)], "generating host code")
-        linked = Path(scratch) / path.name
-        _run_tool([compiler, "-shared", "-fPIC", "-o", str(linked), str(objects), str(entry),
-                   *runtime_archive(), str(_native_file(CUDA_RUNTIME_ARCHIVE)), f"-L{path.parent}",
-                   "-l:" + CUDA_RUNTIME, "-Wl,--allow-shlib-undefined", "-Wl,-rpath,$ORIGIN"],
-                  f"linking {path}")
-        artifact.install(linked, path)
-    return [path, runtime]
-
-
-def check_only_llvm_host(module: ir.Module) -> None:
-    """Raises CompileError naming host ops the lowering left outside the LLVM
-    dialect (kernels stay as `gpu.binary`, launched by `gpu.launch_func`)."""
-    from nnforge.compiler import check_only_llvm
-
-    check_only_llvm(module, also_allowed=("gpu.binary", "gpu.launch_func"))

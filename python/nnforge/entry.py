@@ -1,0 +1,95 @@
+"""A compiled module's entry point: which function it is, its signature, and
+the strings (signature, target) embedded in the code for the loaders."""
+
+from __future__ import annotations
+
+from mlir import ir
+
+from nnforge.errors import CompileError
+from nnforge.runtime import Signature, TensorSpec
+
+
+def entry_function(module: ir.Module) -> ir.Operation:
+    """The function to compile: the only public one with a body, or `main`."""
+    functions = [
+        op.operation
+        for op in module.body.operations
+        if op.operation.name == "func.func"
+        and len(op.operation.regions[0].blocks) > 0
+        and "sym_visibility" not in op.operation.attributes
+    ]
+    if len(functions) == 1:
+        return functions[0]
+    named = [f for f in functions if ir.StringAttr(f.attributes["sym_name"]).value == "main"]
+    if named:
+        return named[0]
+    names = [ir.StringAttr(f.attributes["sym_name"]).value for f in functions]
+    raise CompileError(
+        f"cannot tell which function to compile: public functions {names or 'none'} "
+        "(make one `main`, or the others private)"
+    )
+
+
+def _has_identity_layout(memref: ir.MemRefType) -> bool:
+    layout = memref.layout
+    return isinstance(layout, ir.AffineMapAttr) and ir.AffineMapAttr(layout).value == ir.AffineMap.get_identity(memref.rank)
+
+
+def _tensor_spec(name: str, type_: ir.Type, where: str) -> TensorSpec:
+    # A bufferized module (see nnforge.importers.levels) passes identity-layout
+    # memrefs: the same calling convention as tensors after bufferization.
+    if isinstance(type_, ir.RankedTensorType):
+        shaped = ir.RankedTensorType(type_)
+    elif isinstance(type_, ir.MemRefType) and _has_identity_layout(ir.MemRefType(type_)):
+        shaped = ir.MemRefType(type_)
+    else:
+        raise CompileError(
+            f"{where} has type {type_}: only ranked tensors and identity-layout memrefs are supported"
+        )
+    shape = tuple(None if shaped.is_dynamic_dim(i) else shaped.shape[i] for i in range(shaped.rank))
+    return TensorSpec(name, str(shaped.element_type), shape)
+
+
+def signature_of(
+    function: ir.Operation, names: tuple[list[str], list[str]] | None = None
+) -> Signature:
+    """The inputs and outputs of a tensor-level function, named after `names` if given."""
+    entry = ir.StringAttr(function.attributes["sym_name"]).value
+    function_type = ir.FunctionType(ir.TypeAttr(function.attributes["function_type"]).value)
+    input_names, output_names = names or ([], [])
+    if len(input_names) != len(function_type.inputs):
+        input_names = [f"input{i}" for i in range(len(function_type.inputs))]
+    if len(output_names) != len(function_type.results):
+        output_names = [f"output{i}" for i in range(len(function_type.results))]
+    inputs = tuple(
+        _tensor_spec(name, t, f"input {i} of @{entry}")
+        for i, (name, t) in enumerate(zip(input_names, function_type.inputs))
+    )
+    outputs = tuple(
+        _tensor_spec(name, t, f"result {i} of @{entry}")
+        for i, (name, t) in enumerate(zip(output_names, function_type.results))
+    )
+    return Signature(entry, inputs, outputs)
+
+
+def takes_buffers(function: ir.Operation) -> bool:
+    """Whether `function` is already bufferized (memrefs at its boundary)."""
+    function_type = ir.FunctionType(ir.TypeAttr(function.attributes["function_type"]).value)
+    return any(isinstance(t, ir.MemRefType) for t in [*function_type.inputs, *function_type.results])
+
+
+def _mlir_string(text: str) -> str:
+    """`text` as an MLIR string literal body (hex-escaping all but the plain)."""
+    plain = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 _-.:,[]{}")
+    return "".join(c if c in plain else "".join(f"\\{b:02X}" for b in c.encode()) for c in text)
+
+
+def embed_string(module: ir.Module, symbol: str, text: str) -> None:
+    """Adds `text` as a NUL-terminated global string `symbol` to an LLVM-dialect module."""
+    size = len(text.encode()) + 1
+    with module.context:
+        holder = ir.Module.parse(
+            f'llvm.mlir.global external constant @{symbol}("{_mlir_string(text)}\\00")'
+            f" {{addr_space = 0 : i32}} : !llvm.array<{size} x i8>"
+        )
+        holder.body.operations[0].move_before(module.body.operations[0])

@@ -1,0 +1,243 @@
+"""Contractions: matmul in any operand layout, batch_matmul, contraction
+generics, and the im2col'd convolutions.
+
+Output tiles of 128 x 128 (64 rows where 128 do not divide m; columns in
+equal tiles where 128 do not divide n: 196 (two halves if it is the only
+output tile), 3136 = 14 x 224; shared among threads), k tiles of 256, then
+register tiles of 8 x 32 with k step 1, vectorized to a `vector.contract`
+lowered to outer products (`vector.fma` on vector<32xf32>); each
+accumulator is hoisted out of the k loop into registers. The columns of an
+output tile after its last full register tile get power-of-two widths
+(49 = 32 + 16 + 1), unmasked; masks remain only where n is dynamic.
+"""
+
+from __future__ import annotations
+
+from mlir import ir
+from mlir.dialects import linalg
+
+from nnforge.targets.cpu.codegen.common import (
+    BAND_COLUMNS,
+    clamp,
+    hoist_accumulators,
+    loop_count,
+    sizes_text,
+    static_loop_sizes,
+    tile_outer,
+)
+
+# Contraction tiles: (cache level, register level) sizes per dimension role.
+# Where 128 rows of m do not divide the loop, 64 (SMALL_M_TILE) do: a partial
+# m tile would mask each of its register tiles.
+CACHE_TILE = {"batch": 1, "m": 128, "n": 128, "k": 256}
+SMALL_M_TILE = 64
+REGISTER_TILE = {"batch": 1, "m": 8, "n": 32, "k": 1}
+
+
+def _is_multiply_accumulate(op: ir.Operation) -> bool:
+    """Whether the op's body is `out + a * b` (or `a * b + out`) and nothing else."""
+    body = op.regions[0].blocks[0]
+    return [o.operation.name for o in body.operations] in (
+        ["arith.mulf", "arith.addf", "linalg.yield"],
+        ["arith.muli", "arith.addi", "linalg.yield"],
+    )
+
+
+def contraction_roles(op: ir.Operation) -> dict[int, str] | None:
+    """The role (batch, m, n, k) of each loop of a contraction, or None if
+    `op` is no contraction the schedule handles.
+
+    The last m and n dims get the register tile (outer products); other m/n
+    dims (e.g. heads, or the batch of an im2col'd convolution, which the
+    filter lacks) are looped over one by one, like batch dims.
+    """
+    if not (linalg.isa_contraction_op(op) or (op.name == "linalg.generic" and _is_multiply_accumulate(op))):
+        return None
+    dims = linalg.infer_contraction_dimensions(op)
+    if dims is None or not dims.m or not dims.n or not dims.k:
+        return None
+    roles: dict[int, str] = {int(d): "batch" for d in dims.batch}
+    for role in ("m", "n"):
+        found = [int(d) for d in getattr(dims, role)]
+        roles.update({d: "batch" for d in found[:-1]})
+        roles[found[-1]] = role
+    roles.update({int(d): "k" for d in dims.k})
+    if sorted(roles) != list(range(loop_count(op))):
+        return None  # a loop that is none of batch/m/n/k: not a plain contraction
+    return roles
+
+
+def contraction_schedule(op: ir.Operation, parallel: bool) -> str | None:
+    """Cache + register tiling and vectorization of a contraction, or None."""
+    roles = contraction_roles(op)
+    if roles is None:
+        return None
+    rank = len(roles)
+    # Register loops nest batch, m, n, then k innermost (accumulator reuse).
+    order = [d for role in ("batch", "m", "n", "k") for d in sorted(roles) if roles[d] == role]
+    loop_sizes = static_loop_sizes(op)
+    cache = contraction_cache_tiles(op, roles)
+    # Output tiles (independent: one per thread at a time), then k tiles.
+    outer = [0 if roles[d] == "k" else cache[d] for d in range(rank)]
+    inner = [cache[d] if roles[d] == "k" else 0 for d in range(rank)]
+    register_tiles = contraction_register_tiles(roles, loop_sizes, cache)
+    m_dim = _role_dim(roles, "m")
+    register = sizes_text(register_tiles)
+    n_dim = _role_dim(roles, "n")
+    # Loops of the register tile: batch..., m, n, k. Where register tiles of
+    # n would be partial, every tile of the dimension would otherwise pay for
+    # masks. Where the cache tiles of n are equal (n divides into them: 49,
+    # 112 or 196 columns), each is split into its full register tiles and the
+    # power-of-two widths of the rest (17 = 16 + 1), each part tiled and
+    # vectorized unmasked, its accumulator in registers; else the register n
+    # loop is peeled, its partial tile vectorized masked.
+    n_size, n_cache, n_register = loop_sizes[n_dim], cache[n_dim], register_tiles[n_dim]
+    if not _has_partial_tiles(n_size, n_cache, n_register):
+        tiling = _register_tiling("ck", "main", register_tiles, order) + f"""
+    transform.structured.vectorize %main vector_sizes {register} : !transform.any_op"""
+    elif n_size is not None and n_size % n_cache == 0:
+        remainder = n_cache % n_register
+        widths = [n_cache - remainder] + _power_of_two_parts(remainder)
+        tiling, rest = "", "ck"
+        for index, width in enumerate(widths):
+            part = rest
+            if index < len(widths) - 1:
+                part = f"part{index}"
+                tiling += f"""
+    %split{index} = transform.structured.split %{rest} after {width} {{dimension = {n_dim}}} : !transform.any_op
+    %{part}, %rest{index} = transform.split_handle %split{index} : (!transform.any_op) -> (!transform.any_op, !transform.any_op)"""
+                rest = f"rest{index}"
+            tiles = _with(register_tiles, n_dim, min(width, n_register))
+            name = "main" if index == 0 else f"tile{index}"
+            tiling += _register_tiling(part, name, tiles, order) + f"""
+    transform.structured.vectorize %{name} vector_sizes {sizes_text(tiles)} : !transform.any_op"""
+    else:
+        tiling = _register_tiling("ck", "main", register_tiles, order) + f"""
+    %n_for = transform.cast %main_loops#{order.index(n_dim)} : !transform.any_op to !transform.op<"scf.for">
+    %full, %partial = transform.loop.peel %n_for : (!transform.op<"scf.for">) -> (!transform.any_op, !transform.any_op)
+    %tiles = transform.structured.match interface{{LinalgOp}} in %main_loops#{order.index(m_dim)}
+        : (!transform.any_op) -> !transform.any_op
+    transform.structured.vectorize %tiles vector_sizes {register} : !transform.any_op"""
+    return f"""{tile_outer("op", "c", outer, parallel)}{tile_outer("c", "ck", inner, False)}
+{tiling}
+    %f = transform.get_parent_op %main_loops#0 {{op_name = "func.func"}} : (!transform.any_op) -> !transform.any_op""" + (
+        hoist_accumulators("f", CONTRACTION_PATTERNS)
+    )
+
+
+# Vector patterns that turn a vectorized contraction's multiply-reduce into
+# a `vector.contract` on unpermuted transfers.
+CONTRACTION_PATTERNS = """
+      transform.apply_patterns.vector.reduction_to_contract
+      transform.apply_patterns.vector.transfer_permutation_patterns"""
+
+
+def contraction_register_tiles(roles: dict[int, str], sizes: list[int | None], cache: list[int]) -> list[int]:
+    """The register tile of each loop of a contraction with `cache` tiles."""
+    tiles = clamp([REGISTER_TILE[roles[d]] for d in range(len(roles))], sizes)
+    m = _role_dim(roles, "m")
+    tiles[m] = min(_register_rows(cache[m]), tiles[m])
+    return tiles
+
+
+def _register_tiling(target: str, result: str, tiles: list[int], order: list[int]) -> str:
+    """Transform ops tiling contraction `%target` by register `tiles`, loops
+    nested in `order`, into `%result` and its loops `%{result}_loops`."""
+    loops = ", ".join(["!transform.any_op"] * len(tiles))
+    return f"""
+    %{result}, %{result}_loops:{len(tiles)} = transform.structured.tile_using_for %{target} tile_sizes {sizes_text(tiles)}
+        interchange = {sizes_text(order)} : (!transform.any_op) -> (!transform.any_op, {loops})"""
+
+
+def _cache_tiles(roles: dict[int, str], sizes: list[int | None]) -> list[int]:
+    """The cache tile of each loop of a contraction (see CACHE_TILE)."""
+    tiles = []
+    for loop, size in enumerate(sizes):
+        tile = CACHE_TILE[roles[loop]]
+        if size is not None and size > tile and size % tile:
+            if roles[loop] == "m":
+                # SMALL_M_TILE where it divides the loop; else the loop whole
+                # up to twice the tile where its register tiles divide it
+                # (196 = 28 x 7): partial tiles would be masked.
+                whole = size % SMALL_M_TILE and size <= 2 * tile and size % _register_rows(size) == 0
+                tile = size if whole else SMALL_M_TILE
+            elif roles[loop] == "n":
+                tile = _equal_n_tile(size, tile)
+        tiles.append(tile)
+    tiles = clamp(tiles, sizes)
+    # Columns taken whole in one output tile would leave the other threads
+    # idle: two equal halves instead.
+    n = _role_dim(roles, "n")
+    if (sizes[n] is not None and sizes[n] > CACHE_TILE["n"] and tiles[n] == sizes[n] and sizes[n] % 2 == 0
+            and _makes_one_output_tile(roles, sizes, tiles)):
+        tiles[n] //= 2
+    return tiles
+
+
+def _register_rows(rows: int | None) -> int:
+    """Rows of a register tile for an m cache tile of `rows`: REGISTER_TILE's
+    8, or 7 or 6 where those divide it and 8 does not (49 = 7 x 7 rows of
+    output pixels): a partial register tile would mask all of them."""
+    if rows is None:
+        return REGISTER_TILE["m"]
+    return next((r for r in (REGISTER_TILE["m"], 7, 6) if rows % r == 0), REGISTER_TILE["m"])
+
+
+def _makes_one_output_tile(roles: dict[int, str], sizes: list[int | None], tiles: list[int]) -> bool:
+    """Whether a contraction's cache tiles cover its whole output at once."""
+    return all(
+        role == "k" or (sizes[loop] is not None and sizes[loop] <= tiles[loop]) for loop, role in roles.items()
+    )
+
+
+def _equal_n_tile(size: int, tile: int) -> int:
+    """An n cache tile that divides `size` (so that every tile, its partial
+    register tile included, has static sizes): the whole loop up to twice
+    `tile`, else the largest multiple of 16 dividing it between half and
+    twice `tile` (3136 = 14 x 224, 784 = 7 x 112), else `tile`."""
+    if size <= 2 * tile:
+        return size
+    divisors = [t for t in range(2 * tile, tile // 2 - 1, -16) if size % t == 0]
+    return divisors[0] if divisors else tile
+
+
+def _has_partial_tiles(size: int | None, cache: int, register: int) -> bool:
+    """Whether tiling a loop of `size` by `cache`, then by `register`, leaves
+    register tiles smaller than `register` after at least one full one."""
+    if size is None or size % cache:
+        return True  # a dynamic or partial cache tile: dynamic register loop bounds
+    return cache > register and cache % register != 0
+
+
+def _power_of_two_parts(width: int) -> list[int]:
+    """`width` as a sum of powers of two, largest first (17 -> [16, 1])."""
+    return [1 << bit for bit in reversed(range(width.bit_length())) if width >> bit & 1]
+
+
+def _with(values: list[int], index: int, value: int) -> list[int]:
+    """`values` with the one at `index` replaced by `value`."""
+    return values[:index] + [value] + values[index + 1 :]
+
+
+def _role_dim(roles: dict[int, str], role: str) -> int:
+    return next(d for d, r in roles.items() if r == role)
+
+
+def output_loops(contraction: ir.Operation) -> list[int]:
+    """The loop indexing each dimension of a contraction's result."""
+    maps = linalg.get_indexing_maps(contraction)
+    output_map = ir.AffineMapAttr(maps[len(maps) - 1]).value  # (an ArrayAttr takes no negative index)
+    return [expr.maybe_downcast().position for expr in output_map.results]
+
+
+def contraction_cache_tiles(op: ir.Operation, roles: dict[int, str]) -> list[int]:
+    """The cache tiles of a contraction (_cache_tiles), or where it reads the
+    collapsed rows of a producer fused into its region (BAND_COLUMNS), bands
+    of those rows with every m: each band of the producer is computed once."""
+    sizes = static_loop_sizes(op)
+    cache = _cache_tiles(roles, sizes)
+    if BAND_COLUMNS in op.attributes:
+        m, n = _role_dim(roles, "m"), _role_dim(roles, "n")
+        cache[m] = sizes[m]
+        cache[n] = ir.IntegerAttr(op.attributes[BAND_COLUMNS]).value
+    return cache

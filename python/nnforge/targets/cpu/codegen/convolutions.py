@@ -1,0 +1,159 @@
+"""Convolutions and poolings that are not contractions.
+
+2-D convolutions (NCHW/FCHW, NHWC/HWCF, NHWC/FHWC) become im2col and a
+contraction (`lowering` converts them, `contractions` schedules them); for
+NCHW, nnforge's im2col (nnf-conv-to-im2col), whose window copy is
+vectorized along output rows here. Depthwise NCHW convolutions and NCHW
+poolings (max, sum): segments of 16 output columns per channel (the row's
+last one as wide as what is left), each accumulated in registers over the
+window taps. Strided windows (these, and strided im2col window copies):
+each segment's input read as one contiguous vector whose every s-th lane
+is kept (nnf-deinterleave-strided-reads), which the vectorizer then takes.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from mlir import ir
+
+from nnforge.targets.cpu.codegen.common import (
+    MIN_VECTOR,
+    SEGMENT,
+    TILE_ROWS,
+    clamp,
+    hoist_accumulators,
+    iterator_types,
+    sizes_text,
+    static_loop_sizes,
+    tile_outer,
+)
+
+# Output columns per vector in depthwise convolutions (one AVX-512 register).
+DEPTHWISE_VECTOR = 16
+# Output rows per vector tile of stride-1 depthwise convolutions: each input
+# row loaded serves the filter rows of both (12 row loads for 2 x 16
+# outputs of a 3x3 filter instead of 18), the filter taps broadcast once.
+DEPTHWISE_ROWS = 2
+# Values of the SEGMENT attribute: unique per row segment in a process.
+_segment_ids = itertools.count()
+
+# The poolings scheduled as row segments.
+NCHW_POOLING = ("linalg.pooling_nchw_max", "linalg.pooling_nchw_sum")
+
+# The convolutions upstream's im2col rewrites into contractions: those that
+# nnforge's nnf-conv-to-im2col (in the dispatch-regions stage) left alone.
+CONV_TO_IM2COL = ("linalg.conv_2d_nchw_fchw", "linalg.conv_2d_nhwc_hwcf", "linalg.conv_2d_nhwc_fhwc")
+
+
+def _row_segment_schedule(
+    op: ir.Operation, outer: list[int], inner: list[int], lanes: int, parallel: bool, rows: int = 1
+) -> str:
+    """Tiles `op` down to one row segment of `lanes` output elements, every
+    other loop of size 1 (`outer`: independent loops, shared among threads;
+    `inner`: the rest, the segment loop among them), folds the unit
+    dimensions of the tile away and vectorizes it: a shifted input window
+    then reads a slice. A strided window (every s-th element), which the
+    vectorizer refuses, is first read as one contiguous vector whose every
+    s-th lane is kept (nnf-deinterleave-strided-reads); the segments are
+    found again by an annotation after that pass.
+
+    Where segments do not divide a static row (56 = 3 x 16 + 8), the segment
+    loop is peeled: the last segment gets a vector of its own width instead
+    of masks on every segment. Each segment's output then stays in registers
+    across the loops inside it (a depthwise convolution's filter taps)."""
+    count = sum(1 for tile in inner if tile)
+    loops = ", ".join(["!transform.any_op"] * (count + 1))
+    segment = inner.index(lanes)
+    size = static_loop_sizes(op)[segment]
+    remainder = size % lanes if size is not None and size > lanes else 0
+    text = f"""{tile_outer("op", "rows", outer, parallel)}
+    %t, %tl:{count} = transform.structured.tile_using_for %rows tile_sizes {sizes_text(inner)}
+        : (!transform.any_op) -> ({loops})
+    %f = transform.get_parent_op %tl#0 {{op_name = "func.func"}} : (!transform.any_op) -> !transform.any_op
+    %g = transform.structured.generalize %t : (!transform.any_op) -> !transform.any_op"""
+    if remainder:
+        position = sum(1 for tile in inner[:segment] if tile)
+        text += f"""
+    %segments = transform.cast %tl#{position} : !transform.any_op to !transform.op<"scf.for">
+    %full, %last = transform.loop.peel %segments : (!transform.op<"scf.for">) -> (!transform.any_op, !transform.any_op)"""
+        parts = [("full", lanes), ("last", remainder)]
+    else:
+        text += f"""
+    %full = transform.cast %tl#{count - 1} : !transform.any_op to !transform.any_op"""
+        parts = [("full", lanes)]
+    segments = {loop: next(_segment_ids) for loop, _ in parts}
+    for loop, _ in parts:
+        text += f"""
+    transform.apply_patterns to %{loop} {{
+      transform.apply_patterns.linalg.fold_unit_extent_dims_via_slices
+    }} : !transform.any_op
+    %{loop}_segment = transform.structured.match ops{{["linalg.generic"]}} in %{loop} : (!transform.any_op) -> !transform.any_op
+    %{loop}_id = transform.param.constant {segments[loop]} : i64 -> !transform.param<i64>
+    transform.annotate %{loop}_segment "{SEGMENT}" = %{loop}_id : !transform.any_op, !transform.param<i64>"""
+    # Canonicalized first: a peeled segment's sizes become static.
+    text += """
+    transform.apply_patterns to %f {
+      transform.apply_patterns.canonicalization
+    } : !transform.any_op
+    %fs = transform.apply_registered_pass "nnf-deinterleave-strided-reads" to %f : (!transform.any_op) -> !transform.any_op"""
+    for loop, width in parts:
+        text += f"""
+    %{loop}_vector = transform.structured.match attributes{{{SEGMENT} = {segments[loop]} : i64}} in %fs
+        : (!transform.any_op) -> !transform.any_op
+    transform.structured.vectorize %{loop}_vector vector_sizes [{f"{rows}, " if rows > 1 else ""}{width}] : !transform.any_op"""
+    return text + hoist_accumulators("fs")
+
+
+def depthwise_schedule(op: ir.Operation, parallel: bool) -> str | None:
+    """A depthwise NCHW convolution (loops n, oh, ow, c, kh, kw) as vectorized
+    multiply-adds: one segment of DEPTHWISE_VECTOR output columns per
+    channel and filter tap, DEPTHWISE_ROWS rows of them where the stride is
+    1 and they divide the rows of every tile (TILE_ROWS, set where a
+    dispatch region tiles the convolution into tiles of rows that divide its
+    rows)."""
+    sizes = static_loop_sizes(op)
+    [lanes] = clamp([DEPTHWISE_VECTOR], sizes[2:3])
+    if lanes < MIN_VECTOR:
+        return None
+    strides = [int(stride) for stride in ir.DenseIntElementsAttr(op.attributes["strides"])]
+    tile_rows = ir.IntegerAttr(op.attributes[TILE_ROWS]).value if TILE_ROWS in op.attributes else sizes[1]
+    rows = DEPTHWISE_ROWS if strides == [1, 1] and tile_rows and tile_rows % DEPTHWISE_ROWS == 0 else 1
+    # n, oh, c independent; then ow segments and the filter taps.
+    return _row_segment_schedule(op, [1, rows, 0, 1, 0, 0], [0, 0, lanes, 0, 1, 1], lanes, parallel, rows)
+
+
+def pooling_schedule(op: ir.Operation, parallel: bool) -> str | None:
+    """An NCHW pooling (loops n, c, oh, ow, kh, kw) as vectorized maxima or
+    sums: one segment of DEPTHWISE_VECTOR output columns per channel, row
+    and window tap."""
+    [lanes] = clamp([DEPTHWISE_VECTOR], static_loop_sizes(op)[3:4])
+    if lanes < MIN_VECTOR:
+        return None
+    # n, c, oh independent; then ow segments and the window taps.
+    return _row_segment_schedule(op, [1, 1, 1, 0, 0, 0], [0, 0, 0, lanes, 1, 1], lanes, parallel)
+
+
+def is_window_copy(op: ir.Operation) -> bool:
+    """Whether `op` copies a convolution's input windows into an im2col buffer
+    (as nnf-conv-to-im2col writes it): a generic over (n, c, kh, kw, oh, ow)
+    yielding its one input."""
+    iterators = iterator_types(op)
+    if op.name != "linalg.generic" or len(op.operands) != 2 or len(iterators) != 6:
+        return False
+    body = op.regions[0].blocks[0]
+    return (
+        not any("reduction" in i for i in iterators)
+        and [o.operation.name for o in body.operations] == ["linalg.yield"]
+        and body.operations[0].operands[0] == body.arguments[0]
+    )
+
+
+def window_copy_schedule(op: ir.Operation, parallel: bool) -> str | None:
+    """An im2col window copy as vectorized copies of output row segments,
+    one per (n, c, kh, kw, oh)."""
+    [lanes] = clamp([DEPTHWISE_VECTOR], static_loop_sizes(op)[5:6])
+    if lanes < MIN_VECTOR:
+        return None
+    # n, c independent; then kh, kw, oh and the ow segments.
+    return _row_segment_schedule(op, [1, 1, 0, 0, 0, 0], [0, 0, 1, 1, 1, lanes], lanes, parallel)

@@ -1,0 +1,93 @@
+"""Elementwise ops, fills, transposes and copies.
+
+Elementwise ops and fills: tiles of 1 along all loops but the innermost,
+which is vectorized 64 lanes wide. Transposes: 16 x 16 tiles, transposed in
+registers. Copies (a padded tensor's interior): a row at a time, each row an
+inline memcpy.
+"""
+
+from __future__ import annotations
+
+from mlir import ir
+
+from nnforge.targets.cpu.codegen.common import (
+    MIN_VECTOR,
+    clamp,
+    has_computed_indices,
+    iterator_types,
+    loop_count,
+    sizes_text,
+    static_loop_sizes,
+    tile_outer,
+)
+
+# Lanes of the innermost loop for non-contraction ops.
+ELEMENTWISE_VECTOR = 64
+# Square tiles of transposes.
+TRANSPOSE_TILE = 16
+
+
+def row_lanes(size: int | None) -> int:
+    """Lanes of an innermost loop of `size`: ELEMENTWISE_VECTOR, or the
+    widest multiple of 8 down to 16 that divides a static row (1000 = 25 x
+    40), so that no vector is partial: a partial one is masked, and a
+    reduction's masked accumulator slice cannot stay in registers."""
+    if size is None:
+        return ELEMENTWISE_VECTOR
+    return next((lanes for lanes in range(ELEMENTWISE_VECTOR, 15, -8) if size % lanes == 0), ELEMENTWISE_VECTOR)
+
+
+def elementwise_schedule(op: ir.Operation, parallel: bool) -> str | None:
+    """Tiles all loops but the innermost to 1 and vectorizes the innermost.
+
+    Transposes get square tiles instead (transposed in registers by
+    shuffles, rather than read one element at a time).
+    """
+    rank = loop_count(op)
+    if rank == 0:
+        return None
+    sizes = static_loop_sizes(op)
+    if op.name == "linalg.transpose" and rank >= 2:
+        inner = [TRANSPOSE_TILE, TRANSPOSE_TILE]
+    else:
+        inner = [row_lanes(sizes[-1])]
+    tiles = clamp([1] * (rank - len(inner)) + inner, sizes)
+    if tiles[-1] < MIN_VECTOR:
+        return None  # too narrow to gain from vectors: scalar loops
+    if has_computed_indices(op):
+        # Masked vectorization of reads through computed indices (im2col's
+        # patch gather) picked wrong elements at partial tiles (measured: a
+        # padded 9x10 convolution): these stay scalar.
+        return None
+    if sum("reduction" in i for i in iterator_types(op)) > 1:
+        return None  # the vectorizer aborts on some multi-dim reductions
+    return f"""{tile_outer("op", "t", tiles, parallel)}
+    transform.structured.vectorize %t vector_sizes {sizes_text(tiles)} : !transform.any_op"""
+
+
+def copy_schedule(op: ir.Operation, parallel: bool) -> str | None:
+    """A copy (a padded tensor's interior) one row at a time, the row's unit
+    dimensions folded away: each row copy then lowers to an inline memcpy
+    rather than a call of the runtime's strided memrefCopy."""
+    sizes = static_loop_sizes(op)
+    if len(sizes) < 2 or sizes[-1] is None:
+        return elementwise_schedule(op, parallel)
+    # The caller left no empty loop.
+    return row_copies("op", "row", len(sizes), parallel)
+
+
+def row_copies(target: str, name: str, rank: int, parallel: bool) -> str:
+    """Transform ops copying with `%target` (a copy of rank `rank`) one row
+    at a time, every outer loop tiled by 1 and the row whole, the row's unit
+    dimensions folded away and the row copy vectorized. Handles are named
+    after `name`."""
+    tiles = [1] * (rank - 1) + [0]
+    loop = f"%{name}_forall" if parallel else f"%{name}_loops#{rank - 2}"
+    # Generalized first: the unit-dimension folding takes generics only.
+    return f"""{tile_outer(target, name, tiles, parallel)}
+    %{name}_generic = transform.structured.generalize %{name} : (!transform.any_op) -> !transform.any_op
+    transform.apply_patterns to {loop} {{
+      transform.apply_patterns.linalg.fold_unit_extent_dims_via_slices
+    }} : !transform.any_op
+    %{name}_segment = transform.structured.match ops{{["linalg.generic"]}} in {loop} : (!transform.any_op) -> !transform.any_op
+    transform.structured.vectorize %{name}_segment : !transform.any_op"""

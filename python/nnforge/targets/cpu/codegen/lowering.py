@@ -1,0 +1,245 @@
+"""The CPU lowering with optimized code generation: each op's schedule
+chosen by its kind and applied, then bufferization and the lowering to LLVM.
+
+The outermost tile loops of ops with enough iterations are `scf.forall`
+loops, which `linalg_to_llvm_optimized` hands to OpenMP threads.
+"""
+
+from __future__ import annotations
+
+import time
+
+from mlir import ir, passmanager
+from mlir.dialects import bufferization, linalg
+
+from nnforge import pipelines
+from nnforge.importers.handover import walk_ops
+from nnforge.stages import StageRunner
+from nnforge.targets.cpu.codegen.common import (
+    Scheduled,
+    apply_schedules,
+    dispatches,
+    is_in_dispatch,
+    linalg_ops,
+    static_loop_sizes,
+    worth_parallel,
+)
+from nnforge.targets.cpu.codegen.contractions import contraction_schedule
+from nnforge.targets.cpu.codegen.convolutions import (
+    CONV_TO_IM2COL,
+    NCHW_POOLING,
+    depthwise_schedule,
+    is_window_copy,
+    pooling_schedule,
+    window_copy_schedule,
+)
+from nnforge.targets.cpu.codegen.dispatch import dispatch_schedule
+from nnforge.targets.cpu.codegen.elementwise import copy_schedule, elementwise_schedule
+from nnforge.targets.cpu.codegen.reductions import reduction_schedule
+
+# Vector lowering applied to every function once all ops are vectorized:
+# contractions become outer products (FMAs), masks and transposes lower to
+# what LLVM's x86 backend handles well, leading unit dims (batch, k=1) go.
+_VECTOR_LOWERING = """
+  transform.apply_patterns to %funcs {
+    transform.apply_patterns.vector.lower_masked_transfers
+  } : !transform.any_op
+  transform.apply_patterns to %funcs {
+    transform.apply_patterns.vector.reduction_to_contract
+    transform.apply_patterns.vector.transfer_permutation_patterns
+    transform.apply_patterns.vector.cast_away_vector_leading_one_dim
+    transform.apply_patterns.canonicalization
+  } : !transform.any_op
+  transform.apply_cse to %funcs : !transform.any_op
+"""
+_VECTOR_LOWERING_LATE = """
+  transform.apply_patterns to %funcs {
+    transform.apply_patterns.vector.lower_contraction lowering_strategy = "outerproduct"
+  } : !transform.any_op
+  transform.apply_patterns to %funcs {
+    transform.apply_patterns.vector.lower_outerproduct
+  } : !transform.any_op
+  transform.apply_patterns to %funcs {
+    transform.apply_patterns.vector.lower_multi_reduction lowering_strategy = "innerreduction"
+  } : !transform.any_op
+  transform.apply_patterns to %funcs {
+    transform.apply_patterns.vector.lower_broadcast
+    transform.apply_patterns.vector.lower_masks
+  } : !transform.any_op
+  transform.apply_patterns to %funcs {
+    transform.apply_patterns.vector.lower_transpose lowering_strategy = "shuffle_16x16"
+  } : !transform.any_op
+  transform.apply_patterns to %funcs {
+    transform.apply_patterns.vector.lower_shape_cast
+  } : !transform.any_op
+  transform.apply_patterns to %funcs {
+    transform.apply_patterns.canonicalization
+  } : !transform.any_op
+  transform.apply_cse to %funcs : !transform.any_op
+"""
+
+def linalg_to_llvm_optimized(threads: int) -> str:
+    """Tensor-level vectorized IR -> LLVM dialect.
+
+    2-D vector transfers are unrolled (else they go through stack
+    temporaries); ops the schedule left alone become scalar loops;
+    transcendental functions become polynomials; horizontal sums of vector
+    lanes may be reassociated (a tree of adds instead of one lane after
+    another: the partial results they combine are in no particular order
+    anyway), horizontal minima and maxima are trees too (exactly: they are
+    associative). With `threads` other than 1 the schedules' `scf.forall` loops
+    run on OpenMP threads (0: all cores).
+    """
+    if threads == 1:
+        forall, loops_to_llvm = "scf-forall-to-for", pipelines.LOOPS_TO_LLVM
+    else:
+        forall, loops_to_llvm = "scf-forall-to-parallel", pipelines.parallel_loops_to_llvm(threads)
+    return (
+        f"canonicalize,cse,{pipelines.BUFFERIZE},canonicalize,cse,"
+        f"func.func({forall},convert-vector-to-scf{{full-unroll=true}}),convert-linalg-to-loops,"
+        f"{pipelines.APPROXIMATE_MATH},{pipelines.WIDEN_BOOLS},nnf-pairwise-vector-reductions,"
+        "convert-vector-to-llvm{reassociate-fp-reductions=true},"
+        f"{loops_to_llvm}"
+    )
+
+
+def _schedule_of(op: ir.Operation, parallel: bool) -> str | None:
+    """The transform ops scheduling `op` (on handle %op), or None to leave it scalar.
+
+    `parallel`: whether threads may share the outer loops; only ops large
+    enough get them.
+    """
+    if 0 in static_loop_sizes(op):
+        return None  # no iterations (an empty dimension): tiling would assert
+    parallel = parallel and worth_parallel(op)
+    if op.name == "linalg.depthwise_conv_2d_nchw_chw":
+        return depthwise_schedule(op, parallel)
+    if op.name in NCHW_POOLING:
+        return pooling_schedule(op, parallel)
+    if op.name == "linalg.copy":
+        return copy_schedule(op, parallel)
+    if is_window_copy(op):
+        return window_copy_schedule(op, parallel)
+    if linalg.isa_convolution_op(op):
+        return None  # what im2col did not turn into a contraction stays scalar
+    return (
+        contraction_schedule(op, parallel)
+        or reduction_schedule(op, parallel)
+        or elementwise_schedule(op, parallel)
+    )
+
+
+def vectorize_linalg(module: ir.Module, parallel: bool = False) -> None:
+    """Tiles and vectorizes the linalg-on-tensors ops of `module`, in place.
+
+    `parallel`: the outer tile loops of large ops are `scf.forall` loops, to
+    be run by several threads. Run it after linalg fusion and
+    `pipelines.DISPATCH_REGIONS`, then `linalg_to_llvm_optimized`.
+    """
+    # The other layouts: upstream's. Mixed-precision convolutions (f16 in,
+    # f32 accumulator) came out wrong through it: they stay direct (and scalar).
+    convolutions = [
+        op for op in linalg_ops(module)
+        if op.name in CONV_TO_IM2COL and len({value.type.element_type for value in op.operands}) == 1
+    ]
+    if convolutions:
+        im2col = [
+            Scheduled(op, """
+    %i, %mm = transform.structured.convert_conv2d_to_img2col %op
+        : (!transform.any_op) -> (!transform.any_op, !transform.any_op)""")
+            for op in convolutions
+        ]
+        apply_schedules(module, im2col, "", "im2col")
+    _pads_as_fill_and_copy(module)
+    _give_fills_private_destinations(module)
+    # Dispatch regions first: their ops are scheduled once fused into the
+    # region's tile loop, which threads share instead.
+    scheduled = []
+    vectorized: list[ir.Operation] = []
+    for dispatch in dispatches(module):
+        schedule = dispatch_schedule(dispatch, parallel)
+        if schedule is not None:
+            scheduled.append(Scheduled(dispatch, schedule[0]))
+            vectorized += schedule[1]
+    for op in linalg_ops(module):
+        if op in vectorized:
+            continue
+        in_dispatch = is_in_dispatch(op)
+        body = _schedule_of(op, parallel and not in_dispatch)
+        if body is not None:
+            scheduled.append(Scheduled(op, body))
+    apply_schedules(module, scheduled, _VECTOR_LOWERING + _VECTOR_LOWERING_LATE, "vectorization")
+    passmanager.PassManager.parse("builtin.module(nnf-inline-dispatch-regions)", module.context).run(
+        module.operation
+    )
+
+
+def _pads_as_fill_and_copy(module: ir.Module) -> None:
+    """Rewrites each `tensor.pad` outside dispatch regions (those inside are
+    tiled with their convolution) as a fill of the padded tensor and a
+    `linalg.copy` of the input into it, to be vectorized like other linalg
+    ops: bufferized as is, a pad copies row by row through a runtime call
+    (memrefCopy), which took a fifth of a depthwise convolution's time."""
+    pads = [
+        Scheduled(op, """
+    %insert = transform.structured.rewrite_in_destination_passing_style %op : (!transform.any_op) -> !transform.any_op
+    %copy = transform.structured.insert_slice_to_copy %insert : (!transform.any_op) -> !transform.any_op""")
+        for op in walk_ops(module.operation)
+        if op.name == "tensor.pad" and not is_in_dispatch(op)
+    ]
+    if pads:
+        apply_schedules(module, pads, "", "padding")
+
+
+def _give_fills_private_destinations(module: ir.Module) -> None:
+    """Gives each fill of an empty tensor outside dispatch regions a buffer
+    of its own (`bufferization.alloc_tensor`, which CSE leaves alone), and
+    where several linalg ops write into a fill, each of them a fill and
+    buffer of its own. CSE merges identical fills (ResNet-18's four
+    64 x 58 x 58 pads, the zero accumulators of its three 7x7 convolutions),
+    and bufferization then copied the shared filled buffer (for the pads, and
+    the interior twice) for every op writing into it."""
+    for fill in [op for op in walk_ops(module.operation) if op.name == "linalg.fill"]:
+        uses = list(fill.results[0].uses)
+        empty = fill.operands[len(fill.operands) - 1].owner  # an op, or a block
+        if not uses or is_in_dispatch(fill) or getattr(empty, "name", None) != "tensor.empty":
+            continue
+        writers = [fill]
+        if len(uses) > 1 and all(_is_linalg_init(use) for use in uses):
+            for use in uses[1:]:
+                with ir.InsertionPoint(use.owner):
+                    private = fill.clone()
+                use.owner.operands[use.operand_number] = private.results[0]
+                writers.append(private)
+        for writer in writers:
+            with ir.InsertionPoint(writer), fill.location:
+                destination = bufferization.AllocTensorOp(fill.results[0].type, list(empty.operands))
+            writer.operands[len(writer.operands) - 1] = destination.result
+
+
+def _is_linalg_init(use: ir.OpOperand) -> bool:
+    """Whether `use` is the destination operand of a linalg op (its results'
+    operands come last)."""
+    owner = use.owner
+    return owner.name.startswith("linalg.") and use.operand_number >= len(owner.operands) - len(owner.results)
+
+
+def lower_to_llvm(module: ir.Module, level: str, runner: StageRunner, threads: int = 0) -> None:
+    """Runs the stages from `level` to the LLVM dialect with the optimized code generation.
+
+    `threads`: 1 for sequential code, else how many OpenMP threads run the
+    parallel loops (0: all cores).
+
+    The CPU replacement of `for name, pipeline in pipelines.stages(level):
+    runner.run(...)`; the tiling/vectorization shows in `runner.times` (and
+    the IR dumps) as stage "vectorize".
+    """
+    steps = pipelines.stages(level)
+    for name, pipeline in steps[:-1]:
+        runner.run(module, name, pipeline)
+    runner.run(module, "dispatch-regions", pipelines.DISPATCH_REGIONS)
+    start = time.perf_counter()
+    vectorize_linalg(module, parallel=threads != 1)
+    runner.times["vectorize"] = time.perf_counter() - start
+    runner.dump(module, "vectorize")
+    runner.run(module, steps[-1][0], linalg_to_llvm_optimized(threads))

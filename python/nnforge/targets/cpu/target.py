@@ -1,0 +1,85 @@
+"""The CPU target: lowers with the optimized code generation (or the naive
+pipeline) and JIT-compiles the LLVM dialect with MLIR's ExecutionEngine
+(LLVM -O3, host features)."""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+
+from mlir import ir
+from mlir.execution_engine import ExecutionEngine
+
+from nnforge import pipelines
+from nnforge.entry import embed_string
+from nnforge.errors import CompileError
+from nnforge.runtime import SIGNATURE_SYMBOL, Signature
+from nnforge.stages import StageRunner, check_only_llvm
+from nnforge.targets.cpu.codegen.lowering import lower_to_llvm
+from nnforge.targets.cpu.model import CompiledModel, runtime_libraries
+from nnforge.targets.interface import Target
+
+log = logging.getLogger("nnforge.compiler")
+
+
+class CpuTarget(Target):
+    """The host CPU.
+
+    `optimize=False` keeps the naive lowering (scalar loops, one thread);
+    `threads`: how many threads the optimized code uses (None: all cores,
+    or OMP_NUM_THREADS; 1: plain sequential code, no OpenMP runtime).
+    """
+
+    name = "cpu"
+
+    def __init__(self, optimize: bool = True, threads: int | None = None):
+        self.optimize = optimize
+        # 0: as many as the OpenMP runtime decides; the naive lowering is sequential.
+        self.threads = (threads if threads is not None else 0) if optimize else 1
+
+    def lower(self, module: ir.Module, level: str, runner: StageRunner) -> ir.Module:
+        if self.optimize:
+            module = self._lower_optimized_or_naive(module, level, runner)
+        else:
+            self._lower_naive(module, level, runner)
+        # OpenMP ops are translated to LLVM IR (runtime calls) alongside the LLVM dialect.
+        check_only_llvm(module, also_allowed=("omp.",) if self.threads != 1 else ())
+        return module
+
+    def build(self, module: ir.Module, signature: Signature, runner: StageRunner) -> CompiledModel:
+        embed_string(module, SIGNATURE_SYMBOL, signature.to_json())
+        start = time.perf_counter()
+        try:
+            engine = ExecutionEngine(
+                module, opt_level=3, shared_libs=runtime_libraries(self.threads), enable_pic=True
+            )
+        except RuntimeError as error:
+            raise CompileError(f"LLVM code generation failed: {error}") from None
+        compiled = CompiledModel(engine, signature, runner.times, self.threads)
+        runner.times["llvm"] = time.perf_counter() - start
+        return compiled
+
+    @staticmethod
+    def _lower_naive(module: ir.Module, level: str, runner: StageRunner) -> None:
+        for name, pipeline in pipelines.stages(level):
+            runner.run(module, name, pipeline)
+
+    def _lower_optimized_or_naive(self, module: ir.Module, level: str, runner: StageRunner) -> ir.Module:
+        """Lowers with the optimized code generation, or, where it fails, the naive one.
+
+        The schedules are heuristics over op shapes; a model they cannot handle
+        still compiles (with a warning naming the failure), just more slowly.
+        """
+        snapshot = io.BytesIO()
+        module.operation.write_bytecode(snapshot)
+        try:
+            lower_to_llvm(module, level, runner, self.threads)
+            return module
+        except Exception as error:  # a schedule bug must not cost the user the model
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            log.warning("optimized code generation failed (%s: %s); using the naive lowering",
+                        type(error).__name__, reason)
+        naive = ir.Module.parse(snapshot.getvalue(), module.context)
+        self._lower_naive(naive, level, runner)
+        return naive

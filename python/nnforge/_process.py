@@ -41,6 +41,10 @@ _DUMP_LINE = re.compile(
 )
 
 
+class ChildTimeout(CompileError):
+    """A child process ran past its time limit (retrying the same work would too)."""
+
+
 def time_limit(*variables: str) -> float:
     """Seconds a child may run: the first of `variables` set in the
     environment, else NNFORGE_CHILD_TIMEOUT, else DEFAULT_TIMEOUT."""
@@ -106,7 +110,7 @@ def run(
     except subprocess.TimeoutExpired:
         kill_group(child)
         variables = " or ".join((*timeout_variables, TIMEOUT_VARIABLE))
-        raise CompileError(
+        raise ChildTimeout(
             f"{what} did not finish within {timeout:g} s and was stopped (set {variables} to allow more)"
         ) from None
     except BaseException:  # KeyboardInterrupt: leave no child behind

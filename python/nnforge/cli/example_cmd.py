@@ -8,6 +8,8 @@ import time
 
 import numpy as np
 
+from nnforge.cli.models import positive_int
+
 HIDDEN, CLASSES, FEATURES = 128, 10, 64
 
 
@@ -17,7 +19,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="compile and run a built-in nnf model, checked against numpy",
         description=__doc__,
     )
-    parser.add_argument("--batch", type=int, default=4, help="rows of the random input (default 4)")
+    parser.add_argument("--batch", type=positive_int, default=4, help="rows of the random input (default 4)")
     parser.add_argument("--print-ir", action="store_true", help="print the nnf module")
     parser.set_defaults(handler=run)
 

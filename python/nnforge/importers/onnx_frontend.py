@@ -15,8 +15,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Union
 
+from nnforge import _process
 from nnforge.errors import CompileError, ModelLoadError, UnsupportedOp, UnsupportedOpError
-from nnforge.importers import handover, onnx_rewrites, onnx_validation
+from nnforge.importers import handover, onnx_refusals, onnx_rewrites, onnx_validation
 from nnforge.importers.levels import TORCH_MLIR_LEVEL, check_level
 
 log = logging.getLogger("nnforge.importers")
@@ -64,7 +65,7 @@ def load_model(model: OnnxModel) -> tuple[Any, str]:
     path = Path(model)
     what = f"ONNX model {path}"
     if not path.is_file():
-        raise ModelLoadError(f"{what}: no such file")
+        raise ModelLoadError(f"{what}: {'not a file' if path.exists() else 'no such file'}")
     try:
         # The weights stay outside (small proto) while checking, converting
         # and inferring shapes; the checker reads a path, so models over
@@ -80,8 +81,8 @@ def load_model(model: OnnxModel) -> tuple[Any, str]:
 
 def prepare(proto, what: str):
     """Opset upgrade, the checks and shape inference of `onnx_validation`,
-    and the rewrites of `onnx_rewrites`; names unnamed nodes (for locations
-    and messages)."""
+    the rewrites of `onnx_rewrites`, and the expansions and refusals of
+    `onnx_refusals`; names unnamed nodes (for locations and messages)."""
     onnx = _onnx()
     opset = _default_opset(proto)
     if 0 < opset < TARGET_OPSET:
@@ -97,6 +98,12 @@ def prepare(proto, what: str):
     rewritten = onnx_rewrites.rewrite(proto)
     if rewritten:
         log.info("%s: %d nodes rewritten into forms torch-mlir converts", what, rewritten)
+    expanded = onnx_refusals.to_expand(proto)
+    if expanded:
+        proto = expand_function_ops(proto, expanded)
+    refused = onnx_refusals.refusals(proto, lambda node: _describe_node(node.name, node.op_type))
+    if refused:
+        raise UnsupportedOpError(refused, context=f"{what} (forms torch-mlir would compute wrongly)")
     return proto
 
 
@@ -216,6 +223,8 @@ def _lower_simplifying(proto, level: str, what: str) -> str:
         try:
             return _lower(proto, level, what)
         except (UnsupportedOpError, CompileError) as error:
+            if isinstance(error, _process.ChildTimeout):
+                raise  # a simpler model would take as long
             first_failure = first_failure or error
             implicated = _implicated_op_types(error, node_types(proto)) & _function_ops(proto)
             simplified = fold_constants(expand_function_ops(proto, implicated), what)

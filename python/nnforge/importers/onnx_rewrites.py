@@ -51,6 +51,9 @@ class _Graph:
             if tensor.HasField("shape"):
                 dims = [d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim]
                 self.shapes[value.name] = dims
+        for name, tensor in self.constant_tensors.items():
+            self.element_types[name] = tensor.data_type
+            self.shapes[name] = list(tensor.dims)
         self.taken = {t.name for t in graph.initializer} | {v.name for v in graph.input}
         for node in graph.node:
             self.taken.update(node.input)
@@ -117,6 +120,18 @@ def _set_attributes(node: Any, drop: tuple[str, ...] = (), **values: Any) -> Non
     del node.attribute[:]
     node.attribute.extend(kept)
     node.attribute.extend(helper.make_attribute(key, value) for key, value in values.items())
+
+
+def _node_builder(graph: _Graph, node: Any, nodes: list[Any]):
+    """A function appending a node named after `node` to `nodes`; returns its output's name."""
+    from onnx import helper
+
+    def add(op_type: str, inputs: list[str], output: str | None = None, **attrs: Any) -> str:
+        output = output or graph.fresh(f"{node.name}_{op_type.lower()}")
+        nodes.append(helper.make_node(op_type, inputs, [output], name=graph.fresh(f"{node.name}_{op_type}"), **attrs))
+        return output
+
+    return add
 
 
 def _resize(graph: _Graph, node: Any) -> bool:
@@ -278,11 +293,7 @@ def _cumprod(graph: _Graph, node: Any) -> bool:
     order = [axis] + [i for i in range(len(shape)) if i != axis]
     rest = [shape[i] for i in order[1:]]
     nodes: list[Any] = []
-
-    def add(op_type: str, inputs: list[str], output: str | None = None, **attrs: Any) -> str:
-        output = output or graph.fresh(f"{node.name}_{op_type.lower()}")
-        nodes.append(helper.make_node(op_type, inputs, [output], name=graph.fresh(f"{node.name}_{op_type}"), **attrs))
-        return output
+    add = _node_builder(graph, node, nodes)
 
     reversed_indices = graph.add_constant(f"{node.name}_reversed", np.arange(shape[axis] - 1, -1, -1, dtype=np.int64))
     scanned = node.input[0]
@@ -450,15 +461,207 @@ def _recurrence(graph: _Graph, node: Any) -> bool:
     return _reverse_recurrence(graph, node) or _bidirectional_recurrence(graph, node)
 
 
+def _gelu_tanh(graph: _Graph, node: Any) -> bool:
+    """Gelu with approximate="tanh" -> its formula, 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+    (torch-mlir's conversion computes the erf form, up to 2e-3 away)."""
+    from onnx import helper
+
+    element_type = graph.element_types.get(node.input[0])
+    if _attributes(node).get("approximate", b"none") != b"tanh" or not element_type:
+        return False
+    dtype = helper.tensor_dtype_to_np_dtype(element_type)
+    nodes: list[Any] = []
+    add = _node_builder(graph, node, nodes)
+
+    def constant(value: float) -> str:
+        return graph.add_constant(f"{node.name}_c", np.array(value, dtype))
+
+    x = node.input[0]
+    cube = add("Mul", [add("Mul", [x, x]), x])
+    inner = add("Mul", [add("Add", [x, add("Mul", [cube, constant(0.044715)])]), constant(np.sqrt(2 / np.pi))])
+    half_x = add("Mul", [x, constant(0.5)])
+    add("Mul", [half_x, add("Add", [add("Tanh", [inner]), constant(1.0)])], output=node.output[0])
+    graph.replace(node, nodes)
+    return True
+
+
+def _space_to_depth(graph: _Graph, node: Any) -> bool:
+    """SpaceToDepth in mode "CRD" -> reshape, transpose, reshape (torch-mlir's
+    conversion ignores the mode and computes "DCR"). Needs a static shape."""
+    shape = graph.static_shape(node.input[0])
+    attributes = _attributes(node)
+    block = attributes.get("blocksize", 0)
+    if attributes.get("mode", b"DCR") != b"CRD" or shape is None or len(shape) != 4 or block < 1:
+        return False
+    n, c, h, w = shape
+    if h % block or w % block:
+        return False
+    nodes: list[Any] = []
+    add = _node_builder(graph, node, nodes)
+    split = graph.add_constant(f"{node.name}_shape", np.array([n, c, h // block, block, w // block, block], np.int64))
+    merged = graph.add_constant(f"{node.name}_shape", np.array([n, c * block * block, h // block, w // block], np.int64))
+    moved = add("Transpose", [add("Reshape", [node.input[0], split])], perm=[0, 1, 3, 5, 2, 4])
+    add("Reshape", [moved, merged], output=node.output[0])
+    graph.replace(node, nodes)
+    return True
+
+
+def _dequantize_per_axis(graph: _Graph, node: Any) -> bool:
+    """DequantizeLinear with a scale per slice along `axis` -> (x - zero point) * scale
+    broadcast along that axis (torch-mlir's conversion applies the wrong scales)."""
+    from onnx import TensorProto
+
+    rank = len(graph.shapes.get(node.input[0], [])) or None
+    scale_shape = graph.static_shape(node.input[1]) if len(node.input) > 1 else None
+    attributes = _attributes(node)
+    if rank is None or scale_shape is None or len(scale_shape) != 1 or scale_shape[0] < 2 \
+            or attributes.get("block_size", 0):
+        return False
+    scale_type = graph.element_types.get(node.input[1])
+    output_type = attributes.get("output_dtype", 0) or scale_type
+    if not scale_type or output_type not in (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE):
+        return False
+    axis = attributes.get("axis", 1) % rank
+    nodes: list[Any] = []
+    add = _node_builder(graph, node, nodes)
+    broadcast = [1] * rank
+    broadcast[axis] = scale_shape[0]
+    along_axis = graph.add_constant(f"{node.name}_shape", np.array(broadcast, np.int64))
+    values = add("Cast", [node.input[0]], to=TensorProto.FLOAT)
+    if len(node.input) > 2 and node.input[2]:
+        zero = add("Reshape", [add("Cast", [node.input[2]], to=TensorProto.FLOAT), along_axis])
+        values = add("Sub", [values, zero])
+    scale = add("Reshape", [add("Cast", [node.input[1]], to=TensorProto.FLOAT), along_axis])
+    add("Cast", [add("Mul", [values, scale])], output=node.output[0], to=output_type)
+    graph.replace(node, nodes)
+    return True
+
+
+def _qlinear_matmul(graph: _Graph, node: Any) -> bool:
+    """QLinearMatMul of batches (rank above 2) -> an int32 matrix product of the
+    inputs less their zero points, scaled by a_scale * b_scale / y_scale in
+    double precision, rounded half to even, offset and saturated: what ONNX
+    defines (torch-mlir's conversion is wrong beyond rank 2). Needs scalar
+    scales and zero points."""
+    from onnx import TensorProto, helper
+
+    ranks = [len(graph.shapes[name]) if name in graph.shapes else None for name in (node.input[0], node.input[3])]
+    if None in ranks or max(ranks) <= 2 or len(node.input) != 8:
+        return False
+    for name in (node.input[1], node.input[2], node.input[4], node.input[5], node.input[6], node.input[7]):
+        shape = graph.static_shape(name)
+        if shape is None or int(np.prod(shape)) != 1:
+            return False
+    output_type = graph.element_types.get(node.input[7])
+    if output_type not in (TensorProto.INT8, TensorProto.UINT8):
+        return False
+    limits = np.iinfo(helper.tensor_dtype_to_np_dtype(output_type))
+    nodes: list[Any] = []
+    add = _node_builder(graph, node, nodes)
+
+    def centred(values: str, zero_point: str) -> str:
+        return add("Sub", [add("Cast", [values], to=TensorProto.INT32), add("Cast", [zero_point], to=TensorProto.INT32)])
+
+    def double(name: str) -> str:
+        return add("Cast", [name], to=TensorProto.DOUBLE)
+
+    product = add("MatMul", [centred(node.input[0], node.input[2]), centred(node.input[3], node.input[5])])
+    scale = add("Div", [add("Mul", [node.input[1], node.input[4]]), node.input[6]])
+    scaled = add("Add", [add("Mul", [double(product), double(scale)]), double(node.input[7])])
+    low = graph.add_constant(f"{node.name}_min", np.array(limits.min, np.float64))
+    high = graph.add_constant(f"{node.name}_max", np.array(limits.max, np.float64))
+    add("Cast", [add("Clip", [add("Round", [scaled]), low, high])], output=node.output[0], to=output_type)
+    graph.replace(node, nodes)
+    return True
+
+
+def _pad_wrap(graph: _Graph, node: Any) -> bool:
+    """Pad in mode "wrap" -> slices of the other end concatenated on each padded
+    axis (torch-mlir's lowering never finishes). Needs constant pads of at
+    most one period and a static shape."""
+    shape = graph.static_shape(node.input[0])
+    pads = graph.constant(node, 1)
+    if _attributes(node).get("mode", b"constant") != b"wrap" or shape is None or pads is None:
+        return False
+    axes = graph.constant(node, 3)
+    rank = len(shape)
+    axes = [int(a) % rank for a in axes] if axes is not None else list(range(rank))
+    pads = [int(p) for p in pads.ravel()]
+    if len(pads) != 2 * len(axes) or any(not 0 <= p <= shape[a] for a, p in zip(axes * 2, pads)):
+        return False
+    nodes: list[Any] = []
+    add = _node_builder(graph, node, nodes)
+    current = node.input[0]
+
+    def piece(start: int, end: int, axis: int) -> str:
+        bounds = [graph.add_constant(f"{node.name}_{what}", np.array([value], np.int64))
+                  for what, value in (("start", start), ("end", end), ("axis", axis))]
+        return add("Slice", [current, *bounds])
+
+    for index, axis in enumerate(axes):
+        before, after = pads[index], pads[index + len(axes)]
+        if before or after:
+            parts = ([piece(shape[axis] - before, shape[axis], axis)] if before else []) + [current] + \
+                    ([piece(0, after, axis)] if after else [])
+            current = add("Concat", parts, axis=axis)
+    add("Identity", [current], output=node.output[0])
+    graph.replace(node, nodes)
+    return True
+
+
+def _in_float32(graph: _Graph, node: Any) -> bool:
+    """A product or softmax of float16 values -> the same op on float32 copies,
+    its results rounded back to float16: onnxruntime's and PyTorch's CPU
+    kernels accumulate float16 in float32, and onnx's reference results are
+    those (torch-mlir's lowering sums in float16, a unit in the last place off)."""
+    from onnx import TensorProto, helper
+
+    float16 = TensorProto.FLOAT16
+    if not any(graph.element_types.get(name) == float16 for name in node.input if name) or \
+            not all(graph.element_types.get(name) == float16 for name in node.output if name):
+        return False
+    before, after = [], []
+    for position, name in enumerate(node.input):
+        if name and graph.element_types.get(name) == float16:
+            widened = graph.fresh(f"{name}_float32")
+            before.append(helper.make_node("Cast", [name], [widened], name=graph.fresh(f"{node.name}_widen"),
+                                           to=TensorProto.FLOAT))
+            node.input[position] = widened
+    for position, name in enumerate(node.output):
+        if name and graph.element_types.get(name) == float16:
+            wide = graph.fresh(f"{name}_float32")
+            after.append(helper.make_node("Cast", [wide], [name], name=graph.fresh(f"{node.name}_narrow"),
+                                          to=float16))
+            node.output[position] = wide
+    graph.insert_around(node, before=before, after=after)
+    return True
+
+
+
+def _matmul_in_float32(graph: _Graph, node: Any) -> bool:
+    """Both MatMul rewrites: vector-batch products, float16 accumulation."""
+    reshaped = _matmul(graph, node)
+    return _in_float32(graph, node) or reshaped
+
+
 _REWRITES = {
+    "Attention": _in_float32,
     "Compress": _compress,
+    "DequantizeLinear": _dequantize_per_axis,
+    "Gelu": _gelu_tanh,
+    "Pad": _pad_wrap,
+    "QLinearMatMul": _qlinear_matmul,
+    "SpaceToDepth": _space_to_depth,
     "CumProd": _cumprod,
     "GRU": _recurrence,
     "LpNormalization": _lp_normalization,
     "LSTM": _recurrence,
     "RNN": _recurrence,
     "Resize": _resize,
-    "MatMul": _matmul,
+    "MatMul": _matmul_in_float32,
+    "Gemm": _in_float32,
+    "Softmax": _in_float32,
+    "LogSoftmax": _in_float32,
     "Conv": _explicit_pads,
     "ConvTranspose": _explicit_pads,
     "AveragePool": _explicit_pads,

@@ -52,6 +52,8 @@ _AXES_OF_INPUT = ("ReduceMax", "ReduceMin", "ReduceMean", "ReduceSum", "ReducePr
 _WINDOWED = ("Conv", "ConvTranspose", "ConvInteger", "QLinearConv", "AveragePool", "MaxPool",
              "LpPool", "MaxUnpool", "DeformConv", "MaxRoiPool", "Col2Im")
 _POSITIVE_ATTRIBUTES = ("strides", "dilations", "kernel_shape", "group")
+# Attributes whose schema allows only a few values: (op, attribute) -> values.
+_ENUMERATED = {("LpNormalization", "p"): (1, 2)}
 # (op type, indices input, data input, axis attribute or None for all leading axes)
 _INDEXING = {
     "Gather": (1, 0, "axis"),
@@ -76,7 +78,7 @@ def validate(proto: Any, what: str) -> Any:
         # Find the cause among the checks below first: their words are better.
         lenient = _lenient_inference(proto)
         _check_model(lenient, what)
-        cause = _reworded(str(error), _Values(lenient))
+        cause = _reworded(str(error), GraphValues(lenient))
         if cause is None:  # inside the body onnx gives a function op: onnx's own limit
             return lenient
         raise ModelLoadError(f"{what} is invalid: {cause}") from None
@@ -96,7 +98,7 @@ def _lenient_inference(proto: Any) -> Any:
 
 
 def _check_model(proto: Any, what: str) -> None:
-    values = _Values(proto)
+    values = GraphValues(proto)
     problems = _dimension_problems(proto)
     for node in proto.graph.node:
         if problems:
@@ -107,7 +109,7 @@ def _check_model(proto: Any, what: str) -> None:
         raise ModelLoadError(f"{what} is invalid: {problems[0]}")
 
 
-class _Values:
+class GraphValues:
     """What is known of a graph's values: element types, shapes, constants."""
 
     def __init__(self, proto: Any):
@@ -202,7 +204,7 @@ def _formal_inputs(schema: Any, count: int) -> list[Any]:
     return formal[:count]
 
 
-def _type_problems(proto: Any, node: Any, values: _Values) -> list[str]:
+def _type_problems(proto: Any, node: Any, values: GraphValues) -> list[str]:
     """Inputs of types the node's schema does not allow, or one type variable bound to two types."""
     schema = _schema(proto, node)
     if schema is None:
@@ -241,7 +243,7 @@ def _out_of_range(axes: Iterable[int], rank: int, upper: int) -> list[int]:
     return [axis for axis in axes if not -rank <= axis <= upper]
 
 
-def _attribute_problems(node: Any, values: _Values) -> list[str]:
+def _attribute_problems(node: Any, values: GraphValues) -> list[str]:
     found = []
     rank = values.rank(node.input[0]) if node.input and node.input[0] else None
     if rank is not None:
@@ -259,6 +261,11 @@ def _attribute_problems(node: Any, values: _Values) -> list[str]:
                 found.append(f"invalid attribute at {_node(node)}: axes {bad} out of range for input "
                              f"'{node.input[0]}' of shape {values.describe_shape(node.input[0])} "
                              f"(rank {rank}: axes must be in [{-rank}, {rank - 1}])")
+    for (op_type, name), allowed in _ENUMERATED.items():
+        value = _attribute(node, name) if node.op_type == op_type else None
+        if value is not None and value not in allowed:
+            found.append(f"invalid attribute at {_node(node)}: {name} = {value}: must be one of "
+                         f"{', '.join(map(str, allowed))}")
     if node.op_type in _WINDOWED:
         for name in _POSITIVE_ATTRIBUTES:
             value = _attribute(node, name)
@@ -272,7 +279,7 @@ def _attribute_problems(node: Any, values: _Values) -> list[str]:
     return found
 
 
-def _group_problems(node: Any, values: _Values) -> list[str]:
+def _group_problems(node: Any, values: GraphValues) -> list[str]:
     """A convolution's channels must split evenly into its groups."""
     group = _attribute(node, "group") or 1
     if node.op_type not in ("Conv", "ConvInteger") or len(node.input) < 2 or group < 1:
@@ -287,7 +294,7 @@ def _group_problems(node: Any, values: _Values) -> list[str]:
     return []
 
 
-def _index_problems(node: Any, values: _Values) -> list[str]:
+def _index_problems(node: Any, values: GraphValues) -> list[str]:
     """Constant indices outside the data they index."""
     if node.op_type not in _INDEXING:
         return []
@@ -321,7 +328,7 @@ def _index_problems(node: Any, values: _Values) -> list[str]:
     return []
 
 
-def _reworded(message: str, values: _Values) -> str | None:
+def _reworded(message: str, values: GraphValues) -> str | None:
     """onnx's inference failure as "shape mismatch at node 'mm' (MatMul): inputs [4, 5] × [6, 3]: why";
     None for a failure inside a function op's body (onnx's expansion, not the model)."""
     match = _INFERENCE_FAILURE.search(message)

@@ -152,7 +152,11 @@ def compile(
     dump_ir: str | os.PathLike | None = None,
     timing: bool = False,
 ) -> Model:
-    """Compiles a model for `target` ("cpu" or "cuda") and returns it as a callable.
+    """Compiles a model for `target` and returns it as a callable.
+
+    `target`: "cpu" (this machine), "cpu:<name>" (a CPU named as LLVM names
+    it, e.g. "cpu:znver4", "cpu:skylake-avx512", "cpu:x86-64-v3": code
+    sized and generated for it, in a shared library) or "cuda".
 
     `model`: a `torch.nn.Module` (with `example_inputs`, and `dynamic_shapes`
     as for `torch.export`), an ONNX model (path or `onnx.ModelProto`), an

@@ -1,4 +1,5 @@
-"""Linking compiled code: the C compiler driver, nnforge's runtime, system libraries."""
+"""Turning LLVM-dialect modules into objects and shared libraries: LLVM's
+tools, the C compiler driver, nnforge's runtime, system libraries."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ import ctypes
 import shutil
 from pathlib import Path
 
-from nnforge._native import _native_file
+from mlir import ir
+
+from nnforge import _process
+from nnforge._native import _native_file, tool_path
 from nnforge.errors import CompileError
 
 
@@ -39,3 +43,29 @@ def runtime_archive() -> list[str]:
         "-Wl,-Bsymbolic",
         "-Wl,--whole-archive", str(_native_file("libNNForgeRuntimeStatic.a")), "-Wl,--no-whole-archive",
     ]
+
+
+def run_tool(command: list[str], what: str) -> None:
+    """Runs a tool of the tool chain; CompileError naming `what` if it fails."""
+    result = _process.run(command, what)
+    if result.returncode != 0:
+        raise CompileError(f"{what} failed ({' '.join(command[:1])}): {result.stderr.strip()[:2000]}")
+
+
+def object_file(module: ir.Module, folder: Path, cpu_options: tuple[str, ...] = (), optimize: bool = False) -> Path:
+    """The object file of an LLVM-dialect module, written into `folder`:
+    `mlir-translate` to LLVM IR, with `optimize` LLVM's -O3 pipeline (`opt`),
+    then `llc` -O3. `cpu_options` (`-mcpu=...`, `-mattr=...`) say which CPU
+    the code is for (default: a generic x86-64)."""
+    names = ("model.mlir", "model.ll", "model.opt.ll", "model.o")
+    source, llvm_ir, optimized, objects = (folder / name for name in names)
+    source.write_text(str(module))
+    run_tool([str(tool_path("mlir-translate")), "--mlir-to-llvmir", str(source), "-o", str(llvm_ir)],
+             "translating to LLVM IR")
+    if optimize:
+        run_tool([str(tool_path("opt")), "-O3", *cpu_options, "-S", str(llvm_ir), "-o", str(optimized)],
+                 "optimizing LLVM IR")
+        llvm_ir = optimized
+    run_tool([str(tool_path("llc")), "-O3", *cpu_options, "-filetype=obj", "-relocation-model=pic",
+              str(llvm_ir), "-o", str(objects)], "generating code")
+    return objects

@@ -33,8 +33,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("-o", "--output", type=Path, required=True,
                         help="the shared library to write, e.g. model.so")
     add_model_arguments(parser)
-    parser.add_argument("--target", choices=("cpu", "cuda"), default="cpu",
-                        help="cpu (the host) or cuda (an NVIDIA GPU; runs where one is)")
+    parser.add_argument("--target", default="cpu",
+                        help="cpu (this machine), cpu:NAME (a named CPU, e.g. cpu:znver4, cpu:x86-64-v3) "
+                             "or cuda (an NVIDIA GPU; runs where one is)")
     parser.add_argument("--chip", default="sm_90",
                         help="CUDA architecture for --target cuda (default sm_90)")
     parser.add_argument("--threads", type=positive_int, default=None,

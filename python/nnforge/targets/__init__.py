@@ -1,7 +1,9 @@
 """The targets `nnforge.compile` generates code for, one package each.
 
 `target(spec, ...)` sets one up from the `target=` argument of
-`nnforge.compile` ("cpu", "cuda") and the options that concern it. Every target implements `nnforge.targets.interface.Target`;
+`nnforge.compile` ("cpu": this machine; "cpu:<name>": a CPU of
+`cpu.host.KNOWN_CPUS`, e.g. "cpu:znver4", "cpu:x86-64-v3"; "cuda") and the
+options that concern it. Every target implements `nnforge.targets.interface.Target`;
 what they share (stage runner, entry point, linking) sits below them, in
 `nnforge.stages`, `nnforge.entry` and `nnforge.linking`.
 """
@@ -11,16 +13,18 @@ from __future__ import annotations
 from nnforge.errors import CompileError
 from nnforge.targets.interface import Target
 
-TARGETS = ("cpu", "cuda")
+TARGETS = ("cpu", "cpu:<name>", "cuda")
 
 
 def target(spec: str, *, optimize: bool = True, threads: int | None = None, chip: str = "sm_90") -> Target:
     """The target `spec` names, set up with the options of `nnforge.compile` it takes."""
     name, _, variant = str(spec).partition(":")
-    if name == "cpu" and not variant:
+    if name == "cpu":
+        from nnforge.targets.cpu.host import host_cpu, named_cpu
         from nnforge.targets.cpu.target import CpuTarget
 
-        return CpuTarget(optimize=optimize, threads=threads)
+        cpu = named_cpu(variant) if ":" in str(spec) else host_cpu()
+        return CpuTarget(cpu, optimize=optimize, threads=threads)
     if name == "cuda" and not variant:
         from nnforge.targets.cuda.target import CudaTarget
 

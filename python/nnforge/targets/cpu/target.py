@@ -1,6 +1,7 @@
 """The CPU target: lowers with the optimized code generation (or the naive
-pipeline) and JIT-compiles the LLVM dialect with MLIR's ExecutionEngine
-(LLVM -O3, host features)."""
+pipeline), sized by the CPU's description, and compiles the LLVM dialect:
+for this machine with MLIR's ExecutionEngine (LLVM -O3, host features), for
+a named CPU with LLVM's tools into a shared library."""
 
 from __future__ import annotations
 
@@ -17,14 +18,15 @@ from nnforge.errors import CompileError
 from nnforge.runtime import SIGNATURE_SYMBOL, Signature
 from nnforge.stages import StageRunner, check_only_llvm
 from nnforge.targets.cpu.codegen.lowering import lower_to_llvm
-from nnforge.targets.cpu.model import CompiledModel, runtime_libraries
+from nnforge.targets.cpu.host import CpuDescription, ScheduleSizes
+from nnforge.targets.cpu.model import CompiledModel, CrossCompiledModel, runtime_libraries
 from nnforge.targets.interface import Target
 
 log = logging.getLogger("nnforge.compiler")
 
 
 class CpuTarget(Target):
-    """The host CPU.
+    """A CPU: this machine's, or a named one to cross-compile for (`cpu`).
 
     `optimize=False` keeps the naive lowering (scalar loops, one thread);
     `threads`: how many threads the optimized code uses (None: all cores,
@@ -33,7 +35,9 @@ class CpuTarget(Target):
 
     name = "cpu"
 
-    def __init__(self, optimize: bool = True, threads: int | None = None):
+    def __init__(self, cpu: CpuDescription, optimize: bool = True, threads: int | None = None):
+        self.cpu = cpu
+        self.sizing = ScheduleSizes.for_cpu(cpu)
         self.optimize = optimize
         # 0: as many as the OpenMP runtime decides; the naive lowering is sequential.
         self.threads = (threads if threads is not None else 0) if optimize else 1
@@ -47,9 +51,15 @@ class CpuTarget(Target):
         check_only_llvm(module, also_allowed=("omp.",) if self.threads != 1 else ())
         return module
 
-    def build(self, module: ir.Module, signature: Signature, runner: StageRunner) -> CompiledModel:
+    def build(
+        self, module: ir.Module, signature: Signature, runner: StageRunner
+    ) -> CompiledModel | CrossCompiledModel:
         embed_string(module, SIGNATURE_SYMBOL, signature.to_json())
         start = time.perf_counter()
+        if self.cpu.llvm_features is not None:
+            compiled = CrossCompiledModel(module, signature, runner.times, self.cpu, self.threads)
+            runner.times["llvm"] = time.perf_counter() - start
+            return compiled
         try:
             engine = ExecutionEngine(
                 module, opt_level=3, shared_libs=runtime_libraries(self.threads), enable_pic=True
@@ -74,7 +84,7 @@ class CpuTarget(Target):
         snapshot = io.BytesIO()
         module.operation.write_bytecode(snapshot)
         try:
-            lower_to_llvm(module, level, runner, self.threads)
+            lower_to_llvm(module, level, runner, self.sizing, self.threads)
             return module
         except Exception as error:  # a schedule bug must not cost the user the model
             reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -83,3 +93,4 @@ class CpuTarget(Target):
         naive = ir.Module.parse(snapshot.getvalue(), module.context)
         self._lower_naive(naive, level, runner)
         return naive
+

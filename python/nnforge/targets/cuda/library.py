@@ -10,11 +10,11 @@ from pathlib import Path
 
 from mlir import ir
 
-from nnforge import _process, artifact, elf
-from nnforge._native import _native_file, tool_path
+from nnforge import artifact, elf
+from nnforge._native import _native_file
 from nnforge.entry import embed_string
 from nnforge.errors import CompileError, SaveError
-from nnforge.linking import c_compiler, runtime_archive
+from nnforge.linking import c_compiler, object_file, run_tool, runtime_archive
 from nnforge.runtime import CUDA_RUNTIME, SIGNATURE_SYMBOL, Signature, packed_entry_source
 
 # Where a saved CUDA model says which target it was compiled for.
@@ -34,12 +34,6 @@ def cuda_runtime_library() -> Path:
         if library.exists():
             return library
     raise CompileError(f"{CUDA_RUNTIME} is missing from the mlir package")
-
-
-def _run_tool(command: list[str], what: str) -> None:
-    result = _process.run(command, what)
-    if result.returncode != 0:
-        raise CompileError(f"{what} failed ({' '.join(command[:1])}): {result.stderr.strip()[:2000]}")
 
 
 def save_cuda_library(module: ir.Module, signature: Signature, path: str | os.PathLike) -> list[Path]:
@@ -71,17 +65,13 @@ def save_cuda_library(module: ir.Module, signature: Signature, path: str | os.Pa
     except elf.ElfError as error:
         raise CompileError(str(error)) from None
     with tempfile.TemporaryDirectory(prefix="nnforge-cuda-") as scratch:
-        source, llvm_ir, objects, entry = (Path(scratch) / f"model.{ext}" for ext in ("mlir", "ll", "o", "c"))
-        source.write_text(str(copy))
+        objects = object_file(copy, Path(scratch))
+        entry = Path(scratch) / "entry.c"
         entry.write_text(packed_entry_source(signature))
-        _run_tool([str(tool_path("mlir-translate")), "--mlir-to-llvmir", str(source), "-o", str(llvm_ir)],
-                  "translating to LLVM IR")
-        _run_tool([str(tool_path("llc")), "-O3", "-filetype=obj", "-relocation-model=pic",
-                   str(llvm_ir), "-o", str(objects)], "generating host code")
         linked = Path(scratch) / path.name
-        _run_tool([compiler, "-shared", "-fPIC", "-o", str(linked), str(objects), str(entry),
-                   *runtime_archive(), str(_native_file(CUDA_RUNTIME_ARCHIVE)), f"-L{path.parent}",
-                   "-l:" + CUDA_RUNTIME, "-Wl,--allow-shlib-undefined", "-Wl,-rpath,$ORIGIN"],
-                  f"linking {path}")
+        run_tool([compiler, "-shared", "-fPIC", "-o", str(linked), str(objects), str(entry),
+                  *runtime_archive(), str(_native_file(CUDA_RUNTIME_ARCHIVE)), f"-L{path.parent}",
+                  "-l:" + CUDA_RUNTIME, "-Wl,--allow-shlib-undefined", "-Wl,-rpath,$ORIGIN"],
+                 f"linking {path}")
         artifact.install(linked, path)
     return [path, runtime]

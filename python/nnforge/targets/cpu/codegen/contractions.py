@@ -1,14 +1,16 @@
 """Contractions: matmul in any operand layout, batch_matmul, contraction
 generics, and the im2col'd convolutions.
 
-Output tiles of 128 x 128 (64 rows where 128 do not divide m; columns in
-equal tiles where 128 do not divide n: 196 (two halves if it is the only
-output tile), 3136 = 14 x 224; shared among threads), k tiles of 256, then
-register tiles of 8 x 32 with k step 1, vectorized to a `vector.contract`
-lowered to outer products (`vector.fma` on vector<32xf32>); each
-accumulator is hoisted out of the k loop into registers. The columns of an
-output tile after its last full register tile get power-of-two widths
-(49 = 32 + 16 + 1), unmasked; masks remain only where n is dynamic.
+Output tiles of the cache tile's size (on the Zen 4: 128 x 128; 64 rows
+where 128 do not divide m; columns in equal tiles where 128 do not divide
+n: 196 (two halves if it is the only output tile), 3136 = 14 x 224; shared
+among threads), k tiles (256), then register tiles (8 x 32) with k step 1,
+vectorized to a `vector.contract` lowered to outer products (`vector.fma`
+on vector<32xf32>); each accumulator is hoisted out of the k loop into
+registers. The columns of an output tile after its last full register tile
+get power-of-two widths (49 = 32 + 16 + 1), unmasked; masks remain only
+where n is dynamic. `contraction_tiles` chooses the tiles, from the op's
+loop sizes and the CPU's `ScheduleSizes`.
 """
 
 from __future__ import annotations
@@ -25,13 +27,7 @@ from nnforge.targets.cpu.codegen.common import (
     static_loop_sizes,
     tile_outer,
 )
-
-# Contraction tiles: (cache level, register level) sizes per dimension role.
-# Where 128 rows of m do not divide the loop, 64 (SMALL_M_TILE) do: a partial
-# m tile would mask each of its register tiles.
-CACHE_TILE = {"batch": 1, "m": 128, "n": 128, "k": 256}
-SMALL_M_TILE = 64
-REGISTER_TILE = {"batch": 1, "m": 8, "n": 32, "k": 1}
+from nnforge.targets.cpu.host import ScheduleSizes
 
 
 def _is_multiply_accumulate(op: ir.Operation) -> bool:
@@ -67,7 +63,7 @@ def contraction_roles(op: ir.Operation) -> dict[int, str] | None:
     return roles
 
 
-def contraction_schedule(op: ir.Operation, parallel: bool) -> str | None:
+def contraction_schedule(op: ir.Operation, parallel: bool, sizing: ScheduleSizes) -> str | None:
     """Cache + register tiling and vectorization of a contraction, or None."""
     roles = contraction_roles(op)
     if roles is None:
@@ -76,11 +72,10 @@ def contraction_schedule(op: ir.Operation, parallel: bool) -> str | None:
     # Register loops nest batch, m, n, then k innermost (accumulator reuse).
     order = [d for role in ("batch", "m", "n", "k") for d in sorted(roles) if roles[d] == role]
     loop_sizes = static_loop_sizes(op)
-    cache = contraction_cache_tiles(op, roles)
+    cache, register_tiles = contraction_tiles_of(op, roles, sizing)
     # Output tiles (independent: one per thread at a time), then k tiles.
     outer = [0 if roles[d] == "k" else cache[d] for d in range(rank)]
     inner = [cache[d] if roles[d] == "k" else 0 for d in range(rank)]
-    register_tiles = contraction_register_tiles(roles, loop_sizes, cache)
     m_dim = _role_dim(roles, "m")
     register = sizes_text(register_tiles)
     n_dim = _role_dim(roles, "n")
@@ -132,12 +127,34 @@ CONTRACTION_PATTERNS = """
       transform.apply_patterns.vector.transfer_permutation_patterns"""
 
 
-def contraction_register_tiles(roles: dict[int, str], sizes: list[int | None], cache: list[int]) -> list[int]:
-    """The register tile of each loop of a contraction with `cache` tiles."""
-    tiles = clamp([REGISTER_TILE[roles[d]] for d in range(len(roles))], sizes)
+def contraction_tiles(
+    roles: dict[int, str], sizes: list[int | None], sizing: ScheduleSizes, band_columns: int | None = None
+) -> tuple[list[int], list[int]]:
+    """The cache and the register tile of each loop of a contraction whose
+    loops have `roles` and static `sizes`: what its schedule applies.
+
+    `band_columns`: where the contraction reads the collapsed rows of a
+    producer fused into its region, the columns of a band of those rows;
+    the cache tiles are then such bands with every m, so that each band of
+    the producer is computed once.
+    """
+    cache = _cache_tiles(roles, sizes, sizing)
+    if band_columns is not None:
+        m, n = _role_dim(roles, "m"), _role_dim(roles, "n")
+        cache[m] = sizes[m]
+        cache[n] = band_columns
+    register = clamp([sizing.register_tile[roles[d]] for d in range(len(roles))], sizes)
     m = _role_dim(roles, "m")
-    tiles[m] = min(_register_rows(cache[m]), tiles[m])
-    return tiles
+    register[m] = min(_register_rows(cache[m], sizing), register[m])
+    return cache, register
+
+
+def contraction_tiles_of(
+    op: ir.Operation, roles: dict[int, str], sizing: ScheduleSizes
+) -> tuple[list[int], list[int]]:
+    """`contraction_tiles` of a contraction op (its band columns: BAND_COLUMNS)."""
+    band_columns = ir.IntegerAttr(op.attributes[BAND_COLUMNS]).value if BAND_COLUMNS in op.attributes else None
+    return contraction_tiles(roles, static_loop_sizes(op), sizing, band_columns)
 
 
 def _register_tiling(target: str, result: str, tiles: list[int], order: list[int]) -> str:
@@ -149,38 +166,43 @@ def _register_tiling(target: str, result: str, tiles: list[int], order: list[int
         interchange = {sizes_text(order)} : (!transform.any_op) -> (!transform.any_op, {loops})"""
 
 
-def _cache_tiles(roles: dict[int, str], sizes: list[int | None]) -> list[int]:
-    """The cache tile of each loop of a contraction (see CACHE_TILE)."""
+def _cache_tiles(roles: dict[int, str], sizes: list[int | None], sizing: ScheduleSizes) -> list[int]:
+    """The cache tile of each loop of a contraction (`sizing.cache_tile`,
+    fitted to the loop sizes)."""
     tiles = []
     for loop, size in enumerate(sizes):
-        tile = CACHE_TILE[roles[loop]]
+        tile = sizing.cache_tile[roles[loop]]
         if size is not None and size > tile and size % tile:
             if roles[loop] == "m":
-                # SMALL_M_TILE where it divides the loop; else the loop whole
-                # up to twice the tile where its register tiles divide it
-                # (196 = 28 x 7): partial tiles would be masked.
-                whole = size % SMALL_M_TILE and size <= 2 * tile and size % _register_rows(size) == 0
-                tile = size if whole else SMALL_M_TILE
+                # The small m tile where it divides the loop (a partial m
+                # tile would mask each of its register tiles); else the loop
+                # whole up to twice the tile where its register tiles divide
+                # it (196 = 28 x 7).
+                small = sizing.small_m_tile
+                whole = size % small and size <= 2 * tile and size % _register_rows(size, sizing) == 0
+                tile = size if whole else small
             elif roles[loop] == "n":
-                tile = _equal_n_tile(size, tile)
+                tile = _equal_n_tile(size, tile, sizing.lanes)
         tiles.append(tile)
     tiles = clamp(tiles, sizes)
     # Columns taken whole in one output tile would leave the other threads
     # idle: two equal halves instead.
     n = _role_dim(roles, "n")
-    if (sizes[n] is not None and sizes[n] > CACHE_TILE["n"] and tiles[n] == sizes[n] and sizes[n] % 2 == 0
+    if (sizes[n] is not None and sizes[n] > sizing.cache_tile["n"] and tiles[n] == sizes[n] and sizes[n] % 2 == 0
             and _makes_one_output_tile(roles, sizes, tiles)):
         tiles[n] //= 2
     return tiles
 
 
-def _register_rows(rows: int | None) -> int:
-    """Rows of a register tile for an m cache tile of `rows`: REGISTER_TILE's
-    8, or 7 or 6 where those divide it and 8 does not (49 = 7 x 7 rows of
-    output pixels): a partial register tile would mask all of them."""
+def _register_rows(rows: int | None, sizing: ScheduleSizes) -> int:
+    """Rows of a register tile for an m cache tile of `rows`: the register
+    tile's (8 on the Zen 4), or one or two fewer where those divide it and
+    the register tile's do not (49 = 7 x 7 rows of output pixels): a partial
+    register tile would mask all of them."""
+    full = sizing.register_tile["m"]
     if rows is None:
-        return REGISTER_TILE["m"]
-    return next((r for r in (REGISTER_TILE["m"], 7, 6) if rows % r == 0), REGISTER_TILE["m"])
+        return full
+    return next((r for r in (full, full - 1, full - 2) if rows % r == 0), full)
 
 
 def _makes_one_output_tile(roles: dict[int, str], sizes: list[int | None], tiles: list[int]) -> bool:
@@ -190,14 +212,15 @@ def _makes_one_output_tile(roles: dict[int, str], sizes: list[int | None], tiles
     )
 
 
-def _equal_n_tile(size: int, tile: int) -> int:
+def _equal_n_tile(size: int, tile: int, lanes: int) -> int:
     """An n cache tile that divides `size` (so that every tile, its partial
     register tile included, has static sizes): the whole loop up to twice
-    `tile`, else the largest multiple of 16 dividing it between half and
-    twice `tile` (3136 = 14 x 224, 784 = 7 x 112), else `tile`."""
+    `tile`, else the largest multiple of a vector's `lanes` dividing it
+    between half and twice `tile` (3136 = 14 x 224, 784 = 7 x 112 with 16
+    lanes), else `tile`."""
     if size <= 2 * tile:
         return size
-    divisors = [t for t in range(2 * tile, tile // 2 - 1, -16) if size % t == 0]
+    divisors = [t for t in range(2 * tile, tile // 2 - 1, -lanes) if size % t == 0]
     return divisors[0] if divisors else tile
 
 
@@ -228,16 +251,3 @@ def output_loops(contraction: ir.Operation) -> list[int]:
     maps = linalg.get_indexing_maps(contraction)
     output_map = ir.AffineMapAttr(maps[len(maps) - 1]).value  # (an ArrayAttr takes no negative index)
     return [expr.maybe_downcast().position for expr in output_map.results]
-
-
-def contraction_cache_tiles(op: ir.Operation, roles: dict[int, str]) -> list[int]:
-    """The cache tiles of a contraction (_cache_tiles), or where it reads the
-    collapsed rows of a producer fused into its region (BAND_COLUMNS), bands
-    of those rows with every m: each band of the producer is computed once."""
-    sizes = static_loop_sizes(op)
-    cache = _cache_tiles(roles, sizes)
-    if BAND_COLUMNS in op.attributes:
-        m, n = _role_dim(roles, "m"), _role_dim(roles, "n")
-        cache[m] = sizes[m]
-        cache[n] = ir.IntegerAttr(op.attributes[BAND_COLUMNS]).value
-    return cache

@@ -4,8 +4,8 @@
 contraction (`lowering` converts them, `contractions` schedules them); for
 NCHW, nnforge's im2col (nnf-conv-to-im2col), whose window copy is
 vectorized along output rows here. Depthwise NCHW convolutions and NCHW
-poolings (max, sum): segments of 16 output columns per channel (the row's
-last one as wide as what is left), each accumulated in registers over the
+poolings (max, sum): segments of a register's lanes of output columns (16
+on the Zen 4) per channel (the row's last one as wide as what is left), each accumulated in registers over the
 window taps. Strided windows (these, and strided im2col window copies):
 each segment's input read as one contiguous vector whose every s-th lane
 is kept (nnf-deinterleave-strided-reads), which the vectorizer then takes.
@@ -28,9 +28,8 @@ from nnforge.targets.cpu.codegen.common import (
     static_loop_sizes,
     tile_outer,
 )
+from nnforge.targets.cpu.host import ScheduleSizes
 
-# Output columns per vector in depthwise convolutions (one AVX-512 register).
-DEPTHWISE_VECTOR = 16
 # Output rows per vector tile of stride-1 depthwise convolutions: each input
 # row loaded serves the filter rows of both (12 row loads for 2 x 16
 # outputs of a 3x3 filter instead of 18), the filter taps broadcast once.
@@ -105,15 +104,15 @@ def _row_segment_schedule(
     return text + hoist_accumulators("fs")
 
 
-def depthwise_schedule(op: ir.Operation, parallel: bool) -> str | None:
+def depthwise_schedule(op: ir.Operation, parallel: bool, sizing: ScheduleSizes) -> str | None:
     """A depthwise NCHW convolution (loops n, oh, ow, c, kh, kw) as vectorized
-    multiply-adds: one segment of DEPTHWISE_VECTOR output columns per
-    channel and filter tap, DEPTHWISE_ROWS rows of them where the stride is
+    multiply-adds: one segment of `sizing.depthwise_vector` output columns
+    per channel and filter tap, DEPTHWISE_ROWS rows of them where the stride is
     1 and they divide the rows of every tile (TILE_ROWS, set where a
     dispatch region tiles the convolution into tiles of rows that divide its
     rows)."""
     sizes = static_loop_sizes(op)
-    [lanes] = clamp([DEPTHWISE_VECTOR], sizes[2:3])
+    [lanes] = clamp([sizing.depthwise_vector], sizes[2:3])
     if lanes < MIN_VECTOR:
         return None
     strides = [int(stride) for stride in ir.DenseIntElementsAttr(op.attributes["strides"])]
@@ -123,11 +122,11 @@ def depthwise_schedule(op: ir.Operation, parallel: bool) -> str | None:
     return _row_segment_schedule(op, [1, rows, 0, 1, 0, 0], [0, 0, lanes, 0, 1, 1], lanes, parallel, rows)
 
 
-def pooling_schedule(op: ir.Operation, parallel: bool) -> str | None:
+def pooling_schedule(op: ir.Operation, parallel: bool, sizing: ScheduleSizes) -> str | None:
     """An NCHW pooling (loops n, c, oh, ow, kh, kw) as vectorized maxima or
-    sums: one segment of DEPTHWISE_VECTOR output columns per channel, row
-    and window tap."""
-    [lanes] = clamp([DEPTHWISE_VECTOR], static_loop_sizes(op)[3:4])
+    sums: one segment of `sizing.depthwise_vector` output columns per
+    channel, row and window tap."""
+    [lanes] = clamp([sizing.depthwise_vector], static_loop_sizes(op)[3:4])
     if lanes < MIN_VECTOR:
         return None
     # n, c, oh independent; then ow segments and the window taps.
@@ -149,10 +148,10 @@ def is_window_copy(op: ir.Operation) -> bool:
     )
 
 
-def window_copy_schedule(op: ir.Operation, parallel: bool) -> str | None:
+def window_copy_schedule(op: ir.Operation, parallel: bool, sizing: ScheduleSizes) -> str | None:
     """An im2col window copy as vectorized copies of output row segments,
     one per (n, c, kh, kw, oh)."""
-    [lanes] = clamp([DEPTHWISE_VECTOR], static_loop_sizes(op)[5:6])
+    [lanes] = clamp([sizing.depthwise_vector], static_loop_sizes(op)[5:6])
     if lanes < MIN_VECTOR:
         return None
     # n, c independent; then kh, kw, oh and the ow segments.

@@ -5,8 +5,8 @@ The op yielding the result (the anchor) is tiled along its outer loops --
 to the contraction's output tiles, or to rows -- and every other op of the
 region is fused into that tile loop; then each op gets the schedule of its
 kind inside the tile. A region where a 1x1 convolution reads a depthwise
-convolution's collapsed rows is tiled in bands of whole rows (BAND_BYTES of
-the depthwise result), the contraction's slices of the collapsed rows taken
+convolution's collapsed rows is tiled in bands of whole rows (the band
+bytes of `ScheduleSizes` of the depthwise result), the contraction's slices of the collapsed rows taken
 of the rows themselves (nnf-slice-rows-before-collapse); each band of the
 depthwise stage is computed a channel at a time, its rows in pairs
 (DEPTHWISE_ROWS).
@@ -36,33 +36,22 @@ from nnforge.targets.cpu.codegen.common import (
     tile_outer,
 )
 from nnforge.targets.cpu.codegen.contractions import (
-    CACHE_TILE,
     CONTRACTION_PATTERNS,
-    contraction_cache_tiles,
-    contraction_register_tiles,
     contraction_roles,
+    contraction_tiles_of,
     output_loops,
 )
 from nnforge.targets.cpu.codegen.elementwise import row_copies
+from nnforge.targets.cpu.host import ScheduleSizes
 
-# Bytes of a band of rows of a depthwise convolution's result that a 1x1
-# convolution reads in the region nnf-form-dispatch-regions merges them into:
-# the band stays in L2 (1 MiB per core here) beside the input rows it is
-# computed from and the output tile (192 KiB and 384 KiB bands were equal
-# within noise on the MobileNetV2 block; larger ones cost fewer per-band
-# overheads where channels are few).
-BAND_BYTES = 384 << 10
 # Bands at least, where threads share them: the threads' shares stay even
 # (7 bands on two threads would leave one idle an eighth of the time).
 PARALLEL_BANDS = 8
-# Rows per tile of a dispatch region without contraction (e.g. a softmax):
-# as many as make about this many elements (one row of 1024 or more), so
-# that a tile's input, intermediates and output stay in a 32 KiB L1 (8192
-# elements: softmax 512x1024 one thread 0.217 against 0.270 ms warm).
-ROW_TILE_ELEMENTS = 1024
 
 
-def _epilogue_tiles(contraction: ir.Operation, roles: dict[int, str], rank: int) -> list[int]:
+def _epilogue_tiles(
+    contraction: ir.Operation, roles: dict[int, str], rank: int, sizing: ScheduleSizes
+) -> list[int]:
     """Tile sizes of the anchor of a contraction's dispatch region: the
     contraction's output tile (cache tiles of its m, n and batch loops).
 
@@ -73,21 +62,22 @@ def _epilogue_tiles(contraction: ir.Operation, roles: dict[int, str], rank: int)
     loops = output_loops(contraction)
     if len(loops) != rank:
         raise CompileError(f"a dispatch region's epilogue has {rank} loops, its contraction's result {len(loops)} dims")
-    cache = contraction_cache_tiles(contraction, roles)
+    cache, _ = contraction_tiles_of(contraction, roles, sizing)
     return [cache[loop] for loop in loops]
 
 
-def _band_rows(rows: ir.RankedTensorType, parallel: bool) -> int:
-    """Rows of a band of the NCHW tensor `rows`: as many as BAND_BYTES hold
-    (56 x 56 x 192 f32: 8 rows); where threads share the bands, few enough
-    to make PARALLEL_BANDS of them (56 rows: 14 bands of 4), but no fewer
-    than CACHE_TILE's n columns take (28 x 28: 7 bands of 4 rows rather than
-    14 of 2, whose 56 columns cost more per band than they gain)."""
+def _band_rows(rows: ir.RankedTensorType, parallel: bool, sizing: ScheduleSizes) -> int:
+    """Rows of a band of the NCHW tensor `rows`: as many as the band bytes
+    hold (384 KiB on the Zen 4: 8 rows of 56 x 56 x 192 f32); where threads
+    share the bands, few enough to make PARALLEL_BANDS of them (56 rows: 14
+    bands of 4), but no fewer than the cache tile's n columns take (28 x 28:
+    7 bands of 4 rows rather than 14 of 2, whose 56 columns cost more per
+    band than they gain)."""
     channels, height, width = rows.shape[-3:]
     row_bytes = channels * width * rows.element_type.width // 8
-    limit = max(1, BAND_BYTES // row_bytes)
+    limit = max(1, sizing.band_bytes // row_bytes)
     if parallel:
-        limit = min(limit, max(-(-CACHE_TILE["n"] // width), height // PARALLEL_BANDS))
+        limit = min(limit, max(-(-sizing.cache_tile["n"] // width), height // PARALLEL_BANDS))
     return _dividing_rows(height, limit)
 
 
@@ -125,7 +115,9 @@ def _collapsed_rows(block: ir.Block, members: list[ir.Operation]) -> tuple[int, 
     return None
 
 
-def dispatch_schedule(dispatch: ir.Operation, parallel: bool) -> tuple[str, list[ir.Operation]] | None:
+def dispatch_schedule(
+    dispatch: ir.Operation, parallel: bool, sizing: ScheduleSizes
+) -> tuple[str, list[ir.Operation]] | None:
     """Tiles the anchor of a dispatch region along its outer loops and fuses
     the other ops into the tile loop, consumers before their producers (the
     ops of the region are numbered by `MEMBER` for this).
@@ -133,7 +125,7 @@ def dispatch_schedule(dispatch: ir.Operation, parallel: bool) -> tuple[str, list
     With a contraction inside, the tiles are the contraction's output tiles
     (its m and n loops are the anchor's last two: the anchor is its
     epilogue); otherwise they are rows: the innermost loop whole, about
-    ROW_TILE_ELEMENTS elements per tile (each tile's intermediates are
+    `sizing.row_tile_elements` elements per tile (each tile's intermediates are
     allocated per tile, from the buffer cache's per-thread slots). The sizes of
     dynamic tiles, read from the producers' results, are then taken from
     their operands (else the producers outside would stay alive); after each
@@ -162,13 +154,13 @@ def dispatch_schedule(dispatch: ir.Operation, parallel: bool) -> tuple[str, list
     rank = loop_count(anchor)
     contractions = [(member, roles) for member in members if (roles := contraction_roles(member))]
     collapsed = _collapsed_rows(block, members)
-    band_rows = collapsed and _band_rows(collapsed[1], parallel)
+    band_rows = collapsed and _band_rows(collapsed[1], parallel, sizing)
     if contractions:
         if band_rows:
             set_i64(contractions[0][0], BAND_COLUMNS, band_rows * collapsed[1].shape[-1])
-        tiles = _epilogue_tiles(*contractions[0], rank)
+        tiles = _epilogue_tiles(*contractions[0], rank, sizing)
     else:
-        rows = max(1, ROW_TILE_ELEMENTS // sizes[-1]) if sizes[-1] else 1
+        rows = max(1, sizing.row_tile_elements // sizes[-1]) if sizes[-1] else 1
         if sizes[-2] is not None and any(member.name == "linalg.depthwise_conv_2d_nchw_chw" for member in members):
             rows = _dividing_rows(sizes[-2], rows)
         tiles = [1] * (rank - 2) + [rows, 0]
@@ -241,14 +233,19 @@ def dispatch_schedule(dispatch: ir.Operation, parallel: bool) -> tuple[str, list
     }} : !transform.any_op""")
     if any(member.name == "tensor.pad" for member in members):
         parts.append(_padded_tiles(scope))
-    fusion = contractions and _register_fusion(members, anchor, *contractions[0], scope)
+    fusion = contractions and _register_fusion(members, anchor, *contractions[0], scope, sizing)
     if fusion:
         parts.append(fusion[0])
     return "".join(parts), fusion[1] if fusion else []
 
 
 def _register_fusion(
-    members: list[ir.Operation], anchor: ir.Operation, contraction: ir.Operation, roles: dict[int, str], scope: str
+    members: list[ir.Operation],
+    anchor: ir.Operation,
+    contraction: ir.Operation,
+    roles: dict[int, str],
+    scope: str,
+    sizing: ScheduleSizes,
 ) -> tuple[str, list[ir.Operation]] | None:
     """Transform ops computing a region's contraction, its zero fill and its
     epilogue (the anchor) one register tile at a time, once the region is
@@ -273,8 +270,7 @@ def _register_fusion(
     sizes = static_loop_sizes(contraction)
     if None in sizes:
         return None
-    cache = contraction_cache_tiles(contraction, roles)
-    register = contraction_register_tiles(roles, sizes, cache)
+    cache, register = contraction_tiles_of(contraction, roles, sizing)
     for loop, role in roles.items():
         if role == "k" and sizes[loop] > cache[loop]:
             return None

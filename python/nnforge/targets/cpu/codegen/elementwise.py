@@ -1,7 +1,8 @@
 """Elementwise ops, fills, transposes and copies.
 
 Elementwise ops and fills: tiles of 1 along all loops but the innermost,
-which is vectorized 64 lanes wide. Transposes: 16 x 16 tiles, transposed in
+which is vectorized four registers wide (64 lanes on the Zen 4).
+Transposes: square tiles of a register's lanes (16 x 16), transposed in
 registers. Copies (a padded tensor's interior): a row at a time, each row an
 inline memcpy.
 """
@@ -20,24 +21,23 @@ from nnforge.targets.cpu.codegen.common import (
     static_loop_sizes,
     tile_outer,
 )
-
-# Lanes of the innermost loop for non-contraction ops.
-ELEMENTWISE_VECTOR = 64
-# Square tiles of transposes.
-TRANSPOSE_TILE = 16
+from nnforge.targets.cpu.host import ScheduleSizes
 
 
-def row_lanes(size: int | None) -> int:
-    """Lanes of an innermost loop of `size`: ELEMENTWISE_VECTOR, or the
-    widest multiple of 8 down to 16 that divides a static row (1000 = 25 x
-    40), so that no vector is partial: a partial one is masked, and a
+def row_lanes(size: int | None, sizing: ScheduleSizes) -> int:
+    """Lanes of an innermost loop of `size`: the elementwise vector, or the
+    widest multiple of the row lane step down to one register that divides
+    a static row (with 16-lane registers, multiples of 8 down to 16: 1000 =
+    25 x 40), so that no vector is partial: a partial one is masked, and a
     reduction's masked accumulator slice cannot stay in registers."""
+    widest = sizing.elementwise_vector
     if size is None:
-        return ELEMENTWISE_VECTOR
-    return next((lanes for lanes in range(ELEMENTWISE_VECTOR, 15, -8) if size % lanes == 0), ELEMENTWISE_VECTOR)
+        return widest
+    candidates = range(widest, sizing.lanes - 1, -sizing.row_lane_step)
+    return next((lanes for lanes in candidates if size % lanes == 0), widest)
 
 
-def elementwise_schedule(op: ir.Operation, parallel: bool) -> str | None:
+def elementwise_schedule(op: ir.Operation, parallel: bool, sizing: ScheduleSizes) -> str | None:
     """Tiles all loops but the innermost to 1 and vectorizes the innermost.
 
     Transposes get square tiles instead (transposed in registers by
@@ -48,9 +48,9 @@ def elementwise_schedule(op: ir.Operation, parallel: bool) -> str | None:
         return None
     sizes = static_loop_sizes(op)
     if op.name == "linalg.transpose" and rank >= 2:
-        inner = [TRANSPOSE_TILE, TRANSPOSE_TILE]
+        inner = [sizing.transpose_tile, sizing.transpose_tile]
     else:
-        inner = [row_lanes(sizes[-1])]
+        inner = [row_lanes(sizes[-1], sizing)]
     tiles = clamp([1] * (rank - len(inner)) + inner, sizes)
     if tiles[-1] < MIN_VECTOR:
         return None  # too narrow to gain from vectors: scalar loops
@@ -65,13 +65,13 @@ def elementwise_schedule(op: ir.Operation, parallel: bool) -> str | None:
     transform.structured.vectorize %t vector_sizes {sizes_text(tiles)} : !transform.any_op"""
 
 
-def copy_schedule(op: ir.Operation, parallel: bool) -> str | None:
+def copy_schedule(op: ir.Operation, parallel: bool, sizing: ScheduleSizes) -> str | None:
     """A copy (a padded tensor's interior) one row at a time, the row's unit
     dimensions folded away: each row copy then lowers to an inline memcpy
     rather than a call of the runtime's strided memrefCopy."""
     sizes = static_loop_sizes(op)
     if len(sizes) < 2 or sizes[-1] is None:
-        return elementwise_schedule(op, parallel)
+        return elementwise_schedule(op, parallel, sizing)
     # The caller left no empty loop.
     return row_copies("op", "row", len(sizes), parallel)
 

@@ -36,6 +36,7 @@ from nnforge.targets.cpu.codegen.convolutions import (
 from nnforge.targets.cpu.codegen.dispatch import dispatch_schedule
 from nnforge.targets.cpu.codegen.elementwise import copy_schedule, elementwise_schedule
 from nnforge.targets.cpu.codegen.reductions import reduction_schedule
+from nnforge.targets.cpu.host import ScheduleSizes
 
 # Vector lowering applied to every function once all ops are vectorized:
 # contractions become outer products (FMAs), masks and transposes lower to
@@ -103,7 +104,7 @@ def linalg_to_llvm_optimized(threads: int) -> str:
     )
 
 
-def _schedule_of(op: ir.Operation, parallel: bool) -> str | None:
+def _schedule_of(op: ir.Operation, parallel: bool, sizing: ScheduleSizes) -> str | None:
     """The transform ops scheduling `op` (on handle %op), or None to leave it scalar.
 
     `parallel`: whether threads may share the outer loops; only ops large
@@ -113,24 +114,25 @@ def _schedule_of(op: ir.Operation, parallel: bool) -> str | None:
         return None  # no iterations (an empty dimension): tiling would assert
     parallel = parallel and worth_parallel(op)
     if op.name == "linalg.depthwise_conv_2d_nchw_chw":
-        return depthwise_schedule(op, parallel)
+        return depthwise_schedule(op, parallel, sizing)
     if op.name in NCHW_POOLING:
-        return pooling_schedule(op, parallel)
+        return pooling_schedule(op, parallel, sizing)
     if op.name == "linalg.copy":
-        return copy_schedule(op, parallel)
+        return copy_schedule(op, parallel, sizing)
     if is_window_copy(op):
-        return window_copy_schedule(op, parallel)
+        return window_copy_schedule(op, parallel, sizing)
     if linalg.isa_convolution_op(op):
         return None  # what im2col did not turn into a contraction stays scalar
     return (
-        contraction_schedule(op, parallel)
-        or reduction_schedule(op, parallel)
-        or elementwise_schedule(op, parallel)
+        contraction_schedule(op, parallel, sizing)
+        or reduction_schedule(op, parallel, sizing)
+        or elementwise_schedule(op, parallel, sizing)
     )
 
 
-def vectorize_linalg(module: ir.Module, parallel: bool = False) -> None:
-    """Tiles and vectorizes the linalg-on-tensors ops of `module`, in place.
+def vectorize_linalg(module: ir.Module, sizing: ScheduleSizes, parallel: bool = False) -> None:
+    """Tiles and vectorizes the linalg-on-tensors ops of `module`, in place,
+    to the tile and vector sizes of `sizing`.
 
     `parallel`: the outer tile loops of large ops are `scf.forall` loops, to
     be run by several threads. Run it after linalg fusion and
@@ -157,7 +159,7 @@ def vectorize_linalg(module: ir.Module, parallel: bool = False) -> None:
     scheduled = []
     vectorized: list[ir.Operation] = []
     for dispatch in dispatches(module):
-        schedule = dispatch_schedule(dispatch, parallel)
+        schedule = dispatch_schedule(dispatch, parallel, sizing)
         if schedule is not None:
             scheduled.append(Scheduled(dispatch, schedule[0]))
             vectorized += schedule[1]
@@ -165,7 +167,7 @@ def vectorize_linalg(module: ir.Module, parallel: bool = False) -> None:
         if op in vectorized:
             continue
         in_dispatch = is_in_dispatch(op)
-        body = _schedule_of(op, parallel and not in_dispatch)
+        body = _schedule_of(op, parallel and not in_dispatch, sizing)
         if body is not None:
             scheduled.append(Scheduled(op, body))
     apply_schedules(module, scheduled, _VECTOR_LOWERING + _VECTOR_LOWERING_LATE, "vectorization")
@@ -224,8 +226,11 @@ def _is_linalg_init(use: ir.OpOperand) -> bool:
     return owner.name.startswith("linalg.") and use.operand_number >= len(owner.operands) - len(owner.results)
 
 
-def lower_to_llvm(module: ir.Module, level: str, runner: StageRunner, threads: int = 0) -> None:
-    """Runs the stages from `level` to the LLVM dialect with the optimized code generation.
+def lower_to_llvm(
+    module: ir.Module, level: str, runner: StageRunner, sizing: ScheduleSizes, threads: int = 0
+) -> None:
+    """Runs the stages from `level` to the LLVM dialect with the optimized code
+    generation, sized by `sizing`.
 
     `threads`: 1 for sequential code, else how many OpenMP threads run the
     parallel loops (0: all cores).
@@ -239,7 +244,7 @@ def lower_to_llvm(module: ir.Module, level: str, runner: StageRunner, threads: i
         runner.run(module, name, pipeline)
     runner.run(module, "dispatch-regions", pipelines.DISPATCH_REGIONS)
     start = time.perf_counter()
-    vectorize_linalg(module, parallel=threads != 1)
+    vectorize_linalg(module, sizing, parallel=threads != 1)
     runner.times["vectorize"] = time.perf_counter() - start
     runner.dump(module, "vectorize")
     runner.run(module, steps[-1][0], linalg_to_llvm_optimized(threads))

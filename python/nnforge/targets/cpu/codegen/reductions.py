@@ -1,5 +1,6 @@
 """Row reductions (one reduction loop, innermost): one row per iteration,
-reduced into a 64-lane vector of partial results, combined once per row."""
+reduced into a vector of partial results (the elementwise vector: 64 lanes
+on the Zen 4), combined once per row."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from nnforge.targets.cpu.codegen.common import (
     tile_outer,
 )
 from nnforge.targets.cpu.codegen.elementwise import row_lanes
+from nnforge.targets.cpu.host import ScheduleSizes
 
 # Ops that combine a reduction's partial results, as `tile_reduction_using_for`
 # recognizes them (the yielded value combines the accumulator and one other value).
@@ -47,7 +49,7 @@ def _is_row_reduction(op: ir.Operation) -> bool:
     )
 
 
-def reduction_schedule(op: ir.Operation, parallel: bool) -> str | None:
+def reduction_schedule(op: ir.Operation, parallel: bool, sizing: ScheduleSizes) -> str | None:
     """Rows one at a time; each row reduced into a vector of partial results.
 
     `tile_reduction_using_for` turns the innermost reduction into a loop of
@@ -59,7 +61,7 @@ def reduction_schedule(op: ir.Operation, parallel: bool) -> str | None:
         return None
     rank = loop_count(op)
     size = static_loop_sizes(op)[-1]
-    [lanes] = clamp([row_lanes(size)], [size])
+    [lanes] = clamp([row_lanes(size, sizing)], [size])
     if lanes < MIN_VECTOR:
         return None
     partial = sizes_text([0] * (rank - 1) + [lanes])

@@ -1,0 +1,214 @@
+"""The CPU code is generated for, and the tile and vector sizes that follow from it.
+
+A `CpuDescription` says what the schedules size their tiles by: the vector
+registers (width, count), the FMA pipes and the caches of one core. For
+`target="cpu"` it describes this machine: LLVM's name for the host CPU
+(`llc --version`), its vector extensions (the CPU flags Linux reports,
+where a virtual machine may hide some) and its caches (sysfs), over the
+entry of `KNOWN_CPUS` for that name. For `target="cpu:<name>"` it is that
+entry, and the code is generated for that CPU (cross-compiling).
+
+`ScheduleSizes.for_cpu` turns a description into the sizes the schedules
+use: the single place where those numbers are chosen. On the AMD Zen 4 the
+rules give the sizes tuned there by measurement.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from nnforge import _process
+from nnforge._native import tool_path
+from nnforge.errors import CompileError
+
+KIB = 1 << 10
+MIB = 1 << 20
+# Bytes of an f32, the element type the sizes are chosen for.
+F32_BYTES = 4
+# Cycles before an FMA's result can feed the next FMA (4 on the CPUs below).
+FMA_LATENCY = 4
+
+
+@dataclass(frozen=True)
+class CpuDescription:
+    """What code generation knows about a CPU (per core)."""
+
+    # LLVM's name of the CPU (`llc -mcpu=...`), e.g. "znver4".
+    name: str
+    # Width of the widest vector registers used: 512 with AVX-512, 256 with AVX2.
+    vector_bits: int
+    # How many vector registers there are: 32 with AVX-512, 16 with AVX2.
+    vector_registers: int
+    # FMA pipes per core, and the width of each (Zen 4: two of 256 bits; an
+    # AVX-512 FMA takes one of them for two cycles).
+    fma_units: int
+    fma_bits: int
+    # L1 data cache and L2 cache per core.
+    l1_bytes: int
+    l2_bytes: int
+    # LLVM target features the code is compiled with, given with `name`
+    # (they replace the host's features the JIT starts from); None: the
+    # host's own, as the JIT detects them.
+    llvm_features: str | None = None
+
+
+_AVX512 = "+avx512f,+avx512bw,+avx512dq,+avx512vl"
+_AVX2 = "+avx2,+fma"
+
+# The CPUs `target="cpu:<name>"` may name. The x86-64 levels stand for
+# their CPUs with typical caches (v3: Zen 2 and 3, v4: Skylake-SP).
+KNOWN_CPUS = {
+    cpu.name: cpu
+    for cpu in (
+        CpuDescription("znver4", 512, 32, 2, 256, 32 * KIB, 1 * MIB, _AVX512),
+        CpuDescription("znver5", 512, 32, 4, 512, 48 * KIB, 1 * MIB, _AVX512),
+        CpuDescription("znver3", 256, 16, 2, 256, 32 * KIB, 512 * KIB, _AVX2),
+        CpuDescription("znver2", 256, 16, 2, 256, 32 * KIB, 512 * KIB, _AVX2),
+        CpuDescription("skylake-avx512", 512, 32, 2, 512, 32 * KIB, 1 * MIB, _AVX512),
+        CpuDescription("cascadelake", 512, 32, 2, 512, 32 * KIB, 1 * MIB, _AVX512),
+        CpuDescription("icelake-server", 512, 32, 2, 512, 48 * KIB, 1280 * KIB, _AVX512),
+        CpuDescription("sapphirerapids", 512, 32, 2, 512, 48 * KIB, 2 * MIB, _AVX512),
+        CpuDescription("haswell", 256, 16, 2, 256, 32 * KIB, 256 * KIB, _AVX2),
+        CpuDescription("skylake", 256, 16, 2, 256, 32 * KIB, 256 * KIB, _AVX2),
+        CpuDescription("alderlake", 256, 16, 2, 256, 48 * KIB, 1280 * KIB, _AVX2),
+        CpuDescription("x86-64-v4", 512, 32, 2, 512, 32 * KIB, 1 * MIB, _AVX512),
+        CpuDescription("x86-64-v3", 256, 16, 2, 256, 32 * KIB, 512 * KIB, _AVX2),
+    )
+}
+
+
+def named_cpu(name: str) -> CpuDescription:
+    """The description `target="cpu:<name>"` compiles for."""
+    if name not in KNOWN_CPUS:
+        raise CompileError(f"unknown CPU {name!r} in target 'cpu:{name}': expected one of {', '.join(KNOWN_CPUS)}")
+    return KNOWN_CPUS[name]
+
+
+@functools.cache
+def host_cpu() -> CpuDescription:
+    """This machine's CPU, compiled for with the host's own features."""
+    name = _llvm_host_cpu_name()
+    flags = _cpu_flags()
+    if "avx512f" in flags:
+        vector_bits, registers = 512, 32
+    elif "avx2" in flags:
+        vector_bits, registers = 256, 16
+    else:
+        vector_bits, registers = 128, 16
+    known = KNOWN_CPUS.get(name)
+    fma_units = known.fma_units if known else (2 if "fma" in flags else 0)
+    fma_bits = min(known.fma_bits, vector_bits) if known else vector_bits
+    l1, l2 = _cache_sizes()
+    return CpuDescription(
+        name,
+        vector_bits,
+        registers,
+        fma_units,
+        fma_bits,
+        l1 or (known.l1_bytes if known else 32 * KIB),
+        l2 or (known.l2_bytes if known else 512 * KIB),
+    )
+
+
+def _llvm_host_cpu_name() -> str:
+    """LLVM's name of this machine's CPU, as `llc --version` reports it."""
+    result = _process.run([str(tool_path("llc")), "--version"], "asking llc for the host CPU")
+    found = re.search(r"Host CPU: (\S+)", result.stdout)
+    return found.group(1) if result.returncode == 0 and found else "generic"
+
+
+def _cpu_flags() -> set[str]:
+    """The CPU flags Linux reports for this machine (empty elsewhere)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    found = re.search(r"^flags\s*:(.*)$", text, re.MULTILINE)
+    return set(found.group(1).split()) if found else set()
+
+
+def _cache_sizes() -> tuple[int | None, int | None]:
+    """(L1 data, L2) bytes of the first core's caches, from sysfs (None where unknown)."""
+    sizes: dict[str, int] = {}
+    for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+        try:
+            level = (index / "level").read_text().strip()
+            kind = (index / "type").read_text().strip()
+            size = (index / "size").read_text().strip()
+        except OSError:
+            continue
+        found = re.fullmatch(r"(\d+)([KMG]?)", size)
+        if found and kind in ("Data", "Unified"):
+            sizes[level] = int(found.group(1)) << {"": 0, "K": 10, "M": 20, "G": 30}[found.group(2)]
+    return sizes.get("1"), sizes.get("2")
+
+
+@dataclass(frozen=True)
+class ScheduleSizes:
+    """The tile and vector sizes of the CPU schedules (f32 elements unless said)."""
+
+    # f32 lanes of a vector register.
+    lanes: int
+    # A contraction's register tile and cache tile, per loop role; the m
+    # cache tile where `cache_tile`'s rows do not divide the loop.
+    register_tile: dict[str, int]
+    cache_tile: dict[str, int]
+    small_m_tile: int
+    # Lanes of the innermost loop of elementwise ops, and the steps in which
+    # a row's lanes may shrink (down to one register) to divide the row.
+    elementwise_vector: int
+    row_lane_step: int
+    # Output columns per vector of depthwise convolutions and poolings.
+    depthwise_vector: int
+    # Square tiles of transposes, transposed in registers.
+    transpose_tile: int
+    # Elements per tile of a dispatch region without contraction.
+    row_tile_elements: int
+    # Bytes of a band of a depthwise result that a 1x1 convolution reads.
+    band_bytes: int
+
+    @classmethod
+    def for_cpu(cls, cpu: CpuDescription) -> ScheduleSizes:
+        """The sizes for `cpu`. Each rule says what it keeps where:
+
+        - register tile: two vectors of columns (each broadcast element of
+          the left operand feeds two FMAs) and as many rows as fill half the
+          vector registers with accumulators (the rest hold operands), but
+          at least enough independent FMAs to keep the FMA pipes busy;
+        - cache tile: the output tile (m x n) takes a sixteenth of L2, and
+          the left operand's m x k block, the right operand's k x n panel
+          and the output tile half of it; k a power of two;
+        - elementwise ops: four vectors per step; depthwise convolutions
+          and transposes: one register per row;
+        - dispatch regions without contraction: a tile's input,
+          intermediates and output (about 8 buffers) in L1;
+        - bands of a depthwise result: 3/8 of L2, beside the input rows
+          they are computed from and the output tile.
+        """
+        lanes = cpu.vector_bits // (8 * F32_BYTES)
+        columns = 2 * lanes
+        fmas_in_flight = FMA_LATENCY * cpu.fma_units * cpu.fma_bits // cpu.vector_bits
+        rows = max(cpu.vector_registers // 2 // 2, math.ceil(fmas_in_flight / 2))
+        output = _power_of_two_at_most(math.isqrt(cpu.l2_bytes // 16 // F32_BYTES))
+        output = max(output, columns)
+        k = _power_of_two_at_most((cpu.l2_bytes // 2 // F32_BYTES - output * output) // (2 * output))
+        return cls(
+            lanes=lanes,
+            register_tile={"batch": 1, "m": rows, "n": columns, "k": 1},
+            cache_tile={"batch": 1, "m": output, "n": output, "k": k},
+            small_m_tile=output // 2,
+            elementwise_vector=4 * lanes,
+            row_lane_step=lanes // 2,
+            depthwise_vector=lanes,
+            transpose_tile=lanes,
+            row_tile_elements=cpu.l1_bytes // (8 * F32_BYTES),
+            band_bytes=cpu.l2_bytes * 3 // 8,
+        )
+
+
+def _power_of_two_at_most(value: int) -> int:
+    return 1 << max(0, value.bit_length() - 1)

@@ -1,0 +1,148 @@
+"""CPU descriptions and the tile sizes chosen from them.
+
+The choice is tested apart from the code it shapes: `ScheduleSizes.for_cpu`
+per CPU, `contraction_tiles` per contraction shape and CPU. Code compiled
+for an AVX2 CPU (`target="cpu:x86-64-v3"`) runs here too: its results are
+checked against PyTorch, its machine code for 512-bit registers.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import nnforge
+from nnforge.errors import CompileError
+from nnforge.targets.cpu import host
+from nnforge.targets.cpu.codegen.contractions import contraction_tiles
+from nnforge.targets.cpu.host import KNOWN_CPUS, ScheduleSizes
+
+import models
+
+ZEN4 = ScheduleSizes.for_cpu(KNOWN_CPUS["znver4"])
+AVX2 = ScheduleSizes.for_cpu(KNOWN_CPUS["x86-64-v3"])
+
+
+def test_zen4_gets_the_sizes_measured_best_there():
+    assert ZEN4 == ScheduleSizes(
+        lanes=16,
+        register_tile={"batch": 1, "m": 8, "n": 32, "k": 1},
+        cache_tile={"batch": 1, "m": 128, "n": 128, "k": 256},
+        small_m_tile=64,
+        elementwise_vector=64,
+        row_lane_step=8,
+        depthwise_vector=16,
+        transpose_tile=16,
+        row_tile_elements=1024,
+        band_bytes=384 << 10,
+    )
+
+
+def test_avx2_sizes_follow_its_16_registers_of_8_lanes():
+    assert AVX2.lanes == 8
+    assert AVX2.register_tile == {"batch": 1, "m": 4, "n": 16, "k": 1}  # 8 accumulators of 16 registers
+    assert AVX2.cache_tile == {"batch": 1, "m": 64, "n": 64, "k": 256}  # 512 KiB of L2
+    assert (AVX2.elementwise_vector, AVX2.depthwise_vector, AVX2.transpose_tile) == (32, 8, 8)
+
+
+@pytest.mark.parametrize("cpu", sorted(KNOWN_CPUS))
+def test_every_known_cpu_gets_consistent_sizes(cpu):
+    sizes = ScheduleSizes.for_cpu(KNOWN_CPUS[cpu])
+    register, cache = sizes.register_tile, sizes.cache_tile
+    assert register["n"] == 2 * sizes.lanes
+    assert register["m"] * register["n"] // sizes.lanes <= KNOWN_CPUS[cpu].vector_registers // 2
+    assert cache["m"] % register["m"] == 0 and cache["n"] % register["n"] == 0
+    assert (cache["m"] * cache["k"] + cache["k"] * cache["n"] + cache["m"] * cache["n"]) * 4 \
+        <= KNOWN_CPUS[cpu].l2_bytes // 2
+
+
+ROLES = {0: "m", 1: "n", 2: "k"}
+
+
+@pytest.mark.parametrize(
+    "shape,sizes,cache,register",
+    [
+        ((1024, 1024, 1024), ZEN4, [128, 128, 256], [8, 32, 1]),
+        ((1024, 1024, 1024), AVX2, [64, 64, 256], [4, 16, 1]),
+        # 196 rows: whole in one tile of 28 x 7-row register tiles (8 rows
+        # would leave a partial register tile); with AVX2, 32-row tiles.
+        ((196, 49, 64), ZEN4, [196, 49, 64], [7, 32, 1]),
+        ((196, 49, 64), AVX2, [32, 49, 64], [4, 16, 1]),
+        # Columns that the cache tile does not divide, in equal tiles: 3136
+        # (a 56 x 56 image) in 14 of 224, 784 in 7 of 112.
+        ((64, 3136, 288), ZEN4, [64, 224, 256], [8, 32, 1]),
+        ((64, 784, 288), AVX2, [64, 112, 256], [4, 16, 1]),
+    ],
+    ids=["1024-zen4", "1024-avx2", "196x49-zen4", "196x49-avx2", "64x3136-zen4", "64x784-avx2"],
+)
+def test_contraction_tiles_per_shape_and_cpu(shape, sizes, cache, register):
+    assert contraction_tiles(ROLES, list(shape), sizes) == (cache, register)
+
+
+def test_a_band_sets_the_cache_tile_of_a_contraction_reading_collapsed_rows():
+    cache, register = contraction_tiles(ROLES, [32, 3136, 192], ZEN4, band_columns=448)
+    assert cache == [32, 448, 192] and register == [8, 32, 1]
+
+
+def test_host_description_takes_llvms_name_the_cpu_flags_and_the_caches(monkeypatch):
+    """A Zen 4 whose AVX-512 a virtual machine hides is described with AVX2's registers."""
+    monkeypatch.setattr(host, "_llvm_host_cpu_name", lambda: "znver4")
+    monkeypatch.setattr(host, "_cpu_flags", lambda: {"avx2", "fma", "sse4_2"})
+    monkeypatch.setattr(host, "_cache_sizes", lambda: (48 << 10, None))
+    cpu = host.host_cpu.__wrapped__()
+    assert (cpu.name, cpu.vector_bits, cpu.vector_registers) == ("znver4", 256, 16)
+    assert (cpu.l1_bytes, cpu.l2_bytes) == (48 << 10, 1 << 20)  # L2 from the table
+    assert cpu.llvm_features is None  # the JIT's own host features
+
+
+def test_unknown_cpus_are_named_with_the_known_ones():
+    with pytest.raises(CompileError, match="unknown CPU 'pentium4'.*znver4"):
+        nnforge.compile(models.mlp()[0], models.mlp()[1], target="cpu:pentium4")
+
+
+class Pool(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.max_pool2d(torch.relu(x), 3, 2, 1)
+
+
+class InvertedResidual(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Conv2d(16, 96, 1, bias=False), nn.BatchNorm2d(96), nn.ReLU6(),
+            nn.Conv2d(96, 96, 3, padding=1, groups=96, bias=False), nn.BatchNorm2d(96), nn.ReLU6(),
+            nn.Conv2d(96, 16, 1, bias=False), nn.BatchNorm2d(16),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.layers(x)
+
+
+AVX2_MODELS = {
+    "mlp": models.mlp,
+    "transformer": models.transformer_layer,
+    "mobilenet-block": lambda: (InvertedResidual().eval(), (torch.randn(1, 16, 28, 28),)),
+    "strided-pool": lambda: (Pool(), (torch.randn(1, 8, 29, 29),)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(AVX2_MODELS))
+def test_code_for_avx2_uses_256_bit_vectors_and_matches_pytorch(name, tmp_path: Path):
+    torch.manual_seed(0)
+    model, inputs = AVX2_MODELS[name]()
+    compiled = nnforge.compile(model, inputs, target="cpu:x86-64-v3", threads=2, dump_ir=tmp_path / "ir")
+    with torch.no_grad():
+        expected = model(*inputs).numpy()
+    np.testing.assert_allclose(compiled(*[x.numpy() for x in inputs]), expected, rtol=1e-4, atol=1e-4)
+    if name == "mlp":
+        vectorized = next((tmp_path / "ir").glob("*-vectorize.mlir")).read_text()
+        assert "vector<4x16xf32>" in vectorized and "vector<8x32xf32>" not in vectorized  # register tiles
+    library = compiled.save(tmp_path / "model.so")
+    machine_code = subprocess.run(["objdump", "-d", str(library)], capture_output=True, text=True, check=True).stdout
+    assert "%ymm" in machine_code and "%zmm" not in machine_code
+    np.testing.assert_allclose(nnforge.load(library)(*[x.numpy() for x in inputs]), expected, rtol=1e-4, atol=1e-4)

@@ -82,8 +82,8 @@ def tool_path(name: str) -> Path:
     """
     if name == "nnforge-opt":
         return _native_file("nnforge-opt")
-    import mlir
     import llvm
+    import mlir
 
     for package in (mlir, llvm):
         for root in package.__path__:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -123,11 +122,8 @@ def prepare(
     The module is verified, dumped as the first stage, and its entry
     function gets MLIR's C interface (what `nnforge.runtime` calls).
     """
-    start = time.perf_counter()
-    module, level, names = import_model(
-        model, example_inputs, level=level, dynamic_shapes=dynamic_shapes
-    )
-    runner.times["import"] = time.perf_counter() - start
+    with runner.stage("import"):
+        module, level, names = import_model(model, example_inputs, level=level, dynamic_shapes=dynamic_shapes)
     verify(module, "the module to compile")
     runner.dump(module, f"input-{level}")
     with module.context:
@@ -151,6 +147,7 @@ def compile(
     threads: int | None = None,
     dump_ir: str | os.PathLike | None = None,
     timing: bool = False,
+    verbose: bool | None = None,
 ) -> Model:
     """Compiles a model for `target` and returns it as a callable.
 
@@ -168,7 +165,10 @@ def compile(
     optimized CPU code uses (None: all cores, or OMP_NUM_THREADS; 1: plain
     sequential code, no OpenMP runtime needed). `dump_ir` (or the environment variable
     NNFORGE_DUMP_IR) names a folder receiving the IR after each stage;
-    `timing` prints per-pass times to stderr.
+    `timing` prints per-pass times to stderr. A compilation running longer
+    than two seconds reports its stages on stderr as they happen when stderr
+    is an interactive terminal (`verbose=None`), always (`True`) or never
+    (`False`).
     """
     if level is not None and level not in COMPILED_LEVELS:
         raise ArgumentError(f"unknown level {level!r} to compile from: expected one of {', '.join(COMPILED_LEVELS)}")
@@ -177,9 +177,9 @@ def compile(
     # The target's options are checked before the (slow) import.
     chosen = targets.target(target, optimize=optimize, threads=threads, chip=chip)
     _load_torch_mlir_first()
-    runner = StageRunner(dump_ir, timing)
-    module, level, signature = prepare(
-        model, example_inputs, level=level, dynamic_shapes=dynamic_shapes, runner=runner
-    )
-    module = chosen.lower(module, level, runner)
-    return chosen.build(module, signature, runner)
+    with StageRunner(dump_ir, timing, verbose) as runner:
+        module, level, signature = prepare(
+            model, example_inputs, level=level, dynamic_shapes=dynamic_shapes, runner=runner
+        )
+        module = chosen.lower(module, level, runner)
+        return chosen.build(module, signature, runner)

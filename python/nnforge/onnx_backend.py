@@ -40,7 +40,6 @@ from nnforge.onnx_backend_worker import read_message, write_message
 from nnforge.runtime import Executable, load, numpy_dtype
 
 
-
 class CompileWorker:
     """A reusable child process compiling ONNX models to shared libraries."""
 

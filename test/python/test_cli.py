@@ -73,6 +73,11 @@ def test_compile_prints_stage_times(onnx_file: Path, tmp_path: Path,
     assert any(path.name.endswith("input-tosa.mlir") for path in dumps.iterdir())
 
 
+def test_compile_quiet_prints_nothing(onnx_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert nnforge.cli.main(["compile", str(onnx_file), "-o", str(tmp_path / "model.so"), "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
+
+
 def test_compile_threads_one_needs_no_openmp_runtime(onnx_file: Path, tmp_path: Path) -> None:
     from nnforge import elf
 

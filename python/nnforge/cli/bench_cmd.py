@@ -29,8 +29,10 @@ from nnforge.cli.models import (
     LIBRARY_SUFFIX,
     LoadedModel,
     add_model_arguments,
+    add_progress_arguments,
     load_model,
     positive_int,
+    progress_setting,
     random_inputs,
     timed_compile,
 )
@@ -55,6 +57,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="threads for every backend: nnforge, onnxruntime, torch "
                         "(default: all cores)")
     add_model_arguments(parser)
+    add_progress_arguments(parser)
     parser.set_defaults(handler=run)
 
 
@@ -160,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         loaded = load_model(args.model, args.input_shape, dynamic_batch=args.dynamic_batch)
         start = time.perf_counter()
-        executable = timed_compile("bench", loaded, level=args.level, threads=args.threads)
+        executable = timed_compile("bench", loaded, progress_setting(args), level=args.level, threads=args.threads)
         compile_note = f"{time.perf_counter() - start:.2f} s"
 
     if loaded is not None and loaded.kind == "torch":

@@ -14,9 +14,11 @@ from pathlib import Path
 
 from nnforge.cli.models import (
     add_model_arguments,
+    add_progress_arguments,
     is_torch_factory,
     load_model,
     positive_int,
+    progress_setting,
     timed_compile,
 )
 
@@ -44,6 +46,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="write the IR after each stage into DIR")
     parser.add_argument("--timing", action="store_true",
                         help="also print MLIR's per-pass timing report")
+    add_progress_arguments(parser)
     parser.set_defaults(handler=run)
 
 
@@ -57,19 +60,19 @@ def run(args: argparse.Namespace) -> int:
     if args.input_shape and not is_torch_factory(args.model):
         raise ModelLoadError("--input-shape applies to PyTorch factories only: "
                              "ONNX and MLIR models keep the shapes they declare")
+    def say(text: str) -> None:
+        if not args.quiet:
+            print(f"nnforge compile: {text}", file=sys.stderr)
+
     start = time.perf_counter()
     loaded = load_model(args.model, args.input_shape, dynamic_batch=args.dynamic_batch)
-    print(f"nnforge compile: loaded {args.model}: {time.perf_counter() - start:.3f} s",
-          file=sys.stderr)
-    compiled = timed_compile("compile", loaded, level=args.level, dump_ir=args.dump_ir,
-                             timing=args.timing, target=args.target, chip=args.chip,
-                             threads=args.threads)
+    say(f"loaded {args.model}: {time.perf_counter() - start:.3f} s")
+    compiled = timed_compile("compile", loaded, progress_setting(args), level=args.level, dump_ir=args.dump_ir,
+                             timing=args.timing, target=args.target, chip=args.chip, threads=args.threads)
     start = time.perf_counter()
     compiled.save(args.output)
-    print(f"nnforge compile: linked {args.output}: {time.perf_counter() - start:.3f} s",
-          file=sys.stderr)
+    say(f"linked {args.output}: {time.perf_counter() - start:.3f} s")
     signature = compiled.signature
-    print(f"nnforge compile: @{signature.entry}("
-          f"{', '.join(spec.describe() for spec in signature.inputs)}) -> "
-          f"{', '.join(spec.describe() for spec in signature.outputs)}", file=sys.stderr)
+    say(f"@{signature.entry}({', '.join(spec.describe() for spec in signature.inputs)}) -> "
+        f"{', '.join(spec.describe() for spec in signature.outputs)}")
     return 0

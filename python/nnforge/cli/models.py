@@ -56,6 +56,22 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, levels: bool = True)
                         help="PyTorch: make dimension 0 of every input dynamic")
 
 
+def add_progress_arguments(parser: argparse.ArgumentParser) -> None:
+    """--quiet / --verbose: what a verb that compiles says on stderr while it does."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("-q", "--quiet", action="store_true",
+                       help="print nothing on stderr but errors")
+    group.add_argument("-v", "--verbose", action="store_true",
+                       help="report each compile stage as it happens, on a terminal or not "
+                       "(default: on a terminal, once a compile takes over 2 s; elsewhere, "
+                       "the stage times once compiled)")
+
+
+def progress_setting(args: argparse.Namespace) -> bool | None:
+    """`nnforge.compile`'s `verbose` for --quiet / --verbose."""
+    return False if args.quiet else True if args.verbose else None
+
+
 def is_torch_factory(spec: str) -> bool:
     """Whether MODEL names a PyTorch factory rather than a file."""
     return ":" in spec and not Path(spec).exists()
@@ -162,11 +178,14 @@ def report_compile_times(verb: str, times: dict[str, float], total: float) -> No
     print(f"nnforge {verb}: compiled in {total:.2f} s", file=sys.stderr)
 
 
-def timed_compile(verb: str, loaded: LoadedModel, **options: Any):
-    """Compiles a loaded MODEL, reporting the time of each stage on stderr."""
+def timed_compile(verb: str, loaded: LoadedModel, verbose: bool | None = None, **options: Any):
+    """Compiles a loaded MODEL, its stages reported on stderr: as they happen
+    (see `nnforge.compile`'s `verbose`), or else, unless `verbose` is
+    False, their times once compiled (stderr is no terminal)."""
     start = time.perf_counter()
-    compiled = compile_loaded(loaded, **options)
-    report_compile_times(verb, compiled.compile_times, time.perf_counter() - start)
+    compiled = compile_loaded(loaded, verbose=verbose, **options)
+    if verbose is None and not sys.stderr.isatty():
+        report_compile_times(verb, compiled.compile_times, time.perf_counter() - start)
     return compiled
 
 

@@ -10,7 +10,6 @@ also the example inputs it is compiled for.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +17,11 @@ import numpy as np
 from nnforge.cli.models import (
     LIBRARY_SUFFIX,
     add_model_arguments,
+    add_progress_arguments,
     describe_array,
     is_torch_factory,
     load_model,
+    progress_setting,
     timed_compile,
 )
 
@@ -40,6 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--output", type=Path, metavar="DIR",
                         help="write each output to DIR/<output name>.npy")
     add_model_arguments(parser)
+    add_progress_arguments(parser)
     parser.set_defaults(handler=run)
 
 
@@ -125,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
             example_inputs = [torch.from_numpy(array) for _, array in given]
         loaded = load_model(args.model, args.input_shape, dynamic_batch=args.dynamic_batch,
                             example_inputs=example_inputs)
-        executable = timed_compile("run", loaded, level=args.level)
+        executable = timed_compile("run", loaded, progress_setting(args), level=args.level)
 
     outputs = executable(*_in_signature_order(executable.signature, given))
     if not isinstance(outputs, list):

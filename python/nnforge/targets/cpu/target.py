@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import logging
-import time
 
 from mlir import ir
 from mlir.execution_engine import ExecutionEngine
@@ -55,20 +54,16 @@ class CpuTarget(Target):
         self, module: ir.Module, signature: Signature, runner: StageRunner
     ) -> CompiledModel | CrossCompiledModel:
         embed_string(module, SIGNATURE_SYMBOL, signature.to_json())
-        start = time.perf_counter()
-        if self.cpu.llvm_features is not None:
-            compiled = CrossCompiledModel(module, signature, runner.times, self.cpu, self.threads)
-            runner.times["llvm"] = time.perf_counter() - start
-            return compiled
-        try:
-            engine = ExecutionEngine(
-                module, opt_level=3, shared_libs=runtime_libraries(self.threads), enable_pic=True
-            )
-        except RuntimeError as error:
-            raise CompileError(f"LLVM code generation failed: {error}") from None
-        compiled = CompiledModel(engine, signature, runner.times, self.threads)
-        runner.times["llvm"] = time.perf_counter() - start
-        return compiled
+        with runner.stage("llvm"):
+            if self.cpu.llvm_features is not None:
+                return CrossCompiledModel(module, signature, runner.times, self.cpu, self.threads)
+            try:
+                engine = ExecutionEngine(
+                    module, opt_level=3, shared_libs=runtime_libraries(self.threads), enable_pic=True
+                )
+            except RuntimeError as error:
+                raise CompileError(f"LLVM code generation failed: {error}") from None
+            return CompiledModel(engine, signature, runner.times, self.threads)
 
     @staticmethod
     def _lower_naive(module: ir.Module, level: str, runner: StageRunner) -> None:

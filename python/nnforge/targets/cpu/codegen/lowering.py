@@ -7,8 +7,6 @@ loops, which `linalg_to_llvm_optimized` hands to OpenMP threads.
 
 from __future__ import annotations
 
-import time
-
 from mlir import ir, passmanager
 from mlir.dialects import bufferization, linalg
 
@@ -243,8 +241,7 @@ def lower_to_llvm(
     for name, pipeline in steps[:-1]:
         runner.run(module, name, pipeline)
     runner.run(module, "dispatch-regions", pipelines.DISPATCH_REGIONS)
-    start = time.perf_counter()
-    vectorize_linalg(module, sizing, parallel=threads != 1)
-    runner.times["vectorize"] = time.perf_counter() - start
+    with runner.stage("vectorize"):
+        vectorize_linalg(module, sizing, parallel=threads != 1)
     runner.dump(module, "vectorize")
     runner.run(module, steps[-1][0], linalg_to_llvm_optimized(threads))

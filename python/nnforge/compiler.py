@@ -162,8 +162,9 @@ def compile(
     architecture for target "cuda". `optimize=False` keeps the naive CPU
     lowering (scalar loops; the baseline the optimized code generation of
     `nnforge.targets.cpu.codegen` is measured against). `threads`: how many threads the
-    optimized CPU code uses (None: all cores, or OMP_NUM_THREADS; 1: plain
-    sequential code, no OpenMP runtime needed). `dump_ir` (or the environment variable
+    optimized CPU code uses (None: PyTorch's count where torch is imported,
+    else all cores or OMP_NUM_THREADS; 1: plain sequential code, no OpenMP
+    runtime needed; see docs/performance.md). `dump_ir` (or the environment variable
     NNFORGE_DUMP_IR) names a folder receiving the IR after each stage;
     `timing` prints per-pass times to stderr. A compilation running longer
     than two seconds reports its stages on stderr as they happen when stderr

@@ -38,10 +38,13 @@ def runtime_archive() -> list[str]:
     the generated code calls some of it, `nnforge.load` the rest. The
     model's calls bind to its own copy (-Bsymbolic), not to another loaded
     earlier (the JIT's): the failed-check hook and the guarded call must
-    share one copy's thread-local state."""
+    share one copy's thread-local state. The OpenMP entry points come in
+    only where the code calls them (`nnforge.load` binds an OpenMP runtime
+    to models that have them)."""
     return [
         "-Wl,-Bsymbolic",
         "-Wl,--whole-archive", str(_native_file("libNNForgeRuntimeStatic.a")), "-Wl,--no-whole-archive",
+        str(_native_file("libNNForgeOpenMPStatic.a")),
     ]
 
 

@@ -10,7 +10,8 @@ torch-mlir: `nnforge.load("model.so")` works on a machine with numpy alone.
 Calls go through the entry point's packed form (`_mlir__mlir_ciface_<entry>`,
 taking an array of pointers to the arguments) and `nnforge_guarded_call`
 of nnforge's runtime library, so that a failed run-time check in the code
-becomes an `ExecutionError` rather than the end of the process.
+becomes an `ExecutionError` rather than the end of the process. Code with
+parallel loops runs them on the OpenMP runtime `nnforge.openmp` binds.
 """
 
 from __future__ import annotations
@@ -27,16 +28,13 @@ from typing import Any
 
 import numpy as np
 
-from nnforge import artifact, elf
+from nnforge import artifact, elf, openmp
 from nnforge.errors import ExecutionError, InputError, ModelLoadError
 
 # The symbol a saved model's signature (JSON, NUL-terminated) is stored in.
 SIGNATURE_SYMBOL = "nnforge_signature"
 # What a model compiled for CUDA links to (MLIR's CUDA runtime wrappers).
 CUDA_RUNTIME = "libmlir_cuda_runtime.so"
-# The OpenMP runtime multi-threaded CPU code calls (`__kmpc_*`, the entry
-# points MLIR's OpenMP lowering emits), from the intel-openmp package.
-OPENMP_RUNTIME = "libiomp5.so"
 
 # MLIR element type -> numpy dtype name ("bfloat16" comes from ml_dtypes).
 _NUMPY_DTYPES = {
@@ -202,10 +200,19 @@ class Executable:
     output when the model has one).
     """
 
-    def __init__(self, packed_entry: int, runtime: ctypes.CDLL, signature: Signature, keep_alive: Any = None):
+    def __init__(
+        self,
+        packed_entry: int,
+        runtime: ctypes.CDLL,
+        signature: Signature,
+        keep_alive: Any = None,
+        parallel: bool = False,
+    ):
         """`packed_entry`: the address of the packed C-interface entry point;
-        `runtime`: a library holding nnforge's runtime (its guarded call)."""
+        `runtime`: a library holding nnforge's runtime (its guarded call);
+        `parallel`: whether the code has parallel loops (OpenMP regions)."""
         self.signature = signature
+        self._openmp = openmp.Binding(runtime) if parallel else None
         self._keep_alive = keep_alive  # the JIT engine or library owning the code
         self._entry = packed_entry
         self._guarded_call = runtime.nnforge_guarded_call
@@ -243,6 +250,8 @@ class Executable:
         packed = (ctypes.c_void_p * self._argument_count)(
             *(base + i * ctypes.sizeof(ctypes.c_void_p) for i in range(self._argument_count))
         )
+        if self._openmp is not None:
+            self._openmp.update()
         failed_check = self._guarded_call(self._entry, packed)
         if failed_check is not None:
             # Most such checks guard indices taken from the inputs; a few
@@ -333,30 +342,6 @@ def _check_cuda_device(path: Path) -> None:
         raise ModelLoadError(f"{path} is compiled for CUDA, but the driver finds no GPU")
 
 
-@functools.cache
-def openmp_runtime() -> Path:
-    """The path of the OpenMP runtime, loaded into this process (RTLD_GLOBAL).
-
-    Loaded globally so that saved models, which name it as a needed library,
-    resolve to it. Its worker threads spin for a millisecond after a
-    parallel region (not libiomp5's default 200 ms) unless KMP_BLOCKTIME
-    says otherwise, so they do not compete with other work for long.
-    """
-    from importlib import metadata
-
-    try:
-        files = metadata.distribution("intel-openmp").files or []
-        found = next(f for f in files if f.name == OPENMP_RUNTIME)
-    except (metadata.PackageNotFoundError, StopIteration):
-        raise ModelLoadError(
-            f"multi-threaded models need the OpenMP runtime {OPENMP_RUNTIME}: pip install intel-openmp"
-        ) from None
-    path = Path(found.locate()).resolve()
-    os.environ.setdefault("KMP_BLOCKTIME", "1")
-    ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
-    return path
-
-
 def load(path: str | os.PathLike) -> Executable:
     """Loads a model saved by `CompiledModel.save`, without the compiler.
 
@@ -379,8 +364,11 @@ def load(path: str | os.PathLike) -> Executable:
         raise ModelLoadError(str(error)) from None
     if CUDA_RUNTIME in needed:
         _check_cuda_device(path)
-    if OPENMP_RUNTIME in needed:
-        openmp_runtime()
+    if openmp.OPENMP_RUNTIME in needed:
+        raise ModelLoadError(
+            f"{path} was saved by an older nnforge (it calls {openmp.OPENMP_RUNTIME} directly): "
+            "compile and save it again"
+        )
     try:
         library = ctypes.CDLL(str(path))
     except OSError as error:
@@ -401,4 +389,7 @@ def load(path: str | os.PathLike) -> Executable:
             f"{path} lacks the packed entry point or nnforge's runtime (saved by an older nnforge?): "
             "compile and save it again"
         ) from None
-    return Executable(ctypes.cast(entry, ctypes.c_void_p).value, library, signature, keep_alive=library)
+    parallel = hasattr(library, openmp.BIND_SYMBOL)
+    return Executable(
+        ctypes.cast(entry, ctypes.c_void_p).value, library, signature, keep_alive=library, parallel=parallel
+    )

@@ -139,7 +139,7 @@ def _emulate_on_cpu(name) -> CompiledModel:
         runner.run(module, "generic", "transform-interpreter,canonicalize")
         lowering.remove_schedule(module)
         runner.run(module, "llvm", f"convert-linalg-to-loops,scf-forall-to-for,{pipelines.WIDEN_BOOLS},{pipelines.LOOPS_TO_LLVM}")
-    engine = ExecutionEngine(module, opt_level=2, shared_libs=runtime_libraries(threads=1))
+    engine = ExecutionEngine(module, opt_level=2, shared_libs=runtime_libraries())
     return CompiledModel(engine, signature, runner.times, threads=1)
 
 

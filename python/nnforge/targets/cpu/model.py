@@ -18,34 +18,25 @@ from nnforge import artifact
 from nnforge._native import _native_file
 from nnforge.errors import CompileError, ModelLoadError, SaveError
 from nnforge.linking import c_compiler, object_file, run_tool, runtime_archive, system_library
-from nnforge.runtime import Executable, Signature, load, openmp_runtime, packed_entry_source
+from nnforge.runtime import Executable, Signature, load, packed_entry_source
 from nnforge.targets.cpu.host import CpuDescription
 
 
-def runtime_libraries(threads: int) -> list[str]:
+def runtime_libraries() -> list[str]:
     """Libraries JIT-compiled code may call: libm (erff, expf, ...), libgcc's
     soft-float conversions (f64/f32 to f16 and bf16), nnforge's runtime
-    (`memrefCopy`), and for multi-threaded code the OpenMP runtime.
+    (`memrefCopy`, the allocator, the failed-check hook; the OpenMP entry
+    points are mapped by name: `openmp_regions.register_entry_points`).
 
     They are named explicitly: once torch-mlir (which bundles another LLVM)
     has run in this process, the JIT's search of the process's own symbols
     is not to be relied on, and a fresh process may not have libgcc_s.
     """
-    libraries = [
+    return [
         system_library("libm.so.6"),
         system_library("libgcc_s.so.1"),
         str(_native_file("libNNForgeRuntime.so")),
     ]
-    if threads != 1:
-        libraries.append(str(_openmp_runtime()))
-    return libraries
-
-
-def _openmp_runtime() -> Path:
-    try:
-        return openmp_runtime()
-    except ModelLoadError as error:
-        raise CompileError(f"{error} (or compile with threads=1)") from None
 
 
 class CompiledModel(Executable):
@@ -66,7 +57,10 @@ class CompiledModel(Executable):
             raise CompileError(f"compiled code has no entry point for @{signature.entry}")
         # The same library the JIT resolves nnforge_check_failed in.
         runtime = ctypes.CDLL(str(_native_file("libNNForgeRuntime.so")))
-        super().__init__(address, runtime, signature, keep_alive=engine)
+        try:
+            super().__init__(address, runtime, signature, keep_alive=engine, parallel=threads != 1)
+        except ModelLoadError as error:  # no OpenMP runtime to run the parallel loops on
+            raise CompileError(f"{error} (or compile with threads=1)") from None
         self.compile_times = compile_times
         self.threads = threads
 
@@ -76,7 +70,7 @@ class CompiledModel(Executable):
         with tempfile.TemporaryDirectory(prefix="nnforge-save-") as scratch:
             objects = Path(scratch) / "model.o"
             self._keep_alive.dump_to_object_file(str(objects))
-            return _link(objects, [], self.threads, path)
+            return _link(objects, [], path)
 
 
 class CrossCompiledModel:
@@ -102,7 +96,7 @@ class CrossCompiledModel:
         # The packed entry point the JIT would add (`runtime.Executable` calls it).
         entry = scratch / "entry.c"
         entry.write_text(packed_entry_source(signature))
-        self._library = _link(objects, [entry], threads, scratch / "model.so")
+        self._library = _link(objects, [entry], scratch / "model.so")
         self._loaded: Executable | None = None
 
     def __call__(self, *inputs: Any) -> Any:
@@ -121,15 +115,15 @@ class CrossCompiledModel:
         return path
 
 
-def _link(objects: Path, sources: list[Path], threads: int, path: Path) -> Path:
+def _link(objects: Path, sources: list[Path], path: Path) -> Path:
     """Links `objects` (and C `sources`) with nnforge's runtime into the
     sealed shared library `path`; returns `path`."""
     linked = objects.parent / f"linked-{path.name}"
-    # The OpenMP runtime is needed by name; `nnforge.load` loads it first.
-    openmp = [str(_openmp_runtime())] if threads != 1 else []
+    # --no-undefined: a call the runtime lacks (an OpenMP entry point
+    # nnforge does not implement) fails here, not when loading.
     run_tool(
-        [c_compiler(), "-shared", "-fPIC", "-o", str(linked), str(objects), *map(str, sources),
-         *runtime_archive(), *openmp, "-lm"],
+        [c_compiler(), "-shared", "-fPIC", "-Wl,--no-undefined", "-o", str(linked), str(objects),
+         *map(str, sources), *runtime_archive(), "-lm"],
         f"linking {path}",
     )
     return artifact.install(linked, path)

@@ -5,6 +5,7 @@ a named CPU with LLVM's tools into a shared library."""
 
 from __future__ import annotations
 
+import ctypes
 import io
 import logging
 
@@ -12,10 +13,12 @@ from mlir import ir
 from mlir.execution_engine import ExecutionEngine
 
 from nnforge import pipelines
+from nnforge._native import _native_file
 from nnforge.entry import embed_string
 from nnforge.errors import CompileError
 from nnforge.runtime import SIGNATURE_SYMBOL, Signature
 from nnforge.stages import StageRunner, check_only_llvm
+from nnforge.targets.cpu import openmp_regions
 from nnforge.targets.cpu.codegen.lowering import lower_to_llvm
 from nnforge.targets.cpu.host import CpuDescription, ScheduleSizes
 from nnforge.targets.cpu.model import CompiledModel, CrossCompiledModel, runtime_libraries
@@ -28,8 +31,9 @@ class CpuTarget(Target):
     """A CPU: this machine's, or a named one to cross-compile for (`cpu`).
 
     `optimize=False` keeps the naive lowering (scalar loops, one thread);
-    `threads`: how many threads the optimized code uses (None: all cores,
-    or OMP_NUM_THREADS; 1: plain sequential code, no OpenMP runtime).
+    `threads`: how many threads the optimized code uses (None: PyTorch's
+    count where torch is imported, else all cores or OMP_NUM_THREADS; 1:
+    plain sequential code, no OpenMP runtime).
     """
 
     name = "cpu"
@@ -47,7 +51,8 @@ class CpuTarget(Target):
         else:
             self._lower_naive(module, level, runner)
         # OpenMP ops are translated to LLVM IR (runtime calls) alongside the LLVM dialect.
-        check_only_llvm(module, also_allowed=("omp.",) if self.threads != 1 else ())
+        openmp_regions.finish(module)
+        check_only_llvm(module, also_allowed=openmp_regions.OPENMP_OPS)
         return module
 
     def build(
@@ -58,11 +63,11 @@ class CpuTarget(Target):
             if self.cpu.llvm_features is not None:
                 return CrossCompiledModel(module, signature, runner.times, self.cpu, self.threads)
             try:
-                engine = ExecutionEngine(
-                    module, opt_level=3, shared_libs=runtime_libraries(self.threads), enable_pic=True
-                )
+                engine = ExecutionEngine(module, opt_level=3, shared_libs=runtime_libraries(), enable_pic=True)
             except RuntimeError as error:
                 raise CompileError(f"LLVM code generation failed: {error}") from None
+            if self.threads != 1:
+                openmp_regions.register_entry_points(engine, ctypes.CDLL(str(_native_file("libNNForgeRuntime.so"))))
             return CompiledModel(engine, signature, runner.times, self.threads)
 
     @staticmethod

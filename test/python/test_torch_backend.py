@@ -82,3 +82,30 @@ def test_autograd_falls_back_to_eager() -> None:
     with pytest.warns(RuntimeWarning, match="requires grad"):
         compiled(x).sum().backward()
     assert module.fc1.weight.grad is not None
+
+
+class GraphBreak(torch.nn.Module):
+    """A data-dependent Python branch on `.item()`: two graphs, eager code between."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first, self.second = torch.nn.Linear(32, 64), torch.nn.Linear(64, 16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.first(x))
+        if h.max().item() > 1e3:
+            h = h / 1e3
+        return self.second(h)
+
+
+def test_graph_breaks_compile_after_inductor_compiled_in_the_process() -> None:
+    """Each graph of a forward with a graph break compiles, also where
+    inductor compiled before (torch.export inside dynamo's tracing context
+    then failed on dynamo's guards)."""
+    module, x = GraphBreak().eval(), torch.randn(8, 32)
+    with torch.no_grad():
+        torch.compile(GraphBreak().eval())(x)  # inductor
+        compiled = torch.compile(module, backend="nnforge")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)  # any fallback fails the test
+            torch.testing.assert_close(compiled(x), module(x), atol=TOLERANCE, rtol=0)

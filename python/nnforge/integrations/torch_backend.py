@@ -140,7 +140,12 @@ class NNForgeGraph:
         wrapper = _GraphWithFixedArguments(self.gm, arguments)
         tensors = tuple(arguments[position].detach() for position in wrapper.tensor_positions)
         try:
-            compiled = nnforge.compile(wrapper, tensors)
+            # Outside TorchDynamo's tracing context (the backend is called
+            # inside it): torch.export would otherwise take up dynamo's guards
+            # and fail on them (NameError 'L' once inductor has compiled in
+            # the process).
+            with torch._guards.tracing(None):
+                compiled = nnforge.compile(wrapper, tensors)
         except NNForgeError as error:
             self._fall_back(f"nnforge cannot compile it: {_one_line(error)}")
             return None

@@ -26,8 +26,10 @@ _EXPORTS = {
     "SaveError": "nnforge.errors",
     "import_torch": "nnforge.importers",
     "import_onnx": "nnforge.importers",
+    "import_stablehlo": "nnforge.importers",
     "compile": "nnforge.compiler",
     "CompiledModel": "nnforge.targets.cpu.model",
+    "JaxModel": "nnforge.importers.jax_frontend",
     "load": "nnforge.runtime",
 }
 _SUBMODULES = {

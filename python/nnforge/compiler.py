@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,9 @@ from mlir import ir
 
 from nnforge import pipelines, targets
 from nnforge._native import context as new_context
-from nnforge.entry import entry_function, signature_of, takes_buffers
+from nnforge.entry import entry_function, mark_inputs_read_only, signature_of, takes_buffers
 from nnforge.errors import ArgumentError, CompileError, ModelLoadError
+from nnforge.importers import jax_frontend, stablehlo_frontend
 from nnforge.runtime import Signature
 from nnforge.stages import StageRunner, verify
 from nnforge.targets.interface import Model
@@ -44,11 +46,10 @@ def _load_torch_mlir_first() -> None:
 
 
 def _is_torch_module(model: Any) -> bool:
-    try:
-        import torch
-    except ImportError:
-        return False
-    return isinstance(model, torch.nn.Module)
+    # A torch module means torch is imported already: importing it here
+    # (seconds) for a model of another kind would be wasted.
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(model, torch.nn.Module)
 
 
 def _is_onnx_model(model: Any) -> bool:
@@ -86,6 +87,14 @@ def import_model(
         level = level or "linalg"
         module = importers.import_onnx(model, level=level)
         return module, level, importers.onnx_io_names(model)
+    if stablehlo_frontend.is_exported(model) or _is_stablehlo_file(model):
+        level = level or "linalg"
+        if level not in ("linalg", "nnf"):
+            raise ArgumentError(f"level {level} does not apply to StableHLO models (linalg, nnf)")
+        module = importers.import_stablehlo(model, level=level)
+        with module.context:
+            names = stablehlo_frontend.io_names(entry_function(module))
+        return module, level, names
     if isinstance(model, ir.Module):
         module = _parse_mlir(str(model), "the MLIR module")
     elif isinstance(model, (str, os.PathLike)) and Path(model).suffix in (".mlir", ".mlirbc"):
@@ -96,11 +105,20 @@ def import_model(
     else:
         raise ModelLoadError(
             "nnforge.compile takes a torch.nn.Module, an ONNX model (.onnx path or "
-            f"onnx.ModelProto), an mlir.ir.Module or a .mlir file, not {type(model).__name__}"
+            "onnx.ModelProto), a jax.jit-wrapped function or jax.export.Exported, an "
+            f"mlir.ir.Module or a .mlir/.mlirbc file (StableHLO too), not {type(model).__name__}"
         )
     if level is None:
         level = "tosa" if _has_dialect(module, "tosa") else "linalg"
     return module, level, None
+
+
+def _is_stablehlo_file(model: Any) -> bool:
+    """Whether `model` names a .mlir/.mlirbc file holding StableHLO."""
+    if not isinstance(model, (str, os.PathLike)) or Path(model).suffix not in stablehlo_frontend.SUFFIXES:
+        return False
+    path = Path(model)
+    return path.is_file() and stablehlo_frontend.looks_like_stablehlo(path.read_bytes())
 
 
 def _has_dialect(module: ir.Module, dialect: str) -> bool:
@@ -130,6 +148,7 @@ def prepare(
         function = entry_function(module)
         signature = signature_of(function, names)
         function.attributes["llvm.emit_c_interface"] = ir.UnitAttr.get()
+        mark_inputs_read_only(function)
         if takes_buffers(function):
             level = pipelines.BUFFERS_LEVEL
     return module, level, signature
@@ -156,8 +175,12 @@ def compile(
     sized and generated for it, in a shared library) or "cuda".
 
     `model`: a `torch.nn.Module` (with `example_inputs`, and `dynamic_shapes`
-    as for `torch.export`), an ONNX model (path or `onnx.ModelProto`), an
-    `mlir.ir.Module` or a `.mlir` file. `level`: where import stops
+    as for `torch.export`), an ONNX model (path or `onnx.ModelProto`), a
+    `jax.jit`-wrapped function (with `example_inputs`: its positional
+    arguments, arrays or `jax.ShapeDtypeStruct`s, symbolic dimensions
+    included) or a `jax.export.Exported` (both give a `JaxModel`, called with
+    the function's pytrees), an `mlir.ir.Module` or a `.mlir`/`.mlirbc` file
+    (StableHLO too). `level`: where import stops
     ("tosa", "linalg", "nnf"; default "linalg"). `chip`: the CUDA
     architecture for target "cuda". `optimize=False` keeps the naive CPU
     lowering (scalar loops; the baseline the optimized code generation of
@@ -177,10 +200,14 @@ def compile(
         raise CompileError(f"threads must be a positive integer or None, not {threads!r}")
     # The target's options are checked before the (slow) import.
     chosen = targets.target(target, optimize=optimize, threads=threads, chip=chip)
+    exported = None
+    if jax_frontend.is_jax_function(model) or stablehlo_frontend.is_exported(model):
+        model = exported = jax_frontend.export(model, example_inputs)
     _load_torch_mlir_first()
     with StageRunner(dump_ir, timing, verbose) as runner:
         module, level, signature = prepare(
             model, example_inputs, level=level, dynamic_shapes=dynamic_shapes, runner=runner
         )
         module = chosen.lower(module, level, runner)
-        return chosen.build(module, signature, runner)
+        built = chosen.build(module, signature, runner)
+    return jax_frontend.JaxModel(built, exported) if exported is not None else built

@@ -16,7 +16,7 @@ def entry_function(module: ir.Module) -> ir.Operation:
         for op in module.body.operations
         if op.operation.name == "func.func"
         and len(op.operation.regions[0].blocks) > 0
-        and "sym_visibility" not in op.operation.attributes
+        and _is_public(op.operation)
     ]
     if len(functions) == 1:
         return functions[0]
@@ -28,6 +28,30 @@ def entry_function(module: ir.Module) -> ir.Operation:
         f"cannot tell which function to compile: public functions {names or 'none'} "
         "(make one `main`, or the others private)"
     )
+
+
+def _is_public(function: ir.Operation) -> bool:
+    """Whether a function is public: no visibility, or "public" (as jax writes)."""
+    visibility = function.attributes["sym_visibility"] if "sym_visibility" in function.attributes else None
+    return visibility is None or ir.StringAttr(visibility).value == "public"
+
+
+def mark_inputs_read_only(function: ir.Operation) -> None:
+    """Marks the tensor arguments of the entry function not writable, so that
+    bufferization copies an input before updating it in place (a loop
+    inserting into its input tensor, as sort and scatter do): the inputs are
+    the caller's arrays."""
+    function_type = ir.FunctionType(ir.TypeAttr(function.attributes["function_type"]).value)
+    old = list(ir.ArrayAttr(function.attributes["arg_attrs"])) if "arg_attrs" in function.attributes else []
+    updated = []
+    for index, type_ in enumerate(function_type.inputs):
+        entries = {}
+        if index < len(old):
+            entries = {named.name: named.attr for named in ir.DictAttr(old[index])}
+        if isinstance(type_, ir.RankedTensorType):
+            entries["bufferization.writable"] = ir.BoolAttr.get(False)
+        updated.append(ir.DictAttr.get(entries))
+    function.attributes["arg_attrs"] = ir.ArrayAttr.get(updated)
 
 
 def _has_identity_layout(memref: ir.MemRefType) -> bool:

@@ -1,8 +1,12 @@
-"""`nnforge import`: a PyTorch or ONNX model -> MLIR at the torch, tosa, linalg or nnf level.
+"""`nnforge import`: a PyTorch, ONNX or StableHLO model -> MLIR at the torch,
+tosa, stablehlo, linalg or nnf level.
 
-MODEL is an ONNX file (MODEL.onnx) or a PyTorch factory `package.module:factory`
-returning the module, or (module, example inputs). Progress and the time of
-each phase go to stderr; the IR goes to stdout, or to the file given with -o.
+MODEL is an ONNX file (MODEL.onnx), a StableHLO module (MODEL.mlirbc: a
+portable artifact as jax.export serializes it, or MODEL.mlir: text) or a
+PyTorch factory `package.module:factory` returning the module, or (module,
+example inputs). Levels: torch and tosa for PyTorch and ONNX, stablehlo for
+StableHLO, linalg and nnf for all. Progress and the time of each phase go
+to stderr; the IR goes to stdout, or to the file given with -o.
 """
 
 from __future__ import annotations
@@ -13,8 +17,11 @@ import sys
 import time
 from pathlib import Path
 
-from nnforge.cli.models import add_model_arguments, is_torch_factory, load_factory
-from nnforge.importers.levels import LEVELS
+from nnforge.cli.models import MLIR_SUFFIXES, add_model_arguments, is_torch_factory, load_factory
+from nnforge.importers.levels import LEVELS, STABLEHLO_LEVELS
+
+# Every level of some frontend, in the order of the lowering.
+ALL_LEVELS = ("torch", "tosa", "stablehlo", "linalg", "nnf")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -24,9 +31,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("model", metavar="MODEL", help="MODEL.onnx or package.module:factory")
-    parser.add_argument("--level", choices=LEVELS, default="linalg",
-                        help="IR level to stop at (default linalg; torch is text only)")
+    parser.add_argument("model", metavar="MODEL",
+                        help="MODEL.onnx, MODEL.mlirbc / MODEL.mlir (StableHLO) or package.module:factory")
+    parser.add_argument("--level", choices=ALL_LEVELS, default="linalg",
+                        help="IR level to stop at (default linalg; torch and stablehlo are text only)")
     parser.add_argument("-o", "--output", type=Path, help="write the IR here (default stdout)")
     parser.add_argument("--emit", choices=("text", "bytecode"), default="text",
                         help="text (default) or MLIR bytecode (needs -o)")
@@ -48,8 +56,18 @@ def run(args: argparse.Namespace) -> int:
     if args.emit == "bytecode" and args.output is None:
         print("nnforge import: error: --emit bytecode needs -o FILE", file=sys.stderr)
         return 2
-    if args.emit == "bytecode" and args.level == "torch":
-        print("nnforge import: error: the torch level is text only", file=sys.stderr)
+    if args.emit == "bytecode" and args.level in ("torch", "stablehlo"):
+        print(f"nnforge import: error: the {args.level} level is text only", file=sys.stderr)
+        return 2
+    is_stablehlo = Path(args.model).suffix in MLIR_SUFFIXES
+    levels = STABLEHLO_LEVELS if is_stablehlo else LEVELS
+    if args.level not in levels:
+        kind = "StableHLO modules" if is_stablehlo else "PyTorch and ONNX models"
+        print(f"nnforge import: error: level {args.level} does not apply to {kind} "
+              f"(levels: {', '.join(levels)})", file=sys.stderr)
+        return 2
+    if is_stablehlo and args.report:
+        print("nnforge import: error: --report applies to PyTorch and ONNX models", file=sys.stderr)
         return 2
 
     handler = logging.StreamHandler(sys.stderr)
@@ -77,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
             result = importers.import_torch(
                 module, example_inputs, dynamic_shapes=dynamic_shapes, level=args.level
             )
+    elif is_stablehlo:
+        result = importers.import_stablehlo(Path(args.model), level=args.level)
     elif args.report:
         report = coverage.onnx_coverage(args.model, level=args.level)
     else:

@@ -1,4 +1,5 @@
-"""Frontends: PyTorch and ONNX models -> MLIR at the torch, tosa, linalg or nnf level.
+"""Frontends: PyTorch, ONNX and StableHLO (jax) models -> MLIR at the torch,
+tosa, stablehlo, linalg or nnf level.
 
 See `nnforge.importers.levels` for what each level holds.
 """
@@ -13,6 +14,7 @@ import mlir.execution_engine  # noqa: F401
 from nnforge.importers.handover import RAISED_OPS_ATTRIBUTE
 from nnforge.importers.levels import LEVELS
 from nnforge.importers.onnx_frontend import import_onnx, onnx_io_names
+from nnforge.importers.stablehlo_frontend import import_stablehlo
 from nnforge.importers.torch_frontend import import_torch
 
 
@@ -23,4 +25,6 @@ def raised_op_count(module) -> int:
     return ir.IntegerAttr(module.operation.attributes[RAISED_OPS_ATTRIBUTE]).value
 
 
-__all__ = ["LEVELS", "import_onnx", "import_torch", "onnx_io_names", "raised_op_count"]
+__all__ = [
+    "LEVELS", "import_onnx", "import_stablehlo", "import_torch", "onnx_io_names", "raised_op_count"
+]

@@ -8,6 +8,7 @@ result crosses over as text, parsed and verified in `nnforge.context()`.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import sys
@@ -17,7 +18,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from nnforge import _process
-from nnforge.errors import CompileError, UnsupportedOp, UnsupportedOpError
+from nnforge.errors import CompileError, ModelLoadError, UnsupportedOp, UnsupportedOpError
 
 log = logging.getLogger("nnforge.importers")
 
@@ -61,14 +62,25 @@ def lower_with_torch_mlir(
     """Lowers a torch-mlir module (raw FX import or ONNX import) to `level`; returns its text.
 
     `source` is "fx" or "onnx"; `level` one of torch-mlir's: torch, tosa,
-    linalg. Raises UnsupportedOpError naming every op torch-mlir could not
-    convert, CompileError for other failures (a crash included).
+    linalg. See `run_worker` for the errors.
+    """
+    bytecode = io.BytesIO()
+    torch_module.operation.write_bytecode(bytecode)
+    return run_worker(bytecode.getvalue(), source, level, describe, what)
+
+
+def run_worker(data: bytes, source: str, level: str, describe: LocationDescriber, what: str) -> str:
+    """Lowers the module in `data` (read as `source`: fx, onnx, stablehlo) to
+    `level` in torch-mlir's child process; returns the result's text.
+
+    Raises ModelLoadError if `data` does not parse, UnsupportedOpError naming
+    every op torch-mlir could not convert, CompileError for other failures
+    (a crash included).
     """
     with tempfile.TemporaryDirectory(prefix="nnforge-import-") as scratch:
         scratch_dir = Path(scratch)
         source_path = scratch_dir / "input.mlirbc"
-        with open(source_path, "wb") as stream:
-            torch_module.operation.write_bytecode(stream)
+        source_path.write_bytes(data)
         start = time.perf_counter()
         command = [
             sys.executable, "-m", "nnforge.importers.torch_mlir_worker",
@@ -87,6 +99,8 @@ def lower_with_torch_mlir(
         if report["status"] == "ok":
             return (scratch_dir / "module.mlir").read_text()
     stage = report["stage"]
+    if stage == "parse":
+        raise ModelLoadError(f"{what} cannot be read as MLIR:\n" + _failure_message(report, describe))
     if report.get("ops"):
         raise UnsupportedOpError(
             group_ops(map(tuple, report["ops"]), describe),

@@ -9,6 +9,9 @@
   cumulative sum, scatter) comes back bufferized instead: torch-mlir lowers
   those ops to loops on memrefs, which upstream MLIR can read, and the whole
   module is then linalg/scf on memrefs (the pipelines' "linalg-on-buffers").
+- "stablehlo" (StableHLO frontend only): the StableHLO module as read (a
+  portable artifact deserialized), returned as TEXT: upstream MLIR has no
+  StableHLO dialect.
 - "nnf": "linalg" after nnforge's `nnf-raise` pass, which rewrites the linalg
   patterns it recognizes into `nnf` ops. The number of ops raised is stored on
   the module as the attribute `nnforge.raised_ops : i64`
@@ -20,13 +23,15 @@ from __future__ import annotations
 from nnforge.errors import ArgumentError
 
 LEVELS = ("torch", "tosa", "linalg", "nnf")
+# The levels of the StableHLO frontend (`import_stablehlo`).
+STABLEHLO_LEVELS = ("stablehlo", "linalg", "nnf")
 
 # The level torch-mlir lowers to for each of ours.
 TORCH_MLIR_LEVEL = {"torch": "torch", "tosa": "tosa", "linalg": "linalg", "nnf": "linalg"}
 
 
-def check_level(level: str) -> str:
-    """`level` if it names a level, else an ArgumentError listing them."""
-    if level not in LEVELS:
-        raise ArgumentError(f"unknown level {level!r}: expected one of {', '.join(LEVELS)}")
+def check_level(level: str, levels: tuple[str, ...] = LEVELS) -> str:
+    """`level` if it is one of `levels`, else an ArgumentError listing them."""
+    if level not in levels:
+        raise ArgumentError(f"unknown level {level!r}: expected one of {', '.join(levels)}")
     return level

@@ -7,11 +7,14 @@ pipelines here, in a separate Python process, and read back a JSON report:
     python -m nnforge.importers.torch_mlir_worker IN.mlirbc OUT_DIR --source onnx --level linalg
 
 IN.mlirbc holds the torch-dialect module as torch-mlir bytecode (both sides
-use torch-mlir's own MLIR, so bytecode is exact). OUT_DIR receives
+use torch-mlir's own MLIR, so bytecode is exact), or for `--source
+stablehlo` a StableHLO module as the user gave it (portable artifact,
+bytecode or text; see `stablehlo_lowering`). OUT_DIR receives
 `report.json` and, on success, `module.mlir`: the lowered module as text,
 which is what crosses over to nnforge's (older) MLIR.
 
-This module imports only torch-mlir's IR bindings (and nnforge._process): no torch, no onnx.
+This module imports only torch-mlir's IR bindings (and nnforge._process,
+nnforge's StableHLO rewrites): no torch, no onnx.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import sys
 from pathlib import Path
 
 from nnforge._process import die_with_parent
+from nnforge.importers import stablehlo_lowering
 
 # Stages per source: (name, pipeline). Each stage runs as one PassManager run,
 # so a failure names the stage it happened in.
@@ -208,23 +212,55 @@ def _blamed_ops(module, named: list[list[str]]) -> list[list[str]]:
     return left or named
 
 
-def lower(source_path: Path, source: str, level: str) -> tuple[dict, str | None]:
-    """Runs the stages for `source` up to `level`; returns (report, module text)."""
+def _collect_errors(context, diagnostics: list[dict]) -> None:
+    """Appends the errors some passes emit without failing to `diagnostics`
+    (failing runs carry theirs in the MLIRError)."""
     from torch_mlir import ir
-    from torch_mlir.dialects import torch as torch_d
-
-    context = ir.Context()
-    torch_d.register_dialect(context)
-    diagnostics: list[dict] = []
 
     def collect(diagnostic) -> bool:
-        # Errors some passes emit without failing; failing runs carry theirs
-        # in the MLIRError.
         if diagnostic.severity == ir.DiagnosticSeverity.ERROR:
             diagnostics.append(_as_dict(diagnostic))
         return True
 
     context.attach_diagnostic_handler(collect)
+
+
+def lower_stablehlo(source_path: Path, level: str) -> tuple[dict, str | None]:
+    """StableHLO to `level` ("stablehlo": as read; "linalg"); returns (report, module text)."""
+    from torch_mlir import ir
+
+    context = stablehlo_lowering.new_context()
+    diagnostics: list[dict] = []
+    _collect_errors(context, diagnostics)
+    with context, ir.Location.unknown():
+        try:
+            module = stablehlo_lowering.read(source_path, context)
+        except ir.MLIRError as error:
+            diagnostics += [_as_dict(d) for d in error.error_diagnostics]
+            return {"status": "failed", "stage": "parse", "diagnostics": diagnostics}, None
+        except ValueError as error:  # a portable artifact that does not deserialize
+            diagnostics.append({"message": str(error), "location": "", "notes": []})
+            return {"status": "failed", "stage": "parse", "diagnostics": diagnostics}, None
+        failure = stablehlo_lowering.stages(
+            module, level, lambda name, pipeline: _run_stages(module, ((name, pipeline),), diagnostics)
+        )
+        if failure:
+            return failure, None
+        text = module.operation.get_asm(enable_debug_info=True)
+    return {"status": "ok"}, text
+
+
+def lower(source_path: Path, source: str, level: str) -> tuple[dict, str | None]:
+    """Runs the stages for `source` up to `level`; returns (report, module text)."""
+    from torch_mlir import ir
+    from torch_mlir.dialects import torch as torch_d
+
+    if source == "stablehlo":
+        return lower_stablehlo(source_path, level)
+    context = ir.Context()
+    torch_d.register_dialect(context)
+    diagnostics: list[dict] = []
+    _collect_errors(context, diagnostics)
     with context:
         try:
             module = ir.Module.parse(source_path.read_bytes())
@@ -265,8 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("input", type=Path)
     parser.add_argument("output_dir", type=Path)
-    parser.add_argument("--source", choices=("onnx", "fx"), required=True)
-    parser.add_argument("--level", choices=tuple(_BACKEND_STAGES), required=True)
+    parser.add_argument("--source", choices=("onnx", "fx", "stablehlo"), required=True)
+    parser.add_argument("--level", choices=(*_BACKEND_STAGES, "stablehlo"), required=True)
     args = parser.parse_args(argv)
     die_with_parent()
     report, text = lower(args.input, args.source, args.level)

@@ -1,0 +1,182 @@
+"""jax models compiled by nnforge against jax's own results (XLA on the CPU).
+
+Tolerance: every output within 1e-5 of the largest magnitude of jax's
+output (relative, f32); integer outputs exactly.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+jax = pytest.importorskip("jax", reason="jax is not installed (pip install 'nnforge[jax]')")
+import jax.numpy as jnp  # noqa: E402
+import jax_models  # noqa: E402
+
+import nnforge  # noqa: E402
+import nnforge.cli  # noqa: E402
+from nnforge.errors import ExecutionError, InputError, ModelLoadError, UnsupportedOpError  # noqa: E402
+
+CONSOLE_SCRIPT = Path(sys.executable).parent / "nnforge"
+
+
+def assert_matches(actual, expected, rtol: float = 1e-5) -> None:
+    """Same pytree; floats within `rtol` of the output's largest magnitude."""
+    assert jax.tree_util.tree_structure(actual) == jax.tree_util.tree_structure(expected)
+    for got, want in zip(jax.tree_util.tree_leaves(actual), jax.tree_util.tree_leaves(expected)):
+        got, want = np.asarray(got), np.asarray(want)
+        assert got.shape == want.shape and got.dtype == want.dtype
+        if want.dtype.kind == "f":
+            scale = max(float(np.abs(want).max(initial=0)), np.finfo(np.float32).tiny)
+            assert float(np.abs(got.astype(np.float64) - want).max(initial=0)) <= rtol * scale
+        else:
+            np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize(
+    "factory", ["mlp", "cnn", "transformer", "scan_rnn", "cond_fori", "random_model", "training_step"]
+)
+def test_models_match_jax(factory: str) -> None:
+    function, args = getattr(jax_models, factory)()
+    compiled = nnforge.compile(function, args)
+    assert isinstance(compiled, nnforge.JaxModel)
+    assert_matches(compiled(*args), function(*args))
+
+
+def test_training_step_repeated_matches_jax() -> None:
+    """Five SGD steps, each fed the previous step's parameters."""
+    step, (params, x, labels) = jax_models.training_step()
+    compiled = nnforge.compile(step, (params, x, labels))
+    ours, theirs = params, params
+    for _ in range(5):
+        our_loss, ours = compiled(ours, x, labels)
+        their_loss, theirs = step(theirs, x, labels)
+        assert_matches((our_loss, ours), (their_loss, theirs))
+    assert float(their_loss) < float(step(params, x, labels)[0])
+
+
+def test_cond_and_loop_follow_the_inputs() -> None:
+    """The trip count and the branches taken come from the arguments at run time."""
+    function, (x, _) = jax_models.cond_fori()
+    compiled = nnforge.compile(function, (x, np.int32(5)))
+    for steps, scale in ((0, 1.0), (3, -2.0), (40, 0.5)):
+        arguments = (x * scale, np.int32(steps))
+        assert_matches(compiled(*arguments), function(*arguments))
+
+
+def test_numpy_in_numpy_out_and_jax_in_jax_out() -> None:
+    function, (params, x) = jax_models.mlp()
+    compiled = nnforge.compile(function, (params, x))
+    assert isinstance(compiled(params, x), np.ndarray)
+    result = compiled(jax.tree_util.tree_map(jnp.asarray, params), jnp.asarray(x))
+    assert isinstance(result, jax.Array)
+
+
+def test_pytree_outputs_and_python_scalars() -> None:
+    function = jax.jit(lambda x, scale: {"scaled": x * scale, "parts": (x.sum(), x.max(axis=0))})
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    compiled = nnforge.compile(function, (x, 2.0))
+    assert_matches(compiled(x, 3.0), function(x, 3.0))
+    assert [spec.name for spec in compiled.signature.inputs] == ["x", "scale"]
+    assert [spec.name for spec in compiled.signature.outputs] == [
+        "result['parts'][0]", "result['parts'][1]", "result['scaled']"
+    ]
+
+
+def test_wrong_pytree_structure() -> None:
+    function, (params, x) = jax_models.mlp()
+    compiled = nnforge.compile(function, (params, x))
+    with pytest.raises(InputError, match="structure"):
+        compiled(params[:2], x)
+
+
+def test_symbolic_batch_takes_any_batch() -> None:
+    function, (params, x) = jax_models.mlp()
+    batch = jax.ShapeDtypeStruct(jax.export.symbolic_shape("b, 64"), jnp.float32)
+    compiled = nnforge.compile(function, (params, batch))
+    assert compiled.signature.inputs[-1].shape == (None, 64)
+    for size in (1, 3, 17):
+        inputs = np.random.default_rng(size).standard_normal((size, 64)).astype(np.float32)
+        assert_matches(compiled(params, inputs), function(params, inputs))
+
+
+def test_shape_assertion_is_a_run_time_check() -> None:
+    """jax.export's check that dimension `b` is at least 1 fails for an empty batch."""
+    function = jax.jit(lambda x: x.sum(axis=1))
+    batch = jax.ShapeDtypeStruct(jax.export.symbolic_shape("b, 4"), jnp.float32)
+    compiled = nnforge.compile(function, (batch,))
+    assert_matches(compiled(np.ones((2, 4), np.float32)), np.full(2, 4, np.float32))
+    with pytest.raises(ExecutionError, match="dimension variable 'b'"):
+        compiled(np.ones((0, 4), np.float32))
+
+
+def test_exported_and_saved_library(tmp_path: Path) -> None:
+    function, args = jax_models.cnn()
+    exported = jax.export.export(function)(*args)
+    compiled = nnforge.compile(exported)
+    assert_matches(compiled(*args), function(*args))
+    loaded = nnforge.load(compiled.save(tmp_path / "cnn.so"))
+    flat = [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(args)]
+    np.testing.assert_array_equal(loaded(*flat), compiled(*args))
+
+
+def test_import_levels() -> None:
+    function, args = jax_models.mlp()
+    exported = jax.export.export(function)(*args)
+    text = nnforge.import_stablehlo(exported, level="stablehlo")
+    assert isinstance(text, str) and "stablehlo.dot_general" in text
+    linalg = nnforge.import_stablehlo(exported)
+    assert "linalg.matmul" in str(linalg) and "stablehlo" not in str(linalg)
+    function, args = jax_models.transformer()
+    exported = jax.export.export(function)(*args)
+    nnf = nnforge.import_stablehlo(exported.mlir_module_serialized, level="nnf")
+    assert nnforge.importers.raised_op_count(nnf) >= 1  # the GELU
+
+
+def test_unsupported_ops_are_named_with_counts() -> None:
+    def factor_twice(a):
+        lower = jnp.linalg.cholesky(a @ a.T + jnp.eye(4))  # LAPACK calls on the CPU
+        lower = jnp.linalg.cholesky(lower @ lower.T + jnp.eye(4))
+        return jnp.fft.fft(lower).real
+
+    with pytest.raises(UnsupportedOpError) as raised:
+        nnforge.compile(jax.jit(factor_twice), (np.ones((4, 4), np.float32),))
+    kinds = {op.kind: op.count for op in raised.value.ops}
+    assert kinds == {"stablehlo.custom_call @lapack_spotrf_ffi": 2, "stablehlo.fft": 1}
+    assert "test_jax.py" in str(raised.value)
+
+
+def test_shardy_export_is_refused_with_the_way_out() -> None:
+    function, args = jax_models.random_model()
+    exported = jax.export.export(function)(*args)  # jax's default: Shardy
+    with pytest.raises(ModelLoadError, match="jax_use_shardy_partitioner"):
+        nnforge.import_stablehlo(exported)
+
+
+def test_cli_import_compile_run(tmp_path: Path) -> None:
+    function, (params, x) = jax_models.mlp()
+    exported = jax.export.export(function)(params, x)
+    model = tmp_path / "mlp.mlirbc"
+    model.write_bytes(exported.mlir_module_serialized)
+    flat = [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves((params, x))]
+    inputs = []
+    for index, array in enumerate(flat):
+        np.save(tmp_path / f"in{index}.npy", array)
+        inputs += ["-i", str(tmp_path / f"in{index}.npy")]
+
+    linalg = tmp_path / "mlp.mlir"
+    assert nnforge.cli.main(["import", str(model), "--level", "linalg", "-o", str(linalg)]) == 0
+    assert "linalg.matmul" in linalg.read_text()
+    library = tmp_path / "mlp.so"
+    assert nnforge.cli.main(["compile", str(model), "-o", str(library)]) == 0
+    outputs = tmp_path / "out"
+    result = subprocess.run(
+        [str(CONSOLE_SCRIPT), "run", str(library), *inputs, "--output", str(outputs)],
+        capture_output=True, text=True, check=True,
+    )
+    assert "result" in result.stdout
+    assert_matches(np.load(outputs / "result.npy"), np.asarray(function(params, x)))

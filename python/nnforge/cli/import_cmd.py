@@ -12,10 +12,12 @@ to stderr; the IR goes to stdout, or to the file given with -o.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 from nnforge.cli.models import MLIR_SUFFIXES, add_model_arguments, is_torch_factory, load_factory
 from nnforge.importers.levels import LEVELS, STABLEHLO_LEVELS
@@ -49,10 +51,6 @@ def _phase(name: str, start: float) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nnforge import importers
-    from nnforge.errors import SaveError
-    from nnforge.importers import coverage
-
     if args.emit == "bytecode" and args.output is None:
         print("nnforge import: error: --emit bytecode needs -o FILE", file=sys.stderr)
         return 2
@@ -70,11 +68,32 @@ def run(args: argparse.Namespace) -> int:
         print("nnforge import: error: --report applies to PyTorch and ONNX models", file=sys.stderr)
         return 2
 
+    with _importer_log_on_stderr():
+        return _import(args, is_stablehlo)
+
+
+@contextlib.contextmanager
+def _importer_log_on_stderr() -> Iterator[None]:
+    """The importers' phase times on stderr for this command only: `run` is
+    also called in-process (tests, scripts), where a handler left on the
+    logger would write to a stream closed long after."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("nnforge import: %(message)s"))
     logger = logging.getLogger("nnforge.importers")
+    previous_level = logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous_level)
+
+
+def _import(args: argparse.Namespace, is_stablehlo: bool) -> int:
+    from nnforge import importers
+    from nnforge.errors import SaveError
+    from nnforge.importers import coverage
 
     is_torch = is_torch_factory(args.model)
     start = time.perf_counter()

@@ -688,4 +688,58 @@ def NNFInlineDispatchRegions : Pass<"nnf-inline-dispatch-regions"> {
   }];
 }
 
+def NNFProfileDispatchRegions
+    : Pass<"nnf-profile-dispatch-regions", "::mlir::ModuleOp"> {
+  let summary = "Time each dispatch region with counters in the module";
+  let description = [{
+    Instruments a module for profiling (`nnforge profile`): every public
+    function with a body, and in it every `nnf.dispatch` region and every op
+    that computes outside one (linalg ops, `tensor.pad`, ops holding regions
+    such as loops), becomes a profiled region. Each is bracketed by calls to
+    nnforge's runtime (cpp/runtime/profile.c): `nnforge_profile_start()`
+    before it returns the time, `nnforge_profile_stop(counters, id, start)`
+    after it adds the elapsed nanoseconds and one call to the region's pair
+    of counters. A function's region runs from its entry to each return,
+    so the time outside all other regions is its time less theirs.
+
+    Region ids count from 0 in the order of the functions and of the ops in
+    their blocks; each profiled op (or function) carries its id as the
+    `nnf.profile_region` attribute, from which a profile maps the counters
+    back to the ops (their names and locations). The counters are the
+    module's own zeroed global `@nnf_profile_counters` (two `i64` per
+    region), so that profiled models loaded side by side count apart; the
+    added public function `@nnf_profile_counters_address` returns its
+    address to the caller reading them. Run on linalg on tensors after
+    `nnf-form-dispatch-regions`: ops stay in place through code generation,
+    so each region's loops end up between its two calls. A module profiled
+    already is refused.
+
+    Example:
+
+    ```mlir
+    func.func @main(%x: tensor<8xf32>) -> tensor<8xf32> {
+      %y = nnf.dispatch ins(%x : tensor<8xf32>) -> tensor<8xf32> { ... }
+      return %y : tensor<8xf32>
+    }
+    // becomes
+    llvm.mlir.global internal @nnf_profile_counters(dense<0> : tensor<4xi64>) : !llvm.array<4 x i64>
+    func.func @main(%x: tensor<8xf32>) -> tensor<8xf32> attributes {nnf.profile_region = 0 : i64} {
+      %t0 = llvm.call @nnforge_profile_start() : () -> i64
+      %t1 = llvm.call @nnforge_profile_start() : () -> i64
+      %y = nnf.dispatch ins(%x : tensor<8xf32>) -> tensor<8xf32> attributes {nnf.profile_region = 1 : i64} { ... }
+      %counters = llvm.mlir.addressof @nnf_profile_counters : !llvm.ptr
+      %c1 = arith.constant 1 : i64
+      llvm.call @nnforge_profile_stop(%counters, %c1, %t1) : (!llvm.ptr, i64, i64) -> ()
+      ...
+      llvm.call @nnforge_profile_stop(%counters, %c0, %t0) : (!llvm.ptr, i64, i64) -> ()
+      return %y : tensor<8xf32>
+    }
+    ```
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::LLVM::LLVMDialect",
+  ];
+}
+
 #endif // NNFORGE_PASSES

@@ -25,7 +25,7 @@ from nnforge.errors import ArgumentError, CompileError, ModelLoadError
 from nnforge.importers import jax_frontend, stablehlo_frontend
 from nnforge.runtime import Signature
 from nnforge.stages import StageRunner, verify
-from nnforge.targets.interface import Model
+from nnforge.targets.interface import Model, Target
 
 # The import levels `compile` lowers from ("torch" is text, outside upstream MLIR).
 COMPILED_LEVELS = ("tosa", "linalg", "nnf")
@@ -192,22 +192,80 @@ def compile(
     `timing` prints per-pass times to stderr. A compilation running longer
     than two seconds reports its stages on stderr as they happen when stderr
     is an interactive terminal (`verbose=None`), always (`True`) or never
-    (`False`).
+    (`False`). A model compiled for this machine's CPU has
+    `profile(*inputs)`: it is built again with timers around each dispatch
+    region and tells where the time of a call goes (docs/profiling.md).
     """
-    if level is not None and level not in COMPILED_LEVELS:
-        raise ArgumentError(f"unknown level {level!r} to compile from: expected one of {', '.join(COMPILED_LEVELS)}")
-    if threads is not None and (not isinstance(threads, int) or threads < 1):
-        raise CompileError(f"threads must be a positive integer or None, not {threads!r}")
     # The target's options are checked before the (slow) import.
-    chosen = targets.target(target, optimize=optimize, threads=threads, chip=chip)
+    chosen = _checked_target(target, level, optimize=optimize, threads=threads, chip=chip)
     exported = None
     if jax_frontend.is_jax_function(model) or stablehlo_frontend.is_exported(model):
         model = exported = jax_frontend.export(model, example_inputs)
+    built = _build(chosen, model, example_inputs, level=level, dynamic_shapes=dynamic_shapes, verbose=verbose,
+                   dump_ir=dump_ir, timing=timing)
+    if hasattr(built, "instrumented"):
+        built.instrumented = functools.partial(
+            compile_profiled, model, example_inputs, target=target, level=level, dynamic_shapes=dynamic_shapes,
+            optimize=optimize, threads=threads, verbose=verbose,
+        )
+        built.description = _describe(model)
+    return jax_frontend.JaxModel(built, exported) if exported is not None else built
+
+
+def compile_profiled(
+    model: Any,
+    example_inputs: Any = None,
+    *,
+    target: str = "cpu",
+    level: str | None = None,
+    dynamic_shapes: Any = None,
+    optimize: bool = True,
+    threads: int | None = None,
+    verbose: bool | None = None,
+) -> Model:
+    """`compile` with timers around each dispatch region, for this machine's
+    CPU: a `ProfiledModel`, whose `measure` says where the time goes (what
+    `nnforge profile` and a compiled model's `profile` run). ProfileError for
+    a target without timers (cuda, a named CPU)."""
+    chosen = _checked_target(target, level, optimize=optimize, threads=threads, chip="sm_90", profile=True)
+    profiled = _build(chosen, model, example_inputs, level=level, dynamic_shapes=dynamic_shapes, verbose=verbose)
+    profiled.description = _describe(model)
+    return profiled
+
+
+def _checked_target(target: str, level: str | None, **options: Any) -> Target:
+    """The target `compile` builds for, its options and `level` checked."""
+    if level is not None and level not in COMPILED_LEVELS:
+        raise ArgumentError(f"unknown level {level!r} to compile from: expected one of {', '.join(COMPILED_LEVELS)}")
+    threads = options.get("threads")
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise CompileError(f"threads must be a positive integer or None, not {threads!r}")
+    return targets.target(target, **options)
+
+
+def _build(
+    chosen: Target,
+    model: Any,
+    example_inputs: Any,
+    *,
+    level: str | None,
+    dynamic_shapes: Any,
+    verbose: bool | None,
+    dump_ir: str | os.PathLike | None = None,
+    timing: bool = False,
+) -> Model:
+    """Imports `model` and builds it for the target `chosen`."""
     _load_torch_mlir_first()
     with StageRunner(dump_ir, timing, verbose) as runner:
         module, level, signature = prepare(
             model, example_inputs, level=level, dynamic_shapes=dynamic_shapes, runner=runner
         )
         module = chosen.lower(module, level, runner)
-        built = chosen.build(module, signature, runner)
-    return jax_frontend.JaxModel(built, exported) if exported is not None else built
+        return chosen.build(module, signature, runner)
+
+
+def _describe(model: Any) -> str:
+    """A model's name in profiles: its file's name, a jax function's, or its class's."""
+    if isinstance(model, (str, os.PathLike)):
+        return Path(model).name
+    return getattr(model, "fun_name", None) or type(model).__name__

@@ -32,6 +32,11 @@ class InputError(NNForgeError, ValueError):
     """Inputs given to a compiled model do not match its signature."""
 
 
+class ProfileError(NNForgeError):
+    """A model cannot be profiled as asked: a target without timers (CUDA),
+    a model not compiled in this process, a bad number of runs."""
+
+
 class ExecutionError(NNForgeError, RuntimeError):
     """A check the compiled code makes at run time failed (e.g. a gather
     index out of bounds in the inputs); the message is the check's."""

@@ -57,6 +57,12 @@ DISPATCH_REGIONS = (
     "nnf-pack-weights,nnf-form-dispatch-regions,nnf-pad-leading-dimensions,canonicalize,cse"
 )
 
+# Timers around each dispatch region and each op computed outside one, and
+# around the whole call, counting into the module's own counters: the
+# instrumented build of `nnforge profile`, on linalg after DISPATCH_REGIONS
+# (or, for the naive lowering, before bufferization).
+PROFILE_REGIONS = "nnf-profile-dispatch-regions"
+
 # Bufferization, with identity-layout function boundaries (arguments carry no
 # dynamic strides) and results owned by the caller. Loops may yield new
 # buffers (recurrences such as ONNX Scan/RNN carry state that is not updated

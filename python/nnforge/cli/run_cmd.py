@@ -45,7 +45,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-def _read_inputs(items: list[str]) -> list[tuple[str | None, np.ndarray]]:
+def read_inputs(items: list[str]) -> list[tuple[str | None, np.ndarray]]:
     """(input name or None for positional, array) for each --input."""
     from nnforge.errors import InputError
 
@@ -69,7 +69,7 @@ def _read_inputs(items: list[str]) -> list[tuple[str | None, np.ndarray]]:
     return inputs
 
 
-def _in_signature_order(signature, given: list[tuple[str | None, np.ndarray]]) -> list[np.ndarray]:
+def in_signature_order(signature, given: list[tuple[str | None, np.ndarray]]) -> list[np.ndarray]:
     """The given inputs in the signature's order: positional ones first, then by name."""
     from nnforge.errors import InputError
 
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     import nnforge
     from nnforge.errors import ModelLoadError, SaveError
 
-    given = _read_inputs(args.input)
+    given = read_inputs(args.input)
     if Path(args.model).suffix == LIBRARY_SUFFIX:
         if args.level or args.input_shape or args.dynamic_batch:
             raise ModelLoadError(f"{args.model} is compiled already: "
@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
                             example_inputs=example_inputs)
         executable = timed_compile("run", loaded, progress_setting(args), level=args.level)
 
-    outputs = executable(*_in_signature_order(executable.signature, given))
+    outputs = executable(*in_signature_order(executable.signature, given))
     if not isinstance(outputs, list):
         outputs = [] if outputs is None else [outputs]
     if args.output:

@@ -108,6 +108,11 @@ class JaxModel:
         arrays = [_as_dtype(array, spec.dtype) for array, spec in zip(arrays, self.signature.inputs)]
         return arrays, as_jax
 
+    def profile(self, *args: Any, runs: int = 10, html: Any = None, **kwargs: Any) -> Any:
+        """`CompiledModel.profile` of a call on the function's arguments."""
+        arrays, _ = self._flat_inputs(args, kwargs)
+        return self.compiled.profile(*arrays, runs=runs, html=html)
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         jax = _jax()
         arrays, as_jax = self._flat_inputs(args, kwargs)

@@ -10,23 +10,30 @@ what they share (stage runner, entry point, linking) sits below them, in
 
 from __future__ import annotations
 
-from nnforge.errors import CompileError
+from nnforge.errors import CompileError, ProfileError
 from nnforge.targets.interface import Target
 
 TARGETS = ("cpu", "cpu:<name>", "cuda")
 
 
-def target(spec: str, *, optimize: bool = True, threads: int | None = None, chip: str = "sm_90") -> Target:
-    """The target `spec` names, set up with the options of `nnforge.compile` it takes."""
+def target(
+    spec: str, *, optimize: bool = True, threads: int | None = None, chip: str = "sm_90", profile: bool = False
+) -> Target:
+    """The target `spec` names, set up with the options of `nnforge.compile` it
+    takes; `profile`: for a build with timers (`nnforge profile`)."""
     name, _, variant = str(spec).partition(":")
     if name == "cpu":
         from nnforge.targets.cpu.host import host_cpu, named_cpu
         from nnforge.targets.cpu.target import CpuTarget
 
         cpu = named_cpu(variant) if ":" in str(spec) else host_cpu()
-        return CpuTarget(cpu, optimize=optimize, threads=threads)
+        return CpuTarget(cpu, optimize=optimize, threads=threads, profile=profile)
     if name == "cuda" and not variant:
+        from nnforge.targets.cuda.model import CUDA_PROFILE_UNAVAILABLE
         from nnforge.targets.cuda.target import CudaTarget
+
+        if profile:
+            raise ProfileError(CUDA_PROFILE_UNAVAILABLE)
 
         return CudaTarget(chip)
     raise CompileError(f"unknown target {spec!r}: expected one of {', '.join(TARGETS)}")

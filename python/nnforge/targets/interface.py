@@ -31,6 +31,10 @@ class Model(Protocol):
 
     def save(self, path: str | os.PathLike) -> Path: ...
 
+    def profile(self, *inputs: Any, runs: int = 10, html: str | os.PathLike | None = None) -> Any:
+        """Where the time of a call goes, region by region (`nnforge.profiling`);
+        ProfileError where the target has no timers."""
+
 
 class Target(abc.ABC):
     """A kind of machine to compile for, set up with the options of one compilation."""

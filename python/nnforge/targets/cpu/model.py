@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import ctypes
 import os
+import platform
 import shutil
+import sys
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +19,11 @@ from mlir.execution_engine import ExecutionEngine
 
 from nnforge import artifact
 from nnforge._native import _native_file
-from nnforge.errors import CompileError, ModelLoadError, SaveError
+from nnforge.errors import CompileError, ModelLoadError, ProfileError, SaveError
 from nnforge.linking import c_compiler, object_file, run_tool, runtime_archive, system_library
+from nnforge.profiling.html import write_page
+from nnforge.profiling.regions import COUNTERS_FUNCTION, RegionMap
+from nnforge.profiling.report import Profile
 from nnforge.runtime import Executable, Signature, load, packed_entry_source
 from nnforge.targets.cpu.host import CpuDescription
 
@@ -63,6 +69,25 @@ class CompiledModel(Executable):
             raise CompileError(f"{error} (or compile with threads=1)") from None
         self.compile_times = compile_times
         self.threads = threads
+        # Set by `nnforge.compile`: builds the model again with timers (what
+        # `profile` runs), and names the model in profiles.
+        self.instrumented: Callable[[], ProfiledModel] | None = None
+        self.description = "model"
+        self._profiled: ProfiledModel | None = None
+
+    def profile(self, *inputs: Any, runs: int = 10, html: str | os.PathLike | None = None) -> Profile:
+        """Where the time of a call on `inputs` goes: the model is built again
+        (once) with timers around each dispatch region, then called `runs`
+        times after a first call that is not counted. Returns the
+        `nnforge.profiling.report.Profile` (print it for the top regions);
+        `html` names a page to write the model's graph to, each region
+        colored by its share of the time."""
+        if self.instrumented is None:
+            raise ProfileError("only a model nnforge.compile returned in this process can be profiled "
+                               "(it builds the model again with timers)")
+        if self._profiled is None:
+            self._profiled = self.instrumented()
+        return self._profiled.profile(*inputs, runs=runs, html=html)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Writes the compiled code as a shared library; returns its path."""
@@ -71,6 +96,63 @@ class CompiledModel(Executable):
             objects = Path(scratch) / "model.o"
             self._keep_alive.dump_to_object_file(str(objects))
             return _link(objects, [], path)
+
+
+class ProfiledModel(CompiledModel):
+    """A model built with timers around each region (`nnf-profile-dispatch-regions`):
+    `regions` says what each counter times, `measure` runs it and reads them."""
+
+    def __init__(
+        self, engine: ExecutionEngine, signature: Signature, compile_times: dict[str, float], threads: int,
+        regions: RegionMap,
+    ):
+        super().__init__(engine, signature, compile_times, threads)
+        self.regions = regions
+        # The module's `nnf_profile_counters_address()`, through its packed
+        # wrapper: one argument, the slot receiving the result.
+        address = engine.raw_lookup(COUNTERS_FUNCTION)
+        if not address:
+            raise CompileError(f"the profiled build has no @{COUNTERS_FUNCTION}")
+        slot = ctypes.c_void_p()
+        arguments = (ctypes.c_void_p * 1)(ctypes.addressof(slot))
+        ctypes.CFUNCTYPE(None, ctypes.c_void_p)(address)(arguments)
+        count = 2 * (1 + max([regions.function.id, *(region.id for region in regions.regions)]))
+        self._counters = (ctypes.c_int64 * count).from_address(slot.value)
+
+    def profile(self, *inputs: Any, runs: int = 10, html: str | os.PathLike | None = None) -> Profile:
+        """`CompiledModel.profile`, this build being the one with timers."""
+        measured = self.measure(inputs, runs)
+        if html is not None:
+            write_page(measured, html)
+        return measured
+
+    def measure(self, inputs: Sequence[Any], runs: int = 10) -> Profile:
+        """Calls the model on `inputs` once, then `runs` times counted."""
+        if not isinstance(runs, int) or isinstance(runs, bool) or runs < 1:
+            raise ProfileError(f"runs must be a positive integer, not {runs!r}")
+        self(*inputs)  # not counted: first-touch of buffers, threads starting
+        ctypes.memset(self._counters, 0, ctypes.sizeof(self._counters))
+        for _ in range(runs):
+            self(*inputs)
+        return Profile.from_counters(
+            self.regions, list(self._counters), runs, self.description, _machine(self.threads)
+        )
+
+
+def _machine(threads: int) -> str:
+    """This machine's CPU model and the threads a model runs on, for a profile."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as info:
+            cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    if threads == 0:  # the OpenMP runtime's default: PyTorch's count where torch is loaded
+        torch = sys.modules.get("torch")
+        default = os.environ.get("OMP_NUM_THREADS", "").split(",")[0]
+        threads = torch.get_num_threads() if hasattr(torch, "get_num_threads") else (
+            int(default) if default.isdigit() else os.cpu_count() or 1)
+    return f"{cpu}, {threads} thread{'s' if threads != 1 else ''}"
 
 
 class CrossCompiledModel:
@@ -98,6 +180,11 @@ class CrossCompiledModel:
         entry.write_text(packed_entry_source(signature))
         self._library = _link(objects, [entry], scratch / "model.so")
         self._loaded: Executable | None = None
+
+    def profile(self, *inputs: Any, **_: Any) -> Profile:
+        """Not available: a profile runs the model on this machine."""
+        raise ProfileError(f"a model compiled for the named CPU {self.cpu.name} is not profiled: "
+                           "profile it compiled for target='cpu' (this machine)")
 
     def __call__(self, *inputs: Any) -> Any:
         if self._loaded is None:

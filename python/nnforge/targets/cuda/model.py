@@ -9,8 +9,14 @@ from typing import Any
 
 from mlir import ir
 
+from nnforge.errors import ProfileError
 from nnforge.runtime import Executable, Signature, load
 from nnforge.targets.cuda.library import save_cuda_library
+
+CUDA_PROFILE_UNAVAILABLE = (
+    "profiling is not available for CUDA models: nnforge times dispatch regions on the CPU only "
+    "(time the kernels of a CUDA model with NVIDIA Nsight Systems: nsys profile)"
+)
 
 
 class CudaModel:
@@ -32,6 +38,10 @@ class CudaModel:
     def save(self, path: str | os.PathLike) -> Path:
         """Writes the shared library (and libmlir_cuda_runtime.so beside it); returns its path."""
         return save_cuda_library(self.module, self.signature, path)[0]
+
+    def profile(self, *inputs: Any, **_: Any) -> Any:
+        """Not available for CUDA models: raises ProfileError."""
+        raise ProfileError(CUDA_PROFILE_UNAVAILABLE)
 
     def __call__(self, *inputs: Any) -> Any:
         if self._loaded is None:

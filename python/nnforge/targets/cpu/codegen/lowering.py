@@ -7,6 +7,8 @@ loops, which `linalg_to_llvm_optimized` hands to OpenMP threads.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from mlir import ir, passmanager
 from mlir.dialects import bufferization, linalg
 
@@ -225,13 +227,20 @@ def _is_linalg_init(use: ir.OpOperand) -> bool:
 
 
 def lower_to_llvm(
-    module: ir.Module, level: str, runner: StageRunner, sizing: ScheduleSizes, threads: int = 0
+    module: ir.Module,
+    level: str,
+    runner: StageRunner,
+    sizing: ScheduleSizes,
+    threads: int = 0,
+    instrument: Callable[[ir.Module, StageRunner], None] | None = None,
 ) -> None:
     """Runs the stages from `level` to the LLVM dialect with the optimized code
     generation, sized by `sizing`.
 
     `threads`: 1 for sequential code, else how many OpenMP threads run the
-    parallel loops (0: all cores).
+    parallel loops (0: all cores). `instrument`, if given, runs once the
+    dispatch regions are formed, before code generation (the timers of a
+    profiled build).
 
     The CPU replacement of `for name, pipeline in pipelines.stages(level):
     runner.run(...)`; the tiling/vectorization shows in `runner.times` (and
@@ -241,6 +250,8 @@ def lower_to_llvm(
     for name, pipeline in steps[:-1]:
         runner.run(module, name, pipeline)
     runner.run(module, "dispatch-regions", pipelines.DISPATCH_REGIONS)
+    if instrument is not None:
+        instrument(module, runner)
     with runner.stage("vectorize"):
         vectorize_linalg(module, sizing, parallel=threads != 1)
     runner.dump(module, "vectorize")

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from nnforge import artifact, elf, openmp
-from nnforge.errors import ExecutionError, InputError, ModelLoadError
+from nnforge.errors import ExecutionError, InputError, ModelLoadError, ProfileError
 
 # The symbol a saved model's signature (JSON, NUL-terminated) is stored in.
 SIGNATURE_SYMBOL = "nnforge_signature"
@@ -242,6 +242,12 @@ class Executable:
         if as_torch:
             outputs = [_to_torch(output) for output in outputs]
         return outputs[0] if len(outputs) == 1 else outputs
+
+    def profile(self, *inputs: Any, **_: Any) -> Any:
+        """Not available for a loaded library: raises ProfileError (profiling
+        builds the model again, with timers, which needs the compiler)."""
+        raise ProfileError("a model loaded from a library cannot be profiled: profile the model itself "
+                           "(nnforge profile MODEL, or the profile method of what nnforge.compile returns)")
 
     def _run(self, descriptors: list[ctypes.Structure]) -> None:
         """Calls the entry point on pointers to `descriptors` (results first)."""

@@ -93,6 +93,23 @@ def test_profile_refuses_bad_runs_and_wrong_inputs(compiled_and_profile) -> None
         compiled.profile(np.zeros((3, 3), np.float32))
 
 
+def test_naive_lowering_is_profiled_too() -> None:
+    """Without dispatch regions (optimize=False), each linalg op is a region."""
+    x = torch.randn(4, 64)
+    profile = nnforge.compile(MLP().eval(), (x,), optimize=False).profile(x, runs=2)
+    assert profile.regions and not any(time.region.kind == "dispatch" for time in profile.regions)
+    assert {"linalg.matmul", "linalg.generic"} <= {time.region.kind for time in profile.regions}
+    assert all(time.seconds > 0 for time in profile.regions)
+    assert sum(time.share for time in profile.regions) + profile.outside_share == pytest.approx(1.0, abs=1e-6)
+
+
+def test_loaded_libraries_are_not_profiled(compiled_and_profile, tmp_path: Path) -> None:
+    compiled, x, _, _ = compiled_and_profile
+    loaded = nnforge.load(compiled.save(tmp_path / "mlp.so"))
+    with pytest.raises(ProfileError, match="loaded from a library cannot be profiled"):
+        loaded.profile(x.numpy())
+
+
 def test_cuda_profiles_are_refused_clearly() -> None:
     with pytest.raises(ProfileError, match="not available for CUDA models"):
         compile_profiled(MLP(), (torch.randn(2, 64),), target="cuda")

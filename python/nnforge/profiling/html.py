@@ -105,6 +105,8 @@ def render(profile: Profile) -> str:
         '<div class="graph">',
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
         f'viewBox="0 0 {width:.0f} {height:.0f}">',
+        '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
+        'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#999"/></marker></defs>',
         *_edges(nodes),
         *(_node_svg(node, hottest) for node in nodes.values()),
         "</svg></div>",
@@ -187,7 +189,7 @@ def _edges(nodes: dict[str, _Node]) -> list[str]:
             x2, y2 = node.x + NODE_WIDTH / 2, node.y
             middle = (y1 + y2) / 2
             paths.append(f'<path class="edge" d="M{x1:.1f},{y1:.1f} C{x1:.1f},{middle:.1f} '
-                         f'{x2:.1f},{middle:.1f} {x2:.1f},{y2:.1f}"/>')
+                         f'{x2:.1f},{middle:.1f} {x2:.1f},{y2:.1f}" marker-end="url(#arrow)"/>')
     return paths
 
 

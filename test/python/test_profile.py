@@ -103,6 +103,20 @@ def test_naive_lowering_is_profiled_too() -> None:
     assert sum(time.share for time in profile.regions) + profile.outside_share == pytest.approx(1.0, abs=1e-6)
 
 
+def test_jax_function_with_a_loop_is_profiled() -> None:
+    """A JaxModel profiles on the function's arguments; a loop is timed as one region."""
+    jax = pytest.importorskip("jax")
+
+    def f(w, x):
+        return jax.nn.softmax(jax.lax.fori_loop(0, 3, lambda i, h: jax.numpy.tanh(h @ w), x))
+
+    w, x = np.full((16, 16), 0.1, np.float32), np.ones((4, 16), np.float32)
+    profile = nnforge.compile(jax.jit(f), (w, x), threads=1).profile(w, x, runs=2)
+    assert profile.model == "f"
+    assert "scf.while" in {time.region.kind for time in profile.regions}
+    assert all(time.seconds > 0 for time in profile.regions)
+
+
 def test_loaded_libraries_are_not_profiled(compiled_and_profile, tmp_path: Path) -> None:
     compiled, x, _, _ = compiled_and_profile
     loaded = nnforge.load(compiled.save(tmp_path / "mlp.so"))

@@ -10,6 +10,8 @@ from nnforge.profiling.regions import Region, RegionMap
 # What runs between the regions: buffer allocation and release, copies
 # bufferization inserted, reshapes, the entry and return.
 OUTSIDE_LABEL = "outside regions (allocation, copies, reshapes)"
+# The longest source line the text report prints (the page shows all).
+SOURCE_CHARACTERS = 70
 
 
 @dataclass(frozen=True)
@@ -74,13 +76,11 @@ class Profile:
             f"{'share':>7}  {'ms/call':>9}  {'region':<44} source",
         ]
         for time in self.regions[:top]:
-            sources = "; ".join(source.describe() for source in time.region.sources[:2])
+            sources = "; ".join(_shorten(source.describe(), SOURCE_CHARACTERS) for source in time.region.sources[:2])
             more = len(time.region.sources) - 2
             if more > 0:
                 sources += f" (+{more} more)"
-            label = f"#{time.region.id} {time.region.label}"
-            if len(label) > 44:
-                label = label[:41] + "..."
+            label = _shorten(f"#{time.region.id} {time.region.label}", 44)
             lines.append(f"{time.share:>7.1%}  {time.seconds * 1e3:>9.4f}  {label:<44} {sources}")
         rest = self.regions[top:]
         if rest:
@@ -92,3 +92,7 @@ class Profile:
 
     def __str__(self) -> str:
         return self.text()
+
+
+def _shorten(text: str, characters: int) -> str:
+    return text if len(text) <= characters else text[:characters - 3] + "..."

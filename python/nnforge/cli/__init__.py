@@ -17,6 +17,7 @@ import traceback
 _VERBS = {
     "import": "import_cmd",
     "compile": "compile_cmd",
+    "export": "export_cmd",
     "run": "run_cmd",
     "profile": "profile_cmd",
     "bench": "bench_cmd",

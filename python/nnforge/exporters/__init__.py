@@ -1,0 +1,114 @@
+"""Exporters: any model nnforge imports, written as ONNX (or NNEF) through TOSA.
+
+The exchange level is TOSA, upstream MLIR's stable operator set: the model
+is imported at level "tosa" (`nnforge.importers`), read into a plain graph
+(`tosa_graph`) and written by a format's writer (`onnx_writer`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from nnforge.errors import ArgumentError, ModelLoadError
+
+# format -> the suffix that selects it
+FORMATS = {"onnx": ".onnx"}
+
+
+def _format_of(path: Path, format: str | None) -> str:
+    if format is not None:
+        if format not in FORMATS:
+            raise ArgumentError(f"unknown export format {format!r}: expected one of {', '.join(FORMATS)}")
+        return format
+    for name, suffix in FORMATS.items():
+        if path.suffix == suffix:
+            return name
+    raise ArgumentError(f"cannot tell the export format of {path}: name it "
+                        f"{' or '.join('*' + s for s in FORMATS.values())}, or pass format=")
+
+
+def _torch_names(module, inputs: tuple) -> list[str] | None:
+    """The names of forward's positional parameters, when one per input."""
+    try:
+        parameters = [p for p in inspect.signature(module.forward).parameters.values()
+                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        return None
+    return [p.name for p in parameters][:len(inputs)] if len(parameters) >= len(inputs) else None
+
+
+def import_tosa(model: Any, example_inputs: Any = None, *, dynamic_shapes: Any = None):
+    """(module at level tosa, input names or None, output names or None, input dims or None)."""
+    from mlir import ir
+
+    from nnforge import compiler, importers
+
+    if compiler._is_torch_module(model):
+        if example_inputs is None:
+            raise ModelLoadError("exporting a PyTorch module needs example_inputs")
+        torch = sys.modules["torch"]
+        inputs = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
+        module = importers.import_torch(model, inputs, dynamic_shapes=dynamic_shapes, level="tosa")
+        return module, _torch_names(model, inputs), None, None
+    if compiler._is_onnx_model(model):
+        module = importers.import_onnx(model, level="tosa")
+        inputs, outputs = importers.onnx_io_names(model)
+        return module, inputs, outputs, _onnx_dims(model, inputs)
+    if isinstance(model, ir.Module) or (isinstance(model, (str, os.PathLike))
+                                        and Path(model).suffix in (".mlir", ".mlirbc")):
+        module, level, _ = compiler.import_model(model)
+        if level != "tosa" or compiler._is_stablehlo_file(model):
+            raise ModelLoadError("an MLIR module is exported from the tosa level only "
+                                 "(StableHLO and linalg modules have no way back to TOSA)")
+        return module, None, None, None
+    raise ModelLoadError(
+        "nnforge.export takes a torch.nn.Module (with example_inputs), an ONNX model "
+        f"(.onnx path or onnx.ModelProto) or a TOSA-level MLIR module, not {type(model).__name__}"
+    )
+
+
+def _onnx_dims(model: Any, inputs: list[str]) -> list[list[str | int | None]]:
+    """Each graph input's dimensions as the source declares them (dim_param names kept)."""
+    import onnx
+
+    proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model), load_external_data=False)
+    declared = {value.name: value for value in proto.graph.input}
+    dims = []
+    for name in inputs:
+        shape = declared[name].type.tensor_type.shape.dim
+        dims.append([d.dim_param if d.HasField("dim_param") else (d.dim_value if d.HasField("dim_value") else None)
+                     for d in shape])
+    return dims
+
+
+def export(model: Any, path: str | os.PathLike, example_inputs: Any = None, *,
+           format: str | None = None, dynamic_shapes: Any = None) -> Path:
+    """Writes `model` to `path` as ONNX (opset 21), through nnforge's TOSA level.
+
+    `model`: a `torch.nn.Module` (with `example_inputs`, and `dynamic_shapes`
+    as for `torch.export`), an ONNX model (path or ModelProto) or an
+    `mlir.ir.Module` / .mlir file at the tosa level. `format` ("onnx")
+    defaults to the one `path`'s suffix names. Input and output names are
+    the source's (a PyTorch module's forward parameters; an ONNX model's
+    graph inputs and outputs). Initializers of 1 MiB or more go to
+    `<path>.data`. The written model passes `onnx.checker` with full checks.
+
+    Raises UnsupportedOpError naming each TOSA op without an ONNX mapping and
+    its count, besides the importers' errors. Returns `path`.
+    """
+    from nnforge.exporters import onnx_writer, tosa_graph
+
+    path = Path(path)
+    chosen = _format_of(path, format)
+    module, input_names, output_names, input_dims = import_tosa(model, example_inputs,
+                                                                dynamic_shapes=dynamic_shapes)
+    graph = tosa_graph.read(module)
+    assert chosen == "onnx"
+    proto = onnx_writer.to_model(graph, input_names, output_names, input_dims=input_dims,
+                                 name=path.stem)
+    onnx_writer.save(proto, path)
+    return path

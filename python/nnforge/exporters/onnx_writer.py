@@ -1,0 +1,436 @@
+"""A TOSA graph (`tosa_graph.Graph`) written as an ONNX model (opset 21).
+
+Each TOSA op maps to one ONNX node or a short chain of them, built with
+`onnx.helper`. TOSA's convolutions and pools work on NHWC tensors with OHWI
+filters; ONNX's on NCHW with OIHW: the writer transposes constant filters
+itself and puts Transpose nodes around the op for the activations, then
+cancels the pairs of transposes that undo each other (torch-mlir wraps each
+NCHW convolution in NCHW->NHWC->NCHW transposes). Weights become
+initializers; those of `EXTERNAL_DATA_THRESHOLD` bytes or more are saved as
+external data beside the model. An op without a mapping is refused before
+anything is written, with an `UnsupportedOpError` naming each kind and its
+count.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from nnforge.errors import CompileError, SaveError, UnsupportedOp, UnsupportedOpError
+from nnforge.exporters.tosa_graph import Graph, Node
+
+OPSET = 21
+IR_VERSION = 10  # the IR version of opset 21
+# Initializers of this many bytes or more go to the external data file.
+EXTERNAL_DATA_THRESHOLD = 1 << 20
+
+# TOSA ops that are one ONNX node with the same operands.
+_ONE_TO_ONE = {
+    "tosa.add": "Add", "tosa.sub": "Sub", "tosa.intdiv": "Div", "tosa.maximum": "Max",
+    "tosa.minimum": "Min", "tosa.pow": "Pow", "tosa.abs": "Abs", "tosa.exp": "Exp",
+    "tosa.log": "Log", "tosa.tanh": "Tanh", "tosa.sigmoid": "Sigmoid", "tosa.erf": "Erf",
+    "tosa.floor": "Floor", "tosa.ceil": "Ceil", "tosa.reciprocal": "Reciprocal", "tosa.sin": "Sin",
+    "tosa.cos": "Cos", "tosa.equal": "Equal", "tosa.greater": "Greater",
+    "tosa.greater_equal": "GreaterOrEqual", "tosa.logical_and": "And", "tosa.logical_or": "Or",
+    "tosa.logical_xor": "Xor", "tosa.logical_not": "Not", "tosa.bitwise_and": "BitwiseAnd",
+    "tosa.bitwise_or": "BitwiseOr", "tosa.bitwise_xor": "BitwiseXor", "tosa.bitwise_not": "BitwiseNot",
+    "tosa.select": "Where", "tosa.identity": "Identity",
+}
+_REDUCTIONS = {
+    "tosa.reduce_sum": "ReduceSum", "tosa.reduce_max": "ReduceMax", "tosa.reduce_min": "ReduceMin",
+    "tosa.reduce_product": "ReduceProd", "tosa.reduce_all": "ReduceMin", "tosa.reduce_any": "ReduceMax",
+}
+_TO_NCHW = {4: [0, 3, 1, 2], 5: [0, 4, 1, 2, 3]}
+_TO_NHWC = {4: [0, 2, 3, 1], 5: [0, 2, 3, 4, 1]}
+
+
+class _Refused(Exception):
+    """A TOSA op in a form the writer does not map (the reason says which)."""
+
+
+def _onnx():
+    try:
+        import onnx
+    except ImportError as error:
+        from nnforge.errors import ModelLoadError
+
+        raise ModelLoadError("exporting ONNX needs the onnx package: pip install 'nnforge[exchange]'") from error
+    return onnx
+
+
+class _Builder:
+    """The ONNX nodes and initializers being written for one graph."""
+
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        self.nodes: list = []
+        self.initializers: dict[str, np.ndarray] = {}
+        self._count = 0
+
+    def fresh(self, hint: str) -> str:
+        self._count += 1
+        return f"%{hint}{self._count}"
+
+    def constant(self, name: str) -> np.ndarray | None:
+        return self.graph.constants.get(name)
+
+    def value(self, name: str) -> str:
+        """`name` as an ONNX value: a constant of the graph becomes an initializer."""
+        if name in self.graph.constants and name not in self.initializers:
+            self.initializers[name] = self.graph.constants[name]
+        return name
+
+    def array(self, array: np.ndarray, hint: str = "c") -> str:
+        name = self.fresh(hint)
+        self.initializers[name] = array
+        return name
+
+    def node(self, op_type: str, inputs: Sequence[str], output: str | None = None, **attributes) -> str:
+        onnx = _onnx()
+        output = output or self.fresh(op_type)
+        self.nodes.append(onnx.helper.make_node(op_type, list(inputs), [output], **attributes))
+        return output
+
+    def shape(self, name: str) -> list[int]:
+        if name not in self.graph.shapes:
+            raise _Refused(f"a shape operand computed at run time ({name})")
+        return self.graph.shapes[name]
+
+
+def _require_zero(builder: _Builder, names: Sequence[str], what: str) -> None:
+    for name in names:
+        value = builder.constant(name)
+        if value is None or np.any(value != 0):
+            raise _Refused(f"{what} not zero (quantized form)")
+
+
+def _float_only(node: Node, builder: _Builder) -> None:
+    dtype = builder.graph.types[node.inputs[0]].dtype
+    if not np.issubdtype(dtype, np.floating) or node.output_types[0].dtype != dtype:
+        raise _Refused(f"integer or mixed types ({dtype} -> {node.output_types[0].dtype})")
+
+
+def _nchw(builder: _Builder, name: str, rank: int) -> str:
+    return builder.node("Transpose", [builder.value(name)], perm=_TO_NCHW[rank])
+
+
+def _filter(builder: _Builder, name: str, permutation: list[int], shape: tuple[int, ...] | None = None) -> str:
+    """A filter in ONNX's layout: transposed here when constant, by a node otherwise."""
+    weights = builder.constant(name)
+    if weights is not None:
+        weights = np.ascontiguousarray(weights.transpose(permutation))
+        return builder.array(weights.reshape(shape) if shape else weights, "w")
+    moved = builder.node("Transpose", [builder.value(name)], perm=permutation)
+    if shape:
+        moved = builder.node("Reshape", [moved, builder.array(np.array(shape, np.int64), "shape")])
+    return moved
+
+
+def _bias(builder: _Builder, name: str, channels: int) -> str:
+    bias = builder.constant(name)
+    if bias is None:
+        raise _Refused("a bias computed at run time")
+    return builder.array(np.ascontiguousarray(np.broadcast_to(bias, (channels,))), "b")
+
+
+def _convolution(builder: _Builder, node: Node) -> None:
+    _float_only(node, builder)
+    _require_zero(builder, node.inputs[3:5], "zero points")
+    rank = len(builder.graph.types[node.inputs[0]].shape)
+    out_channels = node.output_types[0].shape[-1]
+    attributes = {"strides": node.attributes["stride"], "dilations": node.attributes["dilation"]}
+    pad = node.attributes["pad"]
+    if node.kind == "tosa.depthwise_conv2d":
+        kh, kw, channels, multiplier = builder.graph.types[node.inputs[1]].shape
+        weights = _filter(builder, node.inputs[1], [2, 3, 0, 1], (channels * multiplier, 1, kh, kw))
+        attributes["group"] = channels
+    else:
+        weights = _filter(builder, node.inputs[1], _TO_NCHW[rank])
+    # TOSA: [begin, end] per spatial axis; ONNX: all begins, then all ends.
+    attributes["pads"] = pad[0::2] + pad[1::2]
+    convolved = builder.node("Conv", [_nchw(builder, node.inputs[0], rank), weights,
+                                      _bias(builder, node.inputs[2], out_channels)], **attributes)
+    builder.node("Transpose", [convolved], node.outputs[0], perm=_TO_NHWC[rank])
+
+
+def _transpose_convolution(builder: _Builder, node: Node) -> None:
+    _float_only(node, builder)
+    _require_zero(builder, node.inputs[3:5], "zero points")
+    out_pad = node.attributes["out_pad"]  # top, bottom, left, right
+    stride = node.attributes["stride"]
+    begins = [-out_pad[0], -out_pad[2]]
+    ends = [-out_pad[1], -out_pad[3]]
+    output_padding = [max(0, -end) for end in ends]
+    if any(b < 0 for b in begins) or any(p >= s for p, s in zip(output_padding, stride)):
+        raise _Refused(f"out_pad {out_pad} (no ONNX ConvTranspose padding matches)")
+    ends = [max(0, end) for end in ends]
+    out_channels = node.output_types[0].shape[-1]
+    convolved = builder.node(
+        "ConvTranspose",
+        [_nchw(builder, node.inputs[0], 4), _filter(builder, node.inputs[1], [3, 0, 1, 2]),
+         _bias(builder, node.inputs[2], out_channels)],
+        strides=stride, pads=begins + ends, output_padding=output_padding,
+    )
+    builder.node("Transpose", [convolved], node.outputs[0], perm=_TO_NHWC[4])
+
+
+def _pool(builder: _Builder, node: Node) -> None:
+    pad = node.attributes["pad"]
+    attributes = {"kernel_shape": node.attributes["kernel"], "strides": node.attributes["stride"],
+                  "pads": pad[0::2] + pad[1::2]}
+    if node.kind == "tosa.avg_pool2d":
+        _float_only(node, builder)
+        _require_zero(builder, node.inputs[1:3], "zero points")
+        op_type, attributes["count_include_pad"] = "AveragePool", 0
+    else:
+        op_type = "MaxPool"
+    pooled = builder.node(op_type, [_nchw(builder, node.inputs[0], 4)], **attributes)
+    builder.node("Transpose", [pooled], node.outputs[0], perm=_TO_NHWC[4])
+
+
+def _matmul(builder: _Builder, node: Node) -> None:
+    _float_only(node, builder)
+    _require_zero(builder, node.inputs[2:4], "zero points")
+    builder.node("MatMul", [builder.value(node.inputs[0]), builder.value(node.inputs[1])], node.outputs[0])
+
+
+def _mul(builder: _Builder, node: Node) -> None:
+    if len(node.inputs) > 2:
+        _require_zero(builder, node.inputs[2:3], "shift")
+    builder.node("Mul", [builder.value(node.inputs[0]), builder.value(node.inputs[1])], node.outputs[0])
+
+
+def _negate(builder: _Builder, node: Node) -> None:
+    _require_zero(builder, node.inputs[1:3], "zero points")
+    builder.node("Neg", [builder.value(node.inputs[0])], node.outputs[0])
+
+
+def _rsqrt(builder: _Builder, node: Node) -> None:
+    builder.node("Reciprocal", [builder.node("Sqrt", [builder.value(node.inputs[0])])], node.outputs[0])
+
+
+def _clamp(builder: _Builder, node: Node) -> None:
+    dtype = node.output_types[0].dtype
+    low, high = node.attributes["min_val"], node.attributes["max_val"]
+    limit = np.finfo(dtype).max if np.issubdtype(dtype, np.floating) else np.iinfo(dtype).max
+    if low == 0 and high >= limit:
+        builder.node("Relu", [builder.value(node.inputs[0])], node.outputs[0])
+        return
+    bounds = [builder.array(np.array(bound, dtype), "clip") for bound in (low, high)]
+    builder.node("Clip", [builder.value(node.inputs[0]), *bounds], node.outputs[0])
+
+
+def _cast(builder: _Builder, node: Node) -> None:
+    onnx = _onnx()
+    source = builder.graph.types[node.inputs[0]].dtype
+    target = node.output_types[0].dtype
+    value = builder.value(node.inputs[0])
+    if np.issubdtype(source, np.floating) and np.issubdtype(target, np.integer):
+        value = builder.node("Round", [value])  # TOSA rounds to nearest even; ONNX's Cast truncates
+    builder.node("Cast", [value], node.outputs[0], to=onnx.helper.np_dtype_to_tensor_dtype(target))
+
+
+def _reshape(builder: _Builder, node: Node) -> None:
+    shape = builder.shape(node.inputs[1])
+    builder.node("Reshape", [builder.value(node.inputs[0]), builder.array(np.array(shape, np.int64), "shape")],
+                 node.outputs[0], allowzero=int(0 in shape))
+
+
+def _transpose(builder: _Builder, node: Node) -> None:
+    builder.node("Transpose", [builder.value(node.inputs[0])], node.outputs[0], perm=node.attributes["perms"])
+
+
+def _reduce(builder: _Builder, node: Node) -> None:
+    axes = builder.array(np.array([node.attributes["axis"]], np.int64), "axes")
+    builder.node(_REDUCTIONS[node.kind], [builder.value(node.inputs[0]), axes], node.outputs[0], keepdims=1)
+
+
+def _argmax(builder: _Builder, node: Node) -> None:
+    onnx = _onnx()
+    indices = builder.node("ArgMax", [builder.value(node.inputs[0])], axis=node.attributes["axis"], keepdims=0)
+    builder.node("Cast", [indices], node.outputs[0],
+                 to=onnx.helper.np_dtype_to_tensor_dtype(node.output_types[0].dtype))
+
+
+def _concat(builder: _Builder, node: Node) -> None:
+    builder.node("Concat", [builder.value(name) for name in node.inputs], node.outputs[0],
+                 axis=node.attributes["axis"])
+
+
+def _slice(builder: _Builder, node: Node) -> None:
+    starts = builder.shape(node.inputs[1])
+    sizes = builder.shape(node.inputs[2])
+    ends = [start + size if size >= 0 else np.iinfo(np.int64).max for start, size in zip(starts, sizes)]
+    arrays = [builder.array(np.array(values, np.int64), hint)
+              for values, hint in ((starts, "starts"), (ends, "ends"), (list(range(len(starts))), "axes"))]
+    builder.node("Slice", [builder.value(node.inputs[0]), *arrays], node.outputs[0])
+
+
+def _pad(builder: _Builder, node: Node) -> None:
+    padding = builder.shape(node.inputs[1])
+    pads = builder.array(np.array(padding[0::2] + padding[1::2], np.int64), "pads")
+    fill = builder.constant(node.inputs[2])
+    if fill is not None:
+        value = builder.array(fill.reshape(()), "fill")
+    else:
+        value = builder.node("Reshape", [builder.value(node.inputs[2]), builder.array(np.zeros(0, np.int64))])
+    builder.node("Pad", [builder.value(node.inputs[0]), pads, value], node.outputs[0])
+
+
+def _tile(builder: _Builder, node: Node) -> None:
+    multiples = builder.array(np.array(builder.shape(node.inputs[1]), np.int64), "repeats")
+    builder.node("Tile", [builder.value(node.inputs[0]), multiples], node.outputs[0])
+
+
+def _reverse(builder: _Builder, node: Node) -> None:
+    arrays = [builder.array(np.array([value], np.int64))
+              for value in (-1, np.iinfo(np.int64).min, node.attributes["axis"], -1)]
+    builder.node("Slice", [builder.value(node.inputs[0]), *arrays], node.outputs[0])
+
+
+def _gather(builder: _Builder, node: Node) -> None:
+    # TOSA: out[n, w, c] = values[n, indices[n, w], c]; GatherND with one batch axis.
+    onnx = _onnx()
+    indices = builder.node("Cast", [builder.value(node.inputs[1])], to=onnx.TensorProto.INT64)
+    indices = builder.node("Unsqueeze", [indices, builder.array(np.array([2], np.int64), "axes")])
+    builder.node("GatherND", [builder.value(node.inputs[0]), indices], node.outputs[0], batch_dims=1)
+
+
+def _one_to_one(builder: _Builder, node: Node) -> None:
+    builder.node(_ONE_TO_ONE[node.kind], [builder.value(name) for name in node.inputs], node.outputs[0])
+
+
+_WRITERS: dict[str, Callable[[_Builder, Node], None]] = {
+    **{kind: _one_to_one for kind in _ONE_TO_ONE},
+    **{kind: _reduce for kind in _REDUCTIONS},
+    "tosa.conv2d": _convolution, "tosa.conv3d": _convolution, "tosa.depthwise_conv2d": _convolution,
+    "tosa.transpose_conv2d": _transpose_convolution,
+    "tosa.avg_pool2d": _pool, "tosa.max_pool2d": _pool, "tosa.matmul": _matmul, "tosa.mul": _mul,
+    "tosa.negate": _negate, "tosa.rsqrt": _rsqrt, "tosa.clamp": _clamp, "tosa.cast": _cast,
+    "tosa.reshape": _reshape, "tosa.transpose": _transpose, "tosa.argmax": _argmax,
+    "tosa.concat": _concat, "tosa.slice": _slice, "tosa.pad": _pad, "tosa.tile": _tile,
+    "tosa.reverse": _reverse, "tosa.gather": _gather,
+}
+
+
+def supported_kinds() -> list[str]:
+    """The TOSA ops the writer maps."""
+    return sorted(_WRITERS)
+
+
+def _cancel_transposes(nodes: list, keep: set[str]) -> list:
+    """Merges chains of Transpose nodes (dropping those that compose to the
+    identity) and removes the nodes nothing uses any more."""
+    onnx = _onnx()
+    producer = {node.output[0]: node for node in nodes if node.op_type == "Transpose"}
+    renamed: dict[str, str] = {}
+    for node in nodes:
+        node.input[:] = [renamed.get(name, name) for name in node.input]
+        if node.op_type != "Transpose" or node.input[0] not in producer:
+            continue
+        first = producer[node.input[0]]
+        inner = list(onnx.helper.get_attribute_value(first.attribute[0]))
+        outer = list(onnx.helper.get_attribute_value(node.attribute[0]))
+        composed = [inner[axis] for axis in outer]
+        if composed == sorted(composed) and node.output[0] not in keep:
+            renamed[node.output[0]] = first.input[0]
+        else:
+            node.input[0] = first.input[0]
+            del node.attribute[:]
+            node.attribute.append(onnx.helper.make_attribute("perm", composed))
+    return _live(nodes, keep)
+
+
+def _live(nodes: list, keep: set[str]) -> list:
+    used = set(keep)
+    live = []
+    for node in reversed(nodes):
+        if any(name in used for name in node.output):
+            live.append(node)
+            used.update(node.input)
+    return live[::-1]
+
+
+def _value_info(name: str, kind, dims: Sequence[str | int | None] | None = None):
+    onnx = _onnx()
+    shape = [size if size is not None else (dims[axis] if dims and isinstance(dims[axis], str)
+                                             else f"{name}_dim{axis}")
+             for axis, size in enumerate(kind.shape)]
+    return onnx.helper.make_tensor_value_info(name, onnx.helper.np_dtype_to_tensor_dtype(kind.dtype), shape)
+
+
+def to_model(graph: Graph, input_names: Sequence[str] | None = None, output_names: Sequence[str] | None = None,
+             *, input_dims: Sequence[Sequence[str | int | None]] | None = None, name: str = "nnforge"):
+    """The graph as an `onnx.ModelProto`; UnsupportedOpError for ops without a mapping."""
+    onnx = _onnx()
+    builder = _Builder(graph)
+    refused: Counter = Counter()
+    reasons: dict[str, str] = {}
+    for node in graph.nodes:
+        writer = _WRITERS.get(node.kind)
+        if writer is None:
+            refused[node.kind] += 1
+            reasons.setdefault(node.kind, "no ONNX mapping")
+            continue
+        try:
+            writer(builder, node)
+        except _Refused as reason:
+            refused[node.kind] += 1
+            reasons.setdefault(node.kind, str(reason))
+    if refused:
+        raise UnsupportedOpError([UnsupportedOp(kind, count, reason=reasons[kind]) for kind, count in refused.items()],
+                                 context="the export to ONNX")
+    input_names = list(input_names or [f"input_{i}" for i in range(len(graph.inputs))])
+    output_names = list(output_names or (["output"] if len(graph.outputs) == 1 else
+                                         [f"output_{i}" for i in range(len(graph.outputs))]))
+    if len(input_names) != len(graph.inputs) or len(output_names) != len(graph.outputs):
+        raise CompileError(f"{len(input_names)} input and {len(output_names)} output names for a graph of "
+                           f"{len(graph.inputs)} inputs and {len(graph.outputs)} outputs")
+    renamed = dict(zip(graph.inputs, input_names))
+    produced = {output for node in builder.nodes for output in node.output}
+    for value, output in zip(graph.outputs, output_names):
+        if value in produced and value not in renamed:
+            renamed[value] = output
+        else:  # an input, a constant or a value returned twice: copied under its name
+            builder.node("Identity", [builder.value(value)], output)
+    for node in builder.nodes:
+        node.input[:] = [renamed.get(n, n) for n in node.input]
+        node.output[:] = [renamed.get(n, n) for n in node.output]
+    nodes = _cancel_transposes(builder.nodes, set(output_names))
+    used = {name for node in nodes for name in node.input}
+    initializers = [onnx.numpy_helper.from_array(np.asarray(array), name)
+                    for name, array in builder.initializers.items() if name in used]
+    output_types = {output: graph.types[value] for value, output in zip(graph.outputs, output_names)}
+    onnx_graph = onnx.helper.make_graph(
+        nodes, name,
+        [_value_info(renamed[value], graph.types[value], input_dims[i] if input_dims else None)
+         for i, value in enumerate(graph.inputs)],
+        [_value_info(output, output_types[output]) for output in output_names],
+        initializers,
+    )
+    return onnx.helper.make_model(onnx_graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)],
+                                  ir_version=IR_VERSION, producer_name="nnforge")
+
+
+def save(model, path: Path) -> None:
+    """Writes `model` to `path` (large initializers beside it as `<name>.data`) and checks the file fully."""
+    onnx = _onnx()
+    path = Path(path)
+    external = any(t.data_location == 0 and len(t.raw_data) >= EXTERNAL_DATA_THRESHOLD
+                   for t in model.graph.initializer)
+    location = path.name + ".data"
+    try:
+        if external:
+            (path.parent / location).unlink(missing_ok=True)  # onnx appends to an existing file
+        onnx.save_model(model, str(path), save_as_external_data=external, all_tensors_to_one_file=True,
+                        location=location, size_threshold=EXTERNAL_DATA_THRESHOLD)
+    except OSError as error:
+        raise SaveError(f"cannot write {path}: {error.strerror or error}") from None
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as error:
+        raise CompileError(f"the exported ONNX model {path} does not pass onnx's checker: {error}") from None

@@ -186,6 +186,8 @@ def test_cli_profile_prints_regions_and_writes_the_page(tmp_path: Path, capsys: 
     assert nnforge.cli.main(["profile", str(model), "--runs", "3", "--threads", "1", "-q",
                              "--html", str(page)]) == 0
     out = capsys.readouterr().out
+    assert nnforge.cli.main(["profile", str(model), "--runs", "1", "--threads", "1", "--html", str(page)]) == 0
+    assert "nnforge profile: profile-regions:" in capsys.readouterr().err  # stage times, stderr no terminal
     assert "linear.mlir" in out and "ms per call" in out and "MLIR line 7" in out
     assert re.search(r"#1 dispatch: fill \+ matmul \+ generic", out), out
     assert f"graph: {page}" in out and page.is_file()

@@ -11,6 +11,8 @@ model's graph with each region colored by its share.
 from __future__ import annotations
 
 import argparse
+import sys
+import time
 from pathlib import Path
 
 from nnforge.cli.models import (
@@ -21,6 +23,7 @@ from nnforge.cli.models import (
     positive_int,
     progress_setting,
     random_inputs,
+    report_compile_times,
 )
 from nnforge.cli.run_cmd import in_signature_order, read_inputs
 
@@ -72,9 +75,12 @@ def run(args: argparse.Namespace) -> int:
         example_inputs = [torch.from_numpy(array) for _, array in given]
     loaded = load_model(args.model, args.input_shape, dynamic_batch=args.dynamic_batch,
                         example_inputs=example_inputs)
+    start = time.perf_counter()
     profiled = compile_profiled(loaded.model, loaded.example_inputs, target=args.target, level=args.level,
                                 dynamic_shapes=loaded.dynamic_shapes, threads=args.threads,
                                 verbose=progress_setting(args))
+    if progress_setting(args) is None and not sys.stderr.isatty():  # as `nnforge compile` does
+        report_compile_times("profile", profiled.compile_times, time.perf_counter() - start)
     profiled.description = args.model
     if given:
         inputs = in_signature_order(profiled.signature, given)

@@ -126,7 +126,7 @@ def _nodes(profile: Profile) -> dict[str, _Node]:
     for region in layout.regions:
         time = times[region.id]
         tooltip = "\n".join([
-            f"#{region.id} {region.label}", f"{time.share:.1%} of the time, {time.seconds * 1e3:.4f} ms per call",
+            f"#{region.id} {region.label}", f"{time.share:.1%} of the time, {_duration(time.seconds)} per call",
             f"ops: {', '.join(region.ops) or region.kind}", f"result: {region.result}",
             *(f"from {source.describe()}" for source in region.sources),
         ])
@@ -134,7 +134,7 @@ def _nodes(profile: Profile) -> dict[str, _Node]:
         if len(label) > LABEL_CHARACTERS:
             label = label[:LABEL_CHARACTERS - 1] + "\u2026"
         predecessors = tuple(node for node in region.inputs if node in nodes)
-        nodes[region.node] = _Node(region.node, (label, f"{time.share:.1%} \u00b7 {time.seconds * 1e3:.3f} ms"),
+        nodes[region.node] = _Node(region.node, (label, f"{time.share:.1%} \u00b7 {_duration(time.seconds)}"),
                                    tooltip, time, predecessors)
     for index, sources in enumerate(layout.outputs):
         name = f"output:{index}"
@@ -143,11 +143,25 @@ def _nodes(profile: Profile) -> dict[str, _Node]:
     return nodes
 
 
+def _duration(seconds: float) -> str:
+    """0.0123 -> "12.300 ms"; 4.2e-6 -> "4.2 µs"."""
+    return f"{seconds * 1e3:.3f} ms" if seconds >= 1e-4 else f"{seconds * 1e6:.1f} \u00b5s"
+
+
 def _lay_out(nodes: dict[str, _Node]) -> tuple[float, float]:
     """Places the nodes in layers, top to bottom; returns the drawing's size."""
     for node in nodes.values():
         if node.name.startswith("region:"):
             node.layer = 1 + max((nodes[p].layer for p in node.predecessors), default=0)
+    # A region reading no other node (a fill) sits just above its first
+    # reader, not in the top layer with a long edge down to it.
+    readers: dict[str, list[_Node]] = {}
+    for node in nodes.values():
+        for name in node.predecessors:
+            readers.setdefault(name, []).append(node)
+    for node in reversed(list(nodes.values())):
+        if node.name.startswith("region:") and not node.predecessors and node.name in readers:
+            node.layer = max(1, min(reader.layer for reader in readers[node.name]) - 1)
     last = 1 + max((node.layer for node in nodes.values()), default=0)
     for node in nodes.values():
         if node.name.startswith("output:"):

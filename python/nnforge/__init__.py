@@ -27,6 +27,7 @@ _EXPORTS = {
     "import_torch": "nnforge.importers",
     "import_onnx": "nnforge.importers",
     "import_stablehlo": "nnforge.importers",
+    "import_nnef": "nnforge.importers",
     "compile": "nnforge.compiler",
     "export": "nnforge.exporters",
     "CompiledModel": "nnforge.targets.cpu.model",

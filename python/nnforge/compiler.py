@@ -22,7 +22,7 @@ from nnforge import pipelines, targets
 from nnforge._native import context as new_context
 from nnforge.entry import entry_function, mark_inputs_read_only, signature_of, takes_buffers
 from nnforge.errors import ArgumentError, CompileError, ModelLoadError
-from nnforge.importers import jax_frontend, stablehlo_frontend
+from nnforge.importers import jax_frontend, nnef_frontend, stablehlo_frontend
 from nnforge.runtime import Signature
 from nnforge.stages import StageRunner, verify
 from nnforge.targets.interface import Model, Target
@@ -87,6 +87,10 @@ def import_model(
         level = level or "linalg"
         module = importers.import_onnx(model, level=level)
         return module, level, importers.onnx_io_names(model)
+    if nnef_frontend.is_nnef(model):
+        level = level or "linalg"
+        module = importers.import_nnef(model, level=level)
+        return module, level, nnef_frontend.io_names(model)
     if stablehlo_frontend.is_exported(model) or _is_stablehlo_file(model):
         level = level or "linalg"
         if level not in ("linalg", "nnf"):
@@ -105,7 +109,7 @@ def import_model(
     else:
         raise ModelLoadError(
             "nnforge.compile takes a torch.nn.Module, an ONNX model (.onnx path or "
-            "onnx.ModelProto), a jax.jit-wrapped function or jax.export.Exported, an "
+            "onnx.ModelProto), an NNEF model (.nnef), a jax.jit-wrapped function or jax.export.Exported, an "
             f"mlir.ir.Module or a .mlir/.mlirbc file (StableHLO too), not {type(model).__name__}"
         )
     if level is None:

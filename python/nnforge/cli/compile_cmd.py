@@ -1,7 +1,7 @@
 """`nnforge compile`: a model -> a shared library that `nnforge run` and `nnforge.load` run.
 
-MODEL is an ONNX file, an MLIR file (.mlir/.mlirbc: its one public function,
-or `main`) or a PyTorch factory `package.module:factory` returning the module,
+MODEL is an ONNX file, an NNEF model (.nnef folder or file), an MLIR file
+(.mlir/.mlirbc: its one public function, or `main`) or a PyTorch factory `package.module:factory` returning the module,
 or (module, example inputs). The time of each compile stage goes to stderr.
 """
 
@@ -31,7 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("model", metavar="MODEL",
-                        help="MODEL.onnx, MODEL.mlir or package.module:factory")
+                        help="MODEL.onnx, MODEL.nnef, MODEL.mlir or package.module:factory")
     parser.add_argument("-o", "--output", type=Path, required=True,
                         help="the shared library to write, e.g. model.so")
     add_model_arguments(parser)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 MLIR_SUFFIXES = (".mlir", ".mlirbc")
+NNEF_SUFFIX = ".nnef"  # a folder (graph.nnef and .dat files) or a graph file
 LIBRARY_SUFFIX = ".so"
 
 
@@ -120,7 +121,7 @@ class LoadedModel:
     """A MODEL argument, ready for `nnforge.compile`."""
 
     spec: str
-    kind: str  # "torch", "onnx" or "mlir"
+    kind: str  # "torch", "onnx", "mlir" or "nnef"
     model: Any  # what nnforge.compile takes: the module or the file's path
     example_inputs: tuple[Any, ...] | None = None  # torch tensors, for a PyTorch factory
     dynamic_shapes: Any = None
@@ -146,8 +147,8 @@ def load_model(
             dynamic_shapes = tuple({0: batch} for _ in inputs)
         return LoadedModel(spec, "torch", module, inputs, dynamic_shapes)
     path = Path(spec)
-    if not path.is_file():
-        raise ModelLoadError(f"{spec}: no such file (MODEL is a .onnx or .mlir file, "
+    if not path.is_file() and not (path.suffix == NNEF_SUFFIX and path.is_dir()):
+        raise ModelLoadError(f"{spec}: no such file (MODEL is a .onnx, .mlir or .nnef file, "
                              "or a PyTorch factory package.module:factory)")
     if dynamic_batch:
         raise ModelLoadError("--dynamic-batch applies to PyTorch factories only: "
@@ -156,8 +157,10 @@ def load_model(
         return LoadedModel(spec, "onnx", str(path))
     if path.suffix in MLIR_SUFFIXES:
         return LoadedModel(spec, "mlir", str(path))
+    if path.suffix == NNEF_SUFFIX:
+        return LoadedModel(spec, "nnef", str(path))
     raise ModelLoadError(
-        f"{spec}: unknown kind of model (expected .onnx, .mlir, .mlirbc "
+        f"{spec}: unknown kind of model (expected .onnx, .mlir, .mlirbc, .nnef "
         "or a PyTorch factory package.module:factory)"
     )
 

@@ -1,8 +1,9 @@
-"""Exporters: any model nnforge imports, written as ONNX (or NNEF) through TOSA.
+"""Exporters: any model nnforge imports, written as ONNX or NNEF through TOSA.
 
 The exchange level is TOSA, upstream MLIR's stable operator set: the model
 is imported at level "tosa" (`nnforge.importers`), read into a plain graph
-(`tosa_graph`) and written by a format's writer (`onnx_writer`).
+(`tosa_graph`) and written by a format's writer (`onnx_writer`,
+`nnef_writer`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 from nnforge.errors import ArgumentError, ModelLoadError
 
 # format -> the suffix that selects it
-FORMATS = {"onnx": ".onnx"}
+FORMATS = {"onnx": ".onnx", "nnef": ".nnef"}
 
 
 def _format_of(path: Path, format: str | None) -> str:
@@ -46,6 +47,7 @@ def import_tosa(model: Any, example_inputs: Any = None, *, dynamic_shapes: Any =
     from mlir import ir
 
     from nnforge import compiler, importers
+    from nnforge.importers import nnef_frontend
 
     if compiler._is_torch_module(model):
         if example_inputs is None:
@@ -58,6 +60,9 @@ def import_tosa(model: Any, example_inputs: Any = None, *, dynamic_shapes: Any =
         module = importers.import_onnx(model, level="tosa")
         inputs, outputs = importers.onnx_io_names(model)
         return module, inputs, outputs, _onnx_dims(model, inputs)
+    if nnef_frontend.is_nnef(model):
+        module = importers.import_nnef(model, level="tosa")
+        return module, *nnef_frontend.io_names(model), None
     if isinstance(model, ir.Module) or (isinstance(model, (str, os.PathLike))
                                         and Path(model).suffix in (".mlir", ".mlirbc")):
         module, level, _ = compiler.import_model(model)
@@ -67,7 +72,7 @@ def import_tosa(model: Any, example_inputs: Any = None, *, dynamic_shapes: Any =
         return module, None, None, None
     raise ModelLoadError(
         "nnforge.export takes a torch.nn.Module (with example_inputs), an ONNX model "
-        f"(.onnx path or onnx.ModelProto) or a TOSA-level MLIR module, not {type(model).__name__}"
+        f"(.onnx path or onnx.ModelProto), an NNEF model (.nnef) or a TOSA-level MLIR module, not {type(model).__name__}"
     )
 
 
@@ -87,28 +92,31 @@ def _onnx_dims(model: Any, inputs: list[str]) -> list[list[str | int | None]]:
 
 def export(model: Any, path: str | os.PathLike, example_inputs: Any = None, *,
            format: str | None = None, dynamic_shapes: Any = None) -> Path:
-    """Writes `model` to `path` as ONNX (opset 21), through nnforge's TOSA level.
+    """Writes `model` to `path` as ONNX (opset 21) or NNEF, through nnforge's TOSA level.
 
     `model`: a `torch.nn.Module` (with `example_inputs`, and `dynamic_shapes`
     as for `torch.export`), an ONNX model (path or ModelProto) or an
-    `mlir.ir.Module` / .mlir file at the tosa level. `format` ("onnx")
-    defaults to the one `path`'s suffix names. Input and output names are
+    `mlir.ir.Module` / .mlir file at the tosa level, or an NNEF model.
+    `format` ("onnx" or "nnef") defaults to the one `path`'s suffix names
+    (.onnx, .nnef). NNEF is written as a folder: graph.nnef and a .dat
+    file per weight. Input and output names are
     the source's (a PyTorch module's forward parameters; an ONNX model's
     graph inputs and outputs). Initializers of 1 MiB or more go to
     `<path>.data`. The written model passes `onnx.checker` with full checks.
 
-    Raises UnsupportedOpError naming each TOSA op without an ONNX mapping and
+    Raises UnsupportedOpError naming each TOSA op without a mapping to the format and
     its count, besides the importers' errors. Returns `path`.
     """
-    from nnforge.exporters import onnx_writer, tosa_graph
+    from nnforge.exporters import nnef_writer, onnx_writer, tosa_graph
 
     path = Path(path)
     chosen = _format_of(path, format)
     module, input_names, output_names, input_dims = import_tosa(model, example_inputs,
                                                                 dynamic_shapes=dynamic_shapes)
     graph = tosa_graph.read(module)
-    assert chosen == "onnx"
-    proto = onnx_writer.to_model(graph, input_names, output_names, input_dims=input_dims,
-                                 name=path.stem)
-    onnx_writer.save(proto, path)
+    if chosen == "nnef":
+        nnef_writer.save(nnef_writer.to_graph(graph, input_names, output_names, name=path.stem), path)
+    else:
+        onnx_writer.save(onnx_writer.to_model(graph, input_names, output_names, input_dims=input_dims,
+                                              name=path.stem), path)
     return path

@@ -1,5 +1,5 @@
-"""Frontends: PyTorch, ONNX and StableHLO (jax) models -> MLIR at the torch,
-tosa, stablehlo, linalg or nnf level.
+"""Frontends: PyTorch, ONNX, StableHLO (jax) and NNEF models -> MLIR at the
+torch, tosa, stablehlo, linalg or nnf level.
 
 See `nnforge.importers.levels` for what each level holds.
 """
@@ -13,6 +13,7 @@ import mlir.execution_engine  # noqa: F401
 
 from nnforge.importers.handover import RAISED_OPS_ATTRIBUTE
 from nnforge.importers.levels import LEVELS
+from nnforge.importers.nnef_frontend import import_nnef
 from nnforge.importers.onnx_frontend import import_onnx, onnx_io_names
 from nnforge.importers.stablehlo_frontend import import_stablehlo
 from nnforge.importers.torch_frontend import import_torch
@@ -26,5 +27,5 @@ def raised_op_count(module) -> int:
 
 
 __all__ = [
-    "LEVELS", "import_onnx", "import_stablehlo", "import_torch", "onnx_io_names", "raised_op_count"
+    "LEVELS", "import_nnef", "import_onnx", "import_stablehlo", "import_torch", "onnx_io_names", "raised_op_count"
 ]

@@ -1,0 +1,375 @@
+"""A TOSA graph (`tosa_graph.Graph`) written as an NNEF folder (graph.nnef + .dat tensor files).
+
+The graph is built as the `nnef` package's `Graph` of `Operation`s and
+saved with `nnef.save_graph`. NNEF's convolutions and pools are NCHW with
+OIHW filters, as ONNX's: constant filters are transposed when written and
+the activations around them transposed by `transpose` ops. Constants are
+`variable`s (one .dat file each), single values `constant`s. NNEF has fixed
+shapes only: a dynamic dimension is refused, as is an op without a mapping
+(an `UnsupportedOpError` naming each kind and its count).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from nnforge.errors import ModelLoadError, SaveError, UnsupportedOp, UnsupportedOpError
+from nnforge.exporters.tosa_graph import Graph, Node
+
+_ELEMENTWISE = {
+    "tosa.add": "add", "tosa.sub": "sub", "tosa.maximum": "max", "tosa.minimum": "min", "tosa.pow": "pow",
+    "tosa.abs": "abs", "tosa.exp": "exp", "tosa.log": "log", "tosa.tanh": "tanh", "tosa.sigmoid": "sigmoid",
+    "tosa.floor": "floor", "tosa.ceil": "ceil", "tosa.reciprocal": "rcp", "tosa.sin": "sin", "tosa.cos": "cos",
+    "tosa.equal": "eq", "tosa.greater": "gt", "tosa.greater_equal": "ge", "tosa.logical_and": "and",
+    "tosa.logical_or": "or", "tosa.logical_not": "not", "tosa.select": "select", "tosa.identity": "copy",
+    "tosa.rsqrt": "rsqrt",
+}
+# NNEF's parameter names of each elementwise op, in order.
+_PARAMETERS = {1: ("x",), 2: ("x", "y"), 3: ("condition", "true_value", "false_value")}
+_REDUCTIONS = {"tosa.reduce_sum": "sum_reduce", "tosa.reduce_max": "max_reduce", "tosa.reduce_min": "min_reduce"}
+_TO_NCHW = [0, 3, 1, 2]
+_TO_NHWC = [0, 2, 3, 1]
+
+
+class _Refused(Exception):
+    """A TOSA op in a form NNEF has no op for (the reason says which)."""
+
+
+def nnef_module():
+    try:
+        import nnef
+    except ImportError as error:
+        raise ModelLoadError("NNEF needs the nnef package: pip install 'nnforge[exchange]'") from error
+    return nnef
+
+
+def nnef_dtype(dtype: np.dtype) -> str:
+    if dtype == np.bool_:
+        return "logical"
+    if np.issubdtype(dtype, np.integer):
+        return "integer"
+    return "scalar"
+
+
+def identifier(name: str) -> str:
+    """`name` as an NNEF identifier (letters, digits, underscores; not starting with a digit)."""
+    text = re.sub(r"\W", "_", name)
+    return text if text and not text[0].isdigit() else f"t_{text}"
+
+
+class _Builder:
+    def __init__(self, graph: Graph):
+        self.nnef = nnef_module()
+        self.graph = graph
+        self.operations: list = []
+        self.tensors: dict = {}
+        self.names: dict[str, str] = {}
+        self._count = 0
+
+    def fresh(self) -> str:
+        self._count += 1
+        return f"t{self._count}"
+
+    def tensor(self, name: str, dtype: str, shape, data=None) -> str:
+        self.tensors[name] = self.nnef.Tensor(name, dtype, list(shape) if shape is not None else None, data, None)
+        return name
+
+    def constant(self, name: str) -> np.ndarray | None:
+        return self.graph.constants.get(name)
+
+    def value(self, name: str) -> str:
+        """The NNEF tensor of a graph value (constants written as variables/constants on first use)."""
+        if name in self.names:
+            return self.names[name]
+        array = self.graph.constants.get(name)
+        if array is None:
+            raise _Refused(f"value {name} used before it is defined")
+        self.names[name] = self.array(array)
+        return self.names[name]
+
+    def array(self, array: np.ndarray) -> str:
+        name = self.fresh()
+        dtype = nnef_dtype(array.dtype)
+        shape = list(array.shape)
+        if array.size == 1:
+            value = array.reshape(()).item()
+            self.tensor(name, dtype, shape)
+            self.operations.append(self.nnef.Operation(
+                "constant", OrderedDict(shape=shape, value=[value]), OrderedDict(), OrderedDict(output=self.nnef.Identifier(name)), dtype))
+            return name
+        if dtype == "scalar":
+            array = array.astype(np.float32)
+        self.tensor(name, dtype, shape, np.ascontiguousarray(array))
+        self.operations.append(self.nnef.Operation(
+            "variable", OrderedDict(shape=shape, label=name), OrderedDict(), OrderedDict(output=self.nnef.Identifier(name)), dtype))
+        return name
+
+    def op(self, kind: str, inputs: dict, attributes: dict, output: str | None, dtype: str,
+           shape, output_parameter: str = "output") -> str:
+        output_name = output if output is not None else self.fresh()
+        self.tensor(output_name, dtype, shape)
+        self.operations.append(self.nnef.Operation(
+            kind, OrderedDict(attributes), OrderedDict((key, self.reference(value)) for key, value in inputs.items()),
+            OrderedDict({output_parameter: self.nnef.Identifier(output_name)}), None))
+        return output_name
+
+    def reference(self, value):
+        """An op's argument: tensor names as NNEF identifiers, literals as they are."""
+        if isinstance(value, str):
+            return self.nnef.Identifier(value)
+        if isinstance(value, list):
+            return [self.reference(item) for item in value]
+        return value
+
+    def result(self, node: Node) -> tuple[str, str, list]:
+        """The NNEF name, dtype and shape of a node's first result."""
+        kind = node.output_types[0]
+        if any(size is None for size in kind.shape):
+            raise _Refused("a dynamic dimension (NNEF shapes are fixed)")
+        name = self.names.setdefault(node.outputs[0], self.fresh())
+        return name, nnef_dtype(kind.dtype), list(kind.shape)
+
+    def shape(self, name: str) -> list[int]:
+        if name not in self.graph.shapes:
+            raise _Refused(f"a shape operand computed at run time ({name})")
+        return self.graph.shapes[name]
+
+
+def _require_zero(builder: _Builder, names: Sequence[str], what: str) -> None:
+    for name in names:
+        value = builder.constant(name)
+        if value is None or np.any(value != 0):
+            raise _Refused(f"{what} not zero (quantized form)")
+
+
+def _elementwise(builder: _Builder, node: Node) -> None:
+    output, dtype, shape = builder.result(node)
+    parameters = _PARAMETERS[len(node.inputs)]
+    result = "y" if len(node.inputs) == 1 else "z"
+    if node.kind == "tosa.select":
+        result = "output"
+    builder.op(_ELEMENTWISE[node.kind], {p: builder.value(v) for p, v in zip(parameters, node.inputs)}, {},
+               output, dtype, shape, result)
+
+
+def _mul(builder: _Builder, node: Node) -> None:
+    if len(node.inputs) > 2:
+        _require_zero(builder, node.inputs[2:3], "shift")
+    output, dtype, shape = builder.result(node)
+    builder.op("mul", {"x": builder.value(node.inputs[0]), "y": builder.value(node.inputs[1])}, {},
+               output, dtype, shape, "z")
+
+
+def _negate(builder: _Builder, node: Node) -> None:
+    _require_zero(builder, node.inputs[1:3], "zero points")
+    output, dtype, shape = builder.result(node)
+    builder.op("neg", {"x": builder.value(node.inputs[0])}, {}, output, dtype, shape, "y")
+
+
+def _clamp(builder: _Builder, node: Node) -> None:
+    output, dtype, shape = builder.result(node)
+    low, high = node.attributes["min_val"], node.attributes["max_val"]
+    numpy_type = node.output_types[0].dtype
+    limit = np.finfo(numpy_type).max if np.issubdtype(numpy_type, np.floating) else np.iinfo(numpy_type).max
+    x = builder.value(node.inputs[0])
+    if low == 0 and high >= limit:
+        builder.op("relu", {"x": x}, {}, output, dtype, shape, "y")
+    else:
+        builder.op("clamp", {"x": x, "a": float(low), "b": float(high)}, {}, output, dtype, shape, "y")
+
+
+def _cast(builder: _Builder, node: Node) -> None:
+    source = builder.graph.types[node.inputs[0]].dtype
+    if nnef_dtype(source) != nnef_dtype(node.output_types[0].dtype):
+        raise _Refused(f"a cast from {source} to {node.output_types[0].dtype} (NNEF 1.0 has no cast)")
+    output, dtype, shape = builder.result(node)
+    builder.op("copy", {"x": builder.value(node.inputs[0])}, {}, output, dtype, shape, "y")
+
+
+def _reshape(builder: _Builder, node: Node) -> None:
+    output, dtype, shape = builder.result(node)
+    builder.op("reshape", {"input": builder.value(node.inputs[0])}, {"shape": shape}, output, dtype, shape)
+
+
+def _transpose(builder: _Builder, node: Node) -> None:
+    output, dtype, shape = builder.result(node)
+    builder.op("transpose", {"input": builder.value(node.inputs[0])}, {"axes": node.attributes["perms"]},
+               output, dtype, shape)
+
+
+def _reduce(builder: _Builder, node: Node) -> None:
+    output, dtype, shape = builder.result(node)
+    builder.op(_REDUCTIONS[node.kind], {"input": builder.value(node.inputs[0])}, {"axes": [node.attributes["axis"]]},
+               output, dtype, shape)
+
+
+def _concat(builder: _Builder, node: Node) -> None:
+    output, dtype, shape = builder.result(node)
+    builder.op("concat", {"values": [builder.value(v) for v in node.inputs]}, {"axis": node.attributes["axis"]},
+               output, dtype, shape, "value")
+
+
+def _slice(builder: _Builder, node: Node) -> None:
+    output, dtype, shape = builder.result(node)
+    starts = builder.shape(node.inputs[1])
+    builder.op("slice", {"input": builder.value(node.inputs[0])},
+               {"axes": list(range(len(starts))), "begin": starts,
+                "end": [start + size for start, size in zip(starts, shape)]}, output, dtype, shape)
+
+
+def _pad(builder: _Builder, node: Node) -> None:
+    output, dtype, shape = builder.result(node)
+    padding = builder.shape(node.inputs[1])
+    fill = builder.constant(node.inputs[2])
+    if fill is None:
+        raise _Refused("a padding value computed at run time")
+    builder.op("pad", {"input": builder.value(node.inputs[0])},
+               {"padding": list(zip(padding[0::2], padding[1::2])), "border": "constant",
+                "value": float(fill.reshape(-1)[0])}, output, dtype, shape)
+
+
+def _tile(builder: _Builder, node: Node) -> None:
+    output, dtype, shape = builder.result(node)
+    builder.op("tile", {"input": builder.value(node.inputs[0])}, {"repeats": builder.shape(node.inputs[1])},
+               output, dtype, shape)
+
+
+def _matmul(builder: _Builder, node: Node) -> None:
+    _require_zero(builder, node.inputs[2:4], "zero points")
+    output, dtype, shape = builder.result(node)
+    builder.op("matmul", {"A": builder.value(node.inputs[0]), "B": builder.value(node.inputs[1])},
+               {"transposeA": False, "transposeB": False}, output, dtype, shape, "C")
+
+
+def _to_nchw(builder: _Builder, name: str) -> str:
+    kind = builder.graph.types[name]
+    shape = [kind.shape[axis] for axis in _TO_NCHW]
+    return builder.op("transpose", {"input": builder.value(name)}, {"axes": _TO_NCHW}, None, "scalar", shape)
+
+
+def _to_nhwc(builder: _Builder, node: Node, value: str) -> None:
+    output, dtype, shape = builder.result(node)
+    builder.op("transpose", {"input": value}, {"axes": _TO_NHWC}, output, dtype, shape)
+
+
+def _nchw_shape(node: Node) -> list:
+    return [node.output_types[0].shape[axis] for axis in _TO_NCHW]
+
+
+def _convolution(builder: _Builder, node: Node) -> None:
+    _require_zero(builder, node.inputs[3:5], "zero points")
+    weights, bias = builder.constant(node.inputs[1]), builder.constant(node.inputs[2])
+    if weights is None or bias is None:
+        raise _Refused("filters or biases computed at run time")
+    out_channels = node.output_types[0].shape[-1]
+    groups = 1
+    if node.kind == "tosa.depthwise_conv2d":
+        kh, kw, channels, multiplier = weights.shape
+        weights = weights.transpose(2, 3, 0, 1).reshape(channels * multiplier, 1, kh, kw)
+        groups = channels
+    else:
+        weights = weights.transpose(_TO_NCHW)
+    pad = node.attributes["pad"]
+    convolved = builder.op(
+        "conv",
+        {"input": _to_nchw(builder, node.inputs[0]), "filter": builder.array(np.ascontiguousarray(weights)),
+         "bias": builder.array(np.broadcast_to(bias, (out_channels,)).reshape(1, out_channels))},
+        {"border": "constant", "padding": [(pad[0], pad[1]), (pad[2], pad[3])],
+         "stride": node.attributes["stride"], "dilation": node.attributes["dilation"], "groups": groups},
+        None, "scalar", _nchw_shape(node))
+    _to_nhwc(builder, node, convolved)
+
+
+def _pool(builder: _Builder, node: Node) -> None:
+    if node.kind == "tosa.avg_pool2d":
+        _require_zero(builder, node.inputs[1:3], "zero points")
+    pad = node.attributes["pad"]
+    kernel, stride = node.attributes["kernel"], node.attributes["stride"]
+    pooled = builder.op(
+        "avg_pool" if node.kind == "tosa.avg_pool2d" else "max_pool",
+        {"input": _to_nchw(builder, node.inputs[0])},
+        {"size": [1, 1, *kernel], "border": "ignore", "padding": [(0, 0), (0, 0), (pad[0], pad[1]), (pad[2], pad[3])],
+         "stride": [1, 1, *stride], "dilation": []},
+        None, "scalar", _nchw_shape(node))
+    _to_nhwc(builder, node, pooled)
+
+
+_WRITERS: dict[str, Callable[[_Builder, Node], None]] = {
+    **{kind: _elementwise for kind in _ELEMENTWISE},
+    **{kind: _reduce for kind in _REDUCTIONS},
+    "tosa.mul": _mul, "tosa.negate": _negate, "tosa.clamp": _clamp, "tosa.cast": _cast,
+    "tosa.reshape": _reshape, "tosa.transpose": _transpose, "tosa.concat": _concat, "tosa.slice": _slice,
+    "tosa.pad": _pad, "tosa.tile": _tile, "tosa.matmul": _matmul, "tosa.conv2d": _convolution,
+    "tosa.depthwise_conv2d": _convolution, "tosa.avg_pool2d": _pool, "tosa.max_pool2d": _pool,
+}
+
+
+def to_graph(graph: Graph, input_names: Sequence[str] | None = None, output_names: Sequence[str] | None = None,
+             *, name: str = "nnforge"):
+    """The graph as an `nnef.Graph`; UnsupportedOpError for ops (or dynamic shapes) NNEF cannot hold."""
+    builder = _Builder(graph)
+    inputs = [identifier(n) for n in (input_names or [f"input_{i}" for i in range(len(graph.inputs))])]
+    outputs = [identifier(n) for n in (output_names or (["output"] if len(graph.outputs) == 1 else
+                                                        [f"output_{i}" for i in range(len(graph.outputs))]))]
+    refused: Counter = Counter()
+    reasons: dict[str, str] = {}
+    for value, nnef_name in zip(graph.inputs, inputs):
+        kind = graph.types[value]
+        if any(size is None for size in kind.shape):
+            refused["dynamic input dimension"] += 1
+            reasons.setdefault("dynamic input dimension", "NNEF shapes are fixed")
+        builder.names[value] = builder.tensor(nnef_name, nnef_dtype(kind.dtype), kind.shape)
+        builder.operations.append(builder.nnef.Operation(
+            "external", OrderedDict(shape=list(kind.shape)), OrderedDict(),
+            OrderedDict(output=builder.nnef.Identifier(nnef_name)),
+            nnef_dtype(kind.dtype)))
+    # Values returned under a name of their own are written under it (or copied to it).
+    renamed: dict[str, str] = {}
+    for value, nnef_name in zip(graph.outputs, outputs):
+        if value not in graph.inputs and value not in graph.constants and value not in renamed:
+            renamed[value] = nnef_name
+    for node in graph.nodes:
+        if node.outputs and node.outputs[0] in renamed:
+            builder.names[node.outputs[0]] = renamed[node.outputs[0]]
+        writer = _WRITERS.get(node.kind)
+        try:
+            if writer is None:
+                raise _Refused("no NNEF op")
+            writer(builder, node)
+        except _Refused as reason:
+            refused[node.kind] += 1
+            reasons.setdefault(node.kind, str(reason))
+            for output in node.outputs:  # its users are judged on their own
+                builder.names.setdefault(output, builder.fresh())
+    if refused:
+        raise UnsupportedOpError([UnsupportedOp(kind, count, reason=reasons[kind]) for kind, count in refused.items()],
+                                 context="the export to NNEF")
+    for value, nnef_name in zip(graph.outputs, outputs):
+        if builder.names.get(value) != nnef_name:
+            kind = graph.types[value]
+            builder.op("copy", {"x": builder.value(value)}, {}, nnef_name, nnef_dtype(kind.dtype), kind.shape, "y")
+    return builder.nnef.Graph(identifier(name), builder.tensors, builder.operations, inputs, outputs)
+
+
+def save(graph, path: Path) -> None:
+    """Writes the NNEF graph as the folder `path` (graph.nnef and a .dat file per variable)."""
+    nnef = nnef_module()
+    path = Path(path)
+    if path.exists():
+        raise SaveError(f"cannot write {path}: it exists (NNEF models are folders; remove it first)")
+    # Written beside `path` and renamed, so that a failure leaves no half-written model.
+    partial = path.with_name(path.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        nnef.save_graph(graph, str(partial))
+        partial.rename(path)
+    except OSError as error:
+        raise SaveError(f"cannot write {path}: {error.strerror or error}") from None
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)

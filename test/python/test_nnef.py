@@ -1,0 +1,111 @@
+"""NNEF out (nnforge.export to .nnef) and in (import_nnef, nnforge.compile, `nnforge compile`)."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import models
+import nnef
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+import torch
+
+import nnforge
+import nnforge.cli
+from nnforge.errors import ModelLoadError, UnsupportedOpError
+
+SQUEEZENET = Path(onnx.__file__).parent / "backend/test/data/light/light_squeezenet.onnx"
+
+
+def write_nnef(folder: Path, text: str, tensors: dict[str, np.ndarray]) -> Path:
+    folder.mkdir()
+    (folder / "graph.nnef").write_text("version 1.0;\n" + textwrap.dedent(text))
+    for label, array in tensors.items():
+        with open(folder / f"{label}.dat", "wb") as stream:
+            nnef.write_tensor(stream, array)
+    return folder
+
+
+def test_torch_cnn_through_nnef(tmp_path: Path) -> None:
+    module, inputs = models.cnn()
+    path = nnforge.export(module, tmp_path / "cnn.nnef", inputs)
+    graph = nnef.load_graph(str(path))  # written and read back by the nnef package
+    assert graph.inputs == ["x"] and graph.outputs == ["output"]
+    assert {op.name for op in graph.operations} >= {"conv", "max_pool", "matmul", "variable"}
+    compiled = nnforge.compile(path)
+    np.testing.assert_allclose(compiled(inputs[0].numpy()), module(*inputs).detach().numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_onnx_to_nnef_and_back_to_onnx(tmp_path: Path) -> None:
+    nnef_path = nnforge.export(SQUEEZENET, tmp_path / "squeezenet.nnef")
+    onnx_path = nnforge.export(nnef_path, tmp_path / "squeezenet.onnx")
+    x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    source = onnxruntime.InferenceSession(str(SQUEEZENET))
+    back = onnxruntime.InferenceSession(str(onnx_path))
+    name = source.get_inputs()[0].name
+    assert [i.name for i in back.get_inputs()] == [name]
+    np.testing.assert_allclose(back.run(None, {name: x})[0], source.run(None, {name: x})[0], rtol=1e-4, atol=1e-6)
+
+
+def test_handwritten_nnef_compound_ops(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    weights = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    folder = write_nnef(tmp_path / "model.nnef", """
+        graph G( input ) -> ( output )
+        {
+            input = external<scalar>(shape = [1, 3, 8, 8]);
+            filter = variable<scalar>(shape = [4, 3, 3, 3], label = 'w');
+            conv1 = conv(input, filter, 0.5, stride = [2, 2]);
+            r = relu(conv1);
+            p = avg_pool(r, size = [1, 1, 3, 3], padding = [(0, 0), (0, 0), (1, 1), (1, 1)], border = 'ignore');
+            s = softmax(p, axes = [1]);
+            output = reshape(s, shape = [1, -1]);
+        }
+        """, {"w": weights})
+    x = rng.standard_normal((1, 3, 8, 8)).astype(np.float32)
+    got = nnforge.compile(folder)(x)
+    # The same in PyTorch: 'same' padding of a stride-2 convolution is (0, 1) per axis for size 8, kernel 3.
+    conv = torch.nn.functional.conv2d(torch.nn.functional.pad(torch.from_numpy(x), (0, 1, 0, 1)),
+                                      torch.from_numpy(weights), stride=2) + 0.5
+    pooled = torch.nn.functional.avg_pool2d(torch.relu(conv), 3, stride=1, padding=1, count_include_pad=False)
+    expected = torch.softmax(pooled, dim=1).reshape(1, -1).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    module = nnforge.import_nnef(folder, level="tosa")
+    assert "tosa.conv2d" in str(module)
+
+
+def test_unlowered_nnef_op_is_named(tmp_path: Path) -> None:
+    folder = write_nnef(tmp_path / "bad.nnef", """
+        graph G( input ) -> ( output )
+        {
+            input = external<scalar>(shape = [1, 4]);
+            a = sign(input);
+            output = sign(a);
+        }
+        """, {})
+    with pytest.raises(UnsupportedOpError, match=r"sign x2"):
+        nnforge.import_nnef(folder)
+
+
+def test_missing_model(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="no such"):
+        nnforge.import_nnef(tmp_path / "nothing.nnef")
+
+
+def test_erf_has_no_nnef_op(tmp_path: Path) -> None:
+    module, inputs = models.mlp()  # exact GELU: TOSA's erf
+    with pytest.raises(UnsupportedOpError, match=r"tosa\.erf x1"):
+        nnforge.export(module, tmp_path / "mlp.nnef", inputs)
+    assert not (tmp_path / "mlp.nnef").exists()
+
+
+def test_cli_export_and_compile_nnef(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    folder = tmp_path / "squeezenet.nnef"
+    assert nnforge.cli.main(["export", str(SQUEEZENET), "-o", str(folder)]) == 0
+    assert "tensor files" in capsys.readouterr().err
+    assert nnforge.cli.main(["compile", str(folder), "-o", str(tmp_path / "squeezenet.so")]) == 0
+    loaded = nnforge.load(tmp_path / "squeezenet.so")
+    assert [spec.name for spec in loaded.signature.inputs] == nnef.load_graph(str(folder), load_variables=False).inputs

@@ -165,6 +165,47 @@ assert bound(model) == gomp_parallel(torch._C.__file__), "still on libiomp5 afte
 """)
 
 
+
+@pytest.mark.parametrize("first", ["onnxruntime", "torch"])
+def test_an_onnxruntime_session_in_the_process_leaves_nnforge_on_pytorchs_runtime(saved_models, first: str) -> None:
+    """onnxruntime (imported before or after torch) and a session of it run
+    between nnforge's and PyTorch's calls: results unchanged, nnforge still
+    bound to PyTorch's OpenMP runtime, no other OpenMP runtime mapped (the
+    onnxruntime wheel has its own thread pool), and no threads added after
+    the first calls of each."""
+    default, _, data = saved_models
+    onnx_path = default.parent / "parallel.onnx"
+    if not onnx_path.exists():
+        torch.onnx.export(_Parallel().eval(), (torch.randn(512, 1024),), str(onnx_path), input_names=["x"],
+                          dynamo=False)
+    second = "torch" if first == "onnxruntime" else "onnxruntime"
+    _run(f"""
+import {first}
+import {second}
+arrays = np.load({str(data)!r})
+x, y = arrays["x"], arrays["y"]
+torch.set_num_threads(2)
+options = onnxruntime.SessionOptions()
+options.intra_op_num_threads = 2
+session = onnxruntime.InferenceSession({str(onnx_path)!r}, options, providers=["CPUExecutionProvider"])
+model = nnforge.load({str(default)!r})
+module = lambda t: torch.softmax(torch.tanh(t) * 2, dim=-1)
+def round():
+    np.testing.assert_allclose(model(x), y, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(session.run(None, {{"x": x}})[0], y, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(module(torch.from_numpy(x)).numpy(), y, rtol=1e-5, atol=1e-6)
+round()
+start = threads()
+for _ in range(5):
+    round()
+assert threads() == start, ("threads added", start, threads())
+assert bound(model) == gomp_parallel(torch._C.__file__), "not bound to PyTorch's OpenMP runtime"
+with open("/proc/self/maps") as maps:
+    runtimes = {{line.split()[-1].rsplit("/", 1)[-1] for line in maps
+                 if any(n in line.split()[-1].rsplit("/", 1)[-1] for n in ("libgomp", "libiomp", "libomp"))}}
+assert len(runtimes) == 1 and next(iter(runtimes)).startswith("libgomp"), runtimes
+""")
+
 def test_sequential_models_need_no_openmp_runtime(tmp_path: Path) -> None:
     import ctypes
 

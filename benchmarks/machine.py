@@ -1,0 +1,60 @@
+"""What a benchmark ran on: the CPU, its ISA extensions and cores, the software versions, and the
+environment variables that change how thread pools behave (the benchmark sets none)."""
+
+from __future__ import annotations
+
+import os
+import platform
+from importlib import metadata
+from pathlib import Path
+
+# ISA extensions that decide which kernels the backends can use.
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+# Distributions whose versions are recorded ("xtc-mlir-python-bindings" is MLIR's).
+PACKAGES = {"nnforge": "nnforge", "torch": "torch", "onnxruntime": "onnxruntime", "onnx": "onnx",
+            "mlir": "xtc-mlir-python-bindings", "torch-mlir": "torch-mlir", "numpy": "numpy",
+            "intel-openmp": "intel-openmp"}
+# Environment variables that tune OpenMP runtimes or thread pools: a benchmark
+# of the backends' defaults runs without any of them.
+THREAD_VARIABLE_PREFIXES = ("OMP_", "KMP_", "GOMP_", "MKL_", "OPENBLAS_", "ORT_", "TORCHINDUCTOR_")
+
+
+def thread_variables() -> dict[str, str]:
+    """The environment variables set here that tune thread pools."""
+    return {name: value for name, value in os.environ.items() if name.startswith(THREAD_VARIABLE_PREFIXES)}
+
+
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo (empty where there is none)."""
+    fields: dict[str, str] = {}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return fields
+    for line in text.split("\n\n", 1)[0].splitlines():
+        key, _, value = line.partition(":")
+        fields[key.strip()] = value.strip()
+    return fields
+
+
+def describe() -> dict:
+    """The machine and software, as recorded with every result."""
+    cpuinfo = _cpuinfo()
+    flags = set(cpuinfo.get("flags", "").split())
+    versions = {}
+    for name, distribution in PACKAGES.items():
+        try:
+            versions[name] = metadata.version(distribution)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return {
+        "cpu": cpuinfo.get("model name", platform.processor() or platform.machine()),
+        "isa": [flag for flag in ISA_FLAGS if flag in flags],
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": len(os.sched_getaffinity(0)),
+        "cores_per_socket": int(cpuinfo["cpu cores"]) if "cpu cores" in cpuinfo else None,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "versions": versions,
+        "thread_variables": thread_variables(),
+    }

@@ -1,0 +1,77 @@
+"""The CPU benchmark's rendering and its refusal of thread-pool variables
+(benchmarks/render.py, run.py). Nothing is timed: the report is made up."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+_spec = importlib.util.spec_from_file_location("benchmark_render", BENCHMARKS / "render.py")
+render = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(render)
+
+
+def _result(ms: float) -> dict:
+    return {"ms": ms, "round_ms": [ms], "calls": 3, "compile_s": 1.0, "max_error": 1e-6}
+
+
+def _report() -> dict:
+    machine = {"cpu": "Example CPU", "isa": ["avx512f"], "logical_cpus": 2, "usable_cpus": 2, "cores_per_socket": 2,
+               "kernel": "6.1", "python": "3.11", "versions": {"torch": "2.13.0", "nnforge": "0.1.0"},
+               "thread_variables": {}}
+    return {
+        "date": "2026-12-05T06:00:00+00:00", "machine": machine,
+        "settings": {"threads": 2, "rounds": 3, "seconds": 0.5, "pause": 0.3, "quick": False},
+        "workloads": {
+            "a": {"title": "workload a", "kind": "model", "flops": 4e6, "compile_s": {"nnforge": 2.0}, "failed": {},
+                  "standalone": {"eager": _result(2.0), "nnforge": _result(1.0), "onnxruntime": _result(4.0)},
+                  "in_process": {"eager": _result(2.0), "nnforge": _result(3.0),
+                                 "onnxruntime": {"failed": "RuntimeError: boom"}}},
+            "b": {"title": "workload b", "kind": "model", "flops": None, "compile_s": {}, "failed": {},
+                  "standalone": {"eager": _result(1.0), "nnforge": _result(4.0), "onnxruntime": _result(1.0)},
+                  "in_process": {"eager": _result(1.0), "nnforge": _result(4.0), "onnxruntime": _result(2.0)}},
+        },
+    }
+
+
+def _row(text: str, first_cell: str) -> list[str]:
+    line = next(line for line in text.splitlines() if line.startswith(f"| {first_cell} |"))
+    return [cell.strip() for cell in line.strip("|").split("|")]
+
+
+def test_tables_give_geometric_means_per_mode_and_in_process_over_standalone() -> None:
+    text = render.render(_report())
+    assert "Example CPU" in text and "avx512f" in text and "do not edit by hand" in text
+    standalone, in_process = text.split("### In-process: ")[0], text.split("### In-process: ")[1]
+    # Columns: workload, eager/onnxruntime/nnforge ms, onnxruntime/eager, nnforge/eager.
+    assert _row(standalone, "workload a") == ["workload a", "2.000", "4.000", "1.000", "2.00×", "0.50×"]
+    assert _row(standalone, "geometric mean (workloads)")[-2:] == ["1.41× (2)", "1.41× (2)"]
+    assert _row(in_process, "workload a")[2] == "failed"
+    assert _row(in_process, "geometric mean (workloads)")[-2:] == ["2.00× (1)", "2.45× (2)"]
+    ratios = text.split("### In-process time / standalone time")[1]
+    assert _row(ratios, "workload a") == ["workload a", "1.00×", "–", "3.00×"]
+    assert "- a, onnxruntime, in-process: RuntimeError: boom" in text
+    # 4e6 FLOPs in 1 ms standalone.
+    assert _row(text.split("### Compile times")[1], "workload a")[4] == "4"
+
+
+def test_the_page_keeps_its_text_and_one_generated_section(tmp_path: Path) -> None:
+    page = tmp_path / "performance.md"
+    page.write_text("# CPU performance\n\nWritten by hand.\n")
+    render.write_page("first", page)
+    render.write_page("second", page)
+    content = page.read_text()
+    assert content.startswith("# CPU performance\n\nWritten by hand.\n")
+    assert content.count(render.BEGIN) == 1 and content.count(render.HEADING) == 1
+    assert "second" in content and "first" not in content
+
+
+def test_the_benchmark_refuses_thread_pool_variables() -> None:
+    environment = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "run.py"), "--quick"], env=environment,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "OMP_WAIT_POLICY=PASSIVE" in result.stderr, result.stderr

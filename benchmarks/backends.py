@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,9 @@ TOLERANCE = 1e-3
 class Runner:
     call: Callable[[], object]
     compile_s: float | None  # compile time (inductor, torch.compile: the first call); None where none here
+    # torch.compile backends: graphs TorchDynamo captured, graph breaks, and
+    # the warnings of the first call (nnforge's backend warns where it runs a graph eagerly).
+    dynamo: dict | None = None
 
 
 def as_arrays(value: object) -> list[np.ndarray]:
@@ -135,9 +139,18 @@ def _torch_runner(backend: str, name: str, threads: int) -> Runner:
 
     if backend == "eager":
         return Runner(call, None)
-    start = time.perf_counter()
-    call()
-    return Runner(call, time.perf_counter() - start)
+    from torch._dynamo.utils import counters
+
+    graphs, breaks = counters["stats"]["unique_graphs"], sum(counters["graph_break"].values())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        start = time.perf_counter()
+        call()
+        seconds = time.perf_counter() - start
+    dynamo = {"graphs": counters["stats"]["unique_graphs"] - graphs,
+              "graph_breaks": sum(counters["graph_break"].values()) - breaks,
+              "warnings": sorted({str(w.message).splitlines()[0] for w in caught if "nnforge" in str(w.message)})}
+    return Runner(call, seconds, dynamo)
 
 
 def runner(backend: str, name: str, folder: Path, threads: int) -> Runner:

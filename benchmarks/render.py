@@ -100,18 +100,21 @@ def _process_ratio_table(report: dict, backends: list[str]) -> list[str]:
 
 def _details_table(report: dict) -> list[str]:
     lines = ["| workload | nnforge compile s | inductor first call s | nnforge (torch.compile) first call s "
-             "| nnforge GFLOP/s (standalone) | largest difference from eager |", "|---|---|---|---|---|---|"]
+             "| graphs / graph breaks (torch.compile) | nnforge GFLOP/s (standalone) | largest difference from eager |",
+             "|---|---|---|---|---|---|---|"]
     for name, entry in report["workloads"].items():
         standalone = entry.get("standalone", {})
         compiled = {b: r.get("compile_s") for b, r in standalone.items() if "compile_s" in r}
         nnforge_ms = _ms(standalone.get("nnforge")) or _ms(standalone.get("nnforge-dynamo"))
         flops = entry.get("flops")
         errors = [r["max_error"] for mode in MODES for r in entry.get(mode, {}).values() if "max_error" in r]
+        dynamo = (standalone.get("nnforge-dynamo") or standalone.get("inductor") or {}).get("dynamo")
         lines.append("| " + " | ".join([
             entry.get("title", name),
             _cell(entry.get("compile_s", {}).get("nnforge"), 1),
             _cell(compiled.get("inductor"), 1),
             _cell(compiled.get("nnforge-dynamo"), 1),
+            f"{dynamo['graphs']} / {dynamo['graph_breaks']}" if dynamo else "–",
             _cell(flops / nnforge_ms / 1e6 if flops and nnforge_ms else None, 0),
             f"{max(errors):.1e}" if errors else "–",
         ]) + " |")
@@ -129,6 +132,8 @@ def _failures(report: dict) -> list[str]:
             for backend, result in entry.get(mode, {}).items():
                 if "failed" in result:
                     lines.append(f"- {name}, {backend}, {mode.replace('_', '-')}: {result['failed']}")
+                for warning in (result.get("dynamo") or {}).get("warnings", []):
+                    lines.append(f"- {name}, {backend}, {mode.replace('_', '-')}: {warning}")
     return lines
 
 
@@ -158,7 +163,7 @@ def render(report: dict, source: str = "benchmarks/results/cpu.json") -> str:
     lines += ["", "### Compile times, rates, differences", ""] + _details_table(report)
     failures = _failures(report)
     if failures:
-        lines += ["", "### What did not run", ""] + failures
+        lines += ["", "### Failures and eager fallbacks", ""] + failures
     return "\n".join(lines)
 
 

@@ -106,7 +106,8 @@ def standalone(name: str, backends: list[str], folder: Path, threads: int, round
             continue
         workers[backend] = process
         results[backend] = {"compile_s": ready["compile_s"], "max_error": ready["max_error"],
-                            "torch_loaded": ready["torch_loaded"], "round_ms": [], "calls": 0}
+                            "torch_loaded": ready["torch_loaded"], "dynamo": ready["dynamo"], "round_ms": [],
+                            "calls": 0}
     order = list(workers)
     for index in range(rounds if order else 0):
         shift = index % len(order)

@@ -63,7 +63,7 @@ def standalone(answer, folder: Path, threads: int, backend: str, name: str) -> N
         answer.write(json.dumps({"failed": _failure(failure)}) + "\n")
         return
     answer.write(json.dumps({"ready": True, "compile_s": runner.compile_s, "max_error": error,
-                             "torch_loaded": "torch" in sys.modules}) + "\n")
+                             "torch_loaded": "torch" in sys.modules, "dynamo": runner.dynamo}) + "\n")
     for line in sys.stdin:
         request = json.loads(line)
         if "round" not in request:
@@ -81,7 +81,7 @@ def in_process(answer, folder: Path, threads: int, name: str, backends: list[str
         try:
             runners[backend], error = checked_runner(backend, name, folder, threads)
             result["backends"][backend] = {"compile_s": runners[backend].compile_s, "max_error": error,
-                                           "round_ms": [], "calls": 0}
+                                           "dynamo": runners[backend].dynamo, "round_ms": [], "calls": 0}
         except Exception as failure:
             traceback.print_exc()
             result["failed"][backend] = _failure(failure)

@@ -18,6 +18,7 @@ _VERBS = {
     "import": "import_cmd",
     "compile": "compile_cmd",
     "export": "export_cmd",
+    "simplify": "simplify_cmd",
     "run": "run_cmd",
     "profile": "profile_cmd",
     "bench": "bench_cmd",

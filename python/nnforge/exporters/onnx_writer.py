@@ -322,7 +322,7 @@ def supported_kinds() -> list[str]:
     return sorted(_WRITERS)
 
 
-def _cancel_transposes(nodes: list, keep: set[str]) -> list:
+def cancel_transposes(nodes: list, keep: set[str]) -> list:
     """Merges chains of Transpose nodes (dropping those that compose to the
     identity) and removes the nodes nothing uses any more."""
     onnx = _onnx()
@@ -400,7 +400,7 @@ def to_model(graph: Graph, input_names: Sequence[str] | None = None, output_name
     for node in builder.nodes:
         node.input[:] = [renamed.get(n, n) for n in node.input]
         node.output[:] = [renamed.get(n, n) for n in node.output]
-    nodes = _cancel_transposes(builder.nodes, set(output_names))
+    nodes = cancel_transposes(builder.nodes, set(output_names))
     used = {name for node in nodes for name in node.input}
     initializers = [onnx.numpy_helper.from_array(np.asarray(array), name)
                     for name, array in builder.initializers.items() if name in used]

@@ -1,0 +1,66 @@
+"""`nnforge simplify` / nnforge.exporters.simplify: fewer nodes, same values, same names, dynamic dims kept."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import models
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import nnforge
+import nnforge.cli
+from nnforge.exporters.simplify import simplify
+
+RESNET50 = Path(onnx.__file__).parent / "backend/test/data/light/light_resnet50.onnx"
+
+
+def run_onnx(path: Path, x: np.ndarray) -> np.ndarray:
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x})[0]
+
+
+def test_batch_norms_fold_into_convolutions(tmp_path: Path) -> None:
+    module, inputs = models.cnn()
+    source = nnforge.export(module, tmp_path / "cnn.onnx", inputs)
+    before, after = simplify(source, tmp_path / "small.onnx")
+    written = onnx.load(str(tmp_path / "small.onnx"))
+    assert before == len(onnx.load(str(source)).graph.node) and after == len(written.graph.node) < before
+    kinds = [node.op_type for node in written.graph.node]
+    assert not {"Sub", "Reciprocal", "Sqrt"} & set(kinds) and kinds.count("Mul") == 1  # the mean of the pooling
+    assert sum(node.op_type == "Transpose" for node in written.graph.node) <= 2
+    np.testing.assert_allclose(run_onnx(tmp_path / "small.onnx", inputs[0].numpy()),
+                               module(*inputs).detach().numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_names_and_dynamic_batch_kept(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    weights = numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "w")
+    scale = numpy_helper.from_array(np.full((1, 4, 1, 1), 2.0, np.float32), "s")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["image", "w"], ["c"], pads=[1, 1, 1, 1]),
+         helper.make_node("Mul", ["c", "s"], ["m"]), helper.make_node("Relu", ["m"], ["features"])], "g",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", 4, 8, 8])], [weights, scale])
+    source = tmp_path / "conv.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(source))
+    assert simplify(source, tmp_path / "small.onnx") == (3, 2)  # the scale folded into the filter
+    written = onnx.load(str(tmp_path / "small.onnx"))
+    assert [v.name for v in written.graph.input] == ["image"] and [v.name for v in written.graph.output] == ["features"]
+    assert written.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "N"
+    x = rng.standard_normal((3, 3, 8, 8)).astype(np.float32)
+    np.testing.assert_allclose(run_onnx(tmp_path / "small.onnx", x), run_onnx(source, x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(not RESNET50.exists(), reason="the onnx wheel ships light_resnet50")
+def test_cli_simplify(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    output = tmp_path / "resnet50.onnx"
+    assert nnforge.cli.main(["simplify", str(RESNET50), "-o", str(output)]) == 0
+    message = capsys.readouterr().err
+    before, after = \
+        [int(word) for word in message.split() if word.isdigit()][:2]
+    assert before == len(onnx.load(str(RESNET50)).graph.node) and after < before / 2
+    onnx.checker.check_model(str(output), full_check=True)

@@ -132,7 +132,10 @@ def _failures(report: dict) -> list[str]:
             for backend, result in entry.get(mode, {}).items():
                 if "failed" in result:
                     lines.append(f"- {name}, {backend}, {mode.replace('_', '-')}: {result['failed']}")
-                for warning in (result.get("dynamo") or {}).get("warnings", []):
+                warnings = list((result.get("dynamo") or {}).get("warnings", []))
+                if "warning" in result:
+                    warnings.append(result["warning"])
+                for warning in warnings:
                     lines.append(f"- {name}, {backend}, {mode.replace('_', '-')}: {warning}")
     return lines
 
@@ -163,7 +166,7 @@ def render(report: dict, source: str = "benchmarks/results/cpu.json") -> str:
     lines += ["", "### Compile times, rates, differences", ""] + _details_table(report)
     failures = _failures(report)
     if failures:
-        lines += ["", "### Failures and eager fallbacks", ""] + failures
+        lines += ["", "### Failures and warnings", ""] + failures
     return "\n".join(lines)
 
 

@@ -142,6 +142,11 @@ def in_process(name: str, backends: list[str], folder: Path, threads: int, round
     results = {backend: {"failed": reason} for backend, reason in answer["failed"].items()}
     for backend, result in answer["backends"].items():
         results[backend] = _summary(**result)
+    if answer["graphs_compiled_while_timing"]:
+        for backend in ("inductor", "nnforge-dynamo"):
+            if backend in results and "ms" in results[backend]:
+                results[backend]["warning"] = (f"TorchDynamo compiled {answer['graphs_compiled_while_timing']} graphs "
+                                              "while the backends were timed (recompilation between calls)")
     return results
 
 

@@ -39,6 +39,15 @@ def _failure(error: BaseException) -> str:
     return f"{type(error).__name__}: {lines[0] if lines else ''}"[:500]
 
 
+def _dynamo_graphs() -> int:
+    """Graphs TorchDynamo has captured in this process so far (0 where torch is not loaded)."""
+    if "torch" not in sys.modules:
+        return 0
+    from torch._dynamo.utils import counters
+
+    return counters["stats"]["unique_graphs"]
+
+
 def timed_calls(call: Callable[[], object], seconds: float) -> list[float]:
     """Milliseconds of consecutive calls, for `seconds` and at least MIN_CALLS calls."""
     times: list[float] = []
@@ -89,6 +98,7 @@ def in_process(answer, folder: Path, threads: int, name: str, backends: list[str
     for _ in range(WARM_UP_CALLS):
         for backend in names:
             runners[backend].call()
+    graphs = _dynamo_graphs()
     cycle = 0
     for _ in range(rounds):
         samples: dict[str, list[float]] = {backend: [] for backend in names}
@@ -103,6 +113,8 @@ def in_process(answer, folder: Path, threads: int, name: str, backends: list[str
         for backend, times in samples.items():
             result["backends"][backend]["round_ms"].append(statistics.median(times))
             result["backends"][backend]["calls"] += len(times)
+    # Graphs TorchDynamo compiled while timing: a torch.compile backend recompiling call after call.
+    result["graphs_compiled_while_timing"] = _dynamo_graphs() - graphs
     answer.write(json.dumps(result) + "\n")
 
 

@@ -33,7 +33,9 @@ def _report() -> dict:
                                  "onnxruntime": {"failed": "RuntimeError: boom"}}},
             "b": {"title": "workload b", "kind": "model", "flops": None, "compile_s": {}, "failed": {},
                   "standalone": {"eager": _result(1.0), "nnforge": _result(4.0), "onnxruntime": _result(1.0)},
-                  "in_process": {"eager": _result(1.0), "nnforge": _result(4.0), "onnxruntime": _result(2.0)}},
+                  "in_process": {"eager": _result(1.0), "onnxruntime": _result(2.0),
+                                 "nnforge": {**_result(4.0), "dynamo": {"graphs": 3, "graph_breaks": 1, "warnings": [
+                                     "nnforge backend: running this graph eagerly: x"]}}}},
         },
     }
 
@@ -55,6 +57,7 @@ def test_tables_give_geometric_means_per_mode_and_in_process_over_standalone() -
     ratios = text.split("### In-process time / standalone time")[1]
     assert _row(ratios, "workload a") == ["workload a", "1.00×", "–", "3.00×"]
     assert "- a, onnxruntime, in-process: RuntimeError: boom" in text
+    assert "- b, nnforge, in-process: nnforge backend: running this graph eagerly: x" in text
     # 4e6 FLOPs in 1 ms standalone.
     assert _row(text.split("### Compile times")[1], "workload a")[5] == "4"
 

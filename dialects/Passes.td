@@ -119,6 +119,10 @@ def NNFFoldConstantTransposes
     `[K, N]` are transposed once, when compiling, rather than on every run.
     Upstream's constant folding of linalg ops handles only inline dense
     elements, not the resource blobs importers use for large weights.
+    Results of 64 KiB or more are `dense_resource` blobs (`nnf_transposed*`)
+    that this pass and `nnf-pack-weights` free once no op of the module
+    uses them (inline dense elements live as long as the context); smaller
+    ones are inline dense elements.
 
     Example:
 
@@ -581,7 +585,10 @@ def NNFPackWeights : Pass<"nnf-pack-weights"> {
     pass stores such constants (of at least `min-bytes`, with N a multiple
     of `panel` and larger) as `[N/panel, .., panel]`: the columns of each
     panel contiguous, row after row. The data is rearranged once, at compile
-    time. The contraction becomes a `linalg.generic` with one more parallel
+    time, weight by weight: packed data of 64 KiB or more is a
+    `dense_resource` blob (`nnf_packed*`), and the constant it was packed
+    from, if nnforge made it (`nnf-fold-constant-transposes`) and no op
+    uses it any more, is freed before the next weight is packed. The contraction becomes a `linalg.generic` with one more parallel
     loop, the column within a panel (n then counts panels); its result
     `[.., N/panel, panel]` is collapsed back to `[.., N]`, which
     `nnf-fuse-elementwise` then moves past the contraction's epilogue.

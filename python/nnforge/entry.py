@@ -54,7 +54,8 @@ def mark_inputs_read_only(function: ir.Operation) -> None:
     function.attributes["arg_attrs"] = ir.ArrayAttr.get(updated)
 
 
-def _has_identity_layout(memref: ir.MemRefType) -> bool:
+def has_identity_layout(memref: ir.MemRefType) -> bool:
+    """Whether `memref` is laid out row-major without offset or strides of its own."""
     layout = memref.layout
     return isinstance(layout, ir.AffineMapAttr) and ir.AffineMapAttr(layout).value == ir.AffineMap.get_identity(memref.rank)
 
@@ -64,7 +65,7 @@ def _tensor_spec(name: str, type_: ir.Type, where: str) -> TensorSpec:
     # memrefs: the same calling convention as tensors after bufferization.
     if isinstance(type_, ir.RankedTensorType):
         shaped = ir.RankedTensorType(type_)
-    elif isinstance(type_, ir.MemRefType) and _has_identity_layout(ir.MemRefType(type_)):
+    elif isinstance(type_, ir.MemRefType) and has_identity_layout(ir.MemRefType(type_)):
         shaped = ir.MemRefType(type_)
     else:
         raise CompileError(

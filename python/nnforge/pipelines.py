@@ -119,9 +119,11 @@ def parallel_loops_to_llvm(threads: int) -> str:
     )
 
 
-# linalg on tensors -> LLVM dialect, straightforwardly: one scalar loop nest
+# linalg on buffers -> LLVM dialect, straightforwardly: one scalar loop nest
 # per linalg op (the naive baseline).
-LINALG_TO_LLVM_NAIVE = f"{BUFFERIZE},convert-linalg-to-loops,{WIDEN_BOOLS},{LOOPS_TO_LLVM}"
+BUFFERS_TO_LLVM_NAIVE = f"convert-linalg-to-loops,{WIDEN_BOOLS},{LOOPS_TO_LLVM}"
+# The same from linalg on tensors.
+LINALG_TO_LLVM_NAIVE = f"{BUFFERIZE},{BUFFERS_TO_LLVM_NAIVE}"
 
 # linalg/scf on memrefs: what the importers return for models with ops only
 # torch-mlir's TMTensor dialect expresses (sort, top-k, scan, scatter), which
@@ -134,7 +136,9 @@ LEVELS = ("nnf", "tosa", "linalg", BUFFERS_LEVEL)
 
 def stages(level: str, target: str = "cpu") -> list[tuple[str, str]]:
     """The (stage name, pipeline) steps from `level` to the LLVM dialect on
-    the CPU; for target "cuda", to fused linalg on tensors."""
+    the CPU (the CPU target moves large constants out of the module between
+    "bufferize" and "linalg-to-llvm": `nnforge.externalize`); for target
+    "cuda", to fused linalg on tensors."""
     if level not in LEVELS:
         raise ArgumentError(f"no pipeline from level {level!r}: expected one of {', '.join(LEVELS)}")
     if level == BUFFERS_LEVEL:
@@ -150,7 +154,12 @@ def stages(level: str, target: str = "cpu") -> list[tuple[str, str]]:
     steps.append(("nnf-to-linalg", NNF_TO_LINALG))
     if target == "cuda":
         return [*steps, ("linalg-fusion", LINALG_FUSION_CUDA)]
-    return [*steps, ("linalg-fusion", LINALG_FUSION), ("linalg-to-llvm", LINALG_TO_LLVM_NAIVE)]
+    return [
+        *steps,
+        ("linalg-fusion", LINALG_FUSION),
+        ("bufferize", BUFFERIZE),
+        ("linalg-to-llvm", BUFFERS_TO_LLVM_NAIVE),
+    ]
 
 
 def wrap(pipeline: str) -> str:

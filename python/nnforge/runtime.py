@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from nnforge import artifact, elf, openmp
+from nnforge import artifact, elf, openmp, weights
 from nnforge.errors import ExecutionError, InputError, ModelLoadError, ProfileError
 
 # The symbol a saved model's signature (JSON, NUL-terminated) is stored in.
@@ -207,10 +207,13 @@ class Executable:
         signature: Signature,
         keep_alive: Any = None,
         parallel: bool = False,
+        weights: Sequence[np.ndarray] = (),
     ):
         """`packed_entry`: the address of the packed C-interface entry point;
         `runtime`: a library holding nnforge's runtime (its guarded call);
-        `parallel`: whether the code has parallel loops (OpenMP regions)."""
+        `parallel`: whether the code has parallel loops (OpenMP regions);
+        `weights`: the arrays the entry point takes after the inputs (its
+        large constants, mapped from a weights file: `nnforge.weights`)."""
         self.signature = signature
         self._openmp = openmp.Binding(runtime) if parallel else None
         self._keep_alive = keep_alive  # the JIT engine or library owning the code
@@ -218,7 +221,9 @@ class Executable:
         self._guarded_call = runtime.nnforge_guarded_call
         self._guarded_call.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
         self._guarded_call.restype = ctypes.c_char_p
-        self._argument_count = len(signature.inputs) + (1 if signature.outputs else 0)
+        self._weights = list(weights)
+        self._weight_descriptors = [_descriptor_of(array) for array in self._weights]
+        self._argument_count = len(signature.inputs) + len(self._weights) + (1 if signature.outputs else 0)
         self._result_types = [_descriptor_type(len(spec.shape)) for spec in signature.outputs]
         if len(self._result_types) > 1:
             fields = [(f"r{i}", t) for i, t in enumerate(self._result_types)]
@@ -228,7 +233,7 @@ class Executable:
 
     def __call__(self, *inputs: Any) -> Any:
         arrays, as_torch = self._check_inputs(inputs)
-        descriptors = [_descriptor_of(array) for array in arrays]
+        descriptors = [_descriptor_of(array) for array in arrays] + self._weight_descriptors
         if not self.signature.outputs:
             self._run(descriptors)
             return None
@@ -238,7 +243,8 @@ class Executable:
             result_descriptors = [results]
         else:
             result_descriptors = [getattr(results, f"r{i}") for i in range(len(self._result_types))]
-        outputs = _results_to_numpy(result_descriptors, self.signature.outputs, arrays)
+        # A result may alias a weight (a model returning a constant): copied, not freed.
+        outputs = _results_to_numpy(result_descriptors, self.signature.outputs, arrays + self._weights)
         if as_torch:
             outputs = [_to_torch(output) for output in outputs]
         return outputs[0] if len(outputs) == 1 else outputs
@@ -299,10 +305,11 @@ class Executable:
         return arrays, as_torch
 
 
-def packed_entry_source(signature: Signature) -> str:
+def packed_entry_source(signature: Signature, weight_count: int = 0) -> str:
     """C source of the packed entry point `Executable` calls, for code that
-    did not go through MLIR's ExecutionEngine (which adds it itself)."""
-    count = len(signature.inputs) + (1 if signature.outputs else 0)
+    did not go through MLIR's ExecutionEngine (which adds it itself);
+    `weight_count`: how many weights the entry point takes after the inputs."""
+    count = len(signature.inputs) + weight_count + (1 if signature.outputs else 0)
     entry = f"_mlir_ciface_{signature.entry}"
     parameters = ", ".join(["void *"] * count) or "void"
     arguments = ", ".join(f"*(void **)arguments[{i}]" for i in range(count))
@@ -353,7 +360,9 @@ def load(path: str | os.PathLike) -> Executable:
 
     The file's digest (see `nnforge.artifact`) is checked before the dynamic
     loader sees it: a damaged, truncated or foreign file raises
-    ModelLoadError instead of being mapped into the process.
+    ModelLoadError instead of being mapped into the process. A model whose
+    weights were saved beside it (`model.weights`) maps that file, checked
+    against the manifest in the library (`nnforge.weights`).
     """
     if not isinstance(path, (str, os.PathLike)):
         raise ModelLoadError(f"nnforge.load takes the path of a saved model (.so), not {type(path).__name__}")
@@ -397,5 +406,21 @@ def load(path: str | os.PathLike) -> Executable:
         ) from None
     parallel = hasattr(library, openmp.BIND_SYMBOL)
     return Executable(
-        ctypes.cast(entry, ctypes.c_void_p).value, library, signature, keep_alive=library, parallel=parallel
+        ctypes.cast(entry, ctypes.c_void_p).value, library, signature, keep_alive=library, parallel=parallel,
+        weights=_mapped_weights(library, path),
     )
+
+
+def _mapped_weights(library: ctypes.CDLL, path: Path) -> list[np.ndarray]:
+    """The weights the saved model at `path` takes (none if it embeds no
+    manifest), mapped from the file beside it and checked against the
+    manifest: names, types, shapes, size and digest."""
+    try:
+        text = ctypes.string_at(ctypes.addressof(ctypes.c_char.in_dll(library, weights.MANIFEST_SYMBOL)))
+    except ValueError:
+        return []
+    try:
+        manifest = weights.Manifest.from_json(text.decode(errors="replace"))
+    except ValueError as error:
+        raise ModelLoadError(f"{path}: its embedded weights manifest ({weights.MANIFEST_SYMBOL}) is damaged: {error}") from None
+    return weights.MappedWeights(weights.path_for(path), manifest, numpy_dtype).arrays

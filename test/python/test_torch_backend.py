@@ -109,3 +109,25 @@ def test_graph_breaks_compile_after_inductor_compiled_in_the_process() -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("error", RuntimeWarning)  # any fallback fails the test
             torch.testing.assert_close(compiled(x), module(x), atol=TOLERANCE, rtol=0)
+
+
+def test_parameters_compile_as_constants_and_changes_recompile() -> None:
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Linear(256, 64)).eval()
+    graphs: list[NNForgeGraph] = []
+
+    def backend(gm: torch.fx.GraphModule, inputs: list) -> NNForgeGraph:
+        graphs.append(nnforge_backend(gm, inputs))
+        return graphs[-1]
+
+    compiled = torch.compile(module, backend=backend)
+    x = torch.randn(4, 64)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        torch.testing.assert_close(compiled(x), module(x), atol=TOLERANCE, rtol=0)
+        ((model, positions),) = graphs[0].compiled.values()
+        # Only x is an input: the 64 KiB weights are constants, in the weights file.
+        assert len(positions) == 1 and model._model_weights is not None
+        module[0].weight.add_(1.0)  # in place: the compiled constants are stale, so it compiles anew
+        torch.testing.assert_close(compiled(x), module(x), atol=TOLERANCE, rtol=0)
+        assert len(graphs[0].compiled) == 2

@@ -14,6 +14,9 @@
 #include "nnforge/Passes.h"
 #include "nnforge/Transforms/ConstantData.h"
 
+#include <algorithm>
+#include <cstring>
+
 namespace nnforge {
 #define GEN_PASS_DEF_NNFFOLDCONSTANTTRANSPOSES
 #include "nnforge/Passes.h.inc"
@@ -23,8 +26,96 @@ using namespace mlir;
 
 namespace {
 
+/// Copies one element of `size` bytes (a constant size for the common
+/// ones, so that the copy is a move).
+inline void copyElement(char *to, const char *from, size_t size) {
+  switch (size) {
+  case 1:
+    *to = *from;
+    return;
+  case 2:
+    std::memcpy(to, from, 2);
+    return;
+  case 4:
+    std::memcpy(to, from, 4);
+    return;
+  case 8:
+    std::memcpy(to, from, 8);
+    return;
+  default:
+    std::memcpy(to, from, size);
+  }
+}
+
+/// `to` = `from` ([rows, columns] elements of `size` bytes) transposed,
+/// in square blocks that stay in the cache while both are walked.
+void transposeMatrix(const char *from, char *to, int64_t rows,
+                     int64_t columns, size_t size) {
+  constexpr int64_t kBlock = 32;
+  for (int64_t r0 = 0; r0 < rows; r0 += kBlock)
+    for (int64_t c0 = 0; c0 < columns; c0 += kBlock)
+      for (int64_t c = c0, cEnd = std::min(c0 + kBlock, columns); c < cEnd;
+           ++c)
+        for (int64_t r = r0, rEnd = std::min(r0 + kBlock, rows); r < rEnd;
+             ++r)
+          copyElement(to + (c * rows + r) * size,
+                      from + (r * columns + c) * size, size);
+}
+
+/// `to` = `from` (of `shape`, elements of `size` bytes) permuted:
+/// result[i_0, ..., i_r] = input[j] with j[permutation[d]] = i_d. The
+/// common case, the innermost two dimensions swapped, goes a matrix at a
+/// time; others walk the result in order.
+void transpose(const char *from, char *to, ArrayRef<int64_t> shape,
+               ArrayRef<int64_t> permutation, size_t size) {
+  int64_t rank = shape.size();
+  bool swapsLastTwo = rank >= 2 && permutation[rank - 1] == rank - 2 &&
+                      permutation[rank - 2] == rank - 1;
+  for (int64_t d = 0; swapsLastTwo && d + 2 < rank; ++d)
+    swapsLastTwo = permutation[d] == d;
+  if (swapsLastTwo) {
+    int64_t rows = shape[rank - 2], columns = shape[rank - 1];
+    int64_t matrices = 1;
+    for (int64_t d = 0; d + 2 < rank; ++d)
+      matrices *= shape[d];
+    size_t matrixBytes = rows * columns * size;
+    for (int64_t m = 0; m < matrices; ++m)
+      transposeMatrix(from + m * matrixBytes, to + m * matrixBytes, rows,
+                      columns, size);
+    return;
+  }
+  SmallVector<int64_t> inputStrides(rank, 1);
+  for (int64_t d = rank - 2; d >= 0; --d)
+    inputStrides[d] = inputStrides[d + 1] * shape[d + 1];
+  SmallVector<int64_t> resultShape(rank), stride(rank);
+  int64_t count = 1;
+  for (int64_t d = 0; d < rank; ++d) {
+    resultShape[d] = shape[permutation[d]];
+    stride[d] = inputStrides[permutation[d]];
+    count *= resultShape[d];
+  }
+  // The source offset follows the result index as it advances.
+  SmallVector<int64_t> index(rank, 0);
+  int64_t source = 0;
+  for (int64_t linear = 0; linear < count; ++linear) {
+    copyElement(to + linear * size, from + source * size, size);
+    for (int64_t d = rank - 1; d >= 0; --d) {
+      source += stride[d];
+      if (++index[d] < resultShape[d])
+        break;
+      source -= stride[d] * resultShape[d];
+      index[d] = 0;
+    }
+  }
+}
+
 struct FoldConstantTranspose : OpRewritePattern<linalg::TransposeOp> {
-  using OpRewritePattern::OpRewritePattern;
+  FoldConstantTranspose(MLIRContext *context,
+                        SmallVectorImpl<Attribute> &consumed)
+      : OpRewritePattern(context), consumed(consumed) {}
+
+  /// The constants transposed (freed at the end where no op uses them).
+  SmallVectorImpl<Attribute> &consumed;
 
   LogicalResult matchAndRewrite(linalg::TransposeOp op,
                                 PatternRewriter &rewriter) const override {
@@ -44,31 +135,15 @@ struct FoldConstantTranspose : OpRewritePattern<linalg::TransposeOp> {
     if (!bytes || bytes->size() != static_cast<size_t>(count) * elementBytes)
       return rewriter.notifyMatchFailure(op, "constant data not readable");
 
-    // result[i_0, ..., i_r] = input[j] with j[permutation[d]] = i_d.
     ArrayRef<int64_t> permutation = op.getPermutation();
-    ArrayRef<int64_t> inputShape = inputType.getShape();
-    int64_t rank = inputType.getRank();
-    SmallVector<int64_t> inputStrides(rank, 1);
-    for (int64_t d = rank - 2; d >= 0; --d)
-      inputStrides[d] = inputStrides[d + 1] * inputShape[d + 1];
-    SmallVector<int64_t> strideOfResultDim(rank);
-    for (int64_t d = 0; d < rank; ++d)
-      strideOfResultDim[d] = inputStrides[permutation[d]];
-
-    std::vector<char> transposed(bytes->size());
-    SmallVector<int64_t> index(rank, 0);
-    ArrayRef<int64_t> resultShape = resultType.getShape();
-    for (int64_t linear = 0; linear < count; ++linear) {
-      int64_t from = 0;
-      for (int64_t d = 0; d < rank; ++d)
-        from += index[d] * strideOfResultDim[d];
-      std::memcpy(transposed.data() + linear * elementBytes,
-                  bytes->data() + from * elementBytes, elementBytes);
-      for (int64_t d = rank - 1; d >= 0 && ++index[d] == resultShape[d]; --d)
-        index[d] = 0;
-    }
-    auto folded = DenseElementsAttr::getFromRawBuffer(resultType, transposed);
-    rewriter.replaceOpWithNewOp<arith::ConstantOp>(op, resultType, folded);
+    Attribute folded = nnforge::newConstantData(
+        resultType, "transposed", [&](MutableArrayRef<char> transposed) {
+          transpose(bytes->data(), transposed.data(), inputType.getShape(),
+                    permutation, elementBytes);
+        });
+    consumed.push_back(source.getValue());
+    rewriter.replaceOpWithNewOp<arith::ConstantOp>(op, resultType,
+                                                   cast<TypedAttr>(folded));
     return success();
   }
 };
@@ -77,10 +152,12 @@ struct NNFFoldConstantTransposesPass
     : nnforge::impl::NNFFoldConstantTransposesBase<
           NNFFoldConstantTransposesPass> {
   void runOnOperation() override {
+    SmallVector<Attribute> consumed;
     RewritePatternSet patterns(&getContext());
-    patterns.add<FoldConstantTranspose>(&getContext());
+    patterns.add<FoldConstantTranspose>(&getContext(), consumed);
     if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
-      signalPassFailure();
+      return signalPassFailure();
+    nnforge::releaseUnusedConstants(getOperation(), consumed);
   }
 };
 

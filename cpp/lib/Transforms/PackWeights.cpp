@@ -23,6 +23,8 @@
 #include "nnforge/Passes.h"
 #include "nnforge/Transforms/ConstantData.h"
 
+#include "llvm/ADT/MapVector.h"
+
 #include <cstring>
 #include <vector>
 
@@ -141,17 +143,19 @@ Value packedConstant(OpBuilder &b, arith::ConstantOp constant,
   int64_t rows = type.getNumElements() / columns;
   int64_t panels = columns / panel;
   size_t panelRowBytes = panel * elementBytes;
-  std::vector<char> packed(bytes->size());
-  for (int64_t p = 0; p < panels; ++p)
-    for (int64_t row = 0; row < rows; ++row)
-      std::memcpy(packed.data() + (p * rows + row) * panelRowBytes,
-                  bytes->data() + (row * columns + p * panel) * elementBytes,
-                  panelRowBytes);
   RankedTensorType packedType = panelsType(type, panel);
+  Attribute packed = nnforge::newConstantData(
+      packedType, "packed", [&](MutableArrayRef<char> out) {
+        for (int64_t p = 0; p < panels; ++p)
+          for (int64_t row = 0; row < rows; ++row)
+            std::memcpy(out.data() + (p * rows + row) * panelRowBytes,
+                        bytes->data() +
+                            (row * columns + p * panel) * elementBytes,
+                        panelRowBytes);
+      });
   b.setInsertionPointAfter(constant);
-  return arith::ConstantOp::create(
-      b, constant.getLoc(), packedType,
-      DenseElementsAttr::getFromRawBuffer(packedType, packed));
+  return arith::ConstantOp::create(b, constant.getLoc(), packedType,
+                                   cast<TypedAttr>(packed));
 }
 
 /// `weight` ([.., N], computed at run time) copied into [N/panel, ..,
@@ -253,27 +257,36 @@ struct NNFPackWeightsPass
               packable(op, panel, minBytes, runtimeMinReuse))
         found.push_back(*candidate);
     });
+    // Weight by weight, so that a constant packed and no longer used is
+    // freed before the next is packed.
+    llvm::MapVector<Value, SmallVector<PackableContraction>> byWeight;
+    for (const PackableContraction &contraction : found)
+      byWeight[contraction.weight->get()].push_back(contraction);
     IRRewriter rewriter(&getContext());
-    DenseMap<Value, Value> packedWeights;
-    for (const PackableContraction &contraction : found) {
-      Value weight = contraction.weight->get();
-      auto [known, inserted] = packedWeights.try_emplace(weight);
-      if (inserted) {
-        if (auto constant = weight.getDefiningOp<arith::ConstantOp>()) {
-          known->second = packedConstant(rewriter, constant, panel);
-        } else {
-          // Right after the operand, so that it dominates every user.
-          rewriter.setInsertionPointAfterValue(weight);
-          known->second = packedAtRunTime(rewriter, weight.getLoc(), weight,
-                                          panel);
-        }
+    for (auto &group : byWeight) {
+      // Read now: packing an earlier group may have replaced the value
+      // (a weight computed by a contraction packed before).
+      SmallVector<PackableContraction> &contractions = group.second;
+      Value weight = contractions.front().weight->get();
+      Value packed;
+      auto constant = weight.getDefiningOp<arith::ConstantOp>();
+      if (constant) {
+        packed = packedConstant(rewriter, constant, panel);
+      } else {
+        // Right after the operand, so that it dominates every user.
+        rewriter.setInsertionPointAfterValue(weight);
+        packed = packedAtRunTime(rewriter, weight.getLoc(), weight, panel);
       }
-      if (known->second)
-        readPanels(rewriter, contraction, known->second, panel);
+      if (!packed)
+        continue;
+      for (const PackableContraction &contraction : contractions)
+        readPanels(rewriter, contraction, packed, panel);
+      if (constant && weight.use_empty()) {
+        Attribute value = constant.getValue();
+        rewriter.eraseOp(constant);
+        nnforge::releaseUnusedConstants(getOperation(), value);
+      }
     }
-    for (auto [weight, packed] : packedWeights)
-      if (weight.use_empty() && weight.getDefiningOp<arith::ConstantOp>())
-        rewriter.eraseOp(weight.getDefiningOp());
   }
 };
 

@@ -119,14 +119,16 @@ Value paddedConstant(OpBuilder &b, arith::ConstantOp constant) {
   RankedTensorType wide = widened(type);
   size_t rowBytes = type.getShape().back() * elementBytes(type);
   size_t wideRowBytes = wide.getShape().back() * elementBytes(type);
-  std::vector<char> padded(wide.getNumElements() * elementBytes(type), 0);
-  for (size_t row = 0, rows = size / rowBytes; row < rows; ++row)
-    std::memcpy(padded.data() + row * wideRowBytes,
-                bytes->data() + row * rowBytes, rowBytes);
+  Attribute padded = nnforge::newConstantData(
+      wide, "padded", [&](MutableArrayRef<char> out) {
+        std::memset(out.data(), 0, out.size());
+        for (size_t row = 0, rows = size / rowBytes; row < rows; ++row)
+          std::memcpy(out.data() + row * wideRowBytes,
+                      bytes->data() + row * rowBytes, rowBytes);
+      });
   b.setInsertionPointAfter(constant);
-  Value wideConstant = arith::ConstantOp::create(
-      b, constant.getLoc(), wide,
-      DenseElementsAttr::getFromRawBuffer(wide, padded));
+  Value wideConstant = arith::ConstantOp::create(b, constant.getLoc(), wide,
+                                                 cast<TypedAttr>(padded));
   return leadingSlice(b, constant.getLoc(), wideConstant, type);
 }
 
@@ -195,6 +197,15 @@ struct NNFPadLeadingDimensionsPass
       if (known->second)
         use->set(known->second);
     }
+    // Constants padded and no longer used: their data is freed.
+    SmallVector<Attribute> consumed;
+    for (auto [value, padding] : paddedValues)
+      if (auto constant = value.getDefiningOp<arith::ConstantOp>();
+          constant && padding && value.use_empty()) {
+        consumed.push_back(constant.getValue());
+        constant->erase();
+      }
+    nnforge::releaseUnusedConstants(getOperation(), consumed);
   }
 };
 

@@ -14,11 +14,12 @@ import logging
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from nnforge import _process
 from nnforge.errors import CompileError, ModelLoadError, UnsupportedOp, UnsupportedOpError
+from nnforge.importers import weight_arguments
 
 log = logging.getLogger("nnforge.importers")
 
@@ -163,12 +164,15 @@ def raise_to_nnf(module) -> int:
     return raised
 
 
-def finish(text: str, level: str, what: str):
-    """torch-mlir's output at our `level`: text for "torch", else a verified module."""
+def finish(text: str, level: str, what: str, weights: Sequence = ()):
+    """torch-mlir's output at our `level`: text for "torch", else a verified
+    module, its last arguments bound to `weights` (arrays the frontend kept
+    aside: `weight_arguments.bind`)."""
     if level == "torch":
         return text
     start = time.perf_counter()
     module = to_nnforge_module(text, what)
+    weight_arguments.bind(module, weights)
     log.info("hand-over to nnforge's MLIR (parse + verify): %.2f s", time.perf_counter() - start)
     if level == "nnf":
         raise_to_nnf(module)

@@ -17,7 +17,7 @@ from typing import Any, Union
 
 from nnforge import _process
 from nnforge.errors import CompileError, ModelLoadError, UnsupportedOp, UnsupportedOpError
-from nnforge.importers import handover, onnx_refusals, onnx_rewrites, onnx_validation
+from nnforge.importers import handover, onnx_refusals, onnx_rewrites, onnx_validation, weight_arguments
 from nnforge.importers.levels import TORCH_MLIR_LEVEL, check_level
 
 log = logging.getLogger("nnforge.importers")
@@ -193,14 +193,74 @@ def import_onnx(model: OnnxModel, *, level: str = "linalg"):
     start = time.perf_counter()
     proto, what = load_model(model)
     proto = prepare(proto, what)
-    if isinstance(model, (str, os.PathLike)):
+    folder = Path(model).resolve().parent if isinstance(model, (str, os.PathLike)) else None
+    # At the levels nnforge's MLIR receives (not tosa: TOSA's lowerings want
+    # constant weights), weights travel beside the module, not in it.
+    arrays = weights_aside(proto, folder, what) if level in ("linalg", "nnf") else []
+    if folder is not None:
         try:
-            _onnx().load_external_data_for_model(proto, str(Path(model).resolve().parent))
+            _onnx().load_external_data_for_model(proto, str(folder))
         except (OSError, ValueError) as error:  # a missing file; an offset or length past its end
             raise ModelLoadError(f"{what}: cannot read its external data: {error}") from None
     log.info("load, check, opset upgrade, shape inference: %.2f s", time.perf_counter() - start)
 
-    return handover.finish(_lower_simplifying(proto, level, what), level, what)
+    return handover.finish(_lower_simplifying(proto, level, what), level, what, arrays)
+
+
+# ONNX element types whose initializers may travel as arrays (numpy holds
+# them byte for byte as MLIR does; not bool, whose MLIR type is i1).
+_ARRAY_TYPES = ("FLOAT", "DOUBLE", "FLOAT16", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64")
+
+
+def weights_aside(proto, folder: Path | None, what: str) -> list:
+    """Moves the initializers of at least `weight_arguments.MIN_BYTES` out of
+    `proto` (modified) into graph inputs appended after the others; returns
+    their data, in that order, for `handover.finish` to bind.
+
+    External data (a `.onnx` with `.bin` files, `folder` holding them) is
+    mapped from its file, not read: no initializer becomes a Python object.
+    Embedded data is viewed in place.
+    """
+    onnx = _onnx()
+    import numpy as np
+    from onnx import external_data_helper, helper
+
+    declared = {value.name for value in proto.graph.input}
+    types = {getattr(onnx.TensorProto, name) for name in _ARRAY_TYPES}
+    kept, arrays, inputs = [], [], []
+    for tensor in proto.graph.initializer:
+        # An initializer that is also an input is a default the caller may override.
+        if tensor.name in declared or tensor.data_type not in types:
+            kept.append(tensor)
+            continue
+        dtype = np.dtype(helper.tensor_dtype_to_np_dtype(tensor.data_type))
+        shape = tuple(tensor.dims)
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        array = None
+        if nbytes >= weight_arguments.MIN_BYTES:
+            if tensor.data_location == onnx.TensorProto.EXTERNAL and folder is not None:
+                info = external_data_helper.ExternalDataInfo(tensor)
+                path = folder / info.location
+                offset = info.offset or 0
+                if info.length and info.length != nbytes:
+                    raise ModelLoadError(f"{what}: initializer {tensor.name} has {info.length} bytes of external "
+                                         f"data for {nbytes} bytes of {dtype} {list(shape)}")
+                if not path.is_file() or path.stat().st_size < offset + nbytes:
+                    raise ModelLoadError(f"{what}: cannot read its external data: {path} is missing or shorter "
+                                         f"than initializer {tensor.name} needs")
+                array = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
+            elif tensor.data_location != onnx.TensorProto.EXTERNAL and len(tensor.raw_data) == nbytes:
+                array = np.frombuffer(tensor.raw_data, dtype=dtype).reshape(shape)
+        if array is None:
+            kept.append(tensor)
+            continue
+        arrays.append(array)
+        inputs.append(helper.make_tensor_value_info(tensor.name, tensor.data_type, shape))
+    if arrays:
+        del proto.graph.initializer[:]
+        proto.graph.initializer.extend(kept)
+        proto.graph.input.extend(inputs)
+    return arrays
 
 
 # Rounds of simplification tried after torch-mlir fails: function bodies can

@@ -13,7 +13,7 @@ from collections import Counter
 from typing import Any
 
 from nnforge.errors import ModelLoadError, UnsupportedOp, UnsupportedOpError
-from nnforge.importers import handover
+from nnforge.importers import handover, weight_arguments
 from nnforge.importers.levels import TORCH_MLIR_LEVEL, check_level
 
 log = logging.getLogger("nnforge.importers")
@@ -107,16 +107,95 @@ def _decomposition_table() -> dict:
     return table
 
 
-def import_to_torch_mlir(program, what: str):
-    """The exported program as a raw torch-mlir module (ATen ops, decomposed).
+@functools.cache
+def _weight_arguments_class() -> type:
+    """The FX importer hooks passing large tensors as arguments (defined on
+    first use: torch-mlir is imported lazily)."""
+    from torch_mlir import ir
+    from torch_mlir.extras.fx_importer import FxImporterHooks
+
+    class WeightArguments(FxImporterHooks):
+        """Imports each tensor literal (parameter, buffer, constant) of at
+        least `weight_arguments.MIN_BYTES` as a new argument of the entry
+        function, appended after the inputs, instead of a
+        `torch.vtensor.literal`: its bytes never enter the module, and
+        `arrays` holds them (views of the tensors, in argument order) for
+        `weight_arguments.bind` to make them constants again in nnforge's
+        module. torch-mlir's own literal import goes through Python lists
+        (`tensor.tolist()`): seconds and gigabytes per gigabyte of weights."""
+
+        def __init__(self, function_name: str):
+            self.function_name = function_name
+            self.arrays: list = []
+            self._arguments: dict[tuple, object] = {}
+
+        def resolve_literal(self, gni, literal, info):
+            torch = _torch()
+            if not isinstance(literal, torch.Tensor) or literal.nbytes < weight_arguments.MIN_BYTES:
+                return None
+            block = gni._b
+            owner = block.owner
+            if "sym_name" not in owner.attributes or ir.StringAttr(owner.attributes["sym_name"]).value != self.function_name:
+                return None  # a nested graph's literal (higher-order ops): left as it is
+            key = (literal.untyped_storage().data_ptr(), literal.storage_offset(), tuple(literal.shape),
+                   tuple(literal.stride()), literal.dtype)
+            if key not in self._arguments:
+                array = _tensor_bytes(literal)
+                if array is None:
+                    return None
+                self.arrays.append(array)
+                self._arguments[key] = block.add_argument(
+                    gni._cc.tensor_to_vtensor_type(literal), ir.Location.unknown(gni._c)
+                )
+            return self._arguments[key]
+
+        def finish(self, module) -> None:
+            """Gives the entry function the type its arguments now have."""
+            with module.context:
+                for op in module.body.operations:
+                    op = op.operation
+                    if op.name == "func.func" and ir.StringAttr(op.attributes["sym_name"]).value == self.function_name:
+                        function_type = ir.FunctionType(ir.TypeAttr(op.attributes["function_type"]).value)
+                        arguments = [argument.type for argument in op.regions[0].blocks[0].arguments]
+                        op.attributes["function_type"] = ir.TypeAttr.get(
+                            ir.FunctionType.get(arguments, function_type.results)
+                        )
+
+    return WeightArguments
+
+
+def _tensor_bytes(tensor):
+    """A tensor's bytes as a contiguous numpy array (a view where it is
+    contiguous already), or None for a dtype numpy cannot hold."""
+    torch = _torch()
+    tensor = tensor.detach().cpu().contiguous()
+    if tensor.dtype == torch.bfloat16:
+        tensor = tensor.view(torch.int16)
+    try:
+        return tensor.numpy()
+    except (TypeError, RuntimeError):
+        return None
+
+
+def import_to_torch_mlir(program, what: str, weights_as_arguments: bool = False):
+    """The exported program as a raw torch-mlir module (ATen ops, decomposed),
+    and the arrays of the tensors it takes as arguments after its inputs
+    (with `weights_as_arguments`: the large ones; else none).
 
     Serialized with `export` (the decompositions trace the program again)."""
     from torch_mlir import fx
 
+    hooks = _weight_arguments_class()("main") if weights_as_arguments else None
     try:
         with _TRACING_LOCK, warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
-            return fx.export_and_import(program, output_type="raw", decomposition_table=_decomposition_table())
+            module = fx.export_and_import(
+                program, output_type="raw", decomposition_table=_decomposition_table(), hooks=hooks, func_name="main"
+            )
+            if hooks is None:
+                return module, []
+            hooks.finish(module)
+            return module, hooks.arrays
     except NotImplementedError as error:
         # The FX importer raises this for targets and types it cannot map.
         raise UnsupportedOpError(
@@ -159,10 +238,13 @@ def import_torch(module, example_args, *, dynamic_shapes=None, level: str = "lin
     log.info("torch.export: %.2f s", time.perf_counter() - start)
 
     start = time.perf_counter()
-    torch_module = import_to_torch_mlir(program, what)
+    # At the levels nnforge's MLIR receives (not tosa: TOSA's lowerings want
+    # constant weights), weights travel beside the module, not in it.
+    torch_module, arrays = import_to_torch_mlir(program, what, weights_as_arguments=level in ("linalg", "nnf"))
     log.info("FX -> torch-mlir import: %.2f s", time.perf_counter() - start)
 
     text = handover.lower_with_torch_mlir(
         torch_module, "fx", TORCH_MLIR_LEVEL[level], location_describer(), what
     )
-    return handover.finish(text, level, what)
+    del torch_module
+    return handover.finish(text, level, what, arrays)

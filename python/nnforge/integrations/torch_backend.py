@@ -34,6 +34,10 @@ class _GraphWithFixedArguments(torch.nn.Module):
 
     `torch.export` (and so `nnforge.compile`) takes tensors only; dynamo
     passes sizes of dynamic dimensions as integers alongside them.
+    Parameters (dynamo passes a module's parameters as graph inputs) are
+    buffers of this module instead: the model's weights, which nnforge
+    compiles as constants (packed once, kept in its weights file) rather
+    than reading them anew on every call.
     """
 
     def __init__(self, gm: torch.fx.GraphModule, arguments: Sequence[Any]):
@@ -41,13 +45,21 @@ class _GraphWithFixedArguments(torch.nn.Module):
         self.gm = gm
         self.arguments = list(arguments)
         self.tensor_positions = [
-            index for index, value in enumerate(arguments) if isinstance(value, torch.Tensor)
+            index for index, value in enumerate(arguments)
+            if isinstance(value, torch.Tensor) and not isinstance(value, torch.nn.Parameter)
         ]
+        self.parameter_positions = [
+            index for index, value in enumerate(arguments) if isinstance(value, torch.nn.Parameter)
+        ]
+        for position in self.parameter_positions:
+            self.register_buffer(f"parameter{position}", arguments[position].detach())
 
     def forward(self, *tensors: torch.Tensor) -> Any:
         arguments = list(self.arguments)
         for position, tensor in zip(self.tensor_positions, tensors):
             arguments[position] = tensor
+        for position in self.parameter_positions:
+            arguments[position] = getattr(self, f"parameter{position}")
         return self.gm(*arguments)
 
 
@@ -88,11 +100,18 @@ def _one_line(error: Exception) -> str:
 
 
 def _key(arguments: Sequence[Any]) -> tuple:
-    """What a compiled model is specialised for: shapes and dtypes, integer values."""
-    return tuple(
-        (tuple(value.shape), value.dtype) if isinstance(value, torch.Tensor) else int(value)
-        for value in arguments
-    )
+    """What a compiled model is specialised for: shapes and dtypes, integer
+    values, and the parameters themselves (compiled as constants: one
+    changed in place, or another in its place, compiles anew)."""
+
+    def key(value: Any) -> Any:
+        if isinstance(value, torch.nn.Parameter):
+            return (tuple(value.shape), value.dtype, value.data_ptr(), value._version)
+        if isinstance(value, torch.Tensor):
+            return (tuple(value.shape), value.dtype)
+        return int(value)
+
+    return tuple(key(value) for value in arguments)
 
 
 class NNForgeGraph:

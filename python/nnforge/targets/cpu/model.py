@@ -11,21 +11,59 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mlir import ir
 from mlir.execution_engine import ExecutionEngine
 
-from nnforge import artifact
+from nnforge import artifact, weights
 from nnforge._native import _native_file
 from nnforge.errors import CompileError, ModelLoadError, ProfileError, SaveError
 from nnforge.linking import c_compiler, object_file, run_tool, runtime_archive, system_library
 from nnforge.profiling.html import write_page
 from nnforge.profiling.regions import COUNTERS_FUNCTION, RegionMap
 from nnforge.profiling.report import Profile
-from nnforge.runtime import Executable, Signature, load, packed_entry_source
+from nnforge.runtime import Executable, Signature, load, numpy_dtype, packed_entry_source
 from nnforge.targets.cpu.host import CpuDescription
+
+
+@dataclass
+class ModelWeights:
+    """The weights file a compilation wrote (`nnforge.externalize`), in a
+    temporary folder that lives as long as this object."""
+
+    folder: tempfile.TemporaryDirectory
+    manifest: weights.Manifest
+
+    @property
+    def path(self) -> Path:
+        return Path(self.folder.name) / f"model{weights.SUFFIX}"
+
+    def mapped(self) -> weights.MappedWeights:
+        """The file mapped into memory (written just now: not verified again)."""
+        return weights.MappedWeights(self.path, self.manifest, numpy_dtype, verify=False)
+
+    def save_beside(self, library: Path) -> None:
+        """Copies the file next to the saved `library` (`model.so` -> `model.weights`)."""
+        destination = weights.path_for(library)
+        try:
+            destination.unlink(missing_ok=True)
+            try:
+                os.link(self.path, destination)  # same file system: no copy
+            except OSError:
+                shutil.copyfile(self.path, destination)
+        except OSError as error:
+            raise SaveError(f"cannot save the model's weights as {destination}: {error.strerror or error}") from None
+
+
+def _check_library_name(path: Path, model_weights: ModelWeights | None) -> None:
+    if model_weights is not None and weights.path_for(path) == path:
+        raise SaveError(
+            f"cannot save the model as {path}: its weights go to a file named like it with the suffix "
+            f"{weights.SUFFIX} (name the library e.g. {path.with_suffix('.so')})"
+        )
 
 
 def runtime_libraries() -> list[str]:
@@ -54,7 +92,12 @@ class CompiledModel(Executable):
     """
 
     def __init__(
-        self, engine: ExecutionEngine, signature: Signature, compile_times: dict[str, float], threads: int
+        self,
+        engine: ExecutionEngine,
+        signature: Signature,
+        compile_times: dict[str, float],
+        threads: int,
+        model_weights: ModelWeights | None = None,
     ):
         # The packed wrapper of the C-interface function
         # (`_mlir__mlir_ciface_<entry>`: `raw_lookup` prefixes "_mlir_").
@@ -63,12 +106,14 @@ class CompiledModel(Executable):
             raise CompileError(f"compiled code has no entry point for @{signature.entry}")
         # The same library the JIT resolves nnforge_check_failed in.
         runtime = ctypes.CDLL(str(_native_file("libNNForgeRuntime.so")))
+        mapped = model_weights.mapped().arrays if model_weights is not None else []
         try:
-            super().__init__(address, runtime, signature, keep_alive=engine, parallel=threads != 1)
+            super().__init__(address, runtime, signature, keep_alive=engine, parallel=threads != 1, weights=mapped)
         except ModelLoadError as error:  # no OpenMP runtime to run the parallel loops on
             raise CompileError(f"{error} (or compile with threads=1)") from None
         self.compile_times = compile_times
         self.threads = threads
+        self._model_weights = model_weights
         # Set by `nnforge.compile`: builds the model again with timers (what
         # `profile` runs), and names the model in profiles.
         self.instrumented: Callable[[], ProfiledModel] | None = None
@@ -90,12 +135,18 @@ class CompiledModel(Executable):
         return self._profiled.profile(*inputs, runs=runs, html=html)
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Writes the compiled code as a shared library; returns its path."""
+        """Writes the compiled code as a shared library, and its weights (if
+        any) into a file beside it (`model.so` -> `model.weights`); returns
+        the library's path."""
         path = artifact.check_destination(path)
+        _check_library_name(path, self._model_weights)
         with tempfile.TemporaryDirectory(prefix="nnforge-save-") as scratch:
             objects = Path(scratch) / "model.o"
             self._keep_alive.dump_to_object_file(str(objects))
-            return _link(objects, [], path)
+            _link(objects, [], path)
+        if self._model_weights is not None:
+            self._model_weights.save_beside(path)
+        return path
 
 
 class ProfiledModel(CompiledModel):
@@ -104,9 +155,9 @@ class ProfiledModel(CompiledModel):
 
     def __init__(
         self, engine: ExecutionEngine, signature: Signature, compile_times: dict[str, float], threads: int,
-        regions: RegionMap,
+        regions: RegionMap, model_weights: ModelWeights | None = None,
     ):
-        super().__init__(engine, signature, compile_times, threads)
+        super().__init__(engine, signature, compile_times, threads, model_weights)
         self.regions = regions
         # The module's `nnf_profile_counters_address()`, through its packed
         # wrapper: one argument, the slot receiving the result.
@@ -167,7 +218,7 @@ class CrossCompiledModel:
 
     def __init__(
         self, module: ir.Module, signature: Signature, compile_times: dict[str, float], cpu: CpuDescription,
-        threads: int,
+        threads: int, model_weights: ModelWeights | None = None,
     ):
         self.signature = signature
         self.compile_times = compile_times
@@ -177,8 +228,12 @@ class CrossCompiledModel:
         objects = object_file(module, scratch, (f"-mcpu={cpu.name}", f"-mattr={cpu.llvm_features}"), optimize=True)
         # The packed entry point the JIT would add (`runtime.Executable` calls it).
         entry = scratch / "entry.c"
-        entry.write_text(packed_entry_source(signature))
+        weight_count = len(model_weights.manifest.tensors) if model_weights is not None else 0
+        entry.write_text(packed_entry_source(signature, weight_count))
         self._library = _link(objects, [entry], scratch / "model.so")
+        self._model_weights = model_weights
+        if model_weights is not None:
+            model_weights.save_beside(self._library)
         self._loaded: Executable | None = None
 
     def profile(self, *inputs: Any, **_: Any) -> Profile:
@@ -192,13 +247,17 @@ class CrossCompiledModel:
         return self._loaded(*inputs)
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Writes the shared library; returns its path."""
+        """Writes the shared library, and its weights (if any) into a file
+        beside it; returns the library's path."""
         path = artifact.check_destination(path)
+        _check_library_name(path, self._model_weights)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(self._library, path)
         except OSError as error:
             raise SaveError(f"cannot save the model as {path}: {error.strerror or error}") from None
+        if self._model_weights is not None:
+            self._model_weights.save_beside(path)
         return path
 
 

@@ -6,17 +6,19 @@ a named CPU with LLVM's tools into a shared library."""
 from __future__ import annotations
 
 import ctypes
-import io
 import logging
+import tempfile
 from dataclasses import replace
+from pathlib import Path
 
 from mlir import ir
 from mlir.execution_engine import ExecutionEngine
 
-from nnforge import pipelines
+from nnforge import pipelines, weights
 from nnforge._native import _native_file
 from nnforge.entry import embed_string
 from nnforge.errors import CompileError, ProfileError
+from nnforge.externalize import externalize_weights
 from nnforge.profiling import regions
 from nnforge.profiling.regions import RegionMap
 from nnforge.runtime import SIGNATURE_SYMBOL, Signature
@@ -24,7 +26,7 @@ from nnforge.stages import StageRunner, check_only_llvm
 from nnforge.targets.cpu import openmp_regions
 from nnforge.targets.cpu.codegen.lowering import lower_to_llvm
 from nnforge.targets.cpu.host import CpuDescription, ScheduleSizes
-from nnforge.targets.cpu.model import CompiledModel, CrossCompiledModel, ProfiledModel, runtime_libraries
+from nnforge.targets.cpu.model import CompiledModel, CrossCompiledModel, ModelWeights, ProfiledModel, runtime_libraries
 from nnforge.targets.interface import Target
 
 log = logging.getLogger("nnforge.compiler")
@@ -39,6 +41,10 @@ class CpuTarget(Target):
     plain sequential code, no OpenMP runtime). `profile`: build with timers
     around each dispatch region (`nnf-profile-dispatch-regions`), as a
     `ProfiledModel`; for this machine's CPU only.
+
+    Large constants leave the module once it is bufferized: the entry
+    function takes them as arguments, bound to a weights file
+    (`nnforge.externalize`), so that LLVM never copies them.
     """
 
     name = "cpu"
@@ -57,6 +63,13 @@ class CpuTarget(Target):
         self.profile = profile
         # What the timers of a profiled build time, read while lowering.
         self._regions: RegionMap | None = None
+        self._weights: ModelWeights | None = None
+
+    def _externalize(self, module: ir.Module) -> None:
+        """Moves the bufferized module's large constants into a weights file."""
+        folder = tempfile.TemporaryDirectory(prefix="nnforge-weights-")
+        manifest = externalize_weights(module, Path(folder.name) / f"model{weights.SUFFIX}")
+        self._weights = ModelWeights(folder, manifest) if manifest is not None else None
 
     def lower(self, module: ir.Module, level: str, runner: StageRunner) -> ir.Module:
         if self.optimize:
@@ -72,9 +85,11 @@ class CpuTarget(Target):
         self, module: ir.Module, signature: Signature, runner: StageRunner
     ) -> CompiledModel | CrossCompiledModel | ProfiledModel:
         embed_string(module, SIGNATURE_SYMBOL, signature.to_json())
+        if self._weights is not None:
+            embed_string(module, weights.MANIFEST_SYMBOL, self._weights.manifest.to_json())
         with runner.stage("llvm"):
             if self.cpu.llvm_features is not None:
-                return CrossCompiledModel(module, signature, runner.times, self.cpu, self.threads)
+                return CrossCompiledModel(module, signature, runner.times, self.cpu, self.threads, self._weights)
             try:
                 engine = ExecutionEngine(module, opt_level=3, shared_libs=runtime_libraries(), enable_pic=True)
             except RuntimeError as error:
@@ -83,8 +98,8 @@ class CpuTarget(Target):
                 openmp_regions.register_entry_points(engine, ctypes.CDLL(str(_native_file("libNNForgeRuntime.so"))))
             if self._regions is not None:
                 regions = replace(self._regions, input_names=tuple(spec.name for spec in signature.inputs))
-                return ProfiledModel(engine, signature, runner.times, self.threads, regions)
-            return CompiledModel(engine, signature, runner.times, self.threads)
+                return ProfiledModel(engine, signature, runner.times, self.threads, regions, self._weights)
+            return CompiledModel(engine, signature, runner.times, self.threads, self._weights)
 
     def _instrument(self, module: ir.Module, runner: StageRunner) -> None:
         """Puts the timers of a profiled build into `module` (on linalg, its
@@ -92,12 +107,14 @@ class CpuTarget(Target):
         self._regions = regions.instrument(module, runner)
 
     def _lower_naive(self, module: ir.Module, level: str, runner: StageRunner) -> None:
-        steps = pipelines.stages(level)
-        for name, pipeline in steps[:-1]:
+        instrumented = not self.profile
+        for name, pipeline in pipelines.stages(level):
+            if name in ("bufferize", "linalg-to-llvm") and not instrumented:
+                self._instrument(module, runner)  # on linalg, before bufferization
+                instrumented = True
+            if name == "linalg-to-llvm":
+                self._externalize(module)
             runner.run(module, name, pipeline)
-        if self.profile:
-            self._instrument(module, runner)
-        runner.run(module, *steps[-1])
 
     def _lower_optimized_or_naive(self, module: ir.Module, level: str, runner: StageRunner) -> ir.Module:
         """Lowers with the optimized code generation, or, where it fails, the naive one.
@@ -105,17 +122,28 @@ class CpuTarget(Target):
         The schedules are heuristics over op shapes; a model they cannot handle
         still compiles (with a warning naming the failure), just more slowly.
         """
-        snapshot = io.BytesIO()
-        module.operation.write_bytecode(snapshot)
+        snapshot = _copy(module)
         try:
             lower_to_llvm(module, level, runner, self.sizing, self.threads,
-                          instrument=self._instrument if self.profile else None)
+                          instrument=self._instrument if self.profile else None, on_buffers=self._externalize)
             return module
         except Exception as error:  # a schedule bug must not cost the user the model
             reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             log.warning("optimized code generation failed (%s: %s); using the naive lowering",
                         type(error).__name__, reason)
-        naive = ir.Module.parse(snapshot.getvalue(), module.context)
-        self._lower_naive(naive, level, runner)
-        return naive
+        self._lower_naive(snapshot, level, runner)
+        return snapshot
 
+
+def _copy(module: ir.Module) -> ir.Module:
+    """A copy of `module` in its context. Its attributes are shared, not
+    copied: constants (weights) cost nothing (a bytecode round trip copied
+    them twice)."""
+    with module.context, module.operation.location:
+        copy = ir.Module.create()
+        attributes = module.operation.attributes
+        for name in [attributes[index].name for index in range(len(attributes))]:
+            copy.operation.attributes[name] = attributes[name]
+        for op in module.body.operations:
+            copy.body.append(op.operation.clone())
+    return copy

@@ -2,8 +2,8 @@
 
 `lowering.vectorize_linalg(module)` rewrites the linalg-on-tensors ops of a
 module into tiled, vectorized loop nests, still on tensors;
-`lowering.linalg_to_llvm_optimized` then bufferizes and lowers the result to
-the LLVM dialect. The schedule is built per module in Python (op shapes and
+`lowering.BUFFERIZE_OPTIMIZED` then bufferizes the result and
+`lowering.buffers_to_llvm_optimized` lowers it to the LLVM dialect. The schedule is built per module in Python (op shapes and
 roles decide the tile sizes), as the text of a
 `transform.named_sequence @__transform_main` that the `transform-interpreter`
 pass applies; each op gets its own sequence, tagged by an attribute, so

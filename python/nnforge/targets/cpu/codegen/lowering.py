@@ -2,7 +2,7 @@
 chosen by its kind and applied, then bufferization and the lowering to LLVM.
 
 The outermost tile loops of ops with enough iterations are `scf.forall`
-loops, which `linalg_to_llvm_optimized` hands to OpenMP threads.
+loops, which `buffers_to_llvm_optimized` hands to OpenMP threads.
 """
 
 from __future__ import annotations
@@ -79,8 +79,12 @@ _VECTOR_LOWERING_LATE = """
   transform.apply_cse to %funcs : !transform.any_op
 """
 
-def linalg_to_llvm_optimized(threads: int) -> str:
-    """Tensor-level vectorized IR -> LLVM dialect.
+# Vectorized IR on tensors -> buffers.
+BUFFERIZE_OPTIMIZED = f"canonicalize,cse,{pipelines.BUFFERIZE},canonicalize,cse"
+
+
+def buffers_to_llvm_optimized(threads: int) -> str:
+    """Vectorized IR on buffers (`BUFFERIZE_OPTIMIZED`'s result) -> LLVM dialect.
 
     2-D vector transfers are unrolled (else they go through stack
     temporaries); ops the schedule left alone become scalar loops;
@@ -96,7 +100,6 @@ def linalg_to_llvm_optimized(threads: int) -> str:
     else:
         forall, loops_to_llvm = "scf-forall-to-parallel", pipelines.parallel_loops_to_llvm(threads)
     return (
-        f"canonicalize,cse,{pipelines.BUFFERIZE},canonicalize,cse,"
         f"func.func({forall},convert-vector-to-scf{{full-unroll=true}}),convert-linalg-to-loops,"
         f"{pipelines.APPROXIMATE_MATH},{pipelines.WIDEN_BOOLS},nnf-pairwise-vector-reductions,"
         "convert-vector-to-llvm{reassociate-fp-reductions=true},"
@@ -136,7 +139,8 @@ def vectorize_linalg(module: ir.Module, sizing: ScheduleSizes, parallel: bool = 
 
     `parallel`: the outer tile loops of large ops are `scf.forall` loops, to
     be run by several threads. Run it after linalg fusion and
-    `pipelines.DISPATCH_REGIONS`, then `linalg_to_llvm_optimized`.
+    `pipelines.DISPATCH_REGIONS`, then `BUFFERIZE_OPTIMIZED` and
+    `buffers_to_llvm_optimized`.
     """
     # The other layouts: upstream's. Mixed-precision convolutions (f16 in,
     # f32 accumulator) came out wrong through it: they stay direct (and scalar).
@@ -233,6 +237,7 @@ def lower_to_llvm(
     sizing: ScheduleSizes,
     threads: int = 0,
     instrument: Callable[[ir.Module, StageRunner], None] | None = None,
+    on_buffers: Callable[[ir.Module], None] | None = None,
 ) -> None:
     """Runs the stages from `level` to the LLVM dialect with the optimized code
     generation, sized by `sizing`.
@@ -240,14 +245,17 @@ def lower_to_llvm(
     `threads`: 1 for sequential code, else how many OpenMP threads run the
     parallel loops (0: all cores). `instrument`, if given, runs once the
     dispatch regions are formed, before code generation (the timers of a
-    profiled build).
+    profiled build). `on_buffers` is called on the bufferized module,
+    before it goes to LLVM.
 
     The CPU replacement of `for name, pipeline in pipelines.stages(level):
     runner.run(...)`; the tiling/vectorization shows in `runner.times` (and
     the IR dumps) as stage "vectorize".
     """
     steps = pipelines.stages(level)
-    for name, pipeline in steps[:-1]:
+    for name, pipeline in steps:
+        if name in ("bufferize", "linalg-to-llvm"):
+            break
         runner.run(module, name, pipeline)
     runner.run(module, "dispatch-regions", pipelines.DISPATCH_REGIONS)
     if instrument is not None:
@@ -255,4 +263,7 @@ def lower_to_llvm(
     with runner.stage("vectorize"):
         vectorize_linalg(module, sizing, parallel=threads != 1)
     runner.dump(module, "vectorize")
-    runner.run(module, steps[-1][0], linalg_to_llvm_optimized(threads))
+    runner.run(module, "bufferize", BUFFERIZE_OPTIMIZED)
+    if on_buffers is not None:
+        on_buffers(module)
+    runner.run(module, "linalg-to-llvm", buffers_to_llvm_optimized(threads))

@@ -63,6 +63,8 @@ def check_destination(path: str | os.PathLike) -> Path:
     path, or a folder is there)."""
     if not isinstance(path, (str, os.PathLike)):
         raise SaveError(f"save takes the path of the library to write, not {type(path).__name__}")
+    if "\0" in os.fsdecode(path):
+        raise SaveError(f"cannot save the model as {os.fsdecode(path)!r}: a path cannot hold a NUL character")
     path = Path(path)
     if path.is_dir():
         raise SaveError(f"cannot save the model as {path}: it is a folder (name the file, e.g. {path / 'model.so'})")

@@ -21,7 +21,7 @@ from typing import TextIO
 from mlir import ir, passmanager
 
 from nnforge import pipelines
-from nnforge.errors import CompileError, SaveError
+from nnforge.errors import ArgumentError, CompileError, SaveError
 from nnforge.importers.handover import walk_ops
 
 log = logging.getLogger("nnforge.compiler")
@@ -124,6 +124,8 @@ class StageRunner:
         self, dump_ir: str | os.PathLike | None = None, timing: bool = False, verbose: bool | None = None
     ):
         dump_ir = dump_ir or os.environ.get("NNFORGE_DUMP_IR")
+        if dump_ir and (not isinstance(dump_ir, (str, os.PathLike)) or "\0" in os.fsdecode(dump_ir)):
+            raise ArgumentError(f"dump_ir takes the path of a folder, not {dump_ir!r}")
         self.dump_dir = Path(dump_ir) if dump_ir else None
         self.timing = timing
         self.times: dict[str, float] = {}

@@ -162,6 +162,8 @@ def test_save_refuses_folders_and_unwritable_places(tmp_path: Path) -> None:
         compiled.save("/proc/nnforge.so")
     with pytest.raises(SaveError, match="not NoneType"):
         compiled.save(None)
+    with pytest.raises(SaveError, match="cannot hold a NUL"):
+        compiled.save(str(tmp_path / "a\0.so"))
 
 
 def test_inputs_without_data_are_input_errors() -> None:
@@ -186,6 +188,9 @@ def test_dump_ir_into_a_file_is_a_save_error(tmp_path: Path) -> None:
     existing.write_text("")
     with pytest.raises(SaveError, match="it is a file, not a folder"):
         nnforge.compile(torch.nn.Linear(4, 2), (torch.randn(1, 4),), dump_ir=existing)
+    for wrong in (3, str(tmp_path / "a\0b")):
+        with pytest.raises(nnforge.ArgumentError, match="dump_ir takes the path of a folder"):
+            nnforge.compile(torch.nn.Linear(4, 2), (torch.randn(1, 4),), dump_ir=wrong)
 
 
 def test_threads_compile_pytorch_modules_at_once() -> None:

@@ -1,0 +1,51 @@
+"""The fuzz suite (test/fuzz): its runner classifies each way a case can
+end, and a fixed, small set of cases of every family ends in no crash, no
+hang, no wrong result and no error that is not an NNForgeError.
+
+The full run is `python -m test.fuzz --cases N --seed S` (docs/reliability.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+# Cases per family in CI, and the seed: about a minute on two cores.
+CI_CASES_PER_FAMILY = 6
+CI_SEED = 0
+# test.fuzz.families.FAMILIES
+FAMILIES = ("api", "artifacts", "concurrency", "inputs", "ir", "onnx")
+
+
+def fuzz(tmp_path: Path, *arguments: str) -> dict:
+    """Runs `python -m test.fuzz` with `arguments`; its JSON report."""
+    report = tmp_path / "fuzz.json"
+    environment = dict(os.environ, PYTHONPATH=str(REPOSITORY))
+    subprocess.run([sys.executable, "-m", "test.fuzz", "--quiet", "--json", str(report), *arguments],
+                   cwd=REPOSITORY, env=environment, capture_output=True, text=True, timeout=1200)
+    return json.loads(report.read_text())
+
+
+def test_runner_classifies_crashes_hangs_and_errors(tmp_path: Path) -> None:
+    report = fuzz(tmp_path, "--family", "selftest", "--cases", "4", "--case-timeout", "20")
+    outcomes = {f["case"]: f["outcome"] for f in report["failures"]}
+    assert report["total"]["clean"] == 1
+    assert outcomes == {"selftest/0/1": "unclean", "selftest/0/2": "crash", "selftest/0/3": "hang"}
+    crash = next(f for f in report["failures"] if f["outcome"] == "crash")
+    assert "SIGSEGV" in crash["detail"]
+
+
+def test_ci_subset_finds_no_crash_hang_wrong_or_unclean_error(tmp_path: Path) -> None:
+    report = fuzz(tmp_path, "--cases", str(CI_CASES_PER_FAMILY * len(FAMILIES)), "--seed", str(CI_SEED),
+                  "--jobs", "2")
+    failures = "\n".join(f"{f['outcome']}: {f['case']}: {f['what']}: {f['detail']}" for f in report["failures"])
+    assert not report["failures"], failures
+    assert set(report["counts"]) == set(FAMILIES)
+    # The cases exercise both paths: refusals and results checked against an oracle.
+    assert report["total"]["clean"] > 0 and report["total"]["ok"] > 0

@@ -27,9 +27,11 @@ import json
 import mmap
 import os
 import struct
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -136,6 +138,30 @@ def _digest(pieces: Sequence[memoryview]) -> str:
         return hashlib.sha256(b"".join(pool.map(digest, chunks))).hexdigest()
 
 
+def _file_digest(descriptor: int, start: int, size: int) -> str:
+    """`_digest` of `size` bytes of an open file from `start`, read (not
+    mapped: no page of the mapping is touched before the model runs) a
+    chunk at a time on several threads."""
+    local = threading.local()
+
+    def digest(offset: int) -> bytes:
+        if not hasattr(local, "buffer"):
+            local.buffer = bytearray(_CHUNK)
+        view = memoryview(local.buffer)[: min(_CHUNK, size - offset)]
+        read = 0
+        while read < len(view):
+            count = os.preadv(descriptor, [view[read:]], start + offset + read)
+            if count == 0:
+                raise OSError("the file is shorter than its header says")
+            read += count
+        return hashlib.sha256(view).digest()
+
+    chunks = range(0, size, _CHUNK)
+    workers = max(1, min(len(chunks), os.cpu_count() or 1))
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        return hashlib.sha256(b"".join(pool.map(digest, chunks))).hexdigest()
+
+
 def write(path: Path, weights: Sequence[tuple[str, str, tuple[int, ...], memoryview]]) -> Manifest:
     """Writes (name, dtype, shape, bytes) weights into a new weights file at
     `path`; returns its manifest. Each weight's bytes are written once, as
@@ -167,13 +193,23 @@ class MappedWeights:
         """`dtype_of` maps an MLIR element type name to a numpy dtype;
         `verify=False` skips the digest (a file this process just wrote)."""
         try:
-            with open(path, "rb") as stream:
-                self._mapped = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)
+            stream = open(path, "rb")
         except FileNotFoundError:
             raise ModelLoadError(
                 f"{path}: no such file; the model's weights are kept in this file beside its library "
                 "(copy or move the two together)"
             ) from None
+        except OSError as error:
+            raise ModelLoadError(f"{path} cannot be read: {error}") from None
+        with stream:
+            self._open(stream, path, manifest, dtype_of, verify)
+
+    def _open(
+        self, stream: BinaryIO, path: Path, manifest: Manifest, dtype_of: Callable[[str], np.dtype], verify: bool
+    ) -> None:
+        """Maps the open file `stream`, checks it, views its weights."""
+        try:
+            self._mapped = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)
         except (OSError, ValueError) as error:  # ValueError: an empty file cannot be mapped
             raise ModelLoadError(f"{path} cannot be read: {error}") from None
         header = _header(manifest.tensors, manifest.data_size)
@@ -186,7 +222,7 @@ class MappedWeights:
                 f"differ: {size} bytes, {start + manifest.data_size} expected): it belongs to another "
                 "model or another compilation"
             )
-        if verify and self._digest(start) != manifest.digest:
+        if verify and _file_digest(stream.fileno(), start, manifest.data_size) != manifest.digest:
             self._mapped.close()
             raise ModelLoadError(
                 f"{path} is damaged: its contents do not match the SHA-256 digest its library "
@@ -199,9 +235,3 @@ class MappedWeights:
             for spec in manifest.tensors
         ]
 
-    def _digest(self, start: int) -> str:
-        view = memoryview(self._mapped)
-        try:
-            return _digest([view[start:]])
-        finally:
-            view.release()

@@ -13,6 +13,7 @@ sizes of the library and the weights file, and the largest relative error.
     python benchmarks/model_size.py --quick              # d = 256, 512, 1024 (a minute)
     python benchmarks/model_size.py --sizes 256,8192
     python benchmarks/model_size.py --gpt-1b             # the 1.07-billion-parameter decoder
+    python benchmarks/model_size.py --gpt-1b --max-rss-gb 11   # stopped if its processes hold more
 
 The MLP is d -> 4d -> d with GELU, batch 8. "beyond weight-free" is the
 compile time above the smallest size's, per MB of weights above its
@@ -88,9 +89,10 @@ def _tree_rss(root: int) -> int:
     return total
 
 
-def run_measured(command: list[str]) -> tuple[dict, int]:
+def run_measured(command: list[str], limit: int | None = None) -> tuple[dict, int]:
     """Runs `command` (which prints one JSON line last); its report and the
-    peak resident memory of its process tree."""
+    peak resident memory of its process tree. The process is killed once
+    its tree holds more than `limit` bytes (a machine shared with others)."""
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     peak = 0
     done = threading.Event()
@@ -99,6 +101,9 @@ def run_measured(command: list[str]) -> tuple[dict, int]:
         nonlocal peak
         while not done.is_set():
             peak = max(peak, _tree_rss(process.pid))
+            if limit is not None and peak > limit:
+                process.kill()  # its children (torch-mlir's) die with it
+                return
             time.sleep(0.01)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -106,6 +111,9 @@ def run_measured(command: list[str]) -> tuple[dict, int]:
     output, _ = process.communicate()
     done.set()
     sampler.join()
+    if limit is not None and peak > limit:
+        raise RuntimeError(f"stopped: its processes held {peak / MB / 1024:.1f} GB, over the limit "
+                           f"of {limit / MB / 1024:.1f} GB (--max-rss-gb)")
     if process.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed with exit status {process.returncode}")
     return json.loads(output.strip().splitlines()[-1]), peak
@@ -216,11 +224,11 @@ def load_child(folder: str) -> dict:
             "load_max_relative_error": float(np.max(np.abs(got - expected)) / np.max(np.abs(expected)))}
 
 
-def measure(kind: str, size: int) -> dict:
+def measure(kind: str, size: int, limit: int | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="nnforge-model-size-") as folder:
         script = str(Path(__file__).resolve())
-        compiled, peak = run_measured([sys.executable, script, "--child-compile", kind, str(size), folder])
-        loaded, load_peak = run_measured([sys.executable, script, "--child-load", folder])
+        compiled, peak = run_measured([sys.executable, script, "--child-compile", kind, str(size), folder], limit)
+        loaded, load_peak = run_measured([sys.executable, script, "--child-load", folder], limit)
     return {"model": kind, "d": size, **compiled, "tree_peak_rss_mb": peak / MB, **loaded,
             "load_peak_rss_mb": load_peak / MB}
 
@@ -256,6 +264,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="d = 256, 512, 1024 only")
     parser.add_argument("--gpt-1b", action="store_true", help="the 1.07-billion-parameter decoder instead")
     parser.add_argument("--render", type=Path, help="print the table of a results file")
+    parser.add_argument("--max-rss-gb", type=float, help="stop a measurement whose processes hold more memory")
     parser.add_argument("--child-compile", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--child-load", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -275,7 +284,8 @@ def main() -> None:
         plan = [("mlp", int(d)) for d in ("256,512,1024" if args.quick else args.sizes).split(",")]
     report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(), "machine": machine(), "rows": []}
     for kind, size in plan:
-        report["rows"].append(measure(kind, size))
+        limit = int(args.max_rss_gb * 1024 * MB) if args.max_rss_gb else None
+        report["rows"].append(measure(kind, size, limit))
         print(json.dumps(report["rows"][-1]), file=sys.stderr)
     RESULTS.mkdir(exist_ok=True)
     stamp = report["date"][:19].replace(":", "")

@@ -65,10 +65,12 @@ class CpuTarget(Target):
         self._regions: RegionMap | None = None
         self._weights: ModelWeights | None = None
 
-    def _externalize(self, module: ir.Module) -> None:
-        """Moves the bufferized module's large constants into a weights file."""
+    def _externalize(self, module: ir.Module, runner: StageRunner) -> None:
+        """Moves the bufferized module's large constants into a weights file
+        (stage "weights")."""
         folder = tempfile.TemporaryDirectory(prefix="nnforge-weights-")
-        manifest = externalize_weights(module, Path(folder.name) / f"model{weights.SUFFIX}")
+        with runner.stage("weights"):
+            manifest = externalize_weights(module, Path(folder.name) / f"model{weights.SUFFIX}")
         self._weights = ModelWeights(folder, manifest) if manifest is not None else None
 
     def lower(self, module: ir.Module, level: str, runner: StageRunner) -> ir.Module:
@@ -113,7 +115,7 @@ class CpuTarget(Target):
                 self._instrument(module, runner)  # on linalg, before bufferization
                 instrumented = True
             if name == "linalg-to-llvm":
-                self._externalize(module)
+                self._externalize(module, runner)
             runner.run(module, name, pipeline)
 
     def _lower_optimized_or_naive(self, module: ir.Module, level: str, runner: StageRunner) -> ir.Module:

@@ -237,7 +237,7 @@ def lower_to_llvm(
     sizing: ScheduleSizes,
     threads: int = 0,
     instrument: Callable[[ir.Module, StageRunner], None] | None = None,
-    on_buffers: Callable[[ir.Module], None] | None = None,
+    on_buffers: Callable[[ir.Module, StageRunner], None] | None = None,
 ) -> None:
     """Runs the stages from `level` to the LLVM dialect with the optimized code
     generation, sized by `sizing`.
@@ -265,5 +265,5 @@ def lower_to_llvm(
     runner.dump(module, "vectorize")
     runner.run(module, "bufferize", BUFFERIZE_OPTIMIZED)
     if on_buffers is not None:
-        on_buffers(module)
+        on_buffers(module, runner)
     runner.run(module, "linalg-to-llvm", buffers_to_llvm_optimized(threads))

@@ -14,6 +14,7 @@ sizes of the library and the weights file, and the largest relative error.
     python benchmarks/model_size.py --sizes 256,8192
     python benchmarks/model_size.py --gpt-1b             # the 1.07-billion-parameter decoder
     python benchmarks/model_size.py --gpt-1b --max-rss-gb 11   # stopped if its processes hold more
+    python benchmarks/model_size.py --gpt-1b --gpt-layers 4    # the same decoder, 4 layers (0.27 B)
 
 The MLP is d -> 4d -> d with GELU, batch 8. "beyond weight-free" is the
 compile time above the smallest size's, per MB of weights above its
@@ -178,7 +179,7 @@ def compile_child(kind: str, size: int, folder: str) -> dict:
 
     import nnforge
 
-    model, inputs = build_gpt() if kind == "gpt" else build_mlp(size)
+    model, inputs = build_gpt(layers=size) if kind == "gpt" else build_mlp(size)
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
     with torch.no_grad():
         expected = model(*inputs).numpy()
@@ -245,7 +246,7 @@ def render(report: dict) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
-        name = "MLP d = %d" % row["d"] if row["model"] == "mlp" else "decoder 1.07 B"
+        name = f"MLP d = {row['d']}" if row["model"] == "mlp" else f"decoder, {row['d']} layers"
         beyond = "–"
         if base is not None and row is not base and row["model"] == "mlp":
             beyond = f"{(row['compile_s'] - base['compile_s']) / (row['weights_mb'] - base['weights_mb']):.4f} s/MB"
@@ -263,6 +264,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="256,1024,2048,4096", help="MLP widths d, comma-separated")
     parser.add_argument("--quick", action="store_true", help="d = 256, 512, 1024 only")
     parser.add_argument("--gpt-1b", action="store_true", help="the 1.07-billion-parameter decoder instead")
+    parser.add_argument("--gpt-layers", type=int, default=20, help="its layers (20: 1.07 billion parameters)")
     parser.add_argument("--render", type=Path, help="print the table of a results file")
     parser.add_argument("--max-rss-gb", type=float, help="stop a measurement whose processes hold more memory")
     parser.add_argument("--child-compile", nargs=3, help=argparse.SUPPRESS)
@@ -279,7 +281,7 @@ def main() -> None:
         print(render(json.loads(args.render.read_text())))
         return
     if args.gpt_1b:
-        plan = [("gpt", 2048)]
+        plan = [("gpt", args.gpt_layers)]
     else:
         plan = [("mlp", int(d)) for d in ("256,512,1024" if args.quick else args.sizes).split(",")]
     report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(), "machine": machine(), "rows": []}

@@ -721,6 +721,19 @@ def NNFProfileDispatchRegions
     so each region's loops end up between its two calls. A module profiled
     already is refused.
 
+def NNFVerifyShardToMPI : Pass<"nnf-verify-shard-to-mpi", "::mlir::ModuleOp"> {
+  let summary = "Report shard ops that convert-shard-to-mpi cannot lower";
+  let description = [{
+    After `shard-partition`, each rank's program holds the collectives that
+    the shardings imply. MLIR 22.1.8's `convert-shard-to-mpi` lowers
+    `shard.all_reduce` (on element types MPI has a datatype for) and the
+    process index queries; any other collective (`all_gather`, `all_slice`,
+    `reduce_scatter`, `all_to_all`, `broadcast`, `shift`, `update_halo`, ...)
+    fails its legalization, and inside a Python process that failure aborts
+    the process. This pass emits an error naming each such op, and fails,
+    so that the pipeline stops with a diagnostic before
+    `convert-shard-to-mpi` runs. It changes nothing.
+
     Example:
 
     ```mlir
@@ -747,6 +760,39 @@ def NNFProfileDispatchRegions
     "::mlir::arith::ArithDialect",
     "::mlir::LLVM::LLVMDialect",
   ];
+
+    // error: 'shard.all_gather' has no lowering to MPI in this MLIR ...
+    %g = shard.all_gather %x on @grid grid_axes = [0] gather_axis = 0
+        : tensor<2xf32> -> tensor<4xf32>
+    ```
+  }];
+}
+
+def NNFShardWorldCommunicator
+    : Pass<"nnf-shard-world-communicator", "::mlir::ModuleOp"> {
+  let summary = "Run collectives on MPI_COMM_WORLD instead of a split of it";
+  let description = [{
+    `convert-shard-to-mpi` computes, before every collective, a communicator
+    split off `MPI_COMM_WORLD` with one constant color for all ranks and the
+    rank's grid index as key, and never frees it: every call of the model
+    creates one more communicator, and MPICH runs out after a few thousand.
+    For a one-dimensional grid whose size is the number of ranks (which the
+    loader of nnforge's distributed models checks), that split holds the
+    same ranks in the same order as `MPI_COMM_WORLD`; this pass uses the
+    world communicator instead. Only splits of `mpi.comm_world` by a
+    constant color whose return value is unused are replaced.
+
+    Example:
+
+    ```mlir
+    %world = mpi.comm_world : !mpi.comm
+    %comm = mpi.comm_split(%world, %c0_i32, %key) : !mpi.comm
+    mpi.allreduce(%buf, %buf, MPI_SUM, %comm) : memref<8xf32>, memref<8xf32>
+    // becomes
+    %world = mpi.comm_world : !mpi.comm
+    mpi.allreduce(%buf, %buf, MPI_SUM, %world) : memref<8xf32>, memref<8xf32>
+    ```
+  }];
 }
 
 #endif // NNFORGE_PASSES

@@ -8,6 +8,7 @@
 
 #include "mlir/Tools/Plugins/DialectPlugin.h"
 #include "mlir/Tools/Plugins/PassPlugin.h"
+#include "nnforge/Dialect/MPI/MPIMemoryEffects.h"
 #include "nnforge/Dialect/NNF/NNFDialect.h"
 #include "nnforge/Passes.h"
 #include "llvm/Config/llvm-config.h"
@@ -20,6 +21,7 @@ mlirGetDialectPluginInfo() {
   return {MLIR_PLUGIN_API_VERSION, "nnforge", LLVM_VERSION_STRING,
           [](mlir::DialectRegistry *registry) {
             registry->insert<nnforge::nnf::NNFDialect>();
+            nnforge::registerMPIMemoryEffects(*registry);
           }};
 }
 

@@ -171,6 +171,8 @@ def compile(
     dump_ir: str | os.PathLike | None = None,
     timing: bool = False,
     verbose: bool | None = None,
+    ranks: int = 1,
+    sharding: Any = "auto",
 ) -> Model:
     """Compiles a model for `target` and returns it as a callable.
 
@@ -199,9 +201,23 @@ def compile(
     (`False`). A model compiled for this machine's CPU has
     `profile(*inputs)`: it is built again with timers around each dispatch
     region and tells where the time of a call goes (docs/profiling.md).
+
+    `ranks`: how many MPI ranks (processes, on one machine or several) the
+    model is split over (tensor parallelism; `nnforge.distributed`, needs
+    `pip install 'nnforge[distributed]'`): a PyTorch module on target "cpu".
+    `sharding`: which parameters are split, "auto" (consecutive linear
+    layers Megatron-style, the first by output features, the second by
+    input features) or {parameter name: axis}. The result runs inside an
+    MPI job of `ranks` processes (`mpiexec -n N python app.py`; `nnforge run
+    --ranks N model.so`); see docs/distributed.md.
     """
+    if not isinstance(ranks, int) or isinstance(ranks, bool) or ranks < 1:
+        raise ArgumentError(f"ranks must be a positive integer, not {ranks!r}")
     # The target's options are checked before the (slow) import.
     chosen = _checked_target(target, level, optimize=optimize, threads=threads, chip=chip)
+    if ranks > 1:
+        return _compile_sharded(model, example_inputs, ranks, sharding, target, chosen,
+                                StageRunner(dump_ir, timing, verbose))
     exported = None
     if jax_frontend.is_jax_function(model) or stablehlo_frontend.is_exported(model):
         model = exported = jax_frontend.export(model, example_inputs)
@@ -273,3 +289,19 @@ def _describe(model: Any) -> str:
     if isinstance(model, (str, os.PathLike)):
         return Path(model).name
     return getattr(model, "fun_name", None) or type(model).__name__
+
+
+def _compile_sharded(
+    model: Any, example_inputs: Any, ranks: int, sharding: Any, target: str, chosen: Target,
+    runner: StageRunner,
+) -> Model:
+    """`compile` for `ranks` > 1: a PyTorch module split over the ranks (`nnforge.distributed`)."""
+    from nnforge.distributed.build import ShardedCompile
+
+    if not _is_torch_module(model):
+        raise CompileError(f"compiling for several ranks takes a torch.nn.Module, not {type(model).__name__}")
+    job = ShardedCompile(model, example_inputs, ranks, sharding, target)
+    _load_torch_mlir_first()
+    with runner:
+        module, _, signature = prepare(job.wrapper, job.arguments, level="linalg", runner=runner)
+        return job.finish(module, signature, chosen, runner)

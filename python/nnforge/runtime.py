@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from nnforge import artifact, elf, openmp, weights
+from nnforge.distributed import mpi, slices
 from nnforge.errors import ExecutionError, InputError, ModelLoadError, ProfileError
 
 # The symbol a saved model's signature (JSON, NUL-terminated) is stored in.
@@ -208,13 +209,17 @@ class Executable:
         keep_alive: Any = None,
         parallel: bool = False,
         weights: Sequence[np.ndarray] = (),
+        rank: tuple[int, int] = (0, 1),
     ):
         """`packed_entry`: the address of the packed C-interface entry point;
         `runtime`: a library holding nnforge's runtime (its guarded call);
         `parallel`: whether the code has parallel loops (OpenMP regions);
         `weights`: the arrays the entry point takes after the inputs (its
-        large constants, mapped from a weights file: `nnforge.weights`)."""
+        large constants, mapped from a weights file: `nnforge.weights`; a
+        distributed model's weight slices); `rank`: (this process's rank,
+        the number of ranks) the model runs on."""
         self.signature = signature
+        self.rank, self.ranks = rank
         self._openmp = openmp.Binding(runtime) if parallel else None
         self._keep_alive = keep_alive  # the JIT engine or library owning the code
         self._entry = packed_entry
@@ -384,6 +389,8 @@ def load(path: str | os.PathLike) -> Executable:
             f"{path} was saved by an older nnforge (it calls {openmp.OPENMP_RUNTIME} directly): "
             "compile and save it again"
         )
+    if mpi.SONAME in needed:
+        mpi.library()  # the model binds to it: loaded first, or MPIMissingError saying what to install
     try:
         library = ctypes.CDLL(str(path))
     except OSError as error:
@@ -405,9 +412,13 @@ def load(path: str | os.PathLike) -> Executable:
             "compile and save it again"
         ) from None
     parallel = hasattr(library, openmp.BIND_SYMBOL)
+    bound, rank = _rank_weights(path, library, signature)
+    if bound:
+        signature = Signature(signature.entry, signature.inputs[:len(signature.inputs) - len(bound)],
+                              signature.outputs)
     return Executable(
         ctypes.cast(entry, ctypes.c_void_p).value, library, signature, keep_alive=library, parallel=parallel,
-        weights=_mapped_weights(library, path),
+        weights=bound or _mapped_weights(library, path), rank=rank,
     )
 
 
@@ -424,3 +435,23 @@ def _mapped_weights(library: ctypes.CDLL, path: Path) -> list[np.ndarray]:
     except ValueError as error:
         raise ModelLoadError(f"{path}: its embedded weights manifest ({weights.MANIFEST_SYMBOL}) is damaged: {error}") from None
     return weights.MappedWeights(weights.path_for(path), manifest, numpy_dtype).arrays
+
+
+def _rank_weights(path: Path, library: ctypes.CDLL, signature: Signature) -> tuple[list[np.ndarray], tuple[int, int]]:
+    """For a model split over ranks (see `nnforge.distributed`): this rank's
+    weight slices and (rank, ranks), after joining the MPI job; ([], (0, 1)) otherwise."""
+    try:
+        manifest = slices.manifest_of(library)
+    except ModelLoadError as error:
+        raise ModelLoadError(f"{path}: {error}") from None
+    if manifest is None:
+        return [], (0, 1)
+    rank, size = mpi.initialize()
+    if size != manifest.ranks:
+        raise ModelLoadError(
+            f"{path} is compiled for {manifest.ranks} ranks, but this process runs in an MPI job of {size} "
+            f"(start it with `mpiexec -n {manifest.ranks} ...` or `nnforge run --ranks {manifest.ranks} ...`)"
+        )
+    if len(manifest.weights) + manifest.inputs != len(signature.inputs):
+        raise ModelLoadError(f"{path}: its manifest of weights does not match its signature")
+    return slices.rank_arrays(library, manifest, rank, numpy_dtype), (rank, size)

@@ -4,12 +4,14 @@
 
 #include "mlir/CAPI/IR.h"
 #include "mlir/IR/DialectRegistry.h"
+#include "nnforge/Dialect/MPI/MPIMemoryEffects.h"
 #include "nnforge/Dialect/NNF/NNFDialect.h"
 #include "nnforge/Passes.h"
 
 void nnforgeRegisterDialects(MlirContext context) {
   mlir::DialectRegistry registry;
   registry.insert<nnforge::nnf::NNFDialect>();
+  nnforge::registerMPIMemoryEffects(registry);
   mlir::MLIRContext *ctx = unwrap(context);
   ctx->appendDialectRegistry(registry);
   ctx->loadDialect<nnforge::nnf::NNFDialect>();

@@ -6,6 +6,7 @@
 #include "mlir/InitAllPasses.h"
 #include "mlir/Target/LLVMIR/Dialect/All.h"
 #include "mlir/Tools/mlir-opt/MlirOptMain.h"
+#include "nnforge/Dialect/MPI/MPIMemoryEffects.h"
 #include "nnforge/Dialect/NNF/NNFDialect.h"
 #include "nnforge/Passes.h"
 
@@ -20,6 +21,7 @@ int main(int argc, char **argv) {
   // translates kernels to LLVM IR inside a pass.
   mlir::registerAllGPUToLLVMIRTranslations(registry);
   registry.insert<nnforge::nnf::NNFDialect>();
+  nnforge::registerMPIMemoryEffects(registry);
 
   return mlir::asMainReturnCode(mlir::MlirOptMain(
       argc, argv, "nnforge optimizer driver\n", registry));

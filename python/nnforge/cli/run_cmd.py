@@ -4,7 +4,10 @@ Inputs are numpy files, given by input name (`--input x=x.npy`) or in order
 (`--input x.npy`). With --output DIR each output is written to
 DIR/<output name>.npy; otherwise its shape, dtype and summary statistics are
 printed. For a PyTorch factory without --input-shape, the input files are
-also the example inputs it is compiled for.
+also the example inputs it is compiled for. A model.so compiled for N
+ranks (`nnforge.compile(..., ranks=N)`) runs with --ranks N: N processes
+started by MPICH's mpiexec, each computing with its part of the weights;
+the outputs are written once.
 """
 
 from __future__ import annotations
@@ -40,9 +43,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="an input: by name, or by position in the order given")
     parser.add_argument("--output", type=Path, metavar="DIR",
                         help="write each output to DIR/<output name>.npy")
+    parser.add_argument("--ranks", type=int, default=1, metavar="N",
+                        help="run model.so, compiled for N ranks, on N processes (MPICH's mpiexec)")
+    parser.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
+                        help="with --ranks: stop the ranks after this long (default 600)")
     add_model_arguments(parser)
     add_progress_arguments(parser)
     parser.set_defaults(handler=run)
+
+
+def _run_on_ranks(args: argparse.Namespace) -> int:
+    """Starts `nnforge run` of a model.so on --ranks processes."""
+    from nnforge.distributed.launch import run_ranks
+    from nnforge.errors import ArgumentError
+
+    if Path(args.model).suffix != LIBRARY_SUFFIX:
+        raise ArgumentError(f"--ranks runs a model.so compiled for that many ranks "
+                            f"(nnforge.compile(..., ranks=N) and save), not {args.model}")
+    arguments = ["run", args.model, *[part for item in args.input for part in ("--input", item)]]
+    if args.output:
+        arguments += ["--output", str(args.output)]
+    return run_ranks(args.ranks, arguments, args.timeout)
 
 
 def read_inputs(items: list[str]) -> list[tuple[str | None, np.ndarray]]:
@@ -111,6 +132,8 @@ def run(args: argparse.Namespace) -> int:
     import nnforge
     from nnforge.errors import ModelLoadError, SaveError
 
+    if args.ranks != 1:
+        return _run_on_ranks(args)
     given = read_inputs(args.input)
     if Path(args.model).suffix == LIBRARY_SUFFIX:
         if args.level or args.input_shape or args.dynamic_batch:
@@ -130,6 +153,8 @@ def run(args: argparse.Namespace) -> int:
         executable = timed_compile("run", loaded, progress_setting(args), level=args.level)
 
     outputs = executable(*in_signature_order(executable.signature, given))
+    if getattr(executable, "rank", 0) != 0:
+        return 0  # one of several ranks: rank 0 writes the outputs
     if not isinstance(outputs, list):
         outputs = [] if outputs is None else [outputs]
     if args.output:

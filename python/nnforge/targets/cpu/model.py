@@ -143,7 +143,7 @@ class CompiledModel(Executable):
         with tempfile.TemporaryDirectory(prefix="nnforge-save-") as scratch:
             objects = Path(scratch) / "model.o"
             self._keep_alive.dump_to_object_file(str(objects))
-            _link(objects, [], path)
+            link_library(objects, [], path)
         if self._model_weights is not None:
             self._model_weights.save_beside(path)
         return path
@@ -230,7 +230,7 @@ class CrossCompiledModel:
         entry = scratch / "entry.c"
         weight_count = len(model_weights.manifest.tensors) if model_weights is not None else 0
         entry.write_text(packed_entry_source(signature, weight_count))
-        self._library = _link(objects, [entry], scratch / "model.so")
+        self._library = link_library(objects, [entry], scratch / "model.so")
         self._model_weights = model_weights
         if model_weights is not None:
             model_weights.save_beside(self._library)
@@ -261,15 +261,16 @@ class CrossCompiledModel:
         return path
 
 
-def _link(objects: Path, sources: list[Path], path: Path) -> Path:
-    """Links `objects` (and C `sources`) with nnforge's runtime into the
-    sealed shared library `path`; returns `path`."""
+def link_library(objects: Path, sources: list[Path], path: Path, libraries: tuple[str, ...] = ()) -> Path:
+    """Links `objects` (and C or assembly `sources`) with nnforge's runtime
+    (and the shared `libraries`) into the sealed shared library `path`;
+    returns `path`."""
     linked = objects.parent / f"linked-{path.name}"
     # --no-undefined: a call the runtime lacks (an OpenMP entry point
     # nnforge does not implement) fails here, not when loading.
     run_tool(
         [c_compiler(), "-shared", "-fPIC", "-Wl,--no-undefined", "-o", str(linked), str(objects),
-         *map(str, sources), *runtime_archive(), "-lm"],
+         *map(str, sources), *runtime_archive(), *libraries, "-lm"],
         f"linking {path}",
     )
     return artifact.install(linked, path)

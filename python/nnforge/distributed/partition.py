@@ -1,0 +1,102 @@
+"""Each rank's program: `shard` annotations on the linalg IR, partitioned by
+upstream's passes into a local program with MPI collectives.
+
+The entry function takes the model's inputs, then its parameters (see
+`build`). `annotate` marks the inputs and the result replicated and each
+parameter split along its axis (or replicated) on a one-dimensional grid of
+the ranks; `partition` propagates the shardings through the linalg ops,
+partitions the function (each split argument takes the rank's slice) and
+lowers the collectives to the `mpi` dialect. Upstream's passes may abort on
+IR they do not expect, so they run in a child process (`nnforge-opt`): a
+failure is a CompileError, never the end of the caller.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from mlir import ir
+
+from nnforge import _process
+from nnforge._native import tool_path
+from nnforge.entry import entry_function
+from nnforge.errors import CompileError
+from nnforge.stages import StageRunner, verify
+
+GRID = "nnforge_ranks"
+
+# Shardings propagated both ways (forward alone leaves the second linear
+# layer of a Megatron pair replicated, with all-gathers before it), the
+# function partitioned; nnforge's guard reports collectives that
+# convert-shard-to-mpi cannot lower (else it aborts) before it runs; the
+# communicator split off MPI_COMM_WORLD per call becomes the world itself.
+PARTITION = (
+    "func.func(sharding-propagation{traversal=forward-backward},shard-partition),canonicalize,"
+    "nnf-verify-shard-to-mpi,convert-shard-to-mpi,nnf-shard-world-communicator,canonicalize,cse"
+)
+
+
+def _sharding(split: int | None, ip: ir.InsertionPoint) -> ir.Operation:
+    """A `shard.sharding` op at `ip`: dimension `split` along the grid's axis 0, or replicated (None)."""
+    axes = "[[]]" if split is None else "[" + ", ".join(["[]"] * split + ["[0]"]) + "]"
+    return ir.Operation.create(
+        "shard.sharding", results=[ir.Type.parse("!shard.sharding")], ip=ip,
+        attributes={
+            "grid": ir.FlatSymbolRefAttr.get(GRID),
+            "split_axes": ir.Attribute.parse(f"#shard<axisarray{axes}>"),
+            "operandSegmentSizes": ir.Attribute.parse("array<i32: 0, 0>"),
+            "static_halo_sizes": ir.Attribute.parse("array<i64>"),
+            "static_sharded_dims_offsets": ir.Attribute.parse("array<i64>"),
+        },
+    )
+
+
+def annotate(module: ir.Module, splits: list[int | None], ranks: int) -> None:
+    """Adds the grid of `ranks` ranks and shard annotations: argument i split
+    along dimension `splits[i]` (None: replicated), results replicated. The
+    MPI implementation is MPICH (the ABI MLIR's `mpi` lowering targets)."""
+    context = module.context
+    with context, ir.Location.unknown():
+        function = entry_function(module)
+        module.operation.attributes["dlti.map"] = ir.Attribute.parse('#dlti.map<"MPI:Implementation" = "MPICH">')
+        grid = ir.Operation.parse(f"shard.grid @{GRID}(shape = {ranks})", context=context)
+        ir.InsertionPoint(module.body.operations[0]).insert(grid)
+        block = function.regions[0].blocks[0]
+        anchor = block.operations[0]
+        for argument, split in zip(block.arguments, splits):
+            sharding = _sharding(split, ir.InsertionPoint(anchor))
+            annotated = ir.Operation.create(
+                "shard.shard", results=[argument.type], operands=[argument, sharding.result],
+                attributes={"annotate_for_users": ir.UnitAttr.get()}, ip=ir.InsertionPoint(anchor),
+            )
+            argument.replace_all_uses_except(annotated.result, annotated)
+        terminator = block.operations[len(block.operations) - 1]
+        for index, value in enumerate(terminator.operands):
+            sharding = _sharding(None, ir.InsertionPoint(terminator))
+            annotated = ir.Operation.create("shard.shard", results=[value.type], operands=[value, sharding.result],
+                                            ip=ir.InsertionPoint(terminator))
+            terminator.operands[index] = annotated.result
+
+
+def partition(module: ir.Module, runner: StageRunner) -> ir.Module:
+    """The annotated `module` partitioned into each rank's program (a new module)."""
+    verify(module, "the annotated module")
+    runner.dump(module, "sharded")
+    with runner.stage("shard-partition"), tempfile.TemporaryDirectory(prefix="nnforge-shard-") as scratch:
+        source, result = Path(scratch) / "sharded.mlirbc", Path(scratch) / "partitioned.mlirbc"
+        with open(source, "wb") as stream:
+            module.operation.write_bytecode(stream)
+        command = [str(tool_path("nnforge-opt")), str(source), f"--pass-pipeline=builtin.module({PARTITION})",
+                   "--emit-bytecode", "-o", str(result)]
+        completed = _process.run(command, "partitioning the model over the ranks")
+        if completed.returncode != 0:
+            cause = _process.failure_cause(completed.stderr) if completed.returncode < 0 else completed.stderr.strip()
+            raise CompileError(f"partitioning the model over the ranks failed: {cause[:3000]}")
+        partitioned = ir.Module.parse(result.read_bytes(), module.context)
+    with partitioned.context:
+        for op in list(partitioned.body.operations):
+            if op.operation.name == "shard.grid":  # no LLVM form, and nothing refers to it now
+                op.operation.erase()
+    runner.dump(partitioned, "partitioned")
+    return partitioned

@@ -1,0 +1,159 @@
+"""Models split over MPI ranks (nnforge.distributed): 2 ranks on this machine.
+
+Each rank of `mpiexec -n 2 python app.py` loads the saved model and
+computes with its half of the weights; every rank's outputs must equal the
+single-process model's. Errors (a sharding that does not divide a
+dimension, a collective MLIR cannot lower, a job of the wrong size, no MPI,
+a rank that fails) must be clear and never hang.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import nnforge
+from nnforge.distributed import mpi
+from nnforge.distributed.plan import ShardingError
+
+PYTHON = sys.executable
+# A hung job fails the test instead of the whole suite.
+JOB_TIMEOUT = 120
+
+
+class MLP(torch.nn.Module):
+    def __init__(self, features: int = 16, hidden: int = 32):
+        super().__init__()
+        self.fc1 = torch.nn.Linear(features, hidden)
+        self.fc2 = torch.nn.Linear(hidden, features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+def mpiexec(ranks: int, *command: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(mpi.launcher()), "-n", str(ranks), *command], cwd=cwd, capture_output=True,
+                          text=True, timeout=JOB_TIMEOUT)
+
+
+@pytest.fixture(scope="module")
+def mlp_case(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray, np.ndarray]:
+    """An MLP compiled for 2 ranks and saved: (folder holding m.so and x.npy, x, torch's output)."""
+    torch.manual_seed(0)
+    model = MLP().eval()
+    x = torch.randn(4, 16)
+    compiled = nnforge.compile(model, (x,), ranks=2, sharding="auto")
+    assert compiled.sharding == {"fc1.weight": 0, "fc1.bias": 0, "fc2.weight": 1}
+    folder = tmp_path_factory.mktemp("mlp")
+    compiled.save(folder / "m.so")
+    np.save(folder / "x.npy", x.numpy())
+    return folder, x.numpy(), model(x).detach().numpy()
+
+
+APP = """
+import sys
+import numpy as np
+import nnforge
+
+model = nnforge.load("m.so")
+y = model(np.load("x.npy"))
+np.save(f"y{model.rank}.npy", y)
+"""
+
+
+def test_every_rank_computes_the_single_process_output(mlp_case):
+    folder, _, expected = mlp_case
+    (folder / "app.py").write_text(APP)
+    job = mpiexec(2, PYTHON, "app.py", cwd=folder)
+    assert job.returncode == 0, job.stderr
+    for rank in range(2):
+        np.testing.assert_allclose(np.load(folder / f"y{rank}.npy"), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_saved_model_holds_each_ranks_slices(mlp_case):
+    folder, _, _ = mlp_case
+    text = (folder / "app.py")
+    text.write_text(textwrap.dedent("""
+        import ctypes, nnforge
+        from nnforge.distributed import slices
+        model = nnforge.load("m.so")
+        manifest = slices.manifest_of(ctypes.CDLL("./m.so"))
+        print({w.name: (w.shape, len(set(w.offsets))) for w in manifest.weights})
+    """))
+    job = mpiexec(2, PYTHON, "app.py", cwd=folder)
+    assert job.returncode == 0, job.stderr
+    layout = eval(job.stdout.splitlines()[0])
+    # Split parameters: one half per rank, at two places; the rest stored once.
+    assert layout == {"fc1.weight": ((16, 16), 2), "fc1.bias": ((16,), 2), "fc2.weight": ((16, 16), 2),
+                      "fc2.bias": ((16,), 1)}
+
+
+def test_cli_runs_on_ranks_and_writes_the_outputs_once(mlp_case, tmp_path):
+    folder, _, expected = mlp_case
+    out = tmp_path / "out"
+    run = subprocess.run([PYTHON, "-m", "nnforge.cli", "run", "--ranks", "2", str(folder / "m.so"),
+                          "--input", f"input0={folder / 'x.npy'}", "--output", str(out)],
+                         capture_output=True, text=True, timeout=JOB_TIMEOUT)
+    assert run.returncode == 0, run.stderr
+    assert len(run.stdout.splitlines()) == 1, run.stdout
+    np.testing.assert_allclose(np.load(out / "output0.npy"), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_wrong_number_of_ranks_is_an_error(mlp_case):
+    folder, _, _ = mlp_case
+    (folder / "app.py").write_text(APP)
+    job = mpiexec(3, PYTHON, "app.py", cwd=folder)
+    assert job.returncode != 0
+    assert "compiled for 2 ranks, but this process runs in an MPI job of 3" in job.stderr
+    alone = subprocess.run([PYTHON, "app.py"], cwd=folder, capture_output=True, text=True, timeout=JOB_TIMEOUT)
+    assert alone.returncode != 0 and "MPI job of 1" in alone.stderr
+
+
+@pytest.mark.parametrize("failure", ["raise", "exit"])
+def test_a_failing_rank_ends_the_job(mlp_case, failure):
+    """Rank 1 fails before the collective; rank 0 must not wait for it forever."""
+    folder, _, _ = mlp_case
+    script = folder / f"fail_{failure}.py"
+    script.write_text(textwrap.dedent(f"""
+        import os
+        import numpy as np
+        import nnforge
+        model = nnforge.load("m.so")
+        if model.rank == 1:
+            if {failure!r} == "raise":
+                raise RuntimeError("rank 1 fails")
+            os._exit(3)
+        model(np.load("x.npy"))
+        model(np.load("x.npy"))
+    """))
+    job = mpiexec(2, PYTHON, script.name, cwd=folder)
+    assert job.returncode != 0
+
+
+def test_axis_that_does_not_divide_is_an_error():
+    with pytest.raises(ShardingError, match="size 32, which does not split evenly over 3 ranks"):
+        nnforge.compile(MLP(), (torch.randn(4, 16),), ranks=3, sharding={"fc1.weight": 0})
+    with pytest.raises(ShardingError, match="no axis 2"):
+        nnforge.compile(MLP(), (torch.randn(4, 16),), ranks=2, sharding={"fc1.weight": 2})
+    with pytest.raises(ShardingError, match="parameters the model does not have: 'fc3.weight'"):
+        nnforge.compile(MLP(), (torch.randn(4, 16),), ranks=2, sharding={"fc3.weight": 0})
+
+
+def test_collective_without_mpi_lowering_is_an_error_not_an_abort():
+    """fc1 split by input features needs a collective besides all_reduce
+    (an all_gather), which MLIR 22.1.8 cannot lower to MPI: a CompileError."""
+    with pytest.raises(nnforge.CompileError, match=r"'shard\.all_\w+' has no lowering to MPI"):
+        nnforge.compile(MLP(), (torch.randn(4, 16),), ranks=2, sharding={"fc1.weight": 1})
+
+
+def test_without_mpi_says_what_to_install(monkeypatch):
+    monkeypatch.delenv(mpi.LIBRARY_VARIABLE, raising=False)
+    monkeypatch.setattr(mpi, "_prefixes", lambda: [])
+    with pytest.raises(mpi.MPIMissingError, match=r"pip install 'nnforge\[distributed\]'"):
+        nnforge.compile(MLP(), (torch.randn(4, 16),), ranks=2)

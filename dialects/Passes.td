@@ -721,19 +721,6 @@ def NNFProfileDispatchRegions
     so each region's loops end up between its two calls. A module profiled
     already is refused.
 
-def NNFVerifyShardToMPI : Pass<"nnf-verify-shard-to-mpi", "::mlir::ModuleOp"> {
-  let summary = "Report shard ops that convert-shard-to-mpi cannot lower";
-  let description = [{
-    After `shard-partition`, each rank's program holds the collectives that
-    the shardings imply. MLIR 22.1.8's `convert-shard-to-mpi` lowers
-    `shard.all_reduce` (on element types MPI has a datatype for) and the
-    process index queries; any other collective (`all_gather`, `all_slice`,
-    `reduce_scatter`, `all_to_all`, `broadcast`, `shift`, `update_halo`, ...)
-    fails its legalization, and inside a Python process that failure aborts
-    the process. This pass emits an error naming each such op, and fails,
-    so that the pipeline stops with a diagnostic before
-    `convert-shard-to-mpi` runs. It changes nothing.
-
     Example:
 
     ```mlir
@@ -760,7 +747,24 @@ def NNFVerifyShardToMPI : Pass<"nnf-verify-shard-to-mpi", "::mlir::ModuleOp"> {
     "::mlir::arith::ArithDialect",
     "::mlir::LLVM::LLVMDialect",
   ];
+}
 
+def NNFVerifyShardToMPI : Pass<"nnf-verify-shard-to-mpi", "::mlir::ModuleOp"> {
+  let summary = "Report shard ops that convert-shard-to-mpi cannot lower";
+  let description = [{
+    After `shard-partition`, each rank's program holds the collectives that
+    the shardings imply. MLIR 22.1.8's `convert-shard-to-mpi` lowers
+    `shard.all_reduce` (on element types MPI has a datatype for) and the
+    process index queries; any other collective (`all_gather`, `all_slice`,
+    `reduce_scatter`, `all_to_all`, `broadcast`, `shift`, `update_halo`, ...)
+    fails its legalization, and inside a Python process that failure aborts
+    the process. This pass emits an error naming each such op, and fails,
+    so that the pipeline stops with a diagnostic before
+    `convert-shard-to-mpi` runs. It changes nothing.
+
+    Example:
+
+    ```mlir
     // error: 'shard.all_gather' has no lowering to MPI in this MLIR ...
     %g = shard.all_gather %x on @grid grid_axes = [0] gather_axis = 0
         : tensor<2xf32> -> tensor<4xf32>

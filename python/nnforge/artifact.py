@@ -16,6 +16,7 @@ file can write a matching digest. Standard library only (the runtime uses it).
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 import shutil
 from pathlib import Path
@@ -26,6 +27,8 @@ from nnforge.errors import ModelLoadError, SaveError
 MAGIC = b"\0nnforge-sha256:1"
 _DIGEST_SIZE = hashlib.sha256().digest_size
 TRAILER_SIZE = len(MAGIC) + _DIGEST_SIZE
+# Bytes hashed at a time when checking.
+_CHUNK = 1 << 20
 
 
 def seal(path: Path) -> None:
@@ -35,27 +38,41 @@ def seal(path: Path) -> None:
         stream.write(MAGIC + hashlib.sha256(data).digest())
 
 
-def check(path: Path) -> bytes:
-    """The contents of the sealed library at `path`, trailer excluded.
+def check(path: Path) -> mmap.mmap:
+    """The sealed library at `path`, mapped read-only (its trailer included).
 
     Raises ModelLoadError when the file has no trailer (not saved by
     nnforge, or by a version before digests) or when its contents do not
-    match the digest (damaged or truncated).
+    match the digest (damaged or truncated). The digest is computed a chunk
+    at a time: a model holding gigabytes of weights (each rank of a
+    distributed one uses only its part) is not read into memory.
     """
-    data = path.read_bytes()
-    body, trailer = data[:-TRAILER_SIZE], data[-TRAILER_SIZE:]
-    if len(data) < TRAILER_SIZE or not trailer.startswith(MAGIC):
-        raise ModelLoadError(
-            f"{path} is not a model saved by nnforge: it lacks the digest nnforge appends to the "
-            "libraries it saves (a foreign or truncated file, or one saved by an nnforge before "
-            "digests: compile and save it again)"
-        )
-    if hashlib.sha256(body).digest() != trailer[len(MAGIC):]:
-        raise ModelLoadError(
-            f"{path} is damaged: its contents do not match the SHA-256 digest saved with it "
-            "(changed on disk or in transit); it was not loaded"
-        )
-    return body
+    with open(path, "rb") as stream:
+        size = os.fstat(stream.fileno()).st_size
+        trailer = b""
+        if size >= TRAILER_SIZE:
+            stream.seek(size - TRAILER_SIZE)
+            trailer = stream.read(TRAILER_SIZE)
+        if not trailer.startswith(MAGIC):
+            raise ModelLoadError(
+                f"{path} is not a model saved by nnforge: it lacks the digest nnforge appends to the "
+                "libraries it saves (a foreign or truncated file, or one saved by an nnforge before "
+                "digests: compile and save it again)"
+            )
+        digest, chunk, left = hashlib.sha256(), bytearray(_CHUNK), size - TRAILER_SIZE
+        stream.seek(0)
+        while left > 0:
+            count = stream.readinto(memoryview(chunk)[:min(left, _CHUNK)])
+            if not count:
+                break
+            digest.update(memoryview(chunk)[:count])
+            left -= count
+        if left or digest.digest() != trailer[len(MAGIC):]:
+            raise ModelLoadError(
+                f"{path} is damaged: its contents do not match the SHA-256 digest saved with it "
+                "(changed on disk or in transit); it was not loaded"
+            )
+        return mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)
 
 
 def check_destination(path: str | os.PathLike) -> Path:

@@ -10,6 +10,7 @@ against its size: a truncated or damaged file is an `ElfError`, never a
 
 from __future__ import annotations
 
+import mmap
 import struct
 from pathlib import Path
 
@@ -62,7 +63,7 @@ def _string(data: bytes | bytearray, offset: int, what: str) -> str:
     return bytes(data[offset:end]).decode(errors="replace")
 
 
-def needed(library: Path, data: bytes | None = None) -> list[str]:
+def needed(library: Path, data: bytes | mmap.mmap | None = None) -> list[str]:
     """The libraries `library` names as DT_NEEDED (`data`: its contents, if read already)."""
     data = library.read_bytes() if data is None else data
     _, entries, strings = _dynamic(data, str(library))

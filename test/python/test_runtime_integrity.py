@@ -90,7 +90,7 @@ def test_onnx_outputs_of_identical_nodes_share_one_buffer() -> None:
 def test_saved_library_carries_a_digest(linear_library: Path) -> None:
     data = linear_library.read_bytes()
     assert data[-artifact.TRAILER_SIZE:].startswith(artifact.MAGIC)
-    assert artifact.check(linear_library) == data[:-artifact.TRAILER_SIZE]
+    assert artifact.check(linear_library)[:] == data  # mapped, not read into memory
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate", "append", "trailer", "strip_digest", "empty"])

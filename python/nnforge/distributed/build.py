@@ -40,8 +40,11 @@ class DistributedModel:
     """
 
     def __init__(self, library: Path, folder: tempfile.TemporaryDirectory, signature: Signature,
-                 compile_times: dict[str, float], ranks: int, sharding: dict[str, int]):
+                 compile_times: dict[str, float], ranks: int, sharding: dict[str, int],
+                 collectives: list[tuple[str, int]]):
         self.signature = signature
+        # (MPI collective, bytes of its buffer) per call, in program order.
+        self.collectives = collectives
         self.compile_times = compile_times
         self.ranks = ranks
         self.sharding = sharding
@@ -129,6 +132,7 @@ class ShardedCompile:
                                f"{count} inputs and {len(self.names)} parameters")
         partition.annotate(module, [None] * count + [self.axes.get(name) for name in self.names], self.ranks)
         module = partition.partition(module, runner)
+        collectives = partition.collectives(module)
         with module.context:
             function = entry_function(module)
             function.attributes["llvm.emit_c_interface"] = ir.UnitAttr.get()
@@ -152,7 +156,7 @@ class ShardedCompile:
             folder = tempfile.TemporaryDirectory(prefix="nnforge-ranks-")
             library = _link(module, local, manifest, pieces, Path(folder.name), self.libmpi, target.threads)
         public = Signature(local.entry, local.inputs[:count], local.outputs)
-        return DistributedModel(library, folder, public, runner.times, self.ranks, self.axes)
+        return DistributedModel(library, folder, public, runner.times, self.ranks, self.axes, collectives)
 
 
 def _link(module: ir.Module, signature: Signature, manifest: slices.Manifest,

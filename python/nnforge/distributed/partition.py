@@ -22,6 +22,7 @@ from nnforge import _process
 from nnforge._native import tool_path
 from nnforge.entry import entry_function
 from nnforge.errors import CompileError
+from nnforge.importers.handover import walk_ops
 from nnforge.stages import StageRunner, verify
 
 GRID = "nnforge_ranks"
@@ -100,3 +101,18 @@ def partition(module: ir.Module, runner: StageRunner) -> ir.Module:
                 op.operation.erase()
     runner.dump(partitioned, "partitioned")
     return partitioned
+
+
+def collectives(module: ir.Module) -> list[tuple[str, int]]:
+    """(MPI collective, bytes of its buffer) for each collective of the partitioned program."""
+    found = []
+    for op in walk_ops(module.operation):
+        if op.name == "mpi.allreduce":
+            buffer = ir.MemRefType(op.operands[0].type)
+            elements = 1
+            for size in buffer.shape:
+                elements *= size
+            element = buffer.element_type
+            width = ir.FloatType(element).width if isinstance(element, ir.FloatType) else ir.IntegerType(element).width
+            found.append(("allreduce", elements * width // 8))
+    return found

@@ -9,6 +9,7 @@ a rank that fails) must be clear and never hang.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -158,3 +159,31 @@ def test_without_mpi_says_what_to_install(monkeypatch):
     monkeypatch.setattr(mpi, "_prefixes", lambda: [])
     with pytest.raises(mpi.MPIMissingError, match=r"pip install 'nnforge\[distributed\]'"):
         nnforge.compile(MLP(), (torch.randn(4, 16),), ranks=2)
+
+
+@pytest.mark.skipif(not os.environ.get("NNFORGE_SLOW_TESTS"), reason="4 ranks on a 2-core machine: set NNFORGE_SLOW_TESTS=1")
+def test_four_ranks_two_pairs_many_calls(tmp_path):
+    """Two Megatron pairs over 4 ranks, called 3000 times (more communicators
+    than MPICH has, were one split off the world per call)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.GELU(), torch.nn.Linear(256, 64),
+                                torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 64)).eval()
+    x = torch.randn(8, 64)
+    compiled = nnforge.compile(model, (x,), ranks=4)
+    assert compiled.collectives == [("allreduce", 8 * 64 * 4)] * 2
+    compiled.save(tmp_path / "m.so")
+    np.save(tmp_path / "x.npy", x.numpy())
+    (tmp_path / "app.py").write_text(textwrap.dedent("""
+        import numpy as np
+        import nnforge
+        model = nnforge.load("m.so")
+        x = np.load("x.npy")
+        for _ in range(3000):
+            y = model(x)
+        np.save(f"y{model.rank}.npy", y)
+    """))
+    job = subprocess.run([str(mpi.launcher()), "-n", "4", PYTHON, "app.py"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=600)
+    assert job.returncode == 0, job.stderr
+    for rank in range(4):
+        np.testing.assert_allclose(np.load(tmp_path / f"y{rank}.npy"), model(x).detach().numpy(), rtol=1e-5, atol=1e-6)

@@ -64,3 +64,21 @@ def test_cli_simplify(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
         [int(word) for word in message.split() if word.isdigit()][:2]
     assert before == len(onnx.load(str(RESNET50)).graph.node) and after < before / 2
     onnx.checker.check_model(str(output), full_check=True)
+
+
+def test_affine_chain_becomes_one_mul_and_add(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    constants = [numpy_helper.from_array(rng.standard_normal((1, 4, 1, 1)).astype(np.float32), f"c{i}")
+                 for i in range(4)]
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Sub", ["r", "c0"], ["a"]),
+         helper.make_node("Mul", ["a", "c1"], ["b"]), helper.make_node("Mul", ["c2", "b"], ["c"]),
+         helper.make_node("Add", ["c", "c3"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4, 3, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4, 3, 3])], constants)
+    source = tmp_path / "bn.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(source))
+    assert simplify(source, tmp_path / "small.onnx") == (5, 3)
+    assert [n.op_type for n in onnx.load(str(tmp_path / "small.onnx")).graph.node] == ["Relu", "Mul", "Add"]
+    x = rng.standard_normal((2, 4, 3, 3)).astype(np.float32)
+    np.testing.assert_allclose(run_onnx(tmp_path / "small.onnx", x), run_onnx(source, x), rtol=1e-5, atol=1e-5)

@@ -7,7 +7,9 @@ TOSA's folders stop (they fold no broadcasting arithmetic on constants):
 every node whose inputs are all constants is evaluated (onnx's reference
 evaluator) into an initializer, and a per-channel multiplication, addition
 or subtraction by a constant after a convolution (a batch normalization,
-as torch-mlir lowers it) is folded into the convolution's filter and bias.
+as torch-mlir lowers it) is folded into the convolution's filter and bias,
+other chains of them become one Mul and one Add, and transposes move below
+elementwise ops and concatenations until pairs cancel.
 Graph input and output names and dynamic dimensions are the source's.
 """
 
@@ -152,6 +154,81 @@ def fold_into_convolutions(model) -> int:
     return fused
 
 
+def _affine(node, values: dict[str, np.ndarray]) -> tuple[str, np.ndarray, np.ndarray] | None:
+    """(tensor input, scale, offset) of a Mul/Add/Sub of a tensor by a constant (x*scale + offset), else None."""
+    if node.op_type not in ("Mul", "Add", "Sub") or len(node.input) != 2:
+        return None
+    constant = [i for i, name in enumerate(node.input) if name in values]
+    if len(constant) != 1 or (node.op_type == "Sub" and constant != [1]):
+        return None
+    value = values[node.input[constant[0]]]
+    if value.dtype.kind != "f":
+        return None
+    one, zero = np.ones((), value.dtype), np.zeros((), value.dtype)
+    if node.op_type == "Mul":
+        return node.input[1 - constant[0]], value, zero
+    return node.input[1 - constant[0]], one, value if node.op_type == "Add" else -value
+
+
+def fold_affine_chains(model) -> int:
+    """Replaces chains of three or more Mul/Add/Sub by constants (a batch
+    normalization not after a convolution) by one Mul and one Add; returns
+    how many nodes went."""
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    values = _initializers(graph)
+    users: Counter = Counter(name for node in graph.node for name in node.input)
+    users.update(value.name for value in graph.output)
+    producers = {output: node for node in graph.node for output in node.output}
+    removed: set[int] = set()
+    added = []
+    saved = 0
+    for node in reversed(list(graph.node)):
+        if id(node) in removed or _affine(node, values) is None:
+            continue
+        chain = [node]
+        while True:
+            source = _affine(chain[-1], values)[0]
+            previous = producers.get(source)
+            if previous is None or users[source] != 1 or _affine(previous, values) is None:
+                break
+            chain.append(previous)
+        if len(chain) < 3:
+            continue
+        scale, offset = np.ones((), np.float32), np.zeros((), np.float32)
+        for link in reversed(chain):  # first op first
+            _, link_scale, link_offset = _affine(link, values)
+            scale, offset = scale * link_scale, offset * link_scale + link_offset
+        source = _affine(chain[-1], values)[0]
+        result = node.output[0]
+        scale_name, offset_name = f"{result}/scale", f"{result}/offset"
+        values[scale_name] = scale.astype(values[source].dtype if source in values else np.float32)
+        values[offset_name] = offset.astype(values[scale_name].dtype)
+        scaled = f"{result}/scaled"
+        added.append((id(chain[-1]), [helper.make_node("Mul", [source, scale_name], [scaled]),
+                                      helper.make_node("Add", [scaled, offset_name], [result])]))
+        removed.update(id(link) for link in chain)
+        saved += len(chain) - 2
+    if not saved:
+        return 0
+    replacements = dict(added)
+    nodes = []
+    for node in graph.node:
+        if id(node) in replacements:
+            nodes.extend(replacements[id(node)])
+        elif id(node) not in removed:
+            nodes.append(node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    _sort(graph)
+    used = {name for node in graph.node for name in node.input}
+    del graph.initializer[:]
+    graph.initializer.extend(numpy_helper.from_array(np.asarray(array), name)
+                             for name, array in values.items() if name in used)
+    return saved
+
+
 # Elementwise ops a transpose commutes with (the first input is the tensor; the others scalars).
 _UNARY = {"Relu", "Clip", "Sigmoid", "Tanh", "Exp", "Log", "Neg", "Abs", "Sqrt", "Reciprocal", "Erf", "Identity",
           "Floor", "Ceil", "Sin", "Cos", "Softplus", "LeakyRelu"}
@@ -159,9 +236,10 @@ _BINARY = {"Add", "Sub", "Mul", "Div", "Max", "Min", "Pow"}
 
 
 def sink_transposes(model) -> int:
-    """Moves Transpose nodes below the elementwise ops they feed (a binary op's two
-    operands transposed alike, or one of them constant), so that consecutive
-    transposes meet and cancel. Returns how many moved."""
+    """Moves Transpose nodes below the elementwise ops and concatenations they
+    feed (all operands transposed alike, or a binary op's other operand
+    constant), so that consecutive transposes meet and cancel. Returns how
+    many moved."""
     from onnx import helper, numpy_helper
 
     graph = model.graph
@@ -202,6 +280,14 @@ def sink_transposes(model) -> int:
                     graph.initializer.append(numpy_helper.from_array(values[name], name))
                     node.input[1 - index] = name
                     transposes = [transposes[index]]
+            elif node.op_type == "Concat":
+                transposes = [single_transpose(name) for name in node.input]
+                perms = {tuple(helper.get_attribute_value(t.attribute[0])) if t else None for t in transposes}
+                if None in perms or len(perms) != 1 or len(set(node.input)) != len(node.input):
+                    continue
+                perm = perms.pop()
+                axis = next(a for a in node.attribute if a.name == "axis")
+                axis.i = perm[axis.i % len(perm)]
             else:
                 continue
             first = transposes[0]
@@ -272,7 +358,7 @@ def simplify(model: str | os.PathLike | Any, path: str | os.PathLike) -> tuple[i
             raise CompileError(f"simplifying at the TOSA level failed: {error}") from None
     proto = onnx_writer.to_model(tosa_graph.read(module), inputs, outputs, input_dims=dims,
                                  name=source.graph.name or Path(path).stem)
-    while fold_constants(proto) + fold_into_convolutions(proto) + sink_transposes(proto):
+    while fold_constants(proto) + fold_into_convolutions(proto) + sink_transposes(proto) + fold_affine_chains(proto):
         nodes = onnx_writer.cancel_transposes(list(proto.graph.node), {value.name for value in proto.graph.output})
         del proto.graph.node[:]
         proto.graph.node.extend(nodes)

@@ -66,6 +66,28 @@ def test_wrong_example_inputs() -> None:
         nnforge.import_torch(module, (torch.randn(4, 5),))
 
 
+class AddsToInput(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x.add_(1)
+        return x * 2
+
+
+def test_state_updates_are_refused_not_returned() -> None:
+    """A module in training mode (BatchNorm updates its running statistics)
+    is refused, naming the buffers and the way out; returning the buffers as
+    extra outputs changed what forward returns."""
+    module = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8), torch.nn.ReLU())
+    x = torch.randn(2, 3, 16, 16)
+    with pytest.raises(ModelLoadError, match=r"updates its buffers 1\.num_batches_tracked, 1\.running_mean, 1\.running_var.*module\.eval\(\)"):
+        nnforge.compile(module, (x,))
+    compiled = nnforge.compile(module.eval(), (x,))
+    result = compiled(x)
+    assert isinstance(result, torch.Tensor)
+    torch.testing.assert_close(result, module(x), atol=1e-4, rtol=0)
+    with pytest.raises(ModelLoadError, match="updates its inputs x"):
+        nnforge.import_torch(AddsToInput(), (torch.randn(3),))
+
+
 class MediansAndMode(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         by_rows = torch.median(x, 0).values

@@ -23,7 +23,7 @@ _FRAME = re.compile(r'"([^"]+)":(\d+):\d+')
 # process-wide dispatch modes: two threads tracing at once fail ("... slot
 # already set"). Tracing is serialized behind this lock (re-entrant: a
 # module's forward may itself compile).
-_TRACING_LOCK = threading.RLock()
+TRACING_LOCK = threading.RLock()
 
 
 def _torch():
@@ -60,7 +60,7 @@ def export(module, example_args: tuple, dynamic_shapes: Any = None):
     if isinstance(example_args, torch.Tensor):
         example_args = (example_args,)
     try:
-        with _TRACING_LOCK, warnings.catch_warnings():
+        with TRACING_LOCK, warnings.catch_warnings():
             # torch's own deprecation notices, not the user's business
             warnings.simplefilter("ignore", FutureWarning)
             program = torch.export.export(
@@ -70,6 +70,33 @@ def export(module, example_args: tuple, dynamic_shapes: Any = None):
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ModelLoadError(f"torch.export cannot export {what}: {message}") from None
     return program, what
+
+
+def refuse_state_updates(program, what: str) -> None:
+    """Raises ModelLoadError if the exported program updates the module's state.
+
+    A module in training mode (BatchNorm's running statistics) or one writing
+    into its inputs would compile to a model returning the new values as
+    extra outputs, which nothing writes back; nnforge.compile computes a
+    model's outputs only, so such modules are refused with the reason.
+    """
+    signature = program.graph_signature
+    buffers = sorted(set(signature.buffers_to_mutate.values()))
+    inputs = sorted(set(signature.user_inputs_to_mutate.values()))
+    if not buffers and not inputs:
+        return
+    updated = []
+    if buffers:
+        updated.append(f"its buffers {', '.join(buffers)}")
+    if inputs:
+        updated.append(f"its inputs {', '.join(inputs)}")
+    raise ModelLoadError(
+        f"{what} updates {' and '.join(updated)} when it runs (a module in training mode, "
+        "e.g. BatchNorm's running statistics, or an in-place operation on an input); a model "
+        "nnforge.compile builds returns what forward returns and updates nothing: call "
+        "module.eval() to compile it for inference, or train it with "
+        'torch.compile(module, backend="nnforge")'
+    )
 
 
 def _variance_and_mean(x, dim=None, *, correction=None, keepdim=False):
@@ -92,16 +119,16 @@ def _variance_and_mean(x, dim=None, *, correction=None, keepdim=False):
 
 
 @functools.cache
-def _decomposition_table() -> dict:
+def decomposition_table() -> dict:
     """torch-mlir's FX decompositions, variances computed as PyTorch computes
     them: torch-mlir lowers aten.var_mean and aten.var through an f64 copy
     of the input (a layer norm of 512 x 1024 took 1.6x the time of one in
     f32). A copy: torch-mlir's table is its own cached dict."""
     torch = _torch()
-    from torch_mlir.extras.fx_decomp_util import get_decomposition_table
+    from torch_mlir.extras.fx_decomp_util import getdecomposition_table
 
     aten = torch.ops.aten
-    table = dict(get_decomposition_table())
+    table = dict(getdecomposition_table())
     table[aten.var_mean.correction] = _variance_and_mean
     table[aten.var.correction] = lambda *args, **kwargs: _variance_and_mean(*args, **kwargs)[0]
     return table
@@ -182,15 +209,19 @@ def import_to_torch_mlir(program, what: str, weights_as_arguments: bool = False)
     and the arrays of the tensors it takes as arguments after its inputs
     (with `weights_as_arguments`: the large ones; else none).
 
-    Serialized with `export` (the decompositions trace the program again)."""
+    Raises ModelLoadError if the program updates the module's state (see
+    `refuse_state_updates`). Serialized with `export` (the decompositions trace the program again)."""
     from torch_mlir import fx
 
     hooks = _weight_arguments_class()("main") if weights_as_arguments else None
     try:
-        with _TRACING_LOCK, warnings.catch_warnings():
+        with TRACING_LOCK, warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
+            # Functional once decomposed: what it updates shows in its signature.
+            program = program.run_decompositions(decomposition_table())
+            refuse_state_updates(program, what)
             module = fx.export_and_import(
-                program, output_type="raw", decomposition_table=_decomposition_table(), hooks=hooks, func_name="main"
+                program, output_type="raw", decomposition_table={}, hooks=hooks, func_name="main"
             )
             if hooks is None:
                 return module, []
@@ -228,7 +259,9 @@ def import_torch(module, example_args, *, dynamic_shapes=None, level: str = "lin
     turns for the export and the FX import; torch-mlir's lowering, in a child
     process each, runs concurrently.
 
-    Raises ModelLoadError when the module cannot be exported,
+    Raises ModelLoadError when the module cannot be exported or updates its
+    state when it runs (buffers, as BatchNorm does in training mode, or its
+    inputs),
     UnsupportedOpError naming each op torch-mlir cannot lower with its count
     and source lines, CompileError for other lowering failures.
     """
@@ -248,3 +281,31 @@ def import_torch(module, example_args, *, dynamic_shapes=None, level: str = "lin
     )
     del torch_module
     return handover.finish(text, level, what, arrays)
+
+
+def import_fx_graph(graph_module, what: str, level: str = "linalg"):
+    """Imports a stateless, functional ATen FX graph (AOTAutograd's forward or
+    backward graph: tensors in, tensors out, static shapes) into MLIR at
+    `level`, through torch-mlir's `stateless_fx_import` and the same
+    lowering as `import_torch`.
+
+    Raises UnsupportedOpError naming each op torch-mlir cannot import or
+    lower, CompileError for other lowering failures.
+    """
+    check_level(level)
+    from torch_mlir import fx
+
+    start = time.perf_counter()
+    try:
+        with TRACING_LOCK, warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            torch_module = fx.stateless_fx_import(graph_module, output_type="raw")
+    except NotImplementedError as error:
+        raise UnsupportedOpError(
+            [UnsupportedOp(f"FX importer: {str(error).splitlines()[0]}", 1)], context=what
+        ) from None
+    log.info("FX graph -> torch-mlir import: %.2f s", time.perf_counter() - start)
+    text = handover.lower_with_torch_mlir(
+        torch_module, "fx", TORCH_MLIR_LEVEL[level], location_describer(), what
+    )
+    return handover.finish(text, level, what)

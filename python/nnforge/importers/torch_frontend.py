@@ -125,10 +125,10 @@ def decomposition_table() -> dict:
     of the input (a layer norm of 512 x 1024 took 1.6x the time of one in
     f32). A copy: torch-mlir's table is its own cached dict."""
     torch = _torch()
-    from torch_mlir.extras.fx_decomp_util import getdecomposition_table
+    from torch_mlir.extras.fx_decomp_util import get_decomposition_table
 
     aten = torch.ops.aten
-    table = dict(getdecomposition_table())
+    table = dict(get_decomposition_table())
     table[aten.var_mean.correction] = _variance_and_mean
     table[aten.var.correction] = lambda *args, **kwargs: _variance_and_mean(*args, **kwargs)[0]
     return table

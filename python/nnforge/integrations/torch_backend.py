@@ -1,23 +1,27 @@
 """The `torch.compile` backend: `torch.compile(model, backend="nnforge")`.
 
-TorchDynamo hands each captured FX graph to `nnforge_backend`, which returns
-a callable compiling the graph with `nnforge.compile` for the input shapes
-it is called with: one compiled model per distinct set of input shapes,
+TorchDynamo hands each captured FX graph to `nnforge_backend`. A graph that
+needs autograd (an input requires grad, grad mode on: a training step) goes
+through AOTAutograd, its forward and backward graphs compiled by nnforge
+(`nnforge.integrations.torch_training`). Any other graph (inference:
+`torch.no_grad()`, `eval()`) becomes an `NNForgeGraph`, a callable
+compiling the graph with `nnforge.compile` for the input shapes it is
+called with: one compiled model per distinct set of input shapes,
 dtypes and integer arguments (dynamo passes the sizes of dynamic dimensions
 as integer arguments; each set is compiled as static shapes, which keeps
 every compiled model fully specialised). After `MAX_SPECIALIZATIONS` of
 them, or whenever nnforge cannot take the graph or its inputs (an
-`NNForgeError`, inputs that are not dense CPU tensors, autograd needed
-because an input requires grad with grad mode on), the graph runs eagerly
-through `gm.forward` from then on, after one warning naming the reason.
-The compiled model itself never raises nnforge's errors.
+`NNForgeError`, inputs that are not dense CPU tensors), the graph runs
+eagerly through `gm.forward` from then on, after one warning naming the
+reason. The compiled model itself never raises nnforge's errors.
 
-The backend computes inference only: results never carry gradients, so
-training falls back to eager as said above.
+`stats()` says what the backend did: graphs compiled per kind, recompiles
+for new shapes, fallbacks with their reasons (see `backend_stats`).
 """
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -25,8 +29,11 @@ from typing import Any
 import torch
 from torch.utils import _pytree as pytree
 
-# Distinct input shape sets compiled per graph before it falls back to eager.
-MAX_SPECIALIZATIONS = 8
+from nnforge.integrations import backend_stats, torch_training
+from nnforge.integrations.backend_stats import reset_stats, stats
+from nnforge.integrations.torch_training import MAX_SPECIALIZATIONS, one_line
+
+__all__ = ["MAX_SPECIALIZATIONS", "NNForgeGraph", "nnforge_backend", "reset_stats", "stats"]
 
 
 class _GraphWithFixedArguments(torch.nn.Module):
@@ -73,7 +80,7 @@ def _unsupported_input(value: Any) -> str | None:
         if value.is_complex() or value.is_quantized:
             return f"an input has dtype {value.dtype}"
         if value.requires_grad and torch.is_grad_enabled():
-            return "an input requires grad (nnforge computes inference only)"
+            return "an input requires grad (the graph was compiled for inference)"
         return None
     if isinstance(value, (int, torch.SymInt)) and not isinstance(value, bool):
         return None
@@ -93,10 +100,6 @@ def _output_structure(gm: torch.fx.GraphModule) -> tuple[int, pytree.TreeSpec] |
         if value is not None and not isinstance(value, torch.Tensor):
             return f"the graph returns a {type(value).__name__}, not only tensors"
     return len(leaves), spec
-
-
-def _one_line(error: Exception) -> str:
-    return "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
 
 
 def _key(arguments: Sequence[Any]) -> tuple:
@@ -136,6 +139,7 @@ class NNForgeGraph:
     def _fall_back(self, reason: str) -> None:
         self.fallback_reason = reason
         self.compiled.clear()
+        backend_stats.fell_back("inference", reason)
         warnings.warn(
             f"nnforge backend: running this graph eagerly: {reason}", RuntimeWarning, stacklevel=2
         )
@@ -158,6 +162,7 @@ class NNForgeGraph:
             return None
         wrapper = _GraphWithFixedArguments(self.gm, arguments)
         tensors = tuple(arguments[position].detach() for position in wrapper.tensor_positions)
+        start = time.perf_counter()
         try:
             # Outside TorchDynamo's tracing context (the backend is called
             # inside it): torch.export would otherwise take up dynamo's guards
@@ -166,7 +171,7 @@ class NNForgeGraph:
             with torch._guards.tracing(None):
                 compiled = nnforge.compile(wrapper, tensors)
         except NNForgeError as error:
-            self._fall_back(f"nnforge cannot compile it: {_one_line(error)}")
+            self._fall_back(f"nnforge cannot compile it: {one_line(error)}")
             return None
         if len(compiled.signature.outputs) != self.output_count:
             self._fall_back(
@@ -174,6 +179,7 @@ class NNForgeGraph:
                 f"the graph {self.output_count} (does it mutate its inputs?)"
             )
             return None
+        backend_stats.compiled("inference", time.perf_counter() - start, new_shape=bool(self.compiled))
         self.compiled[key] = (compiled, wrapper.tensor_positions)
         return self.compiled[key]
 
@@ -187,7 +193,7 @@ class NNForgeGraph:
                 try:
                     outputs = compiled(*(arguments[position] for position in tensor_positions))
                 except NNForgeError as error:
-                    self._fall_back(f"running the compiled model failed: {_one_line(error)}")
+                    self._fall_back(f"running the compiled model failed: {one_line(error)}")
                 else:
                     if outputs is None:  # a graph without tensor results
                         outputs = []
@@ -199,4 +205,8 @@ class NNForgeGraph:
 
 def nnforge_backend(gm: torch.fx.GraphModule, example_inputs: Sequence[Any]) -> Callable[..., Any]:
     """TorchDynamo backend: `torch.compile(model, backend="nnforge")`."""
+    if torch.is_grad_enabled() and any(
+        isinstance(value, torch.Tensor) and value.requires_grad for value in example_inputs
+    ):
+        return torch_training.training_backend(gm, example_inputs)
     return NNForgeGraph(gm, example_inputs)

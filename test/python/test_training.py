@@ -1,0 +1,138 @@
+"""Training with `torch.compile(model, backend="nnforge")`: per-step losses and
+parameters against eager PyTorch (SGD with momentum and Adam), zero fallbacks,
+a last batch of another size, fallbacks reported with the op named, and
+DistributedDataParallel over 2 processes against eager DDP."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+import torch._dynamo
+
+from nnforge.integrations import torch_backend
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+sys.path.insert(0, str(EXAMPLES))
+import training_workloads  # noqa: E402
+
+# Steps per optimizer: CI keeps it short (each workload compiles one forward
+# and one backward graph); NNFORGE_SLOW_TESTS=1 runs the issue's 50.
+STEPS = 50 if os.environ.get("NNFORGE_SLOW_TESTS") == "1" else 4
+LOSS_TOLERANCE = 1e-4
+PARAMETER_TOLERANCE = 1e-3
+
+
+@pytest.fixture(autouse=True)
+def fresh_backend() -> None:
+    torch._dynamo.reset()
+    torch_backend.reset_stats()
+
+
+def _relative(model: torch.nn.Module, expected: torch.nn.Module) -> float:
+    """How far the parameters and buffers are from eager's, relative, over all of them.
+
+    Norm-wise over the whole model, not per tensor: a parameter with no true
+    gradient (a key bias of attention: softmax ignores it) gets rounding
+    noise, which Adam scales into steps of full size, in eager as well."""
+    actual = torch.cat([value.double().flatten() for value in model.state_dict().values()])
+    reference = torch.cat([value.double().flatten() for value in expected.state_dict().values()])
+    return ((actual - reference).norm() / reference.norm()).item()
+
+
+@pytest.mark.parametrize("name", list(training_workloads.WORKLOADS))
+def test_trains_as_eager(name: str) -> None:
+    """Each optimizer from the same weights: the compiled module's losses and
+    final parameters are eager's; one forward and one backward graph compiled,
+    nothing runs eagerly. The MLP's last batch has another size."""
+    workload = training_workloads.WORKLOADS[name]()
+    sizes = [workload.batch_size] * STEPS
+    if name == "mlp":
+        sizes[-1] = workload.batch_size // 2 + 1
+    model = training_workloads.copy_of(workload)
+    initial = copy.deepcopy(model.state_dict())
+    compiled = torch.compile(model, backend="nnforge")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # a fallback warns: fail
+        for optimizer in ("sgd", "adam"):
+            eager_model = training_workloads.copy_of(workload)
+            expected = training_workloads.train(workload, eager_model, eager_model, optimizer, STEPS, sizes)
+            model.load_state_dict(initial)  # the same module: no new compilation
+            losses = training_workloads.train(workload, model, compiled, optimizer, STEPS, sizes)
+            for step, (loss, eager_loss) in enumerate(zip(losses, expected)):
+                assert abs(loss - eager_loss) <= LOSS_TOLERANCE * abs(eager_loss), (optimizer, step, losses, expected)
+            assert _relative(model, eager_model) <= PARAMETER_TOLERANCE, optimizer
+    stats = torch_backend.stats()
+    assert stats["fallbacks"] == []
+    # The MLP's last batch: dynamo gives a graph with a dynamic batch, which
+    # nnforge compiles per batch size it meets (17, then 32 in the second run).
+    count = 3 if name == "mlp" else 1
+    assert stats["graphs_compiled"] == {"inference": 0, "forward": count, "backward": count}
+    assert stats["recompiles"]["forward"] == (1 if name == "mlp" else 0)
+
+
+class Median(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.median(self.linear(x), dim=1).values  # aten.median.dim: torch-mlir has no lowering
+
+
+def test_fallback_is_reported_with_the_op() -> None:
+    module, x = Median(), torch.randn(4, 8)
+    compiled = torch.compile(module, backend="nnforge")
+    with pytest.warns(RuntimeWarning, match="running this forward graph eagerly.*median"):
+        compiled(x).sum().backward()
+    expected = copy.deepcopy(module)
+    expected.zero_grad()
+    module.zero_grad()
+    compiled(x).sum().backward()
+    expected(x).sum().backward()
+    torch.testing.assert_close(module.linear.weight.grad, expected.linear.weight.grad)
+    fallbacks = torch_backend.stats()["fallbacks"]
+    assert [entry["graph"] for entry in fallbacks if entry["graph"] == "forward"] == ["forward"]
+    assert any("median" in op for entry in fallbacks for op in entry["ops"])
+
+
+def test_inference_keeps_its_path() -> None:
+    workload = training_workloads.mlp()
+    model = workload.model.eval()
+    x, _ = workload.batch(0, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.compile(model, backend="nnforge")(x), model(x), atol=1e-4, rtol=0)
+    assert torch_backend.stats()["graphs_compiled"] == {"inference": 1, "forward": 0, "backward": 0}
+
+
+def _train_ddp(tmp_path: Path, *options: str) -> list[float]:
+    output = tmp_path / f"losses{'-'.join(options)}.json"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+        str(EXAMPLES / "train_ddp.py"), "--steps", "3", "--json", str(output), *options,
+    ]
+    environment = dict(os.environ, OMP_NUM_THREADS="1")
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=1200, env=environment)
+    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
+    result = json.loads(output.read_text())
+    assert result["world_size"] == 2
+    if "--eager" not in options:
+        assert "'fallbacks': []" in finished.stdout, finished.stdout[-3000:]
+    return result["losses"]
+
+
+def test_ddp_two_processes_match_eager_ddp(tmp_path: Path) -> None:
+    """torchrun --nproc-per-node 2 examples/train_ddp.py (gloo): the compiled
+    module's losses are eager DDP's."""
+    losses = _train_ddp(tmp_path)
+    expected = _train_ddp(tmp_path, "--eager")
+    assert len(losses) == len(expected) == 3
+    for loss, eager_loss in zip(losses, expected):
+        assert abs(loss - eager_loss) <= LOSS_TOLERANCE * abs(eager_loss), (losses, expected)

@@ -34,6 +34,52 @@ def saved(folder: Path) -> Path:
     return _SAVED["mlp"]
 
 
+def saved_with_weights(folder: Path) -> tuple[Path, Any]:
+    """A PyTorch linear layer large enough for a weights file (model.so and
+    model.weights), saved once per worker; (library, module)."""
+    import torch
+
+    import nnforge
+
+    if "linear" not in _SAVED:
+        torch.manual_seed(0)
+        module = torch.nn.Linear(128, 64).eval()
+        compiled = nnforge.compile(module, (torch.randn(2, 128),), threads=1)
+        _SAVED["linear"] = compiled.save(folder.parent / "saved" / "linear.so")
+        _SAVED["linear-module"] = module
+    return _SAVED["linear"], _SAVED["linear-module"]
+
+
+def _damage_weights(rng: random.Random, library: Path, folder: Path) -> tuple[Path, str]:
+    """A copy of `library` whose weights file is damaged, missing or another's."""
+    from nnforge import weights
+
+    copy = folder / "linear.so"
+    shutil.copyfile(library, copy)
+    data = bytearray(weights.path_for(library).read_bytes())
+    target = weights.path_for(copy)
+    choice = rng.randrange(5)
+    if choice == 0:
+        count = rng.choice([1, 8])
+        for _ in range(count):
+            data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+        what = f"weights: {count} bits flipped"
+    elif choice == 1:
+        cut = rng.randrange(len(data))
+        what = f"weights: cut to {cut} of {len(data)} bytes"
+        data = data[:cut]
+    elif choice == 2:
+        return copy, "weights file missing"
+    elif choice == 3:
+        data += bytes(rng.choice([1, 4096]))
+        what = "weights: bytes appended"
+    else:
+        data = bytearray(rng.choice([b"", weights.MAGIC, b"\0" * 100]))
+        what = f"weights: a {len(data)}-byte file"
+    target.write_bytes(bytes(data))
+    return copy, what
+
+
 def _damage(rng: random.Random, data: bytes, folder: Path) -> tuple[Any, str]:
     """A damaged copy of `data` (a path to load, and what was done)."""
     from nnforge import artifact
@@ -91,6 +137,18 @@ def _damage(rng: random.Random, data: bytes, folder: Path) -> tuple[Any, str]:
 def case(rng: random.Random, folder: Path) -> Verdict:
     import nnforge
 
+    if rng.random() < 0.25:
+        import torch
+
+        library, module = saved_with_weights(folder)
+        target, what = _damage_weights(rng, library, folder)
+        x = np.random.default_rng(rng.randrange(2**32)).standard_normal((2, 128)).astype(np.float32)
+        try:
+            actual = nnforge.load(target)(x)
+        except Exception as error:
+            return judge_error(error, what)
+        with torch.no_grad():
+            return judge_results(actual, module(torch.from_numpy(x)).numpy(), what)
     original = saved(folder)
     target, what = _damage(rng, original.read_bytes(), folder)
     seed = mlir_seeds.BY_NAME["mlp"]

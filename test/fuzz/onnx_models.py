@@ -120,7 +120,8 @@ def _mutate_attribute(rng: random.Random, proto) -> str:
         del_existing = [a for a in node.attribute if a.name == name]
         for attribute in del_existing:
             node.attribute.remove(attribute)
-        node.attribute.append(helper.make_attribute(name, value))
+        # An empty list has no type to infer: say it is a list of ints.
+        node.attribute.append(helper.make_attribute(name, value, attr_type=AttributeProto.INTS if value == [] else None))
         return f"{node.name}: attribute {name}={value!r}"
     attribute = rng.choice(list(node.attribute))
     if choice == 1:

@@ -79,7 +79,7 @@ def _values(rng: random.Random, array: np.ndarray, seed: str) -> tuple[np.ndarra
     return array, f"some {special}"
 
 
-def _wrong(rng: random.Random, arrays: list[np.ndarray], element: str) -> tuple[list[Any], str]:
+def _wrong(rng: random.Random, arrays: list[np.ndarray], signature: Any) -> tuple[list[Any], str]:
     """Inputs the model must refuse."""
     index = rng.randrange(len(arrays))
     array = arrays[index]
@@ -95,9 +95,10 @@ def _wrong(rng: random.Random, arrays: list[np.ndarray], element: str) -> tuple[
         changed, what = array.reshape(1, *array.shape), "rank + 1"
     elif choice == 2:
         changed, what = (array.reshape(-1)[:1].reshape(()) if array.size else np.zeros((), array.dtype)), "rank 0"
-    elif choice == 3 and array.ndim:
+    elif choice == 3 and any(size is not None for size in signature.inputs[index].shape):
         shape = list(array.shape)
-        axis = rng.randrange(len(shape))
+        # A static dimension (a dynamic one takes any size).
+        axis = rng.choice([axis for axis, size in enumerate(signature.inputs[index].shape) if size is not None])
         shape[axis] += rng.choice([1, 2, 5])
         changed, what = np.zeros(shape, array.dtype), f"dimension {axis} larger"
     elif choice == 4:
@@ -131,7 +132,7 @@ def case(rng: random.Random, folder: Path) -> Verdict:
     arrays = mlir_seeds.inputs(seed, element, generator, shapes)
     kind = rng.choice(["layout", "values", "torch", "wrong", "wrong"])
     if kind == "wrong":
-        wrong, what = _wrong(rng, arrays, element)
+        wrong, what = _wrong(rng, arrays, compiled.signature)
         try:
             compiled(*wrong)
         except Exception as error:

@@ -170,3 +170,15 @@ def test_reverse_and_bidirectional_recurrences_run_forward(op_type, direction):
         for a in node.attribute if a.name == "direction"
     }
     check_against_onnxruntime(proto, rng.standard_normal((steps, batch, features)).astype(np.float32), rtol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [TensorProto.FLOAT, TensorProto.FLOAT16])
+@pytest.mark.parametrize("inputs", [["a", "b"], ["a", "b", ""]])
+def test_gemm_without_c_keeps_alpha(dtype, inputs):
+    # torch-mlir dropped alpha when C was absent: A B, not 0.5 A B (found by test/fuzz).
+    numpy_type = helper.tensor_dtype_to_np_dtype(dtype)
+    proto = model([helper.make_node("Gemm", inputs, ["y"], alpha=0.5, transB=1, name="gemm")],
+                  [("a", dtype, [3, 4])], [("y", dtype, [3, 5])],
+                  [("b", np.random.default_rng(1).standard_normal((5, 4)).astype(numpy_type))])
+    a = np.random.default_rng(0).standard_normal((3, 4)).astype(numpy_type)
+    check_against_onnxruntime(proto, a, rtol=1e-5 if dtype == TensorProto.FLOAT else 2e-3)

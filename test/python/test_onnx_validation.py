@@ -114,3 +114,27 @@ def test_run_node_with_inconsistent_inputs_is_a_load_error() -> None:
     node = helper.make_node("MatMul", ["a", "b"], ["y"])
     with pytest.raises(ModelLoadError, match="invalid for these inputs"):
         backend.run_node(node, [np.ones((4, 5), np.float32), np.ones((6, 3), np.float32)])
+
+
+def _add_weights(tensor: onnx.TensorProto) -> onnx.ModelProto:
+    return _model([helper.make_node("Add", ["x", "w"], ["y"], name="add")], [_value("x", FLOAT, [2])],
+                  [_value("y", FLOAT, [2])], [tensor])
+
+
+@pytest.mark.parametrize("raw", [True, False])
+def test_initializer_holding_more_than_its_dims_is_refused(raw: bool) -> None:
+    # onnxruntime refuses such a model; nnforge read part of the data (found by test/fuzz).
+    tensor = numpy_helper.from_array(np.arange(5, dtype=np.float32), "w")
+    if not raw:
+        tensor = helper.make_tensor("w", FLOAT, [5], list(range(5)))
+    del tensor.dims[:]
+    tensor.dims.append(2)
+    with pytest.raises(ModelLoadError, match=r"initializer 'w' declares dims \[2\] .* but holds"):
+        nnforge.import_onnx(_add_weights(tensor))
+
+
+def test_opset_newer_than_onnx_knows_is_refused() -> None:
+    model = _add_weights(numpy_helper.from_array(np.ones(2, np.float32), "w"))
+    model.opset_import[0].version = onnx.defs.onnx_opset_version() + 7
+    with pytest.raises(ModelLoadError, match="defines them up to opset"):
+        nnforge.import_onnx(model)

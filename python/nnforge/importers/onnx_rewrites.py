@@ -638,6 +638,32 @@ def _in_float32(graph: _Graph, node: Any) -> bool:
 
 
 
+def _gemm(graph: _Graph, node: Any) -> bool:
+    """Gemm without C and with alpha other than 1 -> Gemm with alpha 1 and a
+    multiplication by alpha (torch-mlir's conversion drops alpha when C is
+    absent: A B instead of alpha A B); float16 accumulated in float32 as
+    `_in_float32`, alpha applied before the result is rounded back."""
+    from onnx import TensorProto, helper
+
+    alpha = _attributes(node).get("alpha", 1.0)
+    has_c = len(node.input) > 2 and node.input[2]
+    floats = (TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16)
+    element_type = graph.element_types.get(node.input[0])
+    widened = _in_float32(graph, node)
+    if has_c or alpha == 1.0 or element_type not in floats:
+        return widened
+    if widened:
+        element_type = TensorProto.FLOAT
+    _set_attributes(node, drop=("alpha",))
+    product = graph.fresh(f"{node.name}_product")
+    scaled = node.output[0]
+    node.output[0] = product
+    scale = graph.add_constant(f"{node.name}_alpha", np.array(alpha, helper.tensor_dtype_to_np_dtype(element_type)))
+    graph.insert_around(node, after=[helper.make_node("Mul", [product, scale], [scaled],
+                                                      name=graph.fresh(f"{node.name}_alpha"))])
+    return True
+
+
 def _matmul_in_float32(graph: _Graph, node: Any) -> bool:
     """Both MatMul rewrites: vector-batch products, float16 accumulation."""
     reshaped = _matmul(graph, node)
@@ -659,7 +685,7 @@ _REWRITES = {
     "RNN": _recurrence,
     "Resize": _resize,
     "MatMul": _matmul_in_float32,
-    "Gemm": _in_float32,
+    "Gemm": _gemm,
     "Softmax": _in_float32,
     "LogSoftmax": _in_float32,
     "Conv": _explicit_pads,

@@ -72,6 +72,11 @@ def validate(proto: Any, what: str) -> Any:
     """
     import onnx
 
+    newest = onnx.defs.onnx_opset_version()
+    for opset in proto.opset_import:
+        if opset.domain in ("", "ai.onnx") and opset.version > newest:
+            raise ModelLoadError(f"{what} imports opset {opset.version} of the ONNX operators; onnx "
+                                 f"{onnx.__version__} defines them up to opset {newest}")
     try:
         inferred = onnx.shape_inference.infer_shapes(proto, strict_mode=True, data_prop=True)
     except onnx.shape_inference.InferenceError as error:
@@ -99,7 +104,7 @@ def _lenient_inference(proto: Any) -> Any:
 
 def _check_model(proto: Any, what: str) -> None:
     values = GraphValues(proto)
-    problems = _dimension_problems(proto)
+    problems = [*_dimension_problems(proto), *_initializer_problems(proto)]
     for node in proto.graph.node:
         if problems:
             break
@@ -179,6 +184,43 @@ def _dimension_problems(proto: Any) -> list[str]:
                 if dim.HasField("dim_value") and dim.dim_value < 0:
                     found.append(f"{kind} '{value.name}' declares dimension {axis} as {dim.dim_value}: "
                                  "dimensions are sizes, 0 or more (a dim_param names a dynamic one)")
+    return found
+
+
+# Element types whose size in bytes is not one per element (packed sub-byte
+# types, strings, undefined): their data is not checked against their dims.
+_UNSIZED_TYPES = (0, 8, 21, 22, 23, 25, 26)
+
+
+def _initializer_problems(proto: Any) -> list[str]:
+    """Initializers whose data does not hold the elements their dims declare
+    (onnx's checker rejects too little raw data, not too much; onnxruntime
+    rejects both: nnforge read only part of the data)."""
+    from onnx import TensorProto, helper
+
+    found = []
+    for tensor in proto.graph.initializer:
+        if tensor.data_location == TensorProto.EXTERNAL or tensor.data_type in _UNSIZED_TYPES:
+            continue
+        count = int(np.prod(tensor.dims, dtype=np.int64))
+        try:
+            itemsize = helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+        except (KeyError, ValueError, TypeError):
+            continue
+        if tensor.HasField("raw_data"):
+            size, expected = len(tensor.raw_data), count * itemsize
+            unit = "bytes"
+        else:
+            size = max(len(tensor.float_data), len(tensor.int32_data), len(tensor.int64_data),
+                       len(tensor.double_data), len(tensor.uint64_data))
+            expected = count * (2 if tensor.data_type in (TensorProto.COMPLEX64, TensorProto.COMPLEX128) else 1)
+            unit = "values"
+            if size == 0 and count:
+                continue  # the checker's case
+        if size != expected:
+            found.append(f"initializer '{tensor.name}' declares dims {list(tensor.dims)} "
+                         f"({expected} {unit} of {TensorProto.DataType.Name(tensor.data_type)}) "
+                         f"but holds {size} {unit}")
     return found
 
 

@@ -10,7 +10,8 @@ from nnforge.runtime import Signature, TensorSpec
 
 
 def entry_function(module: ir.Module) -> ir.Operation:
-    """The function to compile: the only public one with a body, or `main`."""
+    """The function to compile: the only public one with a body, or `main`,
+    or the one given MLIR's C interface when it was chosen."""
     functions = [
         op.operation
         for op in module.body.operations
@@ -23,6 +24,11 @@ def entry_function(module: ir.Module) -> ir.Operation:
     named = [f for f in functions if ir.StringAttr(f.attributes["sym_name"]).value == "main"]
     if named:
         return named[0]
+    # Once chosen, the entry has MLIR's C interface; functions added while
+    # lowering (a profile's counters) do not.
+    chosen = [f for f in functions if "llvm.emit_c_interface" in f.attributes]
+    if len(chosen) == 1:
+        return chosen[0]
     names = [ir.StringAttr(f.attributes["sym_name"]).value for f in functions]
     raise CompileError(
         f"cannot tell which function to compile: public functions {names or 'none'} "

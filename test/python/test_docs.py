@@ -31,6 +31,8 @@ RUNNABLE_PAGES = ("onnx.md", "cuda.md", "stablehlo.md")
 SLOW = not os.environ.get("NNFORGE_SLOW_TESTS")
 
 _LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+# Shell control operators between the commands of one line.
+_CONTROL = {";", "&&", "||", "|", "&"}
 _FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 
@@ -49,13 +51,20 @@ def local_links(page: Path) -> list[str]:
 
 def command_lines(page: Path) -> list[list[str]]:
     """The `nnforge ...` commands of a page's shell examples, as argument lists
-    (comments dropped, continuation lines joined)."""
+    (comments dropped, continuation lines joined, lists like `a && b` split)."""
     commands = []
     for block in code_blocks(page, "sh"):
         for line in block.replace("\\\n", " ").splitlines():
-            words = shlex.split(line, comments=True)
-            if words and words[0] in ("nnforge", ".venv/bin/nnforge"):
-                commands.append(words[1:])
+            lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+            lexer.whitespace_split = True
+            words: list[str] = []
+            for token in [*lexer, ";"]:
+                if token in _CONTROL:
+                    if words and words[0] in ("nnforge", ".venv/bin/nnforge"):
+                        commands.append(words[1:])
+                    words = []
+                else:
+                    words.append(token)
     return commands
 
 

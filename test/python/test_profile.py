@@ -199,3 +199,24 @@ def test_cli_profile_refuses_cuda(tmp_path: Path, capsys: pytest.CaptureFixture)
     model.write_text(LINEAR_MLIR)
     assert nnforge.cli.main(["profile", str(model), "--target", "cuda"]) == nnforge.cli.USER_ERROR
     assert "profiling is not available for CUDA models" in capsys.readouterr().err
+
+
+def test_onnx_model_with_weights_is_profiled(tmp_path: Path) -> None:
+    """An entry not named `main` (ONNX's main_graph) beside the profile's
+    counters function, with a weight moved into the weights file."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = np.random.default_rng(0).standard_normal((64, 128)).astype(np.float32)  # 32 KiB: a weights-file entry
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"]), helper.make_node("Relu", ["y"], ["z"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 64])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, [4, 128])],
+        [numpy_helper.from_array(weight, "w")],
+    )
+    path = tmp_path / "mm.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    x = np.random.default_rng(1).standard_normal((4, 64)).astype(np.float32)
+    profile = nnforge.compile(str(path)).profile(x, runs=2)
+    assert profile.regions and all(time.seconds > 0 for time in profile.regions)

@@ -58,6 +58,21 @@ def _is_onnx_model(model: Any) -> bool:
     return type(model).__name__ == "ModelProto"
 
 
+def _check_parse_in_child(path: Path, what: str) -> None:
+    """Parses the file at `path` with nnforge-opt in a child process first:
+    upstream parsers abort on some malformed text (`dimensions = [nan]` in
+    linalg.broadcast), which in-process would end the caller's process.
+    Raises CompileError if the parser crashes; parse errors are left to the
+    in-process parse, which words them."""
+    from nnforge import _process
+    from nnforge._native import tool_path
+
+    try:
+        _process.run([str(tool_path("nnforge-opt")), str(path), "-o", os.devnull], f"parsing {what}")
+    except CompileError as error:
+        raise CompileError(f"{what} does not parse: {error}") from None
+
+
 def _parse_mlir(source: str | bytes, what: str) -> ir.Module:
     context = new_context()
     try:
@@ -105,6 +120,7 @@ def import_model(
         path = Path(model)
         if not path.is_file():
             raise ModelLoadError(f"{path}: no such file")
+        _check_parse_in_child(path, str(path))
         module = _parse_mlir(path.read_bytes(), str(path))
     else:
         raise ModelLoadError(

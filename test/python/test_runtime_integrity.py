@@ -259,3 +259,22 @@ def test_i3_matmul_compiles_and_computes_modulo_8() -> None:
     for optimize in (False, True):
         compiled = nnforge.compile(ir.Module.parse(source, nnforge.context()), optimize=optimize, threads=1)
         np.testing.assert_array_equal(compiled(a, b), expected.astype(np.int8))
+
+
+def test_mlir_text_that_crashes_the_parser_is_a_compile_error(tmp_path: Path) -> None:
+    # linalg.broadcast's parser aborts on `dimensions = [nan]` (found by test/fuzz): parsed in a child first.
+    path = tmp_path / "broadcast.mlir"
+    path.write_text(
+        "func.func @main(%b: tensor<3xf32>) -> tensor<2x3xf32> {\n"
+        "  %e = tensor.empty() : tensor<2x3xf32>\n"
+        "  %r = linalg.broadcast ins(%b : tensor<3xf32>) outs(%e : tensor<2x3xf32>) dimensions = [nan]\n"
+        "  return %r : tensor<2x3xf32>\n}\n")
+    child = run_child(f"""
+        import nnforge
+        try:
+            nnforge.compile({str(path)!r})
+        except nnforge.CompileError as error:
+            print("refused:", error)
+    """)
+    assert child.returncode == 0, child.stderr
+    assert "does not parse" in child.stdout and "SIGABRT" in child.stdout

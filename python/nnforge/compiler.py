@@ -147,6 +147,33 @@ def _has_dialect(module: ir.Module, dialect: str) -> bool:
     return any(op.name.startswith(dialect + ".") for op in walk_ops(module.operation))
 
 
+def _check_dim_indices(module: ir.Module) -> None:
+    """CompileError for a tensor.dim/memref.dim whose constant index is not
+    a dimension of its operand: valid IR that upstream's folders assert on
+    (in this process)."""
+    from nnforge.importers.handover import walk_ops
+
+    for op in walk_ops(module.operation):
+        if op.name not in ("tensor.dim", "memref.dim") or len(op.operands) != 2:
+            continue
+        owner = op.operands[1].owner
+        if not isinstance(owner, ir.Operation) and hasattr(owner, "operation"):
+            owner = owner.operation
+        if not isinstance(owner, ir.Operation) or owner.name != "arith.constant":
+            continue
+        try:
+            shaped = ir.ShapedType(op.operands[0].type)
+            index = ir.IntegerAttr(owner.attributes["value"]).value
+        except (ValueError, KeyError):
+            continue
+        if not shaped.has_rank:
+            continue
+        rank = shaped.rank
+        if not 0 <= index < rank:
+            raise CompileError(f"{op.name} at {op.location} takes dimension {index} of a rank-{rank} value: "
+                               "out of range")
+
+
 def prepare(
     model: Any,
     example_inputs: Any = None,
@@ -163,6 +190,7 @@ def prepare(
     with runner.stage("import"):
         module, level, names = import_model(model, example_inputs, level=level, dynamic_shapes=dynamic_shapes)
     verify(module, "the module to compile")
+    _check_dim_indices(module)
     runner.dump(module, f"input-{level}")
     with module.context:
         function = entry_function(module)

@@ -278,3 +278,23 @@ def test_mlir_text_that_crashes_the_parser_is_a_compile_error(tmp_path: Path) ->
     """)
     assert child.returncode == 0, child.stderr
     assert "does not parse" in child.stdout and "SIGABRT" in child.stdout
+
+
+@pytest.mark.parametrize("index", [2, -7])
+def test_dim_of_a_dimension_past_the_rank_is_a_compile_error(tmp_path: Path, index: int) -> None:
+    # Valid IR on which upstream's folders assert, in-process (found by test/fuzz).
+    path = tmp_path / "dim.mlir"
+    path.write_text(
+        "func.func @main(%x: tensor<?x5xf32>) -> index {\n"
+        f"  %c = arith.constant {index} : index\n"
+        "  %n = tensor.dim %x, %c : tensor<?x5xf32>\n"
+        "  return %n : index\n}\n")
+    child = run_child(f"""
+        import nnforge
+        try:
+            nnforge.compile({str(path)!r})
+        except nnforge.CompileError as error:
+            print("refused:", error)
+    """)
+    assert child.returncode == 0, child.stderr
+    assert f"takes dimension {index} of a rank-2 value" in child.stdout

@@ -40,11 +40,12 @@ class Progress:
 
     DELAY = 2.0
 
-    def __init__(self, verbose: bool | None = None, stream: TextIO | None = None, delay: float = DELAY):
+    def __init__(self, verbose: bool | None = None, stream: TextIO | None = None, delay: float | None = None):
         self.stream = stream or sys.stderr
         self.interactive = self.stream.isatty()
         self.enabled = self.interactive if verbose is None else verbose
-        self.delay = delay
+        # Read at call time, not bound as a default, so that DELAY can be changed.
+        self.delay = self.DELAY if delay is None else delay
         self._start = time.perf_counter()
         self._done: list[tuple[str, float]] = []
         self._running: str | None = None
@@ -52,7 +53,7 @@ class Progress:
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
         if self.enabled:
-            self._timer = threading.Timer(delay, self._report)
+            self._timer = threading.Timer(self.delay, self._report)
             self._timer.daemon = True
             self._timer.start()
 

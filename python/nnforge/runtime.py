@@ -448,7 +448,7 @@ def _rank_weights(path: Path, library: ctypes.CDLL, signature: Signature) -> tup
         return [], (0, 1)
     rank, size = mpi.initialize()
     if size != manifest.ranks:
-        raise ModelLoadError(
+        raise mpi.JobSizeError(
             f"{path} is compiled for {manifest.ranks} ranks, but this process runs in an MPI job of {size} "
             f"(start it with `mpiexec -n {manifest.ranks} ...` or `nnforge run --ranks {manifest.ranks} ...`)"
         )

@@ -28,6 +28,15 @@ class MPIMissingError(ModelLoadError):
     """No MPI library (or launcher) to run a model split over several ranks."""
 
 
+class JobSizeError(ModelLoadError):
+    """A model split over N ranks loaded in an MPI job of another size.
+
+    Every rank raises it alike, so no rank waits for another in a collective:
+    the job ends through MPI_Finalize rather than MPI_Abort, which lets each
+    rank's message reach the launcher's output before any rank exits.
+    """
+
+
 def _prefixes() -> list[Path]:
     """Where the `mpich` wheel may have installed: this environment, then the user's."""
     prefixes = [Path(sys.prefix)]
@@ -106,7 +115,8 @@ def _abort_on_uncaught(previous: Any) -> Any:
     def hook(kind: type[BaseException], value: BaseException, traceback: Any) -> None:
         previous(kind, value, traceback)
         sys.stderr.flush()
-        library().MPI_Abort(COMM_WORLD, 1)
+        if not isinstance(value, JobSizeError):
+            library().MPI_Abort(COMM_WORLD, 1)
 
     return hook
 
@@ -119,7 +129,9 @@ def initialize() -> tuple[int, int]:
     An exception no one catches then aborts the whole job (MPI_Abort):
     otherwise this rank would wait in MPI_Finalize for the others while
     they wait in a collective for it, forever. (A rank that exits or is
-    killed without finalizing ends the job through MPICH's launcher.)
+    killed without finalizing ends the job through MPICH's launcher.) A
+    JobSizeError, raised on every rank alike, ends the job through
+    MPI_Finalize instead.
     """
     mpi = library()
     if not _flag(mpi.MPI_Initialized):

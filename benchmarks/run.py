@@ -13,8 +13,11 @@ benchmark refuses to run where the environment has one.
   without torch; eager, inductor: the module), the processes taking turns
   over rounds (the order rotating, a pause before each turn so that the
   previous process's workers go idle);
-- in-process: all backends in one process, a call of each in turn, as in
-  the program of a torch.compile user.
+- in-process: the PyTorch-side backends (eager, inductor, nnforge's .so,
+  nnforge under torch.compile) in one process, a call of each in turn, as
+  in the program of a torch.compile user;
+- in-process with onnxruntime: the same with an onnxruntime session in the
+  process too (its thread pool spins between runs, at its defaults).
 
 Each figure is the median over rounds of a round's median call (ms).
 Outputs are checked against eager's (rtol/atol 1e-3) in every process
@@ -132,7 +135,7 @@ def standalone(name: str, backends: list[str], folder: Path, threads: int, round
 
 
 def in_process(name: str, backends: list[str], folder: Path, threads: int, rounds: int, seconds: float) -> dict:
-    """All backends in one process, a call of each in turn."""
+    """`backends` in one process, a call of each in turn."""
     process = _start("in-process", str(folder), str(threads), name, ",".join(backends), str(rounds), str(seconds))
     try:
         answer = _answer(process, START_TIMEOUT + rounds * seconds * len(backends) * 10)
@@ -187,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         infos = prepare(names, folder, args.threads)
         for name in names:
             info = infos[name]
-            entry = report["workloads"][name] = {**info, "standalone": {}, "in_process": {}}
+            entry = report["workloads"][name] = {**info, "standalone": {}, "in_process": {}, "with_onnxruntime": {}}
             if "failed_all" in info:
                 continue
             backends = [b for b in BACKENDS[info["kind"]] if b not in info["failed"]]
@@ -195,7 +198,12 @@ def main(argv: list[str] | None = None) -> int:
             entry["standalone"] = standalone(name, backends, folder, args.threads, args.rounds, args.seconds,
                                              args.pause)
             print(f"{name}: in-process", file=sys.stderr, flush=True)
-            entry["in_process"] = in_process(name, backends, folder, args.threads, args.rounds, args.seconds)
+            torch_side = [backend for backend in backends if backend != "onnxruntime"]
+            entry["in_process"] = in_process(name, torch_side, folder, args.threads, args.rounds, args.seconds)
+            if "onnxruntime" in backends:
+                print(f"{name}: in-process with onnxruntime", file=sys.stderr, flush=True)
+                entry["with_onnxruntime"] = in_process(name, backends, folder, args.threads, args.rounds,
+                                                       args.seconds)
     report["total_s"] = time.perf_counter() - started
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=1) + "\n")

@@ -30,7 +30,8 @@ def _report() -> dict:
             "a": {"title": "workload a", "kind": "model", "flops": 4e6, "compile_s": {"nnforge": 2.0}, "failed": {},
                   "standalone": {"eager": _result(2.0), "nnforge": _result(1.0), "onnxruntime": _result(4.0)},
                   "in_process": {"eager": _result(2.0), "nnforge": _result(3.0),
-                                 "onnxruntime": {"failed": "RuntimeError: boom"}}},
+                                 "onnxruntime": {"failed": "RuntimeError: boom"}},
+                  "with_onnxruntime": {"eager": _result(4.0), "onnxruntime": _result(8.0), "nnforge": _result(6.0)}},
             "b": {"title": "workload b", "kind": "model", "flops": None, "compile_s": {}, "failed": {},
                   "standalone": {"eager": _result(1.0), "nnforge": _result(4.0), "onnxruntime": _result(1.0)},
                   "in_process": {"eager": _result(1.0), "onnxruntime": _result(2.0),
@@ -54,7 +55,11 @@ def test_tables_give_geometric_means_per_mode_and_in_process_over_standalone() -
     assert _row(standalone, "geometric mean (workloads)")[-2:] == ["1.41× (2)", "1.41× (2)"]
     assert _row(in_process, "workload a")[2] == "failed"
     assert _row(in_process, "geometric mean (workloads)")[-2:] == ["2.00× (1)", "2.45× (2)"]
-    ratios = text.split("### In-process time / standalone time")[1]
+    with_onnxruntime = text.split("### In-process with an onnxruntime session: ")[1]
+    assert _row(with_onnxruntime, "workload a") == ["workload a", "4.000", "8.000", "6.000", "2.00×", "1.50×"]
+    # Dates of a run stay in the JSON; the page describes the figures.
+    assert "2026" not in text
+    ratios = text.split("### In-process time (without onnxruntime) / standalone time")[1]
     assert _row(ratios, "workload a") == ["workload a", "1.00×", "–", "3.00×"]
     assert "- a, onnxruntime, in-process: RuntimeError: boom" in text
     assert "- b, nnforge, in-process: nnforge backend: running this graph eagerly: x" in text

@@ -1,6 +1,7 @@
 """Model exchange, measured: ONNX round trips, NNEF round trips, simplify against onnxsim and onnxslim.
 
-    python benchmarks/exchange.py [--quick] [--stride N] [--repeats 20] [--output FILE] [--no-docs]
+    python benchmarks/exchange.py [--quick] [--stride N] [--match TEXT] [--repeats 20] [--sections A,B]
+                                  [--output FILE] [--no-docs]
 
 Sections of the JSON report (benchmarks/results/exchange.json; --quick writes to the temp folder):
 - "onnx_roundtrip": the onnx wheel's backend test cases (the node tests onnx generates, and the
@@ -10,9 +11,14 @@ Sections of the JSON report (benchmarks/results/exchange.json; --quick writes to
 - "light_cnns": the wheel's 9 light CNNs: exported to ONNX (onnxruntime against onnxruntime on the
   source), exported to NNEF and compiled back by nnforge (against the source), and simplified by
   nnforge, onnxsim and onnxslim (node counts, onnxruntime latency standalone medians, identical outputs).
+- "transformers": the CPU benchmark's transformer layer and tiny GPT-2 as torch.onnx.export writes them,
+  simplified by nnforge, onnxsim and onnxslim (node counts, latency, identical outputs).
+- "nnef_anchor": NNEF against NNEF's own converter, nnef-tools: its NNEF of each light CNN compiled by
+  nnforge, and nnforge's NNEF converted to ONNX by nnef-tools and run by onnxruntime, against the source.
 - "torch_workloads": the tests' models and the CPU benchmark's PyTorch workloads, exported to ONNX (run by
   onnxruntime) and to NNEF (compiled back by nnforge), against eager PyTorch.
---quick takes every 25th backend case (--stride), three light CNNs, three workloads and 3 latency repeats.
+--quick takes every 25th backend case (--stride), three light CNNs, three workloads and 3 latency repeats;
+--match keeps the backend cases whose name holds TEXT (e.g. --match uint --sections onnx_roundtrip).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import contextlib
 import datetime
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -73,8 +80,9 @@ def _close(got, expected, rtol: float, atol: float) -> bool:
     return bool(np.array_equal(got, expected))
 
 
-def backend_cases(stride: int) -> list[tuple[str, object, list, list, float, float]]:
-    """(name, model, inputs, expected outputs, rtol, atol) of every stride-th backend test case."""
+def backend_cases(stride: int, match: str = "") -> list[tuple[str, object, list, list, float, float]]:
+    """(name, model, inputs, expected outputs, rtol, atol) of every stride-th backend test case whose
+    name holds `match`."""
     import onnx
     from onnx import numpy_helper
     from onnx.backend.test.case.node import collect_testcases
@@ -102,28 +110,28 @@ def backend_cases(stride: int) -> list[tuple[str, object, list, list, float, flo
             cases.append((f"{model_set}/{folder.name}", folder / "model.onnx", read("input"), read("output"),
                           1e-3, 1e-7))
     cases.sort(key=lambda case: case[0])
-    return cases[::stride]
+    return [case for case in cases if match in case[0]][::stride]
 
 
-def onnx_roundtrip(stride: int, scratch: Path) -> dict:
-    from nnforge.exporters import import_tosa, onnx_writer, tosa_graph
+def onnx_roundtrip(stride: int, match: str, scratch: Path) -> dict:
+    from nnforge.exporters import import_tosa, onnx_writer, to_onnx
     from nnforge.errors import NNForgeError, UnsupportedOpError
 
     counts: Counter = Counter()
     refused: Counter = Counter()
     failures: dict[str, str] = {}
-    cases = backend_cases(stride)
+    cases = backend_cases(stride, match)
     for index, (name, model, inputs, expected, rtol, atol) in enumerate(cases):
         counts["cases"] += 1
         print(f"[{index + 1}/{len(cases)}] {name}", file=sys.stderr, flush=True)
         try:
-            module, input_names, output_names, dims = import_tosa(model)
+            imported = import_tosa(model)
         except NNForgeError:
             continue
         counts["imported"] += 1
         path = scratch / "roundtrip.onnx"
         try:
-            proto = onnx_writer.to_model(tosa_graph.read(module), input_names, output_names, input_dims=dims)
+            proto = to_onnx(imported)
             onnx_writer.save(proto, path)
         except UnsupportedOpError as error:
             refused.update({op.kind: op.count for op in error.ops})
@@ -144,7 +152,8 @@ def onnx_roundtrip(stride: int, scratch: Path) -> dict:
             counts["passed"] += 1
         else:
             failures[name] = "outputs differ"
-    return {"stride": stride, **counts, "export_refusals": dict(refused.most_common()), "failures": failures}
+    return {"stride": stride, "match": match, **counts, "export_refusals": dict(refused.most_common()),
+            "failures": failures}
 
 
 def _random_input(session) -> dict:
@@ -191,7 +200,6 @@ def light_cnns(limit: int | None, repeats: int, scratch: Path) -> dict:
     import onnx
 
     import nnforge
-    from nnforge.exporters.simplify import simplify
 
     data = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
     results = {}
@@ -201,7 +209,7 @@ def light_cnns(limit: int | None, repeats: int, scratch: Path) -> dict:
         source = _ort(path)
         feeds = _random_input(source)
         reference = source.run(None, feeds)[0]
-        entry: dict = {"nodes": {"source": len(onnx.load(str(path), load_external_data=False).graph.node)}}
+        entry: dict = {}
         try:
             exported = nnforge.export(path, scratch / f"{name}.onnx")
             entry["onnx_equal"] = _close(_ort(exported).run(None, feeds)[0], reference, **TOLERANCE)
@@ -213,24 +221,111 @@ def light_cnns(limit: int | None, repeats: int, scratch: Path) -> dict:
             entry["nnef_equal"] = _close(got, reference, **TOLERANCE)
         except Exception as error:
             entry["nnef_error"] = _error(error)
-        simplified = {"source": path}
+        entry.update(_simplified(name, path, feeds, reference, repeats, scratch))
+        results[name] = entry
+    return results
+
+
+def _simplified(name: str, path: Path, feeds: dict, reference: np.ndarray, repeats: int, scratch: Path) -> dict:
+    """The model simplified by nnforge, onnxsim and onnxslim: node counts, outputs equal to the
+    source's, onnxruntime latency (source too), errors."""
+    import onnx
+
+    from nnforge.exporters.simplify import simplify
+
+    entry: dict = {"nodes": {"source": len(onnx.load(str(path), load_external_data=False).graph.node)}}
+    simplified = {"source": path}
+    try:
+        target = scratch / f"{name}.nnforge-simplified.onnx"
+        entry["nodes"]["nnforge"] = simplify(path, target)[1]
+        simplified["nnforge"] = target
+    except Exception as error:  # recorded, the sweep goes on
+        entry["simplify_error"] = _error(error)
+    for tool, run in _simplifiers().items():
+        target = scratch / f"{name}.{tool}.onnx"
         try:
-            target = scratch / f"{name}.nnforge-simplified.onnx"
-            entry["nodes"]["nnforge"] = simplify(path, target)[1]
-            simplified["nnforge"] = target
+            run(path, target)
+            entry["nodes"][tool] = len(onnx.load(str(target), load_external_data=False).graph.node)
+            simplified[tool] = target
         except Exception as error:
-            entry["simplify_error"] = _error(error)
-        for tool, run in _simplifiers().items():
-            target = scratch / f"{name}.{tool}.onnx"
-            try:
-                run(path, target)
-                entry["nodes"][tool] = len(onnx.load(str(target), load_external_data=False).graph.node)
-                simplified[tool] = target
-            except Exception as error:
-                entry[f"{tool}_error"] = _error(error)
-        entry["outputs_equal"] = {tool: _close(_ort(file).run(None, feeds)[0], reference, **TOLERANCE)
-                                  for tool, file in simplified.items() if tool != "source"}
-        entry["latency_ms"] = {tool: 1e3 * _latency(file, feeds, repeats) for tool, file in simplified.items()}
+            entry[f"{tool}_error"] = _error(error)
+    entry["outputs_equal"] = {tool: _close(_ort(file).run(None, feeds)[0], reference, **TOLERANCE)
+                              for tool, file in simplified.items() if tool != "source"}
+    entry["latency_ms"] = {tool: 1e3 * _latency(file, feeds, repeats) for tool, file in simplified.items()}
+    return entry
+
+
+# The CPU benchmark's transformers, as torch.onnx.export writes them (static shapes).
+TRANSFORMERS = ("transformer-layer-128x256", "tiny-gpt2-64tok")
+
+
+def transformers(repeats: int, scratch: Path) -> dict:
+    """Simplify on the transformers `torch.onnx.export` writes, against onnxsim and onnxslim."""
+    import torch
+    import workloads
+
+    results = {}
+    for name in TRANSFORMERS:
+        print(f"transformer {name}", file=sys.stderr, flush=True)
+        workload = workloads.build(name)
+        path = scratch / f"{name}.onnx"
+        try:
+            torch.onnx.export(workload.module, workload.inputs, str(path), dynamo=False)
+        except Exception as error:
+            results[name] = {"export_error": _error(error)}
+            continue
+        source = _ort(path)
+        feeds = {spec.name: tensor.numpy() for spec, tensor in zip(source.get_inputs(), workload.inputs)}
+        results[name] = _simplified(name, path, feeds, source.run(None, feeds)[0], repeats, scratch)
+    return results
+
+
+def _nnef_tools(source_format: str, target_format: str, source: Path, target: Path) -> None:
+    """nnef-tools' converter, as its documentation runs it (a child process)."""
+    command = [sys.executable, "-m", "nnef_tools.convert", "--input-format", source_format,
+               "--output-format", target_format, "--input-model", str(source), "--output-model", str(target)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+    if done.returncode != 0 or not target.exists():
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        raise RuntimeError(f"nnef-tools {source_format} -> {target_format}: {lines[-1] if lines else done.returncode}")
+
+
+def nnef_anchor(limit: int | None, scratch: Path) -> dict:
+    """NNEF against its anchor, nnef-tools: its NNEF of each light CNN compiled by nnforge, and nnforge's
+    NNEF converted by nnef-tools to ONNX and run by onnxruntime; both against onnxruntime on the source."""
+    import importlib.util
+
+    import onnx
+
+    import nnforge
+
+    if importlib.util.find_spec("nnef_tools") is None:
+        return {"error": "nnef-tools is not installed (pip install 'nnforge[exchange]')"}
+    data = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
+    results = {}
+    for path in sorted(data.glob("*.onnx"))[:limit]:
+        name = path.stem.removeprefix("light_")
+        print(f"nnef-tools {name}", file=sys.stderr, flush=True)
+        source = _ort(path)
+        feeds = _random_input(source)
+        reference = source.run(None, feeds)[0]
+        entry: dict = {}
+        try:
+            theirs = scratch / f"{name}.nnef-tools.nnef"
+            _nnef_tools("onnx", "nnef", path, theirs)
+            entry["nnforge_compiles_nnef_tools_equal"] = _close(nnforge.compile(theirs)(*feeds.values()), reference,
+                                                          **TOLERANCE)
+        except Exception as error:  # recorded, the sweep goes on
+            entry["nnforge_compiles_nnef_tools_error"] = _error(error)
+        try:
+            ours = nnforge.export(path, scratch / f"{name}.nnforge.nnef")
+            back = scratch / f"{name}.nnforge.nnef-tools.onnx"
+            _nnef_tools("nnef", "onnx", ours, back)
+            session = _ort(back)
+            got = session.run(None, {spec.name: value for spec, value in zip(session.get_inputs(), feeds.values())})
+            entry["nnef_tools_reads_nnforge_equal"] = _close(got[0], reference, **TOLERANCE)
+        except Exception as error:
+            entry["nnef_tools_reads_nnforge_error"] = _error(error)
         results[name] = entry
     return results
 
@@ -281,51 +376,101 @@ def torch_workloads(quick: bool, scratch: Path) -> dict:
     return results
 
 
+def _mark(entry: dict, key: str) -> str:
+    """yes / no for `<key>_equal`, or the start of `<key>_error`."""
+    if f"{key}_equal" in entry:
+        return "yes" if entry[f"{key}_equal"] else "no"
+    return entry.get(f"{key}_error", "")[:60]
+
+
+def _render_roundtrip(rt: dict) -> list[str]:
+    every = f" (every {rt['stride']}th)" if rt["stride"] > 1 else ""
+    every += f" named *{rt['match']}*" if rt.get("match") else ""
+    lines = [f"| ONNX backend cases{every} | cases | import to TOSA | exported | onnxruntime = expected |",
+             "|---|---|---|---|---|",
+             f"| node tests + model sets | {rt.get('cases', 0)} | {rt.get('imported', 0)} | {rt.get('exported', 0)} "
+             f"| {rt.get('passed', 0)} |", ""]
+    if rt.get("export_refusals"):
+        lines += ["Ops the ONNX writer refused: " + ", ".join(f"{k} ({v})" for k, v in rt["export_refusals"].items()),
+                  ""]
+    if rt.get("failures"):
+        lines += ["Not passed: " + "; ".join(f"{name}: {why}" for name, why in rt["failures"].items()), ""]
+    return lines
+
+
+def _render_light_cnns(results: dict) -> list[str]:
+    tools = ["source", "nnforge", "onnxsim", "onnxslim"]
+    lines = ["| light CNN | ONNX out = source | NNEF out, compiled = source | nodes: " + " / ".join(tools)
+             + " | onnxruntime ms: " + " / ".join(tools) + " |", "|---|---|---|---|---|"]
+    for name, entry in results.items():
+        nodes = " / ".join(str(entry["nodes"].get(tool, "-")) for tool in tools)
+        latency = " / ".join(f"{entry['latency_ms'][t]:.2f}" if t in entry["latency_ms"] else "-" for t in tools)
+        lines.append(f"| {name} | {_mark(entry, 'onnx')} | {_mark(entry, 'nnef')} | {nodes} | {latency} |")
+    return lines + [""]
+
+
+def _render_transformers(results: dict) -> list[str]:
+    tools = ["source", "nnforge", "onnxsim", "onnxslim"]
+    lines = ["| torch.onnx.export'ed transformer | nodes: " + " / ".join(tools) + " | onnxruntime ms: "
+             + " / ".join(tools) + " | outputs = source: " + " / ".join(tools[1:]) + " |", "|---|---|---|---|"]
+    for name, entry in results.items():
+        if "nodes" not in entry:
+            lines.append(f"| {name} | {entry.get('export_error', '')[:80]} | | |")
+            continue
+        nodes = " / ".join(str(entry["nodes"].get(tool, "-")) for tool in tools)
+        latency = " / ".join(f"{entry['latency_ms'][t]:.2f}" if t in entry["latency_ms"] else "-" for t in tools)
+        equal = " / ".join({True: "yes", False: "no"}.get(entry["outputs_equal"].get(t), "-") for t in tools[1:])
+        lines.append(f"| {name} | {nodes} | {latency} | {equal} |")
+    return lines + [""]
+
+
+def _render_nnef_anchor(results: dict) -> list[str]:
+    lines = ["| light CNN | nnef-tools' NNEF, compiled by nnforge = source | nnforge's NNEF, read by nnef-tools "
+             "(to ONNX, onnxruntime) = source |", "|---|---|---|"]
+    for name, entry in results.items():
+        lines.append(f"| {name} | {_mark(entry, 'nnforge_compiles_nnef_tools')} | "
+                     f"{_mark(entry, 'nnef_tools_reads_nnforge')} |")
+    return lines + [""]
+
+
+def _render_torch(results: dict) -> list[str]:
+    lines = ["| PyTorch model | ONNX out: max abs error vs eager | NNEF out, compiled: max abs error |",
+             "|---|---|---|"]
+    for name, entry in results.items():
+        cells = [f"{entry[f'{kind}_max_abs_error']:.2e}" if f"{kind}_max_abs_error" in entry
+                 else entry.get(f"{kind}_error", "")[:80] for kind in ("onnx", "nnef")]
+        lines.append(f"| {name} | {cells[0]} | {cells[1]} |")
+    return lines + [""]
+
+
+_RENDERERS = {"onnx_roundtrip": _render_roundtrip, "light_cnns": _render_light_cnns,
+              "nnef_anchor": _render_nnef_anchor, "transformers": _render_transformers,
+              "torch_workloads": _render_torch}
+
+
 def render(report: dict, source: str) -> str:
-    """The markdown tables of docs/exchange.md's "Measured" section."""
+    """The markdown tables of docs/exchange.md's "Measured" section (a line for a section not run or failed)."""
     machine = report["machine"]
     cpu = machine.get("cpu", {}).get("model", "") if isinstance(machine.get("cpu"), dict) else machine.get("cpu", "")
     lines = ["## Measured", "",
              f"`python benchmarks/exchange.py` ({source}, {report['date']}, {cpu or 'CPU unknown'}).", ""]
-    failed = [section for section in ("onnx_roundtrip", "light_cnns", "torch_workloads")
-              if "error" in report[section]]
-    if failed:
-        return "\n".join(lines + [f"Sections that failed: {', '.join(failed)} (see the JSON)."]) + "\n"
-    rt = report["onnx_roundtrip"]
-    lines += ["| ONNX backend cases (every %dth) | cases | import to TOSA | exported | onnxruntime = expected |"
-              % rt["stride"] if rt["stride"] > 1 else "| ONNX backend cases | cases | import to TOSA | exported | "
-              "onnxruntime = expected |", "|---|---|---|---|---|",
-              f"| node tests + model sets | {rt.get('cases', 0)} | {rt.get('imported', 0)} | {rt.get('exported', 0)} "
-              f"| {rt.get('passed', 0)} |", ""]
-    if rt.get("export_refusals"):
-        lines += ["Ops the ONNX writer refused: " + ", ".join(f"{k} ({v})" for k, v in rt["export_refusals"].items()),
-                  ""]
-    tools = ["source", "nnforge", "onnxsim", "onnxslim"]
-    lines += ["| light CNN | ONNX out = source | NNEF out, compiled = source | nodes: " + " / ".join(tools)
-              + " | onnxruntime ms: " + " / ".join(tools) + " |", "|---|---|---|---|---|"]
-    for name, entry in report["light_cnns"].items():
-        def mark(key: str) -> str:
-            return "yes" if entry.get(f"{key}_equal") else ("no" if f"{key}_equal" in entry
-                                                           else entry.get(f"{key}_error", "")[:60])
-        nodes = " / ".join(str(entry["nodes"].get(tool, "-")) for tool in tools)
-        latency = " / ".join(f"{entry['latency_ms'][t]:.2f}" if t in entry["latency_ms"] else "-" for t in tools)
-        lines.append(f"| {name} | {mark('onnx')} | {mark('nnef')} | {nodes} | {latency} |")
-    lines += ["", "| PyTorch model | ONNX out: max abs error vs eager | NNEF out, compiled: max abs error |",
-              "|---|---|---|"]
-    for name, entry in report["torch_workloads"].items():
-        onnx_cell = f"{entry['onnx_max_abs_error']:.2e}" if "onnx_max_abs_error" in entry else entry.get("onnx_error", "")[:80]
-        nnef_cell = f"{entry['nnef_max_abs_error']:.2e}" if "nnef_max_abs_error" in entry else entry.get("nnef_error", "")[:80]
-        lines.append(f"| {name} | {onnx_cell} | {nnef_cell} |")
-    return "\n".join(lines) + "\n"
+    for section, renderer in _RENDERERS.items():
+        result = report.get(section, {"error": "not run"})
+        if "error" in result:
+            lines += [f"{section}: {result['error'].strip().splitlines()[-1]}", ""]
+        else:
+            lines += renderer(result)
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a sample of each section (minutes)")
     parser.add_argument("--stride", type=int, default=None, help="every N-th backend test case (default 1; quick 25)")
+    parser.add_argument("--match", default="", help="only the backend cases whose name holds this text")
     parser.add_argument("--repeats", type=int, default=None, help="onnxruntime runs per latency (default 20)")
     parser.add_argument("--output", type=Path, default=None)
-    parser.add_argument("--sections", default="onnx_roundtrip,light_cnns,torch_workloads",
+    parser.add_argument("--sections", default="onnx_roundtrip,light_cnns,nnef_anchor,transformers,torch_workloads",
                         help="which sections to run (comma-separated)")
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/exchange.md's tables")
     args = parser.parse_args(argv)
@@ -334,11 +479,14 @@ def main(argv: list[str] | None = None) -> int:
     output = args.output or (Path(tempfile.gettempdir()) / "nnforge-exchange-quick.json" if args.quick else RESULTS)
     started = time.perf_counter()
     report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "machine": describe(), "settings": {"stride": stride, "repeats": repeats, "quick": args.quick}}
+              "machine": describe(), "settings": {"stride": stride, "match": args.match, "repeats": repeats,
+                                                       "quick": args.quick}}
     with tempfile.TemporaryDirectory(prefix="nnforge-exchange-") as scratch:
         folder = Path(scratch)
-        for section, run in (("onnx_roundtrip", lambda: onnx_roundtrip(stride, folder)),
+        for section, run in (("onnx_roundtrip", lambda: onnx_roundtrip(stride, args.match, folder)),
                              ("light_cnns", lambda: light_cnns(3 if args.quick else None, repeats, folder)),
+                             ("nnef_anchor", lambda: nnef_anchor(3 if args.quick else None, folder)),
+                             ("transformers", lambda: transformers(repeats, folder)),
                              ("torch_workloads", lambda: torch_workloads(args.quick, folder))):
             if section not in args.sections.split(","):
                 report[section] = {"error": "not run (--sections)"}

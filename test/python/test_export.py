@@ -109,3 +109,62 @@ def test_cli_export(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     onnx.checker.check_model(str(output), full_check=True)
     assert nnforge.cli.main(["export", str(SQUEEZENET), "-o", str(tmp_path / "out.txt")]) == 1
     assert "export format" in capsys.readouterr().err
+
+
+def test_scatter_shift_and_run_time_bias(tmp_path: Path) -> None:
+    module = ir.Module.parse("""
+      func.func @main(%values: tensor<2x5x3xf32>, %indices: tensor<2x2xi32>, %updates: tensor<2x2x3xf32>,
+                      %x: tensor<4xi32>, %y: tensor<4xi32>, %image: tensor<1x4x4x2xf32>, %bias: tensor<2xf32>)
+          -> (tensor<2x5x3xf32>, tensor<4xi32>, tensor<4xi32>, tensor<1x4x4x2xf32>) {
+        %0 = tosa.scatter %values, %indices, %updates
+            : (tensor<2x5x3xf32>, tensor<2x2xi32>, tensor<2x2x3xf32>) -> tensor<2x5x3xf32>
+        %1 = tosa.arithmetic_right_shift %x, %y {round = false} : (tensor<4xi32>, tensor<4xi32>) -> tensor<4xi32>
+        %2 = tosa.arithmetic_right_shift %x, %y {round = true} : (tensor<4xi32>, tensor<4xi32>) -> tensor<4xi32>
+        %w = "tosa.const"() <{values = dense<[[[[2.0], [3.0]]]]> : tensor<1x1x2x1xf32>}> : () -> tensor<1x1x2x1xf32>
+        %zp = "tosa.const"() <{values = dense<0.0> : tensor<1xf32>}> : () -> tensor<1xf32>
+        %3 = tosa.depthwise_conv2d %image, %w, %bias, %zp, %zp {acc_type = f32, dilation = array<i64: 1, 1>,
+            pad = array<i64: 0, 0, 0, 0>, stride = array<i64: 1, 1>}
+            : (tensor<1x4x4x2xf32>, tensor<1x1x2x1xf32>, tensor<2xf32>, tensor<1xf32>, tensor<1xf32>) -> tensor<1x4x4x2xf32>
+        return %0, %1, %2, %3 : tensor<2x5x3xf32>, tensor<4xi32>, tensor<4xi32>, tensor<1x4x4x2xf32>
+      }""", nnforge.context())
+    path = nnforge.export(module, tmp_path / "ops.onnx")
+    rng = np.random.default_rng(3)
+    values, updates = rng.standard_normal((2, 5, 3), np.float32), rng.standard_normal((2, 2, 3), np.float32)
+    indices = np.array([[4, 0], [1, 3]], np.int32)
+    x, y = np.array([-7, 7, -2**31, 2**31 - 1], np.int32), np.array([1, 2, 3, 31], np.int32)
+    image, bias = rng.standard_normal((1, 4, 4, 2), np.float32), np.array([0.5, -1.0], np.float32)
+    scattered, shifted, rounded, convolved = run_onnx(path, values, indices, updates, x, y, image, bias)
+    expected = values.copy()
+    for n in range(2):
+        expected[n, indices[n]] = updates[n]
+    np.testing.assert_array_equal(scattered, expected)
+    np.testing.assert_array_equal(shifted, x >> y)
+    np.testing.assert_array_equal(rounded, (x.astype(np.int64) + (1 << (y - 1))) >> y)
+    np.testing.assert_allclose(convolved, image * np.array([2.0, 3.0], np.float32) + bias, rtol=1e-6)
+
+
+def test_unsigned_inputs_and_outputs_keep_their_type(tmp_path: Path) -> None:
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("BitwiseXor", ["a", "b"], ["c"])], "xor",
+        [onnx.helper.make_tensor_value_info(name, onnx.TensorProto.UINT32, [4]) for name in ("a", "b")],
+        [onnx.helper.make_tensor_value_info("c", onnx.TensorProto.UINT32, [4])])
+    source = tmp_path / "xor.onnx"
+    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 18)]), str(source))
+    path = nnforge.export(source, tmp_path / "out.onnx")
+    written = onnx.load(str(path)).graph
+    assert {v.type.tensor_type.elem_type for v in [*written.input, *written.output]} == {onnx.TensorProto.UINT32}
+    a, b = np.array([0, 1, 2**31, 2**32 - 1], np.uint32), np.array([3, 2**31 + 5, 7, 1], np.uint32)
+    np.testing.assert_array_equal(run_onnx(path, a, b)[0], a ^ b)
+
+
+def test_lrn_is_decomposed_for_the_tosa_level(tmp_path: Path) -> None:
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("LRN", ["x"], ["y"], size=3, alpha=0.02, beta=0.75, bias=2.0)], "lrn",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 5, 3, 3])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 5, 3, 3])])
+    source = tmp_path / "lrn.onnx"
+    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)]), str(source))
+    path = nnforge.export(source, tmp_path / "out.onnx")
+    assert "LRN" not in {node.op_type for node in onnx.load(str(path)).graph.node}
+    x = np.random.default_rng(4).standard_normal((1, 5, 3, 3)).astype(np.float32)
+    np.testing.assert_allclose(run_onnx(path, x)[0], run_onnx(source, x)[0], rtol=1e-5, atol=1e-6)

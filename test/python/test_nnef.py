@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import onnx
 import onnxruntime
 import pytest
 import torch
+from mlir import ir
 
 import nnforge
 import nnforge.cli
@@ -95,11 +98,24 @@ def test_missing_model(tmp_path: Path) -> None:
         nnforge.import_nnef(tmp_path / "nothing.nnef")
 
 
-def test_erf_has_no_nnef_op(tmp_path: Path) -> None:
-    module, inputs = models.mlp()  # exact GELU: TOSA's erf
-    with pytest.raises(UnsupportedOpError, match=r"tosa\.erf x1"):
-        nnforge.export(module, tmp_path / "mlp.nnef", inputs)
-    assert not (tmp_path / "mlp.nnef").exists()
+def test_exact_gelu_through_nnef(tmp_path: Path) -> None:
+    module, inputs = models.mlp()  # exact GELU: TOSA's erf, which NNEF writes as a formula
+    path = nnforge.export(module, tmp_path / "mlp.nnef", inputs)
+    assert {"exp", "div", "select"} <= {op.name for op in nnef.load_graph(str(path)).operations}
+    np.testing.assert_allclose(nnforge.compile(path)(inputs[0].numpy()), module(*inputs).detach().numpy(),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_unmapped_op_is_refused_before_writing(tmp_path: Path) -> None:
+    module = ir.Module.parse("""
+      func.func @main(%x: tensor<4xi32>) -> tensor<4xi32> {
+        %0 = tosa.clz %x : (tensor<4xi32>) -> tensor<4xi32>
+        %1 = tosa.clz %0 : (tensor<4xi32>) -> tensor<4xi32>
+        return %1 : tensor<4xi32>
+      }""", nnforge.context())
+    with pytest.raises(UnsupportedOpError, match=r"tosa\.clz x2.*no NNEF op"):
+        nnforge.export(module, tmp_path / "clz.nnef")
+    assert not (tmp_path / "clz.nnef").exists()
 
 
 def test_cli_export_and_compile_nnef(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -109,3 +125,44 @@ def test_cli_export_and_compile_nnef(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert nnforge.cli.main(["compile", str(folder), "-o", str(tmp_path / "squeezenet.so")]) == 0
     loaded = nnforge.load(tmp_path / "squeezenet.so")
     assert [spec.name for spec in loaded.signature.inputs] == nnef.load_graph(str(folder), load_variables=False).inputs
+
+
+def small_onnx_cnn(path: Path) -> Path:
+    """Conv, batch norm, ReLU, max pool, flatten, Gemm, softmax on a [1, 3, 8, 8] input."""
+    rng = np.random.default_rng(6)
+    weights = {"w": rng.standard_normal((4, 3, 3, 3)), "b": rng.standard_normal(4),
+               "scale": rng.uniform(0.5, 1.5, 4), "shift": rng.standard_normal(4), "mean": rng.standard_normal(4),
+               "var": rng.uniform(0.5, 1.5, 4), "fc": rng.standard_normal((3, 64)), "fc_b": rng.standard_normal(3)}
+    helper = onnx.helper
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+         helper.make_node("BatchNormalization", ["c", "scale", "shift", "mean", "var"], ["n"]),
+         helper.make_node("Relu", ["n"], ["r"]),
+         helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+         helper.make_node("Flatten", ["p"], ["f"]),
+         helper.make_node("Gemm", ["f", "fc", "fc_b"], ["g"], transB=1),
+         helper.make_node("Softmax", ["g"], ["y"])], "cnn",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 3])],
+        [onnx.numpy_helper.from_array(array.astype(np.float32), name) for name, array in weights.items()])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_nnef_tools_both_ways(tmp_path: Path) -> None:
+    pytest.importorskip("nnef_tools")
+    source = small_onnx_cnn(tmp_path / "cnn.onnx")
+    x = np.random.default_rng(7).standard_normal((1, 3, 8, 8)).astype(np.float32)
+    (expected,) = onnxruntime.InferenceSession(str(source)).run(None, {"x": x})
+
+    def convert(source_format: str, target_format: str, model: Path, target: Path) -> Path:
+        subprocess.run([sys.executable, "-m", "nnef_tools.convert", "--input-format", source_format,
+                        "--output-format", target_format, "--input-model", str(model), "--output-model", str(target)],
+                       check=True, capture_output=True)
+        return target
+
+    theirs = convert("onnx", "nnef", source, tmp_path / "theirs.nnef")  # NNEF's own converter, read by nnforge
+    np.testing.assert_allclose(nnforge.compile(theirs)(x), expected, rtol=1e-5, atol=1e-6)
+    ours = nnforge.export(source, tmp_path / "ours.nnef")  # nnforge's NNEF, read by nnef-tools
+    back = onnxruntime.InferenceSession(str(convert("nnef", "onnx", ours, tmp_path / "back.onnx")))
+    np.testing.assert_allclose(back.run(None, {back.get_inputs()[0].name: x})[0], expected, rtol=1e-5, atol=1e-6)

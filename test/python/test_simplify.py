@@ -82,3 +82,22 @@ def test_affine_chain_becomes_one_mul_and_add(tmp_path: Path) -> None:
     assert [n.op_type for n in onnx.load(str(tmp_path / "small.onnx")).graph.node] == ["Relu", "Mul", "Add"]
     x = rng.standard_normal((2, 4, 3, 3)).astype(np.float32)
     np.testing.assert_allclose(run_onnx(tmp_path / "small.onnx", x), run_onnx(source, x), rtol=1e-5, atol=1e-5)
+
+
+def test_dynamic_batch_through_a_reshape(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    weights = numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "w")
+    shape = numpy_helper.from_array(np.array([0, -1], np.int64), "shape")
+    matrix = numpy_helper.from_array(rng.standard_normal((64, 2)).astype(np.float32), "m")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["image", "w"], ["c"], pads=[1, 1, 1, 1]),
+         helper.make_node("Reshape", ["c", "shape"], ["flat"]), helper.make_node("MatMul", ["flat", "m"], ["logits"])],
+        "g", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, 4, 4])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 2])], [weights, shape, matrix])
+    source = tmp_path / "flatten.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(source))
+    simplify(source, tmp_path / "small.onnx")
+    written = onnx.load(str(tmp_path / "small.onnx"))
+    assert written.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "N"
+    x = rng.standard_normal((3, 3, 4, 4)).astype(np.float32)
+    np.testing.assert_allclose(run_onnx(tmp_path / "small.onnx", x), run_onnx(source, x), rtol=1e-5, atol=1e-5)

@@ -12,7 +12,7 @@ import inspect
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from nnforge.errors import ArgumentError, ModelLoadError
 
@@ -42,8 +42,19 @@ def _torch_names(module, inputs: tuple) -> list[str] | None:
     return [p.name for p in parameters][:len(inputs)] if len(parameters) >= len(inputs) else None
 
 
-def import_tosa(model: Any, example_inputs: Any = None, *, dynamic_shapes: Any = None):
-    """(module at level tosa, input names or None, output names or None, input dims or None)."""
+class Imported(NamedTuple):
+    """A model at the tosa level, with what its source says of its inputs and outputs (None where nothing)."""
+
+    module: Any  # mlir.ir.Module
+    input_names: list[str] | None = None
+    output_names: list[str] | None = None
+    input_dims: list[list[str | int | None]] | None = None  # an ONNX source's dims, dim_param names kept
+    input_types: list[int] | None = None  # an ONNX source's element types (onnx.TensorProto values)
+    output_types: list[int] | None = None
+
+
+def import_tosa(model: Any, example_inputs: Any = None, *, dynamic_shapes: Any = None) -> Imported:
+    """`model` imported at the tosa level, with its source's input and output names, dims and types."""
     from mlir import ir
 
     from nnforge import compiler, importers
@@ -55,39 +66,47 @@ def import_tosa(model: Any, example_inputs: Any = None, *, dynamic_shapes: Any =
         torch = sys.modules["torch"]
         inputs = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
         module = importers.import_torch(model, inputs, dynamic_shapes=dynamic_shapes, level="tosa")
-        return module, _torch_names(model, inputs), None, None
+        return Imported(module, _torch_names(model, inputs))
     if compiler._is_onnx_model(model):
         module = importers.import_onnx(model, level="tosa")
-        inputs, outputs = importers.onnx_io_names(model)
-        return module, inputs, outputs, _onnx_dims(model, inputs)
+        return Imported(module, *importers.onnx_io_names(model), *_onnx_signature(model))
     if nnef_frontend.is_nnef(model):
         module = importers.import_nnef(model, level="tosa")
-        return module, *nnef_frontend.io_names(model), None
+        return Imported(module, *nnef_frontend.io_names(model))
     if isinstance(model, ir.Module) or (isinstance(model, (str, os.PathLike))
                                         and Path(model).suffix in (".mlir", ".mlirbc")):
         module, level, _ = compiler.import_model(model)
         if level != "tosa" or compiler._is_stablehlo_file(model):
             raise ModelLoadError("an MLIR module is exported from the tosa level only "
                                  "(StableHLO and linalg modules have no way back to TOSA)")
-        return module, None, None, None
+        return Imported(module)
     raise ModelLoadError(
         "nnforge.export takes a torch.nn.Module (with example_inputs), an ONNX model "
         f"(.onnx path or onnx.ModelProto), an NNEF model (.nnef) or a TOSA-level MLIR module, not {type(model).__name__}"
     )
 
 
-def _onnx_dims(model: Any, inputs: list[str]) -> list[list[str | int | None]]:
-    """Each graph input's dimensions as the source declares them (dim_param names kept)."""
+def _onnx_signature(model: Any) -> tuple[list, list[int], list[int]]:
+    """The dimensions of each graph input as the source declares them (dim_param names kept), and
+    the element types of its graph inputs and outputs (initializers are not inputs)."""
     import onnx
 
     proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model), load_external_data=False)
-    declared = {value.name: value for value in proto.graph.input}
-    dims = []
-    for name in inputs:
-        shape = declared[name].type.tensor_type.shape.dim
-        dims.append([d.dim_param if d.HasField("dim_param") else (d.dim_value if d.HasField("dim_value") else None)
-                     for d in shape])
-    return dims
+    initializers = {tensor.name for tensor in proto.graph.initializer}
+    inputs = [value for value in proto.graph.input if value.name not in initializers]
+    dims = [[d.dim_param if d.HasField("dim_param") else (d.dim_value if d.HasField("dim_value") else None)
+             for d in value.type.tensor_type.shape.dim] for value in inputs]
+    return (dims, [value.type.tensor_type.elem_type for value in inputs],
+            [value.type.tensor_type.elem_type for value in proto.graph.output])
+
+
+def to_onnx(imported: Imported, name: str = "nnforge"):
+    """The imported model as an `onnx.ModelProto` (see `onnx_writer.to_model`)."""
+    from nnforge.exporters import onnx_writer, tosa_graph
+
+    return onnx_writer.to_model(tosa_graph.read(imported.module), imported.input_names, imported.output_names,
+                                input_dims=imported.input_dims, input_types=imported.input_types,
+                                output_types=imported.output_types, name=name)
 
 
 def export(model: Any, path: str | os.PathLike, example_inputs: Any = None, *,
@@ -111,12 +130,11 @@ def export(model: Any, path: str | os.PathLike, example_inputs: Any = None, *,
 
     path = Path(path)
     chosen = _format_of(path, format)
-    module, input_names, output_names, input_dims = import_tosa(model, example_inputs,
-                                                                dynamic_shapes=dynamic_shapes)
-    graph = tosa_graph.read(module)
+    imported = import_tosa(model, example_inputs, dynamic_shapes=dynamic_shapes)
     if chosen == "nnef":
-        nnef_writer.save(nnef_writer.to_graph(graph, input_names, output_names, name=path.stem), path)
+        graph = tosa_graph.read(imported.module)
+        nnef_writer.save(nnef_writer.to_graph(graph, imported.input_names, imported.output_names, name=path.stem),
+                         path)
     else:
-        onnx_writer.save(onnx_writer.to_model(graph, input_names, output_names, input_dims=input_dims,
-                                              name=path.stem), path)
+        onnx_writer.save(to_onnx(imported, name=path.stem), path)
     return path

@@ -13,33 +13,27 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from nnforge.errors import ModelLoadError, SaveError, UnsupportedOp, UnsupportedOpError
+from nnforge.errors import ModelLoadError, SaveError
+from nnforge.exporters.graph_writer import (TO_NCHW, TO_NHWC, GraphBuilder, Refusals, Refused, dispatch, io_names,
+                                            is_relu, write_nodes)
 from nnforge.exporters.tosa_graph import Graph, Node
 
 _ELEMENTWISE = {
     "tosa.add": "add", "tosa.sub": "sub", "tosa.maximum": "max", "tosa.minimum": "min", "tosa.pow": "pow",
     "tosa.abs": "abs", "tosa.exp": "exp", "tosa.log": "log", "tosa.tanh": "tanh", "tosa.sigmoid": "sigmoid",
-    "tosa.floor": "floor", "tosa.ceil": "ceil", "tosa.reciprocal": "rcp", "tosa.sin": "sin", "tosa.cos": "cos",
+    "tosa.floor": "floor", "tosa.ceil": "ceil", "tosa.sin": "sin", "tosa.cos": "cos",
     "tosa.equal": "eq", "tosa.greater": "gt", "tosa.greater_equal": "ge", "tosa.logical_and": "and",
     "tosa.logical_or": "or", "tosa.logical_not": "not", "tosa.select": "select", "tosa.identity": "copy",
-    "tosa.rsqrt": "rsqrt",
 }
 # NNEF's parameter names of each elementwise op, in order.
 _PARAMETERS = {1: ("x",), 2: ("x", "y"), 3: ("condition", "true_value", "false_value")}
 _REDUCTIONS = {"tosa.reduce_sum": "sum_reduce", "tosa.reduce_max": "max_reduce", "tosa.reduce_min": "min_reduce"}
-_TO_NCHW = [0, 3, 1, 2]
-_TO_NHWC = [0, 2, 3, 1]
-
-
-class _Refused(Exception):
-    """A TOSA op in a form NNEF has no op for (the reason says which)."""
-
 
 def nnef_module():
     try:
@@ -63,10 +57,12 @@ def identifier(name: str) -> str:
     return text if text and not text[0].isdigit() else f"t_{text}"
 
 
-class _Builder:
+class _Builder(GraphBuilder):
+    """The NNEF tensors and operations being written for one graph."""
+
     def __init__(self, graph: Graph):
+        super().__init__(graph)
         self.nnef = nnef_module()
-        self.graph = graph
         self.operations: list = []
         self.tensors: dict = {}
         self.names: dict[str, str] = {}
@@ -80,16 +76,13 @@ class _Builder:
         self.tensors[name] = self.nnef.Tensor(name, dtype, list(shape) if shape is not None else None, data, None)
         return name
 
-    def constant(self, name: str) -> np.ndarray | None:
-        return self.graph.constants.get(name)
-
     def value(self, name: str) -> str:
         """The NNEF tensor of a graph value (constants written as variables/constants on first use)."""
         if name in self.names:
             return self.names[name]
         array = self.graph.constants.get(name)
         if array is None:
-            raise _Refused(f"value {name} used before it is defined")
+            raise Refused(f"value {name} used before it is defined")
         self.names[name] = self.array(array)
         return self.names[name]
 
@@ -131,21 +124,9 @@ class _Builder:
         """The NNEF name, dtype and shape of a node's first result."""
         kind = node.output_types[0]
         if any(size is None for size in kind.shape):
-            raise _Refused("a dynamic dimension (NNEF shapes are fixed)")
+            raise Refused("a dynamic dimension (NNEF shapes are fixed)")
         name = self.names.setdefault(node.outputs[0], self.fresh())
         return name, nnef_dtype(kind.dtype), list(kind.shape)
-
-    def shape(self, name: str) -> list[int]:
-        if name not in self.graph.shapes:
-            raise _Refused(f"a shape operand computed at run time ({name})")
-        return self.graph.shapes[name]
-
-
-def _require_zero(builder: _Builder, names: Sequence[str], what: str) -> None:
-    for name in names:
-        value = builder.constant(name)
-        if value is None or np.any(value != 0):
-            raise _Refused(f"{what} not zero (quantized form)")
 
 
 def _elementwise(builder: _Builder, node: Node) -> None:
@@ -158,36 +139,68 @@ def _elementwise(builder: _Builder, node: Node) -> None:
                output, dtype, shape, result)
 
 
+def _reciprocal(builder: _Builder, node: Node) -> None:
+    # 1 / x (and 1 / sqrt(x)): NNEF's rcp and rsqrt are ops nnef-tools cannot convert to other formats.
+    output, dtype, shape = builder.result(node)
+    x = builder.value(node.inputs[0])
+    if node.kind == "tosa.rsqrt":
+        x = builder.op("sqrt", {"x": x}, {}, None, dtype, shape, "y")
+    builder.op("div", {"x": 1.0, "y": x}, {}, output, dtype, shape, "z")
+
+
+# NNEF 1.0 has no erf: Abramowitz and Stegun's 7.1.26, absolute error at most 1.5e-7,
+# erf(x) = sign(x) (1 - t (a1 + t (a2 + t (a3 + t (a4 + t a5)))) exp(-x^2)) with t = 1 / (1 + p |x|).
+_ERF_P = 0.3275911
+_ERF_A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
+
+
+def _erf(builder: _Builder, node: Node) -> None:
+    output, dtype, shape = builder.result(node)
+    if dtype != "scalar":
+        raise Refused("an integer erf")
+
+    def op(kind: str, result: str = "z", out: str | None = None, out_type: str = dtype, **inputs) -> str:
+        return builder.op(kind, inputs, {}, out, out_type, shape, result)
+
+    x = builder.value(node.inputs[0])
+    t = op("div", x=1.0, y=op("add", x=op("mul", x=op("abs", "y", x=x), y=_ERF_P), y=1.0))
+    polynomial = op("mul", x=t, y=_ERF_A[-1])
+    for coefficient in reversed(_ERF_A[:-1]):
+        polynomial = op("mul", x=t, y=op("add", x=polynomial, y=coefficient))
+    gaussian = op("exp", "y", x=op("neg", "y", x=op("mul", x=x, y=x)))
+    magnitude = op("sub", x=1.0, y=op("mul", x=polynomial, y=gaussian))
+    op("select", "output", output, condition=op("gt", out_type="logical", x=0.0, y=x),
+       true_value=op("neg", "y", x=magnitude), false_value=magnitude)
+
+
 def _mul(builder: _Builder, node: Node) -> None:
     if len(node.inputs) > 2:
-        _require_zero(builder, node.inputs[2:3], "shift")
+        builder.require_zero(node.inputs[2:3], "shift")
     output, dtype, shape = builder.result(node)
     builder.op("mul", {"x": builder.value(node.inputs[0]), "y": builder.value(node.inputs[1])}, {},
                output, dtype, shape, "z")
 
 
 def _negate(builder: _Builder, node: Node) -> None:
-    _require_zero(builder, node.inputs[1:3], "zero points")
+    builder.require_zero(node.inputs[1:3], "zero points")
     output, dtype, shape = builder.result(node)
     builder.op("neg", {"x": builder.value(node.inputs[0])}, {}, output, dtype, shape, "y")
 
 
 def _clamp(builder: _Builder, node: Node) -> None:
     output, dtype, shape = builder.result(node)
-    low, high = node.attributes["min_val"], node.attributes["max_val"]
-    numpy_type = node.output_types[0].dtype
-    limit = np.finfo(numpy_type).max if np.issubdtype(numpy_type, np.floating) else np.iinfo(numpy_type).max
     x = builder.value(node.inputs[0])
-    if low == 0 and high >= limit:
+    if is_relu(node):
         builder.op("relu", {"x": x}, {}, output, dtype, shape, "y")
     else:
-        builder.op("clamp", {"x": x, "a": float(low), "b": float(high)}, {}, output, dtype, shape, "y")
+        builder.op("clamp", {"x": x, "a": float(node.attributes["min_val"]), "b": float(node.attributes["max_val"])},
+                   {}, output, dtype, shape, "y")
 
 
 def _cast(builder: _Builder, node: Node) -> None:
     source = builder.graph.types[node.inputs[0]].dtype
     if nnef_dtype(source) != nnef_dtype(node.output_types[0].dtype):
-        raise _Refused(f"a cast from {source} to {node.output_types[0].dtype} (NNEF 1.0 has no cast)")
+        raise Refused(f"a cast from {source} to {node.output_types[0].dtype} (NNEF 1.0 has no cast)")
     output, dtype, shape = builder.result(node)
     builder.op("copy", {"x": builder.value(node.inputs[0])}, {}, output, dtype, shape, "y")
 
@@ -228,7 +241,7 @@ def _pad(builder: _Builder, node: Node) -> None:
     padding = builder.shape(node.inputs[1])
     fill = builder.constant(node.inputs[2])
     if fill is None:
-        raise _Refused("a padding value computed at run time")
+        raise Refused("a padding value computed at run time")
     builder.op("pad", {"input": builder.value(node.inputs[0])},
                {"padding": list(zip(padding[0::2], padding[1::2])), "border": "constant",
                 "value": float(fill.reshape(-1)[0])}, output, dtype, shape)
@@ -241,7 +254,7 @@ def _tile(builder: _Builder, node: Node) -> None:
 
 
 def _matmul(builder: _Builder, node: Node) -> None:
-    _require_zero(builder, node.inputs[2:4], "zero points")
+    builder.require_zero(node.inputs[2:4], "zero points")
     output, dtype, shape = builder.result(node)
     builder.op("matmul", {"A": builder.value(node.inputs[0]), "B": builder.value(node.inputs[1])},
                {"transposeA": False, "transposeB": False}, output, dtype, shape, "C")
@@ -249,24 +262,24 @@ def _matmul(builder: _Builder, node: Node) -> None:
 
 def _to_nchw(builder: _Builder, name: str) -> str:
     kind = builder.graph.types[name]
-    shape = [kind.shape[axis] for axis in _TO_NCHW]
-    return builder.op("transpose", {"input": builder.value(name)}, {"axes": _TO_NCHW}, None, "scalar", shape)
+    shape = [kind.shape[axis] for axis in TO_NCHW[4]]
+    return builder.op("transpose", {"input": builder.value(name)}, {"axes": TO_NCHW[4]}, None, "scalar", shape)
 
 
 def _to_nhwc(builder: _Builder, node: Node, value: str) -> None:
     output, dtype, shape = builder.result(node)
-    builder.op("transpose", {"input": value}, {"axes": _TO_NHWC}, output, dtype, shape)
+    builder.op("transpose", {"input": value}, {"axes": TO_NHWC[4]}, output, dtype, shape)
 
 
 def _nchw_shape(node: Node) -> list:
-    return [node.output_types[0].shape[axis] for axis in _TO_NCHW]
+    return [node.output_types[0].shape[axis] for axis in TO_NCHW[4]]
 
 
 def _convolution(builder: _Builder, node: Node) -> None:
-    _require_zero(builder, node.inputs[3:5], "zero points")
+    builder.require_zero(node.inputs[3:5], "zero points")
     weights, bias = builder.constant(node.inputs[1]), builder.constant(node.inputs[2])
     if weights is None or bias is None:
-        raise _Refused("filters or biases computed at run time")
+        raise Refused("filters or biases computed at run time")
     out_channels = node.output_types[0].shape[-1]
     groups = 1
     if node.kind == "tosa.depthwise_conv2d":
@@ -274,7 +287,7 @@ def _convolution(builder: _Builder, node: Node) -> None:
         weights = weights.transpose(2, 3, 0, 1).reshape(channels * multiplier, 1, kh, kw)
         groups = channels
     else:
-        weights = weights.transpose(_TO_NCHW)
+        weights = weights.transpose(TO_NCHW[4])
     pad = node.attributes["pad"]
     convolved = builder.op(
         "conv",
@@ -288,7 +301,7 @@ def _convolution(builder: _Builder, node: Node) -> None:
 
 def _pool(builder: _Builder, node: Node) -> None:
     if node.kind == "tosa.avg_pool2d":
-        _require_zero(builder, node.inputs[1:3], "zero points")
+        builder.require_zero(node.inputs[1:3], "zero points")
     pad = node.attributes["pad"]
     kernel, stride = node.attributes["kernel"], node.attributes["stride"]
     pooled = builder.op(
@@ -303,7 +316,8 @@ def _pool(builder: _Builder, node: Node) -> None:
 _WRITERS: dict[str, Callable[[_Builder, Node], None]] = {
     **{kind: _elementwise for kind in _ELEMENTWISE},
     **{kind: _reduce for kind in _REDUCTIONS},
-    "tosa.mul": _mul, "tosa.negate": _negate, "tosa.clamp": _clamp, "tosa.cast": _cast,
+    "tosa.mul": _mul, "tosa.negate": _negate, "tosa.erf": _erf, "tosa.reciprocal": _reciprocal,
+    "tosa.rsqrt": _reciprocal, "tosa.clamp": _clamp, "tosa.cast": _cast,
     "tosa.reshape": _reshape, "tosa.transpose": _transpose, "tosa.concat": _concat, "tosa.slice": _slice,
     "tosa.pad": _pad, "tosa.tile": _tile, "tosa.matmul": _matmul, "tosa.conv2d": _convolution,
     "tosa.depthwise_conv2d": _convolution, "tosa.avg_pool2d": _pool, "tosa.max_pool2d": _pool,
@@ -314,42 +328,29 @@ def to_graph(graph: Graph, input_names: Sequence[str] | None = None, output_name
              *, name: str = "nnforge"):
     """The graph as an `nnef.Graph`; UnsupportedOpError for ops (or dynamic shapes) NNEF cannot hold."""
     builder = _Builder(graph)
-    inputs = [identifier(n) for n in (input_names or [f"input_{i}" for i in range(len(graph.inputs))])]
-    outputs = [identifier(n) for n in (output_names or (["output"] if len(graph.outputs) == 1 else
-                                                        [f"output_{i}" for i in range(len(graph.outputs))]))]
-    refused: Counter = Counter()
-    reasons: dict[str, str] = {}
+    input_names, output_names = io_names(graph, input_names, output_names)
+    inputs, outputs = [identifier(n) for n in input_names], [identifier(n) for n in output_names]
+    refusals = Refusals()
     for value, nnef_name in zip(graph.inputs, inputs):
         kind = graph.types[value]
         if any(size is None for size in kind.shape):
-            refused["dynamic input dimension"] += 1
-            reasons.setdefault("dynamic input dimension", "NNEF shapes are fixed")
+            refusals.add("dynamic input dimension", "NNEF shapes are fixed", nnef_name)
         builder.names[value] = builder.tensor(nnef_name, nnef_dtype(kind.dtype), kind.shape)
         builder.operations.append(builder.nnef.Operation(
             "external", OrderedDict(shape=list(kind.shape)), OrderedDict(),
             OrderedDict(output=builder.nnef.Identifier(nnef_name)),
             nnef_dtype(kind.dtype)))
     # Values returned under a name of their own are written under it (or copied to it).
-    renamed: dict[str, str] = {}
     for value, nnef_name in zip(graph.outputs, outputs):
-        if value not in graph.inputs and value not in graph.constants and value not in renamed:
-            renamed[value] = nnef_name
-    for node in graph.nodes:
-        if node.outputs and node.outputs[0] in renamed:
-            builder.names[node.outputs[0]] = renamed[node.outputs[0]]
-        writer = _WRITERS.get(node.kind)
-        try:
-            if writer is None:
-                raise _Refused("no NNEF op")
-            writer(builder, node)
-        except _Refused as reason:
-            refused[node.kind] += 1
-            reasons.setdefault(node.kind, str(reason))
-            for output in node.outputs:  # its users are judged on their own
-                builder.names.setdefault(output, builder.fresh())
-    if refused:
-        raise UnsupportedOpError([UnsupportedOp(kind, count, reason=reasons[kind]) for kind, count in refused.items()],
-                                 context="the export to NNEF")
+        if value not in graph.inputs and value not in graph.constants and value not in builder.names:
+            builder.names[value] = nnef_name
+
+    def name_results(node: Node) -> None:  # a refused node's users are judged on their own
+        for output in node.outputs:
+            builder.names.setdefault(output, builder.fresh())
+
+    write_nodes(graph, builder, dispatch(_WRITERS, "no NNEF op"), refusals, on_refused=name_results)
+    refusals.raise_any("the export to NNEF")
     for value, nnef_name in zip(graph.outputs, outputs):
         if builder.names.get(value) != nnef_name:
             kind = graph.types[value]

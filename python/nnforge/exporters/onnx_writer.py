@@ -9,19 +9,20 @@ NCHW convolution in NCHW->NHWC->NCHW transposes). Weights become
 initializers; those of `EXTERNAL_DATA_THRESHOLD` bytes or more are saved as
 external data beside the model. An op without a mapping is refused before
 anything is written, with an `UnsupportedOpError` naming each kind and its
-count.
+count (`graph_writer`).
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from nnforge.errors import CompileError, SaveError, UnsupportedOp, UnsupportedOpError
-from nnforge.exporters.tosa_graph import Graph, Node
+from nnforge.errors import CompileError, SaveError
+from nnforge.exporters.graph_writer import (TO_NCHW, TO_NHWC, GraphBuilder, Refusals, Refused, io_names, is_relu,
+                                            write_nodes)
+from nnforge.exporters.tosa_graph import Graph, Node, TensorType, numpy_dtype
 
 OPSET = 21
 IR_VERSION = 10  # the IR version of opset 21
@@ -44,12 +45,6 @@ _REDUCTIONS = {
     "tosa.reduce_sum": "ReduceSum", "tosa.reduce_max": "ReduceMax", "tosa.reduce_min": "ReduceMin",
     "tosa.reduce_product": "ReduceProd", "tosa.reduce_all": "ReduceMin", "tosa.reduce_any": "ReduceMax",
 }
-_TO_NCHW = {4: [0, 3, 1, 2], 5: [0, 4, 1, 2, 3]}
-_TO_NHWC = {4: [0, 2, 3, 1], 5: [0, 2, 3, 4, 1]}
-
-
-class _Refused(Exception):
-    """A TOSA op in a form the writer does not map (the reason says which)."""
 
 
 def _onnx():
@@ -62,11 +57,11 @@ def _onnx():
     return onnx
 
 
-class _Builder:
+class _Builder(GraphBuilder):
     """The ONNX nodes and initializers being written for one graph."""
 
     def __init__(self, graph: Graph):
-        self.graph = graph
+        super().__init__(graph)
         self.nodes: list = []
         self.initializers: dict[str, np.ndarray] = {}
         self._count = 0
@@ -74,9 +69,6 @@ class _Builder:
     def fresh(self, hint: str) -> str:
         self._count += 1
         return f"%{hint}{self._count}"
-
-    def constant(self, name: str) -> np.ndarray | None:
-        return self.graph.constants.get(name)
 
     def value(self, name: str) -> str:
         """`name` as an ONNX value: a constant of the graph becomes an initializer."""
@@ -95,27 +87,15 @@ class _Builder:
         self.nodes.append(onnx.helper.make_node(op_type, list(inputs), [output], **attributes))
         return output
 
-    def shape(self, name: str) -> list[int]:
-        if name not in self.graph.shapes:
-            raise _Refused(f"a shape operand computed at run time ({name})")
-        return self.graph.shapes[name]
-
-
-def _require_zero(builder: _Builder, names: Sequence[str], what: str) -> None:
-    for name in names:
-        value = builder.constant(name)
-        if value is None or np.any(value != 0):
-            raise _Refused(f"{what} not zero (quantized form)")
-
 
 def _float_only(node: Node, builder: _Builder) -> None:
     dtype = builder.graph.types[node.inputs[0]].dtype
     if not np.issubdtype(dtype, np.floating) or node.output_types[0].dtype != dtype:
-        raise _Refused(f"integer or mixed types ({dtype} -> {node.output_types[0].dtype})")
+        raise Refused(f"integer or mixed types ({dtype} -> {node.output_types[0].dtype})")
 
 
 def _nchw(builder: _Builder, name: str, rank: int) -> str:
-    return builder.node("Transpose", [builder.value(name)], perm=_TO_NCHW[rank])
+    return builder.node("Transpose", [builder.value(name)], perm=TO_NCHW[rank])
 
 
 def _filter(builder: _Builder, name: str, permutation: list[int], shape: tuple[int, ...] | None = None) -> str:
@@ -130,16 +110,26 @@ def _filter(builder: _Builder, name: str, permutation: list[int], shape: tuple[i
     return moved
 
 
-def _bias(builder: _Builder, name: str, channels: int) -> str:
+def _bias(builder: _Builder, name: str, channels: int) -> str | None:
+    """A constant bias as a vector of `channels`; None for one computed at run time (added after the op)."""
     bias = builder.constant(name)
     if bias is None:
-        raise _Refused("a bias computed at run time")
+        return None
     return builder.array(np.ascontiguousarray(np.broadcast_to(bias, (channels,))), "b")
+
+
+def _to_result(builder: _Builder, node: Node, nchw: str, bias: str | None, rank: int) -> None:
+    """The op's NCHW result back in TOSA's NHWC layout as its result, a run-time bias added there."""
+    if bias is not None:
+        builder.node("Transpose", [nchw], node.outputs[0], perm=TO_NHWC[rank])
+        return
+    nhwc = builder.node("Transpose", [nchw], perm=TO_NHWC[rank])
+    builder.node("Add", [nhwc, builder.value(node.inputs[2])], node.outputs[0])
 
 
 def _convolution(builder: _Builder, node: Node) -> None:
     _float_only(node, builder)
-    _require_zero(builder, node.inputs[3:5], "zero points")
+    builder.require_zero(node.inputs[3:5], "zero points")
     rank = len(builder.graph.types[node.inputs[0]].shape)
     out_channels = node.output_types[0].shape[-1]
     attributes = {"strides": node.attributes["stride"], "dilations": node.attributes["dilation"]}
@@ -149,33 +139,33 @@ def _convolution(builder: _Builder, node: Node) -> None:
         weights = _filter(builder, node.inputs[1], [2, 3, 0, 1], (channels * multiplier, 1, kh, kw))
         attributes["group"] = channels
     else:
-        weights = _filter(builder, node.inputs[1], _TO_NCHW[rank])
+        weights = _filter(builder, node.inputs[1], TO_NCHW[rank])
     # TOSA: [begin, end] per spatial axis; ONNX: all begins, then all ends.
     attributes["pads"] = pad[0::2] + pad[1::2]
-    convolved = builder.node("Conv", [_nchw(builder, node.inputs[0], rank), weights,
-                                      _bias(builder, node.inputs[2], out_channels)], **attributes)
-    builder.node("Transpose", [convolved], node.outputs[0], perm=_TO_NHWC[rank])
+    bias = _bias(builder, node.inputs[2], out_channels)
+    convolved = builder.node("Conv", [_nchw(builder, node.inputs[0], rank), weights, *([bias] if bias else [])],
+                             **attributes)
+    _to_result(builder, node, convolved, bias, rank)
 
 
 def _transpose_convolution(builder: _Builder, node: Node) -> None:
     _float_only(node, builder)
-    _require_zero(builder, node.inputs[3:5], "zero points")
+    builder.require_zero(node.inputs[3:5], "zero points")
     out_pad = node.attributes["out_pad"]  # top, bottom, left, right
     stride = node.attributes["stride"]
     begins = [-out_pad[0], -out_pad[2]]
     ends = [-out_pad[1], -out_pad[3]]
     output_padding = [max(0, -end) for end in ends]
     if any(b < 0 for b in begins) or any(p >= s for p, s in zip(output_padding, stride)):
-        raise _Refused(f"out_pad {out_pad} (no ONNX ConvTranspose padding matches)")
+        raise Refused(f"out_pad {out_pad} (no ONNX ConvTranspose padding matches)")
     ends = [max(0, end) for end in ends]
-    out_channels = node.output_types[0].shape[-1]
+    bias = _bias(builder, node.inputs[2], node.output_types[0].shape[-1])
     convolved = builder.node(
         "ConvTranspose",
-        [_nchw(builder, node.inputs[0], 4), _filter(builder, node.inputs[1], [3, 0, 1, 2]),
-         _bias(builder, node.inputs[2], out_channels)],
+        [_nchw(builder, node.inputs[0], 4), _filter(builder, node.inputs[1], [3, 0, 1, 2]), *([bias] if bias else [])],
         strides=stride, pads=begins + ends, output_padding=output_padding,
     )
-    builder.node("Transpose", [convolved], node.outputs[0], perm=_TO_NHWC[4])
+    _to_result(builder, node, convolved, bias, 4)
 
 
 def _pool(builder: _Builder, node: Node) -> None:
@@ -184,28 +174,28 @@ def _pool(builder: _Builder, node: Node) -> None:
                   "pads": pad[0::2] + pad[1::2]}
     if node.kind == "tosa.avg_pool2d":
         _float_only(node, builder)
-        _require_zero(builder, node.inputs[1:3], "zero points")
+        builder.require_zero(node.inputs[1:3], "zero points")
         op_type, attributes["count_include_pad"] = "AveragePool", 0
     else:
         op_type = "MaxPool"
     pooled = builder.node(op_type, [_nchw(builder, node.inputs[0], 4)], **attributes)
-    builder.node("Transpose", [pooled], node.outputs[0], perm=_TO_NHWC[4])
+    builder.node("Transpose", [pooled], node.outputs[0], perm=TO_NHWC[4])
 
 
 def _matmul(builder: _Builder, node: Node) -> None:
     _float_only(node, builder)
-    _require_zero(builder, node.inputs[2:4], "zero points")
+    builder.require_zero(node.inputs[2:4], "zero points")
     builder.node("MatMul", [builder.value(node.inputs[0]), builder.value(node.inputs[1])], node.outputs[0])
 
 
 def _mul(builder: _Builder, node: Node) -> None:
     if len(node.inputs) > 2:
-        _require_zero(builder, node.inputs[2:3], "shift")
+        builder.require_zero(node.inputs[2:3], "shift")
     builder.node("Mul", [builder.value(node.inputs[0]), builder.value(node.inputs[1])], node.outputs[0])
 
 
 def _negate(builder: _Builder, node: Node) -> None:
-    _require_zero(builder, node.inputs[1:3], "zero points")
+    builder.require_zero(node.inputs[1:3], "zero points")
     builder.node("Neg", [builder.value(node.inputs[0])], node.outputs[0])
 
 
@@ -214,13 +204,11 @@ def _rsqrt(builder: _Builder, node: Node) -> None:
 
 
 def _clamp(builder: _Builder, node: Node) -> None:
-    dtype = node.output_types[0].dtype
-    low, high = node.attributes["min_val"], node.attributes["max_val"]
-    limit = np.finfo(dtype).max if np.issubdtype(dtype, np.floating) else np.iinfo(dtype).max
-    if low == 0 and high >= limit:
+    if is_relu(node):
         builder.node("Relu", [builder.value(node.inputs[0])], node.outputs[0])
         return
-    bounds = [builder.array(np.array(bound, dtype), "clip") for bound in (low, high)]
+    dtype = node.output_types[0].dtype
+    bounds = [builder.array(np.array(node.attributes[bound], dtype), "clip") for bound in ("min_val", "max_val")]
     builder.node("Clip", [builder.value(node.inputs[0]), *bounds], node.outputs[0])
 
 
@@ -300,6 +288,34 @@ def _gather(builder: _Builder, node: Node) -> None:
     builder.node("GatherND", [builder.value(node.inputs[0]), indices], node.outputs[0], batch_dims=1)
 
 
+def _scatter(builder: _Builder, node: Node) -> None:
+    # TOSA: out = values_in, then out[n, indices[n, w], c] = input[n, w, c]; ScatterND on (n, index) pairs.
+    onnx = _onnx()
+    batch, width = builder.graph.types[node.inputs[1]].shape
+    if batch is None or width is None:
+        raise Refused("dynamic indices (the batch coordinates are written as a constant)")
+    rows = np.ascontiguousarray(np.broadcast_to(np.arange(batch, dtype=np.int64).reshape(batch, 1, 1),
+                                                (batch, width, 1)))
+    indices = builder.node("Cast", [builder.value(node.inputs[1])], to=onnx.TensorProto.INT64)
+    indices = builder.node("Unsqueeze", [indices, builder.array(np.array([2], np.int64), "axes")])
+    pairs = builder.node("Concat", [builder.array(rows, "rows"), indices], axis=2)
+    builder.node("ScatterND", [builder.value(node.inputs[0]), pairs, builder.value(node.inputs[2])], node.outputs[0])
+
+
+def _arithmetic_right_shift(builder: _Builder, node: Node) -> None:
+    # floor(x / 2**y) (with round: floor(x / 2**y + 1/2)), exact in float64 for integers of 32 bits or fewer.
+    onnx = _onnx()
+    dtype = node.output_types[0].dtype
+    if dtype.kind != "i" or dtype.itemsize > 4:
+        raise Refused(f"{dtype} operands (computed exactly in float64 for signed integers of 32 bits or fewer)")
+    x, y = (builder.node("Cast", [builder.value(name)], to=onnx.TensorProto.DOUBLE) for name in node.inputs)
+    quotient = builder.node("Div", [x, builder.node("Pow", [builder.array(np.array(2.0), "two"), y])])
+    if node.attributes.get("round"):
+        quotient = builder.node("Add", [quotient, builder.array(np.array(0.5), "half")])
+    builder.node("Cast", [builder.node("Floor", [quotient])], node.outputs[0],
+                 to=onnx.helper.np_dtype_to_tensor_dtype(dtype))
+
+
 def _one_to_one(builder: _Builder, node: Node) -> None:
     builder.node(_ONE_TO_ONE[node.kind], [builder.value(name) for name in node.inputs], node.outputs[0])
 
@@ -313,8 +329,55 @@ _WRITERS: dict[str, Callable[[_Builder, Node], None]] = {
     "tosa.negate": _negate, "tosa.rsqrt": _rsqrt, "tosa.clamp": _clamp, "tosa.cast": _cast,
     "tosa.reshape": _reshape, "tosa.transpose": _transpose, "tosa.argmax": _argmax,
     "tosa.concat": _concat, "tosa.slice": _slice, "tosa.pad": _pad, "tosa.tile": _tile,
-    "tosa.reverse": _reverse, "tosa.gather": _gather,
+    "tosa.reverse": _reverse, "tosa.gather": _gather, "tosa.scatter": _scatter,
+    "tosa.arithmetic_right_shift": _arithmetic_right_shift,
 }
+
+
+# Ops written on bfloat16 values as they are; the others compute in float32 between casts.
+_BFLOAT16_AS_IS = {"tosa.cast", "tosa.reshape", "tosa.identity"}
+
+
+def _write(builder: _Builder, node: Node) -> None:
+    """Writes `node`; on bfloat16 values (which onnxruntime's CPU kernels mostly lack) in float32,
+    its operands cast up and its results rounded back to bfloat16, as bfloat16 arithmetic rounds."""
+    writer = _WRITERS.get(node.kind)
+    if writer is None:
+        raise Refused("no ONNX mapping")
+    bfloat16 = numpy_dtype("bf16")
+    types = [builder.graph.types.get(name) for name in node.inputs] + node.output_types
+    if node.kind in _BFLOAT16_AS_IS or not any(kind is not None and kind.dtype == bfloat16 for kind in types):
+        writer(builder, node)
+        return
+    onnx = _onnx()
+    float32 = np.dtype(np.float32)
+
+    def widened(kind: TensorType | None) -> TensorType | None:
+        return TensorType(float32, kind.shape) if kind is not None and kind.dtype == bfloat16 else kind
+
+    inputs = []
+    for name in node.inputs:
+        kind = builder.graph.types.get(name)
+        if kind is None or kind.dtype != bfloat16:
+            inputs.append(name)
+            continue
+        constant = builder.constant(name)
+        if constant is not None:
+            wide = builder.fresh("f32")
+            builder.graph.constants[wide] = constant.astype(float32)
+        else:
+            wide = builder.node("Cast", [builder.value(name)], to=onnx.TensorProto.FLOAT)
+        builder.graph.types[wide] = widened(kind)
+        inputs.append(wide)
+    outputs = [builder.fresh("f32") if kind is not None and kind.dtype == bfloat16 else name
+               for name, kind in zip(node.outputs, node.output_types)]
+    for wide, kind in zip(outputs, node.output_types):
+        builder.graph.types[wide] = widened(kind)
+    writer(builder, Node(node.kind, inputs, outputs, node.attributes, [widened(k) for k in node.output_types],
+                         node.location))
+    for name, wide in zip(node.outputs, outputs):
+        if wide != name:
+            builder.node("Cast", [wide], name, to=onnx.TensorProto.BFLOAT16)
 
 
 def supported_kinds() -> list[str]:
@@ -363,55 +426,69 @@ def _value_info(name: str, kind, dims: Sequence[str | int | None] | None = None)
     return onnx.helper.make_tensor_value_info(name, onnx.helper.np_dtype_to_tensor_dtype(kind.dtype), shape)
 
 
+def _source_dtype(dtype: np.dtype, declared: int | None) -> np.dtype | None:
+    """The source's declared type of an input or output where it differs from the TOSA level's in
+    signedness only (torch-mlir imports unsigned integers as signless ones), else None."""
+    if not declared:
+        return None
+    source = np.dtype(_onnx().helper.tensor_dtype_to_np_dtype(declared))
+    if source != dtype and {source.kind, dtype.kind} == {"u", "i"} and source.itemsize == dtype.itemsize:
+        return source
+    return None
+
+
 def to_model(graph: Graph, input_names: Sequence[str] | None = None, output_names: Sequence[str] | None = None,
-             *, input_dims: Sequence[Sequence[str | int | None]] | None = None, name: str = "nnforge"):
-    """The graph as an `onnx.ModelProto`; UnsupportedOpError for ops without a mapping."""
+             *, input_dims: Sequence[Sequence[str | int | None]] | None = None,
+             input_types: Sequence[int | None] | None = None, output_types: Sequence[int | None] | None = None,
+             name: str = "nnforge"):
+    """The graph as an `onnx.ModelProto`; UnsupportedOpError for ops without a mapping.
+
+    `input_dims`: the source's input dimensions (its `dim_param` names are kept). `input_types`,
+    `output_types`: the source's ONNX element types; an unsigned integer that the TOSA level holds as
+    the signless integer of its width is declared as the source declares it and cast, bit for bit,
+    at the graph's edge.
+    """
     onnx = _onnx()
     builder = _Builder(graph)
-    refused: Counter = Counter()
-    reasons: dict[str, str] = {}
-    for node in graph.nodes:
-        writer = _WRITERS.get(node.kind)
-        if writer is None:
-            refused[node.kind] += 1
-            reasons.setdefault(node.kind, "no ONNX mapping")
-            continue
-        try:
-            writer(builder, node)
-        except _Refused as reason:
-            refused[node.kind] += 1
-            reasons.setdefault(node.kind, str(reason))
-    if refused:
-        raise UnsupportedOpError([UnsupportedOp(kind, count, reason=reasons[kind]) for kind, count in refused.items()],
-                                 context="the export to ONNX")
-    input_names = list(input_names or [f"input_{i}" for i in range(len(graph.inputs))])
-    output_names = list(output_names or (["output"] if len(graph.outputs) == 1 else
-                                         [f"output_{i}" for i in range(len(graph.outputs))]))
+    refusals = Refusals()
+    write_nodes(graph, builder, _write, refusals)
+    refusals.raise_any("the export to ONNX")
+    input_names, output_names = io_names(graph, input_names, output_names)
     if len(input_names) != len(graph.inputs) or len(output_names) != len(graph.outputs):
         raise CompileError(f"{len(input_names)} input and {len(output_names)} output names for a graph of "
                            f"{len(graph.inputs)} inputs and {len(graph.outputs)} outputs")
-    renamed = dict(zip(graph.inputs, input_names))
+    renamed: dict[str, str] = {}
+    casts_in, declared_inputs = [], []
+    for index, (value, input_name) in enumerate(zip(graph.inputs, input_names)):
+        kind = graph.types[value]
+        source = _source_dtype(kind.dtype, input_types[index] if input_types else None)
+        renamed[value] = input_name if source is None else builder.fresh("signless")
+        if source is not None:
+            casts_in.append(onnx.helper.make_node("Cast", [input_name], [renamed[value]],
+                                                  to=onnx.helper.np_dtype_to_tensor_dtype(kind.dtype)))
+            kind = TensorType(source, kind.shape)
+        declared_inputs.append(_value_info(input_name, kind, input_dims[index] if input_dims else None))
     produced = {output for node in builder.nodes for output in node.output}
-    for value, output in zip(graph.outputs, output_names):
-        if value in produced and value not in renamed:
+    declared_outputs = []
+    for index, (value, output) in enumerate(zip(graph.outputs, output_names)):
+        kind = graph.types[value]
+        source = _source_dtype(kind.dtype, output_types[index] if output_types else None)
+        if source is not None:
+            builder.node("Cast", [builder.value(value)], output, to=onnx.helper.np_dtype_to_tensor_dtype(source))
+            kind = TensorType(source, kind.shape)
+        elif value in produced and value not in renamed:
             renamed[value] = output
         else:  # an input, a constant or a value returned twice: copied under its name
             builder.node("Identity", [builder.value(value)], output)
+        declared_outputs.append(_value_info(output, kind))
     for node in builder.nodes:
         node.input[:] = [renamed.get(n, n) for n in node.input]
         node.output[:] = [renamed.get(n, n) for n in node.output]
-    nodes = cancel_transposes(builder.nodes, set(output_names))
+    nodes = cancel_transposes(casts_in + builder.nodes, set(output_names))
     used = {name for node in nodes for name in node.input}
     initializers = [onnx.numpy_helper.from_array(np.asarray(array), name)
                     for name, array in builder.initializers.items() if name in used]
-    output_types = {output: graph.types[value] for value, output in zip(graph.outputs, output_names)}
-    onnx_graph = onnx.helper.make_graph(
-        nodes, name,
-        [_value_info(renamed[value], graph.types[value], input_dims[i] if input_dims else None)
-         for i, value in enumerate(graph.inputs)],
-        [_value_info(output, output_types[output]) for output in output_names],
-        initializers,
-    )
+    onnx_graph = onnx.helper.make_graph(nodes, name, declared_inputs, declared_outputs, initializers)
     return onnx.helper.make_model(onnx_graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)],
                                   ir_version=IR_VERSION, producer_name="nnforge")
 

@@ -347,17 +347,16 @@ def simplify(model: str | os.PathLike | Any, path: str | os.PathLike) -> tuple[i
     import onnx
     from mlir import ir, passmanager
 
-    from nnforge.exporters import import_tosa, onnx_writer, tosa_graph
+    from nnforge.exporters import import_tosa, onnx_writer, to_onnx
 
     source = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model), load_external_data=False)
-    module, inputs, outputs, dims = import_tosa(model)
-    with module.context:
+    imported = import_tosa(model)
+    with imported.module.context:
         try:
-            passmanager.PassManager.parse(TOSA_PIPELINE).run(module.operation)
+            passmanager.PassManager.parse(TOSA_PIPELINE).run(imported.module.operation)
         except ir.MLIRError as error:
             raise CompileError(f"simplifying at the TOSA level failed: {error}") from None
-    proto = onnx_writer.to_model(tosa_graph.read(module), inputs, outputs, input_dims=dims,
-                                 name=source.graph.name or Path(path).stem)
+    proto = to_onnx(imported, name=source.graph.name or Path(path).stem)
     while fold_constants(proto) + fold_into_convolutions(proto) + sink_transposes(proto) + fold_affine_chains(proto):
         nodes = onnx_writer.cancel_transposes(list(proto.graph.node), {value.name for value in proto.graph.output})
         del proto.graph.node[:]

@@ -28,6 +28,9 @@ _DTYPES = {
     "i8": np.int8, "i16": np.int16, "i32": np.int32, "i64": np.int64,
     "ui8": np.uint8, "ui16": np.uint16, "ui32": np.uint32, "ui64": np.uint64,
 }
+# MLIR element types numpy holds through ml_dtypes (ONNX has each of them).
+_ML_DTYPES = {"bf16": "bfloat16", "f8E4M3FN": "float8_e4m3fn", "f8E4M3FNUZ": "float8_e4m3fnuz",
+              "f8E5M2": "float8_e5m2", "f8E5M2FNUZ": "float8_e5m2fnuz", "i4": "int4", "ui4": "uint4"}
 _RESOURCE_NAME = re.compile(r"dense_resource<([^>]+)>")
 _RESOURCE_ENTRY = re.compile(r'^\s*([\w.$-]+|"[^"]*"): "0x([0-9A-Fa-f]*)"', re.MULTILINE)
 # Ops that only pass a value through (to the exporters: an alias).
@@ -69,10 +72,10 @@ class Graph:
 def numpy_dtype(element_type) -> np.dtype:
     """The numpy dtype of an MLIR element type; UnsupportedOpError naming it if none."""
     name = str(element_type)
-    if name == "bf16":
+    if name in _ML_DTYPES:
         import ml_dtypes
 
-        return np.dtype(ml_dtypes.bfloat16)
+        return np.dtype(getattr(ml_dtypes, _ML_DTYPES[name]))
     if name not in _DTYPES:
         raise UnsupportedOpError([UnsupportedOp(f"element type {name}", 1)], context="the exporters")
     return np.dtype(_DTYPES[name])

@@ -274,8 +274,10 @@ def _lower_simplifying(proto, level: str, what: str) -> str:
     torch-mlir lacks some ops ONNX defines as functions of simpler ones, and
     many conversions need attributes or shapes that the model computes from
     constants (RMSNormalization's axes, a Resize's sizes). Each retry
-    replaces the function ops the failure names by their bodies and folds
-    constant subgraphs. The first failure is raised when none succeeds: it
+    replaces the function ops the failure names by their bodies, folds
+    constant subgraphs, and rewrites the ops it names that have a fallback
+    rewrite (`onnx_rewrites.decompose`: LRN, a Reshape that flattens a
+    dynamic batch). The first failure is raised when none succeeds: it
     names the user's own nodes.
     """
     first_failure = None
@@ -286,12 +288,15 @@ def _lower_simplifying(proto, level: str, what: str) -> str:
             if isinstance(error, _process.ChildTimeout):
                 raise  # a simpler model would take as long
             first_failure = first_failure or error
-            implicated = _implicated_op_types(error, node_types(proto)) & _function_ops(proto)
-            simplified = fold_constants(expand_function_ops(proto, implicated), what)
+            implicated = _implicated_op_types(error, node_types(proto))
+            functions = implicated & _function_ops(proto)
+            # decomposed last: onnxscript's folding turns a Flatten back into a Reshape
+            simplified = onnx_rewrites.decompose(fold_constants(expand_function_ops(proto, functions), what),
+                                                 implicated)
             if simplified.graph == proto.graph:
                 break
             log.info("%s: retrying with %s", what,
-                     f"function ops {', '.join(sorted(implicated))} expanded" if implicated
+                     f"{', '.join(sorted(implicated))} expanded or decomposed" if implicated
                      else "constants folded")
             proto = simplified
     raise first_failure

@@ -670,6 +670,85 @@ def _matmul_in_float32(graph: _Graph, node: Any) -> bool:
     return _in_float32(graph, node) or reshaped
 
 
+def _lrn(graph: _Graph, node: Any) -> bool:
+    """LRN -> x / (bias + alpha / size * sum of squares over the channel window)^beta, the sum a 1x1
+    convolution by a band of ones (torch-mlir's conversion goes through aten.avg_pool3d, which has
+    no TOSA form). Needs a known channel count."""
+    from onnx import helper
+
+    dims = graph.shapes.get(node.input[0])
+    element_type = graph.element_types.get(node.input[0])
+    if dims is None or len(dims) < 3 or dims[1] is None or not element_type:
+        return False
+    attributes = _attributes(node)
+    size = attributes["size"]
+    dtype = helper.tensor_dtype_to_np_dtype(element_type)
+    channels = dims[1]
+    out, into = np.arange(channels)[:, None], np.arange(channels)[None, :]
+    band = (into >= out - (size - 1) // 2) & (into <= out + size // 2)  # ceil((size - 1) / 2) = size // 2
+    nodes: list[Any] = []
+    add = _node_builder(graph, node, nodes)
+
+    def constant(value: float) -> str:
+        return graph.add_constant(f"{node.name}_c", np.array(value, dtype))
+
+    x = node.input[0]
+    filters = graph.add_constant(f"{node.name}_band", band.astype(dtype).reshape(channels, channels,
+                                                                                 *[1] * (len(dims) - 2)))
+    total = add("Conv", [add("Mul", [x, x]), filters])
+    scaled = add("Add", [add("Mul", [total, constant(attributes.get("alpha", 1e-4) / size)]),
+                         constant(attributes.get("bias", 1.0))])
+    add("Div", [x, add("Pow", [scaled, constant(attributes.get("beta", 0.75))])], output=node.output[0])
+    graph.replace(node, nodes)
+    return True
+
+
+def _reshape_as_flatten(graph: _Graph, node: Any) -> bool:
+    """Reshape of a tensor with a dynamic leading size to [that size, the product of the others] (a
+    constant shape such as [0, -1] or [-1, 64]) -> Flatten (torch-mlir's TOSA conversion of a Reshape
+    reads the dynamic size at run time, which TOSA cannot; its Flatten keeps the size dynamic)."""
+    dims = graph.shapes.get(node.input[0])
+    shape = graph.constant(node, 1)
+    if (dims is None or len(dims) < 2 or shape is None or shape.shape != (2,)
+            or _attributes(node).get("allowzero", 0) or dims[0] is not None):
+        return False
+    for axis in range(1, len(dims)):
+        if None in dims[:axis][1:] or None in dims[axis:]:
+            continue
+        inner = int(np.prod(dims[axis:], dtype=np.int64))
+        if list(shape) in ([0, inner], [-1, inner], [0, -1]) and (axis == 1 or list(shape) != [0, -1]):
+            graph.replace(node, [_flatten(node, axis)])
+            return True
+    return False
+
+
+def _flatten(node: Any, axis: int) -> Any:
+    from onnx import helper
+
+    return helper.make_node("Flatten", [node.input[0]], [node.output[0]], name=node.name, axis=axis)
+
+
+# Rewrites tried only after torch-mlir fails on the op (its own conversion is used where it works).
+_FALLBACKS = {"LRN": _lrn, "Reshape": _reshape_as_flatten}
+
+
+def decompose(proto: Any, op_types: set[str]) -> Any:
+    """A copy of `proto` whose nodes of `op_types` that have a fallback rewrite are rewritten,
+    shapes inferred again; `proto` itself when none is."""
+    import onnx
+
+    wanted = op_types & set(_FALLBACKS)
+    if not any(node.op_type in wanted for node in proto.graph.node):
+        return proto
+    copy = onnx.ModelProto()
+    copy.CopyFrom(proto)
+    opset = next((o.version for o in copy.opset_import if o.domain in ("", "ai.onnx")), 0)
+    graph = _Graph(copy.graph, opset)
+    if not sum(_FALLBACKS[node.op_type](graph, node) for node in list(copy.graph.node) if node.op_type in wanted):
+        return proto
+    return onnx.shape_inference.infer_shapes(copy, data_prop=True)
+
+
 _REWRITES = {
     "Attention": _in_float32,
     "Compress": _compress,

@@ -154,6 +154,23 @@ class _ResultView:
         self.__array_interface__ = interface
 
 
+def _array_over(owner: Any, address: int, shape: tuple[int, ...], strides: tuple[int, ...] | None,
+                dtype: np.dtype) -> np.ndarray:
+    """numpy's view of `shape` elements of `dtype` at `address` (`strides`
+    in bytes; None: C order), kept alive by `owner` (None: copied)."""
+    interface = {
+        "data": (address, False),
+        "shape": shape,
+        "strides": strides,
+        "typestr": dtype.str,
+        "descr": dtype.descr,
+        "version": 3,
+    }
+    if owner is None:
+        return np.array(_ResultView(None, interface), copy=True) if address else np.empty(shape, dtype)
+    return np.asarray(_ResultView(owner, interface)).view(dtype)
+
+
 def _results_to_numpy(
     descriptors: Sequence[ctypes.Structure], specs: Sequence[TensorSpec], inputs: Sequence[np.ndarray]
 ) -> list[np.ndarray]:
@@ -170,27 +187,21 @@ def _results_to_numpy(
         dtype = numpy_dtype(spec.dtype)
         rank = len(spec.shape)
         shape = tuple(descriptor.sizes) if rank else ()
-        interface = {
-            "data": ((descriptor.aligned or 0) + descriptor.offset * dtype.itemsize, False),
-            "shape": shape,
-            "strides": tuple(stride * dtype.itemsize for stride in descriptor.strides) if rank else None,
-            "typestr": dtype.str,
-            "descr": dtype.descr,
-            "version": 3,
-        }
-        pointer = descriptor.allocated
-        if pointer in not_owned:
-            copy = np.array(_ResultView(None, interface), copy=True) if interface["data"][0] else np.empty(shape, dtype)
-            arrays.append(copy)
-            continue
-        # Results may share a buffer (a model returning one tensor twice):
-        # one owner frees it, once. (A `setdefault` would build, and on
-        # collection free, a second owner for every repeat.)
-        if pointer not in owners:
-            owners[pointer] = _MallocedBuffer(pointer)
-        owner = owners[pointer]
-        arrays.append(np.asarray(_ResultView(owner, interface)).view(dtype))
+        strides = tuple(stride * dtype.itemsize for stride in descriptor.strides) if rank else None
+        address = (descriptor.aligned or 0) + descriptor.offset * dtype.itemsize
+        arrays.append(_array_over(_owner(owners, descriptor.allocated, not_owned), address, shape, strides, dtype))
     return arrays
+
+
+def _owner(owners: dict[int, _MallocedBuffer], pointer: int | None, not_owned: set) -> _MallocedBuffer | None:
+    """What frees the result buffer `pointer` once no array uses it (None: a
+    buffer that is not the caller's, to be copied). Results may share a
+    buffer (a model returning one tensor twice): one owner frees it, once."""
+    if pointer in not_owned:
+        return None
+    if pointer not in owners:
+        owners[pointer] = _MallocedBuffer(pointer)
+    return owners[pointer]
 
 
 class Executable:
@@ -251,7 +262,7 @@ class Executable:
         # A result may alias a weight (a model returning a constant): copied, not freed.
         outputs = _results_to_numpy(result_descriptors, self.signature.outputs, arrays + self._weights)
         if as_torch:
-            outputs = [_to_torch(output) for output in outputs]
+            outputs = [to_torch(output) for output in outputs]
         return outputs[0] if len(outputs) == 1 else outputs
 
     def profile(self, *inputs: Any, **_: Any) -> Any:
@@ -267,6 +278,10 @@ class Executable:
         packed = (ctypes.c_void_p * self._argument_count)(
             *(base + i * ctypes.sizeof(ctypes.c_void_p) for i in range(self._argument_count))
         )
+        self._call_packed(ctypes.addressof(packed))
+
+    def _call_packed(self, packed: int) -> None:
+        """Calls the entry point on the packed arguments at address `packed`."""
         if self._openmp is not None:
             self._openmp.update()
         failed_check = self._guarded_call(self._entry, packed)
@@ -310,6 +325,81 @@ class Executable:
         return arrays, as_torch
 
 
+class StaticCall:
+    """Calls of an `Executable` whose inputs and outputs all have static
+    shapes, on data the caller vouches for: C-contiguous, of the signature's
+    shapes and element types (checked once, on `examples`).
+
+    The memref descriptors are laid out once; a call writes the inputs'
+    addresses into a copy of them and returns numpy arrays over the buffers
+    the code allocated (no copy; a result aliasing an input or a constant is
+    copied). For callers that check shapes themselves, per call, cheaply: the
+    `torch.compile` backend, whose graphs are specialised per input shapes.
+    """
+
+    WORD = 8  # bytes of a descriptor field (pointers and int64 alike)
+
+    def __init__(self, executable: Executable, examples: Sequence[Any]):
+        signature = executable.signature
+        dynamic = [spec.describe() for spec in (*signature.inputs, *signature.outputs) if None in spec.shape]
+        if dynamic:
+            raise InputError(f"a static call needs static shapes: {', '.join(dynamic)} are dynamic")
+        arrays, _ = executable._check_inputs(examples)
+        self._executable = executable
+        words: list[int] = []
+
+        def descriptor(shape: Sequence[int], strides: Sequence[int], address: int = 0) -> int:
+            start = len(words)
+            words.extend([address, address, 0, *shape, *strides])
+            return start
+
+        def contiguous(shape: Sequence[int]) -> list[int]:
+            strides, step = [], 1
+            for size in reversed(shape):
+                strides.append(step)
+                step *= max(size, 1)
+            return strides[::-1]
+
+        # Per result: (first word, rank, dtype, shape).
+        self._results = [
+            (descriptor(spec.shape, contiguous(spec.shape)), len(spec.shape), numpy_dtype(spec.dtype),
+             tuple(spec.shape))
+            for spec in signature.outputs
+        ]
+        self._result_words = len(words)
+        starts = [0] if signature.outputs else []
+        inputs = [descriptor(array.shape, contiguous(array.shape)) for array in arrays]
+        starts += inputs
+        for weight in executable._weights:
+            starts.append(descriptor(weight.shape, [stride // weight.itemsize for stride in weight.strides],
+                                     weight.ctypes.data))
+        self._template = np.array(words, dtype=np.int64)
+        self._allocated = np.array(inputs, dtype=np.intp)
+        self._aligned = self._allocated + 1
+        self._value_offsets = np.array(starts, dtype=np.uint64) * self.WORD
+        self._packed_offsets = np.arange(len(starts), dtype=np.uint64) * self.WORD
+        self._weight_addresses = {weight.ctypes.data for weight in executable._weights}
+
+    def __call__(self, addresses: Sequence[int]) -> list[np.ndarray]:
+        """Runs the code on the inputs at `addresses` (in the signature's
+        order); the results."""
+        block = self._template.copy()
+        block[self._allocated] = addresses
+        block[self._aligned] = addresses
+        values = self._value_offsets + np.uint64(block.ctypes.data)
+        packed = self._packed_offsets + np.uint64(values.ctypes.data)
+        self._executable._call_packed(packed.ctypes.data)
+        words = block[: self._result_words].tolist()
+        not_owned = {*addresses, *self._weight_addresses, _GLOBAL_MARKER, 0}
+        owners: dict[int, _MallocedBuffer] = {}
+        arrays = []
+        for start, rank, dtype, shape in self._results:
+            address = words[start + 1] + words[start + 2] * dtype.itemsize
+            strides = tuple(stride * dtype.itemsize for stride in words[start + 3 + rank : start + 3 + 2 * rank])
+            arrays.append(_array_over(_owner(owners, words[start], not_owned), address, shape, strides or None, dtype))
+        return arrays
+
+
 def packed_entry_source(signature: Signature, weight_count: int = 0) -> str:
     """C source of the packed entry point `Executable` calls, for code that
     did not go through MLIR's ExecutionEngine (which adds it itself);
@@ -335,7 +425,8 @@ def _to_numpy(value: Any) -> np.ndarray:
     return np.asarray(value)
 
 
-def _to_torch(array: np.ndarray) -> Any:
+def to_torch(array: np.ndarray) -> Any:
+    """The torch tensor over a numpy array's memory (bfloat16 included)."""
     import torch
 
     if array.dtype == numpy_dtype("bf16"):

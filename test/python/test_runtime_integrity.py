@@ -66,6 +66,66 @@ def test_outputs_sharing_a_buffer_are_freed_once() -> None:
     assert child.returncode == 0 and "done" in child.stdout, child.stderr[-2000:]
 
 
+class SharedAliasedWeighted(torch.nn.Module):
+    """Results sharing a buffer, one that is an input, weights in a weights file (64 KiB)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(64, 256)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        z = self.linear(x)
+        return z, z, y, torch.relu(y)
+
+
+def test_static_calls_match_calls_and_keep_result_buffers() -> None:
+    """runtime.StaticCall (descriptors laid out once, data addresses per
+    call) returns what a checked call returns; a result buffer the code
+    allocated is the array's memory (shared where the model returns one
+    tensor twice), an input returned is a copy; freeing them is safe."""
+    child = run_child("""
+        import gc, sys, numpy as np, torch, nnforge
+        from nnforge.errors import InputError
+        from nnforge.runtime import StaticCall
+        sys.path.insert(0, %r)
+        from test_runtime_integrity import SharedAliasedWeighted
+        torch.manual_seed(0)
+        x, y = torch.randn(4, 64), torch.randn(3)
+        compiled = nnforge.compile(SharedAliasedWeighted().eval(), (x, y))
+        assert compiled._weights, "the weights are meant to come from a weights file"
+        call = StaticCall(compiled, [x, y])
+        for _ in range(3):
+            x, y = torch.randn(4, 64), torch.randn(3)
+            results = call([x.data_ptr(), y.data_ptr()])
+            expected = compiled(x, y)
+            assert len(results) == len(expected) == 4
+            for result, reference in zip(results, expected):
+                np.testing.assert_array_equal(result, reference.numpy())
+            assert not results[0].flags.owndata and np.shares_memory(results[0], results[1])
+            assert not np.shares_memory(results[2], y.numpy())
+            del results[0]
+            gc.collect()
+            np.testing.assert_array_equal(results[0], expected[1].numpy())  # still valid
+            del results, expected
+            gc.collect()
+        try:
+            StaticCall(compiled, [x.double(), y])
+        except InputError as error:
+            print("refused:", error)
+        import models
+        module, inputs, dynamic_shapes = models.dynamic_batch_mlp()
+        dynamic = nnforge.compile(module, inputs, dynamic_shapes=dynamic_shapes)
+        try:
+            StaticCall(dynamic, inputs)
+        except InputError as error:
+            print("refused:", error)
+        print("done")
+    """ % str(Path(__file__).parent))
+    assert child.returncode == 0 and "done" in child.stdout, child.stderr[-2000:]
+    assert "refused: input 0" in child.stdout
+    assert "refused: a static call needs static shapes" in child.stdout and "?x32xf32" in child.stdout
+
+
 def test_onnx_outputs_of_identical_nodes_share_one_buffer() -> None:
     # Three outputs computed by identical nodes (merged by CSE): aborted inside the call.
     child = run_child("""

@@ -133,9 +133,9 @@ def test_parameters_compile_as_constants_and_changes_recompile() -> None:
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         torch.testing.assert_close(compiled(x), module(x), atol=TOLERANCE, rtol=0)
-        ((model, positions),) = graphs[0].compiled.values()
+        ((call, positions),) = graphs[0].compiled.values()
         # Only x is an input: the 64 KiB weights are constants, in the weights file.
-        assert len(positions) == 1 and model._model_weights is not None
+        assert len(positions) == 1 and call.model._model_weights is not None
         module[0].weight.add_(1.0)  # in place: the compiled constants are stale, so it compiles anew
         torch.testing.assert_close(compiled(x), module(x), atol=TOLERANCE, rtol=0)
         assert len(graphs[0].compiled) == 2

@@ -15,16 +15,21 @@ from pathlib import Path
 from nnforge.cli.models import (
     add_model_arguments,
     add_progress_arguments,
-    load_model_to_compile,
+    is_torch_factory,
+    load_model,
     positive_int,
     progress_setting,
-    refuse_overwriting_model,
     timed_compile,
 )
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("compile", help="compile a model to a shared library", description=__doc__)
+    parser = subparsers.add_parser(
+        "compile",
+        help="compile a model to a shared library",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("model", metavar="MODEL",
                         help="MODEL.onnx, MODEL.nnef, MODEL.mlir or package.module:factory")
     parser.add_argument("-o", "--output", type=Path, required=True,
@@ -47,16 +52,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from nnforge import artifact
+    from nnforge.errors import ModelLoadError
 
-    refuse_overwriting_model(args.model, args.output)
+    if Path(args.model).exists() and args.output.resolve() == Path(args.model).resolve():
+        raise ModelLoadError(f"-o {args.output} would overwrite the model itself")
     artifact.check_destination(args.output)  # before compiling, which takes a while
-
+    if args.input_shape and not is_torch_factory(args.model):
+        raise ModelLoadError("--input-shape applies to PyTorch factories only: "
+                             "ONNX and MLIR models keep the shapes they declare")
     def say(text: str) -> None:
         if not args.quiet:
             print(f"nnforge compile: {text}", file=sys.stderr)
 
     start = time.perf_counter()
-    loaded = load_model_to_compile(args)
+    loaded = load_model(args.model, args.input_shape, dynamic_batch=args.dynamic_batch)
     say(f"loaded {args.model}: {time.perf_counter() - start:.3f} s")
     compiled = timed_compile("compile", loaded, progress_setting(args), level=args.level, dump_ir=args.dump_ir,
                              timing=args.timing, target=args.target, chip=args.chip, threads=args.threads)

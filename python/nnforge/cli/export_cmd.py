@@ -14,12 +14,15 @@ import sys
 import time
 from pathlib import Path
 
-from nnforge.cli.models import add_model_arguments, load_model, refuse_overwriting_model
+from nnforge.cli.models import add_model_arguments, load_model
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "export", help="export a model to ONNX or NNEF through nnforge's IR", description=__doc__
+        "export",
+        help="export a model to ONNX or NNEF through nnforge's IR",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("model", metavar="MODEL", help="MODEL.onnx, MODEL.mlir or package.module:factory")
     parser.add_argument("-o", "--output", type=Path, required=True, help="the file to write: out.onnx or out.nnef")
@@ -33,8 +36,10 @@ def run(args: argparse.Namespace) -> int:
     import onnx
 
     import nnforge
+    from nnforge.errors import ModelLoadError
 
-    refuse_overwriting_model(args.model, args.output)
+    if Path(args.model).exists() and args.output.resolve() == Path(args.model).resolve():
+        raise ModelLoadError(f"-o {args.output} would overwrite the model itself")
     start = time.perf_counter()
     loaded = load_model(args.model, args.input_shape, dynamic_batch=args.dynamic_batch)
     path = nnforge.export(loaded.model, args.output, loaded.example_inputs, format=args.format,

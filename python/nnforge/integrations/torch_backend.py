@@ -21,17 +21,23 @@ for new shapes, fallbacks with their reasons (see `backend_stats`).
 
 from __future__ import annotations
 
-import time
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch.utils import _pytree as pytree
 
-from nnforge.integrations import backend_stats, torch_training
+from nnforge.errors import NNForgeError
+from nnforge.integrations import torch_training
 from nnforge.integrations.backend_stats import reset_stats, stats
-from nnforge.integrations.torch_training import MAX_SPECIALIZATIONS, one_line
+from nnforge.integrations.specialized_graph import (
+    MAX_SPECIALIZATIONS,
+    GraphFallback,
+    SpecializedGraph,
+    TensorCall,
+    one_line,
+    unsupported_tensor,
+)
 
 __all__ = ["MAX_SPECIALIZATIONS", "NNForgeGraph", "nnforge_backend", "reset_stats", "stats"]
 
@@ -73,15 +79,9 @@ class _GraphWithFixedArguments(torch.nn.Module):
 def _unsupported_input(value: Any) -> str | None:
     """Why nnforge cannot take this graph input, or None."""
     if isinstance(value, torch.Tensor):
-        if value.layout != torch.strided:
-            return f"an input has layout {value.layout}, not dense"
-        if value.device.type != "cpu":
-            return f"an input is on {value.device}, not the CPU"
-        if value.is_complex() or value.is_quantized:
-            return f"an input has dtype {value.dtype}"
         if value.requires_grad and torch.is_grad_enabled():
             return "an input requires grad (the graph was compiled for inference)"
-        return None
+        return unsupported_tensor(value)
     if isinstance(value, (int, torch.SymInt)) and not isinstance(value, bool):
         return None
     return f"an input is a {type(value).__name__}, not a tensor"
@@ -103,30 +103,29 @@ def _output_structure(gm: torch.fx.GraphModule) -> tuple[int, pytree.TreeSpec] |
 
 
 def _key(arguments: Sequence[Any]) -> tuple:
-    """What a compiled model is specialised for: shapes and dtypes, integer
-    values, and the parameters themselves (compiled as constants: one
-    changed in place, or another in its place, compiles anew)."""
+    """What a compiled model is specialised for: shapes, dtypes, devices,
+    integer values, and the parameters themselves (compiled as constants:
+    one changed in place, or another in its place, compiles anew)."""
 
     def key(value: Any) -> Any:
         if isinstance(value, torch.nn.Parameter):
-            return (tuple(value.shape), value.dtype, value.data_ptr(), value._version)
+            return (value.shape, value.dtype, value.device, value.data_ptr(), value._version)
         if isinstance(value, torch.Tensor):
-            return (tuple(value.shape), value.dtype)
-        return int(value)
+            return (value.shape, value.dtype, value.device, value.layout, value.requires_grad)
+        return value if isinstance(value, int) else type(value)
 
-    return tuple(key(value) for value in arguments)
+    return (torch.is_grad_enabled(), *(key(value) for value in arguments))
 
 
-class NNForgeGraph:
+class NNForgeGraph(SpecializedGraph):
     """A dynamo graph compiled by nnforge per input shapes, or run eagerly."""
 
     def __init__(self, gm: torch.fx.GraphModule, example_inputs: Sequence[Any]):
+        super().__init__("inference")
         self.gm = gm
-        self.compiled: dict[tuple, tuple[Callable[..., Any], list[int]]] = {}
-        self.fallback_reason: str | None = None
         structure = _output_structure(gm)
         if isinstance(structure, str):
-            self._fall_back(structure)
+            self.fall_back(structure)
         else:
             self.output_count, self.output_spec = structure
         # Compile for the example inputs now when they are concrete, so that
@@ -134,72 +133,38 @@ class NNForgeGraph:
         if self.fallback_reason is None and not any(
             isinstance(value, torch.SymInt) for value in example_inputs
         ):
-            self._specialization(list(example_inputs))
+            self.specialization(list(example_inputs))
 
-    def _fall_back(self, reason: str) -> None:
-        self.fallback_reason = reason
-        self.compiled.clear()
-        backend_stats.fell_back("inference", reason)
-        warnings.warn(
-            f"nnforge backend: running this graph eagerly: {reason}", RuntimeWarning, stacklevel=2
-        )
+    unsupported = staticmethod(_unsupported_input)
+    key = staticmethod(_key)
 
-    def _specialization(self, arguments: list[Any]) -> tuple[Callable[..., Any], list[int]] | None:
-        """The model compiled for these arguments (compiling it now if new), or None."""
+    def build(self, arguments: Sequence[Any]) -> tuple[TensorCall, list[int]]:
         import nnforge
-        from nnforge.errors import NNForgeError
 
-        for value in arguments:
-            reason = _unsupported_input(value)
-            if reason:
-                self._fall_back(reason)
-                return None
-        key = _key(arguments)
-        if key in self.compiled:
-            return self.compiled[key]
-        if len(self.compiled) >= MAX_SPECIALIZATIONS:
-            self._fall_back(f"more than {MAX_SPECIALIZATIONS} distinct input shapes")
-            return None
         wrapper = _GraphWithFixedArguments(self.gm, arguments)
         tensors = tuple(arguments[position].detach() for position in wrapper.tensor_positions)
-        start = time.perf_counter()
-        try:
-            # Outside TorchDynamo's tracing context (the backend is called
-            # inside it): torch.export would otherwise take up dynamo's guards
-            # and fail on them (NameError 'L' once inductor has compiled in
-            # the process).
-            with torch._guards.tracing(None):
-                compiled = nnforge.compile(wrapper, tensors)
-        except NNForgeError as error:
-            self._fall_back(f"nnforge cannot compile it: {one_line(error)}")
-            return None
+        # Outside TorchDynamo's tracing context (the backend is called inside
+        # it): torch.export would otherwise take up dynamo's guards and fail
+        # on them (NameError 'L' once inductor has compiled in the process).
+        with torch._guards.tracing(None):
+            compiled = nnforge.compile(wrapper, tensors)
         if len(compiled.signature.outputs) != self.output_count:
-            self._fall_back(
+            raise GraphFallback(
                 f"the compiled model has {len(compiled.signature.outputs)} outputs, "
                 f"the graph {self.output_count} (does it mutate its inputs?)"
             )
-            return None
-        backend_stats.compiled("inference", time.perf_counter() - start, new_shape=bool(self.compiled))
-        self.compiled[key] = (compiled, wrapper.tensor_positions)
-        return self.compiled[key]
+        return TensorCall(compiled, tensors), wrapper.tensor_positions
 
     def __call__(self, *arguments: Any) -> Any:
-        from nnforge.errors import NNForgeError
-
-        if self.fallback_reason is None:
-            specialization = self._specialization(list(arguments))
-            if specialization is not None:
-                compiled, tensor_positions = specialization
-                try:
-                    outputs = compiled(*(arguments[position] for position in tensor_positions))
-                except NNForgeError as error:
-                    self._fall_back(f"running the compiled model failed: {one_line(error)}")
-                else:
-                    if outputs is None:  # a graph without tensor results
-                        outputs = []
-                    elif not isinstance(outputs, list):
-                        outputs = [outputs]
-                    return pytree.tree_unflatten(outputs, self.output_spec)
+        specialization = self.specialization(arguments)
+        if specialization is not None:
+            call, tensor_positions = specialization
+            try:
+                outputs = call([arguments[position] for position in tensor_positions])
+            except NNForgeError as error:
+                self.fall_back(f"running the compiled model failed: {one_line(error)}")
+            else:
+                return pytree.tree_unflatten(outputs, self.output_spec)
         return self.gm.forward(*arguments)
 
 

@@ -10,8 +10,10 @@ compiled like an inference graph: traced again with static shapes for the
 inputs it is called with (`make_fx`, torch-mlir's decompositions), imported
 with torch-mlir's `stateless_fx_import`, lowered by the same pipelines, one
 compiled model per distinct set of input shapes (`MAX_SPECIALIZATIONS` at
-most). AOTAutograd's own wrappers do the rest as for any backend: gradients
-into `.grad`, mutated buffers (BatchNorm's running statistics) written back.
+most: `specialized_graph`), called on the tensors' memory and returning
+tensors over the buffers it allocated (`specialized_graph.TensorCall`).
+AOTAutograd's own wrappers do the rest as for any backend: gradients into
+`.grad`, mutated buffers (BatchNorm's running statistics) written back.
 
 Dropout draws its masks from PyTorch's generator exactly as eager PyTorch
 does (`bernoulli_(1 - p)` on a tensor of the input's shape, one per dropout
@@ -26,30 +28,31 @@ one warning; `nnforge.integrations.torch_backend.stats()` counts both.
 from __future__ import annotations
 
 import operator
-import time
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
-from nnforge.integrations import backend_stats
-
-# Distinct input shape sets compiled per graph before it runs eagerly.
-MAX_SPECIALIZATIONS = 8
+from nnforge.errors import NNForgeError
+from nnforge.integrations import gradients
+from nnforge.integrations.specialized_graph import (
+    GraphFallback,
+    SpecializedGraph,
+    TensorCall,
+    one_line,
+    unsupported_tensor,
+)
 
 _aten = torch.ops.aten
 
 
-def one_line(error: Exception) -> str:
-    """An error's message on one line."""
-    return "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
-
-
 def _key(arguments: Sequence[Any]) -> tuple:
-    """What a compiled graph is specialised for: shapes and dtypes, integer values."""
+    """What a compiled graph is specialised for: shapes, dtypes and devices,
+    the values of other arguments."""
     return tuple(
-        (tuple(value.shape), value.dtype) if isinstance(value, torch.Tensor) else value
+        (value.shape, value.dtype, value.device, value.layout) if isinstance(value, torch.Tensor)
+        else value if value is None or isinstance(value, (int, float, bool)) else type(value)
         for value in arguments
     )
 
@@ -57,13 +60,7 @@ def _key(arguments: Sequence[Any]) -> tuple:
 def _unsupported_argument(value: Any) -> str | None:
     """Why nnforge cannot take this graph argument, or None."""
     if isinstance(value, torch.Tensor):
-        if value.layout != torch.strided:
-            return f"an input has layout {value.layout}, not dense"
-        if value.device.type != "cpu":
-            return f"an input is on {value.device}, not the CPU"
-        if value.is_complex() or value.is_quantized:
-            return f"an input has dtype {value.dtype}"
-        return None
+        return unsupported_tensor(value)
     if value is None or isinstance(value, (int, float, bool)):
         return None
     return f"an input is a {type(value).__name__}, not a tensor or number"
@@ -142,10 +139,6 @@ def _random_ops(graph_module: torch.fx.GraphModule) -> list[str]:
     })
 
 
-class GraphFallback(Exception):
-    """Why a graph cannot be compiled, though nothing failed (a random op)."""
-
-
 class _Specialization:
     """An AOTAutograd graph compiled for one set of input shapes.
 
@@ -165,13 +158,16 @@ class _Specialization:
         static = self._trace(graph_module, list(arguments))
         random = _random_ops(static)
         if random:
-            raise GraphFallback(f"random ops {', '.join(random)} (nnforge draws dropout masks only)")
+            raise GraphFallback(
+                f"nnforge cannot compile it: random ops {', '.join(random)} (nnforge draws dropout masks only)"
+            )
         self.dropouts = _masks_as_inputs(static)
+        # Masks' stand-ins (drawing them would take numbers from the generator).
+        masks = [torch.empty_strided(d.shape, d.strides, dtype=d.dtype) for d in self.dropouts]
+        tensors = [arguments[i].detach() for i in self.tensor_positions] + masks
         if self.dropouts:
-            masks = [torch.empty_strided(d.shape, d.strides, dtype=d.dtype) for d in self.dropouts]
-            static = self._retrace(static, [arguments[i] for i in self.tensor_positions] + masks)
-        module = torch_frontend.import_fx_graph(static, what)
-        self.model = nnforge.compile(module)
+            static = self._retrace(static, tensors)
+        self.call = TensorCall(nnforge.compile(torch_frontend.import_fx_graph(static, what)), tensors)
 
     def _trace(self, graph_module: torch.fx.GraphModule, arguments: list[Any]) -> torch.fx.GraphModule:
         """The graph for these argument shapes: tensors in, new tensors out, static."""
@@ -217,9 +213,7 @@ class _Specialization:
     def __call__(self, arguments: Sequence[Any]) -> list[Any]:
         tensors = [arguments[i] for i in self.tensor_positions]
         tensors += [dropout.draw() for dropout in self.dropouts]
-        outputs = self.model(*tensors) if len(self.model.signature.outputs) else []
-        if isinstance(outputs, torch.Tensor):
-            outputs = [outputs]
+        outputs = self.call(tensors)
         results = []
         for kind, value in self.slots:
             if kind == "compiled":
@@ -232,72 +226,41 @@ class _Specialization:
 
 
 def _decompositions() -> dict:
-    """torch-mlir's decompositions for the static trace, dropout kept (drawn eagerly)."""
+    """torch-mlir's decompositions for the static trace, dropout kept (drawn
+    eagerly), gradients of embeddings and max pooling without scatter ops."""
     from nnforge.importers import torch_frontend
 
-    table = dict(torch_frontend.decomposition_table())
+    table = gradients.without_scatter(torch_frontend.decomposition_table())
     table.pop(_aten.native_dropout.default, None)
     return table
 
 
-class AOTGraph:
+class AOTGraph(SpecializedGraph):
     """An AOTAutograd graph (forward, backward or inference) compiled by
     nnforge per input shapes, or run eagerly after one warning."""
 
     def __init__(self, graph_module: torch.fx.GraphModule, kind: str):
+        super().__init__(kind)
         # AOTAutograd calls it with the list of arguments. An instance
         # attribute: the wrapper dynamo puts around a backward copies the
         # instance's __dict__, not its class's attributes.
         self._boxed_call = True
         self.graph_module = graph_module
-        self.kind = kind
-        self.compiled: dict[tuple, _Specialization] = {}
-        self.fallback_reason: str | None = None
 
-    def _fall_back(self, reason: str) -> None:
-        self.fallback_reason = reason
-        self.compiled.clear()
-        backend_stats.fell_back(self.kind, reason)
-        warnings.warn(
-            f"nnforge backend: running this {self.kind} graph eagerly: {reason}", RuntimeWarning, stacklevel=3
-        )
+    unsupported = staticmethod(_unsupported_argument)
+    key = staticmethod(_key)
 
-    def _specialization(self, arguments: Sequence[Any]) -> _Specialization | None:
-        from nnforge.errors import NNForgeError
-
-        for value in arguments:
-            reason = _unsupported_argument(value)
-            if reason:
-                self._fall_back(reason)
-                return None
-        key = _key(arguments)
-        if key in self.compiled:
-            return self.compiled[key]
-        if len(self.compiled) >= MAX_SPECIALIZATIONS:
-            self._fall_back(f"more than {MAX_SPECIALIZATIONS} distinct input shapes")
-            return None
-        start = time.perf_counter()
-        what = f"the {self.kind} graph"
-        try:
-            specialization = _Specialization(self.graph_module, arguments, what)
-        except (NNForgeError, GraphFallback) as error:
-            self._fall_back(f"nnforge cannot compile it: {one_line(error)}")
-            return None
-        backend_stats.compiled(self.kind, time.perf_counter() - start, new_shape=bool(self.compiled))
-        self.compiled[key] = specialization
-        return specialization
+    def build(self, arguments: Sequence[Any]) -> _Specialization:
+        return _Specialization(self.graph_module, arguments, f"the {self.kind} graph")
 
     def __call__(self, arguments: list[Any]) -> Any:
-        from nnforge.errors import NNForgeError
-
         arguments = list(arguments)
-        if self.fallback_reason is None:
-            specialization = self._specialization(arguments)
-            if specialization is not None:
-                try:
-                    return specialization(arguments)
-                except NNForgeError as error:
-                    self._fall_back(f"running the compiled model failed: {one_line(error)}")
+        specialization = self.specialization(arguments)
+        if specialization is not None:
+            try:
+                return specialization(arguments)
+            except NNForgeError as error:
+                self.fall_back(f"running the compiled model failed: {one_line(error)}")
         return self.graph_module(*arguments)
 
 
@@ -334,10 +297,13 @@ def training_backend(gm: torch.fx.GraphModule, example_inputs: Sequence[Any]) ->
     from torch._dynamo.backends.common import aot_autograd
 
     _attention_in_math(gm)
+    # The embedding's gradient stays one op until the static trace (`gradients`).
+    decompositions = core_aten_decompositions()
+    decompositions.pop(_aten.embedding_dense_backward.default, None)
     backend = aot_autograd(
         fw_compiler=_compiler("forward"),
         bw_compiler=_compiler("backward"),
         inference_compiler=_compiler("inference"),
-        decompositions=core_aten_decompositions(),
+        decompositions=decompositions,
     )
     return backend(gm, example_inputs)

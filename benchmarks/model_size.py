@@ -15,6 +15,7 @@ sizes of the library and the weights file, and the largest relative error.
     python benchmarks/model_size.py --gpt-1b             # the 1.07-billion-parameter decoder
     python benchmarks/model_size.py --gpt-1b --max-rss-gb 11   # stopped if its processes hold more
     python benchmarks/model_size.py --gpt-1b --gpt-layers 4    # the same decoder, 4 layers (0.27 B)
+    python benchmarks/model_size.py --load-gb 4.3        # loading a 4.3 GB weights file alone
 
 The MLP is d -> 4d -> d with GELU, batch 8. "beyond weight-free" is the
 compile time above the smallest size's, per MB of weights above its
@@ -22,7 +23,12 @@ weights (the smallest size stands for the part that does not depend on
 the weights: the same ops on tiny tensors). `--gpt-1b` is a decoder-only
 transformer of 20 layers, d = 2048, vocabulary 32000 (the output
 projection tied to the embedding): 1.07 billion parameters, one forward
-pass over 128 tokens. Results go to benchmarks/results/model-size-<date>.json
+pass over 128 tokens. `--load-gb` measures what loading a saved model
+costs beyond its library: a weights file of that size (64 MiB weights)
+mapped and checked against its manifest (names, types, shapes, size and
+digest), as `nnforge.load` does, and read once more, as the first run
+does, in a fresh process (the file in the page cache, as after saving).
+Results go to benchmarks/results/model-size-<date>.json
 and, rendered, to stdout as a markdown table (docs/model-size.md holds it).
 """
 
@@ -225,6 +231,29 @@ def load_child(folder: str) -> dict:
             "load_max_relative_error": float(np.max(np.abs(got - expected)) / np.max(np.abs(expected)))}
 
 
+def weights_load_child(gigabytes: float, folder: str) -> dict:
+    """In a fresh process: a weights file of `gigabytes` written (one random
+    64 MiB weight written again and again), then mapped and checked as
+    `nnforge.load` does, then read through once."""
+    import numpy as np
+
+    from nnforge import weights
+    from nnforge.runtime import numpy_dtype
+
+    block = np.random.default_rng(0).standard_normal(16 << 20, dtype=np.float32)
+    count = max(1, round(gigabytes * 1024 * MB / block.nbytes))
+    path = Path(folder) / "model.weights"
+    manifest = weights.write(path, [(f"w{i}", "f32", block.shape, memoryview(block).cast("B")) for i in range(count)])
+    start = time.perf_counter()
+    mapped = weights.MappedWeights(path, manifest, numpy_dtype)
+    load_s = time.perf_counter() - start
+    start = time.perf_counter()
+    total = sum(float(array[::1024].sum()) for array in mapped.arrays)  # a value of every page
+    read_s = time.perf_counter() - start
+    return {"model": "weights file", "weights_mb": path.stat().st_size / MB, "load_s": load_s,
+            "read_after_load_s": read_s, "checksum": total}
+
+
 def measure(kind: str, size: int, limit: int | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="nnforge-model-size-") as folder:
         script = str(Path(__file__).resolve())
@@ -267,6 +296,8 @@ def main() -> None:
     parser.add_argument("--gpt-layers", type=int, default=20, help="its layers (20: 1.07 billion parameters)")
     parser.add_argument("--render", type=Path, help="print the table of a results file")
     parser.add_argument("--max-rss-gb", type=float, help="stop a measurement whose processes hold more memory")
+    parser.add_argument("--load-gb", type=float, help="the load of a weights file of this size alone")
+    parser.add_argument("--child-load-weights", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--child-compile", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--child-load", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -276,6 +307,21 @@ def main() -> None:
         return
     if args.child_load:
         print(json.dumps(load_child(args.child_load)))
+        return
+    if args.child_load_weights:
+        print(json.dumps(weights_load_child(float(args.child_load_weights[0]), args.child_load_weights[1])))
+        return
+    if args.load_gb:
+        with tempfile.TemporaryDirectory(prefix="nnforge-model-size-") as folder:
+            script = str(Path(__file__).resolve())
+            row, peak = run_measured([sys.executable, script, "--child-load-weights", str(args.load_gb), folder])
+        report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(), "machine": machine(),
+                  **row, "peak_rss_mb": peak / MB}
+        RESULTS.mkdir(exist_ok=True)
+        path = RESULTS / f"model-size-load-{report['date'][:19].replace(':', '')}.json"
+        path.write_text(json.dumps(report, indent=1))
+        print(json.dumps(report, indent=1))
+        print(f"\n(results: {path})", file=sys.stderr)
         return
     if args.render:
         print(render(json.loads(args.render.read_text())))

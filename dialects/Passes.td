@@ -122,7 +122,11 @@ def NNFFoldConstantTransposes
     Results of 64 KiB or more are `dense_resource` blobs (`nnf_transposed*`)
     that this pass and `nnf-pack-weights` free once no op of the module
     uses them (inline dense elements live as long as the context); smaller
-    ones are inline dense elements.
+    ones are inline dense elements. Where every other use of the constant
+    transposed reads one element (`tensor.extract`, as an embedding lookup
+    does), those reads read the transposed constant instead, so that a
+    table that is also a transposed operand (an embedding tied to the
+    output projection) is stored once.
 
     Example:
 
@@ -588,7 +592,10 @@ def NNFPackWeights : Pass<"nnf-pack-weights"> {
     time, weight by weight: packed data of 64 KiB or more is a
     `dense_resource` blob (`nnf_packed*`), and the constant it was packed
     from, if nnforge made it (`nnf-fold-constant-transposes`) and no op
-    uses it any more, is freed before the next weight is packed. The contraction becomes a `linalg.generic` with one more parallel
+    uses it any more, is freed before the next weight is packed. Where the
+    constant's other uses all read one element (`tensor.extract`), they read
+    the panels instead (`[.., n]` is `[n / panel, .., n % panel]`) and the
+    constant is stored once. The contraction becomes a `linalg.generic` with one more parallel
     loop, the column within a panel (n then counts panels); its result
     `[.., N/panel, panel]` is collapsed back to `[.., N]`, which
     `nnf-fuse-elementwise` then moves past the contraction's epilogue.

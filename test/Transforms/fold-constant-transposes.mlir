@@ -43,3 +43,38 @@ func.func @argument(%w: tensor<2x3xf32>) -> tensor<3x2xf32> {
   %t = linalg.transpose ins(%w : tensor<2x3xf32>) outs(%e : tensor<3x2xf32>) permutation = [1, 0]
   return %t : tensor<3x2xf32>
 }
+
+// -----
+
+// Element reads of a constant also transposed (an embedding table that is
+// the output projection too) read the transposed constant, defined where
+// the source was (before the read), which is then unused: stored once.
+// CHECK-LABEL: func.func @reads_follow
+// CHECK-SAME: (%[[I:.*]]: index, %[[J:.*]]: index)
+// CHECK: %[[T:.*]] = arith.constant dense<{{\[\[}}1.000000e+00, 4.000000e+00], [2.000000e+00, 5.000000e+00], [3.000000e+00, 6.000000e+00]]> : tensor<3x2xf32>
+// CHECK-NOT: tensor<2x3xf32>
+// CHECK: %[[X:.*]] = tensor.extract %[[T]][%[[J]], %[[I]]] : tensor<3x2xf32>
+// CHECK-NOT: linalg.transpose
+// CHECK: return %[[X]], %[[T]]
+func.func @reads_follow(%i: index, %j: index) -> (f32, tensor<3x2xf32>) {
+  %w = arith.constant dense<[[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]> : tensor<2x3xf32>
+  %x = tensor.extract %w[%i, %j] : tensor<2x3xf32>
+  %e = tensor.empty() : tensor<3x2xf32>
+  %t = linalg.transpose ins(%w : tensor<2x3xf32>) outs(%e : tensor<3x2xf32>) permutation = [1, 0]
+  return %x, %t : f32, tensor<3x2xf32>
+}
+
+// -----
+
+// A constant with another use than element reads keeps it: both stay.
+// CHECK-LABEL: func.func @other_use_keeps_source
+// CHECK-DAG: arith.constant dense<{{.*}}> : tensor<3x2xf32>
+// CHECK-DAG: %[[W:.*]] = arith.constant dense<{{.*}}> : tensor<2x3xf32>
+// CHECK: tensor.extract %[[W]]
+func.func @other_use_keeps_source(%i: index, %j: index) -> (f32, tensor<3x2xf32>, tensor<2x3xf32>) {
+  %w = arith.constant dense<[[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]> : tensor<2x3xf32>
+  %x = tensor.extract %w[%i, %j] : tensor<2x3xf32>
+  %e = tensor.empty() : tensor<3x2xf32>
+  %t = linalg.transpose ins(%w : tensor<2x3xf32>) outs(%e : tensor<3x2xf32>) permutation = [1, 0]
+  return %x, %t, %w : f32, tensor<3x2xf32>, tensor<2x3xf32>
+}

@@ -123,3 +123,22 @@ func.func @argument_reused(%x: tensor<4x2xf32>, %w: tensor<2x8xf32>, %acc: tenso
   %s = linalg.matmul ins(%x, %w : tensor<4x2xf32>, tensor<2x8xf32>) outs(%r : tensor<4x8xf32>) -> tensor<4x8xf32>
   return %r, %s : tensor<4x8xf32>, tensor<4x8xf32>
 }
+
+// -----
+
+// Element reads of a constant packed read the panels ([.., n] is
+// [n / 4, .., n % 4]), and the constant goes: the weight is stored once.
+// CHECK-LABEL: func.func @reads_follow_panels
+// CHECK-SAME: (%[[X:.*]]: tensor<3x2xf32>, %[[ACC:.*]]: tensor<3x8xf32>, %[[I:.*]]: index, %[[J:.*]]: index)
+// CHECK: %[[PANELS:.*]] = arith.constant dense<{{.*}}> : tensor<2x2x4xf32>
+// CHECK-NOT: tensor<2x8xf32>
+// CHECK: %[[FOUR:.*]] = arith.constant 4 : index
+// CHECK: %[[P:.*]] = arith.divui %[[J]], %[[FOUR]] : index
+// CHECK: %[[COLUMN:.*]] = arith.remui %[[J]], %[[FOUR]] : index
+// CHECK: tensor.extract %[[PANELS]][%[[P]], %[[I]], %[[COLUMN]]] : tensor<2x2x4xf32>
+func.func @reads_follow_panels(%x: tensor<3x2xf32>, %acc: tensor<3x8xf32>, %i: index, %j: index) -> (tensor<3x8xf32>, f32) {
+  %w = arith.constant dense<[[0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0], [8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0]]> : tensor<2x8xf32>
+  %e = tensor.extract %w[%i, %j] : tensor<2x8xf32>
+  %r = linalg.matmul ins(%x, %w : tensor<3x2xf32>, tensor<2x8xf32>) outs(%acc : tensor<3x8xf32>) -> tensor<3x8xf32>
+  return %r, %e : tensor<3x8xf32>, f32
+}

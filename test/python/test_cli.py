@@ -98,6 +98,8 @@ def test_compile_needs_output_and_never_overwrites_the_model(
     assert exit_info.value.code == 2
     assert nnforge.cli.main(["compile", str(onnx_file), "-o", str(onnx_file)]) == 1
     assert "would overwrite the model" in capsys.readouterr().err
+    assert nnforge.cli.main(["export", str(onnx_file), "-o", str(onnx_file)]) == 1
+    assert "would overwrite the model" in capsys.readouterr().err
     onnx.checker.check_model(str(onnx_file))
 
 
@@ -143,6 +145,29 @@ def test_run_input_errors(library: Path, tmp_path: Path, capsys: pytest.CaptureF
     assert nnforge.cli.main(["run", str(library), *arguments]) == 1
     error = capsys.readouterr().err
     assert error.startswith("nnforge run: error: ") and message in error
+
+
+@pytest.mark.parametrize(
+    "verb, options, message",
+    [
+        ("run", ["--level", "linalg"], "is compiled already: --level does not apply"),
+        ("run", ["--dynamic-batch", "--input-shape", "2x8"],
+         "is compiled already: --input-shape, --dynamic-batch do not apply"),
+        ("bench", ["--level", "nnf"], "is compiled already: --level does not apply"),
+    ],
+)
+def test_compile_options_given_for_a_library_are_refused(library: Path, capsys: pytest.CaptureFixture,
+                                                        verb: str, options: list[str], message: str) -> None:
+    assert nnforge.cli.main([verb, str(library), *options]) == 1
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("verb", ["compile", "run", "profile"])
+def test_input_shape_of_a_file_model_is_refused(onnx_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                verb: str) -> None:
+    output = ["-o", str(tmp_path / "out.so")] if verb == "compile" else []
+    assert nnforge.cli.main([verb, str(onnx_file), "--input-shape", "2x8", *output]) == 1
+    assert "--input-shape applies to PyTorch factories only" in capsys.readouterr().err
 
 
 def test_nnf_mlir_file_compile_and_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -212,3 +212,68 @@ def test_digest_written_is_the_digest_read(tmp_path: Path) -> None:
     manifest = weights.write(tmp_path / "w.weights", [(f"w{i}", "ui8", a.shape, memoryview(a)) for i, a in enumerate(arrays)])
     mapped = weights.MappedWeights(tmp_path / "w.weights", manifest, numpy_dtype)  # verifies the digest
     assert mapped.arrays[-1][0] == 21 and manifest.data_size > 64 << 20
+
+
+def _small_chunks_file(path: Path, monkeypatch: pytest.MonkeyPatch) -> weights.Manifest:
+    """A weights file of many digest chunks (4 KiB here), weights and padding cutting across them."""
+    monkeypatch.setattr(weights, "_CHUNK", 4096)
+    rng = np.random.default_rng(0)
+    arrays = [rng.integers(0, 256, 5 * 4096 + 77, np.uint8), np.zeros(3 * 4096 + 1, np.uint8)]
+    return weights.write(path, [(f"w{i}", "ui8", a.shape, memoryview(a)) for i, a in enumerate(arrays)])
+
+
+def test_digest_changes_with_any_byte(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    manifest = _small_chunks_file(tmp_path / "w.weights", monkeypatch)
+    data = bytearray((tmp_path / "w.weights").read_bytes()[-manifest.data_size:])
+    assert weights._digest([memoryview(data)]) == manifest.digest
+    for position in range(len(data)):  # every byte, weights and padding alike
+        data[position] ^= 1 << position % 8
+        assert weights._digest([memoryview(data)]) != manifest.digest, position
+        data[position] ^= 1 << position % 8
+
+
+def test_mapped_file_with_a_flipped_bit_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "w.weights"
+    manifest = _small_chunks_file(path, monkeypatch)
+    original = path.read_bytes()
+    start = len(original) - manifest.data_size
+    weights.MappedWeights(path, manifest, numpy_dtype)  # intact: loads
+    for position in [0, 4095, 4096, 5 * 4096 + 76, 5 * 4096 + 100, manifest.data_size - 1]:
+        damaged = bytearray(original)
+        damaged[start + position] ^= 0x80
+        path.write_bytes(damaged)
+        with pytest.raises(ModelLoadError, match="damaged"):
+            weights.MappedWeights(path, manifest, numpy_dtype)
+    for position in [0, 20, start - 100, start - 1]:  # the header, its padding
+        damaged = bytearray(original)
+        damaged[position] ^= 0x01
+        path.write_bytes(damaged)
+        with pytest.raises(ModelLoadError, match="does not hold the weights its library expects"):
+            weights.MappedWeights(path, manifest, numpy_dtype)
+
+
+def test_manifest_with_an_older_digest_is_refused(tmp_path: Path) -> None:
+    array = np.arange(100, dtype=np.uint8)
+    manifest = weights.write(tmp_path / "w.weights", [("w", "ui8", array.shape, memoryview(array))])
+    older = weights.Manifest(manifest.tensors, manifest.data_size, "0" * 64)  # a bare SHA-256
+    with pytest.raises(ModelLoadError, match="older nnforge"):
+        weights.MappedWeights(tmp_path / "w.weights", older, numpy_dtype)
+
+
+def test_embedding_tied_to_the_output_projection_is_stored_once() -> None:
+    class Tied(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embedding = nn.Embedding(4096, 128)  # 2 MiB: packed for the projection
+            self.head = nn.Linear(128, 4096, bias=False)
+            self.head.weight = self.embedding.weight
+
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            return self.head(torch.tanh(self.embedding(ids)))
+
+    torch.manual_seed(0)
+    model, ids = Tied().eval(), torch.tensor([[0, 5, 4095, 31, 32, 1000]])
+    compiled = nnforge.compile(model, (ids,))
+    np.testing.assert_allclose(compiled(ids.numpy()), _expected(model, (ids,)), rtol=1e-5, atol=1e-5)
+    table = 4096 * 128 * 4
+    assert table <= compiled._model_weights.manifest.data_size < 2 * table

@@ -4,11 +4,15 @@
 // use of `W^T` as a `linalg.transpose` of that constant, which upstream's
 // linalg constant folding (inline dense elements only) leaves for run time.
 // This pass permutes the bytes of such constants once, when compiling.
+// Element reads (`tensor.extract`) of a constant transposed follow it, so
+// that a table read both ways (an embedding tied to the output projection)
+// is stored once.
 //
 //===----------------------------------------------------------------------===//
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/BuiltinAttributes.h"
 #include "mlir/Transforms/GreedyPatternRewriteDriver.h"
 #include "nnforge/Passes.h"
@@ -142,8 +146,32 @@ struct FoldConstantTranspose : OpRewritePattern<linalg::TransposeOp> {
                     permutation, elementBytes);
         });
     consumed.push_back(source.getValue());
-    rewriter.replaceOpWithNewOp<arith::ConstantOp>(op, resultType,
-                                                   cast<TypedAttr>(folded));
+    // Where the source's other uses all read one element, they read the
+    // transposed constant instead (defined where the source is, which
+    // dominates them), and the source is left unused.
+    bool readsFollow = llvm::all_of(source->getUsers(), [&](Operation *user) {
+      return user == op || isa<tensor::ExtractOp>(user);
+    });
+    if (readsFollow)
+      rewriter.setInsertionPointAfter(source);
+    auto transposed = arith::ConstantOp::create(rewriter, op.getLoc(), resultType,
+                                                cast<TypedAttr>(folded));
+    if (readsFollow) {
+      for (Operation *user : llvm::to_vector(source->getUsers())) {
+        auto extract = dyn_cast<tensor::ExtractOp>(user);
+        if (!extract)
+          continue;
+        // input[j] = result[i] with i_d = j[permutation[d]].
+        SmallVector<Value> indices;
+        for (int64_t d : permutation)
+          indices.push_back(extract.getIndices()[d]);
+        rewriter.modifyOpInPlace(extract, [&] {
+          extract.getTensorMutable().assign(transposed);
+          extract.getIndicesMutable().assign(indices);
+        });
+      }
+    }
+    rewriter.replaceOp(op, transposed.getResult());
     return success();
   }
 };

@@ -10,7 +10,8 @@
 // Constants are packed once, when compiling; operands computed at run time
 // on every call, where enough rows reuse them to pay for the copy. The
 // contraction becomes a generic reading the panels, its result
-// [.., N/32, 32] collapsed back.
+// [.., N/32, 32] collapsed back. Element reads (`tensor.extract`) of a
+// constant packed read the panels too, so that it is stored once.
 //
 //===----------------------------------------------------------------------===//
 
@@ -189,6 +190,30 @@ Value packedAtRunTime(OpBuilder &b, Location loc, Value weight,
       .getResult(0);
 }
 
+/// Redirects the uses of `constant` ([.., N]), if all read one element
+/// (`tensor.extract`), to `packed`, its data as [N/panel, .., panel]:
+/// element [.., n] is [n / panel, .., n % panel].
+void readElementsFromPanels(RewriterBase &rewriter, arith::ConstantOp constant,
+                            Value packed, int64_t panel) {
+  if (!llvm::all_of(constant->getUsers(), llvm::IsaPred<tensor::ExtractOp>))
+    return;
+  for (Operation *user : llvm::to_vector(constant->getUsers())) {
+    auto extract = cast<tensor::ExtractOp>(user);
+    SmallVector<Value> old(extract.getIndices());
+    rewriter.setInsertionPoint(extract);
+    Location loc = extract.getLoc();
+    Value width = arith::ConstantIndexOp::create(rewriter, loc, panel);
+    SmallVector<Value> indices = {
+        arith::DivUIOp::create(rewriter, loc, old.back(), width)};
+    llvm::append_range(indices, ArrayRef<Value>(old).drop_back());
+    indices.push_back(arith::RemUIOp::create(rewriter, loc, old.back(), width));
+    rewriter.modifyOpInPlace(extract, [&] {
+      extract.getTensorMutable().assign(packed);
+      extract.getIndicesMutable().assign(indices);
+    });
+  }
+}
+
 /// Rewrites the contraction to read `packed` (the weight in panels): a
 /// generic with one more loop (the column within a panel; n becomes the
 /// panel), its output split likewise and collapsed back.
@@ -281,6 +306,8 @@ struct NNFPackWeightsPass
         continue;
       for (const PackableContraction &contraction : contractions)
         readPanels(rewriter, contraction, packed, panel);
+      if (constant)
+        readElementsFromPanels(rewriter, constant, packed, panel);
       if (constant && weight.use_empty()) {
         Attribute value = constant.getValue();
         rewriter.eraseOp(constant);

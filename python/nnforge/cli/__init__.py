@@ -8,6 +8,7 @@ wrong; anything else is a bug in nnforge and says so.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import sys
 import traceback
@@ -37,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Compile PyTorch and ONNX models with upstream MLIR.",
     )
     parser.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
-    subparsers = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    # Each verb's description is its module's docstring, printed as written.
+    verb_parser = functools.partial(argparse.ArgumentParser, formatter_class=argparse.RawDescriptionHelpFormatter)
+    subparsers = parser.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=verb_parser)
     for module in _VERBS.values():
         importlib.import_module(f"nnforge.cli.{module}").add_parser(subparsers)
     for verb_parser in subparsers.choices.values():

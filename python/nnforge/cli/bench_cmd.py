@@ -31,6 +31,7 @@ from nnforge.cli.models import (
     add_model_arguments,
     add_progress_arguments,
     load_model,
+    load_saved,
     positive_int,
     progress_setting,
     random_inputs,
@@ -42,10 +43,7 @@ Backend = Callable[[], list[np.ndarray]]
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "bench",
-        help="time a model compiled by nnforge against onnxruntime and PyTorch",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "bench", help="time a model compiled by nnforge against onnxruntime and PyTorch", description=__doc__
     )
     parser.add_argument("model", metavar="MODEL",
                         help="MODEL.onnx, MODEL.mlir, package.module:factory or model.so")
@@ -150,15 +148,9 @@ def _max_difference(reference: list[np.ndarray], other: list[np.ndarray]) -> str
 
 
 def run(args: argparse.Namespace) -> int:
-    import nnforge
-    from nnforge.errors import ModelLoadError
-
     if Path(args.model).suffix == LIBRARY_SUFFIX:
-        if args.level or args.dynamic_batch:
-            raise ModelLoadError(f"{args.model} is compiled already: "
-                                 "--level and --dynamic-batch do not apply")
         loaded = None
-        executable = nnforge.load(args.model)
+        executable = load_saved(args.model, {"--level": args.level, "--dynamic-batch": args.dynamic_batch})
         compile_note = "loaded, not compiled"
     else:
         loaded = load_model(args.model, args.input_shape, dynamic_batch=args.dynamic_batch)

@@ -15,21 +15,16 @@ from pathlib import Path
 from nnforge.cli.models import (
     add_model_arguments,
     add_progress_arguments,
-    is_torch_factory,
-    load_model,
+    load_model_to_compile,
     positive_int,
     progress_setting,
+    refuse_overwriting_model,
     timed_compile,
 )
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "compile",
-        help="compile a model to a shared library",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = subparsers.add_parser("compile", help="compile a model to a shared library", description=__doc__)
     parser.add_argument("model", metavar="MODEL",
                         help="MODEL.onnx, MODEL.nnef, MODEL.mlir or package.module:factory")
     parser.add_argument("-o", "--output", type=Path, required=True,
@@ -52,20 +47,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from nnforge import artifact
-    from nnforge.errors import ModelLoadError
 
-    if Path(args.model).exists() and args.output.resolve() == Path(args.model).resolve():
-        raise ModelLoadError(f"-o {args.output} would overwrite the model itself")
+    refuse_overwriting_model(args.model, args.output)
     artifact.check_destination(args.output)  # before compiling, which takes a while
-    if args.input_shape and not is_torch_factory(args.model):
-        raise ModelLoadError("--input-shape applies to PyTorch factories only: "
-                             "ONNX and MLIR models keep the shapes they declare")
+
     def say(text: str) -> None:
         if not args.quiet:
             print(f"nnforge compile: {text}", file=sys.stderr)
 
     start = time.perf_counter()
-    loaded = load_model(args.model, args.input_shape, dynamic_batch=args.dynamic_batch)
+    loaded = load_model_to_compile(args)
     say(f"loaded {args.model}: {time.perf_counter() - start:.3f} s")
     compiled = timed_compile("compile", loaded, progress_setting(args), level=args.level, dump_ir=args.dump_ir,
                              timing=args.timing, target=args.target, chip=args.chip, threads=args.threads)

@@ -15,9 +15,7 @@ HIDDEN, CLASSES, FEATURES = 128, 10, 64
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "example",
-        help="compile and run a built-in nnf model, checked against numpy",
-        description=__doc__,
+        "example", help="compile and run a built-in nnf model, checked against numpy", description=__doc__
     )
     parser.add_argument("--batch", type=positive_int, default=4, help="rows of the random input (default 4)")
     parser.add_argument("--print-ir", action="store_true", help="print the nnf module")

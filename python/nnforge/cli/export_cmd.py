@@ -14,15 +14,12 @@ import sys
 import time
 from pathlib import Path
 
-from nnforge.cli.models import add_model_arguments, load_model
+from nnforge.cli.models import add_model_arguments, load_model, refuse_overwriting_model
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "export",
-        help="export a model to ONNX or NNEF through nnforge's IR",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "export", help="export a model to ONNX or NNEF through nnforge's IR", description=__doc__
     )
     parser.add_argument("model", metavar="MODEL", help="MODEL.onnx, MODEL.mlir or package.module:factory")
     parser.add_argument("-o", "--output", type=Path, required=True, help="the file to write: out.onnx or out.nnef")
@@ -36,10 +33,8 @@ def run(args: argparse.Namespace) -> int:
     import onnx
 
     import nnforge
-    from nnforge.errors import ModelLoadError
 
-    if Path(args.model).exists() and args.output.resolve() == Path(args.model).resolve():
-        raise ModelLoadError(f"-o {args.output} would overwrite the model itself")
+    refuse_overwriting_model(args.model, args.output)
     start = time.perf_counter()
     loaded = load_model(args.model, args.input_shape, dynamic_batch=args.dynamic_batch)
     path = nnforge.export(loaded.model, args.output, loaded.example_inputs, format=args.format,

@@ -27,12 +27,7 @@ ALL_LEVELS = ("torch", "tosa", "stablehlo", "linalg", "nnf")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "import",
-        help="import a PyTorch or ONNX model into MLIR",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = subparsers.add_parser("import", help="import a PyTorch or ONNX model into MLIR", description=__doc__)
     parser.add_argument("model", metavar="MODEL",
                         help="MODEL.onnx, MODEL.mlirbc / MODEL.mlir (StableHLO) or package.module:factory")
     parser.add_argument("--level", choices=ALL_LEVELS, default="linalg",

@@ -78,6 +78,104 @@ def is_torch_factory(spec: str) -> bool:
     return ":" in spec and not Path(spec).exists()
 
 
+def refuse_overwriting_model(model: str, output: Path) -> None:
+    """ModelLoadError where -o names MODEL itself (checked before the work, which takes a while)."""
+    from nnforge.errors import ModelLoadError
+
+    if Path(model).exists() and output.resolve() == Path(model).resolve():
+        raise ModelLoadError(f"-o {output} would overwrite the model itself")
+
+
+def add_input_argument(parser: argparse.ArgumentParser, default: str = "") -> None:
+    """-i/--input [NAME=]FILE.npy, once per input (see `read_inputs`)."""
+    parser.add_argument("-i", "--input", action="append", default=[], metavar="[NAME=]FILE.npy",
+                        help=f"an input: by name, or by position in the order given{default}")
+
+
+def read_inputs(items: list[str]) -> list[tuple[str | None, np.ndarray]]:
+    """(input name or None for positional, array) for each --input."""
+    from nnforge.errors import InputError
+
+    inputs = []
+    for item in items:
+        name, path = None, item
+        if "=" in item and not Path(item).exists():
+            name, path = item.split("=", 1)
+            if not name:
+                raise InputError(f"--input {item!r}: empty input name before '='")
+        if not Path(path).is_file():
+            raise InputError(f"--input {item!r}: {path}: no such file")
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as error:
+            raise InputError(f"--input {item!r}: {path} is not a numpy .npy file: {error}") from None
+        if not isinstance(array, np.ndarray):
+            raise InputError(f"--input {item!r}: {path} holds several arrays (.npz); "
+                             "give one .npy file per input")
+        inputs.append((name, array))
+    return inputs
+
+
+def in_signature_order(signature, given: list[tuple[str | None, np.ndarray]]) -> list[np.ndarray]:
+    """The given inputs in the signature's order: positional ones first, then by name."""
+    from nnforge.errors import InputError
+
+    names = [spec.name for spec in signature.inputs]
+    expected = ", ".join(spec.describe() for spec in signature.inputs) or "none"
+    slots: dict[str, np.ndarray] = {}
+    positional = [array for name, array in given if name is None]
+    if len(positional) > len(names):
+        raise InputError(f"{len(positional)} inputs given in order, but the model takes "
+                         f"{len(names)} ({expected})")
+    slots.update(zip(names, positional))
+    for name, array in given:
+        if name is None:
+            continue
+        if name not in names:
+            raise InputError(f"the model has no input named {name!r} (its inputs: {expected})")
+        if name in slots:
+            raise InputError(f"input {name!r} is given twice")
+        slots[name] = array
+    missing = [spec.describe() for spec in signature.inputs if spec.name not in slots]
+    if missing:
+        raise InputError(f"missing inputs: {', '.join(missing)} (give --input NAME=FILE.npy)")
+    return [slots[name] for name in names]
+
+
+def load_saved(model: str, options: dict[str, Any]):
+    """`nnforge.load` of a model.so; ModelLoadError if any of the compile
+    `options` (flag -> value given) is set: they do not apply to it."""
+    import nnforge
+    from nnforge.errors import ModelLoadError
+
+    given = [flag for flag, value in options.items() if value]
+    if given:
+        raise ModelLoadError(f"{model} is compiled already: {', '.join(given)} "
+                             f"{'does' if len(given) == 1 else 'do'} not apply")
+    return nnforge.load(model)
+
+
+def load_model_to_compile(
+    args: argparse.Namespace, given: Sequence[tuple[str | None, np.ndarray]] = ()
+) -> LoadedModel:
+    """The MODEL of a verb that compiles it, with its --input-shape and
+    --dynamic-batch. A PyTorch factory's example inputs are, without
+    --input-shape, the inputs `given` in order (if all are), else its own."""
+    from nnforge.errors import ModelLoadError
+
+    factory = is_torch_factory(args.model)
+    if args.input_shape and not factory:
+        raise ModelLoadError("--input-shape applies to PyTorch factories only: "
+                             "ONNX and MLIR models keep the shapes they declare")
+    example_inputs = None
+    if factory and given and all(name is None for name, _ in given):
+        import torch
+
+        example_inputs = [torch.from_numpy(array) for _, array in given]
+    return load_model(args.model, args.input_shape, dynamic_batch=args.dynamic_batch,
+                      example_inputs=example_inputs)
+
+
 def load_factory(
     spec: str, input_shapes: Sequence[tuple[int, ...]], example_inputs: Sequence[Any] | None = None
 ):
@@ -165,15 +263,6 @@ def load_model(
     )
 
 
-def compile_loaded(loaded: LoadedModel, **options: Any):
-    """`nnforge.compile` of a loaded MODEL with `options` (level, target, ...)."""
-    import nnforge
-
-    return nnforge.compile(
-        loaded.model, loaded.example_inputs, dynamic_shapes=loaded.dynamic_shapes, **options
-    )
-
-
 def report_compile_times(verb: str, times: dict[str, float], total: float) -> None:
     """One stderr line per compile stage, then the total."""
     for stage, seconds in times.items():
@@ -181,12 +270,20 @@ def report_compile_times(verb: str, times: dict[str, float], total: float) -> No
     print(f"nnforge {verb}: compiled in {total:.2f} s", file=sys.stderr)
 
 
-def timed_compile(verb: str, loaded: LoadedModel, verbose: bool | None = None, **options: Any):
-    """Compiles a loaded MODEL, its stages reported on stderr: as they happen
+def timed_compile(verb: str, loaded: LoadedModel, verbose: bool | None = None, *, profiled: bool = False,
+                  **options: Any):
+    """`nnforge.compile` of a loaded MODEL with `options` (level, target,
+    ...), or with `profiled` `nnforge.compiler.compile_profiled` (timers
+    around each region). Its stages are reported on stderr: as they happen
     (see `nnforge.compile`'s `verbose`), or else, unless `verbose` is
     False, their times once compiled (stderr is no terminal)."""
+    import nnforge
+    from nnforge.compiler import compile_profiled
+
     start = time.perf_counter()
-    compiled = compile_loaded(loaded, verbose=verbose, **options)
+    compiled = (compile_profiled if profiled else nnforge.compile)(
+        loaded.model, loaded.example_inputs, dynamic_shapes=loaded.dynamic_shapes, verbose=verbose, **options
+    )
     if verbose is None and not sys.stderr.isatty():
         report_compile_times(verb, compiled.compile_times, time.perf_counter() - start)
     return compiled

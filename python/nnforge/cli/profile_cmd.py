@@ -11,33 +11,29 @@ model's graph with each region colored by its share.
 from __future__ import annotations
 
 import argparse
-import sys
-import time
 from pathlib import Path
 
 from nnforge.cli.models import (
+    add_input_argument,
     add_model_arguments,
     add_progress_arguments,
+    in_signature_order,
     is_torch_factory,
-    load_model,
+    load_model_to_compile,
     positive_int,
     progress_setting,
     random_inputs,
-    report_compile_times,
+    read_inputs,
+    timed_compile,
 )
-from nnforge.cli.run_cmd import in_signature_order, read_inputs
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "profile",
-        help="time each dispatch region of a model on this CPU",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "profile", help="time each dispatch region of a model on this CPU", description=__doc__
     )
     parser.add_argument("model", metavar="MODEL", help="MODEL.onnx, MODEL.mlir or package.module:factory")
-    parser.add_argument("-i", "--input", action="append", default=[], metavar="[NAME=]FILE.npy",
-                        help="an input: by name, or by position in the order given (default: random inputs)")
+    add_input_argument(parser, " (default: random inputs)")
     add_model_arguments(parser)
     parser.add_argument("--target", default="cpu",
                         help="cpu (this machine; the only target with timers)")
@@ -58,29 +54,16 @@ def default_page(spec: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nnforge.compiler import compile_profiled
-    from nnforge.errors import ModelLoadError, ProfileError
+    from nnforge.errors import ProfileError
     from nnforge.profiling.html import write_page
     from nnforge.targets.cuda.model import CUDA_PROFILE_UNAVAILABLE
 
     if args.target == "cuda":  # before compiling, which takes a while
         raise ProfileError(CUDA_PROFILE_UNAVAILABLE)
-    if args.input_shape and not is_torch_factory(args.model):
-        raise ModelLoadError("--input-shape applies to PyTorch factories only")
     given = read_inputs(args.input)
-    example_inputs = None
-    if is_torch_factory(args.model) and given and all(name is None for name, _ in given):
-        import torch
-
-        example_inputs = [torch.from_numpy(array) for _, array in given]
-    loaded = load_model(args.model, args.input_shape, dynamic_batch=args.dynamic_batch,
-                        example_inputs=example_inputs)
-    start = time.perf_counter()
-    profiled = compile_profiled(loaded.model, loaded.example_inputs, target=args.target, level=args.level,
-                                dynamic_shapes=loaded.dynamic_shapes, threads=args.threads,
-                                verbose=progress_setting(args))
-    if progress_setting(args) is None and not sys.stderr.isatty():  # as `nnforge compile` does
-        report_compile_times("profile", profiled.compile_times, time.perf_counter() - start)
+    loaded = load_model_to_compile(args, given)
+    profiled = timed_compile("profile", loaded, progress_setting(args), profiled=True, target=args.target,
+                             level=args.level, threads=args.threads)
     profiled.description = args.model
     if given:
         inputs = in_signature_order(profiled.signature, given)

@@ -19,28 +19,25 @@ import numpy as np
 
 from nnforge.cli.models import (
     LIBRARY_SUFFIX,
+    add_input_argument,
     add_model_arguments,
     add_progress_arguments,
     describe_array,
-    is_torch_factory,
-    load_model,
+    in_signature_order,
+    load_model_to_compile,
+    load_saved,
     progress_setting,
+    read_inputs,
     timed_compile,
 )
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "run",
-        help="run a model on inputs from .npy files",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = subparsers.add_parser("run", help="run a model on inputs from .npy files", description=__doc__)
     parser.add_argument("model", metavar="MODEL",
                         help="model.so (from nnforge compile), MODEL.onnx, MODEL.mlir "
                         "or package.module:factory")
-    parser.add_argument("-i", "--input", action="append", default=[], metavar="[NAME=]FILE.npy",
-                        help="an input: by name, or by position in the order given")
+    add_input_argument(parser)
     parser.add_argument("--output", type=Path, metavar="DIR",
                         help="write each output to DIR/<output name>.npy")
     parser.add_argument("--ranks", type=int, default=1, metavar="N",
@@ -66,56 +63,6 @@ def _run_on_ranks(args: argparse.Namespace) -> int:
     return run_ranks(args.ranks, arguments, args.timeout)
 
 
-def read_inputs(items: list[str]) -> list[tuple[str | None, np.ndarray]]:
-    """(input name or None for positional, array) for each --input."""
-    from nnforge.errors import InputError
-
-    inputs = []
-    for item in items:
-        name, path = None, item
-        if "=" in item and not Path(item).exists():
-            name, path = item.split("=", 1)
-            if not name:
-                raise InputError(f"--input {item!r}: empty input name before '='")
-        if not Path(path).is_file():
-            raise InputError(f"--input {item!r}: {path}: no such file")
-        try:
-            array = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as error:
-            raise InputError(f"--input {item!r}: {path} is not a numpy .npy file: {error}") from None
-        if not isinstance(array, np.ndarray):
-            raise InputError(f"--input {item!r}: {path} holds several arrays (.npz); "
-                             "give one .npy file per input")
-        inputs.append((name, array))
-    return inputs
-
-
-def in_signature_order(signature, given: list[tuple[str | None, np.ndarray]]) -> list[np.ndarray]:
-    """The given inputs in the signature's order: positional ones first, then by name."""
-    from nnforge.errors import InputError
-
-    names = [spec.name for spec in signature.inputs]
-    expected = ", ".join(spec.describe() for spec in signature.inputs) or "none"
-    slots: dict[str, np.ndarray] = {}
-    positional = [array for name, array in given if name is None]
-    if len(positional) > len(names):
-        raise InputError(f"{len(positional)} inputs given in order, but the model takes "
-                         f"{len(names)} ({expected})")
-    slots.update(zip(names, positional))
-    for name, array in given:
-        if name is None:
-            continue
-        if name not in names:
-            raise InputError(f"the model has no input named {name!r} (its inputs: {expected})")
-        if name in slots:
-            raise InputError(f"input {name!r} is given twice")
-        slots[name] = array
-    missing = [spec.describe() for spec in signature.inputs if spec.name not in slots]
-    if missing:
-        raise InputError(f"missing inputs: {', '.join(missing)} (give --input NAME=FILE.npy)")
-    return [slots[name] for name in names]
-
-
 def _make_folder(folder: Path) -> None:
     """Creates the --output folder; SaveError where it cannot be."""
     from nnforge.errors import SaveError
@@ -129,27 +76,16 @@ def _make_folder(folder: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import nnforge
-    from nnforge.errors import ModelLoadError, SaveError
+    from nnforge.errors import SaveError
 
     if args.ranks != 1:
         return _run_on_ranks(args)
     given = read_inputs(args.input)
     if Path(args.model).suffix == LIBRARY_SUFFIX:
-        if args.level or args.input_shape or args.dynamic_batch:
-            raise ModelLoadError(f"{args.model} is compiled already: "
-                                 "--level, --input-shape and --dynamic-batch do not apply")
-        executable = nnforge.load(args.model)
+        executable = load_saved(args.model, {"--level": args.level, "--input-shape": args.input_shape,
+                                             "--dynamic-batch": args.dynamic_batch})
     else:
-        if args.input_shape and not is_torch_factory(args.model):
-            raise ModelLoadError("--input-shape applies to PyTorch factories only")
-        example_inputs = None
-        if is_torch_factory(args.model) and given and all(name is None for name, _ in given):
-            import torch
-
-            example_inputs = [torch.from_numpy(array) for _, array in given]
-        loaded = load_model(args.model, args.input_shape, dynamic_batch=args.dynamic_batch,
-                            example_inputs=example_inputs)
+        loaded = load_model_to_compile(args, given)
         executable = timed_compile("run", loaded, progress_setting(args), level=args.level)
 
     outputs = executable(*in_signature_order(executable.signature, given))

@@ -13,12 +13,7 @@ from pathlib import Path
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "simplify",
-        help="simplify an ONNX model through nnforge's IR",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = subparsers.add_parser("simplify", help="simplify an ONNX model through nnforge's IR", description=__doc__)
     parser.add_argument("model", metavar="MODEL", type=Path, help="MODEL.onnx")
     parser.add_argument("-o", "--output", type=Path, required=True, help="the simplified model to write (.onnx)")
     parser.set_defaults(handler=run)

@@ -70,11 +70,45 @@ def _array(value) -> np.ndarray:
     return numpy_helper.to_array(value) if isinstance(value, TensorProto) else np.asarray(value)
 
 
+def _run_ort(session, values: list) -> list[np.ndarray]:
+    """onnxruntime's outputs on a test case's inputs. Arrays of the types numpy holds through ml_dtypes
+    (bfloat16, float8), which onnxruntime's Python API does not take or give as numpy arrays, go in and
+    come out as OrtValues over their bytes."""
+    import ctypes
+
+    import onnxruntime
+    from onnx import helper
+
+    feeds = {}
+    for spec, value in zip(session.get_inputs(), values):
+        array = np.ascontiguousarray(_array(value))
+        if array.dtype.kind == "V" and array.dtype.itemsize in (1, 2):  # ml_dtypes' types
+            array = onnxruntime.OrtValue.ortvalue_from_numpy_with_onnx_type(
+                array.view(np.uint8 if array.dtype.itemsize == 1 else np.uint16),
+                helper.np_dtype_to_tensor_dtype(array.dtype))
+        else:
+            array = onnxruntime.OrtValue.ortvalue_from_numpy(array)
+        feeds[spec.name] = array
+    results = []
+    for spec, value in zip(session.get_outputs(), session.run_with_ort_values(None, feeds)):
+        kind = value.data_type().removeprefix("tensor(").removesuffix(")")
+        if kind in ("bfloat16", "float8e4m3fn", "float8e4m3fnuz", "float8e5m2", "float8e5m2fnuz"):
+            import ml_dtypes
+
+            dtype = np.dtype(getattr(ml_dtypes, kind.replace("float8", "float8_")))
+            size = int(np.prod(value.shape(), dtype=np.int64)) * dtype.itemsize
+            data = bytes((ctypes.c_char * size).from_address(value.data_ptr())) if size else b""
+            results.append(np.frombuffer(data, dtype).reshape(value.shape()))
+        else:
+            results.append(value.numpy())
+    return results
+
+
 def _close(got, expected, rtol: float, atol: float) -> bool:
     got, expected = np.asarray(got), np.asarray(expected)
     if got.shape != expected.shape:
         return False
-    if expected.dtype.kind in "fc":
+    if expected.dtype.kind in "fcV":  # V: the float types of ml_dtypes (bfloat16, float8)
         return bool(np.allclose(got.astype(np.float64), expected.astype(np.float64), rtol=rtol, atol=atol,
                                 equal_nan=True))
     return bool(np.array_equal(got, expected))
@@ -142,13 +176,11 @@ def onnx_roundtrip(stride: int, match: str, scratch: Path) -> dict:
             continue
         counts["exported"] += 1
         try:
-            session = _ort(path)
-            feeds = {spec.name: _array(value) for spec, value in zip(session.get_inputs(), inputs)}
-            got = session.run(None, feeds)
+            got = _run_ort(_ort(path), inputs)
         except Exception as error:  # onnxruntime's own errors
             failures[name] = "onnxruntime: " + _error(error)
             continue
-        if len(got) == len(expected) and all(_close(g, e, rtol, atol) for g, e in zip(got, expected)):
+        if len(got) == len(expected) and all(_close(g, _array(e), rtol, atol) for g, e in zip(got, expected)):
             counts["passed"] += 1
         else:
             failures[name] = "outputs differ"
@@ -196,19 +228,24 @@ def _simplifiers() -> dict:
     return found
 
 
-def light_cnns(limit: int | None, repeats: int, scratch: Path) -> dict:
+def _light_cnn_cases(limit: int | None, label: str):
+    """(name, path, random inputs, onnxruntime's output on the source) of the onnx wheel's light CNNs."""
     import onnx
 
-    import nnforge
-
     data = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
-    results = {}
     for path in sorted(data.glob("*.onnx"))[:limit]:
         name = path.stem.removeprefix("light_")
-        print(f"light CNN {name}", file=sys.stderr, flush=True)
+        print(f"{label} {name}", file=sys.stderr, flush=True)
         source = _ort(path)
         feeds = _random_input(source)
-        reference = source.run(None, feeds)[0]
+        yield name, path, feeds, source.run(None, feeds)[0]
+
+
+def light_cnns(limit: int | None, repeats: int, scratch: Path) -> dict:
+    import nnforge
+
+    results = {}
+    for name, path, feeds, reference in _light_cnn_cases(limit, "light CNN"):
         entry: dict = {}
         try:
             exported = nnforge.export(path, scratch / f"{name}.onnx")
@@ -270,6 +307,8 @@ def transformers(repeats: int, scratch: Path) -> dict:
         workload = workloads.build(name)
         path = scratch / f"{name}.onnx"
         try:
+            # without the fused attention fast path, which the TorchScript exporter cannot trace
+            torch.backends.mha.set_fastpath_enabled(False)
             torch.onnx.export(workload.module, workload.inputs, str(path), dynamo=False)
         except Exception as error:
             results[name] = {"export_error": _error(error)}
@@ -284,6 +323,8 @@ def _nnef_tools(source_format: str, target_format: str, source: Path, target: Pa
     """nnef-tools' converter, as its documentation runs it (a child process)."""
     command = [sys.executable, "-m", "nnef_tools.convert", "--input-format", source_format,
                "--output-format", target_format, "--input-model", str(source), "--output-model", str(target)]
+    if source_format == "onnx":
+        command.append("--fold-constants")  # the light CNNs' ConstantOfShape nodes have no NNEF conversion
     done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
     if done.returncode != 0 or not target.exists():
         lines = (done.stderr or done.stdout).strip().splitlines()
@@ -295,20 +336,12 @@ def nnef_anchor(limit: int | None, scratch: Path) -> dict:
     NNEF converted by nnef-tools to ONNX and run by onnxruntime; both against onnxruntime on the source."""
     import importlib.util
 
-    import onnx
-
     import nnforge
 
     if importlib.util.find_spec("nnef_tools") is None:
         return {"error": "nnef-tools is not installed (pip install 'nnforge[exchange]')"}
-    data = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
     results = {}
-    for path in sorted(data.glob("*.onnx"))[:limit]:
-        name = path.stem.removeprefix("light_")
-        print(f"nnef-tools {name}", file=sys.stderr, flush=True)
-        source = _ort(path)
-        feeds = _random_input(source)
-        reference = source.run(None, feeds)[0]
+    for name, path, feeds, reference in _light_cnn_cases(limit, "nnef-tools"):
         entry: dict = {}
         try:
             theirs = scratch / f"{name}.nnef-tools.nnef"

@@ -67,6 +67,7 @@ class _Builder(GraphBuilder):
         self.tensors: dict = {}
         self.names: dict[str, str] = {}
         self._count = 0
+        self.pooled_pads = _pads_into_max_pools(graph)
 
     def fresh(self) -> str:
         self._count += 1
@@ -242,6 +243,8 @@ def _pad(builder: _Builder, node: Node) -> None:
     fill = builder.constant(node.inputs[2])
     if fill is None:
         raise Refused("a padding value computed at run time")
+    if not np.isfinite(fill.reshape(-1)[0]):
+        raise Refused("an infinite padding value (NNEF has no infinite literal)")
     builder.op("pad", {"input": builder.value(node.inputs[0])},
                {"padding": list(zip(padding[0::2], padding[1::2])), "border": "constant",
                 "value": float(fill.reshape(-1)[0])}, output, dtype, shape)
@@ -299,14 +302,41 @@ def _convolution(builder: _Builder, node: Node) -> None:
     _to_nhwc(builder, node, convolved)
 
 
+def _pads_into_max_pools(graph: Graph) -> dict[str, tuple[str, list[int]]]:
+    """tosa.pad by -inf of the spatial axes whose only users are max pools (torch-mlir's ceil-mode
+    pooling), by result: (its input, its padding). NNEF has no infinite literal: these pads are written
+    as the pools' own padding (border 'ignore')."""
+    users: dict[str, set[str]] = {}
+    for node in graph.nodes:
+        for name in node.inputs:
+            users.setdefault(name, set()).add(node.kind)
+    found = {}
+    for node in graph.nodes:
+        if node.kind != "tosa.pad" or node.inputs[1] not in graph.shapes or node.outputs[0] in graph.outputs:
+            continue
+        fill, padding = graph.constants.get(node.inputs[2]), graph.shapes[node.inputs[1]]
+        if (fill is not None and fill.size == 1 and np.isneginf(fill.reshape(-1)[0]) and len(padding) == 8
+                and not any(padding[:2] + padding[6:]) and users.get(node.outputs[0]) == {"tosa.max_pool2d"}):
+            found[node.outputs[0]] = (node.inputs[0], padding)
+    return found
+
+
+def _pad_into_pool(builder: _Builder, node: Node) -> None:
+    if node.outputs[0] not in builder.pooled_pads:  # written by the max pools that take it
+        _pad(builder, node)
+
+
 def _pool(builder: _Builder, node: Node) -> None:
     if node.kind == "tosa.avg_pool2d":
         builder.require_zero(node.inputs[1:3], "zero points")
-    pad = node.attributes["pad"]
+    source, pad = node.inputs[0], list(node.attributes["pad"])
+    if source in builder.pooled_pads:
+        source, padding = builder.pooled_pads[source]
+        pad = [size + extra for size, extra in zip(pad, padding[2:6])]
     kernel, stride = node.attributes["kernel"], node.attributes["stride"]
     pooled = builder.op(
         "avg_pool" if node.kind == "tosa.avg_pool2d" else "max_pool",
-        {"input": _to_nchw(builder, node.inputs[0])},
+        {"input": _to_nchw(builder, source)},
         {"size": [1, 1, *kernel], "border": "ignore", "padding": [(0, 0), (0, 0), (pad[0], pad[1]), (pad[2], pad[3])],
          "stride": [1, 1, *stride], "dilation": []},
         None, "scalar", _nchw_shape(node))
@@ -319,7 +349,7 @@ _WRITERS: dict[str, Callable[[_Builder, Node], None]] = {
     "tosa.mul": _mul, "tosa.negate": _negate, "tosa.erf": _erf, "tosa.reciprocal": _reciprocal,
     "tosa.rsqrt": _reciprocal, "tosa.clamp": _clamp, "tosa.cast": _cast,
     "tosa.reshape": _reshape, "tosa.transpose": _transpose, "tosa.concat": _concat, "tosa.slice": _slice,
-    "tosa.pad": _pad, "tosa.tile": _tile, "tosa.matmul": _matmul, "tosa.conv2d": _convolution,
+    "tosa.pad": _pad_into_pool, "tosa.tile": _tile, "tosa.matmul": _matmul, "tosa.conv2d": _convolution,
     "tosa.depthwise_conv2d": _convolution, "tosa.avg_pool2d": _pool, "tosa.max_pool2d": _pool,
 }
 

@@ -64,6 +64,7 @@ class _Builder(GraphBuilder):
         super().__init__(graph)
         self.nodes: list = []
         self.initializers: dict[str, np.ndarray] = {}
+        self.float32_of: dict[str, str] = {}  # a bfloat16 value -> the float32 value it was rounded from
         self._count = 0
 
     def fresh(self, hint: str) -> str:
@@ -339,8 +340,9 @@ _BFLOAT16_AS_IS = {"tosa.cast", "tosa.reshape", "tosa.identity"}
 
 
 def _write(builder: _Builder, node: Node) -> None:
-    """Writes `node`; on bfloat16 values (which onnxruntime's CPU kernels mostly lack) in float32,
-    its operands cast up and its results rounded back to bfloat16, as bfloat16 arithmetic rounds."""
+    """Writes `node`; on bfloat16 values (which onnxruntime's CPU kernels mostly lack) in float32:
+    its operands cast up (or taken from the float32 op that computed them) and its results rounded
+    to bfloat16 for the ops and graph outputs that take bfloat16."""
     writer = _WRITERS.get(node.kind)
     if writer is None:
         raise Refused("no ONNX mapping")
@@ -365,6 +367,8 @@ def _write(builder: _Builder, node: Node) -> None:
         if constant is not None:
             wide = builder.fresh("f32")
             builder.graph.constants[wide] = constant.astype(float32)
+        elif name in builder.float32_of:
+            wide = builder.float32_of[name]
         else:
             wide = builder.node("Cast", [builder.value(name)], to=onnx.TensorProto.FLOAT)
         builder.graph.types[wide] = widened(kind)
@@ -376,8 +380,9 @@ def _write(builder: _Builder, node: Node) -> None:
     writer(builder, Node(node.kind, inputs, outputs, node.attributes, [widened(k) for k in node.output_types],
                          node.location))
     for name, wide in zip(node.outputs, outputs):
-        if wide != name:
+        if wide != name:  # unused roundings are dropped with the other dead nodes
             builder.node("Cast", [wide], name, to=onnx.TensorProto.BFLOAT16)
+            builder.float32_of[name] = wide
 
 
 def supported_kinds() -> list[str]:

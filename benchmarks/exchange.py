@@ -82,6 +82,9 @@ def _run_ort(session, values: list) -> list[np.ndarray]:
     feeds = {}
     for spec, value in zip(session.get_inputs(), values):
         array = np.ascontiguousarray(_array(value))
+        if array.dtype.name in ("int4", "uint4", "int2", "uint2"):
+            raise RuntimeError(f"{array.dtype.name} inputs: onnxruntime takes them packed, two or four to a byte, "
+                               "which ml_dtypes' arrays are not")
         if array.dtype.kind == "V" and array.dtype.itemsize in (1, 2):  # ml_dtypes' types
             array = onnxruntime.OrtValue.ortvalue_from_numpy_with_onnx_type(
                 array.view(np.uint8 if array.dtype.itemsize == 1 else np.uint16),

@@ -166,3 +166,21 @@ def test_nnef_tools_both_ways(tmp_path: Path) -> None:
     ours = nnforge.export(source, tmp_path / "ours.nnef")  # nnforge's NNEF, read by nnef-tools
     back = onnxruntime.InferenceSession(str(convert("nnef", "onnx", ours, tmp_path / "back.onnx")))
     np.testing.assert_allclose(back.run(None, {back.get_inputs()[0].name: x})[0], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_ceil_mode_max_pool_padding_through_nnef(tmp_path: Path) -> None:
+    module = ir.Module.parse("""
+      func.func @main(%x: tensor<1x5x5x2xf32>) -> tensor<1x3x3x2xf32> {
+        %padding = tosa.const_shape {values = dense<[0, 0, 0, 1, 0, 1, 0, 0]> : tensor<8xindex>} : () -> !tosa.shape<8>
+        %fill = "tosa.const"() <{values = dense<0xFF800000> : tensor<1xf32>}> : () -> tensor<1xf32>
+        %0 = tosa.pad %x, %padding, %fill : (tensor<1x5x5x2xf32>, !tosa.shape<8>, tensor<1xf32>) -> tensor<1x6x6x2xf32>
+        %1 = tosa.max_pool2d %0 {kernel = array<i64: 2, 2>, pad = array<i64: 0, 0, 0, 0>, stride = array<i64: 2, 2>}
+            : (tensor<1x6x6x2xf32>) -> tensor<1x3x3x2xf32>
+        return %1 : tensor<1x3x3x2xf32>
+      }""", nnforge.context())
+    path = nnforge.export(module, tmp_path / "pool.nnef")  # NNEF has no -inf: the pad is the pool's padding
+    assert "pad" not in {op.name for op in nnef.load_graph(str(path)).operations}
+    x = np.random.default_rng(8).standard_normal((1, 5, 5, 2)).astype(np.float32)
+    padded = np.pad(x, ((0, 0), (0, 1), (0, 1), (0, 0)), constant_values=-np.inf)
+    expected = padded.reshape(1, 3, 2, 3, 2, 2).max(axis=(2, 4))
+    np.testing.assert_array_equal(nnforge.compile(path)(x), expected)

@@ -437,7 +437,7 @@ def _source_dtype(dtype: np.dtype, declared: int | None) -> np.dtype | None:
     if not declared:
         return None
     source = np.dtype(_onnx().helper.tensor_dtype_to_np_dtype(declared))
-    if source != dtype and {source.kind, dtype.kind} == {"u", "i"} and source.itemsize == dtype.itemsize:
+    if source != dtype and source.name.removeprefix("u") == dtype.name.removeprefix("u") and "int" in dtype.name:
         return source
     return None
 

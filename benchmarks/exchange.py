@@ -51,7 +51,12 @@ TOLERANCE = {"rtol": 1e-4, "atol": 1e-5}  # exported against source / eager
 
 
 def _error(error: Exception) -> str:
+    """The error's first line; for an UnsupportedOpError, the ops it names too."""
+    from nnforge.errors import UnsupportedOpError
+
     text = str(error).strip().splitlines()
+    if isinstance(error, UnsupportedOpError):
+        text = [" ".join(line.strip() for line in text)]
     return f"{type(error).__name__}: {text[0] if text else ''}"[:300]
 
 

@@ -310,6 +310,40 @@ def NNFDeallocateAfterLastUse : Pass<"nnf-deallocate-after-last-use"> {
   }];
 }
 
+def NNFExpandShapesAsCasts : Pass<"nnf-expand-shapes-as-casts"> {
+  let summary = "Expand memref dimensions into several of unknown size as reinterpret casts";
+  let description = [{
+    Rewrites each `memref.expand_shape` with a reassociation group of two or
+    more dynamic sizes as a `memref.reinterpret_cast` of its source's base
+    buffer. Upstream's `expand-strided-metadata` asserts that a group has at
+    most one dynamic size (it derives that size from the source's), so such
+    reshapes (splitting a dimension into a symbolic batch and sequence
+    length) aborted the lowering; the op's `output_shape` operands give the
+    sizes. The cast keeps the source's offset; in each group the innermost
+    dimension takes the source dimension's stride and each outer one the
+    stride of the next times its size. Run it before
+    `expand-strided-metadata`; other expansions are left to that pass.
+
+    Example:
+
+    ```mlir
+    %e = memref.expand_shape %x [[0, 1], [2]] output_shape [%a, %b, 4]
+        : memref<?x4xf32> into memref<?x?x4xf32>
+    // becomes
+    %base, %offset, %sizes:2, %strides:2 = memref.extract_strided_metadata %x
+        : memref<?x4xf32> -> memref<f32>, index, index, index, index, index
+    %c4 = arith.constant 4 : index
+    %s0 = arith.muli %b, %c4 : index
+    %e = memref.reinterpret_cast %base to offset: [0], sizes: [%a, %b, 4],
+        strides: [%s0, 4, 1] : memref<f32> to memref<?x?x4xf32>
+    ```
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::memref::MemRefDialect",
+  ];
+}
+
 def NNFSaturateShifts : Pass<"nnf-saturate-shifts"> {
   let summary = "Define integer shifts by the bit width or more";
   let description = [{

@@ -91,6 +91,11 @@ APPROXIMATE_MATH = "nnf-approximate-math,math-expand-ops{ops=fpowi}"
 # the caller (upstream: abort the process).
 DEFINED_SEMANTICS = "nnf-saturate-shifts,nnf-assert-to-runtime-error"
 
+# Strided-metadata expansion of views into plain pointer arithmetic; a
+# reshape splitting a dimension into several of unknown size is a
+# reinterpret cast first (expand-strided-metadata asserts on it).
+EXPAND_STRIDED_METADATA = "nnf-expand-shapes-as-casts,expand-strided-metadata"
+
 # Memrefs -> LLVM dialect, allocating through nnforge's runtime
 # (_mlir_memref_to_llvm_alloc/_free in cpp/runtime/buffer_cache.c), which
 # reuses the buffers of one call in the next instead of malloc/free.
@@ -98,7 +103,7 @@ MEMREF_TO_LLVM = "finalize-memref-to-llvm{use-generic-functions=true}"
 
 # Loops and memrefs -> LLVM dialect.
 LOOPS_TO_LLVM = (
-    f"{DEFINED_SEMANTICS},expand-strided-metadata,lower-affine,convert-scf-to-cf,"
+    f"{DEFINED_SEMANTICS},{EXPAND_STRIDED_METADATA},lower-affine,convert-scf-to-cf,"
     f"convert-math-to-llvm,convert-math-to-libm,{MEMREF_TO_LLVM},"
     "convert-to-llvm,reconcile-unrealized-casts"
 )
@@ -112,7 +117,7 @@ def parallel_loops_to_llvm(threads: int) -> str:
     branches, as the allocation scopes of parallel loop bodies need.
     """
     return (
-        f"{DEFINED_SEMANTICS},expand-strided-metadata,lower-affine,"
+        f"{DEFINED_SEMANTICS},{EXPAND_STRIDED_METADATA},lower-affine,"
         f"convert-scf-to-openmp{{num-threads={threads}}},"
         f"{MEMREF_TO_LLVM},convert-scf-to-cf,convert-math-to-llvm,convert-math-to-libm,"
         "convert-arith-to-llvm,convert-openmp-to-llvm,convert-to-llvm,reconcile-unrealized-casts"

@@ -104,6 +104,23 @@ def test_symbolic_batch_takes_any_batch() -> None:
         assert_matches(compiled(params, inputs), function(params, inputs))
 
 
+def test_symbolic_batch_and_sequence_length() -> None:
+    """Two symbolic dimensions in one reshape: the transformer's rows (b * s)
+    split back into batch and sequence."""
+    function, (params, x, mask) = jax_models.transformer()
+    scope = jax.export.SymbolicScope()
+    rows = jax.export.symbolic_shape("b, s", scope=scope)
+    compiled = nnforge.compile(function, (params, jax.ShapeDtypeStruct((*rows, 64), jnp.float32),
+                                          jax.ShapeDtypeStruct(rows, jnp.bool_)))
+    assert compiled.signature.inputs[-2].shape == (None, None, 64)
+    rng = np.random.default_rng(7)
+    for batch, length in ((1, 5), (3, 16), (2, 9)):
+        inputs = rng.standard_normal((batch, length, 64)).astype(np.float32)
+        keep = rng.random((batch, length)) < 0.8
+        keep[:, 0] = True
+        assert_matches(compiled(params, inputs, keep), function(params, inputs, keep))
+
+
 def test_shape_assertion_is_a_run_time_check() -> None:
     """jax.export's check that dimension `b` is at least 1 fails for an empty batch."""
     function = jax.jit(lambda x: x.sum(axis=1))

@@ -105,7 +105,7 @@ def test_naive_lowering_is_profiled_too() -> None:
 
 def test_jax_function_with_a_loop_is_profiled() -> None:
     """A JaxModel profiles on the function's arguments; a loop is timed as one region."""
-    jax = pytest.importorskip("jax")
+    jax = pytest.importorskip("jax", reason="jax is not installed (pip install 'nnforge[jax]')")
 
     def f(w, x):
         return jax.nn.softmax(jax.lax.fori_loop(0, 3, lambda i, h: jax.numpy.tanh(h @ w), x))

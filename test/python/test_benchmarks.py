@@ -83,3 +83,44 @@ def test_the_benchmark_refuses_thread_pool_variables() -> None:
     result = subprocess.run([sys.executable, str(BENCHMARKS / "run.py"), "--quick"], env=environment,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode != 0 and "OMP_WAIT_POLICY=PASSIVE" in result.stderr, result.stderr
+
+
+def _jax_benchmark():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        spec = importlib.util.spec_from_file_location("benchmark_jax", BENCHMARKS / "jax_vs_nnforge.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    return module
+
+
+def test_jax_table_names_the_machine_and_no_date(tmp_path: Path) -> None:
+    benchmark = _jax_benchmark()
+    machine = {"cpu": "Example CPU", "isa": ["avx2", "fma"], "usable_cpus": 2, "python": "3.11",
+               "versions": {"jax": "0.10.2", "jaxlib": "0.10.2", "nnforge": "0.1.0", "mlir": "22.1.8.4"}}
+    result = {"ms": {"jax": 2.0, "nnforge": 1.0}, "nnforge_error": 2e-7, "failures": [], "nnforge_compile_s": 3.0,
+              "jax_first_call_s": 0.5}
+    report = {"date": "2026-12-05T06:00:00+00:00", "machine": machine,
+              "settings": {"rounds": 5, "seconds": 2.0, "tolerance": 1e-4},
+              "workloads": {"w": {"title": "workload w", "flops": 4e6}},
+              "runs": [{"threads": 1, "results": {"w": result}},
+                       {"threads": 2, "results": {"w": {**result, "ms": {"jax": 1.0},
+                                                        "failures": ["outputs differ: not timed"]}}}]}
+    text = benchmark.render(report)
+    assert "**Example CPU** (avx2/fma)" in text and "jax 0.10.2" in text and "2026" not in text
+    assert _row(text, "1")[2:7] == ["2.000", "1.000", "0.50×", "4", "2.0e-07"]
+    assert _row(text, "2")[3] == "failed" and "- workload w, 2 threads: outputs differ: not timed" in text
+    page = tmp_path / "stablehlo.md"
+    page.write_text(f"# jax\n\n{benchmark.BEGIN}\nold\n{benchmark.END}\nafter\n")
+    benchmark.write_page(text, page)
+    content = page.read_text()
+    assert "old" not in content and content.endswith(f"{benchmark.END}\nafter\n") and "Example CPU" in content
+
+
+def test_the_jax_benchmark_refuses_xla_variables() -> None:
+    environment = {**os.environ, "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false"}
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "jax_vs_nnforge.py"), "--quick"], env=environment,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "XLA_FLAGS=" in result.stderr, result.stderr

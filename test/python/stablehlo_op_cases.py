@@ -194,6 +194,7 @@ CASES: list[Case] = [
     Case("while", _with_while, (X,)),
     Case("case", lambda x, i: lax.switch(i, [jnp.sin, jnp.cos, jnp.tanh], x), (X, np.int32(1))),
     Case("optimization_barrier", lambda x: lax.optimization_barrier(x) * 2, (X,)),
+    Case("custom_call", lambda x: lax.approx_max_k(x, 2), (X,), name="custom_call (ApproxTopK)"),
     # random numbers
     Case("rng_bit_generator", _rng_bits, (np.array([1, 2, 3, 4], np.uint32),)),
     Case("rng", lambda x: x + lax.rng_uniform(0.0, 1.0, (3, 4)) * 0, (X,), name="rng (uniform)"),

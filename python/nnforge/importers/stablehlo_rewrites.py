@@ -17,7 +17,8 @@ child process: only its MLIR knows StableHLO).
 - The `custom_call`s jax emits around single-device models: shape
   assertions of exported models with symbolic dimensions become `cf.assert`
   (a run-time check), sharding and placement annotations are dropped (one
-  device), and `optimization_barrier` forwards its operands.
+  device), and `optimization_barrier` forwards its operands; `ApproxTopK`
+  (`jax.lax.approx_max_k`) becomes a sort and a slice (the exact top k).
 
 After the upstream conversion, what it leaves of the ops with shapes known
 at run time only (exported with symbolic dimensions) is rewritten too:
@@ -47,6 +48,8 @@ ANNOTATION_TARGETS = frozenset({
 })
 # The custom call jax.export emits for each check of symbolic dimensions.
 SHAPE_ASSERTION_TARGET = "shape_assertion"
+# jax.lax.approx_max_k / approx_min_k (on the CPU, XLA computes the exact top k).
+APPROX_TOP_K_TARGET = "ApproxTopK"
 
 
 def custom_call_target(op) -> str:
@@ -208,6 +211,85 @@ def _dimension_size(op) -> None:
     _replace_results(op, value)
 
 
+def _backend_config(op) -> dict:
+    """The dictionary backend config of a custom call (API version 4:
+    `mhlo.backend_config`), as {name: attribute}; empty where there is none."""
+    from torch_mlir import ir
+
+    for name in ("mhlo.backend_config", "backend_config"):
+        if name in op.attributes and isinstance(op.attributes[name], ir.DictAttr):
+            config = op.attributes[name]
+            return {config[index].name: config[index].attr for index in range(len(config))}
+    return {}
+
+
+def _approx_top_k(op, module) -> None:
+    """custom_call @ApproxTopK(operand, iota, init value, init index)
+    {called_computations = [@comparator]} -> a stable `stablehlo.sort` of
+    (operand, iota) along the reduction dimension by the comparator, and a
+    slice of the first k: the exact top k, which XLA's CPU computes too (an
+    exact answer meets any recall target). Left in place (and so reported)
+    unless the results are aggregated to k elements."""
+    from torch_mlir import ir
+
+    config = _backend_config(op)
+    if "reduction_dim" not in config or "top_k" not in config or len(op.operands) < 2 or len(op.results) != 2:
+        return
+    operand_type = ir.RankedTensorType(op.operands[0].type)
+    dimension = ir.IntegerAttr(config["reduction_dim"]).value % operand_type.rank
+    k = ir.IntegerAttr(config["top_k"]).value
+    result_type = ir.RankedTensorType(op.results[0].type)
+    if result_type.shape[dimension] != k or "called_computations" not in op.attributes:
+        return
+    name = ir.FlatSymbolRefAttr(ir.ArrayAttr(op.attributes["called_computations"])[0]).value
+    comparator = next(
+        (f for f in module.body.operations
+         if "sym_name" in f.attributes and ir.StringAttr(f.attributes["sym_name"]).value == name),
+        None,
+    )
+    if comparator is None:
+        return
+    operands = list(op.operands)[:2]
+    with ir.InsertionPoint(op), op.location:
+        sort = ir.Operation.create(
+            "stablehlo.sort", results=[value.type for value in operands], operands=operands,
+            attributes={"dimension": ir.IntegerAttr.get(ir.IntegerType.get_signless(64), dimension),
+                        "is_stable": ir.BoolAttr.get(True)},
+            regions=1,
+        )
+    source = comparator.regions[0].blocks[0]
+    block = sort.regions[0].blocks.append(*[argument.type for argument in source.arguments])
+    replaced = list(zip(source.arguments, block.arguments))
+    with ir.InsertionPoint(block), op.location:
+        for inner in source.operations:
+            inner = inner.operation
+            if inner.name in ("func.return", "stablehlo.return"):
+                returned = [next((new for old, new in replaced if old == value), value) for value in inner.operands]
+                ir.Operation.create("stablehlo.return", operands=returned)
+                break
+            clone = inner.clone()
+            for old, new in replaced:
+                clone.replace_uses_of_with(old, new)
+            replaced += list(zip(inner.results, clone.results))
+    # Removed by symbol-dce once no other call uses it.
+    comparator.attributes["sym_visibility"] = ir.StringAttr.get("private")
+    with ir.InsertionPoint(op), op.location:
+        limits = list(operand_type.shape)
+        limits[dimension] = k
+        slices = [
+            ir.Operation.create(
+                "stablehlo.slice", results=[result.type], operands=[value],
+                attributes={"start_indices": ir.DenseI64ArrayAttr.get([0] * operand_type.rank),
+                            "limit_indices": ir.DenseI64ArrayAttr.get(limits),
+                            "strides": ir.DenseI64ArrayAttr.get([1] * operand_type.rank)},
+            ).result
+            for value, result in zip(sort.results, op.results)
+        ]
+    for result, value in zip(op.results, slices):
+        result.replace_all_uses_with(value)
+    op.erase()
+
+
 def _custom_call(op, loops: stablehlo_loops.LoopFunctions) -> None:
     target = custom_call_target(op)
     if target in ANNOTATION_TARGETS and len(op.operands) == len(op.results):
@@ -264,6 +346,9 @@ _LATE_REWRITES = {
 def rewrite(module) -> None:
     """Rewrites every op of `_REWRITES` in `module` (a StableHLO module in
     torch-mlir's context, the context entered)."""
+    for op in _ops_named(module, frozenset({"stablehlo.custom_call"})):
+        if custom_call_target(op) == APPROX_TOP_K_TARGET:
+            _approx_top_k(op, module)
     loops = stablehlo_loops.LoopFunctions(module)
     for op in _ops_named(module, frozenset(_REWRITES)):
         _REWRITES[op.name](op, loops)

@@ -3,7 +3,7 @@ into upstream dialects before it runs (in torch-mlir's MLIR, in the importer's
 child process: only its MLIR knows StableHLO).
 
 - `stablehlo.while`, `stablehlo.case`, `stablehlo.if` become `scf.while`,
-  `scf.index_switch`, `scf.if`: their blocks move as they are (the ops in
+  a chain of `scf.if`, `scf.if`: their blocks move as they are (the ops in
   them are converted by the upstream pass afterwards, where they stand), and
   their 0-d `tensor<i1>` / `tensor<i32>` conditions are read with
   `tensor.extract`. No upstream pass converts StableHLO control flow.
@@ -125,28 +125,48 @@ def _move_branch(block, region) -> None:
 
 
 def _case_to_scf(op) -> None:
-    """stablehlo.case(index) -> scf.index_switch: branch i for `index == i`,
-    the last branch as the default (also for an index out of range:
-    StableHLO's semantics)."""
+    """stablehlo.case(index) -> a chain of scf.if: `index == 0` runs branch
+    0, else `index == 1` branch 1, ..., else the last branch (also for an
+    index out of range: StableHLO's semantics).
+
+    Not scf.index_switch: in a module of eighty small cases, the switch's
+    result came out of nnforge's bufferization and deallocation as another
+    op's buffer (an input's copy); the same branches under scf.if are right
+    (the cause is not found yet)."""
     from torch_mlir import ir
 
     result_types = [result.type for result in op.results]
     branches = [region.blocks[0] for region in op.regions]
-    index_type = ir.IndexType.get()
-    with ir.InsertionPoint(op), op.location:
-        index = ir.Operation.create(
-            "arith.index_cast", results=[index_type], operands=[_extract_scalar(op.operands[0])]
-        ).result
-        switch = ir.Operation.create(
-            "scf.index_switch", results=result_types, operands=[index],
-            attributes={"cases": ir.DenseI64ArrayAttr.get(list(range(len(branches) - 1)))},
-            regions=len(branches),
-        )
-    # The default region comes first, then one region per case value.
-    _move_branch(branches[-1], switch.regions[0])
-    for position, block in enumerate(branches[:-1]):
-        _move_branch(block, switch.regions[position + 1])
-    _replace_results(op, switch)
+    with op.location:
+        if len(branches) == 1:
+            with ir.InsertionPoint(op):
+                single = ir.Operation.create("scf.execute_region", results=result_types, regions=1)
+            _move_branch(branches[0], single.regions[0])
+            _replace_results(op, single)
+            return
+        with ir.InsertionPoint(op):
+            index = _extract_scalar(op.operands[0])
+        insertion, outermost = ir.InsertionPoint(op), None
+        for position, block in enumerate(branches[:-1]):
+            with insertion:
+                constant = ir.Operation.create(
+                    "arith.constant", results=[index.type],
+                    attributes={"value": ir.IntegerAttr.get(index.type, position)},
+                ).result
+                equal = ir.Operation.create(
+                    "arith.cmpi", results=[ir.IntegerType.get_signless(1)], operands=[index, constant],
+                    attributes={"predicate": ir.IntegerAttr.get(ir.IntegerType.get_signless(64), 0)},
+                ).result
+                branch = ir.Operation.create("scf.if", results=result_types, operands=[equal], regions=2)
+                if outermost is not None:  # inside the previous else region
+                    ir.Operation.create("scf.yield", operands=list(branch.results))
+            outermost = outermost or branch
+            _move_branch(block, branch.regions[0])
+            if position == len(branches) - 2:
+                _move_branch(branches[-1], branch.regions[1])
+            else:
+                insertion = ir.InsertionPoint(ir.Block.create_at_start(branch.regions[1]))
+    _replace_results(op, outermost)
 
 
 def _if_to_scf(op) -> None:
@@ -267,7 +287,7 @@ def _approx_top_k(op, module) -> None:
                 returned = [next((new for old, new in replaced if old == value), value) for value in inner.operands]
                 ir.Operation.create("stablehlo.return", operands=returned)
                 break
-            clone = inner.clone()
+            clone = inner.clone().operation
             for old, new in replaced:
                 clone.replace_uses_of_with(old, new)
             replaced += list(zip(inner.results, clone.results))

@@ -50,7 +50,7 @@ BACKENDS = ("jax", "nnforge")
 TOLERANCE = 1e-4
 # Environment variables that configure XLA (besides the thread-pool ones
 # `machine.thread_variables` names): the benchmark runs XLA at its defaults.
-XLA_VARIABLE_PREFIXES = ("XLA_", "TF_")
+XLA_VARIABLE_PREFIXES = ("XLA_", "TF_XLA_", "TF_CPP_")
 def _workloads() -> dict:
     """name -> (title, build() -> (jitted function, arguments), FLOPs per call)."""
     import jax

@@ -184,3 +184,21 @@ def test_ceil_mode_max_pool_padding_through_nnef(tmp_path: Path) -> None:
     padded = np.pad(x, ((0, 0), (0, 1), (0, 1), (0, 0)), constant_values=-np.inf)
     expected = padded.reshape(1, 3, 2, 3, 2, 2).max(axis=(2, 4))
     np.testing.assert_array_equal(nnforge.compile(path)(x), expected)
+
+
+def test_conv_bias_computed_in_the_graph(tmp_path: Path) -> None:
+    rng = np.random.default_rng(9)
+    weights, bias = rng.standard_normal((4, 3, 1, 1)).astype(np.float32), rng.standard_normal(4).astype(np.float32)
+    folder = write_nnef(tmp_path / "bias.nnef", """
+        graph G( input ) -> ( output )
+        {
+            input = external<scalar>(shape = [1, 3, 2, 2]);
+            filter = variable<scalar>(shape = [4, 3, 1, 1], label = 'w');
+            b = variable<scalar>(shape = [4], label = 'b');
+            bias = unsqueeze(b, axes = [0]);
+            output = conv(input, filter, bias);
+        }
+        """, {"w": weights, "b": bias})  # nnef-tools hands biases over this way
+    x = rng.standard_normal((1, 3, 2, 2)).astype(np.float32)
+    expected = np.einsum("oi,nihw->nohw", weights[:, :, 0, 0], x) + bias.reshape(1, 4, 1, 1)
+    np.testing.assert_allclose(nnforge.compile(folder)(x), expected, rtol=1e-5, atol=1e-6)

@@ -293,10 +293,11 @@ def _conv(w: _Writer, op) -> str:
     dilation = list(op.attribs["dilation"]) or [1, 1]
     out_shape = w.shape(out)
     pad = _padding(op, shape[2:], out_shape[2:], [kh, kw], stride, dilation)
-    if isinstance(bias, str):
+    run_time_bias = isinstance(bias, str) and w.variable_data(bias) is None  # added after the convolution
+    if run_time_bias:
+        bias_data = np.zeros(1, np.float32)
+    elif isinstance(bias, str):
         bias_data = w.variable_data(bias)
-        if bias_data is None:
-            raise _Refused("a bias computed at run time")
     else:
         bias_data = np.full(1, bias, np.float32)
     bias_value = w.const(np.ascontiguousarray(np.broadcast_to(bias_data.reshape(-1), (out_channels,))).astype(np.float32))
@@ -319,7 +320,11 @@ def _conv(w: _Writer, op) -> str:
         f"tosa.{kind} {nhwc}, {filter_value}, {bias_value}, {zero}, {zero} {attributes} : "
         f"({w.type(nhwc_shape, 'f32')}, {w.type(filt.shape, 'f32')}, tensor<{out_channels}xf32>, tensor<1xf32>, "
         f"tensor<1xf32>) -> {w.type(result, 'f32')}")
-    return w.transpose(convolved, result, _TO_NCHW)[0]
+    nchw = w.transpose(convolved, result, _TO_NCHW)[0]
+    if not run_time_bias:
+        return nchw
+    added, added_shape, _ = w.operand(bias, 4)  # NNEF's [1, C] bias as [1, C, 1, 1]
+    return w.emit(f"tosa.add {nchw}, {added} : ({w.ttype(out)}, {w.type(added_shape, 'f32')}) -> {w.ttype(out)}")
 
 
 def _pool(w: _Writer, op) -> str:

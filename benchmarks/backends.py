@@ -15,10 +15,12 @@ never imports torch.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,9 +42,31 @@ TOLERANCE = 1e-3
 class Runner:
     call: Callable[[], object]
     compile_s: float | None  # compile time (inductor, torch.compile: the first call); None where none here
-    # torch.compile backends: graphs TorchDynamo captured, graph breaks, and
-    # the warnings of the first call (nnforge's backend warns where it runs a graph eagerly).
+    # torch.compile backends: graphs TorchDynamo captured, graph breaks, the
+    # warnings of the first call (nnforge's backend warns where it runs a graph
+    # eagerly) and, for nnforge's, the causes of its naive lowerings.
     dynamo: dict | None = None
+
+
+@contextlib.contextmanager
+def naive_lowerings() -> Iterator[list[str]]:
+    """Collects the causes of nnforge's fallbacks to its naive lowering (scalar
+    loops, one thread: a schedule failed on a graph) while the block runs."""
+    from nnforge.targets.cpu.target import NAIVE_LOWERING
+
+    causes: list[str] = []
+
+    class Collector(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if hasattr(record, NAIVE_LOWERING):
+                causes.append(getattr(record, NAIVE_LOWERING))
+
+    logger, handler = logging.getLogger("nnforge"), Collector(logging.WARNING)
+    logger.addHandler(handler)
+    try:
+        yield causes
+    finally:
+        logger.removeHandler(handler)
 
 
 def as_arrays(value: object) -> list[np.ndarray]:
@@ -80,7 +104,8 @@ def _export_onnx(module, inputs, path: Path, names: list[str]) -> str | None:
 def prepare(name: str, folder: Path, threads: int) -> dict:
     """Writes `name`'s inputs, eager outputs, ONNX file and nnforge `.so` into `folder`.
 
-    Returns compile times and, per backend, why it cannot run the workload.
+    Returns compile times, the causes of nnforge's naive lowerings (`naive_lowerings`) and, per
+    backend, why it cannot run the workload.
     """
     import torch
 
@@ -102,9 +127,11 @@ def prepare(name: str, folder: Path, threads: int) -> dict:
         if failure:
             info["failed"]["onnxruntime"] = failure
         try:
-            start = time.perf_counter()
-            compiled = nnforge.compile(workload.module, workload.inputs, threads=threads)
-            info["compile_s"]["nnforge"] = time.perf_counter() - start
+            with naive_lowerings() as causes:
+                start = time.perf_counter()
+                compiled = nnforge.compile(workload.module, workload.inputs, threads=threads)
+                info["compile_s"]["nnforge"] = time.perf_counter() - start
+            info["naive_lowerings"] = causes
             compiled.save(folder / f"{name}.so")
         except Exception as error:  # recorded in the table rather than ending the benchmark
             info["failed"]["nnforge"] = f"{type(error).__name__}: {error}"
@@ -142,14 +169,16 @@ def _torch_runner(backend: str, name: str, threads: int) -> Runner:
     from torch._dynamo.utils import counters
 
     graphs, breaks = counters["stats"]["unique_graphs"], sum(counters["graph_break"].values())
-    with warnings.catch_warnings(record=True) as caught:
+    collecting = naive_lowerings() if backend == "nnforge-dynamo" else contextlib.nullcontext([])
+    with warnings.catch_warnings(record=True) as caught, collecting as causes:
         warnings.simplefilter("always")
         start = time.perf_counter()
         call()
         seconds = time.perf_counter() - start
     dynamo = {"graphs": counters["stats"]["unique_graphs"] - graphs,
               "graph_breaks": sum(counters["graph_break"].values()) - breaks,
-              "warnings": sorted({str(w.message).splitlines()[0] for w in caught if "nnforge" in str(w.message)})}
+              "warnings": sorted({str(w.message).splitlines()[0] for w in caught if "nnforge" in str(w.message)}),
+              "naive_lowerings": causes}
     return Runner(call, seconds, dynamo)
 
 

@@ -102,9 +102,10 @@ def _process_ratio_table(report: dict, backends: list[str]) -> list[str]:
 
 
 def _details_table(report: dict) -> list[str]:
-    lines = ["| workload | nnforge compile s | inductor first call s | nnforge (torch.compile) first call s "
-             "| graphs / graph breaks (torch.compile) | nnforge GFLOP/s (standalone) | largest difference from eager |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| workload | nnforge compile s | nnforge naive lowerings | inductor first call s "
+             "| nnforge (torch.compile) first call s | graphs / graph breaks (torch.compile) "
+             "| nnforge GFLOP/s (standalone) | largest difference from eager |",
+             "|---|---|---|---|---|---|---|---|"]
     for name, entry in report["workloads"].items():
         standalone = entry.get("standalone", {})
         compiled = {b: r.get("compile_s") for b, r in standalone.items() if "compile_s" in r}
@@ -115,6 +116,7 @@ def _details_table(report: dict) -> list[str]:
         lines.append("| " + " | ".join([
             entry.get("title", name),
             _cell(entry.get("compile_s", {}).get("nnforge"), 1),
+            _naive_lowerings_cell(entry),
             _cell(compiled.get("inductor"), 1),
             _cell(compiled.get("nnforge-dynamo"), 1),
             f"{dynamo['graphs']} / {dynamo['graph_breaks']}" if dynamo else "–",
@@ -122,6 +124,24 @@ def _details_table(report: dict) -> list[str]:
             f"{max(errors):.1e}" if errors else "–",
         ]) + " |")
     return lines
+
+
+def _naive_causes(entry: dict) -> dict[str, list[str]]:
+    """The causes of nnforge's naive lowerings in a workload: its compile's
+    (key "nnforge") and, per mode, the torch.compile backend's first call."""
+    found = {"nnforge": list(entry.get("naive_lowerings", []))} if "naive_lowerings" in entry else {}
+    for mode in MODES:
+        dynamo = entry.get(mode, {}).get("nnforge-dynamo", {}).get("dynamo") or {}
+        if "naive_lowerings" in dynamo:
+            found[f"nnforge-dynamo, {mode.replace('_', '-')}"] = list(dynamo["naive_lowerings"])
+    return found
+
+
+def _naive_lowerings_cell(entry: dict) -> str:
+    """How many graphs of the workload nnforge compiled with its naive lowering
+    (a schedule failed): the most of any compile of it; "–" where none was recorded."""
+    causes = _naive_causes(entry)
+    return str(max(len(found) for found in causes.values())) if causes else "–"
 
 
 def _failures(report: dict) -> list[str]:
@@ -140,6 +160,9 @@ def _failures(report: dict) -> list[str]:
                     warnings.append(result["warning"])
                 for warning in warnings:
                     lines.append(f"- {name}, {backend}, {mode.replace('_', '-')}: {warning}")
+        for where, causes in _naive_causes(entry).items():
+            for cause in causes:
+                lines.append(f"- {name}, {where}: naive lowering ({cause})")
     return lines
 
 

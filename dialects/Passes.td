@@ -736,6 +736,43 @@ def NNFInlineDispatchRegions : Pass<"nnf-inline-dispatch-regions"> {
   }];
 }
 
+def NNFOutlineDispatchRegions
+    : Pass<"nnf-outline-dispatch-regions", "::mlir::ModuleOp"> {
+  let summary = "Move each nnf.dispatch region into a function, identical ones into one";
+  let description = [{
+    Replaces every `nnf.dispatch` with a `func.call` of a private function
+    whose body is the region's (its arguments the region's, `nnf.yield`
+    become `func.return`), marked `nnf.dispatch_function`. Regions that are
+    equivalent (same ops, attributes and types, locations aside: ResNet's
+    repeated blocks) share one function, so that code generation schedules
+    it and LLVM compiles it once. Tensor constants holding data (weights)
+    become inputs, so that regions differing only in them are equivalent.
+    The attributes of the dispatch op (a profiled build's region id) move to
+    the call. A region reading a slice (a strided view once bufferized, which
+    an argument of the identity layout would copy) stays in place.
+
+    Example:
+
+    ```mlir
+    %y = nnf.dispatch ins(%x : tensor<8xf32>) -> tensor<8xf32> {
+    ^bb0(%in: tensor<8xf32>):
+      %r = linalg.generic ... ins(%in : tensor<8xf32>) ...
+      nnf.yield %r : tensor<8xf32>
+    }
+    %z = nnf.dispatch ins(%y : tensor<8xf32>) -> tensor<8xf32> { (the same ops) }
+    // becomes
+    %y = func.call @main_dispatch_0(%x) : (tensor<8xf32>) -> tensor<8xf32>
+    %z = func.call @main_dispatch_0(%y) : (tensor<8xf32>) -> tensor<8xf32>
+    func.func private @main_dispatch_0(%in: tensor<8xf32>) -> tensor<8xf32>
+        attributes {nnf.dispatch_function} {
+      %r = linalg.generic ... ins(%in : tensor<8xf32>) ...
+      return %r : tensor<8xf32>
+    }
+    ```
+  }];
+  let dependentDialects = ["::mlir::func::FuncDialect"];
+}
+
 def NNFProfileDispatchRegions
     : Pass<"nnf-profile-dispatch-regions", "::mlir::ModuleOp"> {
   let summary = "Time each dispatch region with counters in the module";

@@ -28,6 +28,7 @@ def _report() -> dict:
         "settings": {"threads": 2, "rounds": 3, "seconds": 0.5, "pause": 0.3, "quick": False},
         "workloads": {
             "a": {"title": "workload a", "kind": "model", "flops": 4e6, "compile_s": {"nnforge": 2.0}, "failed": {},
+                  "naive_lowerings": ["IndexError: index out of range"],
                   "standalone": {"eager": _result(2.0), "nnforge": _result(1.0), "onnxruntime": _result(4.0)},
                   "in_process": {"eager": _result(2.0), "nnforge": _result(3.0),
                                  "onnxruntime": {"failed": "RuntimeError: boom"}},
@@ -63,8 +64,22 @@ def test_tables_give_geometric_means_per_mode_and_in_process_over_standalone() -
     assert _row(ratios, "workload a") == ["workload a", "1.00×", "–", "3.00×"]
     assert "- a, onnxruntime, in-process: RuntimeError: boom" in text
     assert "- b, nnforge, in-process: nnforge backend: running this graph eagerly: x" in text
+    details = text.split("### Compile times")[1]
     # 4e6 FLOPs in 1 ms standalone.
-    assert _row(text.split("### Compile times")[1], "workload a")[5] == "4"
+    assert _row(details, "workload a")[6] == "4"
+
+
+def test_naive_lowerings_are_counted_and_their_causes_listed() -> None:
+    report = _report()
+    report["workloads"]["b"]["in_process"]["nnforge-dynamo"] = {**_result(4.0), "dynamo": {
+        "graphs": 2, "graph_breaks": 1, "warnings": [], "naive_lowerings": ["CompileError: a", "CompileError: b"]}}
+    text = render.render(report)
+    details = text.split("### Compile times")[1]
+    # Column 3: the graphs nnforge lowered naively (the most of any of the workload's compiles).
+    assert _row(details, "workload a")[2] == "1"
+    assert _row(details, "workload b")[2] == "2"
+    assert "- a, nnforge: naive lowering (IndexError: index out of range)" in text
+    assert "- b, nnforge-dynamo, in-process: naive lowering (CompileError: b)" in text
 
 
 def test_the_page_keeps_its_text_and_one_generated_section(tmp_path: Path) -> None:

@@ -589,3 +589,23 @@ def test_dispatch_regions_fuse_and_match_pytorch(model, shape, threads, tmp_path
     assert not empties & sliced
     with torch.no_grad():
         check(compiled(x.numpy()), model(x))
+
+
+def test_a_failed_schedule_falls_back_to_the_naive_lowering_with_a_counted_warning(monkeypatch, caplog):
+    """Where the optimized code generation raises, the model still compiles
+    (naive lowering, same results) and the warning's record carries the
+    cause under NAIVE_LOWERING, which the benchmark counts."""
+    from nnforge.targets.cpu import target as cpu_target
+
+    def failing(*args, **kwargs):
+        raise IndexError("index out of range")
+
+    monkeypatch.setattr(cpu_target, "lower_to_llvm", failing)
+    model, inputs = models.mlp()
+    with caplog.at_level("WARNING", logger="nnforge"):
+        compiled = nnforge.compile(model, inputs)
+    causes = [getattr(r, cpu_target.NAIVE_LOWERING) for r in caplog.records if hasattr(r, cpu_target.NAIVE_LOWERING)]
+    assert causes == ["IndexError: index out of range"]
+    assert "using the naive lowering" in caplog.text
+    with torch.no_grad():
+        check(compiled(*[x.numpy() for x in inputs]), model(*inputs))

@@ -227,10 +227,14 @@ def test_onnx_model_matches_onnxruntime(tmp_path: Path, level: str) -> None:
     np.testing.assert_allclose(compiled(x), expected, rtol=1e-5, atol=1e-5)
 
 
-def test_sort_scan_and_scatter_compile_through_torch_mlir_loops() -> None:
+def test_sort_scan_and_scatter_compile_through_torch_mlir_loops(caplog) -> None:
     """TopK, CumSum and ScatterElements become TMTensor ops in torch-mlir,
-    which it lowers to loops on buffers before the hand-over."""
+    which it lowers to loops on buffers before the hand-over; such a model
+    has the naive lowering only, and the fallback says so (not a schedule's
+    IndexError)."""
     import onnxruntime
+
+    from nnforge.targets.cpu.target import NAIVE_LOWERING
 
     graph = helper.make_graph(
         [
@@ -248,7 +252,10 @@ def test_sort_scan_and_scatter_compile_through_torch_mlir_loops() -> None:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     module = nnforge.import_onnx(model, level="linalg")
     assert "memref" in str(module) and "tm_tensor" not in str(module)
-    compiled = nnforge.compile(model)
+    with caplog.at_level("WARNING", logger="nnforge"):
+        compiled = nnforge.compile(model)
+    causes = [getattr(record, NAIVE_LOWERING) for record in caplog.records if hasattr(record, NAIVE_LOWERING)]
+    assert len(causes) == 1 and "arrives on buffers" in causes[0], causes
     x = np.random.default_rng(2).permutation(18).reshape(3, 6).astype(np.float32)
     expected = onnxruntime.InferenceSession(model.SerializeToString()).run(None, {"x": x})
     for actual, wanted in zip(compiled(x), expected):

@@ -3,7 +3,8 @@
 // nnf-form-dispatch-regions groups a root (a contraction, or reductions over
 // rows) with the linalg ops that can be fused into one tile loop with it;
 // nnf-inline-dispatch-regions dissolves the regions once code generation has
-// tiled them.
+// tiled them; nnf-outline-dispatch-regions moves them into functions instead,
+// equivalent regions into one.
 //
 //===----------------------------------------------------------------------===//
 
@@ -11,6 +12,7 @@
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Bufferization/IR/Bufferization.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/Linalg/Transforms/Transforms.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
@@ -26,6 +28,7 @@
 namespace nnforge {
 #define GEN_PASS_DEF_NNFFORMDISPATCHREGIONS
 #define GEN_PASS_DEF_NNFINLINEDISPATCHREGIONS
+#define GEN_PASS_DEF_NNFOUTLINEDISPATCHREGIONS
 #include "nnforge/Passes.h.inc"
 } // namespace nnforge
 
@@ -555,6 +558,109 @@ struct NNFInlineDispatchRegionsPass
       rewriter.eraseOp(yield);
       rewriter.inlineBlockBefore(&body, dispatch, dispatch.getInputs());
       rewriter.replaceOp(dispatch, results);
+    }
+  }
+};
+
+/// The attribute marking the functions nnf-outline-dispatch-regions made.
+constexpr StringLiteral kDispatchFunctionAttr = "nnf.dispatch_function";
+
+/// Moves the tensor constants that hold data (not splats) out of `dispatch`,
+/// in front of it, as inputs: nnf-form-dispatch-regions clones constants
+/// in, and regions that differ only in their weights are then equivalent.
+/// A constant some op writes into (a destination) stays: as a function
+/// argument it would be copied on every call.
+void passDataConstantsIn(nnforge::nnf::DispatchOp dispatch) {
+  Block &body = dispatch.getBody().front();
+  for (Operation &op : llvm::make_early_inc_range(body)) {
+    auto constant = dyn_cast<arith::ConstantOp>(op);
+    if (!constant || !isa<RankedTensorType>(constant.getType()))
+      continue;
+    auto dense = dyn_cast<DenseElementsAttr>(constant.getValue());
+    if (dense && dense.isSplat())
+      continue;
+    bool written = llvm::any_of(constant->getUses(), [](OpOperand &use) {
+      auto destinationStyle = dyn_cast<DestinationStyleOpInterface>(use.getOwner());
+      return destinationStyle && destinationStyle.isDpsInit(&use);
+    });
+    if (written)
+      continue;
+    constant->moveBefore(dispatch);
+    BlockArgument argument =
+        body.addArgument(constant.getType(), constant.getLoc());
+    constant.getResult().replaceAllUsesWith(argument);
+    dispatch.getInputsMutable().append(ValueRange{constant.getResult()});
+  }
+}
+
+/// Whether `value` may bufferize to a strided view (a slice, or a reshape
+/// of one): as the argument of a function whose arguments have the identity
+/// layout, it would be copied on every call.
+bool mayBeStrided(Value value) {
+  Operation *producer = value.getDefiningOp();
+  if (!producer)
+    return false;
+  if (isa<tensor::ExtractSliceOp>(producer))
+    return true;
+  if (isa<tensor::ExpandShapeOp, tensor::CollapseShapeOp>(producer))
+    return mayBeStrided(producer->getOperand(0));
+  return false;
+}
+
+struct NNFOutlineDispatchRegionsPass
+    : nnforge::impl::NNFOutlineDispatchRegionsBase<
+          NNFOutlineDispatchRegionsPass> {
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    // The regions in classes of equivalent ones, each class's first region
+    // its representative.
+    SmallVector<SmallVector<nnforge::nnf::DispatchOp>> classes;
+    module->walk([&](nnforge::nnf::DispatchOp dispatch) {
+      if (llvm::any_of(dispatch.getInputs(), mayBeStrided))
+        return;
+      passDataConstantsIn(dispatch);
+      for (SmallVector<nnforge::nnf::DispatchOp> &found : classes) {
+        nnforge::nnf::DispatchOp first = found.front();
+        if (first->getResultTypes() == dispatch->getResultTypes() &&
+            OperationEquivalence::isRegionEquivalentTo(
+                &first.getBody(), &dispatch.getBody(),
+                OperationEquivalence::IgnoreLocations)) {
+          found.push_back(dispatch);
+          return;
+        }
+      }
+      classes.push_back({dispatch});
+    });
+    SymbolTable symbols(module);
+    IRRewriter rewriter(&getContext());
+    for (auto [index, found] : llvm::enumerate(classes)) {
+      nnforge::nnf::DispatchOp first = found.front();
+      auto parent = first->getParentOfType<FunctionOpInterface>();
+      Block &body = first.getBody().front();
+      auto type = FunctionType::get(&getContext(), body.getArgumentTypes(),
+                                    first->getResultTypes());
+      rewriter.setInsertionPointToEnd(module.getBody());
+      std::string name = (parent ? parent.getName().str() : std::string("module")) +
+                         "_dispatch_" + std::to_string(index);
+      auto callee = func::FuncOp::create(rewriter, first.getLoc(), name, type);
+      callee.setPrivate();
+      callee->setAttr(kDispatchFunctionAttr, rewriter.getUnitAttr());
+      symbols.insert(callee);
+      // The first region's body moves; the others are erased with their op.
+      rewriter.inlineRegionBefore(first.getBody(), callee.getBody(),
+                                  callee.getBody().end());
+      auto yield =
+          cast<nnforge::nnf::YieldOp>(callee.getBody().front().getTerminator());
+      rewriter.setInsertionPoint(yield);
+      rewriter.replaceOpWithNewOp<func::ReturnOp>(yield, yield.getValues());
+      for (nnforge::nnf::DispatchOp dispatch : found) {
+        rewriter.setInsertionPoint(dispatch);
+        auto call = func::CallOp::create(rewriter, dispatch.getLoc(), callee,
+                                         dispatch.getInputs());
+        for (NamedAttribute attribute : dispatch->getDiscardableAttrs())
+          call->setAttr(attribute.getName(), attribute.getValue());
+        rewriter.replaceOp(dispatch, call.getResults());
+      }
     }
   }
 };

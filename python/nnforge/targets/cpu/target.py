@@ -30,6 +30,9 @@ from nnforge.targets.cpu.model import CompiledModel, CrossCompiledModel, ModelWe
 from nnforge.targets.interface import Target
 
 log = logging.getLogger("nnforge.compiler")
+# The attribute of the log record of a fallback to the naive lowering that
+# holds its cause (what the benchmark counts: benchmarks/backends.py).
+NAIVE_LOWERING = "nnforge_naive_lowering"
 
 
 class CpuTarget(Target):
@@ -123,7 +126,15 @@ class CpuTarget(Target):
 
         The schedules are heuristics over op shapes; a model they cannot handle
         still compiles (with a warning naming the failure), just more slowly.
+        A model that arrives on buffers (torch-mlir bufferizes the models
+        holding its sort, scatter or scan ops: some backward graphs) has only
+        the naive lowering: the schedules take linalg on tensors.
         """
+        if level == pipelines.BUFFERS_LEVEL:
+            _warn_naive("optimized code generation does not apply",
+                        "the model arrives on buffers (torch-mlir bufferized it for its sort, scatter or scan ops)")
+            self._lower_naive(module, level, runner)
+            return module
         snapshot = _copy(module)
         try:
             lower_to_llvm(module, level, runner, self.sizing, self.threads,
@@ -131,10 +142,15 @@ class CpuTarget(Target):
             return module
         except Exception as error:  # a schedule bug must not cost the user the model
             reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            log.warning("optimized code generation failed (%s: %s); using the naive lowering",
-                        type(error).__name__, reason)
+            _warn_naive("optimized code generation failed", f"{type(error).__name__}: {reason}")
         self._lower_naive(snapshot, level, runner)
         return snapshot
+
+
+def _warn_naive(what: str, cause: str) -> None:
+    """Logs a fallback to the naive lowering, its cause in the record's
+    NAIVE_LOWERING attribute."""
+    log.warning("%s (%s); using the naive lowering", what, cause, extra={NAIVE_LOWERING: cause})
 
 
 def _copy(module: ir.Module) -> ir.Module:

@@ -62,9 +62,20 @@ def linalg_ops(module: ir.Module) -> list[ir.Operation]:
     return found
 
 
+# The attribute of the functions nnf-outline-dispatch-regions makes of
+# dispatch regions.
+DISPATCH_FUNCTION = "nnf.dispatch_function"
+
+
 def dispatches(module: ir.Module) -> list[ir.Operation]:
-    """The nnf.dispatch ops of `module`, in program order."""
-    return [op for op in walk_ops(module.operation) if op.name == "nnf.dispatch"]
+    """The dispatch regions of `module`: the functions they were outlined
+    into (nnf-outline-dispatch-regions), then the nnf.dispatch ops left in
+    place, in program order."""
+    outlined = [
+        op.operation for op in module.body.operations
+        if op.operation.name == "func.func" and DISPATCH_FUNCTION in op.operation.attributes
+    ]
+    return outlined + [op for op in walk_ops(module.operation) if op.name == "nnf.dispatch"]
 
 
 def sizes_text(values: list[int]) -> str:
@@ -236,10 +247,13 @@ def apply_schedules(module: ir.Module, scheduled: list[Scheduled], tail: str, wh
 
 
 def is_in_dispatch(op: ir.Operation) -> bool:
-    """Whether `op` lies in an `nnf.dispatch` region."""
+    """Whether `op` lies in a dispatch region: an `nnf.dispatch`, or a
+    function one was outlined into."""
     parent = op.parent
     while parent is not None and parent.name != "builtin.module":
         if parent.name == "nnf.dispatch":
             return True
+        if parent.name == "func.func":
+            return DISPATCH_FUNCTION in parent.attributes
         parent = parent.parent
     return False

@@ -79,6 +79,12 @@ _VECTOR_LOWERING_LATE = """
   transform.apply_cse to %funcs : !transform.any_op
 """
 
+# The scheduled dispatch regions back in place: the outlined functions
+# inlined at each call (upstream's inliner, no clean-up pipeline) and
+# erased, the regions left in place dissolved. LLVM compiled a module
+# of separate dispatch functions more slowly than the same code inlined.
+_INLINE_DISPATCHES = "inline{default-pipeline=},symbol-dce,nnf-inline-dispatch-regions"
+
 # Vectorized IR on tensors -> buffers.
 BUFFERIZE_OPTIMIZED = f"canonicalize,cse,{pipelines.BUFFERIZE},canonicalize,cse"
 
@@ -141,7 +147,16 @@ def vectorize_linalg(module: ir.Module, sizing: ScheduleSizes, parallel: bool = 
     be run by several threads. Run it after linalg fusion and
     `pipelines.DISPATCH_REGIONS`, then `BUFFERIZE_OPTIMIZED` and
     `buffers_to_llvm_optimized`.
+
+    Each dispatch region is first outlined into a function, equivalent
+    regions into one (nnf-outline-dispatch-regions): a model's repeated
+    blocks are scheduled once, and each schedule's clean-ups run on its
+    function rather than on the whole model; once scheduled, the functions
+    are inlined back (_INLINE_DISPATCHES).
     """
+    passmanager.PassManager.parse("builtin.module(nnf-outline-dispatch-regions)", module.context).run(
+        module.operation
+    )
     # The other layouts: upstream's. Mixed-precision convolutions (f16 in,
     # f32 accumulator) came out wrong through it: they stay direct (and scalar).
     convolutions = [
@@ -175,9 +190,7 @@ def vectorize_linalg(module: ir.Module, sizing: ScheduleSizes, parallel: bool = 
         if body is not None:
             scheduled.append(Scheduled(op, body))
     apply_schedules(module, scheduled, _VECTOR_LOWERING + _VECTOR_LOWERING_LATE, "vectorization")
-    passmanager.PassManager.parse("builtin.module(nnf-inline-dispatch-regions)", module.context).run(
-        module.operation
-    )
+    passmanager.PassManager.parse(f"builtin.module({_INLINE_DISPATCHES})", module.context).run(module.operation)
 
 
 def _pads_as_fill_and_copy(module: ir.Module) -> None:
@@ -205,7 +218,7 @@ def _give_fills_private_destinations(module: ir.Module) -> None:
     64 x 58 x 58 pads, the zero accumulators of its three 7x7 convolutions),
     and bufferization then copied the shared filled buffer (for the pads, and
     the interior twice) for every op writing into it."""
-    for fill in [op for op in walk_ops(module.operation) if op.name == "linalg.fill"]:
+    for fill in [op for op in walk_ops(module.operation) if op.name == "linalg.fill" and len(op.results) == 1]:
         uses = list(fill.results[0].uses)
         empty = fill.operands[len(fill.operands) - 1].owner  # an op, or a block
         if not uses or is_in_dispatch(fill) or getattr(empty, "name", None) != "tensor.empty":

@@ -827,6 +827,88 @@ def NNFProfileDispatchRegions
   ];
 }
 
+def NNFDuplicateSharedInits : Pass<"nnf-duplicate-shared-inits"> {
+  let summary = "Give each user of a shared tensor.empty or fill of one its own";
+  let description = [{
+    torch-mlir's output, CSE'd, shares one `tensor.empty` (or one
+    `linalg.fill` of a scalar into one) among the ops that take a tensor of
+    that shape as their destination: the transposes of several weights,
+    the accumulators of several matmuls. Split over ranks, those users want
+    their destinations sharded differently (a column-split projection, a
+    replicated one), and `sharding-propagation` aborts on a value whose
+    users annotate it with different shardings. This pass clones such an
+    op (with its `tensor.empty`) before each user but the first. Runs
+    before `sharding-propagation` in the partitioning of models split over
+    ranks.
+
+    Example:
+
+    ```mlir
+    %e = tensor.empty() : tensor<6x32xf32>
+    %a = linalg.fill ins(%zero : f32) outs(%e : tensor<6x32xf32>) -> tensor<6x32xf32>
+    %q = linalg.matmul ins(%x, %wq : ...) outs(%a : tensor<6x32xf32>) -> tensor<6x32xf32>
+    %o = linalg.matmul ins(%y, %wo : ...) outs(%a : tensor<6x32xf32>) -> tensor<6x32xf32>
+    // becomes: %o's destination is a second tensor.empty and linalg.fill
+    ```
+  }];
+}
+
+def NNFUncollapseBatchMatmul : Pass<"nnf-uncollapse-batch-matmul"> {
+  let summary = "Compute a batch matmul on collapsed batches over the uncollapsed ones";
+  let description = [{
+    Replaces a `linalg.batch_matmul` whose operands are `[B1, ..., Bn, M, K]`
+    and `[B1, ..., Bn, K, N]` tensors with their batch dimensions collapsed
+    into one, and whose result is expanded back to `[B1, ..., Bn, M, N]`, by
+    a `linalg.generic` computing the same product on the uncollapsed
+    operands, its accumulator filled in the uncollapsed shape (the batch
+    matmul's must be a `linalg.fill` of a `tensor.empty`). torch emits the
+    collapsed form for `a @ b` on tensors of rank 4 (attention's scores and mixing, `[batch, heads, ...]`); with the heads
+    split over ranks, a rank's heads are a block of `batch * heads` only for
+    a batch of 1, so the collapsed form cannot be sharded by heads and the
+    uncollapsed one can. Static shapes only. Runs before
+    `sharding-propagation` in the partitioning of models split over ranks.
+
+    Example:
+
+    ```mlir
+    %a = tensor.collapse_shape %q [[0, 1], [2], [3]] : tensor<2x4x6x8xf32> into tensor<8x6x8xf32>
+    %b = tensor.collapse_shape %k [[0, 1], [2], [3]] : tensor<2x4x8x6xf32> into tensor<8x8x6xf32>
+    %p = linalg.batch_matmul ins(%a, %b : tensor<8x6x8xf32>, tensor<8x8x6xf32>) outs(%acc : tensor<8x6x6xf32>) -> tensor<8x6x6xf32>
+    %r = tensor.expand_shape %p [[0, 1], [2], [3]] output_shape [2, 4, 6, 6] : tensor<8x6x6xf32> into tensor<2x4x6x6xf32>
+    // becomes (%acc = linalg.fill of %zero)
+    %init = linalg.fill ins(%zero : f32) outs(%empty : tensor<2x4x6x6xf32>) -> tensor<2x4x6x6xf32>
+    %r = linalg.generic {indexing_maps = [(b, h, m, n, k) -> (b, h, m, k), (b, h, m, n, k) -> (b, h, k, n),
+                                          (b, h, m, n, k) -> (b, h, m, n)],
+                         iterator_types = ["parallel", "parallel", "parallel", "parallel", "reduction"]}
+        ins(%q, %k : tensor<2x4x6x8xf32>, tensor<2x4x8x6xf32>) outs(%init : tensor<2x4x6x6xf32>) {...}
+    ```
+  }];
+  let dependentDialects = ["::mlir::tensor::TensorDialect"];
+}
+
+def NNFVerifySharding : Pass<"nnf-verify-sharding", "::mlir::ModuleOp"> {
+  let summary = "Report the first value sharding-propagation left unannotated";
+  let description = [{
+    `shard-partition` expects every tensor operand of an op to come from a
+    `shard.shard` and every tensor result to feed one `shard.shard` that is
+    not `annotate_for_users`. Where `sharding-propagation` found no sharding for an op
+    (the shardings around it disagree, or a reshape's split is no block of
+    its other side), the op is left unannotated and `shard-partition` aborts
+    on a failed cast. This pass, run between the two, reports the first
+    such op as an error naming the operand or result, and fails. It changes
+    nothing.
+
+    Example:
+
+    ```mlir
+    // error: cannot be partitioned: sharding-propagation found no sharding
+    // of its result #0 that agrees with the shardings around it ...
+    %e = tensor.expand_shape %w [[0, 1]] output_shape [3, 8]
+        : tensor<24xf32> into tensor<3x8xf32>
+    ```
+  }];
+}
+
 def NNFVerifyShardToMPI : Pass<"nnf-verify-shard-to-mpi", "::mlir::ModuleOp"> {
   let summary = "Report shard ops that convert-shard-to-mpi cannot lower";
   let description = [{

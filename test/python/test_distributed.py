@@ -9,6 +9,7 @@ a rank that fails) must be clear and never hang.
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -20,7 +21,7 @@ import pytest
 import torch
 
 import nnforge
-from nnforge.distributed import mpi
+from nnforge.distributed import mpi, plan
 from nnforge.distributed.plan import ShardingError
 
 PYTHON = sys.executable
@@ -36,6 +37,59 @@ class MLP(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(torch.relu(self.fc1(x)))
+
+
+class EncoderLayer(torch.nn.Module):
+    """A pre-norm transformer encoder layer: attention with separate
+    query/key/value projections, then an MLP. `causal`: GPT-2's block (a
+    causal mask, tanh GELU)."""
+
+    def __init__(self, features: int = 32, heads: int = 4, hidden: int = 64, causal: bool = False):
+        super().__init__()
+        self.heads, self.causal = heads, causal
+        self.norm1 = torch.nn.LayerNorm(features)
+        self.query = torch.nn.Linear(features, features)
+        self.key = torch.nn.Linear(features, features)
+        self.value = torch.nn.Linear(features, features)
+        self.out = torch.nn.Linear(features, features)
+        self.norm2 = torch.nn.LayerNorm(features)
+        self.fc1 = torch.nn.Linear(features, hidden)
+        self.fc2 = torch.nn.Linear(hidden, features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, sequence, features = x.shape
+        size = features // self.heads
+
+        def heads(t: torch.Tensor) -> torch.Tensor:
+            return t.view(batch, sequence, self.heads, size).transpose(1, 2)
+
+        h = self.norm1(x)
+        q, k, v = heads(self.query(h)), heads(self.key(h)), heads(self.value(h))
+        scores = q @ k.transpose(-2, -1) / math.sqrt(size)
+        if self.causal:
+            mask = torch.ones(sequence, sequence, dtype=torch.bool).tril()
+            scores = scores.masked_fill(~mask, float("-inf"))
+        mixed = (torch.softmax(scores, dim=-1) @ v).transpose(1, 2).reshape(batch, sequence, features)
+        x = x + self.out(mixed)
+        hidden = self.fc1(self.norm2(x))
+        hidden = torch.nn.functional.gelu(hidden, approximate="tanh" if self.causal else "none")
+        return x + self.fc2(hidden)
+
+
+class PackedAttention(torch.nn.Module):
+    """Attention with one packed query/key/value projection, sliced in thirds."""
+
+    def __init__(self, features: int = 32, heads: int = 4):
+        super().__init__()
+        self.heads = heads
+        self.qkv = torch.nn.Linear(features, 3 * features)
+        self.out = torch.nn.Linear(features, features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, sequence, features = x.shape
+        q, k, v = self.qkv(x).view(batch, sequence, 3, self.heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+        mixed = torch.softmax(q @ k.transpose(-2, -1), dim=-1) @ v
+        return self.out(mixed.transpose(1, 2).reshape(batch, sequence, features))
 
 
 def mpiexec(ranks: int, *command: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -136,6 +190,25 @@ def test_a_failing_rank_ends_the_job(mlp_case, failure):
     """))
     job = mpiexec(2, PYTHON, script.name, cwd=folder)
     assert job.returncode != 0
+
+
+def test_auto_groups_attention_and_mlp_by_dataflow():
+    """q/k/v -> out-projection (heads) and fc1 -> fc2, found from the exported
+    program; then the pairs alone, to fall back on."""
+    split = {f"{name}.{part}": 0 for name in ("query", "key", "value") for part in ("weight", "bias")}
+    pair = {"fc1.weight": 0, "fc1.bias": 0, "fc2.weight": 1}
+    for causal in (False, True):
+        choices = plan.plan(EncoderLayer(causal=causal).eval(), (torch.randn(2, 6, 32),), 2, "auto")
+        assert choices == [{**split, "out.weight": 1, **pair}, pair]
+
+
+def test_packed_projection_is_not_split_by_auto_and_is_a_clear_error_when_asked():
+    """A block of a packed q/k/v projection's rows is not a block of heads:
+    "auto" leaves it whole; asked for, it is a CompileError naming the op."""
+    x = torch.randn(1, 6, 32)
+    assert plan.plan(PackedAttention(), (x,), 2, "auto") == [{}]
+    with pytest.raises(nnforge.CompileError):
+        nnforge.compile(PackedAttention(), (x,), ranks=2, sharding={"qkv.weight": 0, "qkv.bias": 0, "out.weight": 1})
 
 
 def test_axis_that_does_not_divide_is_an_error():

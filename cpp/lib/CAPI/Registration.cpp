@@ -6,12 +6,14 @@
 #include "mlir/IR/DialectRegistry.h"
 #include "nnforge/Dialect/MPI/MPIMemoryEffects.h"
 #include "nnforge/Dialect/NNF/NNFDialect.h"
+#include "nnforge/Dialect/Tensor/ReshapeSharding.h"
 #include "nnforge/Passes.h"
 
 void nnforgeRegisterDialects(MlirContext context) {
   mlir::DialectRegistry registry;
   registry.insert<nnforge::nnf::NNFDialect>();
   nnforge::registerMPIMemoryEffects(registry);
+  nnforge::registerReshapeShardingInterface(registry);
   mlir::MLIRContext *ctx = unwrap(context);
   ctx->appendDialectRegistry(registry);
   ctx->loadDialect<nnforge::nnf::NNFDialect>();

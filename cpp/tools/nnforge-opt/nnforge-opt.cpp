@@ -8,6 +8,7 @@
 #include "mlir/Tools/mlir-opt/MlirOptMain.h"
 #include "nnforge/Dialect/MPI/MPIMemoryEffects.h"
 #include "nnforge/Dialect/NNF/NNFDialect.h"
+#include "nnforge/Dialect/Tensor/ReshapeSharding.h"
 #include "nnforge/Passes.h"
 
 int main(int argc, char **argv) {
@@ -22,6 +23,7 @@ int main(int argc, char **argv) {
   mlir::registerAllGPUToLLVMIRTranslations(registry);
   registry.insert<nnforge::nnf::NNFDialect>();
   nnforge::registerMPIMemoryEffects(registry);
+  nnforge::registerReshapeShardingInterface(registry);
 
   return mlir::asMainReturnCode(mlir::MlirOptMain(
       argc, argv, "nnforge optimizer driver\n", registry));

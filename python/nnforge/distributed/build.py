@@ -11,6 +11,8 @@ library with every rank's slices (`slices`) and libmpi (`mpi`).
 from __future__ import annotations
 
 import ctypes
+import io
+import logging
 import os
 import shutil
 import tempfile
@@ -29,6 +31,8 @@ from nnforge.runtime import SIGNATURE_SYMBOL, Executable, Signature, load
 from nnforge.stages import StageRunner
 from nnforge.targets.cpu import openmp_regions
 from nnforge.targets.cpu.model import link_library, runtime_libraries
+
+log = logging.getLogger("nnforge.compiler")
 
 
 class DistributedModel:
@@ -116,13 +120,33 @@ class ShardedCompile:
                 f"models split over ranks compile for target 'cpu' (this machine's CPU), not {target!r}")
         self.libmpi = mpi.library_path()  # first: say what to install before any work
         self.ranks = ranks
-        self.axes = plan.plan(model, ranks, sharding)
+        self.inputs = _as_tuple(example_inputs)
+        # Shardings to try, best first (see plan.plan); the one that partitions.
+        self.choices = plan.plan(model, self.inputs, ranks, sharding)
+        self.axes = self.choices[0]
         named = list(model.named_parameters())
         self.names = [name for name, _ in named]
-        self.inputs = _as_tuple(example_inputs)
         self.wrapper = _parameters_as_inputs(model, self.names, len(self.inputs))
         self.arguments = (*self.inputs, *(parameter.detach() for _, parameter in named))
         self._arrays = [_numpy(parameter) for _, parameter in named]
+
+    def _partition(self, module: ir.Module, count: int, runner: StageRunner) -> ir.Module:
+        """`module` partitioned with the first sharding to try that partitions (`self.axes`)."""
+        source = io.BytesIO()
+        if len(self.choices) > 1:
+            module.operation.write_bytecode(source)
+        for axes in self.choices[:-1]:
+            try:
+                return self._partition_as(ir.Module.parse(source.getvalue(), module.context), axes, count, runner)
+            except CompileError as error:
+                log.info("auto sharding: %s; splitting the Megatron pairs alone", error)
+        return self._partition_as(module, self.choices[-1], count, runner)
+
+    def _partition_as(self, module: ir.Module, axes: dict[str, int], count: int, runner: StageRunner) -> ir.Module:
+        partition.annotate(module, [None] * count + [axes.get(name) for name in self.names], self.ranks)
+        partitioned = partition.partition(module, runner)
+        self.axes = axes
+        return partitioned
 
     def finish(self, module: ir.Module, full: Signature, target: Any, runner: StageRunner) -> DistributedModel:
         """Partitions the imported `module` (signature `full`), lowers it with `target`, links it."""
@@ -130,8 +154,7 @@ class ShardedCompile:
         if len(full.inputs) != count + len(self.names):
             raise CompileError(f"the imported model takes {len(full.inputs)} arguments, expected "
                                f"{count} inputs and {len(self.names)} parameters")
-        partition.annotate(module, [None] * count + [self.axes.get(name) for name in self.names], self.ranks)
-        module = partition.partition(module, runner)
+        module = self._partition(module, count, runner)
         collectives = partition.collectives(module)
         with module.context:
             function = entry_function(module)

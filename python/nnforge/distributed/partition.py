@@ -27,13 +27,20 @@ from nnforge.stages import StageRunner, verify
 
 GRID = "nnforge_ranks"
 
-# Shardings propagated both ways (forward alone leaves the second linear
-# layer of a Megatron pair replicated, with all-gathers before it), the
-# function partitioned; nnforge's guard reports collectives that
-# convert-shard-to-mpi cannot lower (else it aborts) before it runs; the
-# communicator split off MPI_COMM_WORLD per call becomes the world itself.
+# Each user of a shared tensor.empty/fill given its own (users shard them
+# differently); batch matmuls on collapsed batch dimensions (attention) computed on the
+# uncollapsed ones, so that heads can be split with any batch size;
+# shardings propagated both ways (forward alone leaves the second linear
+# layer of a Megatron pair replicated, with all-gathers before it); an op
+# that propagation found no sharding for reported (shard-partition would
+# abort on it); the function partitioned; nnforge's guard reports
+# collectives that convert-shard-to-mpi cannot lower (else it aborts)
+# before it runs; the communicator split off MPI_COMM_WORLD per call
+# becomes the world itself.
 PARTITION = (
-    "func.func(sharding-propagation{traversal=forward-backward},shard-partition),canonicalize,"
+    "func.func(nnf-duplicate-shared-inits,nnf-uncollapse-batch-matmul,sharding-propagation{traversal=forward-backward}),"
+    "nnf-verify-sharding,"
+    "func.func(shard-partition),canonicalize,"
     "nnf-verify-shard-to-mpi,convert-shard-to-mpi,nnf-shard-world-communicator,canonicalize,cse"
 )
 

@@ -1,13 +1,16 @@
 """Which parameters of a PyTorch module are split over the ranks, along which axis.
 
-`sharding="auto"` splits consecutive linear layers Megatron-style: the
-first by its output features (weight axis 0, bias axis 0), the second by
-its input features (weight axis 1; its bias stays whole), so that the pair
-needs one all-reduce. Attention blocks whose query, key and value
-projections are separate linear layers (and an output projection after
-them) are split by heads the same way. Everything else is replicated.
-`sharding={name: axis}` splits the named parameters (as
-`model.named_parameters()` names them) along the given axes.
+`sharding="auto"` follows the dataflow of the exported program: linear
+layers whose outputs flow, through no other linear layer, into one linear
+layer only form a group, split Megatron-style: the first layers by their
+output features (weight axis 0, bias axis 0), the last by its input
+features (weight axis 1; its bias stays whole), so that the group needs one
+all-reduce. fc1 -> activation -> fc2 is such a group, and so is attention
+with separate query, key and value projections and an output projection
+(split by heads). A layer whose output is sliced on the way (a packed
+query/key/value projection, as torch.nn.MultiheadAttention's in_proj) stays
+whole, as does everything else. `sharding={name: axis}` splits the named
+parameters (as `model.named_parameters()` names them) along the given axes.
 """
 
 from __future__ import annotations
@@ -41,51 +44,138 @@ def _check_axis(name: str, shape: tuple[int, ...], axis: Any, ranks: int) -> int
     return axis
 
 
-def _megatron_pairs(model: Any) -> list[tuple[str, str]]:
-    """(column-split layer, row-split layer) names: each linear layer and the
-    next one that takes its output features, in module order."""
+Names = tuple[str, str | None]  # a linear layer's weight and bias parameters
+
+
+def _linear_target() -> Any:
     import torch
 
-    linears = [(name, module) for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)]
-    pairs, used = [], set()
-    for index, (name, module) in enumerate(linears):
-        if name in used:
+    return torch.ops.aten.linear.default
+
+
+def _slicing_targets() -> set:
+    """ATen ops that take part of a tensor: a split of features followed by one
+    of these (q, k, v = packed projection's thirds) is no split of heads."""
+    import torch
+
+    aten = torch.ops.aten
+    return {aten.select.int, aten.slice.Tensor, aten.split.Tensor, aten.split_with_sizes.default,
+            aten.unbind.int, aten.chunk.default, aten.narrow.default}
+
+
+def _linear_layers(program: Any) -> dict[Any, Names]:
+    """{aten.linear node of the exported `program`: (its weight's parameter name, its bias's or None)}
+    for the linear layers whose weight (and bias) are parameters used by that layer only."""
+    parameters = program.graph_signature.inputs_to_parameters
+    layers = {}
+    for node in program.graph.nodes:
+        if node.op != "call_function" or node.target is not _linear_target():
             continue
-        following = linears[index + 1:index + 2]
-        if following and following[0][1].in_features == module.out_features:
-            pairs.append((name, following[0][0]))
-            used.update((name, following[0][0]))
-    return pairs
-
-
-def _auto(model: Any, ranks: int) -> dict[str, int]:
-    modules = dict(model.named_modules())
-    axes: dict[str, int] = {}
-    for first, second in _megatron_pairs(model):
-        a, b = modules[first], modules[second]
-        if a.out_features % ranks:
-            log.info("auto sharding: %s and %s stay whole (%d features over %d ranks)",
-                     first, second, a.out_features, ranks)
+        weight = node.args[1]
+        bias = node.args[2] if len(node.args) > 2 else None
+        if weight.name not in parameters or (bias is not None and getattr(bias, "name", None) not in parameters):
             continue
-        prefix_a, prefix_b = f"{first}." if first else "", f"{second}." if second else ""
-        axes[f"{prefix_a}weight"] = 0
-        if a.bias is not None:
-            axes[f"{prefix_a}bias"] = 0
-        axes[f"{prefix_b}weight"] = 1
-    return axes
+        if len(weight.users) != 1 or (bias is not None and len(bias.users) != 1):
+            continue  # a parameter shared with another op stays whole
+        layers[node] = (parameters[weight.name], parameters[bias.name] if bias is not None else None)
+    return layers
 
 
-def plan(model: Any, ranks: int, sharding: Any) -> dict[str, int]:
-    """{parameter name: split axis} for the parameters split over `ranks`; the rest are replicated."""
+def _producers(layer: Any) -> set:
+    """The linear layers whose outputs reach `layer`'s input through no other linear layer."""
+    found, seen, stack = set(), set(), [layer.args[0]]
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        if getattr(node, "target", None) is _linear_target():
+            found.add(node)
+        elif node.op != "placeholder":
+            stack.extend(node.all_input_nodes)
+    return found
+
+
+def _consumers(layer: Any, layers: dict) -> set | None:
+    """The linear layers that `layer`'s output reaches through no other linear
+    layer, as their input; None where it also reaches the program's outputs or
+    another operand of a linear layer, or is sliced on the way."""
+    found, seen, stack = set(), set(), [layer]
+    slicing = _slicing_targets()
+    while stack:
+        node = stack.pop()
+        for user in node.users:
+            if user.op == "output" or getattr(user, "target", None) in slicing:
+                return None
+            if getattr(user, "target", None) is _linear_target():
+                if user.args[0] is not node or user not in layers:
+                    return None
+                found.add(user)
+            elif user not in seen:
+                seen.add(user)
+                stack.append(user)
+    return found
+
+
+def _groups(program: Any) -> list[tuple[list[Names], Names]]:
+    """(column-split layers, row-split layer) by dataflow: linear layers whose
+    outputs flow only into one linear layer, through no other (a Megatron pair:
+    fc1 -> activation -> fc2; attention: q, k, v -> heads -> out-projection),
+    in program order, each layer in one group at most."""
+    layers = _linear_layers(program)
+    assigned, groups = set(), []
+    for layer in layers:
+        producers = _producers(layer)
+        if not producers or layer in assigned or producers & assigned or not producers <= set(layers):
+            continue
+        if any(_consumers(producer, layers) != {layer} for producer in producers):
+            continue
+        ordered = [node for node in layers if node in producers]
+        groups.append(([layers[node] for node in ordered], layers[layer]))
+        assigned |= producers | {layer}
+    return groups
+
+
+def _auto(model: Any, example_inputs: tuple, ranks: int) -> list[dict[str, int]]:
+    """Shardings to try, best first: every group split; where a group has several
+    column-split layers (attention, split by heads), then the pairs alone: heads
+    that the ranks do not divide have no sharding through the reshapes around them."""
+    from nnforge.importers import torch_frontend
+
+    program, _ = torch_frontend.export(model, example_inputs)
+    shapes = {name: tuple(parameter.shape) for name, parameter in model.named_parameters()}
+    every: dict[str, int] = {}
+    pairs: dict[str, int] = {}
+    for columns, (row_weight, _) in _groups(program):
+        outputs = [shapes[weight][0] for weight, _ in columns]
+        if any(size % ranks for size in outputs):
+            log.info("auto sharding: %s and %s stay whole (%s features over %d ranks)",
+                     ", ".join(weight for weight, _ in columns), row_weight, outputs, ranks)
+            continue
+        group = {row_weight: 1}
+        for weight, bias in columns:
+            group[weight] = 0
+            if bias is not None:
+                group[bias] = 0
+        every.update(group)
+        if len(columns) == 1:
+            pairs.update(group)
+    return [every, pairs] if pairs != every else [every]
+
+
+def plan(model: Any, example_inputs: tuple, ranks: int, sharding: Any) -> list[dict[str, int]]:
+    """Shardings to try, best first, each {parameter name: split axis} for the
+    parameters split over `ranks` (the rest are replicated): the one given, or
+    those of "auto"."""
     shapes = {name: tuple(parameter.shape) for name, parameter in model.named_parameters()}
     if isinstance(sharding, str) and sharding == "auto":
-        axes = _auto(model, ranks)
+        choices = _auto(model, example_inputs, ranks)
     elif isinstance(sharding, dict):
         unknown = sorted(set(sharding) - set(shapes))
         if unknown:
             raise ShardingError(f"sharding names parameters the model does not have: {', '.join(map(repr, unknown))} "
                                 f"(its parameters: {', '.join(shapes) or 'none'})")
-        axes = dict(sharding)
+        choices = [dict(sharding)]
     else:
         raise ArgumentError(f"sharding must be 'auto' or a dict {{parameter name: axis}}, not {sharding!r}")
-    return {name: _check_axis(name, shapes[name], axis, ranks) for name, axis in axes.items()}
+    return [{name: _check_axis(name, shapes[name], axis, ranks) for name, axis in axes.items()} for axes in choices]

@@ -61,6 +61,10 @@ def main() -> None:
         from nnforge.integrations import torch_backend
 
         print(f"nnforge backend: {torch_backend.stats()}", flush=True)
+    # Every rank reaches this point before any tears gloo down: a rank that
+    # destroys its process group while a peer is still connected can abort in
+    # gloo's teardown ("terminate called without an active exception").
+    dist.barrier()
     dist.destroy_process_group()
 
 

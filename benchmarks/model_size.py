@@ -290,7 +290,7 @@ def render(report: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="256,1024,2048,4096", help="MLP widths d, comma-separated")
+    parser.add_argument("--sizes", default="256,1024,2048,4096,8192", help="MLP widths d, comma-separated")
     parser.add_argument("--quick", action="store_true", help="d = 256, 512, 1024 only")
     parser.add_argument("--gpt-1b", action="store_true", help="the 1.07-billion-parameter decoder instead")
     parser.add_argument("--gpt-layers", type=int, default=20, help="its layers (20: 1.07 billion parameters)")

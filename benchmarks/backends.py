@@ -5,7 +5,9 @@
 - onnxruntime: an `InferenceSession` of the module exported to ONNX (`intra_op_num_threads=N`);
 - nnforge: the module compiled ahead of time with `nnforge.compile(..., threads=N)`, saved as a `.so`
   and loaded with `nnforge.load` (numpy and ctypes: no torch where torch is not loaded already);
-- nnforge-dynamo: `torch.compile(module, backend="nnforge")`, nnforge following PyTorch's thread count.
+- nnforge-dynamo: `torch.compile(module, backend="nnforge")`, nnforge following PyTorch's thread count;
+- affine: as nnforge, compiled with `optimize="affine"` (MLIR's affine passes instead of nnforge's
+  schedules; docs/affine.md), in standalone mode only.
 
 `prepare` writes what the processes that time share (inputs, eager's outputs, the ONNX file, the
 `.so`) into a folder; `runner` builds one backend's call from it in the calling process. Modules
@@ -28,10 +30,14 @@ import numpy as np
 
 # The backends each kind of workload runs on, in the order of the tables.
 BACKENDS = {
-    "model": ("eager", "inductor", "onnxruntime", "nnforge"),
+    "model": ("eager", "inductor", "onnxruntime", "nnforge", "affine"),
     "graph-break": ("eager", "inductor", "nnforge-dynamo"),
 }
-ALL_BACKENDS = ("eager", "inductor", "onnxruntime", "nnforge", "nnforge-dynamo")
+ALL_BACKENDS = ("eager", "inductor", "onnxruntime", "nnforge", "affine", "nnforge-dynamo")
+# Backends timed in standalone mode only (a second code generator of nnforge's, not a program's choice).
+STANDALONE_ONLY = ("affine",)
+# The nnforge backends of `prepare`: their `nnforge.compile` option and the suffix of their library.
+NNFORGE_BUILDS = {"nnforge": ({}, ".so"), "affine": ({"optimize": "affine"}, ".affine.so")}
 # Backends that need torch in their process.
 TORCH_BACKENDS = ("eager", "inductor", "nnforge-dynamo")
 # Outputs must match eager's within this (relative and absolute) before anything is timed.
@@ -126,15 +132,17 @@ def prepare(name: str, folder: Path, threads: int) -> dict:
         failure = _export_onnx(workload.module, workload.inputs, folder / f"{name}.onnx", names)
         if failure:
             info["failed"]["onnxruntime"] = failure
-        try:
-            with naive_lowerings() as causes:
-                start = time.perf_counter()
-                compiled = nnforge.compile(workload.module, workload.inputs, threads=threads)
-                info["compile_s"]["nnforge"] = time.perf_counter() - start
-            info["naive_lowerings"] = causes
-            compiled.save(folder / f"{name}.so")
-        except Exception as error:  # recorded in the table rather than ending the benchmark
-            info["failed"]["nnforge"] = f"{type(error).__name__}: {error}"
+        for backend, (options, suffix) in NNFORGE_BUILDS.items():
+            try:
+                with naive_lowerings() as causes:
+                    start = time.perf_counter()
+                    compiled = nnforge.compile(workload.module, workload.inputs, threads=threads, **options)
+                    info["compile_s"][backend] = time.perf_counter() - start
+                if backend == "nnforge":
+                    info["naive_lowerings"] = causes
+                compiled.save(folder / f"{name}{suffix}")
+            except Exception as error:  # recorded in the table rather than ending the benchmark
+                info["failed"][backend] = f"{type(error).__name__}: {error}"
     (folder / f"{name}.json").write_text(json.dumps(info))
     return info
 
@@ -187,10 +195,10 @@ def runner(backend: str, name: str, folder: Path, threads: int) -> Runner:
     if backend in TORCH_BACKENDS:
         return _torch_runner(backend, name, threads)
     inputs, _ = load_data(name, folder)
-    if backend == "nnforge":
+    if backend in NNFORGE_BUILDS:
         import nnforge
 
-        model = nnforge.load(folder / f"{name}.so")
+        model = nnforge.load(folder / f"{name}{NNFORGE_BUILDS[backend][1]}")
         return Runner(lambda: model(*inputs), None)
     if backend == "onnxruntime":
         import onnxruntime

@@ -25,6 +25,7 @@ LABELS = {
     "inductor": "inductor",
     "onnxruntime": "onnxruntime",
     "nnforge": "nnforge (.so)",
+    "affine": "nnforge affine (.so)",
     "nnforge-dynamo": "nnforge (torch.compile)",
 }
 MODES = {

@@ -9,8 +9,9 @@ no OMP_*, KMP_*, GOMP_* or other thread-pool variable is set, and the
 benchmark refuses to run where the environment has one.
 
 - standalone: each backend in a process of its own (nnforge: the saved .so
-  loaded with nnforge.load, without torch; onnxruntime: an InferenceSession,
-  without torch; eager, inductor: the module), the processes taking turns
+  loaded with nnforge.load, without torch, and the same for nnforge's affine
+  generator; onnxruntime: an InferenceSession, without torch; eager,
+  inductor: the module), the processes taking turns
   over rounds (the order rotating, a pause before each turn so that the
   previous process's workers go idle);
 - in-process: the PyTorch-side backends (eager, inductor, nnforge's .so,
@@ -38,7 +39,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from backends import BACKENDS
+from backends import BACKENDS, STANDALONE_ONLY
 from machine import describe, thread_variables
 from render import PAGE, render, write_page
 from workloads import BUILDERS, QUICK
@@ -198,11 +199,12 @@ def main(argv: list[str] | None = None) -> int:
             entry["standalone"] = standalone(name, backends, folder, args.threads, args.rounds, args.seconds,
                                              args.pause)
             print(f"{name}: in-process", file=sys.stderr, flush=True)
-            torch_side = [backend for backend in backends if backend != "onnxruntime"]
+            in_process_backends = [backend for backend in backends if backend not in STANDALONE_ONLY]
+            torch_side = [backend for backend in in_process_backends if backend != "onnxruntime"]
             entry["in_process"] = in_process(name, torch_side, folder, args.threads, args.rounds, args.seconds)
             if "onnxruntime" in backends:
                 print(f"{name}: in-process with onnxruntime", file=sys.stderr, flush=True)
-                entry["with_onnxruntime"] = in_process(name, backends, folder, args.threads, args.rounds,
+                entry["with_onnxruntime"] = in_process(name, in_process_backends, folder, args.threads, args.rounds,
                                                        args.seconds)
     report["total_s"] = time.perf_counter() - started
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -29,6 +29,8 @@ from nnforge.targets.interface import Model, Target
 
 # The import levels `compile` lowers from ("torch" is text, outside upstream MLIR).
 COMPILED_LEVELS = ("tosa", "linalg", "nnf")
+# What `optimize` takes besides True and False: the affine (polyhedral) generator.
+OPTIMIZE_GENERATORS = ("affine",)
 
 
 @functools.cache
@@ -210,7 +212,7 @@ def compile(
     chip: str = "sm_90",
     level: str | None = None,
     dynamic_shapes: Any = None,
-    optimize: bool = True,
+    optimize: bool | str = True,
     threads: int | None = None,
     dump_ir: str | os.PathLike | None = None,
     timing: bool = False,
@@ -234,9 +236,11 @@ def compile(
     ("tosa", "linalg", "nnf"; default "linalg"). `chip`: the CUDA
     architecture for target "cuda". `optimize=False` keeps the naive CPU
     lowering (scalar loops; the baseline the optimized code generation of
-    `nnforge.targets.cpu.codegen` is measured against). `threads`: how many threads the
-    optimized CPU code uses (None: PyTorch's count where torch is imported,
-    else all cores or OMP_NUM_THREADS; 1: plain sequential code, no OpenMP
+    `nnforge.targets.cpu.codegen` is measured against); `optimize="affine"`
+    generates the CPU code with MLIR's affine (polyhedral) passes instead of
+    nnforge's schedules (`nnforge.targets.cpu.affine`, docs/affine.md).
+    `threads`: how many threads the optimized CPU code uses (None:
+    PyTorch's count where torch is imported, else all cores or OMP_NUM_THREADS; 1: plain sequential code, no OpenMP
     runtime needed; see docs/performance.md). `dump_ir` (or the environment variable
     NNFORGE_DUMP_IR) names a folder receiving the IR after each stage;
     `timing` prints per-pass times to stderr. A compilation running longer
@@ -283,7 +287,7 @@ def compile_profiled(
     target: str = "cpu",
     level: str | None = None,
     dynamic_shapes: Any = None,
-    optimize: bool = True,
+    optimize: bool | str = True,
     threads: int | None = None,
     verbose: bool | None = None,
 ) -> Model:
@@ -301,6 +305,9 @@ def _checked_target(target: str, level: str | None, **options: Any) -> Target:
     """The target `compile` builds for, its options and `level` checked."""
     if level is not None and level not in COMPILED_LEVELS:
         raise ArgumentError(f"unknown level {level!r} to compile from: expected one of {', '.join(COMPILED_LEVELS)}")
+    optimize = options.get("optimize")
+    if not isinstance(optimize, bool) and optimize not in OPTIMIZE_GENERATORS:
+        raise ArgumentError(f"optimize takes True, False or 'affine' (the affine generator), not {optimize!r}")
     threads = options.get("threads")
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise CompileError(f"threads must be a positive integer or None, not {threads!r}")

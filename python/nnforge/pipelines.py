@@ -130,6 +130,70 @@ BUFFERS_TO_LLVM_NAIVE = f"convert-linalg-to-loops,{WIDEN_BOOLS},{LOOPS_TO_LLVM}"
 # The same from linalg on tensors.
 LINALG_TO_LLVM_NAIVE = f"{BUFFERIZE},{BUFFERS_TO_LLVM_NAIVE}"
 
+# The affine code generator (`nnforge.compile(..., optimize="affine")`):
+# linalg on buffers -> affine loops, then upstream's polyhedral passes in
+# this order (docs/affine.md says why):
+# - unroll-and-jam by 4 while each nest is still one linalg op (the pass
+#   takes the first nest of a function only and checks no dependences;
+#   inside one linalg op the only carried dependence is a reduction into
+#   the element being written, which jamming keeps in order);
+# - with `fuse` (off where nnforge compiles: it gave wrong results on the
+#   test models, docs/affine.md), fusion of producer-consumer and sibling nests where the
+#   dependence analysis proves it legal, temporaries shrunk to what one
+#   fused iteration needs (before vectorization: the pass aborts on vector
+#   transfers);
+# - store-to-load forwarding and redundant-load elimination (a fused
+#   temporary becomes a register);
+# - tiling of each nest's outer band by `tile` iterations per loop (a
+#   multiple of `vector_lanes`, so that vectors never straddle tiles);
+# - super-vectorization of the loop of each nest along which every access
+#   is contiguous or invariant (`vector_lanes` lanes, the ends of rows
+#   masked);
+# - unrolling of the innermost loops by 8, now vector loops or the scalar
+#   reduction loops around vector accumulators (LLVM then keeps an
+#   accumulator in a register for 8 steps);
+# - hoisting of loop-invariant code;
+# - with `parallel`, the outermost dependence-free loop of each nest as an
+#   affine.parallel (threads; reductions stay sequential).
+# Loops the importers or the plain lowering made (scf) are left alone.
+def affine_loops(vector_lanes: int, tile: int, parallel: bool, fuse: bool = False) -> str:
+    """linalg on buffers -> vectorized affine loops (the affine generator's own stage)."""
+    passes = [
+        "convert-linalg-to-affine-loops",
+        "affine-loop-unroll-jam{unroll-jam-factor=4}",
+        *(["affine-loop-fusion"] if fuse else []),
+        "affine-scalrep",
+        f"affine-loop-tile{{tile-size={tile}}}",
+        f"affine-super-vectorize{{virtual-vector-size={vector_lanes}}}",
+        f"affine-loop-unroll{{unroll-factor={AFFINE_UNROLL}}}",
+        "affine-loop-invariant-code-motion",
+        *(["affine-parallelize{max-nested=1}"] if parallel else []),
+    ]
+    return f"func.func({','.join(passes)}),canonicalize,cse"
+
+
+# How many times the affine generator unrolls innermost loops.
+AFFINE_UNROLL = 8
+
+
+def affine_to_llvm(threads: int) -> str:
+    """`affine_loops`' result -> LLVM dialect: affine ops to scf and memref
+    ops, 1-D vector transfers (masked at the ends of rows) to LLVM, booleans
+    widened, transcendental functions as polynomials; with `threads` other
+    than 1 the affine.parallel loops run on OpenMP threads (0: all cores),
+    as the optimized path's parallel loops do."""
+    loops_to_llvm = LOOPS_TO_LLVM if threads == 1 else parallel_loops_to_llvm(threads)
+    return (
+        "lower-affine,func.func(convert-vector-to-scf{full-unroll=true}),convert-linalg-to-loops,"
+        f"{APPROXIMATE_MATH},{WIDEN_BOOLS},convert-vector-to-llvm,{loops_to_llvm}"
+    )
+
+
+def affine_buffers_to_llvm(vector_lanes: int, tile: int, threads: int, fuse: bool = False) -> str:
+    """The affine generator from linalg on buffers to the LLVM dialect."""
+    return f"{affine_loops(vector_lanes, tile, threads != 1, fuse)},{affine_to_llvm(threads)}"
+
+
 # linalg/scf on memrefs: what the importers return for models with ops only
 # torch-mlir's TMTensor dialect expresses (sort, top-k, scan, scatter), which
 # torch-mlir bufferizes and lowers to loops itself.

@@ -23,6 +23,10 @@ from nnforge.cli.models import (
 )
 
 
+# --optimize's choices, as nnforge.compile's `optimize`.
+OPTIMIZE = {"schedules": True, "affine": "affine", "none": False}
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("compile", help="compile a model to a shared library", description=__doc__)
     parser.add_argument("model", metavar="MODEL",
@@ -35,6 +39,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              "or cuda (an NVIDIA GPU; runs where one is)")
     parser.add_argument("--chip", default="sm_90",
                         help="CUDA architecture for --target cuda (default sm_90)")
+    parser.add_argument("--optimize", choices=tuple(OPTIMIZE), default="schedules",
+                        help="CPU code generation: nnforge's schedules (default), affine (MLIR's polyhedral "
+                             "passes, docs/affine.md) or none (scalar loops)")
     parser.add_argument("--threads", type=positive_int, default=None,
                         help="threads the CPU code runs on (default: all cores; 1: sequential)")
     parser.add_argument("--dump-ir", type=Path, metavar="DIR",
@@ -59,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_model_to_compile(args)
     say(f"loaded {args.model}: {time.perf_counter() - start:.3f} s")
     compiled = timed_compile("compile", loaded, progress_setting(args), level=args.level, dump_ir=args.dump_ir,
-                             timing=args.timing, target=args.target, chip=args.chip, threads=args.threads)
+                             timing=args.timing, target=args.target, chip=args.chip, threads=args.threads,
+                             optimize=OPTIMIZE[args.optimize])
     start = time.perf_counter()
     compiled.save(args.output)
     say(f"linked {args.output}: {time.perf_counter() - start:.3f} s")

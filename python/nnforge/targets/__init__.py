@@ -10,14 +10,14 @@ what they share (stage runner, entry point, linking) sits below them, in
 
 from __future__ import annotations
 
-from nnforge.errors import CompileError, ProfileError
+from nnforge.errors import ArgumentError, CompileError, ProfileError
 from nnforge.targets.interface import Target
 
 TARGETS = ("cpu", "cpu:<name>", "cuda")
 
 
 def target(
-    spec: str, *, optimize: bool = True, threads: int | None = None, chip: str = "sm_90", profile: bool = False
+    spec: str, *, optimize: bool | str = True, threads: int | None = None, chip: str = "sm_90", profile: bool = False
 ) -> Target:
     """The target `spec` names, set up with the options of `nnforge.compile` it
     takes; `profile`: for a build with timers (`nnforge profile`)."""
@@ -34,6 +34,8 @@ def target(
 
         if profile:
             raise ProfileError(CUDA_PROFILE_UNAVAILABLE)
+        if optimize == "affine":
+            raise ArgumentError("optimize='affine' is a CPU code generator: target='cuda' has its own")
 
         return CudaTarget(chip)
     raise CompileError(f"unknown target {spec!r}: expected one of {', '.join(TARGETS)}")

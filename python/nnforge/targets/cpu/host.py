@@ -170,6 +170,8 @@ class ScheduleSizes:
     row_tile_elements: int
     # Bytes of a band of a depthwise result that a 1x1 convolution reads.
     band_bytes: int
+    # Iterations per loop of the affine generator's tiles (`affine-loop-tile`).
+    affine_tile: int
 
     @classmethod
     def for_cpu(cls, cpu: CpuDescription) -> ScheduleSizes:
@@ -187,7 +189,10 @@ class ScheduleSizes:
         - dispatch regions without contraction: a tile's input,
           intermediates and output (about 8 buffers) in L1;
         - bands of a depthwise result: 3/8 of L2, beside the input rows
-          they are computed from and the output tile.
+          they are computed from and the output tile;
+        - affine tiles: three square f32 blocks (a contraction's operand
+          and output tiles) in half of L2, a power of two and at least one
+          vector.
         """
         lanes = cpu.vector_bits // (8 * F32_BYTES)
         columns = 2 * lanes
@@ -207,6 +212,7 @@ class ScheduleSizes:
             transpose_tile=lanes,
             row_tile_elements=cpu.l1_bytes // (8 * F32_BYTES),
             band_bytes=cpu.l2_bytes * 3 // 8,
+            affine_tile=max(lanes, _power_of_two_at_most(math.isqrt(cpu.l2_bytes // 2 // (3 * F32_BYTES)))),
         )
 
 

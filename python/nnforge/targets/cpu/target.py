@@ -1,5 +1,6 @@
 """The CPU target: lowers with the optimized code generation (or the naive
-pipeline), sized by the CPU's description, and compiles the LLVM dialect:
+pipeline, or the affine generator), sized by the CPU's description, and
+compiles the LLVM dialect:
 for this machine with MLIR's ExecutionEngine (LLVM -O3, host features), for
 a named CPU with LLVM's tools into a shared library."""
 
@@ -23,7 +24,7 @@ from nnforge.profiling import regions
 from nnforge.profiling.regions import RegionMap
 from nnforge.runtime import SIGNATURE_SYMBOL, Signature
 from nnforge.stages import StageRunner, check_only_llvm
-from nnforge.targets.cpu import openmp_regions
+from nnforge.targets.cpu import affine, openmp_regions
 from nnforge.targets.cpu.codegen.lowering import lower_to_llvm
 from nnforge.targets.cpu.host import CpuDescription, ScheduleSizes
 from nnforge.targets.cpu.model import CompiledModel, CrossCompiledModel, ModelWeights, ProfiledModel, runtime_libraries
@@ -34,12 +35,17 @@ log = logging.getLogger("nnforge.compiler")
 # holds its cause (what the benchmark counts: benchmarks/backends.py).
 NAIVE_LOWERING = "nnforge_naive_lowering"
 
+# The `optimize` value choosing the affine generator.
+AFFINE = "affine"
+
 
 class CpuTarget(Target):
     """A CPU: this machine's, or a named one to cross-compile for (`cpu`).
 
     `optimize=False` keeps the naive lowering (scalar loops, one thread);
-    `threads`: how many threads the optimized code uses (None: PyTorch's
+    `optimize="affine"` lowers with the polyhedral generator
+    (`nnforge.targets.cpu.affine`); `threads`: how many threads the
+    optimized (or affine) code uses (None: PyTorch's
     count where torch is imported, else all cores or OMP_NUM_THREADS; 1:
     plain sequential code, no OpenMP runtime). `profile`: build with timers
     around each dispatch region (`nnf-profile-dispatch-regions`), as a
@@ -53,7 +59,7 @@ class CpuTarget(Target):
     name = "cpu"
 
     def __init__(
-        self, cpu: CpuDescription, optimize: bool = True, threads: int | None = None, profile: bool = False
+        self, cpu: CpuDescription, optimize: bool | str = True, threads: int | None = None, profile: bool = False
     ):
         if profile and cpu.llvm_features is not None:
             raise ProfileError(f"a profile runs the model on this machine: compile for target='cpu', "
@@ -77,7 +83,11 @@ class CpuTarget(Target):
         self._weights = ModelWeights(folder, manifest) if manifest is not None else None
 
     def lower(self, module: ir.Module, level: str, runner: StageRunner) -> ir.Module:
-        if self.optimize:
+        if self.optimize == AFFINE:
+            module = affine.lower_to_llvm(module, level, runner, self.sizing, self.threads,
+                                          instrument=self._instrument if self.profile else None,
+                                          on_buffers=self._externalize)
+        elif self.optimize:
             module = self._lower_optimized_or_naive(module, level, runner)
         else:
             self._lower_naive(module, level, runner)

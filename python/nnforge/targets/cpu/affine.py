@@ -1,0 +1,306 @@
+"""The polyhedral CPU code generator (`nnforge.compile(..., optimize="affine")`).
+
+The model goes to linalg on buffers as for the naive lowering (fusion on
+tensors, bufferization, weights moved out), then through
+`pipelines.affine_buffers_to_llvm`: linalg to affine loops, upstream's
+affine passes (fusion, tiling, super-vectorization, ...) and the lowering
+to LLVM. That pipeline runs in a child process (`nnforge-opt`): upstream's
+affine passes assert on some loop nests, and an assertion in this process
+would end the caller's.
+
+Loop fusion is left out of the compiled pipeline: upstream's fusion gave
+wrong results on the test models (docs/affine.md). Where the child fails,
+the ops it fails on are found by bisection (the others lowered to plain
+loops first, which the affine passes leave alone), named in one warning
+each, and lowered to plain loops in the module that is compiled; if it
+still fails, the whole module takes the naive lowering. The model always
+compiles, and never with the result of a failed pass.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlir import ir, passmanager
+from mlir.dialects import linalg, memref
+
+from nnforge import _process, pipelines
+from nnforge._native import tool_path
+from nnforge.errors import CompileError
+from nnforge.importers.handover import walk_ops
+from nnforge.stages import StageRunner, verify
+from nnforge.targets.cpu.codegen.common import Scheduled, apply_schedules, linalg_ops, makes_runtime_checks
+from nnforge.targets.cpu.host import ScheduleSizes
+
+log = logging.getLogger("nnforge.compiler")
+
+# The environment variable limiting each child's seconds (else NNFORGE_CHILD_TIMEOUT).
+TIMEOUT_VARIABLE = "NNFORGE_AFFINE_TIMEOUT"
+# The attribute numbering the linalg ops, to find them again in copies.
+_OP_ID = "nnforge_affine_op"
+# How a warning about a failure begins.
+_FAILED = "affine code generation failed"
+# An op lowered to plain (scf) loops before the affine stage: the affine passes leave it alone.
+_PLAIN_LOOPS = """
+    %loops = transform.structured.convert_to_loops %op : (!transform.any_op) -> !transform.any_op"""
+
+
+def lower_to_llvm(
+    module: ir.Module,
+    level: str,
+    runner: StageRunner,
+    sizing: ScheduleSizes,
+    threads: int = 0,
+    instrument: Callable[[ir.Module, StageRunner], None] | None = None,
+    on_buffers: Callable[[ir.Module, StageRunner], None] | None = None,
+) -> ir.Module:
+    """Lowers `module` from `level` to the LLVM dialect with the affine
+    generator; returns the lowered module (a new one).
+
+    `threads`: 1 for sequential code, else how many OpenMP threads run the
+    parallel loops (0: all cores). `instrument` runs on linalg before
+    bufferization (a profiled build's timers), `on_buffers` on the
+    bufferized module (moving the weights out)."""
+    if level == pipelines.BUFFERS_LEVEL:
+        steps = [("bufferize", pipelines.BUFFERIZE)]
+    else:
+        steps = [step for step in pipelines.stages(level) if step[0] != "linalg-to-llvm"]
+    for name, pipeline in steps:
+        if name == "bufferize" and instrument is not None:
+            instrument(module, runner)
+        runner.run(module, name, pipeline)
+    if on_buffers is not None:
+        on_buffers(module, runner)
+    give_overwrites_fresh_buffers(module)
+    with runner.stage("affine"):
+        lowered = AffineGenerator(module, sizing, threads, runner.timing).lower()
+    runner.dump(lowered, "affine")
+    return lowered
+
+
+def give_overwrites_fresh_buffers(module: ir.Module) -> None:
+    """Gives each linalg op that overwrites a buffer an earlier op read, or
+    that it reads itself (in place), a buffer of its own for its result and
+    what follows: intermediates whose memory bufferization reused (a
+    softmax's row maxima, then its row sums; an elementwise op in place).
+
+    Upstream's `affine-loop-fusion` ignored such write-after-read
+    dependences: it fused a softmax's exponentials, which read the maxima,
+    behind the zero fill of the sums (measured on MLIR 22). Only ops that
+    write every element without reading the old value (fills, most
+    generics) get a buffer, and only buffers allocated in the same block.
+    """
+    for function in module.body.operations:
+        if function.operation.name != "func.func" or not function.regions[0].blocks:
+            continue
+        block = function.regions[0].blocks[0]
+        operations = [op.operation for op in block.operations]
+        read: list[ir.Value] = []
+        for position, op in enumerate(operations):
+            if not op.name.startswith("linalg.") or "operandSegmentSizes" not in op.attributes:
+                continue
+            inputs, outputs = _split_operands(op)
+            if (len(outputs) == 1 and (outputs[0] in read or outputs[0] in inputs)
+                    and _overwrites(op, outputs[0])):
+                _rename(outputs[0], op, operations[position + 1:])
+            read += [value for value in inputs if isinstance(value.type, ir.MemRefType)]
+
+
+def _split_operands(op: ir.Operation) -> tuple[list[ir.Value], list[ir.Value]]:
+    """(inputs, outputs) of a linalg op."""
+    count = list(ir.DenseI32ArrayAttr(op.attributes["operandSegmentSizes"]))[0]
+    operands = list(op.operands)
+    return operands[:count], operands[count:]
+
+
+def _overwrites(op: ir.Operation, output: ir.Value) -> bool:
+    """Whether `op` writes all of `output` without reading its old value
+    (its output's block argument unused), `output` being a buffer
+    allocated in the same block as `op`."""
+    owner = output.owner
+    if not isinstance(owner, ir.Operation) and hasattr(owner, "operation"):
+        owner = owner.operation
+    if not isinstance(owner, ir.Operation) or owner.name != "memref.alloc" or owner.parent != op.parent:
+        return False
+    if op.name == "linalg.fill":
+        return True
+    if op.name != "linalg.generic" or "reduction" in str(op.attributes["iterator_types"]):
+        return False
+    arguments = list(op.regions[0].blocks[0].arguments)
+    return not list(arguments[-1].uses)
+
+
+def _rename(buffer: ir.Value, writer: ir.Operation, later: list[ir.Operation]) -> None:
+    """Allocates a new buffer like `buffer` for the output of `writer`,
+    frees `buffer` after `writer` (which reads it last) and makes the ops
+    in `later` use the new buffer."""
+    with ir.InsertionPoint(writer), writer.location:
+        fresh = buffer.owner.clone()
+    writer.operands[len(writer.operands) - 1] = fresh.results[0]
+    # Collected first: changing an operand changes the list of uses.
+    uses = [(use.owner, use.operand_number) for use in buffer.uses]
+    for owner, number in uses:
+        top = owner
+        while top.parent is not None and top.parent != writer.parent:
+            top = top.parent
+        if any(top == op for op in later):  # (operations hash by Python object, not by op)
+            owner.operands[number] = fresh.results[0]
+    after = later[0] if later else None
+    with (ir.InsertionPoint(after) if after is not None else ir.InsertionPoint(writer.parent.regions[0].blocks[0])), \
+            writer.location:
+        memref.DeallocOp(buffer)
+
+
+def has_strided_access(op: ir.Operation) -> bool:
+    """Whether an indexing map of `op` multiplies, divides or takes the
+    remainder of a loop index (a strided window, a reshape): the
+    super-vectorizer of MLIR 22 read `2 * ow + kw` as contiguous (a max
+    pooling came out wrong), so such ops keep plain loops."""
+    if "indexing_maps" not in op.attributes:
+        maps = [ir.AffineMapAttr(attribute).value for attribute in linalg.get_indexing_maps(op)] \
+            if op.name.startswith("linalg.") else []
+    else:
+        maps = [ir.AffineMapAttr(attribute).value for attribute in ir.ArrayAttr(op.attributes["indexing_maps"])]
+    return any(_is_strided(expr) for indexing in maps for expr in indexing.results)
+
+
+def _is_strided(expr: ir.AffineExpr) -> bool:
+    expr = expr.maybe_downcast() if hasattr(expr, "maybe_downcast") else expr
+    if isinstance(expr, (ir.AffineMulExpr, ir.AffineFloorDivExpr, ir.AffineCeilDivExpr, ir.AffineModExpr)):
+        return True
+    if isinstance(expr, ir.AffineAddExpr):
+        return _is_strided(expr.lhs) or _is_strided(expr.rhs)
+    return False
+
+
+@dataclass(frozen=True)
+class _Failure:
+    """Why a try of the affine pipeline failed."""
+
+    reason: str
+    timed_out: bool = False
+
+
+class AffineGenerator:
+    """Runs the affine pipeline on one bufferized module, with the fallbacks
+    described above."""
+
+    def __init__(self, module: ir.Module, sizing: ScheduleSizes, threads: int, timing: bool = False):
+        self.module = module
+        # Without fusion (what compiles) and with it (for experiments):
+        # `affine-loop-fusion` of MLIR 22 gave wrong results on the test
+        # transformer layer and CNN, after `give_overwrites_fresh_buffers`.
+        self.pipelines = {fuse: pipelines.affine_buffers_to_llvm(sizing.lanes, sizing.affine_tile, threads, fuse)
+                          for fuse in (True, False)}
+        self.timing = timing
+        self.ops = linalg_ops(module)
+        with module.context:
+            for index, op in enumerate(self.ops):
+                op.attributes[_OP_ID] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), index)
+        buffer = io.BytesIO()
+        module.operation.write_bytecode(buffer)
+        self._bytecode = buffer.getvalue()
+
+    def lower(self) -> ir.Module:
+        """The module in the LLVM dialect."""
+        # Ops that check their data at run time keep plain loops (a failed
+        # check inside a loop the affine passes made parallel would return
+        # from one thread only), and so do ops with strided accesses.
+        affine = [index for index, op in enumerate(self.ops)
+                  if not makes_runtime_checks(op) and not has_strided_access(op)]
+        unfused = self._try(affine)
+        if isinstance(unfused, ir.Module):
+            return unfused
+        if unfused.timed_out:  # another try could take as long
+            log.warning(f"{_FAILED} (%s); the model keeps the naive lowering", unfused.reason)
+            return self._naive()
+        if not isinstance(self._try([]), ir.Module):
+            return self._naive()  # not the affine passes: the plain lowering fails too, and says why
+        failing = self._failing(affine, unfused)
+        for index, reason in failing.items():
+            op = self.ops[index]
+            log.warning(f"{_FAILED} on %s at %s (%s); it keeps the plain lowering (scalar loops)",
+                        op.name, op.location, reason)
+        kept = [index for index in affine if index not in failing]
+        result = unfused
+        if kept and failing:
+            result = self._try(kept)
+            if isinstance(result, ir.Module):
+                return result
+        if kept or not failing:
+            log.warning(f"{_FAILED} (%s); the model keeps the naive lowering", result.reason)
+        return self._naive()
+
+    def _failing(self, indices: list[int], failure: _Failure) -> dict[int, str]:
+        """The ops among `indices` (whose affine lowering without fusion
+        failed with `failure`) on which it fails without the others, found
+        by bisection: {op number: why}."""
+        if len(indices) == 1:
+            return {indices[0]: failure.reason}
+        found: dict[int, str] = {}
+        middle = len(indices) // 2
+        for half in (indices[:middle], indices[middle:]):
+            result = self._try(half, fuse=False)
+            if isinstance(result, ir.Module):
+                continue
+            if result.timed_out:
+                found.update({index: result.reason for index in half})
+            else:
+                found.update(self._failing(half, result))
+        return found
+
+    def _try(self, affine: list[int], fuse: bool = False) -> ir.Module | _Failure:
+        """The module lowered with the ops numbered `affine` through the
+        affine passes (with fusion or not) and the others as plain loops, or
+        why not."""
+        with self.module.context:
+            copy = ir.Module.parse(self._bytecode)
+        others = set(range(len(self.ops))) - set(affine)
+        if others:
+            plain = [op for op in walk_ops(copy.operation)
+                     if _OP_ID in op.attributes and ir.IntegerAttr(op.attributes[_OP_ID]).value in others]
+            apply_schedules(copy, [Scheduled(op, _PLAIN_LOOPS) for op in plain], "", "plain loops")
+        return self._run_child(copy, self.pipelines[fuse])
+
+    def _run_child(self, module: ir.Module, pipeline: str) -> ir.Module | _Failure:
+        """`module` through `pipeline` in nnforge-opt."""
+        with tempfile.TemporaryDirectory(prefix="nnforge-affine-") as folder:
+            source, lowered = Path(folder) / "buffers.mlirbc", Path(folder) / "llvm.mlirbc"
+            with open(source, "wb") as file:
+                module.operation.write_bytecode(file)
+            command = [str(tool_path("nnforge-opt")), str(source), f"--pass-pipeline={pipelines.wrap(pipeline)}",
+                       "--emit-bytecode", "-o", str(lowered)]
+            if self.timing:
+                command.append("--mlir-timing")
+            try:
+                result = _process.run(command, "the affine pipeline", (TIMEOUT_VARIABLE,))
+            except _process.ChildTimeout as error:
+                return _Failure(str(error), timed_out=True)
+            except CompileError as error:  # the child crashed (an assertion in a pass)
+                return _Failure(str(error))
+            if self.timing:
+                sys.stderr.write(result.stderr)
+            if result.returncode != 0:
+                return _Failure(_process.failure_cause(result.stderr) or f"nnforge-opt exited with {result.returncode}")
+            try:
+                parsed = ir.Module.parse(lowered.read_bytes(), self.module.context)
+                verify(parsed, "the affine pipeline's result")
+            except (ir.MLIRError, CompileError) as error:
+                return _Failure(str(error).splitlines()[0])
+            return parsed
+
+    def _naive(self) -> ir.Module:
+        """The module lowered the naive way, in this process (scalar loops)."""
+        with self.module.context:
+            module = ir.Module.parse(self._bytecode)
+            try:
+                passmanager.PassManager.parse(pipelines.wrap(pipelines.BUFFERS_TO_LLVM_NAIVE)).run(module.operation)
+            except ir.MLIRError as error:
+                raise CompileError(f"stage affine failed: {error}") from None
+        return module

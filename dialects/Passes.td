@@ -344,6 +344,53 @@ def NNFExpandShapesAsCasts : Pass<"nnf-expand-shapes-as-casts"> {
   ];
 }
 
+def NNFIndexSwitchToIf : Pass<"nnf-index-switch-to-if"> {
+  let summary = "Rewrite scf.index_switch with tensor results as a chain of scf.if";
+  let description = [{
+    Replaces each `scf.index_switch` with a tensor result by nested
+    `scf.if` ops: `%arg == case 0` runs the first case's region, else
+    `%arg == case 1` the second's, ..., else the default region. A switch
+    with no cases becomes its default region's body. Switches without
+    tensor results are left alone (they lower to `cf.switch`).
+
+    Upstream's one-shot bufferization (MLIR 22) does not treat a switch's
+    tensor results as aliases of the values its cases yield: when a case
+    writes into a buffer that a later op writes in place too (a
+    `tensor.empty` shared after CSE), the later op overwrites the switch's
+    result and the function computes wrong values without an error. The
+    same regions under `scf.if` are analyzed correctly. Run it before
+    `one-shot-bufferize`.
+
+    Example:
+
+    ```mlir
+    %r = scf.index_switch %i -> tensor<4xf32>
+    case 2 { scf.yield %a : tensor<4xf32> }
+    case 5 { scf.yield %b : tensor<4xf32> }
+    default { scf.yield %c : tensor<4xf32> }
+    // becomes
+    %c2 = arith.constant 2 : index
+    %is2 = arith.cmpi eq, %i, %c2 : index
+    %r = scf.if %is2 -> (tensor<4xf32>) {
+      scf.yield %a : tensor<4xf32>
+    } else {
+      %c5 = arith.constant 5 : index
+      %is5 = arith.cmpi eq, %i, %c5 : index
+      %r5 = scf.if %is5 -> (tensor<4xf32>) {
+        scf.yield %b : tensor<4xf32>
+      } else {
+        scf.yield %c : tensor<4xf32>
+      }
+      scf.yield %r5 : tensor<4xf32>
+    }
+    ```
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::scf::SCFDialect",
+  ];
+}
+
 def NNFSaturateShifts : Pass<"nnf-saturate-shifts"> {
   let summary = "Define integer shifts by the bit width or more";
   let description = [{

@@ -68,7 +68,12 @@ PROFILE_REGIONS = "nnf-profile-dispatch-regions"
 # buffers (recurrences such as ONNX Scan/RNN carry state that is not updated
 # in place). Buffers are freed right after their last use (upstream frees
 # them where their block ends), so that later ones reuse their memory.
+# Switches with tensor results become chains of scf.if first: upstream's
+# analysis misses the aliasing of a switch's results with its cases' yields
+# and computes wrong results (nnf-index-switch-to-if).
+INDEX_SWITCH_TO_IF = "nnf-index-switch-to-if"
 BUFFERIZE = (
+    f"{INDEX_SWITCH_TO_IF},"
     "one-shot-bufferize{bufferize-function-boundaries allow-return-allocs-from-loops "
     "function-boundary-type-conversion=identity-layout-map},"
     "canonicalize,buffer-deallocation-pipeline,convert-bufferization-to-memref,nnf-deallocate-after-last-use"
@@ -260,6 +265,7 @@ CUDA_PTX_FEATURES = {
 }
 
 CUDA_BUFFERIZE = (
+    f"{INDEX_SWITCH_TO_IF},"
     "one-shot-bufferize{bufferize-function-boundaries "
     "function-boundary-type-conversion=identity-layout-map},"
     "canonicalize,cse"

@@ -316,6 +316,21 @@ def test_invalid_mlir_is_a_compile_error(tmp_path: Path) -> None:
         nnforge.compile(path)
 
 
+INDEX_SWITCH = Path(__file__).parent / "index_switch.mlir"
+
+
+@pytest.mark.parametrize("optimize", [True, False])
+def test_index_switch_with_tensor_results_computes_each_case(optimize: bool) -> None:
+    # index 0 -> x * 2, index 3 -> x + 1, any other -> x - 1; and x * 10.
+    compiled = nnforge.compile(INDEX_SWITCH, optimize=optimize)
+    x = np.array([1.0, -2.0, 3.5, 0.25], np.float32)
+    expected = {0: x * 2, 3: x + 1, 1: x - 1, 7: x - 1}
+    for which, branch in expected.items():
+        switched, later = compiled(np.array(which, np.int64), x)
+        np.testing.assert_array_equal(switched, branch)
+        np.testing.assert_array_equal(later, x * 10)
+
+
 def test_unsupported_op_is_named(tmp_path: Path) -> None:
     graph = helper.make_graph(
         [helper.make_node("Relu", ["x"], ["h"], name="relu"),

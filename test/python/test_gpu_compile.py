@@ -12,6 +12,7 @@ import ctypes
 import struct
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -277,3 +278,41 @@ def test_loading_without_driver_raises(compiled):
     result = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "raised" in result.stdout and "libcuda.so.1" in result.stdout
+
+
+INDEX_SWITCH = Path(__file__).parent / "index_switch.mlir"
+# What index_switch.mlir's first result is for each index; its second is x * 10.
+SWITCH_X = np.array([1.0, -2.0, 3.5, 0.25], np.float32)
+SWITCHED = {0: SWITCH_X * 2, 3: SWITCH_X + 1, 1: SWITCH_X - 1, 7: SWITCH_X - 1}
+
+
+def _check_switch(run) -> None:
+    for which, expected in SWITCHED.items():
+        switched, later = run(np.array(which, np.int64), SWITCH_X)
+        np.testing.assert_array_equal(switched, expected)
+        np.testing.assert_array_equal(later, SWITCH_X * 10)
+
+
+def test_index_switch_keeps_its_result_through_cuda_bufferization():
+    # The CUDA target's bufferization, then plain loops on the CPU: upstream's
+    # analysis alone let the later op overwrite the switch's result.
+    module = ir.Module.parse(INDEX_SWITCH.read_text(), nnforge.context())
+    runner = StageRunner()
+    with module.context:
+        function = entry_function(module)
+        signature = signature_of(function)
+        function.attributes["llvm.emit_c_interface"] = ir.UnitAttr.get()
+        for stage, pipeline in pipelines.stages("linalg", "cuda"):
+            runner.run(module, stage, pipeline)
+        runner.run(module, "bufferize", pipelines.CUDA_BUFFERIZE)
+        assert "scf.index_switch" not in str(module)
+        runner.run(module, "llvm", f"convert-linalg-to-loops,{pipelines.WIDEN_BOOLS},{pipelines.LOOPS_TO_LLVM}")
+    engine = ExecutionEngine(module, opt_level=2, shared_libs=runtime_libraries())
+    _check_switch(CompiledModel(engine, signature, runner.times, threads=1))
+
+
+def test_index_switch_compiles_for_cuda(tmp_path):
+    compiled_model = nnforge.compile(INDEX_SWITCH, target="cuda")
+    path = compiled_model.save(tmp_path / "switch.so")
+    if NO_GPU is None:
+        _check_switch(nnforge.load(path))

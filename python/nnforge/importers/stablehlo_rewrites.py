@@ -129,11 +129,10 @@ def _case_to_scf(op) -> None:
     0, else `index == 1` branch 1, ..., else the last branch (also for an
     index out of range: StableHLO's semantics).
 
-    Not scf.index_switch: upstream 22.1.8's one-shot bufferization analysis
-    does not see a switch's tensor results as aliases of what its cases
-    yield, so a later op writing in place into a buffer a case wrote (a
-    tensor.empty CSE'd across the module) overwrites the switch's result;
-    the same branches under scf.if are right."""
+    The chain nnforge's bufferization needs anyway: an scf.index_switch
+    with tensor results becomes this chain before it (nnf-index-switch-to-if;
+    upstream's analysis misses the aliasing of a switch's results with its
+    cases' yields)."""
     from torch_mlir import ir
 
     result_types = [result.type for result in op.results]

@@ -103,18 +103,24 @@ func.func @scalars(%i: index, %x: f32, %y: f32) -> f32 {
 
 // What upstream's one-shot bufferization gets wrong with the switch: the
 // cases write into %e and yield it, and a later op writes %e in place too.
-// Without the rewrite the analysis does not see %r alias %e's buffer: both
-// results are that one buffer, and the fill overwrites the switch's result.
-// As scf.if, the analysis gives the fill a buffer of its own.
+// Without the rewrite the analysis does not see %r alias %e's buffer: the
+// cases and the later fill all write one buffer, returned twice, and the
+// fill overwrites the switch's result. As scf.if, each branch writes a
+// buffer of its own.
 // BUFFERS-LABEL: func.func @shared_destination
 // BUFFERS-NOT: scf.index_switch
 // BUFFERS: %[[E:.*]] = memref.alloc() {{.*}}: memref<4xf32>
-// BUFFERS: scf.if
+// BUFFERS: %[[R:.*]] = scf.if %{{.*}} -> (memref<4xf32>) {
+// BUFFERS:   %[[THEN:.*]] = memref.alloc() {{.*}}: memref<4xf32>
+// BUFFERS:   linalg.fill ins(%{{.*}} : f32) outs(%[[THEN]] : memref<4xf32>)
+// BUFFERS:   scf.yield %[[THEN]]
+// BUFFERS: } else {
+// BUFFERS:   %[[ELSE:.*]] = memref.alloc() {{.*}}: memref<4xf32>
+// BUFFERS:   linalg.fill ins(%{{.*}} : f32) outs(%[[ELSE]] : memref<4xf32>)
+// BUFFERS:   scf.yield %[[ELSE]]
+// BUFFERS: }
 // BUFFERS: linalg.fill ins(%{{.*}} : f32) outs(%[[E]] : memref<4xf32>)
-// BUFFERS: scf.yield %[[E]]
-// BUFFERS: %[[SECOND:.*]] = memref.alloc() {{.*}}: memref<4xf32>
-// BUFFERS: linalg.fill ins(%{{.*}} : f32) outs(%[[SECOND]] : memref<4xf32>)
-// BUFFERS: return %{{.*}}, %[[SECOND]]
+// BUFFERS: return %[[R]], %[[E]]
 func.func @shared_destination(%i: index, %x: f32, %y: f32, %z: f32) -> (tensor<4xf32>, tensor<4xf32>) {
   %e = tensor.empty() : tensor<4xf32>
   %r = scf.index_switch %i -> tensor<4xf32>

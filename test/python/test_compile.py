@@ -319,8 +319,8 @@ def test_invalid_mlir_is_a_compile_error(tmp_path: Path) -> None:
 INDEX_SWITCH = Path(__file__).parent / "index_switch.mlir"
 
 
-@pytest.mark.parametrize("optimize", [True, False])
-def test_index_switch_with_tensor_results_computes_each_case(optimize: bool) -> None:
+@pytest.mark.parametrize("optimize", [True, "affine", False])
+def test_index_switch_with_tensor_results_computes_each_case(optimize: bool | str) -> None:
     # index 0 -> x * 2, index 3 -> x + 1, any other -> x - 1; and x * 10.
     compiled = nnforge.compile(INDEX_SWITCH, optimize=optimize)
     x = np.array([1.0, -2.0, 3.5, 0.25], np.float32)

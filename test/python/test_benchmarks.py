@@ -1,13 +1,19 @@
 """The CPU benchmark's rendering and its refusal of thread-pool variables
-(benchmarks/render.py, run.py). Nothing is timed: the report is made up."""
+(benchmarks/render.py, run.py), the jax benchmark's and the StableHLO op
+coverage's tables. Nothing is timed: the report is made up."""
 
 from __future__ import annotations
 
+import datetime
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 _spec = importlib.util.spec_from_file_location("benchmark_render", BENCHMARKS / "render.py")
@@ -139,3 +145,20 @@ def test_the_jax_benchmark_refuses_xla_variables() -> None:
     result = subprocess.run([sys.executable, str(BENCHMARKS / "jax_vs_nnforge.py"), "--quick"], env=environment,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode != 0 and "XLA_FLAGS=" in result.stderr, result.stderr
+
+
+def test_op_coverage_table_counts_cases_and_writes_no_date() -> None:
+    pytest.importorskip("jax", reason="the op coverage table names jax's version (pip install '.[jax]')")
+    spec = importlib.util.spec_from_file_location("benchmark_coverage", BENCHMARKS / "stablehlo_op_coverage.py")
+    coverage = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(coverage)
+
+    def case(label: str, op: str) -> SimpleNamespace:
+        return SimpleNamespace(label=label, op=op)
+
+    text = coverage.table([(case("abs", "abs"), "pass", "0.0e+00"), (case("sort", "sort"), "pass", "0.0e+00"),
+                           (case("sort (f16)", "sort"), "mismatch", "1.0e-02"),
+                           (case("fft", "fft"), "unsupported", "stablehlo.fft")], 171.0)
+    assert text.splitlines()[0].startswith("2 of 4 cases pass; 1 of the 3 StableHLO ops they exercise pass")
+    assert "| fft | `fft` | unsupported | stablehlo.fft |" in text
+    assert not re.search(r"\d{4}-\d{2}-\d{2}", text) and str(datetime.date.today().year) not in text

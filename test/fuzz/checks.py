@@ -34,10 +34,12 @@ def judge_error(error: BaseException, what: str) -> Verdict:
     return Verdict(UNCLEAN, what, f"{type(error).__module__}.{type(error).__name__}: {first or '(no message)'}")
 
 
-def difference(actual: Any, expected: Any, rtol: float = 1e-4, atol: float = 1e-5) -> str:
+def difference(actual: Any, expected: Any, rtol: float = 1e-4, atol: float = 1e-5, nan_either: bool = False) -> str:
     """"" when `actual` matches `expected` (arrays or lists of arrays: same
     count, shapes, dtypes' kinds, values within tolerance, NaN where NaN),
-    else what differs."""
+    else what differs. `nan_either`: a NaN on either side matches anything
+    (weights holding NaN or Inf: 0 x NaN at a padded tap is NaN in IEEE
+    arithmetic, which nnforge and PyTorch compute and onnxruntime skips)."""
     actual = list(actual) if isinstance(actual, (list, tuple)) else [actual]
     expected = list(expected) if isinstance(expected, (list, tuple)) else [expected]
     if len(actual) != len(expected):
@@ -51,7 +53,8 @@ def difference(actual: Any, expected: Any, rtol: float = 1e-4, atol: float = 1e-
         if a.dtype.kind in "fc" or e.dtype.kind in "fc":
             a64, e64 = a.astype(np.float64), e.astype(np.float64)
             tolerance = atol + rtol * np.abs(e64)
-            bad = ~((np.abs(a64 - e64) <= tolerance) | (np.isnan(a64) & np.isnan(e64)) | (a64 == e64))
+            nan = (np.isnan(a64) | np.isnan(e64)) if nan_either else (np.isnan(a64) & np.isnan(e64))
+            bad = ~((np.abs(a64 - e64) <= tolerance) | nan | (a64 == e64))
         else:
             bad = a != e
         if bad.any():
@@ -61,7 +64,9 @@ def difference(actual: Any, expected: Any, rtol: float = 1e-4, atol: float = 1e-
     return ""
 
 
-def judge_results(actual: Any, expected: Any, what: str, rtol: float = 1e-4, atol: float = 1e-5) -> Verdict:
+def judge_results(
+    actual: Any, expected: Any, what: str, rtol: float = 1e-4, atol: float = 1e-5, nan_either: bool = False
+) -> Verdict:
     """OK when `actual` matches the oracle's `expected`, else WRONG with the difference."""
-    diff = difference(actual, expected, rtol, atol)
+    diff = difference(actual, expected, rtol, atol, nan_either)
     return Verdict(WRONG, what, diff) if diff else Verdict(OK, what)

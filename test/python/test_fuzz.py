@@ -49,3 +49,30 @@ def test_ci_subset_finds_no_crash_hang_wrong_or_unclean_error(tmp_path: Path) ->
     assert set(report["counts"]) == set(FAMILIES)
     # The cases exercise both paths: refusals and results checked against an oracle.
     assert report["total"]["clean"] > 0 and report["total"]["ok"] > 0
+
+
+def test_nan_from_non_finite_weights_is_not_a_wrong_result() -> None:
+    # A mutated Conv's weights held NaN: at a padded tap nnforge (and PyTorch)
+    # compute 0 x NaN = NaN where onnxruntime skips the tap (fuzz case onnx/5/12).
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    from test.fuzz.checks import difference
+    from test.fuzz.onnx_models import _non_finite_weights
+
+    actual, expected = np.array([1.0, np.nan], np.float32), np.array([1.0, 2.0], np.float32)
+    assert difference(actual, expected)
+    assert not difference(actual, expected, nan_either=True)
+    assert difference(np.array([1.0, 3.0]), expected, nan_either=True)
+
+    def model(weights: np.ndarray) -> bytes:
+        graph = helper.make_graph(
+            [helper.make_node("Add", ["x", "w"], ["y"])], "g",
+            [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2])],
+            [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2])],
+            [numpy_helper.from_array(weights, "w")])
+        return helper.make_model(graph).SerializeToString()
+
+    assert _non_finite_weights(model(np.array([1.0, np.inf], np.float32)))
+    assert not _non_finite_weights(model(np.array([1.0, 2.0], np.float32)))

@@ -227,6 +227,44 @@ def test_linalg_level_has_upstream_dialects_only() -> None:
     assert dialects <= {"func", "arith", "tensor", "scf", "linalg"}
 
 
+DYNAMIC_GATHER = """
+func.func @main(%x: tensor<?x6xf32>, %starts: tensor<2xi32>, %sizes: tensor<2xi32>) -> tensor<?x?xf32> {
+  %r = "stablehlo.dynamic_gather"(%x, %starts, %sizes) <{dimension_numbers = #stablehlo.gather<
+      offset_dims = [0, 1], start_index_map = [1, 0]>}>
+      : (tensor<?x6xf32>, tensor<2xi32>, tensor<2xi32>) -> tensor<?x?xf32>
+  return %r : tensor<?x?xf32>
+}
+"""
+
+
+def test_dynamic_gather_of_one_slice_clamps_its_starts(tmp_path: Path) -> None:
+    # start_index_map [1, 0]: starts[0] is the column, starts[1] the row. A
+    # start past the end moves back until the slice fits (gather's clamp).
+    compiled = compile_text(DYNAMIC_GATHER, tmp_path)
+    x = np.arange(5 * 6, dtype=np.float32).reshape(5, 6)
+    for (column, row), (rows, columns) in [((1, 2), (3, 4)), ((5, 9), (2, 3)), ((-3, -1), (5, 6)), ((0, 0), (0, 2))]:
+        r, c = min(max(row, 0), 5 - rows), min(max(column, 0), 6 - columns)
+        result = compiled(x, np.array([column, row], np.int32), np.array([rows, columns], np.int32))
+        np.testing.assert_array_equal(result, x[r:r + rows, c:c + columns])
+
+
+# A gather collapsing a dimension is not one slice: left for the report.
+GATHER_COLLAPSING = """
+func.func @main(%x: tensor<?x6xf32>, %start: tensor<1xi32>, %sizes: tensor<2xi32>) -> tensor<6xf32> {
+  %r = "stablehlo.dynamic_gather"(%x, %start, %sizes) <{dimension_numbers = #stablehlo.gather<
+      offset_dims = [0], collapsed_slice_dims = [0], start_index_map = [0]>}>
+      : (tensor<?x6xf32>, tensor<1xi32>, tensor<2xi32>) -> tensor<6xf32>
+  return %r : tensor<6xf32>
+}
+"""
+
+
+def test_other_dynamic_gathers_are_named() -> None:
+    with pytest.raises(UnsupportedOpError) as raised:
+        nnforge.import_stablehlo(GATHER_COLLAPSING)
+    assert [(op.kind, op.count) for op in raised.value.ops] == [("stablehlo.dynamic_gather", 1)]
+
+
 UNSUPPORTED = """
 func.func @main(%x: tensor<4xf32>) -> tensor<4xf32> {
   %a = stablehlo.custom_call @my_kernel(%x) : (tensor<4xf32>) -> tensor<4xf32>

@@ -29,7 +29,6 @@ UNSUPPORTED = {
     "fft": "stablehlo.fft",
     "custom_call (LAPACK)": "stablehlo.custom_call @lapack_spotrf_ffi",
     "custom_call (LAPACK triangular solve)": "stablehlo.custom_call @lapack_strsm_ffi",
-    "real_dynamic_slice": "stablehlo.dynamic_gather",
 }
 SUPPORTED = [case for case in CASES if case.label not in UNSUPPORTED]
 

@@ -231,6 +231,71 @@ def _dimension_size(op) -> None:
     _replace_results(op, value)
 
 
+def _dynamic_gather_as_slice(op) -> None:
+    """stablehlo.dynamic_gather that takes one slice (jax's `x[1:]` along a
+    symbolic dimension: one start index vector, every result dimension a
+    slice dimension) -> stablehlo.real_dynamic_slice, which the upstream
+    pass converts. Each start is clamped into [0, size - slice size], as
+    gather's semantics say. Other gathers are left in place (and reported)."""
+    from torch_mlir import ir
+    from torch_mlir._mlir_libs import _stablehlo
+
+    operand, starts, slice_sizes = op.operands
+    numbers = _stablehlo.GatherDimensionNumbers(op.attributes["dimension_numbers"])
+    operand_type, starts_type = ir.RankedTensorType(operand.type), ir.RankedTensorType(starts.type)
+    sizes_type, result_type = ir.RankedTensorType(slice_sizes.type), ir.RankedTensorType(op.results[0].type)
+    rank = operand_type.rank
+    start_map = list(numbers.start_index_map)
+    if (list(numbers.offset_dims) != list(range(rank)) or list(numbers.collapsed_slice_dims)
+            or list(numbers.operand_batching_dims) or starts_type.rank != 1
+            or numbers.index_vector_dim != 0 or starts_type.shape[0] != len(start_map)
+            or not all(ir.IntegerType(t.element_type).is_signless for t in (starts_type, sizes_type))):
+        return
+    index, i64 = ir.IndexType.get(), ir.IntegerType.get_signless(64)
+
+    def constant(value: int):
+        return ir.Operation.create(
+            "arith.constant", results=[index], attributes={"value": ir.IntegerAttr.get(index, value)}
+        ).result
+
+    def element(tensor, position: int):
+        value = ir.Operation.create(
+            "tensor.extract", results=[ir.RankedTensorType(tensor.type).element_type],
+            operands=[tensor, constant(position)],
+        ).result
+        return ir.Operation.create("arith.index_cast", results=[index], operands=[value]).result
+
+    def binary(name: str, lhs, rhs):
+        return ir.Operation.create(name, results=[index], operands=[lhs, rhs]).result
+
+    with ir.InsertionPoint(op), op.location:
+        zero, lower, upper = constant(0), [], []
+        for dimension in range(rank):
+            size = element(slice_sizes, dimension)
+            start = element(starts, start_map.index(dimension)) if dimension in start_map else zero
+            extent = ir.Operation.create(
+                "tensor.dim", results=[index], operands=[operand, constant(dimension)]
+            ).result
+            start = binary("arith.maxsi", zero, binary("arith.minsi", start, binary("arith.subi", extent, size)))
+            lower.append(start)
+            upper.append(binary("arith.addi", start, size))
+        vector = ir.RankedTensorType.get([rank], i64)
+
+        def as_tensor(values):
+            values = [ir.Operation.create("arith.index_cast", results=[i64], operands=[v]).result for v in values]
+            return ir.Operation.create("tensor.from_elements", results=[vector], operands=values).result
+
+        strides = ir.Operation.create(
+            "arith.constant", results=[vector],
+            attributes={"value": ir.DenseElementsAttr.get_splat(vector, ir.IntegerAttr.get(i64, 1))},
+        ).result
+        sliced = ir.Operation.create(
+            "stablehlo.real_dynamic_slice", results=[result_type],
+            operands=[operand, as_tensor(lower), as_tensor(upper), strides],
+        )
+    _replace_results(op, sliced)
+
+
 def _backend_config(op) -> dict:
     """The dictionary backend config of a custom call (API version 4:
     `mhlo.backend_config`), as {name: attribute}; empty where there is none."""
@@ -324,6 +389,7 @@ _REWRITES = {
     "stablehlo.if": lambda op, loops: _if_to_scf(op),
     "stablehlo.optimization_barrier": lambda op, loops: _forward_operands(op),
     "stablehlo.get_dimension_size": lambda op, loops: _dimension_size(op),
+    "stablehlo.dynamic_gather": lambda op, loops: _dynamic_gather_as_slice(op),
     "stablehlo.custom_call": _custom_call,
     "stablehlo.sort": lambda op, loops: loops.sort(op),
     "stablehlo.scatter": lambda op, loops: loops.scatter(op),

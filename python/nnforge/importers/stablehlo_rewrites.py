@@ -14,6 +14,8 @@ child process: only its MLIR knows StableHLO).
   code again (`linalg-detensorize`) once the calls are inlined.
 - `stablehlo.get_dimension_size` (how exported models with symbolic
   dimensions read them) becomes `tensor.dim`.
+- `stablehlo.dynamic_gather` of one slice (jax's slices along a symbolic
+  dimension) becomes `stablehlo.real_dynamic_slice`, its starts clamped.
 - The `custom_call`s jax emits around single-device models: shape
   assertions of exported models with symbolic dimensions become `cf.assert`
   (a run-time check), sharding and placement annotations are dropped (one

@@ -900,6 +900,39 @@ def NNFDuplicateSharedInits : Pass<"nnf-duplicate-shared-inits"> {
   }];
 }
 
+def NNFEraseUnusedLinalgResults : Pass<"nnf-erase-unused-linalg-results"> {
+  let summary = "Drop the unused results of linalg.generic ops";
+  let description = [{
+    Applies upstream's `linalg::populateEraseUnusedOperandsAndResultsPatterns`
+    (which MLIR exposes as patterns, not as a pass): a result of a
+    `linalg.generic` that has no uses is dropped with its destination and
+    the payload computing it, and duplicated operands are merged.
+    torch-mlir lowers a maximum over a dimension (softmax's first step) to
+    one generic computing the maximum and its index, and softmax uses only
+    the maximum. `sharding-propagation` shards each result of an op after
+    its users, so an unused result gets no sharding and `shard-partition`
+    cannot partition the op. Runs before `sharding-propagation` in the
+    partitioning of models split over ranks.
+
+    Example:
+
+    ```mlir
+    %m:2 = linalg.generic {indexing_maps = [(d0, d1) -> (d0, d1), (d0, d1) -> (d0), (d0, d1) -> (d0)],
+                           iterator_types = ["parallel", "reduction"]}
+        ins(%x : tensor<4x6xf32>) outs(%max, %index : tensor<4xf32>, tensor<4xi64>) {
+    ^bb0(%in: f32, %out: f32, %i: i64):
+      %j = linalg.index 1 : index
+      %k = arith.index_cast %j : index to i64
+      %y = arith.maximumf %in, %out : f32
+      %greater = arith.cmpf ogt, %in, %out : f32
+      %z = arith.select %greater, %k, %i : i64
+      linalg.yield %y, %z : f32, i64
+    } -> (tensor<4xf32>, tensor<4xi64>)
+    // with %m#1 unused, becomes a generic with one result, the maximum
+    ```
+  }];
+}
+
 def NNFUncollapseBatchMatmul : Pass<"nnf-uncollapse-batch-matmul"> {
   let summary = "Compute a batch matmul on collapsed batches over the uncollapsed ones";
   let description = [{

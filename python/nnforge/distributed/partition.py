@@ -27,7 +27,11 @@ from nnforge.stages import StageRunner, verify
 
 GRID = "nnforge_ranks"
 
-# Each user of a shared tensor.empty/fill given its own (users shard them
+# Unit dimensions folded away (LayerNorm's keepdim reductions index them by
+# the constant 0, which upstream's linalg sharding cannot map) and unused
+# results of generics dropped (softmax's max also computes an argmax that
+# nothing uses, and would get no sharding); each user of a shared
+# tensor.empty/fill given its own (users shard them
 # differently); batch matmuls on collapsed batch dimensions (attention) computed on the
 # uncollapsed ones, so that heads can be split with any batch size;
 # shardings propagated both ways (forward alone leaves the second linear
@@ -38,7 +42,8 @@ GRID = "nnforge_ranks"
 # before it runs; the communicator split off MPI_COMM_WORLD per call
 # becomes the world itself.
 PARTITION = (
-    "func.func(nnf-duplicate-shared-inits,nnf-uncollapse-batch-matmul,sharding-propagation{traversal=forward-backward}),"
+    "func.func(linalg-fold-unit-extent-dims,canonicalize,nnf-erase-unused-linalg-results,"
+    "nnf-duplicate-shared-inits,nnf-uncollapse-batch-matmul,sharding-propagation{traversal=forward-backward}),"
     "nnf-verify-sharding,"
     "func.func(shard-partition),canonicalize,"
     "nnf-verify-shard-to-mpi,convert-shard-to-mpi,nnf-shard-world-communicator,canonicalize,cse"

@@ -151,15 +151,19 @@ LINALG_TO_LLVM_NAIVE = f"{BUFFERIZE},{BUFFERS_TO_LLVM_NAIVE}"
 #   temporary becomes a register);
 # - tiling of each nest's outer band by `tile` iterations per loop (a
 #   multiple of `vector_lanes`, so that vectors never straddle tiles);
+# - loops of one iteration (tile loops over dimensions smaller than a
+#   tile: a convolution's batch and channels) replaced by their body;
+# - with `parallel`, the outermost dependence-free loop left in each nest
+#   as an affine.parallel (threads; reductions stay sequential), before
+#   vectorization: vector transfers count as unknown memory effects, after
+#   which no loop is provably parallel;
 # - super-vectorization of the loop of each nest along which every access
 #   is contiguous or invariant (`vector_lanes` lanes, the ends of rows
 #   masked);
 # - unrolling of the innermost loops by 8, now vector loops or the scalar
 #   reduction loops around vector accumulators (LLVM then keeps an
 #   accumulator in a register for 8 steps);
-# - hoisting of loop-invariant code;
-# - with `parallel`, the outermost dependence-free loop of each nest as an
-#   affine.parallel (threads; reductions stay sequential).
+# - hoisting of loop-invariant code.
 # Loops the importers or the plain lowering made (scf) are left alone.
 def affine_loops(vector_lanes: int, tile: int, parallel: bool, fuse: bool = False) -> str:
     """linalg on buffers -> vectorized affine loops (the affine generator's own stage)."""
@@ -169,10 +173,11 @@ def affine_loops(vector_lanes: int, tile: int, parallel: bool, fuse: bool = Fals
         *(["affine-loop-fusion"] if fuse else []),
         "affine-scalrep",
         f"affine-loop-tile{{tile-size={tile}}}",
+        "affine-loop-normalize{promote-single-iter=true}",
+        *(["affine-parallelize{max-nested=1}"] if parallel else []),
         f"affine-super-vectorize{{virtual-vector-size={vector_lanes}}}",
         f"affine-loop-unroll{{unroll-factor={AFFINE_UNROLL}}}",
         "affine-loop-invariant-code-motion",
-        *(["affine-parallelize{max-nested=1}"] if parallel else []),
     ]
     return f"func.func({','.join(passes)}),canonicalize,cse"
 

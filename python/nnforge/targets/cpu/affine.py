@@ -162,12 +162,75 @@ def has_strided_access(op: ir.Operation) -> bool:
     remainder of a loop index (a strided window, a reshape): the
     super-vectorizer of MLIR 22 read `2 * ow + kw` as contiguous (a max
     pooling came out wrong), so such ops keep plain loops."""
-    if "indexing_maps" not in op.attributes:
-        maps = [ir.AffineMapAttr(attribute).value for attribute in linalg.get_indexing_maps(op)] \
-            if op.name.startswith("linalg.") else []
-    else:
-        maps = [ir.AffineMapAttr(attribute).value for attribute in ir.ArrayAttr(op.attributes["indexing_maps"])]
-    return any(_is_strided(expr) for indexing in maps for expr in indexing.results)
+    return any(_is_strided(expr) for indexing in _indexing_maps(op) for expr in indexing.results)
+
+
+def _indexing_maps(op: ir.Operation) -> list[ir.AffineMap]:
+    """The indexing maps of a linalg op (operands in order), named or generic."""
+    if "indexing_maps" in op.attributes:
+        return [ir.AffineMapAttr(attribute).value for attribute in ir.ArrayAttr(op.attributes["indexing_maps"])]
+    if not op.name.startswith("linalg."):
+        return []
+    return [ir.AffineMapAttr(attribute).value for attribute in linalg.get_indexing_maps(op)]
+
+
+def contiguous_output_innermost(op: ir.Operation) -> list[int] | None:
+    """The loop order (`transform.structured.interchange`'s
+    iterator_interchange: new loop i is old loop order[i]) that puts
+    innermost the loop walking the contiguous (last) dimension of `op`'s
+    output, or None where it is innermost already or would not be
+    contiguous everywhere.
+
+    For a contraction or convolution (a matmul's (i, j, k) becomes
+    (i, k, j), a convolution's (n, f, oh, ow, c, kh, kw) becomes
+    (n, f, oh, c, kh, kw, ow)) the super-vectorizer then vectorizes along
+    that loop with the reductions outside: each step updates independent
+    vectors of the output instead of adding into one accumulator after
+    another. Only where the loop is a parallel one (a plain index of the
+    single output, whose map is a projected permutation: the loops it
+    leaves out are the reductions) and every operand it indexes has it in
+    its last dimension, unstrided, and nowhere else (contiguous there: a
+    row sum `(d0, d1) -> (d0)` and a convolution of stride 2 are left
+    alone)."""
+    if "operandSegmentSizes" not in op.attributes or len(_split_operands(op)[1]) != 1:
+        return None
+    maps = _indexing_maps(op)
+    if not maps or not maps[-1].is_projected_permutation or not maps[-1].results:
+        return None
+    loops = maps[-1].n_dims
+    innermost = ir.AffineDimExpr(maps[-1].results[-1]).position
+    if innermost == loops - 1 or len(maps[-1].results) == loops:  # (no reduction: loop order is linalg's)
+        return None
+    for indexing in maps:
+        *others, last = list(indexing.results)
+        if any(_uses(expr, innermost) for expr in others) or (_uses(last, innermost) and _is_strided(last)):
+            return None
+    return [loop for loop in range(loops) if loop != innermost] + [innermost]
+
+
+def _uses(expr: ir.AffineExpr, position: int) -> bool:
+    """Whether `expr` involves loop `position`."""
+    expr = expr.maybe_downcast() if hasattr(expr, "maybe_downcast") else expr
+    if isinstance(expr, ir.AffineDimExpr):
+        return expr.position == position
+    if isinstance(expr, ir.AffineBinaryExpr):
+        return _uses(expr.lhs, position) or _uses(expr.rhs, position)
+    return False
+
+
+def interchange_for_contiguous_output(module: ir.Module) -> None:
+    """Reorders the loops of the linalg ops of `module` as
+    `contiguous_output_innermost` says (ops made generic first)."""
+    scheduled = []
+    for op in linalg_ops(module):
+        order = contiguous_output_innermost(op)
+        if order is not None:
+            scheduled.append(Scheduled(op, f"""
+    %generic = transform.structured.generalize %op : (!transform.any_op) -> !transform.any_op
+    %reordered = transform.structured.interchange %generic iterator_interchange = {order}
+        : (!transform.any_op) -> !transform.any_op"""))
+    if scheduled:
+        apply_schedules(module, scheduled, "", "affine loop interchange")
 
 
 def _is_strided(expr: ir.AffineExpr) -> bool:
@@ -199,6 +262,7 @@ class AffineGenerator:
         self.pipelines = {fuse: pipelines.affine_buffers_to_llvm(sizing.lanes, sizing.affine_tile, threads, fuse)
                           for fuse in (True, False)}
         self.timing = timing
+        interchange_for_contiguous_output(module)
         self.ops = linalg_ops(module)
         with module.context:
             for index, op in enumerate(self.ops):

@@ -242,6 +242,9 @@ def test_packed_projection_is_not_split_by_auto_and_is_a_clear_error_when_asked(
     "auto" leaves it whole; asked for, it is a CompileError naming the op."""
     x = torch.randn(1, 6, 32)
     assert plan.plan(PackedAttention(), (x,), 2, "auto") == [{}]
+    # Even replicated, the thirds (tensor.extract_slice, no ShardingInterface in MLIR 22.1.8) do not partition.
+    with pytest.raises(nnforge.CompileError, match=r"'tensor\.extract_slice' op sharding interface is not implemented"):
+        nnforge.compile(PackedAttention(), (x,), ranks=2, sharding="auto")
     with pytest.raises(nnforge.CompileError):
         nnforge.compile(PackedAttention(), (x,), ranks=2, sharding={"qkv.weight": 0, "qkv.bias": 0, "out.weight": 1})
 

@@ -184,6 +184,9 @@ CASES: list[Case] = [
     Case("dynamic_reshape", lambda x: x.reshape(-1), (X,), symbolic=("b, 4",)),
     # jax slices along a symbolic dimension with a dynamic_gather of one slice.
     Case("dynamic_gather", lambda x: x[1:], (X,), name="dynamic_gather (x[1:])", symbolic=("b, 4",)),
+    # A scan over a symbolic number of steps writes its outputs with dynamic_update_slice.
+    Case("dynamic_update_slice", lambda x: lax.scan(lambda c, r: (jnp.tanh(c + r),) * 2, jnp.zeros(4), x),
+         (X,), name="dynamic_update_slice (scan over symbolic steps)", symbolic=("b, 4",)),
     Case("dynamic_pad", lambda x: jnp.pad(x, ((1, 2), (0, 0))), (X,), symbolic=("b, 4",)),
     Case("get_dimension_size", lambda x: x.sum(axis=0) / x.shape[0], (X,), symbolic=("b, 4",)),
     # other element types

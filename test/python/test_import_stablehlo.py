@@ -248,6 +248,27 @@ def test_dynamic_gather_of_one_slice_clamps_its_starts(tmp_path: Path) -> None:
         np.testing.assert_array_equal(result, x[r:r + rows, c:c + columns])
 
 
+DYNAMIC_UPDATE_SLICE = """
+func.func @main(%x: tensor<?x3xf32>, %u: tensor<2x2xf32>, %i: tensor<i32>, %j: tensor<i32>) -> tensor<?x3xf32> {
+  %r = stablehlo.dynamic_update_slice %x, %u, %i, %j
+      : (tensor<?x3xf32>, tensor<2x2xf32>, tensor<i32>, tensor<i32>) -> tensor<?x3xf32>
+  return %r : tensor<?x3xf32>
+}
+"""
+
+
+def test_dynamic_update_slice_of_symbolic_size_clamps_its_starts(tmp_path: Path) -> None:
+    compiled = compile_text(DYNAMIC_UPDATE_SLICE, tmp_path)
+    update = np.array([[10, 20], [30, 40]], np.float32)
+    for rows, (i, j) in [(4, (1, 1)), (4, (7, 5)), (2, (-3, 0)), (5, (3, -1))]:
+        x = np.arange(rows * 3, dtype=np.float32).reshape(rows, 3)
+        expected = x.copy()
+        r, c = min(max(i, 0), rows - 2), min(max(j, 0), 1)
+        expected[r:r + 2, c:c + 2] = update
+        np.testing.assert_array_equal(compiled(x, update, np.int32(i), np.int32(j)), expected)
+        np.testing.assert_array_equal(x, np.arange(rows * 3, dtype=np.float32).reshape(rows, 3))
+
+
 # A gather collapsing a dimension is not one slice: left for the report.
 GATHER_COLLAPSING = """
 func.func @main(%x: tensor<?x6xf32>, %start: tensor<1xi32>, %sizes: tensor<2xi32>) -> tensor<6xf32> {

@@ -423,11 +423,61 @@ def _dynamic_reshape(op) -> None:
     _replace_results(op, reshaped)
 
 
+def _dynamic_update_slice(op) -> None:
+    """stablehlo.dynamic_update_slice into an operand of symbolic size (the
+    upstream pass converts static ones only; a `scan` over a symbolic number
+    of steps writes its outputs so) -> tensor.insert_slice, each start
+    clamped into [0, operand size - update size] as StableHLO's semantics
+    say. Left in place (and reported) for unsigned start indices."""
+    from torch_mlir import ir
+
+    operand, update, *starts = op.operands
+    if not all(ir.IntegerType(ir.RankedTensorType(start.type).element_type).is_signless for start in starts):
+        return
+    update_type = ir.RankedTensorType(update.type)
+    index = ir.IndexType.get()
+    with ir.InsertionPoint(op), op.location:
+        def constant(value: int):
+            return ir.Operation.create(
+                "arith.constant", results=[index], attributes={"value": ir.IntegerAttr.get(index, value)}
+            ).result
+
+        def binary(name: str, lhs, rhs):
+            return ir.Operation.create(name, results=[index], operands=[lhs, rhs]).result
+
+        def dim(tensor, dimension: int):
+            return ir.Operation.create("tensor.dim", results=[index], operands=[tensor, constant(dimension)]).result
+
+        zero, offsets, sizes = constant(0), [], []
+        for dimension, start in enumerate(starts):
+            start = ir.Operation.create("arith.index_cast", results=[index], operands=[_extract_scalar(start)]).result
+            size = dim(update, dimension)
+            limit = binary("arith.subi", dim(operand, dimension), size)
+            offsets.append(binary("arith.maxsi", zero, binary("arith.minsi", start, limit)))
+            if update_type.is_dynamic_dim(dimension):
+                sizes.append(size)
+        dynamic = ir.ShapedType.get_dynamic_size()
+        rank = update_type.rank
+        inserted = ir.Operation.create(
+            "tensor.insert_slice", results=[op.results[0].type],
+            operands=[update, operand, *offsets, *sizes],
+            attributes={
+                "static_offsets": ir.DenseI64ArrayAttr.get([dynamic] * rank),
+                # The update's own sizes: static where its type says.
+                "static_sizes": ir.DenseI64ArrayAttr.get(list(update_type.shape)),
+                "static_strides": ir.DenseI64ArrayAttr.get([1] * rank),
+                "operandSegmentSizes": ir.DenseI32ArrayAttr.get([1, 1, rank, len(sizes), 0]),
+            },
+        )
+    _replace_results(op, inserted)
+
+
 # What the upstream conversion leaves of the ops of shapes known at run time
 # only (exported with symbolic dimensions); rewritten after it.
 _LATE_REWRITES = {
     "stablehlo.dynamic_broadcast_in_dim": lambda op, loops: loops.dynamic_broadcast(op),
     "stablehlo.dynamic_reshape": lambda op, loops: _dynamic_reshape(op),
+    "stablehlo.dynamic_update_slice": lambda op, loops: _dynamic_update_slice(op),
 }
 
 

@@ -26,7 +26,8 @@ After the upstream conversion, what it leaves of the ops with shapes known
 at run time only (exported with symbolic dimensions) is rewritten too:
 `dynamic_reshape` as `tensor.reshape`, `dynamic_broadcast_in_dim` whose
 dimensions of unknown size may or may not expand as a `linalg.generic`
-that decides at run time.
+that decides at run time, `dynamic_update_slice` into an operand of
+symbolic size as `tensor.insert_slice`.
 
 What is not rewritten here (other custom calls, collectives, FFT, ...) is
 left for the caller's check of what remains after the conversion.

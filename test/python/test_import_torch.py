@@ -43,6 +43,41 @@ def test_nnf_level_records_raised_ops() -> None:
     assert nnforge.importers.raised_op_count(result) > 0
 
 
+class NormsAndComposites(torch.nn.Module):
+    """Ops the decompositions treat differently: batch and layer norm (torch-mlir's
+    table), the variance (nnforge's own), RMS norm (a composite op kept whole)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3)
+        self.batch_norm = torch.nn.BatchNorm2d(8)
+        self.layer_norm = torch.nn.LayerNorm(14)
+        self.rms_norm = torch.nn.RMSNorm(14)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.layer_norm(torch.relu(self.batch_norm(self.conv(x))))
+        return self.rms_norm(y) + torch.var(y, dim=1, keepdim=True)
+
+
+@pytest.mark.parametrize("factory", ["cnn", "transformer_layer", "dynamic_batch_mlp", "norms"])
+def test_one_trace_gives_the_decomposed_export(factory: str) -> None:
+    """export_decomposed traces the module once to the ops that torch.export
+    followed by run_decompositions(decomposition_table()) gives."""
+    from nnforge.importers import torch_frontend
+
+    if factory == "norms":
+        module, inputs, dynamic_shapes = NormsAndComposites().eval(), (torch.randn(2, 3, 16, 16),), None
+    else:
+        module, inputs, *rest = getattr(models, factory)()
+        dynamic_shapes = rest[0] if rest else None
+    program, _ = torch_frontend.export_decomposed(module, inputs, dynamic_shapes)
+    exported, _ = torch_frontend.export(module, inputs, dynamic_shapes)
+    expected = exported.run_decompositions(torch_frontend.decomposition_table())
+    assert program.graph_module.code == expected.graph_module.code
+    assert str(program.graph_signature) == str(expected.graph_signature)
+    assert program.range_constraints.keys() == expected.range_constraints.keys()
+
+
 class DataDependentBranch(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.sum() > 0:  # torch.export cannot trace a branch on data

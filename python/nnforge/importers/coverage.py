@@ -92,7 +92,7 @@ def onnx_coverage(model: onnx_frontend.OnnxModel, level: str = "linalg") -> Cove
 
 def torch_coverage(module, example_args, *, dynamic_shapes=None, level: str = "linalg") -> CoverageReport:
     """The op coverage of a PyTorch module, per op of its torch-mlir import."""
-    program, what = torch_frontend.export(module, example_args, dynamic_shapes)
+    program, what = torch_frontend.export_decomposed(module, example_args, dynamic_shapes)
     counts = torch_frontend.op_counts(torch_frontend.import_to_torch_mlir(program, what)[0])
     blamed: dict[str, list[str]] = {}
     failed = None

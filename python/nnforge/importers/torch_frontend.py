@@ -8,6 +8,7 @@ import os
 import re
 import threading
 import time
+import unittest.mock
 import warnings
 from collections import Counter
 from typing import Any
@@ -49,10 +50,9 @@ def location_describer() -> handover.LocationDescriber:
     return describe
 
 
-def export(module, example_args: tuple, dynamic_shapes: Any = None):
-    """torch.export of `module` in eval mode; ModelLoadError if it cannot be exported.
-
-    Thread-safe: torch.export is not, so threads exporting at once take turns."""
+def _traced(module, example_args, trace) -> tuple[Any, str]:
+    """`trace(module, args)` in eval mode, serialized with every other trace;
+    ModelLoadError if `module` is no module or cannot be traced."""
     torch = _torch()
     if not isinstance(module, torch.nn.Module):
         raise ModelLoadError(f"import_torch takes a torch.nn.Module, not {type(module).__name__}")
@@ -63,12 +63,57 @@ def export(module, example_args: tuple, dynamic_shapes: Any = None):
         with TRACING_LOCK, warnings.catch_warnings():
             # torch's own deprecation notices, not the user's business
             warnings.simplefilter("ignore", FutureWarning)
-            program = torch.export.export(
-                module, tuple(example_args), dynamic_shapes=dynamic_shapes, strict=False
-            )
+            program = trace(module, tuple(example_args))
     except Exception as error:  # torch.export raises many kinds; all mean "cannot trace"
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ModelLoadError(f"torch.export cannot export {what}: {message}") from None
+    return program, what
+
+
+def export(module, example_args: tuple, dynamic_shapes: Any = None):
+    """torch.export of `module` (its training IR, before decompositions) and
+    its description; ModelLoadError if it cannot be exported.
+
+    Thread-safe: torch.export is not, so threads exporting at once take turns."""
+    torch = _torch()
+    return _traced(
+        module, example_args,
+        lambda module, args: torch.export.export(module, args, dynamic_shapes=dynamic_shapes, strict=False),
+    )
+
+
+def export_decomposed(module, example_args: tuple, dynamic_shapes: Any = None):
+    """`module` exported straight to the ATen ops torch-mlir imports, in one
+    trace, and its description.
+
+    The program equals what `export` followed by
+    `run_decompositions(decomposition_table())` gives, without tracing the
+    module's forward and then the exported graph again: torch.export's
+    non-strict trace at the ATen level (`_export(pre_dispatch=False)`, which
+    torch.export runs for its non-training IR) with the decompositions that
+    `run_decompositions` would apply (composite ops through
+    `_override_composite_implicit_decomp`, the others in the trace's
+    decomposition table). Both are process-wide while the trace runs, as in
+    `run_decompositions`; `TRACING_LOCK` serializes nnforge's traces.
+
+    Raises ModelLoadError if the module cannot be exported or updates its
+    state (see `refuse_state_updates`)."""
+    from torch.export import _trace
+    from torch.export.exported_program import (
+        _override_composite_implicit_decomp,
+        _split_decomp_table_to_cia_and_python_decomp,
+    )
+
+    def trace(module, args):
+        composite, table = _split_decomp_table_to_cia_and_python_decomp(dict(decomposition_table()))
+        to_aten = functools.partial(_trace._export_to_aten_ir, decomp_table=table)
+        with _override_composite_implicit_decomp(composite), \
+                unittest.mock.patch.object(_trace, "_export_to_aten_ir", to_aten):
+            return _trace._export(module, args, dynamic_shapes=dynamic_shapes, strict=False, pre_dispatch=False)
+
+    program, what = _traced(module, example_args, trace)
+    # Functional once decomposed: what it updates shows in its signature.
+    refuse_state_updates(program, what)
     return program, what
 
 
@@ -205,21 +250,15 @@ def _tensor_bytes(tensor):
 
 
 def import_to_torch_mlir(program, what: str, weights_as_arguments: bool = False):
-    """The exported program as a raw torch-mlir module (ATen ops, decomposed),
-    and the arrays of the tensors it takes as arguments after its inputs
-    (with `weights_as_arguments`: the large ones; else none).
-
-    Raises ModelLoadError if the program updates the module's state (see
-    `refuse_state_updates`). Serialized with `export` (the decompositions trace the program again)."""
+    """A program from `export_decomposed` as a raw torch-mlir module, and the
+    arrays of the tensors it takes as arguments after its inputs (with
+    `weights_as_arguments`: the large ones; else none)."""
     from torch_mlir import fx
 
     hooks = _weight_arguments_class()("main") if weights_as_arguments else None
     try:
         with TRACING_LOCK, warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
-            # Functional once decomposed: what it updates shows in its signature.
-            program = program.run_decompositions(decomposition_table())
-            refuse_state_updates(program, what)
             module = fx.export_and_import(
                 program, output_type="raw", decomposition_table={}, hooks=hooks, func_name="main"
             )
@@ -267,8 +306,8 @@ def import_torch(module, example_args, *, dynamic_shapes=None, level: str = "lin
     """
     check_level(level)
     start = time.perf_counter()
-    program, what = export(module, example_args, dynamic_shapes)
-    log.info("torch.export: %.2f s", time.perf_counter() - start)
+    program, what = export_decomposed(module, example_args, dynamic_shapes)
+    log.info("torch.export to ATen, decomposed: %.2f s", time.perf_counter() - start)
 
     start = time.perf_counter()
     # At the levels nnforge's MLIR receives (not tosa: TOSA's lowerings want

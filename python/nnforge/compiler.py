@@ -13,6 +13,7 @@ import functools
 import importlib.util
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,20 @@ def _check_parse_in_child(path: Path, what: str) -> None:
         raise CompileError(f"{what} does not parse: {error}") from None
 
 
+def _parse_module_copy(model: ir.Module) -> ir.Module:
+    """A copy of a caller's module in a fresh nnforge context, parsed (and
+    verified) in a child process first: a module built or edited through the
+    Python bindings was never verified, and upstream verifiers abort on some
+    ops (a convolution's dilation of 2**63 - 1). Printed as it is, without
+    the printer's own (in-process) verification."""
+    text = model.operation.get_asm(assume_verified=True)
+    with tempfile.TemporaryDirectory(prefix="nnforge-module-") as folder:
+        path = Path(folder) / "module.mlir"
+        path.write_text(text)
+        _check_parse_in_child(path, "the MLIR module")
+    return _parse_mlir(text, "the MLIR module")
+
+
 def _parse_mlir(source: str | bytes, what: str) -> ir.Module:
     context = new_context()
     try:
@@ -117,7 +132,7 @@ def import_model(
             names = stablehlo_frontend.io_names(entry_function(module))
         return module, level, names
     if isinstance(model, ir.Module):
-        module = _parse_mlir(str(model), "the MLIR module")
+        module = _parse_module_copy(model)
     elif isinstance(model, (str, os.PathLike)) and Path(model).suffix in (".mlir", ".mlirbc"):
         path = Path(model)
         if not path.is_file():

@@ -75,6 +75,30 @@ def _array(value) -> np.ndarray:
     return numpy_helper.to_array(value) if isinstance(value, TensorProto) else np.asarray(value)
 
 
+_PACKED = {"int4": 4, "uint4": 4, "int2": 2, "uint2": 2}  # bits per element
+
+
+def _pack(array: np.ndarray) -> np.ndarray:
+    """ml_dtypes' 4- or 2-bit array (one element a byte) packed as ONNX holds it: the first element lowest."""
+    bits = _PACKED[array.dtype.name]
+    per_byte = 8 // bits
+    codes = array.reshape(-1).view(np.uint8) & ((1 << bits) - 1)
+    codes = np.pad(codes, (0, -codes.size % per_byte)).reshape(-1, per_byte)
+    return np.ascontiguousarray(sum(codes[:, i] << (bits * i) for i in range(per_byte)).astype(np.uint8))
+
+
+def _unpack(data: np.ndarray, kind: str, shape: list[int]) -> np.ndarray:
+    """The inverse of `_pack` for an onnxruntime output of type `kind` ("int4", ...)."""
+    import ml_dtypes
+
+    bits = _PACKED[kind]
+    codes = np.stack([(data >> (bits * i)) & ((1 << bits) - 1) for i in range(8 // bits)], axis=1).reshape(-1)
+    count = int(np.prod(shape, dtype=np.int64))
+    if kind.startswith("int"):  # sign-extend
+        codes = np.where(codes >= 1 << (bits - 1), codes.astype(np.int16) - (1 << bits), codes).astype(np.int8)
+    return codes[:count].astype(getattr(ml_dtypes, kind)).reshape(shape)
+
+
 def _run_ort(session, values: list) -> list[np.ndarray]:
     """onnxruntime's outputs on a test case's inputs. Arrays of the types numpy holds through ml_dtypes
     (bfloat16, float8), which onnxruntime's Python API does not take or give as numpy arrays, go in and
@@ -87,10 +111,12 @@ def _run_ort(session, values: list) -> list[np.ndarray]:
     feeds = {}
     for spec, value in zip(session.get_inputs(), values):
         array = np.ascontiguousarray(_array(value))
-        if array.dtype.name in ("int4", "uint4", "int2", "uint2"):
-            raise RuntimeError(f"{array.dtype.name} inputs: onnxruntime takes them packed, two or four to a byte, "
-                               "which ml_dtypes' arrays are not")
-        if array.dtype.kind == "V" and array.dtype.itemsize in (1, 2):  # ml_dtypes' types
+        if array.dtype.name in _PACKED:  # onnxruntime holds them packed, two or four to a byte, low bits first
+            packed = _pack(array)
+            array, data = onnxruntime.OrtValue.ortvalue_from_shape_and_type(
+                list(array.shape), helper.np_dtype_to_tensor_dtype(array.dtype)), packed
+            ctypes.memmove(array.data_ptr(), data.ctypes.data, data.nbytes)
+        elif array.dtype.kind == "V" and array.dtype.itemsize in (1, 2):  # ml_dtypes' types
             array = onnxruntime.OrtValue.ortvalue_from_numpy_with_onnx_type(
                 array.view(np.uint8 if array.dtype.itemsize == 1 else np.uint16),
                 helper.np_dtype_to_tensor_dtype(array.dtype))
@@ -107,6 +133,10 @@ def _run_ort(session, values: list) -> list[np.ndarray]:
             size = int(np.prod(value.shape(), dtype=np.int64)) * dtype.itemsize
             data = bytes((ctypes.c_char * size).from_address(value.data_ptr())) if size else b""
             results.append(np.frombuffer(data, dtype).reshape(value.shape()))
+        elif kind in _PACKED:
+            data = np.frombuffer(bytes((ctypes.c_char * value.tensor_size_in_bytes()).from_address(value.data_ptr())),
+                                 np.uint8)
+            results.append(_unpack(data, kind, value.shape()))
         else:
             results.append(value.numpy())
     return results

@@ -151,6 +151,10 @@ REFUSED = {
                [_value("x", FLOAT, [6]), _value("split", TensorProto.INT64, [3])],
                [_value("n", TensorProto.INT64, [])], opset=12),
         "onnx.SplitToSequence", "a split computed at run time"),
+    "cast-uint4": (
+        _model([helper.make_node("Cast", ["x"], ["y"], to=FLOAT)],
+               [_value("x", TensorProto.UINT4, [4])], [_value("y", FLOAT, [4])]),
+        "onnx.Cast (to=1)", "reads as signed"),
 }
 
 

@@ -4,7 +4,7 @@ The graph is built as the `nnef` package's `Graph` of `Operation`s and
 saved with `nnef.save_graph`. NNEF's convolutions and pools are NCHW with
 OIHW filters, as ONNX's: constant filters are transposed when written and
 the activations around them transposed by `transpose` ops. Constants are
-`variable`s (one .dat file each), single values `constant`s. NNEF has fixed
+`variable`s (one .dat file each), single finite values `constant`s. NNEF has fixed
 shapes only: a dynamic dimension is refused, as is an op without a mapping
 (an `UnsupportedOpError` naming each kind and its count).
 """
@@ -33,7 +33,8 @@ _ELEMENTWISE = {
 }
 # NNEF's parameter names of each elementwise op, in order.
 _PARAMETERS = {1: ("x",), 2: ("x", "y"), 3: ("condition", "true_value", "false_value")}
-_REDUCTIONS = {"tosa.reduce_sum": "sum_reduce", "tosa.reduce_max": "max_reduce", "tosa.reduce_min": "min_reduce"}
+_REDUCTIONS = {"tosa.reduce_sum": "sum_reduce", "tosa.reduce_max": "max_reduce", "tosa.reduce_min": "min_reduce",
+               "tosa.reduce_all": "all_reduce", "tosa.reduce_any": "any_reduce"}
 
 def nnef_module():
     try:
@@ -68,6 +69,9 @@ class _Builder(GraphBuilder):
         self.names: dict[str, str] = {}
         self._count = 0
         self.pooled_pads = _pads_into_max_pools(graph)
+        # NCHW pads written by the pools that take them through a transpose (by the pad's result)
+        self.pooled_nchw_pads = {node.inputs[0] for node in graph.nodes
+                                 if node.kind == "tosa.transpose" and node.outputs[0] in self.pooled_pads}
 
     def fresh(self) -> str:
         self._count += 1
@@ -91,7 +95,7 @@ class _Builder(GraphBuilder):
         name = self.fresh()
         dtype = nnef_dtype(array.dtype)
         shape = list(array.shape)
-        if array.size == 1:
+        if array.size == 1 and (dtype != "scalar" or np.isfinite(array).all()):  # NNEF has no infinite literal
             value = array.reshape(()).item()
             self.tensor(name, dtype, shape)
             self.operations.append(self.nnef.Operation(
@@ -200,10 +204,17 @@ def _clamp(builder: _Builder, node: Node) -> None:
 
 def _cast(builder: _Builder, node: Node) -> None:
     source = builder.graph.types[node.inputs[0]].dtype
-    if nnef_dtype(source) != nnef_dtype(node.output_types[0].dtype):
-        raise Refused(f"a cast from {source} to {node.output_types[0].dtype} (NNEF 1.0 has no cast)")
     output, dtype, shape = builder.result(node)
-    builder.op("copy", {"x": builder.value(node.inputs[0])}, {}, output, dtype, shape, "y")
+    x = builder.value(node.inputs[0])
+    if nnef_dtype(source) == dtype:  # NNEF has one integer and one float type: widths are not kept
+        builder.op("copy", {"x": x}, {}, output, dtype, shape, "y")
+        return
+    if nnef_dtype(source) == "scalar" and dtype == "integer":  # TOSA rounds to nearest even; NNEF's cast truncates
+        x = builder.op("round", {"x": x}, {}, None, "scalar", shape, "y")
+    operation = builder.nnef.Operation("cast", OrderedDict(), OrderedDict(input=builder.nnef.Identifier(x)),
+                                       OrderedDict(output=builder.nnef.Identifier(output)), dtype)
+    builder.tensor(output, dtype, shape)
+    builder.operations.append(operation)
 
 
 def _reshape(builder: _Builder, node: Node) -> None:
@@ -212,6 +223,8 @@ def _reshape(builder: _Builder, node: Node) -> None:
 
 
 def _transpose(builder: _Builder, node: Node) -> None:
+    if node.outputs[0] in builder.pooled_pads:  # a padded NCHW input: written by the max pools that take it
+        return
     output, dtype, shape = builder.result(node)
     builder.op("transpose", {"input": builder.value(node.inputs[0])}, {"axes": node.attributes["perms"]},
                output, dtype, shape)
@@ -221,6 +234,33 @@ def _reduce(builder: _Builder, node: Node) -> None:
     output, dtype, shape = builder.result(node)
     builder.op(_REDUCTIONS[node.kind], {"input": builder.value(node.inputs[0])}, {"axes": [node.attributes["axis"]]},
                output, dtype, shape)
+
+
+def _gather(builder: _Builder, node: Node) -> None:
+    # TOSA: out[n, w, c] = values[n, indices[n, w], c]; NNEF's gather (numpy's take) on each batch row,
+    # concatenated: NNEF has no integer arithmetic to offset the indices by row.
+    output, dtype, shape = builder.result(node)
+    values, indices = node.inputs[0], node.inputs[1]
+    batch, rows, channels = builder.graph.types[values].shape
+    _, width = builder.graph.types[indices].shape
+    values, indices = builder.value(values), builder.value(indices)
+    parts = []
+    for n in range(batch):
+        row_values, row_indices = values, indices
+        if batch > 1:
+            row_values = builder.op("slice", {"input": values}, {"axes": [0], "begin": [n], "end": [n + 1]},
+                                    None, dtype, [1, rows, channels])
+            row_indices = builder.op("slice", {"input": indices}, {"axes": [0], "begin": [n], "end": [n + 1]},
+                                     None, "integer", [1, width])
+        row_values = builder.op("reshape", {"input": row_values}, {"shape": [rows, channels]}, None, dtype,
+                                [rows, channels])
+        row_indices = builder.op("reshape", {"input": row_indices}, {"shape": [width]}, None, "integer", [width])
+        gathered = builder.op("gather", {"input": row_values, "indices": row_indices}, {"axis": 0}, None, dtype,
+                              [width, channels])
+        parts.append(builder.op("reshape", {"input": gathered}, {"shape": [1, width, channels]},
+                                output if batch == 1 else None, dtype, [1, width, channels]))
+    if batch > 1:
+        builder.op("concat", {"values": parts}, {"axis": 0}, output, dtype, shape, "value")
 
 
 def _concat(builder: _Builder, node: Node) -> None:
@@ -302,41 +342,56 @@ def _convolution(builder: _Builder, node: Node) -> None:
     _to_nhwc(builder, node, convolved)
 
 
-def _pads_into_max_pools(graph: Graph) -> dict[str, tuple[str, list[int]]]:
+def _pads_into_max_pools(graph: Graph) -> dict[str, tuple[str, list[int], bool]]:
     """tosa.pad by -inf of the spatial axes whose only users are max pools (torch-mlir's ceil-mode
-    pooling), by result: (its input, its padding). NNEF has no infinite literal: these pads are written
-    as the pools' own padding (border 'ignore')."""
+    pooling), directly (NHWC) or through the transpose to NHWC (NCHW): by the pools' input, (the pad's
+    input, its [top, bottom, left, right] padding, whether that input is NCHW). NNEF has no infinite
+    literal: these pads are written as the pools' own padding (border 'ignore'), and neither the pad nor
+    the transpose is written."""
     users: dict[str, set[str]] = {}
     for node in graph.nodes:
         for name in node.inputs:
             users.setdefault(name, set()).add(node.kind)
-    found = {}
+    pads: dict[str, tuple[str, list[int]]] = {}
     for node in graph.nodes:
         if node.kind != "tosa.pad" or node.inputs[1] not in graph.shapes or node.outputs[0] in graph.outputs:
             continue
         fill, padding = graph.constants.get(node.inputs[2]), graph.shapes[node.inputs[1]]
-        if (fill is not None and fill.size == 1 and np.isneginf(fill.reshape(-1)[0]) and len(padding) == 8
-                and not any(padding[:2] + padding[6:]) and users.get(node.outputs[0]) == {"tosa.max_pool2d"}):
-            found[node.outputs[0]] = (node.inputs[0], padding)
+        if fill is not None and fill.size == 1 and np.isneginf(fill.reshape(-1)[0]) and len(padding) == 8:
+            pads[node.outputs[0]] = (node.inputs[0], padding)
+    found = {}
+    for node in graph.nodes:
+        if node.kind == "tosa.pad" and node.outputs[0] in pads:
+            source, padding = pads[node.outputs[0]]
+            if not any(padding[:2] + padding[6:]) and users.get(node.outputs[0]) == {"tosa.max_pool2d"}:
+                found[node.outputs[0]] = (source, padding[2:6], False)
+        elif (node.kind == "tosa.transpose" and node.inputs[0] in pads and node.attributes["perms"] == TO_NHWC[4]
+              and users.get(node.inputs[0]) == {"tosa.transpose"} and node.outputs[0] not in graph.outputs
+              and users.get(node.outputs[0]) == {"tosa.max_pool2d"}):
+            source, padding = pads[node.inputs[0]]
+            if not any(padding[:4]):
+                found[node.outputs[0]] = (source, padding[4:8], True)
     return found
 
 
 def _pad_into_pool(builder: _Builder, node: Node) -> None:
-    if node.outputs[0] not in builder.pooled_pads:  # written by the max pools that take it
-        _pad(builder, node)
+    if node.outputs[0] not in builder.pooled_pads and node.outputs[0] not in builder.pooled_nchw_pads:
+        _pad(builder, node)  # else written by the max pools that take it
 
 
 def _pool(builder: _Builder, node: Node) -> None:
     if node.kind == "tosa.avg_pool2d":
         builder.require_zero(node.inputs[1:3], "zero points")
     source, pad = node.inputs[0], list(node.attributes["pad"])
+    nchw = None
     if source in builder.pooled_pads:
-        source, padding = builder.pooled_pads[source]
-        pad = [size + extra for size, extra in zip(pad, padding[2:6])]
+        source, padding, is_nchw = builder.pooled_pads[source]
+        pad = [size + extra for size, extra in zip(pad, padding)]
+        nchw = builder.value(source) if is_nchw else None
     kernel, stride = node.attributes["kernel"], node.attributes["stride"]
     pooled = builder.op(
         "avg_pool" if node.kind == "tosa.avg_pool2d" else "max_pool",
-        {"input": _to_nchw(builder, source)},
+        {"input": nchw if nchw is not None else _to_nchw(builder, source)},
         {"size": [1, 1, *kernel], "border": "ignore", "padding": [(0, 0), (0, 0), (pad[0], pad[1]), (pad[2], pad[3])],
          "stride": [1, 1, *stride], "dilation": []},
         None, "scalar", _nchw_shape(node))
@@ -349,7 +404,7 @@ _WRITERS: dict[str, Callable[[_Builder, Node], None]] = {
     "tosa.mul": _mul, "tosa.negate": _negate, "tosa.erf": _erf, "tosa.reciprocal": _reciprocal,
     "tosa.rsqrt": _reciprocal, "tosa.clamp": _clamp, "tosa.cast": _cast,
     "tosa.reshape": _reshape, "tosa.transpose": _transpose, "tosa.concat": _concat, "tosa.slice": _slice,
-    "tosa.pad": _pad_into_pool, "tosa.tile": _tile, "tosa.matmul": _matmul, "tosa.conv2d": _convolution,
+    "tosa.pad": _pad_into_pool, "tosa.tile": _tile, "tosa.gather": _gather, "tosa.matmul": _matmul, "tosa.conv2d": _convolution,
     "tosa.depthwise_conv2d": _convolution, "tosa.avg_pool2d": _pool, "tosa.max_pool2d": _pool,
 }
 

@@ -28,7 +28,7 @@ from nnforge.importers.levels import check_level
 SUFFIX = ".nnef"
 # Compound ops the nnef package lowers to the primitives written below.
 _LOWERED = [
-    "softmax", "linear", "batch_normalization", "leaky_relu", "elu", "prelu", "sqr", "sqrt", "softplus",
+    "softmax", "linear", "leaky_relu", "elu", "prelu", "sqr", "sqrt", "softplus",
     "mean_reduce", "separable_conv", "l2_normalization", "local_response_normalization", "moments",
     "add_n", "clamp", "relu", "sigmoid", "tanh", "lt", "le", "ne",
 ]
@@ -101,7 +101,7 @@ class _Writer:
         element = {np.dtype(np.float32): "f32", np.dtype(np.int32): "i32", np.dtype(np.bool_): "i1",
                    np.dtype(np.int8): "i8"}[array.dtype]
         kind = self.type(array.shape, element)
-        if array.size and np.all(array == array.reshape(-1)[0]):
+        if array.size and np.all(array == array.reshape(-1)[0]) and (element != "f32" or np.isfinite(array).all()):
             value = array.reshape(-1)[0]
             literal = ("true" if value else "false") if element == "i1" else repr(float(value)) \
                 if element == "f32" else str(int(value))
@@ -155,6 +155,8 @@ class _Writer:
 _UNARY = {"exp": "exp", "log": "log", "abs": "abs", "floor": "floor", "ceil": "ceil", "rsqrt": "rsqrt",
           "rcp": "reciprocal", "copy": "identity", "sin": "sin", "cos": "cos", "not": "logical_not",
           "sigmoid": "sigmoid", "tanh": "tanh"}
+_REDUCTIONS = {"sum_reduce": "reduce_sum", "max_reduce": "reduce_max", "min_reduce": "reduce_min",
+               "all_reduce": "reduce_all", "any_reduce": "reduce_any"}
 _BINARY = {"add": "add", "sub": "sub", "max": "maximum", "min": "minimum", "pow": "pow", "and": "logical_and",
            "or": "logical_or", "gt": "greater", "ge": "greater_equal", "eq": "equal"}
 
@@ -226,7 +228,7 @@ def _transpose(w: _Writer, op) -> str:
 def _reduce(w: _Writer, op) -> str:
     (x,) = _args(op)
     name, shape, dtype = w.values[x], w.shape(x), w.dtype(x)
-    kind = {"sum_reduce": "reduce_sum", "max_reduce": "reduce_max", "min_reduce": "reduce_min"}[op.name]
+    kind = _REDUCTIONS[op.name]
     count = 1
     for axis in op.attribs["axes"]:
         reduced = list(shape)
@@ -278,6 +280,26 @@ def _padding(op, spatial_in: list[int], spatial_out: list[int], kernel: list[int
     return pads
 
 
+def _fit(w: _Writer, nhwc: str, shape: list[int], pad: list[int], kernel: list[int], stride: list[int],
+         dilation: list[int]) -> tuple[str, list[int], list[int]]:
+    """TOSA's convolutions and pools take no padding or rows that no window reaches (NNEF's, like ONNX's,
+    round the output size down): the end padding cut by that remainder, then the input's last rows.
+    Returns the NHWC input, its shape and the padding."""
+    pad, cut = list(pad), [0, 0]
+    for axis in range(2):
+        span = shape[1 + axis] - 1 + pad[2 * axis] + pad[2 * axis + 1] - (kernel[axis] - 1) * dilation[axis]
+        extra = span % stride[axis] if span > 0 else 0
+        trimmed = min(extra, pad[2 * axis + 1])
+        pad[2 * axis + 1] -= trimmed
+        cut[axis] = extra - trimmed
+    if not any(cut):
+        return nhwc, shape, pad
+    kept = [shape[0], shape[1] - cut[0], shape[2] - cut[1], shape[3]]
+    sliced = w.emit(f"tosa.slice {nhwc}, {w.shape_value([0, 0, 0, 0])}, {w.shape_value(kept)} : "
+                    f"({w.type(shape, 'f32')}, !tosa.shape<4>, !tosa.shape<4>) -> {w.type(kept, 'f32')}")
+    return sliced, kept, pad
+
+
 def _conv(w: _Writer, op) -> str:
     x, filter_, bias = _args(op)
     out = _out(op)
@@ -300,26 +322,43 @@ def _conv(w: _Writer, op) -> str:
         bias_data = w.variable_data(bias)
     else:
         bias_data = np.full(1, bias, np.float32)
-    bias_value = w.const(np.ascontiguousarray(np.broadcast_to(bias_data.reshape(-1), (out_channels,))).astype(np.float32))
+    biases = np.ascontiguousarray(np.broadcast_to(bias_data.reshape(-1), (out_channels,))).astype(np.float32)
     nhwc, nhwc_shape = w.transpose(w.values[x], shape, _TO_NHWC)
+    nhwc, nhwc_shape, pad = _fit(w, nhwc, nhwc_shape, pad, [kh, kw], stride, dilation)
     result = [out_shape[axis] for axis in _TO_NHWC]
     zero = w.zero()
     attributes = (f"{{acc_type = f32, dilation = array<i64: {dilation[0]}, {dilation[1]}>, "
                   f"pad = array<i64: {', '.join(map(str, pad))}>, stride = array<i64: {stride[0]}, {stride[1]}>}}")
+
+    def convolution(kind: str, source: str, source_shape: list[int], filt: np.ndarray, bias: np.ndarray) -> str:
+        produced = [*result[:3], bias.size]
+        return w.emit(
+            f"tosa.{kind} {source}, {w.const(filt)}, {w.const(bias)}, {zero}, {zero} {attributes} : "
+            f"({w.type(source_shape, 'f32')}, {w.type(filt.shape, 'f32')}, tensor<{bias.size}xf32>, "
+            f"tensor<1xf32>, tensor<1xf32>) -> {w.type(produced, 'f32')}")
+
     if groups == 1:
-        filt = np.ascontiguousarray(weights.transpose(_TO_NHWC)).astype(np.float32)
-        kind = "conv2d"
+        convolved = convolution("conv2d", nhwc, nhwc_shape,
+                                np.ascontiguousarray(weights.transpose(_TO_NHWC)).astype(np.float32), biases)
     elif groups == shape[1] and per_group == 1:
         multiplier = out_channels // groups
         filt = np.ascontiguousarray(weights.reshape(groups, multiplier, kh, kw).transpose(2, 3, 0, 1)).astype(np.float32)
-        kind = "depthwise_conv2d"
-    else:
-        raise _Refused(f"{groups} groups of {per_group} channels")
-    filter_value = w.const(filt)
-    convolved = w.emit(
-        f"tosa.{kind} {nhwc}, {filter_value}, {bias_value}, {zero}, {zero} {attributes} : "
-        f"({w.type(nhwc_shape, 'f32')}, {w.type(filt.shape, 'f32')}, tensor<{out_channels}xf32>, tensor<1xf32>, "
-        f"tensor<1xf32>) -> {w.type(result, 'f32')}")
+        convolved = convolution("depthwise_conv2d", nhwc, nhwc_shape, filt, biases)
+    else:  # each group's channels convolved on their own, the results concatenated
+        per_output = out_channels // groups
+        group_shape = [*nhwc_shape[:3], per_group]
+        parts = []
+        for group in range(groups):
+            part = w.emit(f"tosa.slice {nhwc}, {w.shape_value([0, 0, 0, group * per_group])}, "
+                          f"{w.shape_value(group_shape)} : ({w.type(nhwc_shape, 'f32')}, !tosa.shape<4>, "
+                          f"!tosa.shape<4>) -> {w.type(group_shape, 'f32')}")
+            outputs = slice(group * per_output, (group + 1) * per_output)
+            parts.append(convolution("conv2d", part, group_shape,
+                                     np.ascontiguousarray(weights[outputs].transpose(_TO_NHWC)).astype(np.float32),
+                                     np.ascontiguousarray(biases[outputs])))
+        part_type = w.type([*result[:3], per_output], "f32")
+        convolved = w.emit(f"tosa.concat {', '.join(parts)} {{axis = 3 : i32}} : "
+                           f"({', '.join([part_type] * groups)}) -> {w.type(result, 'f32')}")
     nchw = w.transpose(convolved, result, _TO_NCHW)[0]
     if not run_time_bias:
         return nchw
@@ -345,6 +384,7 @@ def _pool(w: _Writer, op) -> str:
     if op.name == "avg_pool" and border != "ignore" and any(pad):
         raise _Refused(f"average pooling with border {border!r} over padding (TOSA excludes padding)")
     nhwc, nhwc_shape = w.transpose(w.values[x], shape, _TO_NHWC)
+    nhwc, nhwc_shape, pad = _fit(w, nhwc, nhwc_shape, pad, size[2:], stride[2:], [1, 1])
     result = [out_shape[axis] for axis in _TO_NHWC]
     attributes = (f"kernel = array<i64: {size[2]}, {size[3]}>, pad = array<i64: {', '.join(map(str, pad))}>, "
                   f"stride = array<i64: {stride[2]}, {stride[3]}>")
@@ -356,6 +396,185 @@ def _pool(w: _Writer, op) -> str:
         pooled = w.emit(f"tosa.avg_pool2d {nhwc}, {zero}, {zero} {{acc_type = f32, {attributes}}} : "
                         f"({w.type(nhwc_shape, 'f32')}, tensor<1xf32>, tensor<1xf32>) -> {w.type(result, 'f32')}")
     return w.transpose(pooled, result, _TO_NCHW)[0]
+
+
+def _batch_normalization(w: _Writer, op) -> str:
+    """offset + scale * (input - mean) / sqrt(variance + epsilon) over axis 1. Constant parameters are folded
+    into one product and sum, whatever shape holds their channel values (nnef-tools writes [1, 1, 1, 1, C]
+    from ONNX, which NNEF's broadcasting would not align with the channels); others broadcast as NNEF's."""
+    x, *parameters = _args(op)
+    out = _out(op)
+    shape = w.shape(x)
+    rank, channels = len(shape), (shape[1] if len(shape) > 1 else 1)
+    f = w.ttype(x)
+    folded = []
+    for value in parameters:
+        data = np.full(1, value, np.float32) if not isinstance(value, str) else w.variable_data(value)
+        if data is not None and np.asarray(data).size in (1, channels):
+            folded.append(np.broadcast_to(np.asarray(data, np.float64).reshape(-1), (channels,)))
+    if len(folded) == 4:
+        mean, variance, offset, scale = folded
+        factor = scale / np.sqrt(variance + op.attribs["epsilon"])
+        along = [channels if axis == 1 else 1 for axis in range(rank)]
+        product, sum_ = (w.const(np.ascontiguousarray(a.reshape(along)).astype(np.float32))
+                         for a in (factor, offset - mean * factor))
+        scaled = w.emit(f"tosa.mul {w.values[x]}, {product}, {w.zero('i8')} : ({f}, {w.type(along, 'f32')}, "
+                        f"tensor<1xi8>) -> {f}")
+        return w.emit(f"tosa.add {scaled}, {sum_} : ({f}, {w.type(along, 'f32')}) -> {w.ttype(out)}")
+    (mean, sm, _), (variance, sv, _), (offset, so, _), (scale, ss, _) = (w.operand(v, rank) for v in parameters)
+
+    def kind(s: list[int]) -> str:
+        return w.type(s, "f32")
+
+    centered = w.emit(f"tosa.sub {w.values[x]}, {mean} : ({f}, {kind(sm)}) -> {f}")
+    epsilon = w.const(np.full([1] * rank, op.attribs["epsilon"], np.float32))
+    shifted = w.emit(f"tosa.add {variance}, {epsilon} : ({kind(sv)}, {kind([1] * rank)}) -> {kind(sv)}")
+    inverse = w.emit(f"tosa.rsqrt {shifted} : ({kind(sv)}) -> {kind(sv)}")
+    normalized = w.emit(f"tosa.mul {centered}, {inverse}, {w.zero('i8')} : ({f}, {kind(sv)}, tensor<1xi8>) -> {f}")
+    scaled = w.emit(f"tosa.mul {normalized}, {scale}, {w.zero('i8')} : ({f}, {kind(ss)}, tensor<1xi8>) -> {f}")
+    return w.emit(f"tosa.add {scaled}, {offset} : ({f}, {kind(so)}) -> {w.ttype(out)}")
+
+
+def _box(w: _Writer, op) -> str:
+    """A window sum over any axes (nnef's lowering of local_response_normalization): the input padded
+    with zeros, then for each windowed axis the sum of its shifted slices (a box is separable)."""
+    (x,) = _args(op)
+    out = _out(op)
+    shape, out_shape = w.shape(x), w.shape(_out(op))
+    rank = len(shape)
+    size = list(op.attribs["size"])
+    stride = list(op.attribs["stride"]) or [1] * rank
+    dilation = list(op.attribs["dilation"]) or [1] * rank
+    border = op.attribs["border"]
+    if any(s != 1 for s in stride):
+        raise _Refused("a strided box")
+    if border not in ("constant", "ignore"):
+        raise _Refused(f"border {border!r}")
+    pad = _padding(op, shape, out_shape, size, stride, dilation)
+    name = w.values[x]
+    current = [extent + pad[2 * axis] + pad[2 * axis + 1] for axis, extent in enumerate(shape)]
+    if any(pad):
+        fill = w.zero()
+        name = w.emit(f"tosa.pad {name}, {w.shape_value(pad)}, {fill} : ({w.ttype(x)}, !tosa.shape<{2 * rank}>, "
+                      f"tensor<1xf32>) -> {w.type(current, 'f32')}")
+    counts = []  # per axis: how many input elements each output position sums (border 'ignore')
+    for axis in range(rank):
+        inside = np.pad(np.ones(shape[axis], np.float32), (pad[2 * axis], pad[2 * axis + 1]))
+        counts.append(sum(inside[j * dilation[axis]:j * dilation[axis] + out_shape[axis]]
+                          for j in range(size[axis])))
+        if size[axis] == 1:
+            continue
+        sliced = list(current)
+        sliced[axis] = out_shape[axis]
+        total = None
+        for j in range(size[axis]):
+            starts = [0] * rank
+            starts[axis] = j * dilation[axis]
+            part = w.emit(f"tosa.slice {name}, {w.shape_value(starts)}, {w.shape_value(sliced)} : "
+                          f"({w.type(current, 'f32')}, !tosa.shape<{rank}>, !tosa.shape<{rank}>) -> "
+                          f"{w.type(sliced, 'f32')}")
+            total = part if total is None else w.emit(
+                f"tosa.add {total}, {part} : ({w.type(sliced, 'f32')}, {w.type(sliced, 'f32')}) -> "
+                f"{w.type(sliced, 'f32')}")
+        name, current = total, sliced
+    if not op.attribs["normalize"]:
+        return name
+    if border == "constant":  # padding counts as zeros in the window
+        divisor = np.full([1] * rank, float(np.prod(size)), np.float32)
+    else:  # the count of input elements in each window: a product over the axes
+        divisor = np.ones([1] * rank, np.float32)
+        for axis, count in enumerate(counts):
+            if np.any(count != count[0]):
+                divisor = divisor * count.reshape([-1 if a == axis else 1 for a in range(rank)])
+            else:
+                divisor = divisor * count[0]
+    scale = w.const(np.ascontiguousarray(1.0 / divisor).astype(np.float32))
+    return w.emit(f"tosa.mul {name}, {scale}, {w.zero('i8')} : ({w.ttype(out)}, {w.type(divisor.shape, 'f32')}, "
+                  f"tensor<1xi8>) -> {w.ttype(out)}")
+
+
+def _round(w: _Writer, op) -> str:
+    """Round to nearest, ties to even (as onnx's Round, nnef-tools' reading): floor(x), one more where
+    x - floor(x) is above one half, or exactly one half and floor(x) odd (x - floor(x) is exact)."""
+    (x,) = _args(op)
+    out = _out(op)
+    name, shape, _ = w.operand(x, len(w.shape(out)))
+    f, b, i8 = w.type(shape, "f32"), w.type(shape, "i1"), "tensor<1xi8>"
+    one = [1] * len(shape)
+    c = {value: w.const(np.full(one, value, np.float32)) for value in (0.5, 1.0, 2.0)}
+    ct = w.type(one, "f32")
+    shift = w.zero("i8")
+    floor = w.emit(f"tosa.floor {name} : ({f}) -> {f}")
+    fraction = w.emit(f"tosa.sub {name}, {floor} : ({f}, {f}) -> {f}")
+    above = w.emit(f"tosa.greater {fraction}, {c[0.5]} : ({f}, {ct}) -> {b}")
+    halfway = w.emit(f"tosa.equal {fraction}, {c[0.5]} : ({f}, {ct}) -> {b}")
+    halved = w.emit(f"tosa.mul {floor}, {c[0.5]}, {shift} : ({f}, {ct}, {i8}) -> {f}")
+    twice = w.emit(f"tosa.mul {w.emit(f'tosa.floor {halved} : ({f}) -> {f}')}, {c[2.0]}, {shift} : "
+                   f"({f}, {ct}, {i8}) -> {f}")
+    even = w.emit(f"tosa.equal {floor}, {twice} : ({f}, {f}) -> {b}")
+    odd_halfway = w.emit(f"tosa.logical_and {halfway}, {w.emit(f'tosa.logical_not {even} : ({b}) -> {b}')} : "
+                         f"({b}, {b}) -> {b}")
+    up = w.emit(f"tosa.logical_or {above}, {odd_halfway} : ({b}, {b}) -> {b}")
+    return w.emit(f"tosa.select {up}, {w.emit(f'tosa.add {floor}, {c[1.0]} : ({f}, {ct}) -> {f}')}, {floor} : "
+                  f"({b}, {f}, {f}) -> {w.ttype(out)}")
+
+
+def _cast(w: _Writer, op) -> str:
+    """NNEF's cast as onnx's Cast (nnef-tools' reading): floats to integers truncate toward zero, to
+    logicals compare with zero."""
+    (x,) = _args(op)
+    out = _out(op)
+    name, source, target = w.values[x], w.dtype(x), w.dtype(out)
+    shape = w.shape(x)
+    if source == target:
+        return w.emit(f"tosa.identity {name} : ({w.ttype(x)}) -> {w.ttype(out)}")
+    if source == "scalar" and target == "integer":
+        f = w.ttype(x)
+        floor = w.emit(f"tosa.floor {name} : ({f}) -> {f}")
+        ceil = w.emit(f"tosa.ceil {name} : ({f}) -> {f}")
+        negative = w.emit(f"tosa.greater {w.const(np.zeros([1] * len(shape), np.float32))}, {name} : "
+                          f"({w.type([1] * len(shape), 'f32')}, {f}) -> {w.type(shape, 'i1')}")
+        name = w.emit(f"tosa.select {negative}, {ceil}, {floor} : ({w.type(shape, 'i1')}, {f}, {f}) -> {f}")
+    return w.emit(f"tosa.cast {name} : ({w.ttype(x)}) -> {w.ttype(out)}")
+
+
+def _gather(w: _Writer, op) -> str:
+    """NNEF's gather (numpy's take along `axis`) as TOSA's [1, K, C] gather: the axis moved to the front."""
+    x, indices = _args(op)
+    out = _out(op)
+    if not isinstance(indices, str):
+        raise _Refused("a literal index")
+    shape, dtype = w.shape(x), w.dtype(x)
+    axis = op.attribs["axis"] % len(shape)
+    rows, rest = shape[axis], shape[:axis] + shape[axis + 1:]
+    order = [axis] + [a for a in range(len(shape)) if a != axis]
+    name, moved = (w.values[x], shape) if axis == 0 else w.transpose(w.values[x], shape, order, dtype)
+    columns = int(np.prod(rest))
+    name = w.reshape(name, moved, [1, rows, columns], dtype)
+    index_shape = w.shape(indices)
+    width = int(np.prod(index_shape))
+    data = w.variable_data(indices)
+    if data is not None:  # negative indices count from the end, as numpy's
+        index = w.const(np.ascontiguousarray(np.where(data < 0, data + rows, data).astype(np.int32).reshape(1, width)))
+    else:
+        index = w.reshape(w.values[indices], index_shape, [1, width], "integer")
+        i = w.type([1, width], "i32")
+        one = w.type([1, 1], "i32")
+        negative = w.emit(f"tosa.greater {w.const(np.zeros((1, 1), np.int32))}, {index} : ({one}, {i}) -> "
+                          f"{w.type([1, width], 'i1')}")
+        wrapped = w.emit(f"tosa.add {index}, {w.const(np.full((1, 1), rows, np.int32))} : ({i}, {one}) -> {i}")
+        index = w.emit(f"tosa.select {negative}, {wrapped}, {index} : ({w.type([1, width], 'i1')}, {i}, {i}) -> {i}")
+    element = _MLIR_TYPES[dtype]
+    gathered = w.emit(f"tosa.gather {name}, {index} : ({w.type([1, rows, columns], element)}, "
+                      f"{w.type([1, width], 'i32')}) -> {w.type([1, width, columns], element)}")
+    front = index_shape + rest
+    name = w.reshape(gathered, [1, width, columns], front, dtype)
+    if axis == 0:
+        return name
+    count = len(index_shape)
+    back = ([count + a for a in range(axis)] + list(range(count))
+            + [count + a for a in range(axis, len(rest))])
+    return w.transpose(name, front, back, dtype)[0]
 
 
 def _concat(w: _Writer, op) -> str:
@@ -418,7 +637,9 @@ def _relu(w: _Writer, op) -> str:
 _LOWERINGS: dict[str, Callable[[_Writer, object], str]] = {
     **{name: _unary for name in _UNARY}, **{name: _binary for name in _BINARY}, "mul": _binary, "div": _binary,
     "neg": _neg, "select": _select, "reshape": _reshape, "squeeze": _reshape, "unsqueeze": _reshape,
-    "transpose": _transpose, "sum_reduce": _reduce, "max_reduce": _reduce, "min_reduce": _reduce,
+    "transpose": _transpose, **{name: _reduce for name in _REDUCTIONS}, "box": _box, "round": _round,
+    "batch_normalization": _batch_normalization,
+    "cast": _cast, "gather": _gather,
     "matmul": _matmul, "conv": _conv, "max_pool": _pool, "avg_pool": _pool, "concat": _concat, "slice": _slice,
     "pad": _pad, "tile": _tile, "clamp": _clamp, "relu": _relu,
 }

@@ -98,6 +98,14 @@ def _split_to_sequence(node: Any, values: Any) -> str | None:
     return None
 
 
+def _unsigned_4bit(node: Any, values: Any) -> str | None:
+    from onnx import TensorProto
+
+    if values.element_types.get(node.input[0]) == TensorProto.UINT4:
+        return "torch-mlir hands uint4 over as signless i4, which TOSA's cast reads as signed (8..15 become negative)"
+    return None
+
+
 def _left_over(what: str) -> Callable[[Any, Any], str | None]:
     """The forms `onnx_rewrites` rewrites exactly where shapes and constants allow."""
 
@@ -130,6 +138,8 @@ REFUSED: dict[str, Callable[[Any, Any], str | None]] = {
     "RNN": _sequence_lengths,
     "Resize": _resize,
     "SplitToSequence": _split_to_sequence,
+    "Cast": _unsigned_4bit,
+    "CastLike": _unsigned_4bit,
     **{op: _left_over(_NEEDS_STATIC) for op in ("Gelu", "SpaceToDepth", "Pad", "DequantizeLinear", "QLinearMatMul")},
 }
 

@@ -11,7 +11,8 @@
  * in a list per size and handed out again for a request that fits it.
  *
  * Buffers come from malloc and keep its bookkeeping: a model's results,
- * allocated here and owned by the caller, are released with libc's free. At
+ * allocated here and owned by the caller, are released with libc's free
+ * (checked calls) or given back here (static calls: static_call.c). At
  * most CACHE_LIMIT bytes are kept; beyond that buffers go back to libc. */
 #include <malloc.h>
 #include <pthread.h>

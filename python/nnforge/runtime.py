@@ -234,6 +234,7 @@ class Executable:
         self._openmp = openmp.Binding(runtime) if parallel else None
         self._keep_alive = keep_alive  # the JIT engine or library owning the code
         self._entry = packed_entry
+        self._runtime = runtime
         self._guarded_call = runtime.nnforge_guarded_call
         self._guarded_call.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
         self._guarded_call.restype = ctypes.c_char_p
@@ -325,19 +326,58 @@ class Executable:
         return arrays, as_torch
 
 
+# DLPack element types (code, bits) of MLIR element types: kDLInt 0,
+# kDLUInt 1, kDLFloat 2, kDLBfloat 4, kDLBool 6 (a byte per element).
+_DLPACK_TYPES = {
+    "f64": (2, 64), "f32": (2, 32), "f16": (2, 16), "bf16": (4, 16),
+    "i64": (0, 64), "i32": (0, 32), "i16": (0, 16), "i8": (0, 8),
+    "ui64": (1, 64), "ui32": (1, 32), "ui16": (1, 16), "ui8": (1, 8), "i1": (6, 8),
+}
+
+
+class _ResultLayout(ctypes.Structure):
+    _fields_ = [("start", ctypes.c_int64), ("rank", ctypes.c_int64), ("code", ctypes.c_int64),
+                ("bits", ctypes.c_int64)]
+
+
+class _StaticCallPlan(ctypes.Structure):
+    """cpp/runtime/static_call.c's StaticCallPlan."""
+
+    _fields_ = [
+        ("entry", ctypes.c_void_p),
+        ("word_count", ctypes.c_int64),
+        ("words", ctypes.c_void_p),
+        ("argument_count", ctypes.c_int64),
+        ("argument_starts", ctypes.c_void_p),
+        ("input_count", ctypes.c_int64),
+        ("input_starts", ctypes.c_void_p),
+        ("result_count", ctypes.c_int64),
+        ("results", ctypes.c_void_p),
+        ("foreign_count", ctypes.c_int64),
+        ("foreign", ctypes.c_void_p),
+    ]
+
+
+_capsule = ctypes.pythonapi.PyCapsule_New
+_capsule.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
+_capsule.restype = ctypes.py_object
+
+
 class StaticCall:
     """Calls of an `Executable` whose inputs and outputs all have static
     shapes, on data the caller vouches for: C-contiguous, of the signature's
     shapes and element types (checked once, on `examples`).
 
-    The memref descriptors are laid out once; a call writes the inputs'
-    addresses into a copy of them and returns numpy arrays over the buffers
-    the code allocated (no copy; a result aliasing an input or a constant is
-    copied). For callers that check shapes themselves, per call, cheaply: the
-    `torch.compile` backend, whose graphs are specialised per input shapes.
+    The memref descriptors are laid out once; a call (`nnforge_static_call`
+    of nnforge's runtime, cpp/runtime/static_call.c) writes the inputs'
+    addresses into a copy of them, runs the code and returns its results as
+    DLPack capsules (`torch.from_dlpack` takes them, once each): over the
+    buffers the code allocated, without a copy, given back to the runtime's
+    buffer cache when the last tensor over one is deleted (a result aliasing
+    an input or a constant is copied). For callers that check shapes
+    themselves, per call, cheaply: the `torch.compile` backend, whose graphs
+    are specialised per input shapes.
     """
-
-    WORD = 8  # bytes of a descriptor field (pointers and int64 alike)
 
     def __init__(self, executable: Executable, examples: Sequence[Any]):
         signature = executable.signature
@@ -345,7 +385,15 @@ class StaticCall:
         if dynamic:
             raise InputError(f"a static call needs static shapes: {', '.join(dynamic)} are dynamic")
         arrays, _ = executable._check_inputs(examples)
-        self._executable = executable
+        try:
+            self._static_call = executable._runtime.nnforge_static_call
+        except AttributeError:
+            raise ModelLoadError("this model's runtime has no static calls (saved by an older nnforge?): "
+                                 "compile and save it again") from None
+        self._static_call.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+        self._static_call.restype = ctypes.c_char_p
+        self._openmp = executable._openmp
+        self._keep_alive = executable  # the code the plan points into
         words: list[int] = []
 
         def descriptor(shape: Sequence[int], strides: Sequence[int], address: int = 0) -> int:
@@ -360,44 +408,48 @@ class StaticCall:
                 step *= max(size, 1)
             return strides[::-1]
 
-        # Per result: (first word, rank, dtype, shape).
-        self._results = [
-            (descriptor(spec.shape, contiguous(spec.shape)), len(spec.shape), numpy_dtype(spec.dtype),
-             tuple(spec.shape))
+        results = [
+            _ResultLayout(descriptor(spec.shape, contiguous(spec.shape)), len(spec.shape), *_DLPACK_TYPES[spec.dtype])
             for spec in signature.outputs
         ]
-        self._result_words = len(words)
         starts = [0] if signature.outputs else []
         inputs = [descriptor(array.shape, contiguous(array.shape)) for array in arrays]
         starts += inputs
         for weight in executable._weights:
             starts.append(descriptor(weight.shape, [stride // weight.itemsize for stride in weight.strides],
                                      weight.ctypes.data))
-        self._template = np.array(words, dtype=np.int64)
-        self._allocated = np.array(inputs, dtype=np.intp)
-        self._aligned = self._allocated + 1
-        self._value_offsets = np.array(starts, dtype=np.uint64) * self.WORD
-        self._packed_offsets = np.arange(len(starts), dtype=np.uint64) * self.WORD
-        self._weight_addresses = {weight.ctypes.data for weight in executable._weights}
+        # What the plan points to, kept alive with it.
+        self._arrays = [
+            np.array(words, dtype=np.int64),
+            np.array(starts, dtype=np.int64),
+            np.array(inputs, dtype=np.int64),
+            np.array([weight.ctypes.data for weight in executable._weights], dtype=np.int64),
+            (_ResultLayout * max(len(results), 1))(*results),
+        ]
+        template, argument_starts, input_starts, foreign, layouts = self._arrays
+        self._plan = _StaticCallPlan(
+            executable._entry, len(words), template.ctypes.data, len(starts), argument_starts.ctypes.data,
+            len(inputs), input_starts.ctypes.data, len(results), ctypes.addressof(layouts), len(foreign),
+            foreign.ctypes.data,
+        )
+        self._plan_address = ctypes.addressof(self._plan)
+        self._addresses_type = ctypes.c_int64 * max(len(inputs), 1)
+        self._results_type = ctypes.c_void_p * max(len(results), 1)
+        self._result_count = len(results)
 
-    def __call__(self, addresses: Sequence[int]) -> list[np.ndarray]:
+    def __call__(self, addresses: Sequence[int]) -> list[Any]:
         """Runs the code on the inputs at `addresses` (in the signature's
-        order); the results."""
-        block = self._template.copy()
-        block[self._allocated] = addresses
-        block[self._aligned] = addresses
-        values = self._value_offsets + np.uint64(block.ctypes.data)
-        packed = self._packed_offsets + np.uint64(values.ctypes.data)
-        self._executable._call_packed(packed.ctypes.data)
-        words = block[: self._result_words].tolist()
-        not_owned = {*addresses, *self._weight_addresses, _GLOBAL_MARKER, 0}
-        owners: dict[int, _MallocedBuffer] = {}
-        arrays = []
-        for start, rank, dtype, shape in self._results:
-            address = words[start + 1] + words[start + 2] * dtype.itemsize
-            strides = tuple(stride * dtype.itemsize for stride in words[start + 3 + rank : start + 3 + 2 * rank])
-            arrays.append(_array_over(_owner(owners, words[start], not_owned), address, shape, strides or None, dtype))
-        return arrays
+        order); its results as DLPack capsules."""
+        if self._openmp is not None:
+            self._openmp.update()
+        results = self._results_type()
+        failed_check = self._static_call(self._plan_address, self._addresses_type(*addresses), results)
+        if failed_check is not None:
+            raise ExecutionError(
+                f"a run-time check of the compiled model failed on these inputs: "
+                f"{failed_check.decode(errors='replace')}"
+            )
+        return [_capsule(results[i], b"dltensor", None) for i in range(self._result_count)]
 
 
 def packed_entry_source(signature: Signature, weight_count: int = 0) -> str:

@@ -80,9 +80,10 @@ class SharedAliasedWeighted(torch.nn.Module):
 
 def test_static_calls_match_calls_and_keep_result_buffers() -> None:
     """runtime.StaticCall (descriptors laid out once, data addresses per
-    call) returns what a checked call returns; a result buffer the code
-    allocated is the array's memory (shared where the model returns one
-    tensor twice), an input returned is a copy; freeing them is safe."""
+    call) returns what a checked call returns, as DLPack capsules; a result
+    buffer the code allocated is the tensor's memory (shared where the model
+    returns one tensor twice), an input returned is a copy; freeing them is
+    safe, in any order."""
     child = run_child("""
         import gc, sys, numpy as np, torch, nnforge
         from nnforge.errors import InputError
@@ -96,16 +97,17 @@ def test_static_calls_match_calls_and_keep_result_buffers() -> None:
         call = StaticCall(compiled, [x, y])
         for _ in range(3):
             x, y = torch.randn(4, 64), torch.randn(3)
-            results = call([x.data_ptr(), y.data_ptr()])
+            results = [torch.from_dlpack(capsule) for capsule in call([x.data_ptr(), y.data_ptr()])]
             expected = compiled(x, y)
             assert len(results) == len(expected) == 4
             for result, reference in zip(results, expected):
-                np.testing.assert_array_equal(result, reference.numpy())
-            assert not results[0].flags.owndata and np.shares_memory(results[0], results[1])
-            assert not np.shares_memory(results[2], y.numpy())
+                assert result.dtype == reference.dtype and result.shape == reference.shape
+                torch.testing.assert_close(result, reference, rtol=0, atol=0)
+            assert results[0].data_ptr() == results[1].data_ptr()
+            assert results[2].data_ptr() != y.data_ptr()
             del results[0]
             gc.collect()
-            np.testing.assert_array_equal(results[0], expected[1].numpy())  # still valid
+            torch.testing.assert_close(results[0], expected[1], rtol=0, atol=0)  # still valid
             del results, expected
             gc.collect()
         try:

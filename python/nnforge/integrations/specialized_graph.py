@@ -19,7 +19,7 @@ import torch
 
 from nnforge.errors import NNForgeError
 from nnforge.integrations import backend_stats
-from nnforge.runtime import Executable, StaticCall, to_torch
+from nnforge.runtime import Executable, StaticCall
 
 # Distinct input shape sets compiled per graph before it runs eagerly.
 MAX_SPECIALIZATIONS = 8
@@ -45,7 +45,8 @@ class TensorCall:
     """A compiled model called on tensors of the shapes and types it was
     compiled for (the graph's specialisation key vouches for them): their
     memory is passed as it is (copied only where not contiguous), the results
-    are tensors over the buffers the code allocated (`runtime.StaticCall`)."""
+    are tensors over the buffers the code allocated (`runtime.StaticCall`'s
+    DLPack capsules)."""
 
     def __init__(self, model: Executable, examples: Sequence[torch.Tensor]):
         self.model = model
@@ -53,7 +54,7 @@ class TensorCall:
 
     def __call__(self, tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         tensors = [tensor if tensor.is_contiguous() else tensor.contiguous() for tensor in tensors]
-        return [to_torch(array) for array in self.call([tensor.data_ptr() for tensor in tensors])]
+        return [torch.from_dlpack(capsule) for capsule in self.call([tensor.data_ptr() for tensor in tensors])]
 
 
 class GraphFallback(Exception):

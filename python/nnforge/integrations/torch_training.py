@@ -48,13 +48,16 @@ _aten = torch.ops.aten
 
 
 def _key(arguments: Sequence[Any]) -> tuple:
-    """What a compiled graph is specialised for: shapes, dtypes and devices,
-    the values of other arguments."""
-    return tuple(
-        (value.shape, value.dtype, value.device, value.layout) if isinstance(value, torch.Tensor)
+    """What a compiled graph is specialised for: the tensors' shapes and
+    dtypes, the values of other arguments. (Devices and layouts are fixed
+    per graph: dynamo guards them for the forward, autograd gives the
+    backward gradients like the outputs; `unsupported` checks them when a
+    specialisation is built.)"""
+    return tuple([
+        (value.shape, value.dtype) if isinstance(value, torch.Tensor)
         else value if value is None or isinstance(value, (int, float, bool)) else type(value)
         for value in arguments
-    )
+    ])
 
 
 def _unsupported_argument(value: Any) -> str | None:
@@ -168,6 +171,10 @@ class _Specialization:
         if self.dropouts:
             static = self._retrace(static, tensors)
         self.call = TensorCall(nnforge.compile(torch_frontend.import_fx_graph(static, what)), tensors)
+        # The common case, without per-call shuffling: every argument a
+        # tensor, every output computed by the compiled model, in order.
+        self.numbers_in = len(self.tensor_positions) != len(arguments)
+        self.all_compiled = self.slots == [("compiled", i) for i in range(len(self.slots))]
 
     def _trace(self, graph_module: torch.fx.GraphModule, arguments: list[Any]) -> torch.fx.GraphModule:
         """The graph for these argument shapes: tensors in, new tensors out, static."""
@@ -211,9 +218,12 @@ class _Specialization:
             return make_fx(graph_module, tracing_mode="fake")(*tensors)
 
     def __call__(self, arguments: Sequence[Any]) -> list[Any]:
-        tensors = [arguments[i] for i in self.tensor_positions]
-        tensors += [dropout.draw() for dropout in self.dropouts]
+        tensors = [arguments[i] for i in self.tensor_positions] if self.numbers_in else arguments
+        if self.dropouts:
+            tensors = [*tensors, *(dropout.draw() for dropout in self.dropouts)]
         outputs = self.call(tensors)
+        if self.all_compiled:
+            return outputs
         results = []
         for kind, value in self.slots:
             if kind == "compiled":
@@ -254,7 +264,6 @@ class AOTGraph(SpecializedGraph):
         return _Specialization(self.graph_module, arguments, f"the {self.kind} graph")
 
     def __call__(self, arguments: list[Any]) -> Any:
-        arguments = list(arguments)
         specialization = self.specialization(arguments)
         if specialization is not None:
             try:

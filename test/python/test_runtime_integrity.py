@@ -236,6 +236,12 @@ def test_inputs_without_data_are_input_errors() -> None:
         compiled([[1.0, 2.0], [3.0]])
 
 
+def test_module_with_meta_parameters_is_a_model_load_error() -> None:
+    # Was an UnsupportedOpError blaming ops ("FX importer: Cannot copy out of meta tensor").
+    with pytest.raises(ModelLoadError, match="its weight is on the meta device"):
+        nnforge.compile(torch.nn.Linear(3, 4).to("meta"), (torch.randn(2, 3, device="meta"),), threads=1)
+
+
 def test_unknown_level_is_an_argument_error() -> None:
     module = torch.nn.Linear(4, 2)
     for call in (lambda: nnforge.compile(module, (torch.randn(1, 4),), level="bogus"),

@@ -57,6 +57,10 @@ def _traced(module, example_args, trace) -> tuple[Any, str]:
     if not isinstance(module, torch.nn.Module):
         raise ModelLoadError(f"import_torch takes a torch.nn.Module, not {type(module).__name__}")
     what = f"PyTorch module {type(module).__name__}"
+    for name, tensor in [*module.named_parameters(), *module.named_buffers()]:
+        if tensor.is_meta:
+            raise ModelLoadError(f"{what}: its {name} is on the meta device and holds no values to compile "
+                                 "(load its weights first, e.g. with load_state_dict(..., assign=True))")
     if isinstance(example_args, torch.Tensor):
         example_args = (example_args,)
     try:

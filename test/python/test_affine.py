@@ -8,6 +8,7 @@ Tolerance: f32 outputs within atol/rtol 1e-4 of eager, as for the other paths.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,21 @@ def test_models_match_eager(factory: str, threads: int | None) -> None:
     compiled = nnforge.compile(module, inputs, optimize="affine", threads=threads)
     with torch.no_grad():
         assert_close(compiled(*inputs), module(*inputs))
+
+
+def test_gpt2_with_a_tied_head_matches_eager() -> None:
+    """Token and position embeddings, causal attention, layer norms and an
+    output projection tied to the embedding (the benchmark's tiny GPT-2,
+    smaller): buffers that bufferization reuses and views."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from workloads import TinyGPT2
+
+    torch.manual_seed(0)
+    module = TinyGPT2(512, 32, 64, 2, 4).eval()
+    tokens = torch.randint(0, 512, (1, 32))
+    compiled = nnforge.compile(module, (tokens,), optimize="affine", threads=1)
+    with torch.no_grad():
+        assert_close(compiled(tokens), module(tokens), tolerance=1e-3)
 
 
 def test_dynamic_batch_matches_eager() -> None:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlir import ir, passmanager
-from mlir.dialects import linalg, memref
+from mlir.dialects import linalg
 
 from nnforge import _process, pipelines
 from nnforge._native import tool_path
@@ -77,39 +77,10 @@ def lower_to_llvm(
         runner.run(module, name, pipeline)
     if on_buffers is not None:
         on_buffers(module, runner)
-    give_overwrites_fresh_buffers(module)
     with runner.stage("affine"):
         lowered = AffineGenerator(module, sizing, threads, runner.timing).lower()
     runner.dump(lowered, "affine")
     return lowered
-
-
-def give_overwrites_fresh_buffers(module: ir.Module) -> None:
-    """Gives each linalg op that overwrites a buffer an earlier op read, or
-    that it reads itself (in place), a buffer of its own for its result and
-    what follows: intermediates whose memory bufferization reused (a
-    softmax's row maxima, then its row sums; an elementwise op in place).
-
-    Upstream's `affine-loop-fusion` ignored such write-after-read
-    dependences: it fused a softmax's exponentials, which read the maxima,
-    behind the zero fill of the sums (measured on MLIR 22). Only ops that
-    write every element without reading the old value (fills, most
-    generics) get a buffer, and only buffers allocated in the same block.
-    """
-    for function in module.body.operations:
-        if function.operation.name != "func.func" or not function.regions[0].blocks:
-            continue
-        block = function.regions[0].blocks[0]
-        operations = [op.operation for op in block.operations]
-        read: list[ir.Value] = []
-        for position, op in enumerate(operations):
-            if not op.name.startswith("linalg.") or "operandSegmentSizes" not in op.attributes:
-                continue
-            inputs, outputs = _split_operands(op)
-            if (len(outputs) == 1 and (outputs[0] in read or outputs[0] in inputs)
-                    and _overwrites(op, outputs[0])):
-                _rename(outputs[0], op, operations[position + 1:])
-            read += [value for value in inputs if isinstance(value.type, ir.MemRefType)]
 
 
 def _split_operands(op: ir.Operation) -> tuple[list[ir.Value], list[ir.Value]]:
@@ -117,44 +88,6 @@ def _split_operands(op: ir.Operation) -> tuple[list[ir.Value], list[ir.Value]]:
     count = list(ir.DenseI32ArrayAttr(op.attributes["operandSegmentSizes"]))[0]
     operands = list(op.operands)
     return operands[:count], operands[count:]
-
-
-def _overwrites(op: ir.Operation, output: ir.Value) -> bool:
-    """Whether `op` writes all of `output` without reading its old value
-    (its output's block argument unused), `output` being a buffer
-    allocated in the same block as `op`."""
-    owner = output.owner
-    if not isinstance(owner, ir.Operation) and hasattr(owner, "operation"):
-        owner = owner.operation
-    if not isinstance(owner, ir.Operation) or owner.name != "memref.alloc" or owner.parent != op.parent:
-        return False
-    if op.name == "linalg.fill":
-        return True
-    if op.name != "linalg.generic" or "reduction" in str(op.attributes["iterator_types"]):
-        return False
-    arguments = list(op.regions[0].blocks[0].arguments)
-    return not list(arguments[-1].uses)
-
-
-def _rename(buffer: ir.Value, writer: ir.Operation, later: list[ir.Operation]) -> None:
-    """Allocates a new buffer like `buffer` for the output of `writer`,
-    frees `buffer` after `writer` (which reads it last) and makes the ops
-    in `later` use the new buffer."""
-    with ir.InsertionPoint(writer), writer.location:
-        fresh = buffer.owner.clone()
-    writer.operands[len(writer.operands) - 1] = fresh.results[0]
-    # Collected first: changing an operand changes the list of uses.
-    uses = [(use.owner, use.operand_number) for use in buffer.uses]
-    for owner, number in uses:
-        top = owner
-        while top.parent is not None and top.parent != writer.parent:
-            top = top.parent
-        if any(top == op for op in later):  # (operations hash by Python object, not by op)
-            owner.operands[number] = fresh.results[0]
-    after = later[0] if later else None
-    with (ir.InsertionPoint(after) if after is not None else ir.InsertionPoint(writer.parent.regions[0].blocks[0])), \
-            writer.location:
-        memref.DeallocOp(buffer)
 
 
 def has_strided_access(op: ir.Operation) -> bool:
@@ -257,8 +190,8 @@ class AffineGenerator:
     def __init__(self, module: ir.Module, sizing: ScheduleSizes, threads: int, timing: bool = False):
         self.module = module
         # Without fusion (what compiles) and with it (for experiments):
-        # `affine-loop-fusion` of MLIR 22 gave wrong results on the test
-        # transformer layer and CNN, after `give_overwrites_fresh_buffers`.
+        # `affine-loop-fusion` of MLIR 22 gives wrong results on the test
+        # transformer layer and CNN.
         self.pipelines = {fuse: pipelines.affine_buffers_to_llvm(sizing.lanes, sizing.affine_tile, threads, fuse)
                           for fuse in (True, False)}
         self.timing = timing

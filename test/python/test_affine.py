@@ -8,6 +8,7 @@ Tolerance: f32 outputs within atol/rtol 1e-4 of eager, as for the other paths.
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -46,8 +47,12 @@ def test_gpt2_with_a_tied_head_matches_eager() -> None:
     """Token and position embeddings, causal attention, layer norms and an
     output projection tied to the embedding (the benchmark's tiny GPT-2,
     smaller): buffers that bufferization reuses and views."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-    from workloads import TinyGPT2
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "workloads.py"
+    spec = importlib.util.spec_from_file_location("benchmark_workloads", path)
+    workloads = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = workloads  # (its dataclasses look their module up)
+    spec.loader.exec_module(workloads)
+    TinyGPT2 = workloads.TinyGPT2
 
     torch.manual_seed(0)
     module = TinyGPT2(512, 32, 64, 2, 4).eval()

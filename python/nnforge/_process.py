@@ -41,6 +41,11 @@ _DUMP_LINE = re.compile(
 )
 
 
+# nnforge-opt's own report of a crash in the child doing its work
+# (cpp/tools/nnforge-opt/Supervisor.h): the tool then exits 1.
+_TOOL_CRASH = re.compile(r"^nnforge-opt: error: ((?:MLIR (?:aborted|crashed)|the tool's process was killed) .*)$", re.M)
+
+
 class ChildTimeout(CompileError):
     """A child process ran past its time limit (retrying the same work would too)."""
 
@@ -86,6 +91,19 @@ def failure_cause(output: str, max_lines: int = 3) -> str:
                 return match.group(0)
     kept = [line for line in lines if not _DUMP_LINE.match(line)]
     return "\n".join(kept[-max_lines:])
+
+
+def tool_crash(output: str) -> str:
+    """nnforge-opt's report in `output` that MLIR crashed while it worked
+    (after the assertion or LLVM error that says why, when there is one), or ""."""
+    report = _TOOL_CRASH.search(output)
+    if not report:
+        return ""
+    for pattern in _CAUSES[:2]:
+        cause = pattern.search(output)
+        if cause:
+            return f"{report.group(1)}: {cause.group(0)}"
+    return report.group(1)
 
 
 def run(

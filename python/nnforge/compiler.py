@@ -65,15 +65,19 @@ def _check_parse_in_child(path: Path, what: str) -> None:
     """Parses the file at `path` with nnforge-opt in a child process first:
     upstream parsers abort on some malformed text (`dimensions = [nan]` in
     linalg.broadcast), which in-process would end the caller's process.
-    Raises CompileError if the parser crashes; parse errors are left to the
-    in-process parse, which words them."""
+    Raises CompileError if the parser or a verifier crashes (nnforge-opt
+    reports it and exits 1); parse errors are left to the in-process parse,
+    which words them."""
     from nnforge import _process
     from nnforge._native import tool_path
 
     try:
-        _process.run([str(tool_path("nnforge-opt")), str(path), "-o", os.devnull], f"parsing {what}")
+        child = _process.run([str(tool_path("nnforge-opt")), str(path), "-o", os.devnull], f"parsing {what}")
     except CompileError as error:
         raise CompileError(f"{what} does not parse: {error}") from None
+    crash = _process.tool_crash(child.stderr)
+    if crash:
+        raise CompileError(f"{what} does not parse: {crash}")
 
 
 def _parse_module_copy(model: ir.Module) -> ir.Module:

@@ -51,6 +51,19 @@ def test_ci_subset_finds_no_crash_hang_wrong_or_unclean_error(tmp_path: Path) ->
     assert report["total"]["clean"] > 0 and report["total"]["ok"] > 0
 
 
+@pytest.mark.parametrize("index", [21, 333])
+def test_mlir_assertions_in_nnforge_opt_are_clean_errors(tmp_path: Path, index: int) -> None:
+    # Seed 6's two crashes: MLIR asserts parsing `dimensions = [nan]` (ir/6/21)
+    # and verifying a dilation of 2**63 - 1 (ir/6/333); nnforge-opt's child
+    # dies, the tool reports it and exits 1.
+    from test.fuzz.outcomes import CLEAN
+    from test.fuzz.worker import run_case
+
+    verdict = run_case("ir", 6, index, tmp_path)
+    assert verdict.outcome == CLEAN, verdict
+    assert "Assertion" in verdict.detail
+
+
 def test_nan_from_non_finite_weights_is_not_a_wrong_result() -> None:
     # A mutated Conv's weights held NaN: at a padded tap nnforge (and PyTorch)
     # compute 0 x NaN = NaN where onnxruntime skips the tap (fuzz case onnx/5/12).

@@ -900,6 +900,38 @@ def NNFDuplicateSharedInits : Pass<"nnf-duplicate-shared-inits"> {
   }];
 }
 
+def NNFBubbleUpExtractSlices : Pass<"nnf-bubble-up-extract-slices"> {
+  let summary = "Move tensor.extract_slice ops above their producers";
+  let description = [{
+    Applies upstream's patterns that compute a slice of a result from slices
+    of the operands (`linalg::populateBubbleUpExtractSliceOpPatterns`
+    through linalg ops, `tensor::populateBubbleUpExtractSliceOpPatterns`
+    through `tensor.expand_shape` / `collapse_shape`; MLIR has them as
+    patterns, not as a pass). The linalg pattern needs the producer to have
+    no other user: a single-result linalg op whose users are all
+    unit-stride slices, taking together no more elements than it computes,
+    is first copied once per slice (no work is repeated). A packed
+    query/key/value projection (one matmul sliced in thirds) becomes one
+    matmul per third over its own slice of the weight, which a split of
+    the heads can shard. Runs before `sharding-propagation` in the
+    partitioning of models split over ranks.
+
+    Example:
+
+    ```mlir
+    %y = linalg.matmul ins(%x, %w : tensor<4x8xf32>, tensor<8x6xf32>) outs(%init : tensor<4x6xf32>) -> tensor<4x6xf32>
+    %a = tensor.extract_slice %y[0, 0] [4, 3] [1, 1] : tensor<4x6xf32> to tensor<4x3xf32>
+    %b = tensor.extract_slice %y[0, 3] [4, 3] [1, 1] : tensor<4x6xf32> to tensor<4x3xf32>
+    // becomes, for %b (and likewise %a):
+    %wb = tensor.extract_slice %w[0, 3] [8, 3] [1, 1] : tensor<8x6xf32> to tensor<8x3xf32>
+    %ib = tensor.extract_slice %init[0, 3] [4, 3] [1, 1] : tensor<4x6xf32> to tensor<4x3xf32>
+    %b = linalg.matmul ins(%x, %wb : tensor<4x8xf32>, tensor<8x3xf32>) outs(%ib : tensor<4x3xf32>) -> tensor<4x3xf32>
+    ```
+  }];
+  let dependentDialects = ["mlir::affine::AffineDialect", "mlir::arith::ArithDialect",
+                           "mlir::tensor::TensorDialect"];
+}
+
 def NNFEraseUnusedLinalgResults : Pass<"nnf-erase-unused-linalg-results"> {
   let summary = "Drop the unused results of linalg.generic ops";
   let description = [{

@@ -10,6 +10,7 @@
 #include "mlir/Tools/Plugins/PassPlugin.h"
 #include "nnforge/Dialect/MPI/MPIMemoryEffects.h"
 #include "nnforge/Dialect/NNF/NNFDialect.h"
+#include "nnforge/Dialect/Tensor/ExtractSliceSharding.h"
 #include "nnforge/Dialect/Tensor/ReshapeSharding.h"
 #include "nnforge/Passes.h"
 #include "llvm/Config/llvm-config.h"
@@ -23,6 +24,7 @@ mlirGetDialectPluginInfo() {
           [](mlir::DialectRegistry *registry) {
             registry->insert<nnforge::nnf::NNFDialect>();
             nnforge::registerMPIMemoryEffects(*registry);
+            nnforge::registerExtractSliceShardingInterface(*registry);
             nnforge::registerReshapeShardingInterface(*registry);
           }};
 }

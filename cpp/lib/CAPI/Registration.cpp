@@ -6,6 +6,7 @@
 #include "mlir/IR/DialectRegistry.h"
 #include "nnforge/Dialect/MPI/MPIMemoryEffects.h"
 #include "nnforge/Dialect/NNF/NNFDialect.h"
+#include "nnforge/Dialect/Tensor/ExtractSliceSharding.h"
 #include "nnforge/Dialect/Tensor/ReshapeSharding.h"
 #include "nnforge/Passes.h"
 
@@ -13,6 +14,7 @@ void nnforgeRegisterDialects(MlirContext context) {
   mlir::DialectRegistry registry;
   registry.insert<nnforge::nnf::NNFDialect>();
   nnforge::registerMPIMemoryEffects(registry);
+  nnforge::registerExtractSliceShardingInterface(registry);
   nnforge::registerReshapeShardingInterface(registry);
   mlir::MLIRContext *ctx = unwrap(context);
   ctx->appendDialectRegistry(registry);

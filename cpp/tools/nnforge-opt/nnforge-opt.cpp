@@ -20,6 +20,7 @@
 #include "mlir/Tools/mlir-opt/MlirOptMain.h"
 #include "nnforge/Dialect/MPI/MPIMemoryEffects.h"
 #include "nnforge/Dialect/NNF/NNFDialect.h"
+#include "nnforge/Dialect/Tensor/ExtractSliceSharding.h"
 #include "nnforge/Dialect/Tensor/ReshapeSharding.h"
 #include "nnforge/Passes.h"
 #include "llvm/Support/ErrorHandling.h"
@@ -54,6 +55,7 @@ int optMain(int argc, char **argv, nnforge::Progress &progress) {
   mlir::registerAllGPUToLLVMIRTranslations(registry);
   registry.insert<nnforge::nnf::NNFDialect>();
   nnforge::registerMPIMemoryEffects(registry);
+  nnforge::registerExtractSliceShardingInterface(registry);
   nnforge::registerReshapeShardingInterface(registry);
 
   auto [inputFilename, outputFilename] = mlir::registerAndParseCLIOptions(

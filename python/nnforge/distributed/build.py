@@ -44,7 +44,7 @@ class DistributedModel:
     """
 
     def __init__(self, library: Path, folder: tempfile.TemporaryDirectory, signature: Signature,
-                 compile_times: dict[str, float], ranks: int, sharding: dict[str, int],
+                 compile_times: dict[str, float], ranks: int, sharding: dict[str, int | plan.Packed],
                  collectives: list[tuple[str, int]]):
         self.signature = signature
         # (MPI collective, bytes of its buffer) per call, in program order.
@@ -77,8 +77,9 @@ def _as_tuple(example_inputs: Any) -> tuple:
     return tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
 
 
-def _parameters_as_inputs(model: Any, names: list[str], count: int) -> Any:
-    """`model` as a module taking its `count` inputs, then its parameters named `names`."""
+def _parameters_as_inputs(model: Any, names: list[str], count: int, shapes: dict[str, tuple[int, ...]]) -> Any:
+    """`model` as a module taking its `count` inputs, then its parameters named
+    `names` (those in `shapes` in another shape, given back theirs)."""
     import torch
 
     class ParametersAsInputs(torch.nn.Module):
@@ -87,7 +88,8 @@ def _parameters_as_inputs(model: Any, names: list[str], count: int) -> Any:
             self.model = model
 
         def forward(self, *arguments: Any) -> Any:
-            parameters = dict(zip(names, arguments[count:]))
+            parameters = {name: argument.reshape(shapes[name]) if name in shapes else argument
+                          for name, argument in zip(names, arguments[count:])}
             return torch.func.functional_call(self.model, parameters, arguments[:count])
 
     return ParametersAsInputs().eval()
@@ -126,9 +128,18 @@ class ShardedCompile:
         self.axes = self.choices[0]
         named = list(model.named_parameters())
         self.names = [name for name, _ in named]
-        self.wrapper = _parameters_as_inputs(model, self.names, len(self.inputs))
-        self.arguments = (*self.inputs, *(parameter.detach() for _, parameter in named))
-        self._arrays = [_numpy(parameter) for _, parameter in named]
+        # Packed parameters ([3E, K] of a packed q/k/v projection) are taken as
+        # [3, E, K], in every choice alike (the module is imported once).
+        packed = {name: split for axes in self.choices for name, split in axes.items()
+                  if isinstance(split, plan.Packed)}
+        original = {name: tuple(parameter.shape) for name, parameter in named if name in packed}
+        self.wrapper = _parameters_as_inputs(model, self.names, len(self.inputs), original)
+        # (A copy: torch.export refuses an input that is a view of a parameter.)
+        taken = [parameter.detach().reshape(plan.packed_shape(tuple(parameter.shape), packed[name])[0]).clone()
+                 if name in packed else parameter.detach() for name, parameter in named]
+        self.arguments = (*self.inputs, *taken)
+        self._arrays = [_numpy(parameter) for parameter in taken]
+        self._packed = packed
 
     def _partition(self, module: ir.Module, count: int, runner: StageRunner) -> ir.Module:
         """`module` partitioned with the first sharding to try that partitions (`self.axes`)."""
@@ -142,8 +153,15 @@ class ShardedCompile:
                 log.info("auto sharding: %s; splitting the Megatron pairs alone", error)
         return self._partition_as(module, self.choices[-1], count, runner)
 
-    def _partition_as(self, module: ir.Module, axes: dict[str, int], count: int, runner: StageRunner) -> ir.Module:
-        partition.annotate(module, [None] * count + [axes.get(name) for name in self.names], self.ranks)
+    def _split_axis(self, name: str, axes: dict[str, "int | plan.Packed"]) -> int | None:
+        """The axis of parameter `name`, as the program takes it, split over the ranks (None: whole)."""
+        split = axes.get(name)
+        return split.axis + 1 if isinstance(split, plan.Packed) else split
+
+    def _partition_as(self, module: ir.Module, axes: dict[str, "int | plan.Packed"], count: int,
+                      runner: StageRunner) -> ir.Module:
+        partition.annotate(module, [None] * count + [self._split_axis(name, axes) for name in self.names],
+                           self.ranks)
         partitioned = partition.partition(module, runner)
         self.axes = axes
         return partitioned
@@ -167,8 +185,9 @@ class ShardedCompile:
             # The CPU target moved large constants (not parameters) into a weights file.
             raise CompileError("models split over ranks cannot hold constants of 16 KiB or more besides their "
                                "parameters yet (make them parameters, or compile for one rank)")
-        parts = [np.split(array, self.ranks, axis=self.axes[name]) if name in self.axes else [array]
-                  for name, array in zip(self.names, self._arrays)]
+        splits = [self._split_axis(name, self.axes) for name in self.names]
+        parts = [np.split(array, self.ranks, axis=axis) if axis is not None else [array]
+                 for axis, array in zip(splits, self._arrays)]
         manifest, pieces = slices.layout(self.names, [spec.dtype for spec in local.inputs[count:]], parts,
                                           count, self.ranks)
         for spec, weight in zip(local.inputs[count:], manifest.weights):

@@ -28,7 +28,9 @@ from nnforge.stages import StageRunner, verify
 GRID = "nnforge_ranks"
 
 # Unit dimensions folded away (LayerNorm's keepdim reductions index them by
-# the constant 0, which upstream's linalg sharding cannot map) and unused
+# the constant 0, which upstream's linalg sharding cannot map); slices moved
+# above their producers (a packed q/k/v projection sliced in thirds becomes a
+# projection per third, on its third of the weight taken as [3, E, K]); unused
 # results of generics dropped (softmax's max also computes an argmax that
 # nothing uses, and would get no sharding); each user of a shared
 # tensor.empty/fill given its own (users shard them
@@ -42,7 +44,7 @@ GRID = "nnforge_ranks"
 # before it runs; the communicator split off MPI_COMM_WORLD per call
 # becomes the world itself.
 PARTITION = (
-    "func.func(linalg-fold-unit-extent-dims,canonicalize,nnf-erase-unused-linalg-results,"
+    "func.func(linalg-fold-unit-extent-dims,nnf-bubble-up-extract-slices,canonicalize,nnf-erase-unused-linalg-results,"
     "nnf-duplicate-shared-inits,nnf-uncollapse-batch-matmul,sharding-propagation{traversal=forward-backward}),"
     "nnf-verify-sharding,"
     "func.func(shard-partition),canonicalize,"

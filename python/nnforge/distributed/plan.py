@@ -7,16 +7,21 @@ output features (weight axis 0, bias axis 0), the last by its input
 features (weight axis 1; its bias stays whole), so that the group needs one
 all-reduce. fc1 -> activation -> fc2 is such a group, and so is attention
 with separate query, key and value projections and an output projection
-(split by heads). A layer whose output is sliced on the way (a packed
-query/key/value projection, as torch.nn.MultiheadAttention's in_proj) stays
-whole, as does everything else. `sharding={name: axis}` splits the named
-parameters (as `model.named_parameters()` names them) along the given axes.
+(split by heads). A packed projection (GPT-2's c_attn: one layer computing
+queries, keys and values side by side, then split in equal parts) is split
+`Packed`: each part by its heads, each rank holding its heads' queries,
+keys and values. A layer whose output is sliced otherwise (reshaped first,
+as torch.nn.MultiheadAttention's in_proj) stays whole, as does everything
+else. `sharding={name: axis}` splits the named parameters (as
+`model.named_parameters()` names them) along the given axes (an integer,
+or `Packed`).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+import operator
+from typing import Any, NamedTuple
 
 from nnforge.errors import ArgumentError
 
@@ -28,20 +33,49 @@ class ShardingError(ArgumentError):
     parameter, an axis out of range or not divisible by the ranks)."""
 
 
-def _check_axis(name: str, shape: tuple[int, ...], axis: Any, ranks: int) -> int:
+class Packed(NamedTuple):
+    """A split of a parameter's `axis` holding `parts` equal parts side by side
+    (a packed query/key/value projection's weight and bias: axis 0, 3 parts):
+    each part is split in blocks over the ranks, and each rank holds its
+    block of every part."""
+
+    axis: int
+    parts: int
+
+
+def packed_shape(shape: tuple[int, ...], split: "int | Packed") -> tuple[tuple[int, ...], int]:
+    """(the shape the program takes the parameter in, the axis of it split over
+    the ranks): a Packed axis is taken as [parts, size / parts], split on the second."""
+    if not isinstance(split, Packed):
+        return shape, split
+    axis = split.axis
+    return (*shape[:axis], split.parts, shape[axis] // split.parts, *shape[axis + 1:]), axis + 1
+
+
+def _check_axis(name: str, shape: tuple[int, ...], axis: Any, ranks: int) -> "int | Packed":
     """`axis` normalized; ShardingError unless it splits `shape` evenly over `ranks`, none empty."""
+    parts = 1
+    if isinstance(axis, Packed):
+        axis, parts = axis
+        if not isinstance(parts, int) or isinstance(parts, bool) or parts < 1:
+            raise ShardingError(f"sharding[{name!r}]: Packed parts must be a positive integer, not {parts!r}")
     if not isinstance(axis, int) or isinstance(axis, bool):
-        raise ShardingError(f"sharding[{name!r}] must be an axis (an integer), not {axis!r}")
+        raise ShardingError(f"sharding[{name!r}] must be an axis (an integer) or Packed, not {axis!r}")
     if not -len(shape) <= axis < len(shape):
         raise ShardingError(f"sharding[{name!r}] = {axis}: parameter {name} has shape {list(shape)}, "
                             f"no axis {axis}")
     axis %= len(shape)
-    if shape[axis] % ranks or shape[axis] < ranks:
+    if shape[axis] % parts:
+        raise ShardingError(f"sharding[{name!r}]: dimension {axis} of parameter {name} (shape {list(shape)}) "
+                            f"has size {shape[axis]}, which is not {parts} equal parts")
+    size = shape[axis] // parts
+    if size % ranks or size < ranks:
+        what = f"size {size}" if parts == 1 else f"parts of size {size}"
         raise ShardingError(
             f"sharding[{name!r}] = {axis}: dimension {axis} of parameter {name} (shape {list(shape)}) "
-            f"has size {shape[axis]}, which does not split evenly over {ranks} ranks"
+            f"has {what}, which does not split evenly over {ranks} ranks"
         )
-    return axis
+    return Packed(axis, parts) if parts > 1 else axis
 
 
 Names = tuple[str, str | None]  # a linear layer's weight and bias parameters
@@ -96,16 +130,52 @@ def _producers(layer: Any) -> set:
     return found
 
 
-def _consumers(layer: Any, layers: dict) -> set | None:
+def _parts(layer: Any, features: int) -> int:
+    """Into how many equal parts of its last dimension the output of `layer`
+    (a linear node with `features` outputs) is split by its users (aten.split
+    or aten.chunk, each part used through getitem): 1 where no user slices it,
+    0 where one slices it otherwise."""
+    import torch
+
+    aten = torch.ops.aten
+    slicing = _slicing_targets()
+    users = list(layer.users)
+    if not any(getattr(user, "target", None) in slicing for user in users):
+        return 1
+    if len(users) != 1:
+        return 0
+    (user,) = users
+    rank = len(layer.meta["val"].shape) if "val" in layer.meta else None
+    arguments = list(user.args[1:]) + [None] * 2
+    dim = user.kwargs.get("dim", arguments[1] if arguments[1] is not None else 0)
+    if rank is None or dim % rank != rank - 1:
+        return 0
+    if user.target is aten.split.Tensor and isinstance(arguments[0], int) and features % arguments[0] == 0:
+        parts = features // arguments[0]
+    elif user.target is aten.split_with_sizes.default and len(set(arguments[0])) == 1:
+        parts = len(arguments[0])
+    elif user.target is aten.chunk.default and features % arguments[0] == 0:
+        parts = arguments[0]
+    else:
+        return 0
+    if any(item.target is not operator.getitem for item in user.users):
+        return 0
+    return parts if parts > 1 else 0
+
+
+def _consumers(layer: Any, layers: dict, packed: bool = False) -> set | None:
     """The linear layers that `layer`'s output reaches through no other linear
     layer, as their input; None where it also reaches the program's outputs or
-    another operand of a linear layer, or is sliced on the way."""
+    another operand of a linear layer, or is sliced on the way (`packed`: but
+    for the split in parts right after `layer`)."""
     found, seen, stack = set(), set(), [layer]
     slicing = _slicing_targets()
     while stack:
         node = stack.pop()
         for user in node.users:
-            if user.op == "output" or getattr(user, "target", None) in slicing:
+            if user.op == "output":
+                return None
+            if getattr(user, "target", None) in slicing and not (packed and node is layer):
                 return None
             if getattr(user, "target", None) is _linear_target():
                 if user.args[0] is not node or user not in layers:
@@ -117,26 +187,29 @@ def _consumers(layer: Any, layers: dict) -> set | None:
     return found
 
 
-def _groups(program: Any) -> list[tuple[list[Names], Names]]:
-    """(column-split layers, row-split layer) by dataflow: linear layers whose
-    outputs flow only into one linear layer, through no other (a Megatron pair:
-    fc1 -> activation -> fc2; attention: q, k, v -> heads -> out-projection),
-    in program order, each layer in one group at most."""
+def _groups(program: Any, shapes: dict[str, tuple[int, ...]]) -> list[tuple[list[tuple[Names, int]], Names]]:
+    """(column-split layers with the number of parts their outputs are split in,
+    row-split layer) by dataflow: linear layers whose outputs flow only into one
+    linear layer, through no other (a Megatron pair: fc1 -> activation -> fc2;
+    attention: q, k, v (or one packed projection split in three) -> heads ->
+    out-projection), in program order, each layer in one group at most."""
     layers = _linear_layers(program)
+    parts = {node: _parts(node, shapes[names[0]][0]) for node, names in layers.items()}
     assigned, groups = set(), []
     for layer in layers:
         producers = _producers(layer)
         if not producers or layer in assigned or producers & assigned or not producers <= set(layers):
             continue
-        if any(_consumers(producer, layers) != {layer} for producer in producers):
+        if any(not parts[producer] or _consumers(producer, layers, parts[producer] > 1) != {layer}
+               for producer in producers):
             continue
         ordered = [node for node in layers if node in producers]
-        groups.append(([layers[node] for node in ordered], layers[layer]))
+        groups.append(([(layers[node], parts[node]) for node in ordered], layers[layer]))
         assigned |= producers | {layer}
     return groups
 
 
-def _auto(model: Any, example_inputs: tuple, ranks: int) -> list[dict[str, int]]:
+def _auto(model: Any, example_inputs: tuple, ranks: int) -> list[dict[str, "int | Packed"]]:
     """Shardings to try, best first: every group split; where a group has several
     column-split layers (attention, split by heads), then the pairs alone: heads
     that the ranks do not divide have no sharding through the reshapes around them."""
@@ -144,26 +217,26 @@ def _auto(model: Any, example_inputs: tuple, ranks: int) -> list[dict[str, int]]
 
     program, _ = torch_frontend.export(model, example_inputs)
     shapes = {name: tuple(parameter.shape) for name, parameter in model.named_parameters()}
-    every: dict[str, int] = {}
-    pairs: dict[str, int] = {}
-    for columns, (row_weight, _) in _groups(program):
-        outputs = [shapes[weight][0] for weight, _ in columns]
+    every: dict[str, int | Packed] = {}
+    pairs: dict[str, int | Packed] = {}
+    for columns, (row_weight, _) in _groups(program, shapes):
+        outputs = [shapes[weight][0] // parts for (weight, _), parts in columns]
         if any(size % ranks for size in outputs):
             log.info("auto sharding: %s and %s stay whole (%s features over %d ranks)",
-                     ", ".join(weight for weight, _ in columns), row_weight, outputs, ranks)
+                     ", ".join(weight for (weight, _), _ in columns), row_weight, outputs, ranks)
             continue
-        group = {row_weight: 1}
-        for weight, bias in columns:
-            group[weight] = 0
+        group: dict[str, int | Packed] = {row_weight: 1}
+        for (weight, bias), parts in columns:
+            group[weight] = Packed(0, parts) if parts > 1 else 0
             if bias is not None:
-                group[bias] = 0
+                group[bias] = group[weight]
         every.update(group)
-        if len(columns) == 1:
+        if len(columns) == 1 and columns[0][1] == 1:
             pairs.update(group)
     return [every, pairs] if pairs != every else [every]
 
 
-def plan(model: Any, example_inputs: tuple, ranks: int, sharding: Any) -> list[dict[str, int]]:
+def plan(model: Any, example_inputs: tuple, ranks: int, sharding: Any) -> list[dict[str, "int | Packed"]]:
     """Shardings to try, best first, each {parameter name: split axis} for the
     parameters split over `ranks` (the rest are replicated): the one given, or
     those of "auto"."""

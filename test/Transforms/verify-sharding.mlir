@@ -30,3 +30,16 @@ func.func @packed(%x: tensor<24xf32>) -> tensor<3x8xf32> {
   %c = linalg.copy ins(%er : tensor<3x8xf32>) outs(%y : tensor<3x8xf32>) -> tensor<3x8xf32>
   return %c : tensor<3x8xf32>
 }
+
+// -----
+
+// Rows 3..5 of 6 rows split over 2 ranks are no rank's block: the slice
+// gets no sharding, an error naming it.
+shard.grid @grid(shape = 2)
+func.func @cut(%x: tensor<6x8xf32>) -> tensor<3x8xf32> {
+  %s = shard.sharding @grid split_axes = [[0]] : !shard.sharding
+  %xs = shard.shard %x to %s annotate_for_users : tensor<6x8xf32>
+  // expected-error @+1 {{cannot be partitioned: sharding-propagation found no sharding of its result #0 that agrees with the shardings around it}}
+  %t = tensor.extract_slice %xs[3, 0] [3, 8] [1, 1] : tensor<6x8xf32> to tensor<3x8xf32>
+  return %t : tensor<3x8xf32>
+}

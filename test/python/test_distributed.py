@@ -22,7 +22,7 @@ import torch
 
 import nnforge
 from nnforge.distributed import mpi, plan
-from nnforge.distributed.plan import ShardingError
+from nnforge.distributed.plan import Packed, ShardingError
 
 PYTHON = sys.executable
 # A hung job fails the test instead of the whole suite.
@@ -90,6 +90,34 @@ class PackedAttention(torch.nn.Module):
         q, k, v = self.qkv(x).view(batch, sequence, 3, self.heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
         mixed = torch.softmax(q @ k.transpose(-2, -1), dim=-1) @ v
         return self.out(mixed.transpose(1, 2).reshape(batch, sequence, features))
+
+
+class PackedBlock(torch.nn.Module):
+    """A GPT-2 block as GPT-2 computes attention: one packed projection
+    (c_attn) split in queries, keys and values, a causal mask, tanh GELU."""
+
+    def __init__(self, features: int = 32, heads: int = 4, hidden: int = 64):
+        super().__init__()
+        self.heads = heads
+        self.ln_1 = torch.nn.LayerNorm(features)
+        self.c_attn = torch.nn.Linear(features, 3 * features)
+        self.c_proj = torch.nn.Linear(features, features)
+        self.ln_2 = torch.nn.LayerNorm(features)
+        self.c_fc = torch.nn.Linear(features, hidden)
+        self.mlp_proj = torch.nn.Linear(hidden, features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, sequence, features = x.shape
+        size = features // self.heads
+        q, k, v = (t.view(batch, sequence, self.heads, size).transpose(1, 2)
+                   for t in self.c_attn(self.ln_1(x)).split(features, dim=2))
+        scores = q @ k.transpose(-2, -1) / math.sqrt(size)
+        mask = torch.ones(sequence, sequence, dtype=torch.bool).tril()
+        scores = scores.masked_fill(~mask, float("-inf"))
+        mixed = (torch.softmax(scores, dim=-1) @ v).transpose(1, 2).reshape(batch, sequence, features)
+        x = x + self.c_proj(mixed)
+        hidden = torch.nn.functional.gelu(self.c_fc(self.ln_2(x)), approximate="tanh")
+        return x + self.mlp_proj(hidden)
 
 
 def mpiexec(ranks: int, *command: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -227,6 +255,33 @@ def test_transformer_block_splits_heads_and_mlp(causal, tmp_path):
         np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-4 if causal else 1e-6)
 
 
+def packed_case(folder: Path, ranks: int) -> np.ndarray:
+    """PackedBlock on a batch of 2 compiled for `ranks` ranks, saved in
+    `folder` with its input: the single-process compiled model's output."""
+    torch.manual_seed(0)
+    model = PackedBlock().eval()
+    x = torch.randn(2, 6, 32)
+    compiled = nnforge.compile(model, (x,), ranks=ranks, sharding="auto")
+    assert compiled.sharding == {"c_attn.weight": Packed(0, 3), "c_attn.bias": Packed(0, 3), "c_proj.weight": 1,
+                                 "c_fc.weight": 0, "c_fc.bias": 0, "mlp_proj.weight": 1}
+    assert compiled.collectives == [("allreduce", 2 * 6 * 32 * 4)] * 2
+    compiled.save(folder / "m.so")
+    np.save(folder / "x.npy", x.numpy())
+    (folder / "app.py").write_text(APP)
+    return np.asarray(nnforge.compile(model, (x,))(x.numpy()))
+
+
+def test_packed_projection_splits_each_part_by_heads(tmp_path):
+    """GPT-2's packed c_attn over 2 ranks: each rank holds its heads' query,
+    key and value rows (a [3, 16, 32] slice of the weight taken as [3, 32,
+    32]) and computes the single-process model's output."""
+    single = packed_case(tmp_path, 2)
+    job = mpiexec(2, PYTHON, "app.py", cwd=tmp_path)
+    assert job.returncode == 0, job.stderr
+    for rank in range(2):
+        np.testing.assert_allclose(np.load(tmp_path / f"y{rank}.npy"), single, rtol=1e-5, atol=1e-6)
+
+
 def test_auto_groups_attention_and_mlp_by_dataflow():
     """q/k/v -> out-projection (heads) and fc1 -> fc2, found from the exported
     program; then the pairs alone, to fall back on."""
@@ -237,16 +292,42 @@ def test_auto_groups_attention_and_mlp_by_dataflow():
         assert choices == [{**split, "out.weight": 1, **pair}, pair]
 
 
-def test_packed_projection_is_not_split_by_auto_and_is_a_clear_error_when_asked():
-    """A block of a packed q/k/v projection's rows is not a block of heads:
-    "auto" leaves it whole; asked for, it is a CompileError naming the op."""
+def test_auto_finds_packed_projections_split_in_parts():
+    """c_attn(x).split(E, dim=-1) (or chunk(3, -1)) -> heads -> c_proj is a
+    group, c_attn split Packed in 3 parts; with heads the ranks do not split
+    evenly, the MLP pair alone remains to fall back on."""
+    pair = {"c_fc.weight": 0, "c_fc.bias": 0, "mlp_proj.weight": 1}
+    attention = {"c_attn.weight": Packed(0, 3), "c_attn.bias": Packed(0, 3), "c_proj.weight": 1}
+    x = torch.randn(2, 6, 32)
+    assert plan.plan(PackedBlock().eval(), (x,), 2, "auto") == [{**attention, **pair}, pair]
+    with pytest.raises(ShardingError, match="parts of size 32, which does not split evenly over 3 ranks"):
+        nnforge.compile(PackedBlock(), (x,), ranks=3, sharding={"c_attn.weight": Packed(0, 3)})
+
+
+def test_packed_projection_reshaped_before_slicing_stays_whole(tmp_path):
+    """A packed projection viewed as [.., 3, heads, size] before it is sliced
+    (PackedAttention; torch.nn.MultiheadAttention's in_proj) stays whole with
+    "auto": torch.nn.TransformerEncoderLayer runs its attention replicated
+    (its thirds, tensor.extract_slice, have nnforge's sharding model) and its
+    MLP split, with the single-process model's output. A block split of the
+    packed rows is no split of heads: a CompileError."""
     x = torch.randn(1, 6, 32)
     assert plan.plan(PackedAttention(), (x,), 2, "auto") == [{}]
-    # Even replicated, the thirds (tensor.extract_slice, no ShardingInterface in MLIR 22.1.8) do not partition.
-    with pytest.raises(nnforge.CompileError, match=r"'tensor\.extract_slice' op sharding interface is not implemented"):
-        nnforge.compile(PackedAttention(), (x,), ranks=2, sharding="auto")
     with pytest.raises(nnforge.CompileError):
         nnforge.compile(PackedAttention(), (x,), ranks=2, sharding={"qkv.weight": 0, "qkv.bias": 0, "out.weight": 1})
+    torch.manual_seed(0)
+    model = torch.nn.TransformerEncoderLayer(32, 4, 64, dropout=0.0, batch_first=True).eval()
+    x = torch.randn(2, 6, 32)
+    compiled = nnforge.compile(model, (x,), ranks=2, sharding="auto")
+    assert compiled.sharding == {"linear1.weight": 0, "linear1.bias": 0, "linear2.weight": 1}
+    compiled.save(tmp_path / "m.so")
+    np.save(tmp_path / "x.npy", x.numpy())
+    (tmp_path / "app.py").write_text(APP)
+    job = mpiexec(2, PYTHON, "app.py", cwd=tmp_path)
+    assert job.returncode == 0, job.stderr
+    single = np.asarray(nnforge.compile(model, (x,))(x.numpy()))
+    for rank in range(2):
+        np.testing.assert_allclose(np.load(tmp_path / f"y{rank}.npy"), single, rtol=1e-5, atol=1e-6)
 
 
 def test_axis_that_does_not_divide_is_an_error():
@@ -298,6 +379,17 @@ def test_four_ranks_two_pairs_many_calls(tmp_path):
     assert job.returncode == 0, job.stderr
     for rank in range(4):
         np.testing.assert_allclose(np.load(tmp_path / f"y{rank}.npy"), model(x).detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.skipif(not os.environ.get("NNFORGE_SLOW_TESTS"), reason="4 ranks on a 2-core machine: set NNFORGE_SLOW_TESTS=1")
+def test_four_ranks_packed_projection(tmp_path):
+    """One head's query, key and value rows of c_attn per rank."""
+    single = packed_case(tmp_path, 4)
+    job = subprocess.run([str(mpi.launcher()), "-n", "4", PYTHON, "app.py"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=600)
+    assert job.returncode == 0, job.stderr
+    for rank in range(4):
+        np.testing.assert_allclose(np.load(tmp_path / f"y{rank}.npy"), single, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.skipif(not os.environ.get("NNFORGE_SLOW_TESTS"), reason="4 ranks on a 2-core machine: set NNFORGE_SLOW_TESTS=1")

@@ -45,9 +45,6 @@ FLAKY: dict[str, str] = {}
 CANNOT_MATCH = {
     **{f"test_bernoulli{variant}_cpu": "random draws: the reference's cannot be reproduced (nnforge's are 0/1 "
        "with the given probabilities)" for variant in ("", "_double", "_double_expanded", "_expanded")},
-    "test_attention_4d_causal_fp16_expanded_cpu": "float16 rounding: the expanded graph rounds its "
-    "intermediate products to float16; 2 of 192 values are 2 units in the last place from the fused op's "
-    "reference (the fused test passes)",
 }
 # Element types torch-mlir has no equivalent for, recognised in test names.
 _EXOTIC_DTYPES = (

@@ -182,3 +182,46 @@ def test_gemm_without_c_keeps_alpha(dtype, inputs):
                   [("b", np.random.default_rng(1).standard_normal((5, 4)).astype(numpy_type))])
     a = np.random.default_rng(0).standard_normal((3, 4)).astype(numpy_type)
     check_against_onnxruntime(proto, a, rtol=1e-5 if dtype == TensorProto.FLOAT else 2e-3)
+
+
+def float16_ulps(actual, expected) -> np.ndarray:
+    """Units in the last place between two float16 arrays of finite values."""
+    def ordered(values):
+        bits = np.asarray(values, np.float16).view(np.int16).astype(np.int32)
+        return np.where(bits < 0, -(bits & 0x7FFF), bits)
+    return np.abs(ordered(actual) - ordered(expected))
+
+
+# The last axis: along others numpy (the reference) sums float16 in float16.
+@pytest.mark.parametrize("opset,axis", [(13, -1), (17, 2), (22, -1)])
+def test_float16_softmax_rounds_as_its_function_body(opset, axis):
+    # onnx's reference rounds Exp, ReduceSum and Div to float16 (the function
+    # body's types); one float32 softmax rounded once was up to 2 units in the
+    # last place away (test_attention_4d_causal_fp16_expanded).
+    from onnx.reference import ReferenceEvaluator
+
+    proto = model([helper.make_node("Softmax", ["x"], ["y"], axis=axis, name="softmax")],
+                  [("x", TensorProto.FLOAT16, [4, 6, 8])], [("y", TensorProto.FLOAT16, [4, 6, 8])], opset=opset)
+    assert "Softmax" not in rewritten_op_types(proto)
+    x = (np.random.default_rng(opset).standard_normal((4, 6, 8)) * 3).astype(np.float16)
+    expected = ReferenceEvaluator(proto).run(None, {"x": x})[0]
+    actual = nnforge.compile(proto)(x)
+    ulps = float16_ulps(actual, expected)
+    assert ulps.max() <= 1 and (ulps == 0).mean() > 0.95, np.bincount(ulps.ravel())
+    # The softmax in float32, rounded once, differs in over half the values here.
+    wide = x.astype(np.float32)
+    wide = np.exp(wide - wide.max(axis, keepdims=True))
+    assert (float16_ulps(wide / wide.sum(axis, keepdims=True), expected) == 0).mean() < 0.5
+
+
+def test_float16_softmax_whose_sum_overflows_float16_divides_in_float32():
+    # 70000 equal logits: the body's float16 sum is infinite (all zeros); the
+    # float32 sum gives 1/70000 each.
+    proto = model([helper.make_node("Softmax", ["x"], ["y"], name="softmax")],
+                  [("x", TensorProto.FLOAT16, [2, 70000])], [("y", TensorProto.FLOAT16, [2, 70000])])
+    x = np.zeros((2, 70000), np.float16)
+    x[1, :10] = -np.inf
+    y = nnforge.compile(proto)(x)
+    np.testing.assert_array_equal(y[0], np.full(70000, 1 / 70000, np.float16))
+    np.testing.assert_array_equal(y[1, :10], 0)
+    np.testing.assert_array_equal(y[1, 10:], np.float16(1 / 69990))

@@ -610,9 +610,9 @@ def _pad_wrap(graph: _Graph, node: Any) -> bool:
 
 
 def _in_float32(graph: _Graph, node: Any) -> bool:
-    """A product or softmax of float16 values -> the same op on float32 copies,
-    its results rounded back to float16: onnxruntime's and PyTorch's CPU
-    kernels accumulate float16 in float32, and onnx's reference results are
+    """A product or log-softmax of float16 values -> the same op on float32
+    copies, its results rounded back to float16: onnxruntime's and PyTorch's
+    CPU kernels accumulate float16 in float32, and onnx's reference results are
     those (torch-mlir's lowering sums in float16, a unit in the last place off)."""
     from onnx import TensorProto, helper
 
@@ -636,6 +636,39 @@ def _in_float32(graph: _Graph, node: Any) -> bool:
     graph.insert_around(node, before=before, after=after)
     return True
 
+
+
+def _softmax(graph: _Graph, node: Any) -> bool:
+    """Softmax of float16 values (opset 13 on) -> its ONNX function body,
+    Exp(x - ReduceMax(x)) / ReduceSum(...), each step rounded to float16 as
+    the body's types say and the sum accumulated in float32, as onnx's
+    reference computes it (one float32 softmax rounded once is up to 2 units
+    in the last place away from it: test_attention_4d_causal_fp16_expanded).
+    Where the sum overflows float16 (over 65504 terms near the row's maximum)
+    the quotient is taken in float32 instead of the body's zeros.
+    Before opset 13 (inputs coerced to 2-D): `_in_float32`."""
+    from onnx import TensorProto
+
+    float16 = TensorProto.FLOAT16
+    x, y = node.input[0], node.output[0]
+    if graph.opset < 13 or graph.element_types.get(x) != float16 or graph.element_types.get(y) != float16:
+        return _in_float32(graph, node)
+    axis = _attributes(node).get("axis", -1)
+    nodes: list[Any] = []
+    add = _node_builder(graph, node, nodes)
+    axes = graph.add_constant(f"{node.name}_axes", np.array([axis], np.int64))
+    maximum = add("ReduceMax", [x, axes], keepdims=1) if graph.opset >= 18 else \
+        add("ReduceMax", [x], axes=[axis], keepdims=1)
+    exp = add("Exp", [add("Sub", [x, maximum])])
+    wide_exp = add("Cast", [exp], to=TensorProto.FLOAT)
+    wide_sum = add("ReduceSum", [wide_exp, axes], keepdims=1)
+    # The sum as the body rounds it (in float32 to divide), or where that is
+    # infinite, the float32 sum.
+    rounded = add("Cast", [add("Cast", [wide_sum], to=float16)], to=TensorProto.FLOAT)
+    divisor = add("Where", [add("IsInf", [rounded]), wide_sum, rounded])
+    add("Cast", [add("Div", [wide_exp, divisor])], output=y, to=float16)
+    graph.replace(node, nodes)
+    return True
 
 
 def _gemm(graph: _Graph, node: Any) -> bool:
@@ -765,7 +798,7 @@ _REWRITES = {
     "Resize": _resize,
     "MatMul": _matmul_in_float32,
     "Gemm": _gemm,
-    "Softmax": _in_float32,
+    "Softmax": _softmax,
     "LogSoftmax": _in_float32,
     "Conv": _explicit_pads,
     "ConvTranspose": _explicit_pads,

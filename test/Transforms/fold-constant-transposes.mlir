@@ -14,9 +14,11 @@ func.func @dense() -> tensor<3x2xf32> {
 
 // -----
 
-// A dense_resource blob (how importers store weights), rank 3.
+// A dense_resource blob (how importers store weights), rank 3. The
+// transposed constant records its source and permutation (nnf-pack-weights
+// packs from the source once the copy is freed).
 // CHECK-LABEL: func.func @resource
-// CHECK: arith.constant dense<{{\[\[\[}}1, 3]], {{\[\[}}2, 4]]]> : tensor<2x1x2xi32>
+// CHECK: arith.constant {nnf.transpose_permutation = array<i64: 2, 0, 1>, nnf.transpose_source = dense_resource<blob> : tensor<1x2x2xi32>} dense<{{\[\[\[}}1, 3]], {{\[\[}}2, 4]]]> : tensor<2x1x2xi32>
 // CHECK-NOT: linalg.transpose
 func.func @resource() -> tensor<2x1x2xi32> {
   %w = arith.constant dense_resource<blob> : tensor<1x2x2xi32>

@@ -142,3 +142,46 @@ func.func @reads_follow_panels(%x: tensor<3x2xf32>, %acc: tensor<3x8xf32>, %i: i
   %r = linalg.matmul ins(%x, %w : tensor<3x2xf32>, tensor<2x8xf32>) outs(%acc : tensor<3x8xf32>) -> tensor<3x8xf32>
   return %r, %e : tensor<3x8xf32>, f32
 }
+
+// -----
+
+// A constant that records the weight it is a transposed copy of
+// (nnf-fold-constant-transposes: W [N=8, K=2] transposed) is packed from
+// that weight, and is gone: its own data (zeros here, to show which is
+// read) is not.
+// CHECK-LABEL: func.func @packed_from_source
+// CHECK-NOT: tensor<2x8xf32>
+// CHECK: arith.constant dense<{{\[\[\[}}0.000000e+00, 1.000000e+00, 2.000000e+00, 3.000000e+00], [8.000000e+00, 9.000000e+00, 1.000000e+01, 1.100000e+01]], {{\[\[}}4.000000e+00, 5.000000e+00, 6.000000e+00, 7.000000e+00], [1.200000e+01, 1.300000e+01, 1.400000e+01, 1.500000e+01]]]> : tensor<2x2x4xf32>
+// CHECK-NOT: tensor<2x8xf32>
+// CHECK: return
+func.func @packed_from_source(%x: tensor<3x2xf32>, %acc: tensor<3x8xf32>) -> tensor<3x8xf32> {
+  %w = arith.constant {nnf.transpose_permutation = array<i64: 1, 0>, nnf.transpose_source = dense_resource<w_nk> : tensor<8x2xf32>} dense<0.0> : tensor<2x8xf32>
+  %r = linalg.matmul ins(%x, %w : tensor<3x2xf32>, tensor<2x8xf32>) outs(%acc : tensor<3x8xf32>) -> tensor<3x8xf32>
+  return %r : tensor<3x8xf32>
+}
+
+// The same source read as [b=2, k=1, n=8] (dimension d of the constant is
+// dimension permutation[d] of the source): the panels follow the batch.
+// CHECK-LABEL: func.func @packed_from_source_batched
+// CHECK: arith.constant dense<{{\[\[\[\[}}0.000000e+00, 1.000000e+00, 2.000000e+00, 3.000000e+00]], {{\[\[}}8.000000e+00, 9.000000e+00, 1.000000e+01, 1.100000e+01]]], {{\[\[\[}}4.000000e+00, 5.000000e+00, 6.000000e+00, 7.000000e+00]], {{\[\[}}1.200000e+01, 1.300000e+01, 1.400000e+01, 1.500000e+01]]]]> : tensor<2x2x1x4xf32>
+func.func @packed_from_source_batched(%x: tensor<2x3x1xf32>, %acc: tensor<2x3x8xf32>) -> tensor<2x3x8xf32> {
+  %w = arith.constant {nnf.transpose_permutation = array<i64: 1, 2, 0>, nnf.transpose_source = dense_resource<w_nbk> : tensor<8x2x1xf32>} dense<0.0> : tensor<2x1x8xf32>
+  %r = linalg.generic {indexing_maps = [affine_map<(b, m, n, k) -> (b, k, n)>, affine_map<(b, m, n, k) -> (b, m, k)>, affine_map<(b, m, n, k) -> (b, m, n)>],
+                       iterator_types = ["parallel", "parallel", "parallel", "reduction"]}
+      ins(%w, %x : tensor<2x1x8xf32>, tensor<2x3x1xf32>) outs(%acc : tensor<2x3x8xf32>) {
+  ^bb0(%a: f32, %b: f32, %c: f32):
+    %p = arith.mulf %a, %b : f32
+    %s = arith.addf %c, %p : f32
+    linalg.yield %s : f32
+  } -> tensor<2x3x8xf32>
+  return %r : tensor<2x3x8xf32>
+}
+
+{-#
+  dialect_resources: {
+    builtin: {
+      w_nk: "0x0400000000000000000000410000803F000010410000004000002041000040400000304100008040000040410000A040000050410000C040000060410000E04000007041",
+      w_nbk: "0x0400000000000000000000410000803F000010410000004000002041000040400000304100008040000040410000A040000050410000C040000060410000E04000007041"
+    }
+  }
+#-}

@@ -6,7 +6,9 @@
 // This pass permutes the bytes of such constants once, when compiling.
 // Element reads (`tensor.extract`) of a constant transposed follow it, so
 // that a table read both ways (an embedding tied to the output projection)
-// is stored once.
+// is stored once. A constant transposed records its source (an importer's
+// weight, in memory anyway), which `nnf-pack-weights` packs from once the
+// transposed copy is freed.
 //
 //===----------------------------------------------------------------------===//
 
@@ -156,6 +158,7 @@ struct FoldConstantTranspose : OpRewritePattern<linalg::TransposeOp> {
       rewriter.setInsertionPointAfter(source);
     auto transposed = arith::ConstantOp::create(rewriter, op.getLoc(), resultType,
                                                 cast<TypedAttr>(folded));
+    nnforge::recordTransposeSource(transposed, source.getValue(), permutation);
     if (readsFollow) {
       for (Operation *user : llvm::to_vector(source->getUsers())) {
         auto extract = dyn_cast<tensor::ExtractOp>(user);

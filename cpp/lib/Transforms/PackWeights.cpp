@@ -11,7 +11,9 @@
 // on every call, where enough rows reuse them to pay for the copy. The
 // contraction becomes a generic reading the panels, its result
 // [.., N/32, 32] collapsed back. Element reads (`tensor.extract`) of a
-// constant packed read the panels too, so that it is stored once.
+// constant packed read the panels too, so that it is stored once. A
+// constant that is a transposed copy of a weight (nnf-fold-constant-
+// transposes) is freed before its panels are written, from the weight.
 //
 //===----------------------------------------------------------------------===//
 
@@ -25,7 +27,9 @@
 #include "nnforge/Transforms/ConstantData.h"
 
 #include "llvm/ADT/MapVector.h"
+#include "llvm/ADT/Sequence.h"
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -130,30 +134,132 @@ RankedTensorType panelsType(RankedTensorType type, int64_t panel) {
   return RankedTensorType::get(shape, type.getElementType());
 }
 
+/// Copies `elements` elements of `size` bytes from `from` (`stride`
+/// elements apart) to `to` (`step` elements apart); constant sizes for the
+/// common ones, so that each copy is a move.
+template <size_t Size>
+void copyStrided(char *to, int64_t step, const char *from, int64_t stride,
+                 int64_t elements, size_t size) {
+  for (int64_t e = 0; e < elements; ++e)
+    std::memcpy(to + e * step * Size, from + e * stride * Size, Size);
+}
+void copyStrided(char *to, int64_t step, const char *from, int64_t stride,
+                 int64_t elements, size_t size) {
+  switch (size) {
+  case 1:
+    return copyStrided<1>(to, step, from, stride, elements, size);
+  case 2:
+    return copyStrided<2>(to, step, from, stride, elements, size);
+  case 4:
+    return copyStrided<4>(to, step, from, stride, elements, size);
+  case 8:
+    return copyStrided<8>(to, step, from, stride, elements, size);
+  default:
+    for (int64_t e = 0; e < elements; ++e)
+      std::memcpy(to + e * step * size, from + e * stride * size, size);
+  }
+}
+
+/// Writes into `out` the panels, [N/panel, .., panel], of the [.., N]
+/// tensor `type` whose data is `source` (of `sourceShape`) permuted by
+/// `permutation` (dimension d is source dimension permutation[d]; the
+/// identity: `source` is the tensor itself).
+void writePanels(const char *source, ArrayRef<int64_t> sourceShape,
+                 ArrayRef<int64_t> permutation, RankedTensorType type,
+                 int64_t panel, MutableArrayRef<char> out) {
+  size_t size = type.getElementTypeBitWidth() / 8;
+  int64_t rank = type.getRank();
+  SmallVector<int64_t> sourceStrides(rank, 1);
+  for (int64_t d = rank - 2; d >= 0; --d)
+    sourceStrides[d] = sourceStrides[d + 1] * sourceShape[d + 1];
+  // Strides, in source elements, of the tensor's dimensions.
+  SmallVector<int64_t> strides;
+  for (int64_t from : permutation)
+    strides.push_back(sourceStrides[from]);
+  ArrayRef<int64_t> shape = type.getShape();
+  int64_t columnStride = strides[rank - 1];
+  int64_t inner = shape[rank - 2], innerStride = strides[rank - 2];
+  int64_t rows = type.getNumElements() / shape[rank - 1];
+  int64_t panels = shape[rank - 1] / panel;
+  // Blocks of rows whose panel columns stay in the cache while read across
+  // (a source read down its columns: a transposed weight).
+  constexpr int64_t kBlock = 32;
+  for (int64_t p = 0; p < panels; ++p) {
+    // The rows, the innermost row dimension at a time; `outer` indexes
+    // the others and `base` follows it.
+    SmallVector<int64_t> outer(std::max<int64_t>(rank - 2, 0), 0);
+    int64_t base = p * panel * columnStride;
+    for (int64_t row = 0; row < rows; row += inner) {
+      char *panelRows = out.data() + (p * rows + row) * panel * size;
+      if (columnStride == 1) {
+        for (int64_t r = 0; r < inner; ++r)
+          std::memcpy(panelRows + r * panel * size,
+                      source + (base + r * innerStride) * size,
+                      panel * size);
+      } else {
+        for (int64_t r0 = 0; r0 < inner; r0 += kBlock)
+          for (int64_t c = 0; c < panel; ++c)
+            copyStrided(panelRows + (r0 * panel + c) * size, panel,
+                        source + (base + r0 * innerStride + c * columnStride) *
+                                     size,
+                        innerStride, std::min(kBlock, inner - r0), size);
+      }
+      for (int64_t d = rank - 3; d >= 0; --d) {
+        base += strides[d];
+        if (++outer[d] < shape[d])
+          break;
+        base -= strides[d] * shape[d];
+        outer[d] = 0;
+      }
+    }
+  }
+}
+
+/// Writes the panels of `type` from `source` (`writePanels`).
+void writePanelsFromSource(const nnforge::TransposeSource &source,
+                           RankedTensorType type, int64_t panel,
+                           MutableArrayRef<char> out) {
+  writePanels(nnforge::rawConstantBytes(source.source)->data(),
+              cast<ShapedType>(cast<TypedAttr>(source.source).getType())
+                  .getShape(),
+              source.permutation, type, panel, out);
+}
+
 /// `constant` ([.., N]) stored as [N/panel, .., panel]; null if its data
-/// cannot be read.
-Value packedConstant(OpBuilder &b, arith::ConstantOp constant,
-                     int64_t panel) {
+/// cannot be read. Where the constant records the weight it is a
+/// transposed copy of (`nnf-fold-constant-transposes`), the panels are
+/// written from that weight; a blob is left for the caller to write
+/// (`fillFromSource`) once the copy is freed, so that the copy and the
+/// panels are not in memory together.
+Value packedConstant(OpBuilder &b, arith::ConstantOp constant, int64_t panel,
+                     std::optional<nnforge::TransposeSource> &source,
+                     MutableArrayRef<char> &fillFromSource) {
   auto type = cast<RankedTensorType>(constant.getType());
-  std::optional<ArrayRef<char>> bytes =
-      nnforge::rawConstantBytes(constant.getValue());
-  size_t elementBytes = type.getElementTypeBitWidth() / 8;
-  if (!bytes || bytes->size() != type.getNumElements() * elementBytes)
-    return nullptr;
-  int64_t columns = type.getShape().back();
-  int64_t rows = type.getNumElements() / columns;
-  int64_t panels = columns / panel;
-  size_t panelRowBytes = panel * elementBytes;
   RankedTensorType packedType = panelsType(type, panel);
-  Attribute packed = nnforge::newConstantData(
-      packedType, "packed", [&](MutableArrayRef<char> out) {
-        for (int64_t p = 0; p < panels; ++p)
-          for (int64_t row = 0; row < rows; ++row)
-            std::memcpy(out.data() + (p * rows + row) * panelRowBytes,
-                        bytes->data() +
-                            (row * columns + p * panel) * elementBytes,
-                        panelRowBytes);
-      });
+  source = nnforge::transposeSource(constant);
+  Attribute packed;
+  if (source && nnforge::isStoredAsBlob(packedType)) {
+    packed = nnforge::newUnfilledConstantBlob(packedType, "packed",
+                                              fillFromSource);
+  } else if (source) {
+    packed = nnforge::newConstantData(
+        packedType, "packed", [&](MutableArrayRef<char> out) {
+          writePanelsFromSource(*source, type, panel, out);
+        });
+  } else {
+    std::optional<ArrayRef<char>> bytes =
+        nnforge::rawConstantBytes(constant.getValue());
+    size_t elementBytes = type.getElementTypeBitWidth() / 8;
+    if (!bytes || bytes->size() != type.getNumElements() * elementBytes)
+      return nullptr;
+    SmallVector<int64_t> identity =
+        llvm::to_vector(llvm::seq<int64_t>(0, type.getRank()));
+    packed = nnforge::newConstantData(
+        packedType, "packed", [&](MutableArrayRef<char> out) {
+          writePanels(bytes->data(), type.getShape(), identity, type, panel,
+                      out);
+        });
+  }
   b.setInsertionPointAfter(constant);
   return arith::ConstantOp::create(b, constant.getLoc(), packedType,
                                    cast<TypedAttr>(packed));
@@ -294,9 +400,12 @@ struct NNFPackWeightsPass
       SmallVector<PackableContraction> &contractions = group.second;
       Value weight = contractions.front().weight->get();
       Value packed;
+      std::optional<nnforge::TransposeSource> source;
+      MutableArrayRef<char> fillFromSource;
       auto constant = weight.getDefiningOp<arith::ConstantOp>();
       if (constant) {
-        packed = packedConstant(rewriter, constant, panel);
+        packed = packedConstant(rewriter, constant, panel, source,
+                                fillFromSource);
       } else {
         // Right after the operand, so that it dominates every user.
         rewriter.setInsertionPointAfterValue(weight);
@@ -308,11 +417,14 @@ struct NNFPackWeightsPass
         readPanels(rewriter, contraction, packed, panel);
       if (constant)
         readElementsFromPanels(rewriter, constant, packed, panel);
+      auto type = cast<RankedTensorType>(weight.getType());
       if (constant && weight.use_empty()) {
         Attribute value = constant.getValue();
         rewriter.eraseOp(constant);
         nnforge::releaseUnusedConstants(getOperation(), value);
       }
+      if (!fillFromSource.empty())
+        writePanelsFromSource(*source, type, panel, fillFromSource);
     }
   }
 };

@@ -126,7 +126,11 @@ def NNFFoldConstantTransposes
     transposed reads one element (`tensor.extract`, as an embedding lookup
     does), those reads read the transposed constant instead, so that a
     table that is also a transposed operand (an embedding tied to the
-    output projection) is stored once.
+    output projection) is stored once. A constant transposed from a
+    `dense_resource` weight that stays in memory anyway (not one of
+    nnforge's own blobs) records it (discardable attributes
+    `nnf.transpose_source` and `nnf.transpose_permutation`), so that
+    `nnf-pack-weights` can free the transposed copy before it packs.
 
     Example:
 
@@ -673,7 +677,11 @@ def NNFPackWeights : Pass<"nnf-pack-weights"> {
     time, weight by weight: packed data of 64 KiB or more is a
     `dense_resource` blob (`nnf_packed*`), and the constant it was packed
     from, if nnforge made it (`nnf-fold-constant-transposes`) and no op
-    uses it any more, is freed before the next weight is packed. Where the
+    uses it any more, is freed before the next weight is packed. A constant
+    that records the weight it was transposed from
+    (`nnf.transpose_source`) is packed from that weight, after the
+    transposed copy is freed: a weight's transposed copy and its panels
+    are never in memory together. Where the
     constant's other uses all read one element (`tensor.extract`), they read
     the panels instead (`[.., n]` is `[n / panel, .., n % panel]`) and the
     constant is stored once. The contraction becomes a `linalg.generic` with one more parallel

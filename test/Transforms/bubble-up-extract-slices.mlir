@@ -70,3 +70,24 @@ func.func @overlapping(%x: tensor<4x12xf32>) -> (tensor<4x8xf32>, tensor<4x8xf32
   %b = tensor.extract_slice %y[0, 4] [4, 8] [1, 1] : tensor<4x12xf32> to tensor<4x8xf32>
   return %a, %b : tensor<4x8xf32>, tensor<4x8xf32>
 }
+
+// -----
+
+// A packed projection viewed as [B, S, 3, H, D], permuted to [3, B, H, S, D]
+// and unbound (rank-reducing selects): each third becomes [B, S, E] sliced
+// before the view, and the transposes drop the unit dimension (a [1, B, H]
+// batch would not split by heads).
+// CHECK-LABEL: func.func @unbound
+// CHECK-SAME: (%[[Y:.*]]: tensor<2x6x96xf32>)
+// CHECK: %[[K:.*]] = tensor.extract_slice %[[Y]][0, 0, 32] [2, 6, 32] [1, 1, 1] : tensor<2x6x96xf32> to tensor<2x6x32xf32>
+// CHECK: %[[E:.*]] = tensor.expand_shape %[[K]] {{\[\[}}0], [1], [2, 3]] output_shape [2, 6, 4, 8] : tensor<2x6x32xf32> into tensor<2x6x4x8xf32>
+// CHECK: %[[T:.*]] = linalg.transpose ins(%[[E]] : tensor<2x6x4x8xf32>) outs(%{{.*}} : tensor<2x4x6x8xf32>) permutation = [0, 2, 1, 3]
+// CHECK: return %{{.*}}, %[[T]]
+func.func @unbound(%y: tensor<2x6x96xf32>) -> (tensor<2x4x6x8xf32>, tensor<2x4x6x8xf32>) {
+  %e = tensor.expand_shape %y [[0], [1], [2, 3, 4]] output_shape [2, 6, 3, 4, 8] : tensor<2x6x96xf32> into tensor<2x6x3x4x8xf32>
+  %init = tensor.empty() : tensor<3x2x4x6x8xf32>
+  %t = linalg.transpose ins(%e : tensor<2x6x3x4x8xf32>) outs(%init : tensor<3x2x4x6x8xf32>) permutation = [2, 0, 3, 1, 4]
+  %q = tensor.extract_slice %t[0, 0, 0, 0, 0] [1, 2, 4, 6, 8] [1, 1, 1, 1, 1] : tensor<3x2x4x6x8xf32> to tensor<2x4x6x8xf32>
+  %k = tensor.extract_slice %t[1, 0, 0, 0, 0] [1, 2, 4, 6, 8] [1, 1, 1, 1, 1] : tensor<3x2x4x6x8xf32> to tensor<2x4x6x8xf32>
+  return %q, %k : tensor<2x4x6x8xf32>, tensor<2x4x6x8xf32>
+}

@@ -304,17 +304,36 @@ def test_auto_finds_packed_projections_split_in_parts():
         nnforge.compile(PackedBlock(), (x,), ranks=3, sharding={"c_attn.weight": Packed(0, 3)})
 
 
-def test_packed_projection_reshaped_before_slicing_stays_whole(tmp_path):
+def test_packed_projection_reshaped_before_slicing(tmp_path):
     """A packed projection viewed as [.., 3, heads, size] before it is sliced
-    (PackedAttention; torch.nn.MultiheadAttention's in_proj) stays whole with
-    "auto": torch.nn.TransformerEncoderLayer runs its attention replicated
-    (its thirds, tensor.extract_slice, have nnforge's sharding model) and its
-    MLP split, with the single-process model's output. A block split of the
-    packed rows is no split of heads: a CompileError."""
-    x = torch.randn(1, 6, 32)
-    assert plan.plan(PackedAttention(), (x,), 2, "auto") == [{}]
+    (PackedAttention: view, permute, unbind) is left whole by "auto"; asked
+    for as Packed(0, 3), it splits by heads and computes the single-process
+    model's output. A block split of its rows is no split of heads: a
+    CompileError."""
+    torch.manual_seed(0)
+    model = PackedAttention().eval()
+    x = torch.randn(2, 6, 32)
+    assert plan.plan(model, (x,), 2, "auto") == [{}]
     with pytest.raises(nnforge.CompileError):
-        nnforge.compile(PackedAttention(), (x,), ranks=2, sharding={"qkv.weight": 0, "qkv.bias": 0, "out.weight": 1})
+        nnforge.compile(model, (x,), ranks=2, sharding={"qkv.weight": 0, "qkv.bias": 0, "out.weight": 1})
+    compiled = nnforge.compile(model, (x,), ranks=2,
+                               sharding={"qkv.weight": Packed(0, 3), "qkv.bias": Packed(0, 3), "out.weight": 1})
+    assert compiled.collectives == [("allreduce", 2 * 6 * 32 * 4)]
+    compiled.save(tmp_path / "m.so")
+    np.save(tmp_path / "x.npy", x.numpy())
+    (tmp_path / "app.py").write_text(APP)
+    job = mpiexec(2, PYTHON, "app.py", cwd=tmp_path)
+    assert job.returncode == 0, job.stderr
+    single = np.asarray(nnforge.compile(model, (x,))(x.numpy()))
+    for rank in range(2):
+        np.testing.assert_allclose(np.load(tmp_path / f"y{rank}.npy"), single, rtol=1e-5, atol=1e-6)
+
+
+def test_multihead_attention_runs_replicated(tmp_path):
+    """torch.nn.TransformerEncoderLayer: MultiheadAttention's packed in_proj
+    (reshaped, heads collapsed with the batch) stays whole and its attention
+    runs replicated (the thirds, tensor.extract_slice, have nnforge's
+    sharding model), its MLP split: the single-process model's output."""
     torch.manual_seed(0)
     model = torch.nn.TransformerEncoderLayer(32, 4, 64, dropout=0.0, batch_first=True).eval()
     x = torch.randn(2, 6, 32)

@@ -22,6 +22,7 @@
 #include "mlir/Dialect/Linalg/Transforms/Transforms.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/Dialect/Tensor/Transforms/Transforms.h"
+#include "mlir/Dialect/Utils/ReshapeOpsUtils.h"
 #include "mlir/Transforms/GreedyPatternRewriteDriver.h"
 #include "nnforge/Passes.h"
 
@@ -34,7 +35,7 @@ using namespace mlir;
 
 namespace {
 
-/// Each unit-stride, full-rank slice of a single-result linalg op that has
+/// Each unit-stride slice of a single-result linalg op that has
 /// several users, all such slices taking no more elements together than
 /// the op computes, gets its own copy of the op.
 struct CopyProducerPerSlice : OpRewritePattern<tensor::ExtractSliceOp> {
@@ -43,8 +44,7 @@ struct CopyProducerPerSlice : OpRewritePattern<tensor::ExtractSliceOp> {
   static bool isCopyableSlice(Operation *user) {
     auto slice = dyn_cast<tensor::ExtractSliceOp>(user);
     return slice && slice.hasUnitStride() &&
-           slice.getResultType().hasStaticShape() &&
-           slice.getResultType().getRank() == slice.getSourceType().getRank();
+           slice.getResultType().hasStaticShape();
   }
 
   LogicalResult matchAndRewrite(tensor::ExtractSliceOp slice,
@@ -68,6 +68,96 @@ struct CopyProducerPerSlice : OpRewritePattern<tensor::ExtractSliceOp> {
     Operation *copy = rewriter.clone(*producer);
     rewriter.modifyOpInPlace(
         slice, [&] { slice.getSourceMutable().assign(copy->getResult(0)); });
+    return success();
+  }
+};
+
+/// A rank-reducing slice of a linalg op or an expand_shape (torch-mlir's
+/// select and unbind: a third of a packed projection viewed as [3, ..]) as a
+/// full-rank slice and a tensor.collapse_shape dropping the unit dimensions,
+/// which upstream's patterns move above the op (they take no rank-reducing
+/// slice). A transpose keeps the rank reduction (below): the unit dimension
+/// it would keep stands between the batch and the heads of attention.
+struct RankReducingSliceAsCollapse : OpRewritePattern<tensor::ExtractSliceOp> {
+  using OpRewritePattern::OpRewritePattern;
+
+  LogicalResult matchAndRewrite(tensor::ExtractSliceOp slice,
+                                PatternRewriter &rewriter) const override {
+    RankedTensorType result = slice.getResultType();
+    Operation *producer = slice.getSource().getDefiningOp();
+    if (result.getRank() == slice.getSourceType().getRank() || !producer ||
+        isa<linalg::TransposeOp>(producer) ||
+        !isa<linalg::LinalgOp, tensor::ExpandShapeOp>(producer) ||
+        !slice.hasUnitStride() ||
+        ShapedType::isDynamicShape(slice.getStaticSizes()))
+      return rewriter.notifyMatchFailure(slice, "no rank-reducing slice");
+    auto full = RankedTensorType::get(slice.getStaticSizes(),
+                                      result.getElementType());
+    std::optional<SmallVector<ReassociationIndices>> groups =
+        getReassociationIndicesForReshape(full, result);
+    if (!groups)
+      return rewriter.notifyMatchFailure(slice, "no reassociation");
+    Value sliced = tensor::ExtractSliceOp::create(
+        rewriter, slice.getLoc(), full, slice.getSource(),
+        slice.getMixedOffsets(), slice.getMixedSizes(),
+        slice.getMixedStrides());
+    rewriter.replaceOpWithNewOp<tensor::CollapseShapeOp>(slice, result, sliced,
+                                                         *groups);
+    return success();
+  }
+};
+
+/// A rank-reducing slice of a linalg.transpose as a transpose of the
+/// rank-reducing slice of its input: the dropped dimensions are those the
+/// permutation maps them from.
+struct RankReducingSliceOfTranspose : OpRewritePattern<tensor::ExtractSliceOp> {
+  using OpRewritePattern::OpRewritePattern;
+
+  LogicalResult matchAndRewrite(tensor::ExtractSliceOp slice,
+                                PatternRewriter &rewriter) const override {
+    auto transpose = slice.getSource().getDefiningOp<linalg::TransposeOp>();
+    RankedTensorType result = slice.getResultType();
+    if (!transpose || !transpose->hasOneUse() ||
+        !transpose.hasPureTensorSemantics() || !slice.hasUnitStride() ||
+        result.getRank() == slice.getSourceType().getRank())
+      return rewriter.notifyMatchFailure(slice, "no rank-reducing slice");
+    ArrayRef<int64_t> permutation = transpose.getPermutation();
+    llvm::SmallBitVector dropped = slice.getDroppedDims();
+    int64_t rank = permutation.size();
+    // Output dimension d reads input dimension permutation[d].
+    SmallVector<OpFoldResult> offsets(rank), sizes(rank), strides(rank);
+    llvm::SmallBitVector droppedInput(rank);
+    for (int64_t d = 0; d < rank; ++d) {
+      offsets[permutation[d]] = slice.getMixedOffsets()[d];
+      sizes[permutation[d]] = slice.getMixedSizes()[d];
+      strides[permutation[d]] = slice.getMixedStrides()[d];
+      if (dropped.test(d))
+        droppedInput.set(permutation[d]);
+    }
+    // The kept dimensions, renumbered, and the permutation between them.
+    SmallVector<int64_t> newIndex(rank, -1), inputShape;
+    auto inputType = cast<RankedTensorType>(transpose.getInput().getType());
+    for (int64_t i = 0, next = 0; i < rank; ++i)
+      if (!droppedInput.test(i)) {
+        newIndex[i] = next++;
+        std::optional<int64_t> size = getConstantIntValue(sizes[i]);
+        if (!size)
+          return rewriter.notifyMatchFailure(slice, "dynamic size");
+        inputShape.push_back(*size);
+      }
+    SmallVector<int64_t> reduced;
+    for (int64_t d = 0; d < rank; ++d)
+      if (!dropped.test(d))
+        reduced.push_back(newIndex[permutation[d]]);
+    Location loc = slice.getLoc();
+    Value input = tensor::ExtractSliceOp::create(
+        rewriter, loc,
+        RankedTensorType::get(inputShape, inputType.getElementType()),
+        transpose.getInput(), offsets, sizes, strides);
+    Value init = tensor::EmptyOp::create(rewriter, loc, result.getShape(),
+                                         result.getElementType());
+    rewriter.replaceOpWithNewOp<linalg::TransposeOp>(slice, input, init,
+                                                     reduced);
     return success();
   }
 };
@@ -137,7 +227,9 @@ struct NNFBubbleUpExtractSlicesPass
           NNFBubbleUpExtractSlicesPass> {
   void runOnOperation() override {
     RewritePatternSet patterns(&getContext());
-    patterns.add<CopyProducerPerSlice, BubbleUpStaticSliceThroughCollapse>(
+    patterns.add<CopyProducerPerSlice, RankReducingSliceAsCollapse,
+                 RankReducingSliceOfTranspose,
+                 BubbleUpStaticSliceThroughCollapse>(
         &getContext());
     linalg::populateBubbleUpExtractSliceOpPatterns(patterns);
     tensor::populateBubbleUpExtractSliceOpPatterns(patterns);

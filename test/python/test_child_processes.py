@@ -78,3 +78,64 @@ def test_torch_mlir_child_has_a_time_limit(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("NNFORGE_IMPORT_TIMEOUT", "0.01")
     with pytest.raises(CompileError, match=r"torch-mlir's lowering .* did not finish within 0.01 s"):
         nnforge.compile(torch.nn.Linear(4, 2), (torch.randn(1, 4),))
+
+
+def _children(pid: int) -> list[int]:
+    from pathlib import Path
+
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _running(pid: int) -> bool:
+    from pathlib import Path
+
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGKILL"])
+def test_nnforge_opt_ends_as_asked_and_leaves_no_child(stop: str) -> None:
+    # nnforge-opt works in a child it watches: a stop request reaches the
+    # child, and a killed tool (a caller's time limit) takes the child along.
+    import signal
+    import subprocess
+    import time
+
+    tool = subprocess.Popen([str(nnforge.tool_path("nnforge-opt")), "-"], stdin=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not _children(tool.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (child,) = _children(tool.pid)
+        tool.send_signal(getattr(signal, stop))
+        assert tool.wait(30) == -getattr(signal, stop)
+        while _running(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _running(child)
+    finally:
+        tool.kill()
+        tool.wait()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="POSIX signals")
+def test_nnforge_opt_reports_an_mlir_abort_under_a_caller_ignoring_sigchld(tmp_path) -> None:
+    import signal
+    import subprocess
+
+    source = tmp_path / "broadcast.mlir"
+    source.write_text(
+        "func.func @main(%b: tensor<3xf32>) -> tensor<2x3xf32> {\n"
+        "  %e = tensor.empty() : tensor<2x3xf32>\n"
+        "  %r = linalg.broadcast ins(%b : tensor<3xf32>) outs(%e : tensor<2x3xf32>) dimensions = [nan]\n"
+        "  return %r : tensor<2x3xf32>\n}\n")
+    run = subprocess.run([str(nnforge.tool_path("nnforge-opt")), str(source)], capture_output=True, text=True,
+                         timeout=120, preexec_fn=lambda: signal.signal(signal.SIGCHLD, signal.SIG_IGN))
+    assert run.returncode == 1, run.stderr
+    assert "Stack dump" not in run.stderr
+    assert _process.tool_crash(run.stderr).startswith(
+        f"MLIR aborted (SIGABRT) while parsing/verifying {source} (an upstream MLIR defect; "
+        "the input is invalid or unsupported): Assertion `value && \"attributes may never be null\"' failed")

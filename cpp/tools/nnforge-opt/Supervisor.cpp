@@ -252,6 +252,8 @@ int runSupervised(llvm::function_ref<int(Progress &)> work) {
   }
   Progress *progress = new (memory) Progress();
 
+  // A caller that ignores SIGCHLD would have the child reaped unseen.
+  std::signal(SIGCHLD, SIG_DFL);
   // A stop request arriving before the handlers are in place waits for them.
   sigset_t stops, previous;
   sigemptyset(&stops);

@@ -455,7 +455,7 @@ def NNFAssertToRuntimeError
 }
 
 def NNFConvToIm2col : Pass<"nnf-conv-to-im2col"> {
-  let summary = "Rewrite NCHW convolutions as a window copy and a matmul";
+  let summary = "Rewrite NCHW and NHWC convolutions as a window copy and a matmul";
   let description = [{
     Rewrites each `linalg.conv_2d_nchw_fchw` with static shapes and one
     float element type into im2col form: a `linalg.generic` copying the
@@ -475,6 +475,15 @@ def NNFConvToIm2col : Pass<"nnf-conv-to-im2col"> {
     transposed to [C*KH*KW, F] (`linalg.transpose` of the constant, for
     `nnf-fold-constant-transposes`), and transposed back: vectors of output
     channels, the pixels in register tiles of 7 rows.
+
+    Each `linalg.conv_2d_nhwc_hwcf` (jax's and TensorFlow's layout) with
+    static shapes and one float element type is rewritten the same way with
+    channels innermost: the windows copied into [N, OH, OW, KH, KW, C]
+    (input map `(n, oh * sh + kh * dh, ow * sw + kw * dw, c)`, rows of
+    channels), collapsed to [N, OH*OW, KH*KW*C], times the filter collapsed
+    to [KH*KW*C, F] into [N, OH*OW, F]: the output channels are the
+    vectors, and neither the filter nor the output is transposed. A 1x1
+    convolution with unit strides (in either layout) copies nothing.
 
     Example:
 
@@ -743,7 +752,10 @@ def NNFPadLeadingDimensions : Pass<"nnf-pad-leading-dimensions"> {
     - A linalg op whose result is the operand and whose destination is a
       `tensor.empty` writes into a slice of a wider `tensor.empty` instead.
     - A function argument is copied into such a slice once, on entry (for a
-      contraction in an `nnf.dispatch` region, the region's operand is).
+      contraction in an `nnf.dispatch` region, the region's operand is),
+      where the contraction reads each of its elements at least 256 times
+      (a matmul's m): with fewer rows, the copy on every call costs more
+      than the padding saves (a jax model's weights are arguments).
     - Anything else keeps its layout: copying a computed tensor again (a
       reshaped im2col matrix) would cost about what the padding saves.
 

@@ -45,12 +45,14 @@ LINALG_FUSION_CUDA = LINALG_FUSION.replace(
 # output; merges the loops of contractions and reductions that propagated
 # reshapes split; rewrites NCHW convolutions as im2col contractions (narrow
 # outputs transposed, channels innermost, their filters transposed and packed
-# here too); groups each contraction with its epilogue, and reductions over rows
-# with the elementwise ops around them, into nnf.dispatch regions that code
-# generation tiles as one loop nest; contraction operands whose rows are a
-# multiple of 4 KiB apart get a padded row stride (else the rows of a tile
-# evict each other from L1). The optimized CPU path's step between fusion and
-# code generation.
+# here too), and NHWC ones with channels innermost; groups each contraction
+# with its epilogue, and reductions over rows with the elementwise ops
+# around them, into nnf.dispatch regions that code generation tiles as one
+# loop nest; contraction operands whose rows are a multiple of 4 KiB apart
+# get a padded row stride (else the rows of a tile evict each other from L1;
+# a function argument only where enough rows read it to pay for its copy on
+# every call). The optimized CPU path's step between fusion and code
+# generation.
 DISPATCH_REGIONS = (
     "nnf-pack-weights,nnf-fuse-elementwise,nnf-collapse-reduction-dims,canonicalize,"
     "func.func(nnf-conv-to-im2col),nnf-fold-constant-transposes,"

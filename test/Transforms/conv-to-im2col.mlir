@@ -110,3 +110,65 @@ func.func @runtime_filter(%x: tensor<1x4x9x9xf32>, %w: tensor<32x4x3x3xf32>, %in
       ins(%x, %w : tensor<1x4x9x9xf32>, tensor<32x4x3x3xf32>) outs(%init : tensor<1x32x7x7xf32>) -> tensor<1x32x7x7xf32>
   return %y : tensor<1x32x7x7xf32>
 }
+
+// -----
+
+// NHWC/HWCF (jax's layout): the windows [N, OH, OW, KH, KW, C] copied through
+// the convolution's input map with channels innermost, collapsed to
+// [N, OH*OW, KH*KW*C]; the filter collapsed to [KH*KW*C, F] as it is; the
+// product [N, OH*OW, F] has the output channels innermost, nothing transposed.
+// CHECK-DAG: #[[NHWC_WINDOW:.*]] = affine_map<(d0, d1, d2, d3, d4, d5) -> (d0, d1 * 2 + d3, d2 * 2 + d4, d5)>
+// CHECK-DAG: #[[NHWC_COLUMNS:.*]] = affine_map<(d0, d1, d2, d3) -> (d0, d1, d3)>
+// CHECK-DAG: #[[NHWC_FILTER:.*]] = affine_map<(d0, d1, d2, d3) -> (d3, d2)>
+// CHECK-DAG: #[[NHWC_OUT:.*]] = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2)>
+// CHECK-LABEL: func.func @nhwc
+// CHECK-NOT: linalg.transpose
+// CHECK: %[[WINDOWS:.*]] = linalg.generic {indexing_maps = [#[[NHWC_WINDOW]], {{.*}}], iterator_types = ["parallel", "parallel", "parallel", "parallel", "parallel", "parallel"]}
+// CHECK-SAME: outs(%{{.*}} : tensor<2x3x3x3x3x8xf32>)
+// CHECK-NEXT: ^bb0(%[[IN:.*]]: f32, %{{.*}}: f32):
+// CHECK-NEXT: linalg.yield %[[IN]] : f32
+// CHECK: %[[COLUMNS:.*]] = tensor.collapse_shape %[[WINDOWS]] {{\[}}[0], [1, 2], [3, 4, 5]] : tensor<2x3x3x3x3x8xf32> into tensor<2x9x72xf32>
+// CHECK: %[[MATRIX:.*]] = tensor.collapse_shape %{{.*}} {{\[}}[0, 1, 2], [3]] : tensor<3x3x8x16xf32> into tensor<72x16xf32>
+// CHECK: %[[INIT:.*]] = tensor.collapse_shape %{{.*}} {{\[}}[0], [1, 2], [3]] : tensor<2x3x3x16xf32> into tensor<2x9x16xf32>
+// CHECK: %[[PRODUCT:.*]] = linalg.generic {indexing_maps = [#[[NHWC_COLUMNS]], #[[NHWC_FILTER]], #[[NHWC_OUT]]], iterator_types = ["parallel", "parallel", "parallel", "reduction"]} ins(%[[COLUMNS]], %[[MATRIX]] : tensor<2x9x72xf32>, tensor<72x16xf32>) outs(%[[INIT]] : tensor<2x9x16xf32>)
+// CHECK: arith.mulf
+// CHECK: arith.addf
+// CHECK: tensor.expand_shape %[[PRODUCT]] {{\[}}[0], [1, 2], [3]] {{.*}} : tensor<2x9x16xf32> into tensor<2x3x3x16xf32>
+// CHECK-NOT: linalg.conv_2d_nhwc_hwcf
+func.func @nhwc(%x: tensor<2x7x7x8xf32>, %w: tensor<3x3x8x16xf32>, %init: tensor<2x3x3x16xf32>) -> tensor<2x3x3x16xf32> {
+  %y = linalg.conv_2d_nhwc_hwcf {dilations = dense<1> : tensor<2xi64>, strides = dense<2> : tensor<2xi64>}
+      ins(%x, %w : tensor<2x7x7x8xf32>, tensor<3x3x8x16xf32>) outs(%init : tensor<2x3x3x16xf32>) -> tensor<2x3x3x16xf32>
+  return %y : tensor<2x3x3x16xf32>
+}
+
+// -----
+
+// A 1x1 NHWC convolution with unit strides: the input, spatial dims
+// collapsed, is the matmul operand.
+// CHECK-LABEL: func.func @nhwc_pointwise
+// CHECK-NOT: tensor.empty
+// CHECK: %[[COLUMNS:.*]] = tensor.collapse_shape %{{.*}} {{\[}}[0], [1, 2], [3]] : tensor<1x7x7x32xf32> into tensor<1x49x32xf32>
+// CHECK: linalg.generic {{.*}} ins(%[[COLUMNS]], %{{.*}} : tensor<1x49x32xf32>, tensor<32x64xf32>)
+func.func @nhwc_pointwise(%x: tensor<1x7x7x32xf32>, %w: tensor<1x1x32x64xf32>, %init: tensor<1x7x7x64xf32>) -> tensor<1x7x7x64xf32> {
+  %y = linalg.conv_2d_nhwc_hwcf {dilations = dense<1> : tensor<2xi64>, strides = dense<1> : tensor<2xi64>}
+      ins(%x, %w : tensor<1x7x7x32xf32>, tensor<1x1x32x64xf32>) outs(%init : tensor<1x7x7x64xf32>) -> tensor<1x7x7x64xf32>
+  return %y : tensor<1x7x7x64xf32>
+}
+
+// -----
+
+// Mixed element types (f16 in, f32 out) and dynamic shapes are left alone.
+// CHECK-LABEL: func.func @nhwc_mixed
+// CHECK: linalg.conv_2d_nhwc_hwcf
+// CHECK-LABEL: func.func @nhwc_dynamic
+// CHECK: linalg.conv_2d_nhwc_hwcf
+func.func @nhwc_mixed(%x: tensor<1x5x5x4xf16>, %w: tensor<3x3x4x8xf16>, %init: tensor<1x3x3x8xf32>) -> tensor<1x3x3x8xf32> {
+  %y = linalg.conv_2d_nhwc_hwcf {dilations = dense<1> : tensor<2xi64>, strides = dense<1> : tensor<2xi64>}
+      ins(%x, %w : tensor<1x5x5x4xf16>, tensor<3x3x4x8xf16>) outs(%init : tensor<1x3x3x8xf32>) -> tensor<1x3x3x8xf32>
+  return %y : tensor<1x3x3x8xf32>
+}
+func.func @nhwc_dynamic(%x: tensor<?x5x5x4xf32>, %w: tensor<3x3x4x8xf32>, %init: tensor<?x3x3x8xf32>) -> tensor<?x3x3x8xf32> {
+  %y = linalg.conv_2d_nhwc_hwcf {dilations = dense<1> : tensor<2xi64>, strides = dense<1> : tensor<2xi64>}
+      ins(%x, %w : tensor<?x5x5x4xf32>, tensor<3x3x4x8xf32>) outs(%init : tensor<?x3x3x8xf32>) -> tensor<?x3x3x8xf32>
+  return %y : tensor<?x3x3x8xf32>
+}

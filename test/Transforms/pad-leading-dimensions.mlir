@@ -2,15 +2,16 @@
 // RUN: nnforge-opt %s --nnf-pad-leading-dimensions --split-input-file | FileCheck %s --check-prefix=SMALL
 // RUN: nnforge-opt %s --nnf-pad-leading-dimensions="min-bytes=0" --nnf-pad-leading-dimensions="min-bytes=0" --split-input-file | FileCheck %s --check-prefix=TWICE
 
-// A function argument read along its 4 KiB rows: copied once into a slice of
-// a tensor one cache line (16 f32) wider. The left operand (rows of k, read
-// an element at a time) keeps its layout.
+// A function argument read along its 4 KiB rows, each element by 256 rows
+// of the left operand: copied once into a slice of a tensor one cache line
+// (16 f32) wider. The left operand (rows of k, read an element at a time)
+// keeps its layout.
 // CHECK-LABEL: func.func @argument
-// CHECK-SAME: (%[[A:.*]]: tensor<64x256xf32>, %[[B:.*]]: tensor<256x1024xf32>)
+// CHECK-SAME: (%[[A:.*]]: tensor<256x256xf32>, %[[B:.*]]: tensor<256x1024xf32>)
 // CHECK: %[[WIDE:.*]] = tensor.empty() : tensor<256x1040xf32>
 // CHECK: %[[VIEW:.*]] = tensor.extract_slice %[[WIDE]][0, 0] [256, 1024] [1, 1] : tensor<256x1040xf32> to tensor<256x1024xf32>
 // CHECK: %[[COPY:.*]] = linalg.copy ins(%[[B]] : tensor<256x1024xf32>) outs(%[[VIEW]] : tensor<256x1024xf32>)
-// CHECK: linalg.matmul ins(%[[A]], %[[COPY]] : tensor<64x256xf32>, tensor<256x1024xf32>)
+// CHECK: linalg.matmul ins(%[[A]], %[[COPY]] : tensor<256x256xf32>, tensor<256x1024xf32>)
 // Smaller than the default 2 MiB: left alone.
 // SMALL-LABEL: func.func @argument
 // SMALL-NOT: tensor.extract_slice
@@ -19,7 +20,23 @@
 // TWICE-COUNT-1: linalg.copy
 // TWICE-NOT: linalg.copy
 // TWICE: linalg.matmul
-func.func @argument(%a: tensor<64x256xf32>, %b: tensor<256x1024xf32>) -> tensor<64x1024xf32> {
+func.func @argument(%a: tensor<256x256xf32>, %b: tensor<256x1024xf32>) -> tensor<256x1024xf32> {
+  %cst = arith.constant 0.0 : f32
+  %e = tensor.empty() : tensor<256x1024xf32>
+  %acc = linalg.fill ins(%cst : f32) outs(%e : tensor<256x1024xf32>) -> tensor<256x1024xf32>
+  %r = linalg.matmul ins(%a, %b : tensor<256x256xf32>, tensor<256x1024xf32>) outs(%acc : tensor<256x1024xf32>) -> tensor<256x1024xf32>
+  return %r : tensor<256x1024xf32>
+}
+
+// -----
+
+// An argument each of whose elements 64 rows read (fewer than 256): a copy on
+// every call would cost more than the padding saves; left alone.
+// CHECK-LABEL: func.func @few_rows
+// CHECK-NOT: linalg.copy
+// CHECK-NOT: tensor.extract_slice
+// CHECK: linalg.matmul ins(%{{.*}}, %{{.*}} : tensor<64x256xf32>, tensor<256x1024xf32>)
+func.func @few_rows(%a: tensor<64x256xf32>, %b: tensor<256x1024xf32>) -> tensor<64x1024xf32> {
   %cst = arith.constant 0.0 : f32
   %e = tensor.empty() : tensor<64x1024xf32>
   %acc = linalg.fill ins(%cst : f32) outs(%e : tensor<64x1024xf32>) -> tensor<64x1024xf32>
@@ -73,22 +90,22 @@ func.func @constant(%a: tensor<8x2xf32>, %acc: tensor<8x1024xf32>) -> tensor<8x1
 
 // An operand of a dispatch region is padded outside it, once per call.
 // CHECK-LABEL: func.func @dispatch
-// CHECK-SAME: (%[[A:.*]]: tensor<8x2xf32>, %[[B:.*]]: tensor<2x1024xf32>)
+// CHECK-SAME: (%[[A:.*]]: tensor<256x2xf32>, %[[B:.*]]: tensor<2x1024xf32>)
 // CHECK: %[[COPY:.*]] = linalg.copy ins(%[[B]] :
 // CHECK: nnf.dispatch ins(%[[A]], %[[COPY]] :
 // CHECK-NOT: linalg.copy
 // CHECK: linalg.matmul
-func.func @dispatch(%a: tensor<8x2xf32>, %b: tensor<2x1024xf32>) -> tensor<8x1024xf32> {
-  %0 = nnf.dispatch ins(%a, %b : tensor<8x2xf32>, tensor<2x1024xf32>) -> tensor<8x1024xf32> {
-  ^bb0(%x: tensor<8x2xf32>, %y: tensor<2x1024xf32>):
+func.func @dispatch(%a: tensor<256x2xf32>, %b: tensor<2x1024xf32>) -> tensor<256x1024xf32> {
+  %0 = nnf.dispatch ins(%a, %b : tensor<256x2xf32>, tensor<2x1024xf32>) -> tensor<256x1024xf32> {
+  ^bb0(%x: tensor<256x2xf32>, %y: tensor<2x1024xf32>):
     %cst = arith.constant 0.0 : f32
-    %e = tensor.empty() : tensor<8x1024xf32>
-    %acc = linalg.fill ins(%cst : f32) outs(%e : tensor<8x1024xf32>) -> tensor<8x1024xf32>
-    %m = linalg.matmul ins(%x, %y : tensor<8x2xf32>, tensor<2x1024xf32>) outs(%acc : tensor<8x1024xf32>) -> tensor<8x1024xf32>
-    %r = linalg.exp ins(%m : tensor<8x1024xf32>) outs(%e : tensor<8x1024xf32>) -> tensor<8x1024xf32>
-    nnf.yield %r : tensor<8x1024xf32>
+    %e = tensor.empty() : tensor<256x1024xf32>
+    %acc = linalg.fill ins(%cst : f32) outs(%e : tensor<256x1024xf32>) -> tensor<256x1024xf32>
+    %m = linalg.matmul ins(%x, %y : tensor<256x2xf32>, tensor<2x1024xf32>) outs(%acc : tensor<256x1024xf32>) -> tensor<256x1024xf32>
+    %r = linalg.exp ins(%m : tensor<256x1024xf32>) outs(%e : tensor<256x1024xf32>) -> tensor<256x1024xf32>
+    nnf.yield %r : tensor<256x1024xf32>
   }
-  return %0 : tensor<8x1024xf32>
+  return %0 : tensor<256x1024xf32>
 }
 
 // -----

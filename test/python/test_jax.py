@@ -59,6 +59,50 @@ def test_training_step_repeated_matches_jax() -> None:
     assert float(their_loss) < float(step(params, x, labels)[0])
 
 
+def _dumped(folder: Path, stage: str) -> str:
+    """The IR `compile(..., dump_ir=folder)` wrote after `stage`."""
+    return next(folder.glob(f"*-{stage}.mlir")).read_text()
+
+
+@pytest.mark.parametrize("channels,stride", [(16, 1), (16, 2), (3, 1)])
+def test_nhwc_convolution_is_a_contraction_in_a_dispatch_region(
+    channels: int, stride: int, tmp_path: Path
+) -> None:
+    """jax's NHWC/HWIO convolution becomes nnforge's im2col (windows with
+    channels innermost times the filter as it is), grouped with its bias
+    and ReLU into one dispatch region, as PyTorch's NCHW ones are; no
+    convolution op is left for upstream's scalar im2col."""
+    rng = np.random.default_rng(3)
+    w = (rng.standard_normal((3, 3, channels, 32)) / (9 * channels) ** 0.5).astype(np.float32)
+    b = rng.standard_normal(32).astype(np.float32)
+    x = rng.standard_normal((2, 12, 13, channels)).astype(np.float32)
+
+    @jax.jit
+    def conv(w, b, x):
+        y = jax.lax.conv_general_dilated(x, w, (stride, stride), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return jax.nn.relu(y + b)
+
+    compiled = nnforge.compile(conv, (w, b, x), dump_ir=tmp_path)
+    regions = _dumped(tmp_path, "dispatch-regions")
+    assert "linalg.conv_2d" not in regions
+    assert regions.count("nnf.dispatch ins") == 1 and "arith.maximumf" in regions.split("nnf.dispatch ins")[1]
+    assert_matches(compiled(w, b, x), conv(w, b, x))
+
+
+@pytest.mark.parametrize("rows,copies", [(64, 0), (256, 1)])
+def test_dense_weights_are_copied_only_where_enough_rows_read_them(rows: int, copies: int, tmp_path: Path) -> None:
+    """A jax model's weights are arguments: a 2 MiB weight whose rows are
+    4 KiB apart is copied into padded rows on every call only where at
+    least 256 rows of the input read it (nnf-pad-leading-dimensions)."""
+    rng = np.random.default_rng(4)
+    w = rng.standard_normal((512, 1024)).astype(np.float32) / 512 ** 0.5
+    x = rng.standard_normal((rows, 512)).astype(np.float32)
+    dense = jax.jit(lambda w, x: x @ w)
+    compiled = nnforge.compile(dense, (w, x), dump_ir=tmp_path)
+    assert _dumped(tmp_path, "dispatch-regions").count("linalg.copy") == copies
+    assert_matches(compiled(w, x), dense(w, x))
+
+
 def test_cond_and_loop_follow_the_inputs() -> None:
     """The trip count and the branches taken come from the arguments at run time."""
     function, (x, _) = jax_models.cond_fori()

@@ -6,13 +6,17 @@
 // and stays a scalar gather. This rewrite writes the same buffer as a 6-D
 // tensor [N, C, KH, KW, OH, OW] (a plain copy whose input map is
 // (n, c, oh * sh + kh * dh, ow * sw + kw * dw): rows of the input, which
-// vectorize), collapsed for free into the matmul operand.
+// vectorize), collapsed for free into the matmul operand. NHWC
+// convolutions (what jax and TensorFlow write) get the same treatment with
+// channels innermost: windows [N, OH, OW, KH, KW, C], contiguous along C,
+// times the HWCF filter, which already is the [KH*KW*C, F] matrix.
 //
 //===----------------------------------------------------------------------===//
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/IR/TypeUtilities.h"
 #include "mlir/Transforms/GreedyPatternRewriteDriver.h"
 #include "nnforge/Passes.h"
 
@@ -186,11 +190,102 @@ struct ConvToIm2col : OpRewritePattern<linalg::Conv2DNchwFchwOp> {
   }
 };
 
+/// The columns of an NHWC im2col, [N, OH*OW, KH*KW*C], as a collapsed copy
+/// of the windows: windows[n, oh, ow, kh, kw, c] =
+/// input[n, oh*sh + kh*dh, ow*sw + kw*dw, c] (rows of channels, contiguous
+/// in both). A 1x1 convolution with unit strides needs no copy.
+Value nhwcColumns(OpBuilder &builder, Location loc, Value input,
+                  ArrayRef<int64_t> kernel, ArrayRef<int64_t> out,
+                  ArrayRef<int64_t> strides, ArrayRef<int64_t> dilations) {
+  if (kernel[0] == 1 && kernel[1] == 1 && strides[0] == 1 && strides[1] == 1)
+    return tensor::CollapseShapeOp::create(
+        builder, loc, input, ArrayRef<ReassociationIndices>{{0}, {1, 2}, {3}});
+  MLIRContext *context = builder.getContext();
+  auto inputType = cast<RankedTensorType>(input.getType());
+  AffineExpr n, oh, ow, kh, kw, c;
+  bindDims(context, n, oh, ow, kh, kw, c);
+  AffineMap windowMap =
+      AffineMap::get(6, 0,
+                     {n, oh * strides[0] + kh * dilations[0],
+                      ow * strides[1] + kw * dilations[1], c},
+                     context);
+  SmallVector<int64_t> windowShape = {inputType.getDimSize(0), out[1],
+                                      out[2],    kernel[0],
+                                      kernel[1], inputType.getDimSize(3)};
+  Value empty = tensor::EmptyOp::create(builder, loc, windowShape,
+                                        inputType.getElementType());
+  auto windows = linalg::GenericOp::create(
+      builder, loc, empty.getType(), ValueRange{input}, ValueRange{empty},
+      {windowMap, builder.getMultiDimIdentityMap(6)},
+      SmallVector<utils::IteratorType>(6, utils::IteratorType::parallel),
+      [](OpBuilder &builder, Location loc, ValueRange arguments) {
+        linalg::YieldOp::create(builder, loc, arguments[0]);
+      });
+  return tensor::CollapseShapeOp::create(
+      builder, loc, windows.getResult(0),
+      ArrayRef<ReassociationIndices>{{0}, {1, 2}, {3, 4, 5}});
+}
+
+/// The checks both layouts share: static shapes, one float element type.
+LogicalResult checkTypes(linalg::LinalgOp conv, PatternRewriter &rewriter) {
+  for (Value value : conv->getOperands()) {
+    auto type = dyn_cast<RankedTensorType>(value.getType());
+    if (!type || !type.hasStaticShape())
+      return rewriter.notifyMatchFailure(conv, "dynamic shapes");
+  }
+  Type element = getElementTypeOrSelf(conv->getOperand(2).getType());
+  if (!isa<FloatType>(element) ||
+      getElementTypeOrSelf(conv->getOperand(0).getType()) != element ||
+      getElementTypeOrSelf(conv->getOperand(1).getType()) != element)
+    return rewriter.notifyMatchFailure(conv, "not one float element type");
+  return success();
+}
+
+/// An NHWC/HWCF convolution as out[b, p, f] = init[b, p, f] +
+/// columns[b, p, k] * filter[k, f]: the output channels are the
+/// contraction's n (the vectors), the pixels its m, and neither the filter
+/// nor the output is transposed.
+struct NhwcConvToIm2col : OpRewritePattern<linalg::Conv2DNhwcHwcfOp> {
+  using OpRewritePattern::OpRewritePattern;
+
+  LogicalResult matchAndRewrite(linalg::Conv2DNhwcHwcfOp conv,
+                                PatternRewriter &rewriter) const override {
+    if (failed(checkTypes(conv, rewriter)))
+      return failure();
+    Value input = conv.getInputs()[0], filter = conv.getInputs()[1];
+    Value init = conv.getOutputs()[0];
+    auto filterType = cast<RankedTensorType>(filter.getType());
+    auto outputType = cast<RankedTensorType>(init.getType());
+    SmallVector<int64_t> strides(conv.getStrides().getValues<int64_t>());
+    SmallVector<int64_t> dilations(conv.getDilations().getValues<int64_t>());
+    Location loc = conv.getLoc();
+    Value columns =
+        nhwcColumns(rewriter, loc, input, filterType.getShape(),
+                    outputType.getShape(), strides, dilations);
+    Value matrix = tensor::CollapseShapeOp::create(
+        rewriter, loc, filter, ArrayRef<ReassociationIndices>{{0, 1, 2}, {3}});
+    SmallVector<ReassociationIndices> spatial = {{0}, {1, 2}, {3}};
+    Value accumulator =
+        tensor::CollapseShapeOp::create(rewriter, loc, init, spatial);
+    MLIRContext *context = rewriter.getContext();
+    AffineExpr b, p, f, k;
+    bindDims(context, b, p, f, k);
+    Value product = multiplyAccumulate(
+        rewriter, loc, columns, matrix, accumulator,
+        {AffineMap::get(4, 0, {b, p, k}, context),
+         AffineMap::get(4, 0, {k, f}, context),
+         AffineMap::get(4, 0, {b, p, f}, context)});
+    rewriter.replaceOpWithNewOp<tensor::ExpandShapeOp>(conv, outputType,
+                                                       product, spatial);
+    return success();
+  }
+};
+
 struct NNFConvToIm2colPass
     : nnforge::impl::NNFConvToIm2colBase<NNFConvToIm2colPass> {
   void runOnOperation() override {
     RewritePatternSet patterns(&getContext());
-    patterns.add<ConvToIm2col>(&getContext());
+    patterns.add<ConvToIm2col, NhwcConvToIm2col>(&getContext());
     if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
       signalPassFailure();
   }

@@ -2,8 +2,9 @@
 
 2-D convolutions (NCHW/FCHW, NHWC/HWCF, NHWC/FHWC) become im2col and a
 contraction (`lowering` converts them, `contractions` schedules them); for
-NCHW, nnforge's im2col (nnf-conv-to-im2col), whose window copy is
-vectorized along output rows here. Depthwise NCHW convolutions and NCHW
+NCHW and NHWC/HWCF, nnforge's im2col (nnf-conv-to-im2col), whose window
+copy is vectorized along its innermost dimension here (output rows for
+NCHW, channels for NHWC). Depthwise NCHW convolutions and NCHW
 poolings (max, sum): segments of a register's lanes of output columns (16
 on the Zen 4) per channel (the row's last one as wide as what is left), each accumulated in registers over the
 window taps. Strided windows (these, and strided im2col window copies):
@@ -136,7 +137,7 @@ def pooling_schedule(op: ir.Operation, parallel: bool, sizing: ScheduleSizes) ->
 def is_window_copy(op: ir.Operation) -> bool:
     """Whether `op` copies a convolution's input windows into an im2col buffer
     (as nnf-conv-to-im2col writes it): a generic over (n, c, kh, kw, oh, ow)
-    yielding its one input."""
+    for NCHW, (n, oh, ow, kh, kw, c) for NHWC, yielding its one input."""
     iterators = iterator_types(op)
     if op.name != "linalg.generic" or len(op.operands) != 2 or len(iterators) != 6:
         return False
@@ -149,10 +150,12 @@ def is_window_copy(op: ir.Operation) -> bool:
 
 
 def window_copy_schedule(op: ir.Operation, parallel: bool, sizing: ScheduleSizes) -> str | None:
-    """An im2col window copy as vectorized copies of output row segments,
-    one per (n, c, kh, kw, oh)."""
+    """An im2col window copy as vectorized copies of segments of its
+    innermost dimension: output rows, one per (n, c, kh, kw, oh), for NCHW;
+    channels, one per (n, oh, ow, kh, kw), for NHWC."""
     [lanes] = clamp([sizing.depthwise_vector], static_loop_sizes(op)[5:6])
     if lanes < MIN_VECTOR:
         return None
-    # n, c independent; then kh, kw, oh and the ow segments.
+    # n, c (NCHW) or n, oh (NHWC) independent; then the next three loops
+    # and the segments of the innermost one.
     return _row_segment_schedule(op, [1, 1, 0, 0, 0, 0], [0, 0, 1, 1, 1, lanes], lanes, parallel)

@@ -125,12 +125,16 @@ def test_exp_is_within_two_ulp_over_the_normal_range():
 
 def test_right_operands_with_page_long_rows_get_a_padded_stride(tmp_path):
     """Rows of 1024 f32 (4 KiB) would map a tile's rows to one L1 set: the
-    right operand, an argument, is copied once into a buffer one cache line
-    wider per row."""
-    a, b = torch.randn(16, 512), torch.randn(512, 1024)
-    compiled = compile_optimized(MatMul(), (a, b), tmp_path)
-    assert "tensor<512x1040xf32>" in dispatch_regions(tmp_path)
-    check(compiled(a.numpy(), b.numpy()), a @ b)
+    right operand, an argument that 256 rows read, is copied on every call
+    into a buffer one cache line wider per row; one that 16 rows read is
+    not (the copy would cost more than it saves)."""
+    b = torch.randn(512, 1024)
+    for rows, padded in ((256, True), (16, False)):
+        a = torch.randn(rows, 512)
+        folder = tmp_path / str(rows)
+        compiled = compile_optimized(MatMul(), (a, b), folder)
+        assert ("tensor<512x1040xf32>" in dispatch_regions(folder)) == padded
+        check(compiled(a.numpy(), b.numpy()), a @ b)
 
 
 @pytest.mark.parametrize("threads", [1, 2])

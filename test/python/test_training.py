@@ -115,6 +115,51 @@ def test_inference_keeps_its_path() -> None:
     assert torch_backend.stats()["graphs_compiled"] == {"inference": 1, "forward": 0, "backward": 0}
 
 
+def _forward_outputs(graph_module: torch.fx.GraphModule) -> int:
+    return len(next(node for node in graph_module.graph.nodes if node.op == "output").args[0])
+
+
+def test_backward_recomputes_what_is_cheap_to_recompute(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The forward graph saves fewer activations than AOTAutograd's default
+    partition (the MLP's ReLU masks are recomputed by the backward), and the
+    gradients stay eager's."""
+    from functorch.compile import make_boxed_func
+    from torch._dynamo.backends.common import aot_autograd
+
+    from nnforge.integrations import torch_training
+
+    workload = training_workloads.mlp()
+    model = workload.model
+    x, targets = workload.batch(0, workload.batch_size)
+
+    default_forwards: list[torch.fx.GraphModule] = []
+
+    def keep_forward(graph_module: torch.fx.GraphModule, _: object) -> object:
+        default_forwards.append(graph_module)
+        return make_boxed_func(graph_module)
+
+    default = aot_autograd(fw_compiler=keep_forward, bw_compiler=lambda gm, _: make_boxed_func(gm))
+    workload.loss(torch.compile(copy.deepcopy(model), backend=default)(x), targets).backward()
+    torch._dynamo.reset()
+
+    graphs: list[torch_training.AOTGraph] = []
+
+    class Recorded(torch_training.AOTGraph):
+        def __init__(self, graph_module: torch.fx.GraphModule, kind: str):
+            super().__init__(graph_module, kind)
+            graphs.append(self)
+
+    monkeypatch.setattr(torch_training, "AOTGraph", Recorded)
+    expected = copy.deepcopy(model)
+    workload.loss(torch.compile(model, backend="nnforge")(x), targets).backward()
+    workload.loss(expected(x), targets).backward()
+    forward = next(graph for graph in graphs if graph.kind == "forward")
+    assert _forward_outputs(forward.graph_module) < _forward_outputs(default_forwards[0])
+    for actual, reference in zip(model.parameters(), expected.parameters()):
+        torch.testing.assert_close(actual.grad, reference.grad, atol=1e-5, rtol=1e-4)
+    assert torch_backend.stats()["fallbacks"] == []
+
+
 def _train_ddp(tmp_path: Path, *options: str) -> list[float]:
     output = tmp_path / f"losses{'-'.join(options)}.json"
     command = [

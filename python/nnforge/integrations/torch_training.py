@@ -304,12 +304,17 @@ def training_backend(gm: torch.fx.GraphModule, example_inputs: Sequence[Any]) ->
     """The dynamo graph through AOTAutograd, its graphs compiled by nnforge."""
     from torch._decomp import core_aten_decompositions
     from torch._dynamo.backends.common import aot_autograd
+    from torch._functorch.partitioners import min_cut_rematerialization_partition
 
     _attention_in_math(gm)
     # The embedding's gradient stays one op until the static trace (`gradients`).
     decompositions = core_aten_decompositions()
     decompositions.pop(_aten.embedding_dense_backward.default, None)
+    # Inductor's partition: the backward recomputes what is cheap to recompute
+    # (masks, casts, elementwise ops) instead of the forward saving it; fewer
+    # activations go from the forward's outputs to the backward's inputs.
     backend = aot_autograd(
+        partition_fn=min_cut_rematerialization_partition,
         fw_compiler=_compiler("forward"),
         bw_compiler=_compiler("backward"),
         inference_compiler=_compiler("inference"),

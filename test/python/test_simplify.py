@@ -101,3 +101,61 @@ def test_dynamic_batch_through_a_reshape(tmp_path: Path) -> None:
     assert written.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "N"
     x = rng.standard_normal((3, 3, 4, 4)).astype(np.float32)
     np.testing.assert_allclose(run_onnx(tmp_path / "small.onnx", x), run_onnx(source, x), rtol=1e-5, atol=1e-5)
+
+
+def _alexnet_like(rng: np.random.Generator) -> onnx.ModelProto:
+    """Conv (stride 2, a row its windows never reach), LRN, ceil-mode MaxPool, grouped Conv,
+    Reshape + Gemm and Softmax: the ops the TOSA level spells as chains."""
+    def constant(name: str, shape: tuple[int, ...]) -> onnx.TensorProto:
+        return numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)
+
+    nodes = [
+        helper.make_node("Conv", ["image", "w1", "b1"], ["c1"], strides=[2, 2]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("LRN", ["r1"], ["n1"], size=5, alpha=1e-2, beta=0.75, bias=2.0),
+        helper.make_node("MaxPool", ["n1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1),
+        helper.make_node("Conv", ["p1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1], group=2),
+        helper.make_node("Relu", ["c2"], ["r2"]),
+        helper.make_node("Reshape", ["r2", "shape"], ["flat"]),
+        helper.make_node("Gemm", ["flat", "w3", "b3"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
+    ]
+    initializers = [constant("w1", (8, 3, 3, 3)), constant("b1", (8,)), constant("w2", (8, 4, 3, 3)),
+                    constant("b2", (8,)), numpy_helper.from_array(np.array([1, 200], np.int64), "shape"),
+                    constant("w3", (200, 10)), constant("b3", (10,))]
+    graph = helper.make_graph(nodes, "alexnet_like",
+                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 20, 20])],
+                              [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [1, 10])],
+                              initializers)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_grouped_convolution_lrn_gemm_and_softmax_come_back_whole(tmp_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    source = tmp_path / "alexnet_like.onnx"
+    onnx.save(_alexnet_like(rng), str(source))
+    assert simplify(source, tmp_path / "small.onnx") == (9, 9)
+    written = onnx.load(str(tmp_path / "small.onnx"))
+    assert [node.op_type for node in written.graph.node] == \
+        ["Conv", "Relu", "LRN", "MaxPool", "Conv", "Relu", "Reshape", "Gemm", "Softmax"]
+    grouped = written.graph.node[4]
+    assert {a.name: helper.get_attribute_value(a) for a in grouped.attribute}["group"] == 2
+    lrn = {a.name: helper.get_attribute_value(a) for a in written.graph.node[2].attribute}
+    assert lrn["size"] == 5 and lrn["alpha"] == pytest.approx(1e-2) and lrn["bias"] == pytest.approx(2.0)
+    x = rng.standard_normal((1, 3, 20, 20)).astype(np.float32)
+    expected = run_onnx(source, x)
+    assert expected.max() > 2 * expected.min()  # not a uniform softmax: the check below tells values apart
+    np.testing.assert_allclose(run_onnx(tmp_path / "small.onnx", x), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_band_that_is_no_lrn_window_stays_a_convolution() -> None:
+    from nnforge.exporters.fusions import _band
+
+    out, into = np.arange(6)[:, None], np.arange(6)[None, :]
+    band = ((into >= out - 1) & (into <= out + 1)).astype(np.float32)
+    assert _band(band * 0.25) == (3, 0.25)
+    assert _band(((into >= out - 1) & (into <= out + 2)) * np.float32(0.25)) == (4, 0.25)  # ONNX's even window
+    assert _band(((into >= out - 2) & (into <= out + 1)) * np.float32(0.25)) is None  # the other way round
+    uneven = band * 0.25
+    uneven[0, 0] = 0.5
+    assert _band(uneven) is None

@@ -23,17 +23,13 @@ from typing import Any
 import numpy as np
 
 from nnforge.errors import CompileError
+from nnforge.exporters.fusions import fuse
+from nnforge.exporters.onnx_edit import Edit, attribute, initializers, set_attribute, sort_nodes
 
 # MLIR's part: canonicalization, constant folding and CSE at the TOSA level.
 TOSA_PIPELINE = "builtin.module(func.func(tosa-layerwise-constant-fold),canonicalize,cse)"
 # Ops never evaluated ahead of time (their results can be much larger than their inputs).
 _NOT_FOLDED = {"Tile", "Expand", "ConstantOfShape", "Range"}
-
-
-def _initializers(graph) -> dict[str, np.ndarray]:
-    from onnx import numpy_helper
-
-    return {tensor.name: numpy_helper.to_array(tensor) for tensor in graph.initializer}
 
 
 def _evaluate(node, values: dict[str, np.ndarray]) -> list[np.ndarray] | None:
@@ -61,7 +57,7 @@ def fold_constants(model) -> int:
     from onnx import numpy_helper
 
     graph = model.graph
-    values = _initializers(graph)
+    values = initializers(graph)
     outputs = {value.name for value in graph.output}
     kept, folded = [], 0
     for node in graph.node:
@@ -96,7 +92,7 @@ def fold_into_convolutions(model) -> int:
     from onnx import helper, numpy_helper
 
     graph = model.graph
-    values = _initializers(graph)
+    values = initializers(graph)
     users: Counter = Counter(name for node in graph.node for name in node.input)
     users.update(value.name for value in graph.output)
     producers = {output: node for node in graph.node for output in node.output}
@@ -118,13 +114,18 @@ def fold_into_convolutions(model) -> int:
             conv = producers.get(transpose.input[0])
             if users[transpose.input[0]] != 1:
                 continue
-        if (conv is None or conv.op_type != "Conv" or users[source] != 1 or len(conv.input) < 3
-                or conv.input[1] not in values or conv.input[2] not in values):
+        if (conv is None or conv.op_type != "Conv" or users[source] != 1 or conv.input[1] not in values
+                or len(conv.input) > 2 and conv.input[2] and conv.input[2] not in values):
             continue
-        weights, bias = values[conv.input[1]], values[conv.input[2]]
+        weights = values[conv.input[1]]
         vector = _channel_vector(values[node.input[constant_at[0]]], weights.ndim, channel_axis, weights.shape[0])
         if vector is None:
             continue
+        if len(conv.input) < 3 or not conv.input[2]:  # a convolution without bias gets a zero one
+            del conv.input[2:]
+            conv.input.append(f"{conv.output[0]}/bias")
+            values[conv.input[2]] = np.zeros(weights.shape[0], np.float32)
+        bias = values[conv.input[2]]
         if node.op_type == "Mul":
             weights = weights * vector.reshape(-1, *([1] * (weights.ndim - 1)))
             bias = bias * vector
@@ -177,7 +178,7 @@ def fold_affine_chains(model) -> int:
     from onnx import helper, numpy_helper
 
     graph = model.graph
-    values = _initializers(graph)
+    values = initializers(graph)
     users: Counter = Counter(name for node in graph.node for name in node.input)
     users.update(value.name for value in graph.output)
     producers = {output: node for node in graph.node for output in node.output}
@@ -221,7 +222,7 @@ def fold_affine_chains(model) -> int:
             nodes.append(node)
     del graph.node[:]
     graph.node.extend(nodes)
-    _sort(graph)
+    sort_nodes(graph)
     used = {name for node in graph.node for name in node.input}
     del graph.initializer[:]
     graph.initializer.extend(numpy_helper.from_array(np.asarray(array), name)
@@ -229,117 +230,160 @@ def fold_affine_chains(model) -> int:
     return saved
 
 
-# Elementwise ops a transpose commutes with (the first input is the tensor; the others scalars).
+# Elementwise ops a transpose commutes with (the first input is the tensor; the others constants).
 _UNARY = {"Relu", "Clip", "Sigmoid", "Tanh", "Exp", "Log", "Neg", "Abs", "Sqrt", "Reciprocal", "Erf", "Identity",
           "Floor", "Ceil", "Sin", "Cos", "Softplus", "LeakyRelu"}
 _BINARY = {"Add", "Sub", "Mul", "Div", "Max", "Min", "Pow"}
+# Ops whose axes a transpose renumbers: the axes in an attribute or a constant input.
+_REDUCE = {"ReduceMax", "ReduceMin", "ReduceSum", "ReduceMean", "ReduceProd", "ReduceL1", "ReduceL2",
+           "ReduceLogSumExp", "ReduceSumSquare"}
+
+
+def _perm(node) -> list[int]:
+    return list(attribute(node, "perm"))
+
+
+def _sinkable(user, value: str, perm: list[int], edit: Edit) -> bool:
+    """Whether `user` of the transposed `value` can take the transpose's input instead (its result
+    transposed after it)."""
+    rank = len(perm)
+    op = user.op_type
+    if op == "Transpose":
+        return True
+    if op in ("Concat", *_BINARY):
+        if op != "Concat" and len(user.input) != 2:
+            return False
+        for name in user.input:
+            other = edit.producer(name, "Transpose")
+            constant = edit.constant(name)
+            if name != value and not (other is not None and _perm(other) == perm) \
+                    and not (constant is not None and constant.ndim <= rank and (op != "Concat" or constant.ndim == rank)):
+                return False
+        return True
+    if user.input[0] != value or value in user.input[1:]:
+        return False
+    constants = all(not name or edit.constant(name) is not None for name in user.input[1:])
+    if op in _UNARY or op in ("Slice", "Softmax", "LogSoftmax"):
+        return constants
+    if op == "Pad":
+        return constants and len(user.input) <= 3
+    if op in _REDUCE:
+        return constants and attribute(user, "keepdims", 1) == 1
+    return False
+
+
+def _sink_into(user, value: str, source: str, perm: list[int], edit: Edit) -> list:
+    """Rewrites `user` to read `source` (= `value` untransposed); returns the transpose of its result."""
+    from onnx import helper
+
+    rank = len(perm)
+    if user.op_type == "Transpose":
+        user.input[0] = source
+        set_attribute(user, "perm", [perm[axis] for axis in _perm(user)])
+        return []
+    inverse = [int(axis) for axis in np.argsort(perm)]
+    for position, name in enumerate(user.input):
+        other = edit.producer(name, "Transpose")
+        if name == value:
+            user.input[position] = source
+        elif other is not None and _perm(other) == perm and edit.constant(name) is None:
+            user.input[position] = other.input[0]
+        elif user.op_type in ("Concat", *_BINARY):  # a constant operand
+            constant = edit.constant(name)
+            if constant.ndim and any(size != 1 for size in constant.shape):
+                full = constant.reshape((1,) * (rank - constant.ndim) + constant.shape)
+                user.input[position] = edit.array(np.ascontiguousarray(full.transpose(inverse)), name)
+    axis_of = lambda axis: perm[int(axis) % rank]  # noqa: E731 - an axis of the transposed value, untransposed
+    if user.op_type in ("Concat", "Softmax", "LogSoftmax"):
+        set_attribute(user, "axis", axis_of(attribute(user, "axis", -1)))
+    elif user.op_type == "Slice":
+        axes = edit.constant(user.input[3]) if len(user.input) > 3 and user.input[3] else \
+            np.arange(edit.constant(user.input[1]).size)
+        axes_name = edit.array(np.array([axis_of(a) for a in axes.reshape(-1)], np.int64), "axes")
+        user.input[:] = [*user.input[:3], axes_name, *user.input[4:]]
+    elif user.op_type == "Pad":
+        pads = edit.constant(user.input[1]).reshape(-1)
+        moved = np.zeros_like(pads)
+        for axis in range(rank):
+            moved[perm[axis]], moved[rank + perm[axis]] = pads[axis], pads[rank + axis]
+        user.input[1] = edit.array(moved, "pads")
+    elif user.op_type in _REDUCE:
+        if len(user.input) > 1 and user.input[1]:
+            axes = edit.constant(user.input[1]).reshape(-1)
+            user.input[1] = edit.array(np.array([axis_of(a) for a in axes], np.int64), "axes")
+        elif attribute(user, "axes") is not None:
+            set_attribute(user, "axes", [axis_of(a) for a in attribute(user, "axes")])
+    result = user.output[0]
+    user.output[0] = edit.fresh(result)
+    return [helper.make_node("Transpose", [user.output[0]], [result], perm=perm)]
 
 
 def sink_transposes(model) -> int:
-    """Moves Transpose nodes below the elementwise ops and concatenations they
-    feed (all operands transposed alike, or a binary op's other operand
-    constant), so that consecutive transposes meet and cancel. Returns how
-    many moved."""
-    from onnx import helper, numpy_helper
-
-    graph = model.graph
-    values = _initializers(graph)
-    outputs = {value.name for value in graph.output}
+    """Moves Transpose nodes below the elementwise ops, concatenations, slices, pads, reductions and
+    softmaxes that use them (all operands transposed alike, or the others constant), when every
+    use allows it, so that consecutive transposes meet and cancel. Returns how many moved."""
     moved = 0
-    changed = True
-    while changed:
-        changed = False
-        users: Counter = Counter(name for node in graph.node for name in node.input)
-        producers = {output: node for node in graph.node for output in node.output}
-
-        def single_transpose(name: str):
-            node = producers.get(name)
-            return node if node is not None and node.op_type == "Transpose" and users[name] == 1 \
-                and name not in outputs else None
-
-        for node in graph.node:
-            if node.op_type in _UNARY:
-                transposes = [single_transpose(node.input[0])]
-                if transposes[0] is None or any(n in producers for n in node.input[1:]):
-                    continue
-            elif node.op_type in _BINARY and len(node.input) == 2:
-                transposes = [single_transpose(name) for name in node.input]
-                perms = [list(helper.get_attribute_value(t.attribute[0])) if t else None for t in transposes]
-                if None not in transposes:
-                    if perms[0] != perms[1]:
-                        continue
-                else:
-                    # one operand transposed, the other a constant of the same rank: transpose the constant
-                    index = 0 if transposes[0] is not None else 1
-                    other = node.input[1 - index]
-                    if transposes[index] is None or other not in values or values[other].ndim != len(perms[index]):
-                        continue
-                    inverse = list(np.argsort(perms[index]))
-                    name = f"{other}/transposed{moved}"
-                    values[name] = np.ascontiguousarray(values[other].transpose(inverse))
-                    graph.initializer.append(numpy_helper.from_array(values[name], name))
-                    node.input[1 - index] = name
-                    transposes = [transposes[index]]
-            elif node.op_type == "Concat":
-                transposes = [single_transpose(name) for name in node.input]
-                perms = {tuple(helper.get_attribute_value(t.attribute[0])) if t else None for t in transposes}
-                if None in perms or len(perms) != 1 or len(set(node.input)) != len(node.input):
-                    continue
-                perm = perms.pop()
-                axis = next(a for a in node.attribute if a.name == "axis")
-                axis.i = perm[axis.i % len(perm)]
-            else:
+    while True:
+        edit = Edit(model)
+        for node in edit.graph.node:
+            if node.op_type != "Transpose" or node.output[0] in edit.outputs:
                 continue
-            first = transposes[0]
-            result, intermediate = node.output[0], first.output[0]
-            for transpose in transposes:
-                position = list(node.input).index(transpose.output[0])
-                node.input[position] = transpose.input[0]
-            node.output[0] = intermediate
-            first.input[0] = intermediate
-            first.output[0] = result
-            for extra in transposes[1:]:
-                graph.node.remove(extra)
-            moved += 1
-            changed = True
-            break
-        if changed:
-            _sort(graph)
-    return moved
+            perm, value = _perm(node), node.output[0]
+            users = edit.consumers.get(value, [])
+            if users and all(_sinkable(user, value, perm, edit) for user in users):
+                added = [transpose for user in users for transpose in _sink_into(user, value, node.input[0], perm,
+                                                                                  edit)]
+                edit.replace([node], added)
+                break
+        else:
+            return moved
+        edit.commit()
+        _drop_identity_transposes(model)
+        moved += 1
 
 
-def _sort(graph) -> None:
-    """Puts the graph's nodes in topological order (each after the producers of its inputs)."""
-    producers = {output: index for index, node in enumerate(graph.node) for output in node.output}
-    order: list[int] = []
-    state: dict[int, bool] = {}
-
-    def visit(index: int) -> None:
-        stack = [(index, False)]
-        while stack:
-            current, done = stack.pop()
-            if done:
-                order.append(current)
-                continue
-            if current in state:
-                continue
-            state[current] = True
-            stack.append((current, True))
-            for name in graph.node[current].input:
-                if name in producers and producers[name] not in state:
-                    stack.append((producers[name], False))
-
-    for index in range(len(graph.node)):
-        visit(index)
-    nodes = [graph.node[index] for index in order]
+def _drop_identity_transposes(model) -> None:
+    """Removes Transposes whose permutation is the identity (not those writing a graph output)."""
+    graph = model.graph
+    outputs = {value.name for value in graph.output}
+    renamed = {node.output[0]: node.input[0] for node in graph.node if node.op_type == "Transpose"
+               and _perm(node) == sorted(_perm(node)) and node.output[0] not in outputs}
+    if not renamed:
+        return
+    kept = [node for node in graph.node if node.output[0] not in renamed or node.op_type != "Transpose"]
+    for node in kept:
+        node.input[:] = [_resolve(renamed, name) for name in node.input]
     del graph.node[:]
-    graph.node.extend(nodes)
+    graph.node.extend(kept)
 
 
 def _resolve(renamed: dict[str, str], name: str) -> str:
     while name in renamed:
         name = renamed[name]
     return name
+
+
+def _cancel_transposes(model) -> None:
+    from nnforge.exporters import onnx_writer
+
+    nodes = onnx_writer.cancel_transposes(list(model.graph.node), {value.name for value in model.graph.output})
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+
+
+def _sink_where_fewer(model) -> int:
+    """`sink_transposes` kept where the graph ends up with no more nodes (moving a transpose used
+    several times puts one after each use, which pays only where they cancel); returns the moves kept."""
+    import onnx
+
+    trial = onnx.ModelProto()
+    trial.CopyFrom(model)
+    moved = sink_transposes(trial)
+    _cancel_transposes(trial)
+    if not moved or len(trial.graph.node) > len(model.graph.node):
+        return 0
+    model.CopyFrom(trial)
+    return moved
 
 
 def simplify(model: str | os.PathLike | Any, path: str | os.PathLike) -> tuple[int, int]:
@@ -357,9 +401,8 @@ def simplify(model: str | os.PathLike | Any, path: str | os.PathLike) -> tuple[i
         except ir.MLIRError as error:
             raise CompileError(f"simplifying at the TOSA level failed: {error}") from None
     proto = to_onnx(imported, name=source.graph.name or Path(path).stem)
-    while fold_constants(proto) + fold_into_convolutions(proto) + sink_transposes(proto) + fold_affine_chains(proto):
-        nodes = onnx_writer.cancel_transposes(list(proto.graph.node), {value.name for value in proto.graph.output})
-        del proto.graph.node[:]
-        proto.graph.node.extend(nodes)
+    while (fold_constants(proto) + fold_into_convolutions(proto) + _sink_where_fewer(proto)
+           + fold_affine_chains(proto) + fuse(proto)):
+        _cancel_transposes(proto)
     onnx_writer.save(proto, Path(path))
     return len(source.graph.node), len(proto.graph.node)

@@ -1,0 +1,347 @@
+"""ONNX ops that nnforge's TOSA level spells out as chains, fused back into single nodes.
+
+TOSA has no softmax, local response normalization, grouped convolution or fully connected op, and
+its convolutions and pools read exactly the rows their windows cover. So the ONNX written from it
+holds, where the source had one node:
+- Softmax: ReduceMax, Sub, Exp, ReduceSum, Reciprocal and Mul (or Div);
+- LRN: x / (bias + Conv(x * x, a band of alpha / size))^beta (nnforge's ONNX import of LRN);
+- a grouped Conv: one Slice of the channels and one Conv per group, then a Concat;
+- Gemm: a Reshape to rank 3, a batched MatMul by a constant, a Reshape back, an Add;
+- a Conv or pool whose input was cut (Slice) to the rows its strided windows reach, or padded
+  by an explicit Pad;
+- a Reshape of a Transpose that moves unit axes only, a Reshape of a Reshape.
+`fuse` rewrites each chain whose intermediate values nothing else uses into the single node, the
+weights and attributes recovered from the chain's constants and checked to reproduce it exactly
+(a band that is no LRN window stays a convolution). `simplify` calls it once the transposes
+between these ops have cancelled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from nnforge.exporters.onnx_edit import Edit, attribute, set_attribute
+
+# Ops whose first input is read through windows (kernel, strides, pads, dilations).
+_WINDOWED = ("Conv", "MaxPool", "AveragePool")
+
+
+def _make(op_type: str, inputs: list[str], output: str, **attributes):
+    from onnx import helper
+
+    return helper.make_node(op_type, inputs, [output], **attributes)
+
+
+def _axes(edit: Edit, node) -> list[int] | None:
+    """A reduction's axes (input or attribute), None when they are not constant."""
+    if len(node.input) > 1 and node.input[1]:
+        axes = edit.constant(node.input[1])
+        return None if axes is None else [int(a) for a in axes.reshape(-1)]
+    return attribute(node, "axes")
+
+
+def _softmax(edit: Edit, node) -> bool:
+    """Mul(e, Reciprocal(ReduceSum(e))) or Div(e, ReduceSum(e)), e = Exp(x - ReduceMax(x)) -> Softmax."""
+    if node.op_type == "Div":
+        exp_name, total = node.input[0], edit.single(node.input[1], "ReduceSum")
+        inverse = None
+    elif node.op_type == "Mul" and len(node.input) == 2:
+        for exp_name, other in (node.input, node.input[::-1]):
+            inverse = edit.single(other, "Reciprocal")
+            total = inverse and edit.single(inverse.input[0], "ReduceSum")
+            if total is not None and total.input[0] == exp_name:
+                break
+    else:
+        return False
+    exp = edit.producer(exp_name, "Exp")
+    if total is None or exp is None or total.input[0] != exp_name or edit.users[exp_name] != 2 \
+            or exp_name in edit.outputs:
+        return False
+    shifted = edit.single(exp.input[0], "Sub")
+    maximum = shifted and edit.single(shifted.input[1], "ReduceMax")
+    if maximum is None or maximum.input[0] != shifted.input[0]:
+        return False
+    axes = _axes(edit, total)
+    if axes is None or len(axes) != 1 or _axes(edit, maximum) != axes \
+            or attribute(total, "keepdims", 1) != 1 or attribute(maximum, "keepdims", 1) != 1:
+        return False
+    chain = [node, exp, total, shifted, maximum] + ([inverse] if inverse is not None else [])
+    edit.replace(chain, [_make("Softmax", [shifted.input[0]], node.output[0], axis=axes[0])])
+    return True
+
+
+def _local_response_normalization(edit: Edit, node) -> bool:
+    """x * Reciprocal(Pow(Conv(x * x, band, bias), beta)) (or x / Pow(...)) -> LRN."""
+    if node.op_type not in ("Mul", "Div") or len(node.input) != 2:
+        return False
+    candidates = [(node.input[0], node.input[1], None)]
+    if node.op_type == "Mul":
+        candidates = [(x, other, edit.single(other, "Reciprocal")) for x, other in (node.input, node.input[::-1])]
+    for x, other, inverse in candidates:
+        if node.op_type == "Mul" and inverse is None:
+            continue
+        power = edit.single(inverse.input[0] if inverse is not None else other, "Pow")
+        conv = power and edit.single(power.input[0], "Conv")
+        squares = conv and edit.single(conv.input[0], "Mul")
+        if squares is None or list(squares.input) != [x, x]:
+            continue
+        beta = edit.constant(power.input[1])
+        weights = edit.constant(conv.input[1])
+        bias = edit.constant(conv.input[2]) if len(conv.input) > 2 and conv.input[2] else np.zeros(1, np.float32)
+        if beta is None or beta.size != 1 or weights is None or bias is None or weights.ndim < 3 \
+                or any(size != 1 for size in weights.shape[2:]) or weights.shape[0] != weights.shape[1] \
+                or attribute(conv, "group", 1) != 1 or any(s != 1 for s in attribute(conv, "strides") or [1]) \
+                or any(attribute(conv, "pads") or [0]) or any(d != 1 for d in attribute(conv, "dilations") or [1]) \
+                or attribute(conv, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET") \
+                or not np.all(bias == bias.reshape(-1)[0]):
+            continue
+        window = _band(weights.reshape(weights.shape[:2]))
+        if window is None:
+            continue
+        size, scale = window
+        edit.replace([node, power, conv, squares] + ([inverse] if inverse is not None else []),
+                     [_make("LRN", [x], node.output[0], size=size, alpha=float(scale * size),
+                            beta=float(beta.reshape(-1)[0]), bias=float(bias.reshape(-1)[0]))])
+        return True
+    return False
+
+
+def _band(matrix: np.ndarray) -> tuple[int, float] | None:
+    """(size, value) when `matrix` is `value` on LRN's channel window of `size` (channels
+    c - (size - 1) // 2 to c + size // 2 for output channel c) and zero elsewhere, else None."""
+    channels = matrix.shape[0]
+    middle = matrix[channels // 2]
+    nonzero = np.flatnonzero(middle)
+    if nonzero.size == 0:
+        return None
+    scale = float(middle[nonzero[0]])
+    below, above = channels // 2 - int(nonzero[0]), int(nonzero[-1]) - channels // 2
+    size = below + above + 1
+    if below != (size - 1) // 2 or above != size // 2:
+        return None
+    out, into = np.arange(channels)[:, None], np.arange(channels)[None, :]
+    band = (into >= out - (size - 1) // 2) & (into <= out + size // 2)
+    if not np.array_equal(matrix, np.where(band, matrix.dtype.type(scale), matrix.dtype.type(0))):
+        return None
+    return size, scale
+
+
+def _slice_bounds(edit: Edit, node, rank: int) -> dict[int, tuple[int, int]] | None:
+    """A Slice's constant {axis: (start, end)}, None where not constant or stepping."""
+    inputs = [edit.constant(name) if name else None for name in node.input[1:]]
+    if len(inputs) < 2 or inputs[0] is None or inputs[1] is None:
+        return None
+    starts, ends = inputs[0].reshape(-1), inputs[1].reshape(-1)
+    axes = inputs[2].reshape(-1) if len(inputs) > 2 and inputs[2] is not None else np.arange(starts.size)
+    if len(inputs) > 2 and node.input[3] and inputs[2] is None:
+        return None
+    if len(inputs) > 3 and node.input[4] and (inputs[3] is None or np.any(inputs[3] != 1)):
+        return None
+    return {int(axis) % rank: (int(start), int(end)) for axis, start, end in zip(axes, starts, ends)}
+
+
+def _grouped_convolution(edit: Edit, node) -> bool:
+    """Concat over channels of Conv(Slice(x, group i's channels)) for each group -> Conv(x, group=g)."""
+    if node.op_type != "Concat" or len(node.input) < 2:
+        return False
+    convs = [edit.single(name, "Conv") for name in node.input]
+    slices = [conv and edit.single(conv.input[0], "Slice") for conv in convs]
+    if any(s is None for s in slices) or len({s.input[0] for s in slices}) != 1:
+        return False
+    source = slices[0].input[0]
+    shape = edit.shapes.get(source)
+    if shape is None or len(shape) < 3 or attribute(node, "axis") % len(shape) != 1:
+        return False
+    first = convs[0]
+    weights = [edit.constant(conv.input[1]) for conv in convs]
+    has_bias = [len(conv.input) > 2 and bool(conv.input[2]) for conv in convs]
+    biases = [edit.constant(conv.input[2]) if bias else None for conv, bias in zip(convs, has_bias)]
+    if any(w is None for w in weights) or len({w.shape for w in weights}) != 1 or len(set(has_bias)) != 1 \
+            or (has_bias[0] and any(b is None for b in biases)):
+        return False
+    attributes = {a.name: attribute(first, a.name) for a in first.attribute}
+    if attributes.get("group", 1) != 1 or any({a.name: attribute(conv, a.name) for a in conv.attribute} != attributes
+                                              for conv in convs):
+        return False
+    width = weights[0].shape[1]
+    if width * len(convs) != shape[1]:
+        return False
+    for index, piece in enumerate(slices):
+        bounds = _slice_bounds(edit, piece, len(shape))
+        if bounds is None:
+            return False
+        for axis, size in enumerate(shape):
+            start, end = bounds.get(axis, (0, size))
+            wanted = (index * width, (index + 1) * width) if axis == 1 else (0, size)
+            if start != wanted[0] or min(end, size) != wanted[1]:
+                return False
+    inputs = [source, edit.array(np.concatenate(weights), "weights")]
+    if has_bias[0]:
+        inputs.append(edit.array(np.concatenate([b.reshape(-1) for b in biases]), "bias"))
+    attributes["group"] = len(convs)
+    edit.replace([node, *convs, *slices], [_make("Conv", inputs, node.output[0], **attributes)])
+    return True
+
+
+def _window(edit: Edit, node, rank: int) -> tuple[list[int], list[int], list[int], list[int]] | None:
+    """(kernel, strides, dilations, pads) of a Conv or pool with explicit padding and floor rounding."""
+    if attribute(node, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET") or attribute(node, "ceil_mode", 0):
+        return None
+    if node.op_type == "Conv":
+        weights = edit.shapes.get(node.input[1])
+        if weights is None:
+            return None
+        kernel = list(weights[2:])
+    else:
+        kernel = list(attribute(node, "kernel_shape"))
+    spatial = rank - 2
+    strides = list(attribute(node, "strides") or [1] * spatial)
+    dilations = list(attribute(node, "dilations") or [1] * spatial)
+    pads = list(attribute(node, "pads") or [0] * 2 * spatial)
+    return kernel, strides, dilations, pads
+
+
+def _unread_rows(edit: Edit, node) -> bool:
+    """A Slice cutting off rows that a Conv or pool's strided windows never reach: the op reads its
+    input whole."""
+    if node.op_type not in _WINDOWED:
+        return False
+    piece = edit.single(node.input[0], "Slice")
+    whole, cut = piece and edit.shapes.get(piece.input[0]), edit.shapes.get(node.input[0])
+    if piece is None or whole is None or cut is None or len(whole) < 3:
+        return False
+    window = _window(edit, node, len(whole))
+    bounds = _slice_bounds(edit, piece, len(whole))
+    if window is None or bounds is None or any(start != 0 for start, _ in bounds.values()) \
+            or whole[:2] != cut[:2]:
+        return False
+    kernel, strides, dilations, pads = window
+    spatial = len(whole) - 2
+    for axis in range(spatial):
+        extent = dilations[axis] * (kernel[axis] - 1) + 1
+        begin, end = pads[axis], pads[axis + spatial]
+        count = (cut[axis + 2] + begin + end - extent) // strides[axis] + 1
+        if (whole[axis + 2] + begin + end - extent) // strides[axis] + 1 != count:
+            return False
+        if (count - 1) * strides[axis] - begin + extent > cut[axis + 2]:  # the last window reads cut padding
+            return False
+    node.input[0] = piece.input[0]
+    edit.replace([piece], [])
+    return True
+
+
+def _explicit_padding(edit: Edit, node) -> bool:
+    """Pad (zeros before a Conv or an AveragePool counting pads, -inf before a MaxPool) -> the op's pads."""
+    if node.op_type not in _WINDOWED:
+        return False
+    pad = edit.single(node.input[0], "Pad")
+    if pad is None or attribute(pad, "mode", b"constant") not in (b"constant", "constant") or len(pad.input) > 3:
+        return False
+    amounts = edit.constant(pad.input[1])
+    fill = edit.constant(pad.input[2]) if len(pad.input) > 2 and pad.input[2] else np.zeros(1, np.float32)
+    if amounts is None or fill is None or fill.size != 1 or amounts.size % 2 or amounts.size < 6:
+        return False
+    rank = amounts.size // 2
+    begins, ends = [int(a) for a in amounts[:rank]], [int(a) for a in amounts[rank:]]
+    window = _window(edit, node, rank)
+    if window is None or any(begins[:2]) or any(ends[:2]) or min(begins + ends) < 0:
+        return False
+    pads = window[3]
+    value = float(fill.reshape(-1)[0])
+    if node.op_type == "MaxPool" and value != -np.inf or node.op_type != "MaxPool" and value != 0.0:
+        return False
+    if node.op_type == "AveragePool":  # it divides by the padded window only when it counts pads
+        if not attribute(node, "count_include_pad", 0) and any(pads):
+            return False
+        set_attribute(node, "count_include_pad", 1)
+    spatial = rank - 2
+    set_attribute(node, "pads", [pads[axis] + begins[2 + axis] for axis in range(spatial)]
+                  + [pads[spatial + axis] + ends[2 + axis] for axis in range(spatial)])
+    node.input[0] = pad.input[0]
+    edit.replace([pad], [])
+    return True
+
+
+def _gemm(edit: Edit, node) -> bool:
+    """Reshape(MatMul(Reshape(x, [1, M, K]), w[1, K, N]), [M, N]) (+ c) -> Gemm(x as [M, K], w, c)."""
+    if node.op_type != "MatMul":
+        return False
+    weights = edit.constant(node.input[1])
+    before = edit.single(node.input[0], "Reshape")
+    after = edit.consumers.get(node.output[0], [])
+    if weights is None or weights.ndim != 3 or weights.shape[0] != 1 or before is None or len(after) != 1 \
+            or after[0].op_type != "Reshape" or edit.users[node.output[0]] != 1 or node.output[0] in edit.outputs:
+        return False
+    after = after[0]
+    source, result = edit.shapes.get(before.input[0]), edit.shapes.get(after.output[0])
+    rows, depth = edit.shapes.get(node.input[0], (0, 0, 0))[1:], weights.shape[1]
+    if source is None or result is None or len(result) != 2 or rows != (result[0], depth) \
+            or result[1] != weights.shape[2] or edit.shapes.get(node.input[0], ())[:1] != (1,):
+        return False
+    chain, output = [before, node, after], after.output[0]
+    operands = [before.input[0], edit.array(weights[0], "weights")]
+    added = []
+    if source != (result[0], depth):
+        operands[0] = edit.fresh("rows")
+        added.append(_make("Reshape", [before.input[0], edit.array(np.array([result[0], depth], np.int64), "shape")],
+                           operands[0]))
+    users = edit.consumers.get(output, [])
+    if len(users) == 1 and users[0].op_type == "Add" and edit.users[output] == 1 and output not in edit.outputs:
+        add = users[0]
+        other = add.input[1] if add.input[0] == output else add.input[0]
+        offset = edit.constant(other)
+        if offset is not None and offset.ndim <= 2 and np.broadcast_shapes(offset.shape, result) == result:
+            operands.append(other)
+            chain.append(add)
+            output = add.output[0]
+    edit.replace(chain, added + [_make("Gemm", operands, output)])
+    return True
+
+
+def _reshape_of_reshape(edit: Edit, node) -> bool:
+    """Reshape(Reshape(x)) or Reshape(Transpose(x)) moving unit axes only -> Reshape(x)."""
+    if node.op_type != "Reshape" or attribute(node, "allowzero", 0):
+        return False
+    shape = edit.constant(node.input[1])
+    if shape is None or np.any(shape == 0):
+        return False
+    inner = edit.single(node.input[0], "Reshape", "Transpose")
+    if inner is None:
+        return False
+    if inner.op_type == "Transpose":
+        source = edit.shapes.get(inner.input[0])
+        perm = attribute(inner, "perm")
+        if source is None or perm is None:
+            return False
+        moved = [axis for axis in perm if source[axis] != 1]
+        if moved != sorted(moved):
+            return False
+    node.input[0] = inner.input[0]
+    edit.replace([inner], [])
+    return True
+
+
+# Each rewrite is tried on every node, then committed, in this order (slices and pads go before the
+# grouped convolutions read their inputs).
+FUSIONS: tuple[Callable[[Edit, object], bool], ...] = (
+    _unread_rows, _explicit_padding, _reshape_of_reshape, _softmax, _local_response_normalization,
+    _grouped_convolution, _gemm,
+)
+
+
+def fuse(model) -> int:
+    """Rewrites the chains above into single nodes until none is left; returns how many nodes went."""
+    saved = 0
+    while True:
+        round_saved = 0
+        for rewrite in FUSIONS:
+            edit = Edit(model)
+            for node in list(edit.graph.node):
+                if id(node) not in edit.removed:
+                    rewrite(edit, node)
+            round_saved += edit.commit()
+        saved += round_saved
+        if not round_saved:
+            return saved

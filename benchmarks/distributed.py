@@ -12,7 +12,7 @@ process after the calls (VmRSS) and its peak (VmHWM); outputs are checked
 against PyTorch (rtol 1e-4) first. Writes JSON (with the machine) and
 prints it.
 
-    python benchmarks/distributed.py [--quick] [--calls 20] [--output distributed.json]
+    python benchmarks/distributed.py [--quick] [--calls 20] [--output benchmarks/results/distributed.json]
 
 `--quick`: a 512 -> 2048 -> 512 MLP, a few calls (checks the script, not a figure).
 """
@@ -85,7 +85,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--calls", type=int, default=None)
-    parser.add_argument("--output", type=Path, default=Path("distributed.json"))
+    parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "distributed.json")
     parser.add_argument("--worker", nargs=5, metavar=("LIBRARY", "X", "EXPECTED", "CALLS", "RESULT"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()

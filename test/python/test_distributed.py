@@ -178,6 +178,20 @@ def test_saved_model_holds_each_ranks_slices(mlp_case):
                       "fc2.bias": ((16,), 1)}
 
 
+
+def test_parameters_the_program_only_transposes_are_stored_transposed(tmp_path):
+    """A rank's linear weights are stored as its matmuls read them: no transposed copy per call."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 64), torch.nn.ReLU(), torch.nn.Linear(64, 8)).eval()
+    nnforge.compile(model, (torch.randn(4, 16),), ranks=2, sharding="auto", dump_ir=tmp_path / "ir")
+    partitioned = (tmp_path / "ir" / "02-partitioned.mlir").read_text()
+    lowered = (tmp_path / "ir" / "03-nnf-to-linalg.mlir").read_text()
+    assert partitioned.count("linalg.transpose") == 2
+    assert "linalg.transpose" not in lowered
+    # fc1's weight: [32, 16] per rank, taken as [16, 32]; fc2's: [8, 32] taken as [32, 8].
+    assert "tensor<16x32xf32>" in lowered
+    assert "tensor<32x8xf32>" in lowered
+
 def test_cli_runs_on_ranks_and_writes_the_outputs_once(mlp_case, tmp_path):
     folder, _, expected = mlp_case
     out = tmp_path / "out"

@@ -178,6 +178,7 @@ class ShardedCompile:
             function = entry_function(module)
             function.attributes["llvm.emit_c_interface"] = ir.UnitAttr.get()
             mark_inputs_read_only(function)
+            permutations = partition.take_parameters_transposed(function, count)[count:]
             input_names = [spec.name for spec in full.inputs[:count]] + self.names
             local = signature_of(function, (input_names, [spec.name for spec in full.outputs]))
         module = target.lower(module, "linalg", runner)
@@ -188,6 +189,9 @@ class ShardedCompile:
         splits = [self._split_axis(name, self.axes) for name in self.names]
         parts = [np.split(array, self.ranks, axis=axis) if axis is not None else [array]
                  for axis, array in zip(splits, self._arrays)]
+        parts = [pieces if permutation is None else [np.ascontiguousarray(piece.transpose(permutation))
+                                                     for piece in pieces]
+                 for permutation, pieces in zip(permutations, parts)]
         manifest, pieces = slices.layout(self.names, [spec.dtype for spec in local.inputs[count:]], parts,
                                           count, self.ranks)
         for spec, weight in zip(local.inputs[count:], manifest.weights):

@@ -130,3 +130,32 @@ def collectives(module: ir.Module) -> list[tuple[str, int]]:
             width = ir.FloatType(element).width if isinstance(element, ir.FloatType) else ir.IntegerType(element).width
             found.append(("allreduce", elements * width // 8))
     return found
+
+
+def take_parameters_transposed(function: ir.Operation, first: int) -> list[tuple[int, ...] | None]:
+    """Parameters (arguments from `first` on) that the program only transposes are taken transposed.
+
+    The weight passes fold the transposes of constants at compile time, but a rank's
+    parameters reach its program as arguments: transposing them would copy every weight on
+    every call. Returns each argument's permutation (None where it is taken as it is); the
+    caller stores those slices transposed.
+    """
+    block = function.regions[0].blocks[0]
+    permutations: list[tuple[int, ...] | None] = []
+    for index, argument in enumerate(block.arguments):
+        uses = list(argument.uses)
+        transpose = uses[0].owner if index >= first and len(uses) == 1 else None
+        if transpose is None or transpose.name != "linalg.transpose" or uses[0].operand_number != 0:
+            permutations.append(None)
+            continue
+        permutations.append(tuple(ir.DenseI64ArrayAttr(transpose.attributes["permutation"])))
+        result, init = transpose.results[0], transpose.operands[1]
+        argument.set_type(result.type)
+        result.replace_all_uses_with(argument)
+        transpose.erase()
+        if isinstance(init, ir.OpResult) and not list(init.uses):
+            init.owner.erase()
+    function_type = ir.FunctionType(ir.TypeAttr(function.attributes["function_type"]).value)
+    function.attributes["function_type"] = ir.TypeAttr.get(
+        ir.FunctionType.get([argument.type for argument in block.arguments], function_type.results))
+    return permutations

@@ -88,6 +88,8 @@ def run_tests_here(backend: str, names: list[str]) -> None:
     """Child mode: runs `names`, one JSON line per test start and outcome on stdout."""
     import importlib
 
+    from nnforge.errors import NNForgeError
+
     # Tests may print: the records go through a private copy of stdout.
     records = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
@@ -98,15 +100,17 @@ def run_tests_here(backend: str, names: list[str]) -> None:
         start = time.perf_counter()
         tests[name].run(result)
         seconds = time.perf_counter() - start
-        outcome, error_type, message = "pass", "", ""
+        outcome, error_type, message, nnforge_error = "pass", "", "", False
         if result.exception is not None:
             outcome = "fail"
             error_type = type(result.exception).__name__
             message = str(result.exception)
+            nnforge_error = isinstance(result.exception, NNForgeError)
         elif result.skipped:
             outcome, message = "skip", result.skipped[0][1]
         print(json.dumps({"name": name, "outcome": outcome, "error_type": error_type,
-                          "message": message[:4000], "seconds": round(seconds, 3)}),
+                          "message": message[:4000], "nnforge_error": nnforge_error,
+                          "seconds": round(seconds, 3)}),
               file=records, flush=True)
 
 
@@ -231,6 +235,37 @@ def failure_cause(record: dict) -> str:
     return f"dtype {dtype}: {cause}" if dtype else cause
 
 
+# What each failure means for a user of `nnforge.compile` (docs/reliability.md):
+# a crash or hang of the compiling child would end or stall the user's
+# process; other exceptions than NNForgeErrors, and wrong values, are bugs.
+RELIABILITY_CLASSES = ("pass", "clean", "cannot match", "skip", "unclean", "wrong", "hang", "crash")
+# The worker's wording of an exception that is not an NNForgeError (`TypeError at file.py:12: ...`).
+_WRAPPED_EXCEPTION = re.compile(r"^\w+ at [^\s:]+\.py:\d+: ")
+# The ONNX backend's wording of its compiling child dying: in-process, the user's process.
+_CHILD_DIED = re.compile(r"in a child process failed: the child (?!ran past)")
+
+
+def reliability_class(record: dict) -> str:
+    """One of RELIABILITY_CLASSES: pass, a clean refusal (an NNForgeError),
+    or a failure of the guarantees (unclean, wrong, hang, crash)."""
+    if record["outcome"] in ("pass", "skip"):
+        return record["outcome"]
+    if record["name"] in CANNOT_MATCH:
+        return "cannot match"
+    message, error_type = record["message"], record["error_type"]
+    if error_type == "crash":
+        return "hang" if "ran past" in message else "crash"
+    if "ran past" in message and "was killed" in message:
+        return "hang"
+    if _CHILD_DIED.search(message):
+        return "crash"
+    if error_type == "AssertionError":
+        return "wrong"
+    if record.get("nnforge_error") and not _WRAPPED_EXCEPTION.match(message):
+        return "clean"
+    return "unclean"
+
+
 def _assertion_site(message: str) -> str:
     site = re.search(r"/([\w.]+\.(?:cpp|h)):\d+", message)
     return f" ({site.group(1)})" if site else ""
@@ -274,6 +309,12 @@ def summarize(results: dict[str, list[dict]], categories: dict[str, str]) -> Non
             both = [n for n in ort_pass if outcome["nnforge"].get(n) == "pass"]
             share = 100 * len(both) / len(ort_pass) if ort_pass else 0
             print(f"  {kind}: nnforge passes {len(both)}/{len(ort_pass)} ({share:.1f}%) of onnxruntime's passes")
+    classes = collections.Counter(map(reliability_class, results.get("nnforge", [])))
+    print("\nnnforge by outcome for a user (docs/reliability.md): "
+          + ", ".join(f"{name} {classes[name]}" for name in RELIABILITY_CLASSES))
+    for record in results.get("nnforge", []):
+        if reliability_class(record) in ("unclean", "wrong", "hang", "crash"):
+            print(f"  {reliability_class(record)}: {record['name']}: {_first_words(record['message'], 16)}")
     causes = collections.Counter(
         failure_cause(r) for r in results.get("nnforge", []) if r["outcome"] == "fail"
     )

@@ -19,7 +19,7 @@ from typing import Any
 
 from mlir import ir
 
-from nnforge import pipelines, targets
+from nnforge import isolation, pipelines, targets
 from nnforge._native import context as new_context
 from nnforge.entry import entry_function, mark_inputs_read_only, signature_of, takes_buffers
 from nnforge.errors import ArgumentError, CompileError, ModelLoadError
@@ -160,6 +160,15 @@ def _is_stablehlo_file(model: Any) -> bool:
         return False
     path = Path(model)
     return path.is_file() and stablehlo_frontend.looks_like_stablehlo(path.read_bytes())
+
+
+def _is_user_ir(model: Any) -> bool:
+    """Whether `model` is MLIR that none of nnforge's importers produced: an
+    `mlir.ir.Module`, or a .mlir/.mlirbc file that is not StableHLO."""
+    if isinstance(model, ir.Module):
+        return True
+    return (isinstance(model, (str, os.PathLike)) and Path(model).suffix in (".mlir", ".mlirbc")
+            and not _is_stablehlo_file(model))
 
 
 def _has_dialect(module: ir.Module, dialect: str) -> bool:
@@ -344,12 +353,18 @@ def _build(
     dump_ir: str | os.PathLike | None = None,
     timing: bool = False,
 ) -> Model:
-    """Imports `model` and builds it for the target `chosen`."""
+    """Imports `model` and builds it for the target `chosen`: MLIR that no
+    importer of nnforge's produced is built in a child process first
+    (`nnforge.isolation`)."""
     _load_torch_mlir_first()
     with StageRunner(dump_ir, timing, verbose) as runner:
         module, level, signature = prepare(
             model, example_inputs, level=level, dynamic_shapes=dynamic_shapes, runner=runner
         )
+        if _is_user_ir(model):
+            with runner.stage("trial build"):
+                what = str(model) if isinstance(model, (str, os.PathLike)) else "the MLIR module"
+                isolation.trial_build(chosen, module, level, signature, what)
         module = chosen.lower(module, level, runner)
         return chosen.build(module, signature, runner)
 

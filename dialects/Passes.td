@@ -483,7 +483,11 @@ def NNFConvToIm2col : Pass<"nnf-conv-to-im2col"> {
     channels), collapsed to [N, OH*OW, KH*KW*C], times the filter collapsed
     to [KH*KW*C, F] into [N, OH*OW, F]: the output channels are the
     vectors, and neither the filter nor the output is transposed. A 1x1
-    convolution with unit strides (in either layout) copies nothing.
+    convolution with unit strides (in either layout) copies nothing. An
+    NHWC convolution with unit strides and dilations and a larger window
+    stays as it is: the CPU code generation computes it from the input
+    directly (each register tile of pixels reads a row of channels per
+    filter tap), which costs less than copying the windows.
 
     Example:
 

@@ -172,3 +172,16 @@ func.func @nhwc_dynamic(%x: tensor<?x5x5x4xf32>, %w: tensor<3x3x4x8xf32>, %init:
       ins(%x, %w : tensor<?x5x5x4xf32>, tensor<3x3x4x8xf32>) outs(%init : tensor<?x3x3x8xf32>) -> tensor<?x3x3x8xf32>
   return %y : tensor<?x3x3x8xf32>
 }
+
+// -----
+
+// A 3x3 NHWC convolution with unit strides and dilations stays: the CPU code
+// generation computes it from the input directly, without a window copy.
+// CHECK-LABEL: func.func @nhwc_unit_strides
+// CHECK-NOT: linalg.generic
+// CHECK: linalg.conv_2d_nhwc_hwcf
+func.func @nhwc_unit_strides(%x: tensor<1x9x9x8xf32>, %w: tensor<3x3x8x16xf32>, %init: tensor<1x7x7x16xf32>) -> tensor<1x7x7x16xf32> {
+  %y = linalg.conv_2d_nhwc_hwcf {dilations = dense<1> : tensor<2xi64>, strides = dense<1> : tensor<2xi64>}
+      ins(%x, %w : tensor<1x9x9x8xf32>, tensor<3x3x8x16xf32>) outs(%init : tensor<1x7x7x16xf32>) -> tensor<1x7x7x16xf32>
+  return %y : tensor<1x7x7x16xf32>
+}

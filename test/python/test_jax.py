@@ -64,14 +64,16 @@ def _dumped(folder: Path, stage: str) -> str:
     return next(folder.glob(f"*-{stage}.mlir")).read_text()
 
 
-@pytest.mark.parametrize("channels,stride", [(16, 1), (16, 2), (3, 1)])
-def test_nhwc_convolution_is_a_contraction_in_a_dispatch_region(
+@pytest.mark.parametrize("channels,stride", [(16, 1), (16, 2), (3, 1), (1, 1)])
+def test_nhwc_convolution_is_computed_directly_or_as_a_contraction(
     channels: int, stride: int, tmp_path: Path
 ) -> None:
-    """jax's NHWC/HWIO convolution becomes nnforge's im2col (windows with
-    channels innermost times the filter as it is), grouped with its bias
-    and ReLU into one dispatch region, as PyTorch's NCHW ones are; no
-    convolution op is left for upstream's scalar im2col."""
+    """jax's NHWC/HWIO convolution with unit strides is computed from its
+    input directly (vectorized, no window copy); with larger strides it
+    becomes nnforge's im2col (windows with channels innermost times the
+    filter as it is), grouped with its bias and ReLU into one dispatch
+    region, as PyTorch's NCHW ones are. No convolution is left for
+    upstream's scalar im2col, and none stays scalar."""
     rng = np.random.default_rng(3)
     w = (rng.standard_normal((3, 3, channels, 32)) / (9 * channels) ** 0.5).astype(np.float32)
     b = rng.standard_normal(32).astype(np.float32)
@@ -84,8 +86,13 @@ def test_nhwc_convolution_is_a_contraction_in_a_dispatch_region(
 
     compiled = nnforge.compile(conv, (w, b, x), dump_ir=tmp_path)
     regions = _dumped(tmp_path, "dispatch-regions")
-    assert "linalg.conv_2d" not in regions
-    assert regions.count("nnf.dispatch ins") == 1 and "arith.maximumf" in regions.split("nnf.dispatch ins")[1]
+    if stride == 1:
+        assert "linalg.conv_2d_nhwc_hwcf" in regions and "nnf.dispatch" not in regions
+        vectorized = _dumped(tmp_path, "vectorize")
+        assert "linalg.conv_2d" not in vectorized and "vector.transfer_read" in vectorized
+    else:
+        assert "linalg.conv_2d" not in regions
+        assert regions.count("nnf.dispatch ins") == 1 and "arith.maximumf" in regions.split("nnf.dispatch ins")[1]
     assert_matches(compiled(w, b, x), conv(w, b, x))
 
 

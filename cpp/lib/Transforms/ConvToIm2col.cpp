@@ -244,7 +244,12 @@ LogicalResult checkTypes(linalg::LinalgOp conv, PatternRewriter &rewriter) {
 /// An NHWC/HWCF convolution as out[b, p, f] = init[b, p, f] +
 /// columns[b, p, k] * filter[k, f]: the output channels are the
 /// contraction's n (the vectors), the pixels its m, and neither the filter
-/// nor the output is transposed.
+/// nor the output is transposed. With unit strides and dilations (and a
+/// window larger than 1x1) the convolution stays: the CPU code generation
+/// computes it from the input directly (a register tile of pixels reads a
+/// row of channels per filter tap, no window copy), which measured faster
+/// than the copy and the contraction (3x3, 64 channels, 56x56, one thread:
+/// 2.15 ms against 2.40).
 struct NhwcConvToIm2col : OpRewritePattern<linalg::Conv2DNhwcHwcfOp> {
   using OpRewritePattern::OpRewritePattern;
 
@@ -258,6 +263,11 @@ struct NhwcConvToIm2col : OpRewritePattern<linalg::Conv2DNhwcHwcfOp> {
     auto outputType = cast<RankedTensorType>(init.getType());
     SmallVector<int64_t> strides(conv.getStrides().getValues<int64_t>());
     SmallVector<int64_t> dilations(conv.getDilations().getValues<int64_t>());
+    if (llvm::all_equal({int64_t(1), strides[0], strides[1], dilations[0],
+                         dilations[1]}) &&
+        filterType.getDimSize(0) * filterType.getDimSize(1) > 1)
+      return rewriter.notifyMatchFailure(
+          conv, "unit strides: computed directly from the input");
     Location loc = conv.getLoc();
     Value columns =
         nhwcColumns(rewriter, loc, input, filterType.getShape(),

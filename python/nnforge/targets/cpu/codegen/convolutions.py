@@ -4,7 +4,10 @@
 contraction (`lowering` converts them, `contractions` schedules them); for
 NCHW and NHWC/HWCF, nnforge's im2col (nnf-conv-to-im2col), whose window
 copy is vectorized along its innermost dimension here (output rows for
-NCHW, channels for NHWC). Depthwise NCHW convolutions and NCHW
+NCHW, channels for NHWC). NHWC/HWCF convolutions with unit strides and
+dilations, which nnf-conv-to-im2col leaves, are computed from the input
+directly: register tiles of output pixels by output channels, accumulated
+over the filter taps and input channels like a contraction's. Depthwise NCHW convolutions and NCHW
 poolings (max, sum): segments of a register's lanes of output columns (16
 on the Zen 4) per channel (the row's last one as wide as what is left), each accumulated in registers over the
 window taps. Strided windows (these, and strided im2col window copies):
@@ -29,6 +32,7 @@ from nnforge.targets.cpu.codegen.common import (
     static_loop_sizes,
     tile_outer,
 )
+from nnforge.targets.cpu.codegen.contractions import CONTRACTION_PATTERNS
 from nnforge.targets.cpu.host import ScheduleSizes
 
 # Output rows per vector tile of stride-1 depthwise convolutions: each input
@@ -159,3 +163,62 @@ def window_copy_schedule(op: ir.Operation, parallel: bool, sizing: ScheduleSizes
     # n, c (NCHW) or n, oh (NHWC) independent; then the next three loops
     # and the segments of the innermost one.
     return _row_segment_schedule(op, [1, 1, 0, 0, 0, 0], [0, 0, 1, 1, 1, lanes], lanes, parallel)
+
+
+def is_direct_convolution(op: ir.Operation) -> bool:
+    """Whether `op` is a convolution computed from its input directly (what
+    nnf-conv-to-im2col leaves for that): NHWC/HWCF, unit strides and
+    dilations, static shapes and one element type."""
+    if op.name != "linalg.conv_2d_nhwc_hwcf":
+        return False
+    types = [ir.RankedTensorType(value.type) for value in op.operands if isinstance(value.type, ir.RankedTensorType)]
+    return (
+        len(types) == len(op.operands)
+        and all(t.has_static_shape for t in types)
+        and len({t.element_type for t in types}) == 1
+        and all(
+            int(value) == 1
+            for name in ("strides", "dilations")
+            for value in ir.DenseIntElementsAttr(op.attributes[name])
+        )
+    )
+
+
+def direct_convolution_schedule(op: ir.Operation, parallel: bool, sizing: ScheduleSizes) -> str:
+    """An NHWC/HWCF convolution (loops n, oh, ow, f, kh, kw, c) from its
+    input: output rows independent (shared among threads), each in register
+    tiles of pixels by channels (the contraction's register tile: 8 x 32 on
+    the Zen 4; 7 or 6 pixels where those divide the row and 8 do not). A
+    tile's unit loops (n, oh, kh, kw) are folded away, which leaves a
+    contraction of a row of input pixels [pixels, c] (contiguous channels)
+    and a filter tap [c, f]; it is tiled by one input channel, vectorized
+    to outer products, and its accumulator hoisted into registers."""
+    sizes = static_loop_sizes(op)
+    full = sizing.register_tile["m"]
+    pixels = next((r for r in (full, full - 1, full - 2) if sizes[2] % r == 0), full)
+    [pixels, channels] = clamp([pixels, sizing.register_tile["n"]], sizes[2:4])
+    loops = ", ".join(["!transform.any_op"] * 5)
+    # The loops folding leaves: those of the register tile wider than 1,
+    # then the input channels (stepped through one at a time).
+    vector = [size for size in (pixels, channels) if size > 1]
+    if sizes[6] > 1:
+        vector.append(1)
+        step = f"""
+    %step, %step_loop = transform.structured.tile_using_for %tap tile_sizes {sizes_text([0] * (len(vector) - 1) + [1])}
+        : (!transform.any_op) -> (!transform.any_op, !transform.any_op)"""
+    else:
+        step = """
+    %step = transform.cast %tap : !transform.any_op to !transform.any_op"""
+    vectorize = f"""
+    transform.structured.vectorize %step vector_sizes {sizes_text(vector)} : !transform.any_op""" if vector else ""
+    return f"""{tile_outer("op", "rows", [1, 1, 0, 0, 0, 0, 0], parallel)}
+    %t, %tl:4 = transform.structured.tile_using_for %rows tile_sizes [0, 0, {pixels}, {channels}, 1, 1, 0]
+        : (!transform.any_op) -> ({loops})
+    %g = transform.structured.generalize %t : (!transform.any_op) -> !transform.any_op
+    transform.apply_patterns to %tl#3 {{
+      transform.apply_patterns.linalg.fold_unit_extent_dims_via_slices
+    }} : !transform.any_op
+    %tap = transform.structured.match ops{{["linalg.generic"]}} in %tl#3 : (!transform.any_op) -> !transform.any_op{step}{vectorize}
+    %f = transform.get_parent_op %tl#0 {{op_name = "func.func"}} : (!transform.any_op) -> !transform.any_op""" + (
+        hoist_accumulators("f", CONTRACTION_PATTERNS)
+    )

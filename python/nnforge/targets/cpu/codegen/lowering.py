@@ -29,6 +29,8 @@ from nnforge.targets.cpu.codegen.convolutions import (
     CONV_TO_IM2COL,
     NCHW_POOLING,
     depthwise_schedule,
+    direct_convolution_schedule,
+    is_direct_convolution,
     is_window_copy,
     pooling_schedule,
     window_copy_schedule,
@@ -130,6 +132,8 @@ def _schedule_of(op: ir.Operation, parallel: bool, sizing: ScheduleSizes) -> str
         return copy_schedule(op, parallel, sizing)
     if is_window_copy(op):
         return window_copy_schedule(op, parallel, sizing)
+    if is_direct_convolution(op):
+        return direct_convolution_schedule(op, parallel, sizing)
     if linalg.isa_convolution_op(op):
         return None  # what im2col did not turn into a contraction stays scalar
     return (
@@ -157,11 +161,13 @@ def vectorize_linalg(module: ir.Module, sizing: ScheduleSizes, parallel: bool = 
     passmanager.PassManager.parse("builtin.module(nnf-outline-dispatch-regions)", module.context).run(
         module.operation
     )
-    # The other layouts: upstream's. Mixed-precision convolutions (f16 in,
+    # The other layouts: upstream's (NHWC/HWCF with unit strides: computed
+    # directly, `direct_convolution_schedule`). Mixed-precision convolutions (f16 in,
     # f32 accumulator) came out wrong through it: they stay direct (and scalar).
     convolutions = [
         op for op in linalg_ops(module)
         if op.name in CONV_TO_IM2COL and len({value.type.element_type for value in op.operands}) == 1
+        and not is_direct_convolution(op)
     ]
     if convolutions:
         im2col = [

@@ -741,6 +741,47 @@ def NNFPackWeights : Pass<"nnf-pack-weights"> {
   ];
 }
 
+def NNFPackLayoutFreeArguments : Pass<"nnf-pack-layout-free-arguments"> {
+  let summary = "Take function arguments whose layout the caller chooses as column panels";
+  let description = [{
+    A function argument marked `nnf.layout_free` holds data that the
+    function's caller lays out once, when the model is built (the
+    distributed build's rank weight slices, which reach each rank's program
+    as arguments). Where every use of such an argument is the right operand
+    of a contraction that `nnf-pack-weights` would pack (of at least
+    `min-bytes`, N a multiple of `panel` and larger), the argument is taken
+    as the panels themselves, `[N/panel, .., panel]`: its type changes, the
+    contractions read the panels as `nnf-pack-weights` rewrites them, and
+    `nnf.layout_free` is replaced by `nnf.panels = panel`, which tells the
+    caller to store the data so. Nothing is copied when the function runs,
+    unlike `nnf-pack-weights` on an argument. Unmarked arguments, and marked
+    ones read by anything else, keep their type.
+
+    Example:
+
+    ```mlir
+    func.func @f(%x: tensor<64x1024xf32>, %w: tensor<1024x4096xf32> {nnf.layout_free}) -> tensor<64x4096xf32> {
+      ...
+      %r = linalg.matmul ins(%x, %w : tensor<64x1024xf32>, tensor<1024x4096xf32>) outs(%acc : tensor<64x4096xf32>) -> tensor<64x4096xf32>
+    // becomes
+    func.func @f(%x: tensor<64x1024xf32>, %w: tensor<128x1024x32xf32> {nnf.panels = 32 : i64}) -> tensor<64x4096xf32> {
+      ...
+      %r3 = linalg.generic {...} ins(%x, %w : tensor<64x1024xf32>, tensor<128x1024x32xf32>) outs(%acc3 : tensor<64x128x32xf32>) { ... } -> tensor<64x128x32xf32>
+      %r = tensor.collapse_shape %r3 [[0], [1, 2]] : tensor<64x128x32xf32> into tensor<64x4096xf32>
+    ```
+  }];
+  let options = [
+    Option<"panel", "panel", "int64_t", /*default=*/"32",
+           "columns per panel (nnf-pack-weights' default)">,
+    Option<"minBytes", "min-bytes", "int64_t", /*default=*/"1048576",
+           "smallest argument packed (nnf-pack-weights' default)">,
+  ];
+  let dependentDialects = [
+    "::mlir::linalg::LinalgDialect",
+    "::mlir::tensor::TensorDialect",
+  ];
+}
+
 def NNFPadLeadingDimensions : Pass<"nnf-pad-leading-dimensions"> {
   let summary = "Give contraction operands a row stride that avoids cache-set conflicts";
   let description = [{

@@ -192,6 +192,32 @@ def test_parameters_the_program_only_transposes_are_stored_transposed(tmp_path):
     assert "tensor<16x32xf32>" in lowered
     assert "tensor<32x8xf32>" in lowered
 
+
+def test_parameters_matmuls_read_are_stored_as_panels(tmp_path):
+    """A rank's large linear weights are stored in the column panels its matmuls read (as a
+    single process packs its constant weights): the program takes them packed and copies
+    no parameter per call; every rank computes the single-process model's output."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(512, 1024), torch.nn.ReLU(), torch.nn.Linear(1024, 512)).eval()
+    x = torch.randn(4, 512)
+    compiled = nnforge.compile(model, (x,), ranks=2, sharding="auto", dump_ir=tmp_path / "ir")
+    fused = next((tmp_path / "ir").glob("*-dispatch-regions.mlir")).read_text()
+    # fc1's weight: [512, 512] per rank, taken transposed ([K, N] = [512, 512]), fc2's the
+    # same: each [N / 32, K, 32] panels, nothing packed when called.
+    signature = fused[fused.index("func.func"):fused.index("{\n", fused.index("func.func"))]
+    assert signature.count("tensor<16x512x32xf32> {bufferization.writable = false, nnf.panels = 32 : i64}") == 2
+    assert "nnf.layout_free" not in fused
+    assert fused.count("tensor<16x512x32xf32>") == 4  # the two arguments, each read once
+    compiled.save(tmp_path / "m.so")
+    np.save(tmp_path / "x.npy", x.numpy())
+    (tmp_path / "app.py").write_text(APP)
+    job = mpiexec(2, PYTHON, "app.py", cwd=tmp_path)
+    assert job.returncode == 0, job.stderr
+    single = np.asarray(nnforge.compile(model, (x,))(x.numpy()))
+    for rank in range(2):
+        np.testing.assert_allclose(np.load(tmp_path / f"y{rank}.npy"), single, rtol=1e-5, atol=1e-6)
+
+
 def test_cli_runs_on_ranks_and_writes_the_outputs_once(mlp_case, tmp_path):
     folder, _, expected = mlp_case
     out = tmp_path / "out"

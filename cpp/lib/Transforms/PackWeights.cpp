@@ -14,6 +14,9 @@
 // constant packed read the panels too, so that it is stored once. A
 // constant that is a transposed copy of a weight (nnf-fold-constant-
 // transposes) is freed before its panels are written, from the weight.
+// nnf-pack-layout-free-arguments rewrites the same contractions for
+// arguments whose caller stores them as panels (a rank's weight slices):
+// the argument's type becomes the panels', with no copy per call.
 //
 //===----------------------------------------------------------------------===//
 
@@ -23,6 +26,7 @@
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/BuiltinAttributes.h"
 #include "mlir/IR/PatternMatch.h"
+#include "mlir/Interfaces/FunctionInterfaces.h"
 #include "nnforge/Passes.h"
 #include "nnforge/Transforms/ConstantData.h"
 
@@ -35,6 +39,7 @@
 
 namespace nnforge {
 #define GEN_PASS_DEF_NNFPACKWEIGHTS
+#define GEN_PASS_DEF_NNFPACKLAYOUTFREEARGUMENTS
 #include "nnforge/Passes.h.inc"
 } // namespace nnforge
 
@@ -68,11 +73,9 @@ int64_t reuseOf(linalg::LinalgOp op, OpOperand *weight) {
 }
 
 /// The weight of `op` if it can be packed into panels of `panel` columns
-/// and holds at least `minBytes`: a constant, or a value computed at run
-/// time whose elements are each read at least `runtimeMinReuse` times.
+/// and holds at least `minBytes`, whatever defines it.
 std::optional<PackableContraction> packable(linalg::LinalgOp op,
-                                            int64_t panel, int64_t minBytes,
-                                            int64_t runtimeMinReuse) {
+                                            int64_t panel, int64_t minBytes) {
   if (!op.hasPureTensorSemantics() || op.getNumDpsInits() != 1 ||
       op.getNumDpsInputs() != 2 || !linalg::isaContractionOpInterface(op))
     return std::nullopt;
@@ -92,8 +95,7 @@ std::optional<PackableContraction> packable(linalg::LinalgOp op,
       return std::nullopt; // n read by both inputs, or not innermost
     weight = input;
   }
-  if (!weight || (!weight->get().getDefiningOp<arith::ConstantOp>() &&
-                  reuseOf(op, weight) < runtimeMinReuse))
+  if (!weight)
     return std::nullopt;
   auto type = cast<RankedTensorType>(weight->get().getType());
   if (!type.hasStaticShape() || type.getRank() < 2 ||
@@ -382,10 +384,15 @@ struct NNFPackWeightsPass
       getOperation()->emitError("nnf-pack-weights: panel must be positive");
       return signalPassFailure();
     }
+    // Constants, and values computed at run time whose elements are each
+    // read at least `runtimeMinReuse` times.
     SmallVector<PackableContraction> found;
     getOperation()->walk([&](linalg::LinalgOp op) {
-      if (std::optional<PackableContraction> candidate =
-              packable(op, panel, minBytes, runtimeMinReuse))
+      std::optional<PackableContraction> candidate =
+          packable(op, panel, minBytes);
+      if (candidate &&
+          (candidate->weight->get().getDefiningOp<arith::ConstantOp>() ||
+           reuseOf(op, candidate->weight) >= runtimeMinReuse))
         found.push_back(*candidate);
     });
     // Weight by weight, so that a constant packed and no longer used is
@@ -425,6 +432,72 @@ struct NNFPackWeightsPass
       }
       if (!fillFromSource.empty())
         writePanelsFromSource(*source, type, panel, fillFromSource);
+    }
+  }
+};
+
+/// Marks an argument whose data its caller lays out when the model is
+/// built (a rank's weight slices): the pass may choose its layout.
+constexpr llvm::StringLiteral kLayoutFree = "nnf.layout_free";
+/// Records on an argument taken as panels how many columns each holds.
+constexpr llvm::StringLiteral kPanels = "nnf.panels";
+
+struct NNFPackLayoutFreeArgumentsPass
+    : nnforge::impl::NNFPackLayoutFreeArgumentsBase<
+          NNFPackLayoutFreeArgumentsPass> {
+  using Base::Base;
+
+  void runOnOperation() override {
+    if (panel < 1) {
+      getOperation()->emitError(
+          "nnf-pack-layout-free-arguments: panel must be positive");
+      return signalPassFailure();
+    }
+    llvm::MapVector<BlockArgument, SmallVector<PackableContraction>>
+        byArgument;
+    getOperation()->walk([&](linalg::LinalgOp op) {
+      std::optional<PackableContraction> candidate =
+          packable(op, panel, minBytes);
+      auto argument = candidate
+                          ? dyn_cast<BlockArgument>(candidate->weight->get())
+                          : BlockArgument();
+      auto function =
+          argument ? dyn_cast<FunctionOpInterface>(
+                         argument.getOwner()->getParentOp())
+                   : FunctionOpInterface();
+      if (function && argument.getOwner()->isEntryBlock() &&
+          function.getArgAttr(argument.getArgNumber(), kLayoutFree))
+        byArgument[argument].push_back(*candidate);
+    });
+    IRRewriter rewriter(&getContext());
+    for (auto &[argument, contractions] : byArgument) {
+      // Only an argument that nothing else reads changes its type.
+      if (!llvm::all_of(argument.getUses(), [&](OpOperand &use) {
+            return llvm::any_of(contractions,
+                                [&](const PackableContraction &contraction) {
+                                  return contraction.weight == &use;
+                                });
+          }))
+        continue;
+      auto function =
+          cast<FunctionOpInterface>(argument.getOwner()->getParentOp());
+      unsigned index = argument.getArgNumber();
+      NamedAttrList attributes(function.getArgAttrDict(index));
+      attributes.erase(kLayoutFree);
+      attributes.set(kPanels, rewriter.getI64IntegerAttr(panel));
+      RankedTensorType packedType =
+          panelsType(cast<RankedTensorType>(argument.getType()), panel);
+      // The panels as a new argument before the old one, which goes once
+      // the contractions read the panels.
+      if (failed(function.insertArgument(
+              index, packedType, attributes.getDictionary(&getContext()),
+              argument.getLoc())))
+        return signalPassFailure();
+      Value packed = function.getArgument(index);
+      for (const PackableContraction &contraction : contractions)
+        readPanels(rewriter, contraction, packed, panel);
+      if (failed(function.eraseArgument(index + 1)))
+        return signalPassFailure();
     }
   }
 };

@@ -179,6 +179,8 @@ class ShardedCompile:
             function.attributes["llvm.emit_c_interface"] = ir.UnitAttr.get()
             mark_inputs_read_only(function)
             permutations = partition.take_parameters_transposed(function, count)[count:]
+            panels = partition.take_parameters_packed(module, count)[count:]
+            function = entry_function(module)  # (running a pass drops the handles to the module's ops)
             input_names = [spec.name for spec in full.inputs[:count]] + self.names
             local = signature_of(function, (input_names, [spec.name for spec in full.outputs]))
         module = target.lower(module, "linalg", runner)
@@ -189,9 +191,8 @@ class ShardedCompile:
         splits = [self._split_axis(name, self.axes) for name in self.names]
         parts = [np.split(array, self.ranks, axis=axis) if axis is not None else [array]
                  for axis, array in zip(splits, self._arrays)]
-        parts = [pieces if permutation is None else [np.ascontiguousarray(piece.transpose(permutation))
-                                                     for piece in pieces]
-                 for permutation, pieces in zip(permutations, parts)]
+        parts = [[_laid_out(piece, permutation, panel) for piece in pieces]
+                 for permutation, panel, pieces in zip(permutations, panels, parts)]
         manifest, pieces = slices.layout(self.names, [spec.dtype for spec in local.inputs[count:]], parts,
                                           count, self.ranks)
         for spec, weight in zip(local.inputs[count:], manifest.weights):
@@ -203,6 +204,16 @@ class ShardedCompile:
             library = _link(module, local, manifest, pieces, Path(folder.name), self.libmpi, target.threads)
         public = Signature(local.entry, local.inputs[:count], local.outputs)
         return DistributedModel(library, folder, public, runner.times, self.ranks, self.axes, collectives)
+
+
+def _laid_out(piece: np.ndarray, permutation: tuple[int, ...] | None, panel: int | None) -> np.ndarray:
+    """A slice as the rank's program takes it: transposed by `permutation`, then as
+    `[N / panel, .., panel]` panels of its last dimension (None: neither)."""
+    if permutation is not None:
+        piece = piece.transpose(permutation)
+    if panel is not None:
+        piece = np.moveaxis(piece.reshape(*piece.shape[:-1], piece.shape[-1] // panel, panel), -2, 0)
+    return np.ascontiguousarray(piece)
 
 
 def _link(module: ir.Module, signature: Signature, manifest: slices.Manifest,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from mlir import ir
+from mlir import ir, passmanager
 
 from nnforge import _process
 from nnforge._native import tool_path
@@ -26,6 +26,11 @@ from nnforge.importers.handover import walk_ops
 from nnforge.stages import StageRunner, verify
 
 GRID = "nnforge_ranks"
+
+# Argument attributes of nnf-pack-layout-free-arguments: the caller lays the
+# argument out (set here on parameters), and the panels it was taken as.
+LAYOUT_FREE = "nnf.layout_free"
+PANELS = "nnf.panels"
 
 # Unit dimensions folded away (LayerNorm's keepdim reductions index them by
 # the constant 0, which upstream's linalg sharding cannot map); slices moved
@@ -159,3 +164,41 @@ def take_parameters_transposed(function: ir.Operation, first: int) -> list[tuple
     function.attributes["function_type"] = ir.TypeAttr.get(
         ir.FunctionType.get([argument.type for argument in block.arguments], function_type.results))
     return permutations
+
+
+
+def _argument_attributes(function: ir.Operation) -> list[dict[str, ir.Attribute]]:
+    """Each argument's attributes, by name."""
+    count = len(function.regions[0].blocks[0].arguments)
+    arrays = list(ir.ArrayAttr(function.attributes["arg_attrs"])) if "arg_attrs" in function.attributes else []
+    return [{named.name: named.attr for named in ir.DictAttr(arrays[index])} if index < len(arrays) else {}
+            for index in range(count)]
+
+
+def _set_argument_attributes(function: ir.Operation, attributes: list[dict[str, ir.Attribute]]) -> None:
+    function.attributes["arg_attrs"] = ir.ArrayAttr.get([ir.DictAttr.get(entries) for entries in attributes])
+
+
+def take_parameters_packed(module: ir.Module, first: int) -> list[int | None]:
+    """Parameters (arguments of the entry function from `first` on) that contractions read as
+    their right operand are taken as column panels (`nnf-pack-layout-free-arguments`).
+
+    A constant weight is packed into panels when compiling (`nnf-pack-weights`); an argument
+    would be copied into them on every call, or read unpacked. A rank's parameters are laid
+    out when its slices are written, so the program takes them packed. Returns each
+    argument's panel width (None where it is taken as it is); the caller stores those
+    slices as `[N / panel, .., panel]`.
+    """
+    function = entry_function(module)
+    attributes = _argument_attributes(function)
+    for entries in attributes[first:]:
+        entries[LAYOUT_FREE] = ir.UnitAttr.get()
+    _set_argument_attributes(function, attributes)
+    passmanager.PassManager.parse("builtin.module(nnf-pack-layout-free-arguments)").run(module.operation)
+    function = entry_function(module)  # (running a pass drops the handles to the module's ops)
+    attributes = _argument_attributes(function)
+    panels = [ir.IntegerAttr(entries[PANELS]).value if PANELS in entries else None for entries in attributes]
+    for entries in attributes:
+        entries.pop(LAYOUT_FREE, None)  # those the pass left as they are
+    _set_argument_attributes(function, attributes)
+    return panels

@@ -159,3 +159,91 @@ def test_a_band_that_is_no_lrn_window_stays_a_convolution() -> None:
     uneven = band * 0.25
     uneven[0, 0] = 0.5
     assert _band(uneven) is None
+
+
+def _simplified_kinds(tmp_path: Path, nodes: list, shape: list, constants: dict[str, np.ndarray],
+                      opset: int = 17) -> list[str]:
+    """Simplifies the graph of `nodes` (input "x" of `shape`, output "y"); checks that onnxruntime gives
+    the source's values and that the input and output names stay; returns the written op types."""
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(array, name) for name, array in constants.items()])
+    source = tmp_path / "source.onnx"
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    onnx.save(onnx.shape_inference.infer_shapes(model), str(source))  # the output's shape
+    simplify(source, tmp_path / "small.onnx")
+    written = onnx.load(str(tmp_path / "small.onnx"))
+    assert [v.name for v in written.graph.input] == ["x"] and [v.name for v in written.graph.output] == ["y"]
+    x = np.random.default_rng(11).standard_normal(shape).astype(np.float32)
+    np.testing.assert_allclose(run_onnx(tmp_path / "small.onnx", x), run_onnx(source, x), rtol=1e-5, atol=1e-5)
+    return [node.op_type for node in written.graph.node]
+
+
+def _filters(rng: np.random.Generator, count: int, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+    return {f"w{i}": rng.standard_normal(shape).astype(np.float32) for i in range(count)}
+
+
+def test_identical_nodes_are_computed_once(tmp_path: Path) -> None:
+    nodes = [helper.make_node("Sigmoid", ["x"], ["a"]), helper.make_node("Sigmoid", ["x"], ["b"]),
+             helper.make_node("Mul", ["a", "b"], ["y"])]
+    assert _simplified_kinds(tmp_path, nodes, [2, 8], {}) == ["Sigmoid", "Mul"]
+
+
+def test_batch_norms_of_one_convolution_fold_into_copies_of_it(tmp_path: Path) -> None:
+    rng = np.random.default_rng(12)
+    constants = {**_filters(rng, 1, (4, 3, 1, 1)),
+                 **{f"s{i}": rng.standard_normal((1, 4, 1, 1)).astype(np.float32) for i in range(4)}}
+    nodes = [helper.make_node("Conv", ["x", "w0"], ["c"]),
+             helper.make_node("Mul", ["c", "s0"], ["m0"]), helper.make_node("Add", ["m0", "s1"], ["a0"]),
+             helper.make_node("Mul", ["c", "s2"], ["m1"]), helper.make_node("Add", ["m1", "s3"], ["a1"]),
+             helper.make_node("Sub", ["a0", "a1"], ["y"])]
+    assert sorted(_simplified_kinds(tmp_path, nodes, [1, 3, 5, 5], constants)) == ["Conv", "Conv", "Sub"]
+
+
+def test_softmax_of_an_old_opset_on_unit_axes_stays_one_node(tmp_path: Path) -> None:
+    rng = np.random.default_rng(13)
+    nodes = [helper.make_node("Conv", ["x", "w0"], ["c"]), helper.make_node("GlobalAveragePool", ["c"], ["p"]),
+             helper.make_node("Softmax", ["p"], ["y"], axis=1)]  # opset 11: over [N, C * 1 * 1]
+    kinds = _simplified_kinds(tmp_path, nodes, [1, 3, 6, 6], _filters(rng, 1, (10, 3, 3, 3)), opset=11)
+    assert kinds == ["Conv", "AveragePool", "Softmax"]
+
+
+def test_global_pool_and_flatten_become_one_reduction(tmp_path: Path) -> None:
+    rng = np.random.default_rng(14)
+    constants = {**_filters(rng, 1, (8, 3, 3, 3)), "m": rng.standard_normal((8, 5)).astype(np.float32)}
+    nodes = [helper.make_node("Conv", ["x", "w0"], ["c"]), helper.make_node("GlobalAveragePool", ["c"], ["p"]),
+             helper.make_node("Flatten", ["p"], ["f"]), helper.make_node("Gemm", ["f", "m"], ["y"])]
+    assert _simplified_kinds(tmp_path, nodes, [1, 3, 7, 7], constants) == ["Conv", "ReduceMean", "Gemm"]
+
+
+def test_channel_shuffle_becomes_a_gather(tmp_path: Path) -> None:
+    rng = np.random.default_rng(15)
+    constants = {**_filters(rng, 2, (6, 6, 1, 1)), "split": np.array([1, 2, 3, 4, 4], np.int64),
+                 "whole": np.array([1, 6, 4, 4], np.int64)}
+    nodes = [helper.make_node("Conv", ["x", "w0"], ["c"]), helper.make_node("Reshape", ["c", "split"], ["r"]),
+             helper.make_node("Transpose", ["r"], ["t"], perm=[0, 2, 1, 3, 4]),
+             helper.make_node("Reshape", ["t", "whole"], ["s"]), helper.make_node("Conv", ["s", "w1"], ["y"])]
+    assert _simplified_kinds(tmp_path, nodes, [1, 6, 4, 4], constants) == ["Conv", "Gather", "Conv"]
+
+
+def test_parallel_convolutions_of_one_input_become_one_and_a_split(tmp_path: Path) -> None:
+    rng = np.random.default_rng(16)
+    constants = {**_filters(rng, 3, (4, 3, 1, 1)), **{f"v{i}": rng.standard_normal((4, 4, 3, 3)).astype(np.float32)
+                                                     for i in range(2)}}
+    nodes = [helper.make_node("Conv", ["x", f"w{i}"], [f"c{i}"]) for i in range(3)] + \
+        [helper.make_node("Relu", [f"c{i}"], [f"r{i}"]) for i in range(3)] + \
+        [helper.make_node("Conv", ["r1", "v0"], ["d1"], pads=[1, 1, 1, 1]),
+         helper.make_node("Conv", ["r2", "v1"], ["d2"], pads=[1, 1, 1, 1]),
+         helper.make_node("Concat", ["r0", "d1", "d2"], ["y"], axis=1)]
+    kinds = _simplified_kinds(tmp_path, nodes, [1, 3, 6, 6], constants)
+    assert kinds.count("Split") == 1 and kinds.count("Relu") == 1 and kinds.count("Conv") == 3
+
+
+def test_one_activation_after_a_concat_of_activations(tmp_path: Path) -> None:
+    rng = np.random.default_rng(17)
+    constants = {"w0": rng.standard_normal((4, 3, 1, 1)).astype(np.float32),
+                 "w1": rng.standard_normal((5, 3, 3, 3)).astype(np.float32)}
+    nodes = [helper.make_node("Conv", ["x", "w0"], ["a"]), helper.make_node("Relu", ["a"], ["ra"]),
+             helper.make_node("Conv", ["x", "w1"], ["b"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["b"], ["rb"]),
+             helper.make_node("Concat", ["ra", "rb"], ["y"], axis=1)]
+    assert _simplified_kinds(tmp_path, nodes, [1, 3, 6, 6], constants) == ["Conv", "Conv", "Concat", "Relu"]

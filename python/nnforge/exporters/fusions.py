@@ -323,11 +323,165 @@ def _reshape_of_reshape(edit: Edit, node) -> bool:
     return True
 
 
+def _softmax_through_unit_reshapes(edit: Edit, node) -> bool:
+    """Reshape(Softmax(Reshape(x)), shape of x), the reshapes adding or dropping unit axes only
+    (a Softmax of an opset before 13 on [N, C, 1, 1], as torch-mlir imports it) -> Softmax(x)."""
+    if node.op_type != "Reshape":
+        return False
+    softmax = edit.single(node.input[0], "Softmax", "LogSoftmax")
+    inner = softmax and edit.single(softmax.input[0], "Reshape")
+    if inner is None:
+        return False
+    source, middle = edit.shapes.get(inner.input[0]), edit.shapes.get(inner.output[0])
+    if source is None or middle is None or edit.shapes.get(node.output[0]) != source:
+        return False
+    kept = [axis for axis, size in enumerate(source) if size != 1]
+    kept_middle = [axis for axis, size in enumerate(middle) if size != 1]
+    axis = attribute(softmax, "axis", -1) % len(middle)
+    if [source[a] for a in kept] != [middle[a] for a in kept_middle] or axis not in kept_middle:
+        return False
+    edit.replace([node, softmax, inner], [_make(softmax.op_type, [inner.input[0]], node.output[0],
+                                                 axis=kept[kept_middle.index(axis)])])
+    return True
+
+
+def _global_pool_flattened(edit: Edit, node) -> bool:
+    """Reshape([N, C, 1, 1] -> [N, C]) of a pool whose one window covers the whole input ->
+    ReduceMean/ReduceMax over the spatial axes, which drops them."""
+    if node.op_type != "Reshape":
+        return False
+    pool = edit.single(node.input[0], "AveragePool", "MaxPool", "GlobalAveragePool", "GlobalMaxPool")
+    source = pool and edit.shapes.get(pool.input[0])
+    pooled, result = edit.shapes.get(node.input[0]), edit.shapes.get(node.output[0])
+    if pool is None or source is None or pooled is None or len(source) < 3 or result != tuple(source[:2]) \
+            or pooled != (*source[:2], *[1] * (len(source) - 2)) or len(pool.output) != 1:
+        return False
+    if pool.op_type in ("AveragePool", "MaxPool"):
+        window = _window(edit, pool, len(source))
+        if window is None or attribute(pool, "storage_order", 0):
+            return False
+        kernel, _, dilations, pads = window
+        spatial = len(source) - 2
+        if any(d != 1 for d in dilations) or any(pads[a] < 0 or kernel[a] - pads[a] < source[a + 2]
+                                                 for a in range(spatial)):
+            return False
+        if pool.op_type == "AveragePool" and any(pads) and attribute(pool, "count_include_pad", 0):
+            return False
+    reduce = "ReduceMean" if "Average" in pool.op_type else "ReduceMax"
+    axes = edit.array(np.arange(2, len(source), dtype=np.int64), "axes")
+    edit.replace([node, pool], [_make(reduce, [pool.input[0], axes], node.output[0], keepdims=0)])
+    return True
+
+
+# The most elements an index array is built for, to recognize a permutation of one axis.
+_MAX_PERMUTED_ELEMENTS = 1 << 24
+
+
+def _axis_permutation(edit: Edit, node) -> bool:
+    """Reshape(Transpose(Reshape(x))) back to x's shape that only reorders one axis (a channel
+    shuffle) -> Gather(x, order, axis)."""
+    if node.op_type != "Reshape":
+        return False
+    transpose = edit.single(node.input[0], "Transpose")
+    inner = transpose and edit.single(transpose.input[0], "Reshape")
+    source = inner and edit.shapes.get(inner.input[0])
+    middle = inner and edit.shapes.get(inner.output[0])
+    if inner is None or source is None or middle is None or edit.shapes.get(node.output[0]) != source \
+            or not source or int(np.prod(source)) > _MAX_PERMUTED_ELEMENTS:
+        return False
+    index = np.arange(int(np.prod(source)), dtype=np.int64)
+    moved = index.reshape(middle).transpose(attribute(transpose, "perm")).reshape(source)
+    for axis, size in enumerate(source):
+        stride = int(np.prod(source[axis + 1:], dtype=np.int64))
+        order = moved[(0,) * axis + (slice(None),) + (0,) * (len(source) - axis - 1)] // stride % size
+        if size > 1 and np.array_equal(np.take(index.reshape(source), order, axis=axis), moved):
+            edit.replace([node, transpose, inner], [_make("Gather", [inner.input[0], edit.array(order, "order")],
+                                                          node.output[0], axis=axis)])
+            return True
+    return False
+
+
+def _parallel_convolutions(edit: Edit, node) -> bool:
+    """Convs with one window reading the same input (each followed by the same activation, or none)
+    -> one Conv over the stacked filters (and one activation), then a Split of its channels."""
+    if node.op_type != "Conv" or edit.constant(node.input[1]) is None:
+        return False
+    groups: dict[tuple, list] = {}
+    for conv in edit.consumers.get(node.input[0], []):
+        if conv.op_type != "Conv" or conv.input[0] != node.input[0] or id(conv) in edit.removed \
+                or conv.output[0] in edit.outputs or any(edit.constant(name) is None for name in conv.input[1:] if name):
+            continue
+        weights = edit.constant(conv.input[1])
+        users = edit.consumers.get(conv.output[0], [])
+        if any(user.op_type in ("Mul", "Add", "Sub") and any(edit.constant(name) is not None for name in user.input)
+               for user in users):  # a scale or offset that folds into this Conv's own filter first
+            continue
+        activation = users[0] if len(users) == 1 and edit.users[conv.output[0]] == 1 and users[0].op_type in \
+            _ACTIVATIONS and users[0].output[0] not in edit.outputs else None
+        key = (weights.shape[1:], weights.dtype.str,
+               tuple(sorted((a.name, repr(attribute(conv, a.name))) for a in conv.attribute)),
+               None if activation is None else (activation.op_type, tuple(a.SerializeToString() for a in
+                                                                         activation.attribute)))
+        groups.setdefault(key, []).append((conv, activation))
+    for members in groups.values():
+        activated = members[0][1] is not None
+        if len(members) < (2 if activated else 3) or attribute(members[0][0], "group", 1) != 1:
+            continue
+        convs = [conv for conv, _ in members]
+        weights = [edit.constant(conv.input[1]) for conv in convs]
+        biases = [edit.constant(conv.input[2]) if len(conv.input) > 2 and conv.input[2] else
+                  np.zeros(w.shape[0], w.dtype) for conv, w in zip(convs, weights)]
+        first = convs[0]
+        merged = edit.fresh(first.output[0])
+        added = [_make("Conv", [first.input[0], edit.array(np.concatenate(weights), "weights"),
+                                edit.array(np.concatenate([b.reshape(-1) for b in biases]), "bias")], merged,
+                       **{a.name: attribute(first, a.name) for a in first.attribute})]
+        removed = list(convs)
+        if activated:
+            activation = members[0][1]
+            added.append(_make(activation.op_type, [merged], edit.fresh(activation.output[0]),
+                               **{a.name: attribute(activation, a.name) for a in activation.attribute}))
+            merged = added[-1].output[0]
+            removed += [activation for _, activation in members]
+        results = [activation.output[0] if activated else conv.output[0] for conv, activation in members]
+        sizes = edit.array(np.array([w.shape[0] for w in weights], np.int64), "split")
+        from onnx import helper
+
+        added.append(helper.make_node("Split", [merged, sizes], results, axis=1))
+        edit.replace(removed, added)
+        return True
+    return False
+
+
+
+def _activation_after_concat(edit: Edit, node) -> bool:
+    """Concat(f(a), f(b), ...) of one elementwise activation f -> f(Concat(a, b, ...))."""
+    if node.op_type != "Concat" or len(node.input) < 2:
+        return False
+    activations = [edit.single(name, *_ACTIVATIONS) for name in node.input]
+    if any(a is None or len(a.input) != 1 for a in activations) or len(set(map(id, activations))) != len(activations):
+        return False
+    kinds = {(a.op_type, tuple(item.SerializeToString() for item in a.attribute)) for a in activations}
+    if len(kinds) != 1:
+        return False
+    joined = edit.fresh(node.output[0])
+    first = activations[0]
+    edit.replace([node, *activations], [
+        _make("Concat", [a.input[0] for a in activations], joined, axis=attribute(node, "axis")),
+        _make(first.op_type, [joined], node.output[0], **{a.name: attribute(first, a.name) for a in first.attribute})])
+    return True
+
+
+# Elementwise activations that a stacked Conv applies to each part alike.
+_ACTIVATIONS = ("Relu", "LeakyRelu", "Sigmoid", "Tanh", "Clip", "HardSigmoid", "Elu", "Selu", "Softplus")
+
+
 # Each rewrite is tried on every node, then committed, in this order (slices and pads go before the
 # grouped convolutions read their inputs).
 FUSIONS: tuple[Callable[[Edit, object], bool], ...] = (
     _unread_rows, _explicit_padding, _reshape_of_reshape, _softmax, _local_response_normalization,
-    _grouped_convolution, _gemm,
+    _grouped_convolution, _gemm, _softmax_through_unit_reshapes, _global_pool_flattened, _axis_permutation,
+    _parallel_convolutions, _activation_after_concat,
 )
 
 

@@ -24,7 +24,8 @@ import numpy as np
 
 from nnforge.errors import CompileError
 from nnforge.exporters.fusions import fuse
-from nnforge.exporters.onnx_edit import Edit, attribute, initializers, set_attribute, sort_nodes
+from nnforge.exporters.onnx_edit import (Edit, attribute, initializers, prune_initializers, set_attribute,
+                                         sort_nodes)
 
 # MLIR's part: canonicalization, constant folding and CSE at the TOSA level.
 TOSA_PIPELINE = "builtin.module(func.func(tosa-layerwise-constant-fold),canonicalize,cse)"
@@ -75,6 +76,85 @@ def fold_constants(model) -> int:
     del graph.initializer[:]
     graph.initializer.extend(numpy_helper.from_array(array, name) for name, array in values.items() if name in used)
     return folded
+
+
+def merge_duplicates(model) -> int:
+    """Common subexpressions: a node with the op, attributes and inputs (constants compared by value)
+    of an earlier one is dropped and its outputs read from the earlier one's. Returns how many went."""
+    import hashlib
+
+    graph = model.graph
+    constants = {tensor.name: (tensor.data_type, tuple(tensor.dims),
+                               hashlib.sha1(_tensor_bytes(tensor)).hexdigest()) for tensor in graph.initializer}
+    outputs = {value.name for value in graph.output}
+    seen: dict[tuple, Any] = {}
+    renamed: dict[str, str] = {}
+    kept = []
+    for node in graph.node:
+        node.input[:] = [_resolve(renamed, name) for name in node.input]
+        key = (node.domain, node.op_type, tuple(constants.get(name, name) for name in node.input),
+               tuple(attribute.SerializeToString(deterministic=True) for attribute in node.attribute))
+        earlier = seen.get(key)
+        if earlier is None or outputs.intersection(node.output) or len(earlier.output) != len(node.output):
+            seen.setdefault(key, node)
+            kept.append(node)
+            continue
+        renamed.update(zip(node.output, earlier.output))
+    if len(kept) == len(graph.node):
+        return 0
+    removed = len(graph.node) - len(kept)
+    del graph.node[:]
+    graph.node.extend(kept)
+    prune_initializers(graph)
+    return removed
+
+
+def _tensor_bytes(tensor) -> bytes:
+    """The bytes of an initializer's value (its raw data, or its typed fields serialized)."""
+    if tensor.HasField("raw_data"):
+        return tensor.raw_data
+    from onnx import numpy_helper
+
+    return numpy_helper.to_array(tensor).tobytes()
+
+
+def split_shared_convolutions(model) -> int:
+    """A Conv whose result only per-channel Mul/Add/Sub by constants read (batch normalizations of one
+    convolution, as a CSE'd import leaves them) is copied once per reader, so that each folds into its
+    own copy (`fold_into_convolutions`). Returns how many copies were made."""
+    from onnx import helper
+
+    edit = Edit(model)
+    copies = 0
+    for conv in list(edit.graph.node):
+        if conv.op_type != "Conv" or conv.output[0] in edit.outputs \
+                or any(edit.constant(name) is None for name in conv.input[1:] if name):
+            continue
+        readers = edit.consumers.get(conv.output[0], [])
+        weights = edit.constant(conv.input[1])
+        if len(readers) < 2 or edit.users[conv.output[0]] != len(readers) or not all(
+                _per_channel(reader, conv.output[0], edit, weights.ndim, weights.shape[0]) for reader in readers):
+            continue
+        for reader in readers[1:]:
+            inputs = [edit.array(edit.constant(name).copy(), name) for name in conv.input[1:] if name]
+            copy = helper.make_node("Conv", [conv.input[0], *inputs], [edit.fresh(conv.output[0])], name=conv.name)
+            copy.attribute.extend(conv.attribute)
+            reader.input[:] = [copy.output[0] if name == conv.output[0] else name for name in reader.input]
+            edit.added.append(copy)
+            copies += 1
+    edit.commit()
+    return copies
+
+
+def _per_channel(node, source: str, edit: Edit, rank: int, channels: int) -> bool:
+    """Whether `node` is a Mul/Add/Sub of `source` by a constant per-channel vector (axis 1)."""
+    if node.op_type not in ("Mul", "Add", "Sub") or len(node.input) != 2 or list(node.input).count(source) != 1:
+        return False
+    other = node.input[1] if node.input[0] == source else node.input[0]
+    constant = edit.constant(other)
+    if constant is None or (node.op_type == "Sub" and node.input[1] != other):
+        return False
+    return _channel_vector(constant, rank, 1, channels) is not None
 
 
 def _channel_vector(constant: np.ndarray, rank: int, axis: int, channels: int) -> np.ndarray | None:
@@ -357,6 +437,31 @@ def _drop_identity_transposes(model) -> None:
     graph.node.extend(kept)
 
 
+def drop_output_identities(model) -> int:
+    """An Identity or identity Transpose writing a graph output goes: the node producing its input
+    writes the output instead (not where that input is a graph input or output). Returns how many."""
+    graph = model.graph
+    outputs = {value.name for value in graph.output}
+    inputs = {value.name for value in graph.input}
+    producers = {output: node for node in graph.node for output in node.output}
+    dropped = []
+    for node in graph.node:
+        if node.output[0] not in outputs or not (node.op_type == "Identity" or node.op_type == "Transpose"
+                                                 and _perm(node) == sorted(_perm(node))):
+            continue
+        source = node.input[0]
+        if source in inputs or source in outputs or source not in producers:
+            continue
+        producer = producers.pop(source)
+        producer.output[:] = [node.output[0] if name == source else name for name in producer.output]
+        for user in graph.node:
+            user.input[:] = [node.output[0] if name == source else name for name in user.input]
+        dropped.append(node)
+    for node in dropped:
+        graph.node.remove(node)
+    return len(dropped)
+
+
 def _resolve(renamed: dict[str, str], name: str) -> str:
     while name in renamed:
         name = renamed[name]
@@ -401,8 +506,8 @@ def simplify(model: str | os.PathLike | Any, path: str | os.PathLike) -> tuple[i
         except ir.MLIRError as error:
             raise CompileError(f"simplifying at the TOSA level failed: {error}") from None
     proto = to_onnx(imported, name=source.graph.name or Path(path).stem)
-    while (fold_constants(proto) + fold_into_convolutions(proto) + _sink_where_fewer(proto)
-           + fold_affine_chains(proto) + fuse(proto)):
+    while (fold_constants(proto) + drop_output_identities(proto) + merge_duplicates(proto) + split_shared_convolutions(proto)
+           + fold_into_convolutions(proto) + _sink_where_fewer(proto) + fold_affine_chains(proto) + fuse(proto)):
         _cancel_transposes(proto)
     onnx_writer.save(proto, Path(path))
     return len(source.graph.node), len(proto.graph.node)

@@ -247,3 +247,11 @@ def test_one_activation_after_a_concat_of_activations(tmp_path: Path) -> None:
              helper.make_node("Conv", ["x", "w1"], ["b"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["b"], ["rb"]),
              helper.make_node("Concat", ["ra", "rb"], ["y"], axis=1)]
     assert _simplified_kinds(tmp_path, nodes, [1, 3, 6, 6], constants) == ["Conv", "Conv", "Concat", "Relu"]
+
+
+def test_layer_normalization_comes_back_whole(tmp_path: Path) -> None:
+    rng = np.random.default_rng(18)
+    constants = {"scale": rng.standard_normal(8).astype(np.float32), "bias": rng.standard_normal(8).astype(np.float32)}
+    nodes = [helper.make_node("LayerNormalization", ["x", "scale", "bias"], ["y"], axis=-1, epsilon=1e-5)]
+    kinds = _simplified_kinds(tmp_path, nodes, [2, 5, 8], constants)
+    assert kinds == ["LayerNormalization"]  # the scale and bias its own

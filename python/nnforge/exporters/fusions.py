@@ -472,6 +472,106 @@ def _activation_after_concat(edit: Edit, node) -> bool:
     return True
 
 
+
+def _mean(edit: Edit, name: str) -> tuple[str, list[int]] | None:
+    """(x, axes) when `name` is a mean of x over its last axes kept as units: ReduceMean, or ReduceSum
+    times 1/count (as TOSA writes it); None otherwise."""
+    node = edit.producer(name, "ReduceMean", "Mul")
+    if node is not None and node.op_type == "Mul":
+        total = next((edit.producer(n, "ReduceSum") for n in node.input if edit.producer(n, "ReduceSum")), None)
+        scale = total and edit.constant(node.input[1] if node.input[0] == total.output[0] else node.input[0])
+        if total is None or scale is None or scale.size != 1:
+            return None
+        node, factor = total, float(scale.reshape(-1)[0])
+    else:
+        factor = None
+    shape = node and edit.shapes.get(node.input[0])
+    axes = node and _axes(edit, node)
+    if node is None or shape is None or not axes or attribute(node, "keepdims", 1) != 1:
+        return None
+    axes = sorted(axis % len(shape) for axis in axes)
+    if axes != list(range(len(shape) - len(axes), len(shape))):
+        return None
+    if factor is not None and not np.isclose(factor * np.prod([shape[a] for a in axes]), 1.0, rtol=1e-6):
+        return None
+    return node.input[0], axes
+
+
+def _layer_normalization(edit: Edit, node) -> bool:
+    """d * Reciprocal(Sqrt(mean(d * d) + eps)) (or d / Sqrt(...)), d = x - mean(x), the means over the
+    last axes -> LayerNormalization(x, ones) over them."""
+    if node.op_type not in ("Mul", "Div") or len(node.input) != 2:
+        return False
+    pairs = [(node.input[0], node.input[1])] + ([(node.input[1], node.input[0])] if node.op_type == "Mul" else [])
+    for centered, other in pairs:
+        inverse = edit.single(other, "Reciprocal") if node.op_type == "Mul" else None
+        root = edit.single(inverse.input[0] if inverse is not None else other, "Sqrt") \
+            if node.op_type == "Div" or inverse is not None else None
+        shifted = root and edit.single(root.input[0], "Add")
+        if shifted is None:
+            continue
+        epsilon = [edit.constant(n) for n in shifted.input]
+        variance = shifted.input[0] if epsilon[1] is not None else shifted.input[1]
+        epsilon = epsilon[1] if epsilon[1] is not None else epsilon[0]
+        square_mean = _mean(edit, variance)
+        square = square_mean and edit.producer(square_mean[0], "Mul")
+        difference = edit.producer(centered, "Sub")
+        center = difference and _mean(edit, difference.input[1])
+        if epsilon is None or epsilon.size != 1 or square is None or list(square.input) != [centered, centered] \
+                or center is None or center[0] != difference.input[0] or center[1] != square_mean[1] \
+                or edit.users[centered] != 3 or centered in edit.outputs:
+            continue
+        shape = edit.shapes.get(difference.input[0])
+        axis = square_mean[1][0]
+        chain = [node, root, shifted, square, difference, *([inverse] if inverse is not None else [])]
+        chain += _mean_nodes(edit, variance) + _mean_nodes(edit, difference.input[1])
+        if any(n is not node and (n.output[0] in edit.outputs or edit.users[n.output[0]] != (3 if n is difference else 1))
+               for n in chain):
+            continue
+        if shape is None or epsilon.dtype != np.float32:
+            continue
+        ones = edit.array(np.ones(shape[axis:], np.float32), "scale")
+        edit.replace(chain, [_make("LayerNormalization", [difference.input[0], ones], node.output[0], axis=axis,
+                                   epsilon=float(epsilon.reshape(-1)[0]))])
+        return True
+    return False
+
+
+def _layer_normalization_affine(edit: Edit, node) -> bool:
+    """Mul or Add of a LayerNormalization's result by a constant over its normalized axes -> its scale or bias."""
+    if node.op_type not in ("Mul", "Add") or len(node.input) != 2:
+        return False
+    for source, other in (node.input, node.input[::-1]):
+        norm = edit.single(source, "LayerNormalization")
+        constant = edit.constant(other)
+        if norm is None or constant is None or len(norm.output) != 1 or any(edit.constant(n) is None
+                                                                              for n in norm.input[1:] if n):
+            continue
+        scale = edit.constant(norm.input[1])
+        if constant.dtype != scale.dtype or constant.ndim > scale.ndim and any(
+                size != 1 for size in constant.shape[:constant.ndim - scale.ndim]):
+            continue
+        try:
+            vector = np.broadcast_to(constant.reshape(constant.shape[max(0, constant.ndim - scale.ndim):]), scale.shape)
+        except ValueError:
+            continue
+        bias = edit.constant(norm.input[2]) if len(norm.input) > 2 and norm.input[2] else np.zeros_like(scale)
+        scale, bias = (scale * vector, bias * vector) if node.op_type == "Mul" else (scale, bias + vector)
+        edit.replace([node, norm], [_make("LayerNormalization", [norm.input[0], edit.array(scale, "scale"),
+                                                                 edit.array(bias, "bias")], node.output[0],
+                                          **{a.name: attribute(norm, a.name) for a in norm.attribute})])
+        return True
+    return False
+
+
+def _mean_nodes(edit: Edit, name: str) -> list:
+    """The nodes `_mean` matched for `name`."""
+    node = edit.producer(name, "ReduceMean", "Mul")
+    if node.op_type == "ReduceMean":
+        return [node]
+    return [node, next(edit.producer(n, "ReduceSum") for n in node.input if edit.producer(n, "ReduceSum"))]
+
+
 # Elementwise activations that a stacked Conv applies to each part alike.
 _ACTIVATIONS = ("Relu", "LeakyRelu", "Sigmoid", "Tanh", "Clip", "HardSigmoid", "Elu", "Selu", "Softplus")
 
@@ -481,7 +581,8 @@ _ACTIVATIONS = ("Relu", "LeakyRelu", "Sigmoid", "Tanh", "Clip", "HardSigmoid", "
 FUSIONS: tuple[Callable[[Edit, object], bool], ...] = (
     _unread_rows, _explicit_padding, _reshape_of_reshape, _softmax, _local_response_normalization,
     _grouped_convolution, _gemm, _softmax_through_unit_reshapes, _global_pool_flattened, _axis_permutation,
-    _parallel_convolutions, _activation_after_concat,
+    _parallel_convolutions, _activation_after_concat, _layer_normalization,
+    _layer_normalization_affine,
 )
 
 

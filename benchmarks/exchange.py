@@ -232,16 +232,38 @@ def _random_input(session) -> dict:
             for spec in session.get_inputs()}
 
 
-def _latency(path: Path, feeds: dict, repeats: int) -> float:
-    """Median seconds of one onnxruntime run (after a warm-up run)."""
-    session = _ort(path)
+# A child process timing one model in onnxruntime: argv model, inputs (.npz), repeats; prints the median seconds.
+_TIMER = """
+import statistics, sys, time
+import numpy as np
+import onnxruntime
+options = onnxruntime.SessionOptions()
+options.log_severity_level = 3
+session = onnxruntime.InferenceSession(sys.argv[1], options, providers=["CPUExecutionProvider"])
+feeds = dict(np.load(sys.argv[2]))
+session.run(None, feeds)
+times = []
+for _ in range(int(sys.argv[3])):
+    start = time.perf_counter()
     session.run(None, feeds)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        session.run(None, feeds)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    times.append(time.perf_counter() - start)
+print(statistics.median(times))
+"""
+
+
+def _latencies(paths: dict[str, Path], feeds: dict, repeats: int, processes: int = 3) -> dict[str, float]:
+    """Median seconds of one onnxruntime run of each model, each timed alone in its own process (after a
+    warm-up run), the models taking turns; the median over `processes` such processes."""
+    with tempfile.TemporaryDirectory(prefix="nnforge-latency-") as folder:
+        inputs = Path(folder) / "inputs.npz"
+        np.savez(inputs, **feeds)
+        times: dict[str, list[float]] = {tool: [] for tool in paths}
+        for _ in range(processes):
+            for tool, path in paths.items():
+                done = subprocess.run([sys.executable, "-c", _TIMER, str(path), str(inputs), str(repeats)],
+                                      capture_output=True, text=True, check=True, timeout=1800)
+                times[tool].append(float(done.stdout.split()[-1]))
+    return {tool: statistics.median(values) for tool, values in times.items()}
 
 
 def _simplifiers() -> dict:
@@ -326,12 +348,28 @@ def _simplified(name: str, path: Path, feeds: dict, reference: np.ndarray, repea
             entry[f"{tool}_error"] = _error(error)
     entry["outputs_equal"] = {tool: _close(_ort(file).run(None, feeds)[0], reference, **TOLERANCE)
                               for tool, file in simplified.items() if tool != "source"}
-    entry["latency_ms"] = {tool: 1e3 * _latency(file, feeds, repeats) for tool, file in simplified.items()}
+    entry["latency_ms"] = {tool: 1e3 * seconds for tool, seconds in _latencies(simplified, feeds, repeats).items()}
     return entry
 
 
 # The CPU benchmark's transformers, as torch.onnx.export writes them (static shapes).
 TRANSFORMERS = ("transformer-layer-128x256", "tiny-gpt2-64tok")
+
+
+def _positional(module):
+    """`module` called with its inputs only: the TorchScript exporter otherwise passes forward's defaults
+    as inputs too (nn.TransformerEncoderLayer's `is_causal=False` becomes a tensor and fails)."""
+    import torch
+
+    class Positional(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *inputs):
+            return self.inner(*inputs)
+
+    return Positional(module).eval()
 
 
 def transformers(repeats: int, scratch: Path) -> dict:
@@ -347,7 +385,7 @@ def transformers(repeats: int, scratch: Path) -> dict:
         try:
             # without the fused attention fast path, which the TorchScript exporter cannot trace
             torch.backends.mha.set_fastpath_enabled(False)
-            torch.onnx.export(workload.module, workload.inputs, str(path), dynamo=False)
+            torch.onnx.export(_positional(workload.module), workload.inputs, str(path), dynamo=False)
         except Exception as error:
             results[name] = {"export_error": _error(error)}
             continue

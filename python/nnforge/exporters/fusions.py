@@ -9,7 +9,12 @@ holds, where the source had one node:
 - Gemm: a Reshape to rank 3, a batched MatMul by a constant, a Reshape back, an Add;
 - a Conv or pool whose input was cut (Slice) to the rows its strided windows reach, or padded
   by an explicit Pad;
-- a Reshape of a Transpose that moves unit axes only, a Reshape of a Reshape.
+- a Reshape of a Transpose that moves unit axes only, a Reshape of a Reshape;
+- LayerNormalization: the mean, the centered square's mean, eps, Sqrt and Reciprocal (or Div);
+- a Softmax of an opset before 13 on [N, C, 1, 1]: Reshape, Softmax, Reshape back.
+Other rewrites leave fewer nodes than the source had: a global pool and its flatten as one
+reduction, a channel shuffle as a Gather, parallel Convs of one input as one Conv and a Split,
+a Concat of activations as one activation after the Concat.
 `fuse` rewrites each chain whose intermediate values nothing else uses into the single node, the
 weights and attributes recovered from the chain's constants and checked to reproduce it exactly
 (a band that is no LRN window stays a convolution). `simplify` calls it once the transposes

@@ -9,7 +9,9 @@ evaluator) into an initializer, and a per-channel multiplication, addition
 or subtraction by a constant after a convolution (a batch normalization,
 as torch-mlir lowers it) is folded into the convolution's filter and bias,
 other chains of them become one Mul and one Add, and transposes move below
-elementwise ops and concatenations until pairs cancel.
+elementwise ops and concatenations until pairs cancel. Identical nodes are
+computed once, a Conv read by several batch normalizations is copied for
+each to fold into, and an identity writing a graph output goes.
 Graph input and output names and dynamic dimensions are the source's.
 """
 

@@ -59,7 +59,7 @@ def worker(name: str, backend: str, threads: int, steps: int) -> dict:
         forward = torch.compile(model)
     else:
         forward = torch.compile(model, backend="nnforge")
-    optimizer = training_workloads.optimizer("adam", model)
+    optimizer = training_workloads.optimizer("adam", model, workload)
     model.train()
     torch.manual_seed(0)
     times, losses = [], []

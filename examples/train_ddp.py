@@ -39,7 +39,7 @@ def main() -> None:
     workload = training_workloads.gpt2()  # seeded: the same weights on every rank
     model = DistributedDataParallel(workload.model)
     forward = model if args.eager else torch.compile(model, backend="nnforge")
-    optimizer = training_workloads.optimizer(args.optimizer, model)
+    optimizer = training_workloads.optimizer(args.optimizer, model, workload)
     per_rank = workload.batch_size
     losses = []
     for step in range(args.steps):

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 from nnforge.errors import NNForgeError
-from nnforge.integrations import gradients
+from nnforge.integrations import batch_norm, gradients
 from nnforge.integrations.specialized_graph import (
     GraphFallback,
     SpecializedGraph,
@@ -240,7 +240,7 @@ def _decompositions() -> dict:
     eagerly), gradients of embeddings and max pooling without scatter ops."""
     from nnforge.importers import torch_frontend
 
-    table = gradients.without_scatter(torch_frontend.decomposition_table())
+    table = batch_norm.in_double(gradients.without_scatter(torch_frontend.decomposition_table()))
     table.pop(_aten.native_dropout.default, None)
     return table
 
@@ -310,6 +310,8 @@ def training_backend(gm: torch.fx.GraphModule, example_inputs: Sequence[Any]) ->
     # The embedding's gradient stays one op until the static trace (`gradients`).
     decompositions = core_aten_decompositions()
     decompositions.pop(_aten.embedding_dense_backward.default, None)
+    # Batch norm's backward too: it sums in f64 (`batch_norm`).
+    decompositions.pop(_aten.native_batch_norm_backward.default, None)
     # Inductor's partition: the backward recomputes what is cheap to recompute
     # (masks, casts, elementwise ops) instead of the forward saving it; fewer
     # activations go from the forward's outputs to the backward's inputs.

@@ -188,7 +188,10 @@ def direct_convolution_schedule(op: ir.Operation, parallel: bool, sizing: Schedu
     """An NHWC/HWCF convolution (loops n, oh, ow, f, kh, kw, c) from its
     input: output rows independent (shared among threads), each in register
     tiles of pixels by channels (the contraction's register tile: 8 x 32 on
-    the Zen 4; 7 or 6 pixels where those divide the row and 8 do not). A
+    the Zen 4; 7 or 6 pixels where those divide the row and 8 do not),
+    channel tiles outside pixel tiles: a channel tile's filter taps stay in
+    cache across the row (3x3, 512 channels, 7x7, one thread: 2.6 % less
+    time than pixel tiles outside, 1-2 % at 64 and 256 channels). A
     tile's unit loops (n, oh, kh, kw) are folded away, which leaves a
     contraction of a row of input pixels [pixels, c] (contiguous channels)
     and a filter tap [c, f]; it is tiled by one input channel, vectorized
@@ -213,7 +216,7 @@ def direct_convolution_schedule(op: ir.Operation, parallel: bool, sizing: Schedu
     transform.structured.vectorize %step vector_sizes {sizes_text(vector)} : !transform.any_op""" if vector else ""
     return f"""{tile_outer("op", "rows", [1, 1, 0, 0, 0, 0, 0], parallel)}
     %t, %tl:4 = transform.structured.tile_using_for %rows tile_sizes [0, 0, {pixels}, {channels}, 1, 1, 0]
-        : (!transform.any_op) -> ({loops})
+        interchange = [0, 1, 3, 2, 4, 5, 6] : (!transform.any_op) -> ({loops})
     %g = transform.structured.generalize %t : (!transform.any_op) -> !transform.any_op
     transform.apply_patterns to %tl#3 {{
       transform.apply_patterns.linalg.fold_unit_extent_dims_via_slices

@@ -255,3 +255,37 @@ def test_layer_normalization_comes_back_whole(tmp_path: Path) -> None:
     nodes = [helper.make_node("LayerNormalization", ["x", "scale", "bias"], ["y"], axis=-1, epsilon=1e-5)]
     kinds = _simplified_kinds(tmp_path, nodes, [2, 5, 8], constants)
     assert kinds == ["LayerNormalization"]  # the scale and bias its own
+
+
+def test_small_tiles_of_constants_fold_and_large_ones_stay() -> None:
+    from nnforge.exporters.simplify import _MAX_GROWN_ELEMENTS, fold_constants
+
+    constants = [numpy_helper.from_array(np.arange(4, dtype=np.float32).reshape(1, 4), "c"),
+                 numpy_helper.from_array(np.array([3, 1], np.int64), "small"),
+                 numpy_helper.from_array(np.array([_MAX_GROWN_ELEMENTS, 1], np.int64), "large")]
+    graph = helper.make_graph(
+        [helper.make_node("Tile", ["c", "small"], ["t"]), helper.make_node("Tile", ["c", "large"], ["big"]),
+         helper.make_node("Add", ["x", "t"], ["y"]), helper.make_node("ReduceSum", ["big"], ["z"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 4]),
+         helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 1])], constants)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    assert fold_constants(model) == 1
+    assert [node.op_type for node in model.graph.node] == ["Tile", "Add", "ReduceSum"]
+
+
+@pytest.mark.parametrize(("picked", "kind"), [([2, 4, 6, 8], "Slice"), ([5, 1, 7, 7], "Gather")])
+def test_gather_nd_by_constant_indices_of_one_axis(tmp_path: Path, picked: list[int], kind: str) -> None:
+    from nnforge.exporters.fusions import fuse
+
+    indices = np.tile(np.array(picked, np.int64).reshape(1, 4, 1), (2, 1, 1))
+    graph = helper.make_graph(
+        [helper.make_node("GatherND", ["x", "i"], ["y"], batch_dims=1)], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 12, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4, 3])], [numpy_helper.from_array(indices, "i")])
+    source = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    onnx.save(source, str(tmp_path / "source.onnx"))
+    assert fuse(source) == 0 and [node.op_type for node in source.graph.node] == [kind]
+    onnx.save(source, str(tmp_path / "small.onnx"))
+    x = np.random.default_rng(19).standard_normal((2, 12, 3)).astype(np.float32)
+    np.testing.assert_array_equal(run_onnx(tmp_path / "small.onnx", x), run_onnx(tmp_path / "source.onnx", x))

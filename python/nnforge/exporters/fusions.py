@@ -577,6 +577,35 @@ def _mean_nodes(edit: Edit, name: str) -> list:
     return [node, next(edit.producer(n, "ReduceSum") for n in node.input if edit.producer(n, "ReduceSum"))]
 
 
+
+def _constant_gather_nd(edit: Edit, node) -> bool:
+    """GatherND by constant indices into one axis, alike for every batch -> a Slice of that axis where the
+    indices step evenly, else a Gather."""
+    if node.op_type != "GatherND":
+        return False
+    indices = edit.constant(node.input[1])
+    batch = attribute(node, "batch_dims", 0)
+    if indices is None or indices.ndim != batch + 2 or indices.shape[-1] != 1:
+        return False
+    rows = indices.reshape(-1, indices.shape[-2])
+    if not np.all(rows == rows[:1]) or rows.shape[1] == 0:
+        return False
+    picked = rows[0].astype(np.int64)
+    steps = np.diff(picked)
+    axis = np.array([batch], np.int64)
+    if picked.min() >= 0 and (picked.size == 1 or steps[0] > 0 and np.all(steps == steps[0])):
+        step = int(steps[0]) if picked.size > 1 else 1
+        bounds = [np.array([picked[0]], np.int64), np.array([picked[-1] + 1], np.int64), axis,
+                  np.array([step], np.int64)]
+        inputs = [node.input[0], *(edit.array(value, hint) for value, hint in zip(bounds, ("starts", "ends", "axes",
+                                                                                            "steps")))]
+        edit.replace([node], [_make("Slice", inputs, node.output[0])])
+    else:
+        edit.replace([node], [_make("Gather", [node.input[0], edit.array(picked, "indices")], node.output[0],
+                                    axis=batch)])
+    return True
+
+
 # Elementwise activations that a stacked Conv applies to each part alike.
 _ACTIVATIONS = ("Relu", "LeakyRelu", "Sigmoid", "Tanh", "Clip", "HardSigmoid", "Elu", "Selu", "Softplus")
 
@@ -587,7 +616,7 @@ FUSIONS: tuple[Callable[[Edit, object], bool], ...] = (
     _unread_rows, _explicit_padding, _reshape_of_reshape, _softmax, _local_response_normalization,
     _grouped_convolution, _gemm, _softmax_through_unit_reshapes, _global_pool_flattened, _axis_permutation,
     _parallel_convolutions, _activation_after_concat, _layer_normalization,
-    _layer_normalization_affine,
+    _layer_normalization_affine, _constant_gather_nd,
 )
 
 

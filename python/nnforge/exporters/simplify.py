@@ -31,8 +31,26 @@ from nnforge.exporters.onnx_edit import (Edit, attribute, initializers, prune_in
 
 # MLIR's part: canonicalization, constant folding and CSE at the TOSA level.
 TOSA_PIPELINE = "builtin.module(func.func(tosa-layerwise-constant-fold),canonicalize,cse)"
-# Ops never evaluated ahead of time (their results can be much larger than their inputs).
-_NOT_FOLDED = {"Tile", "Expand", "ConstantOfShape", "Range"}
+# Ops whose results can be much larger than their inputs: evaluated ahead of time only up to this many elements.
+_GROWING = {"Tile", "Expand", "ConstantOfShape", "Range"}
+_MAX_GROWN_ELEMENTS = 1 << 16
+
+
+def _grown_size(node, values: dict[str, np.ndarray]) -> float:
+    """How many elements a Tile, Expand, ConstantOfShape or Range on constants gives."""
+    inputs = [values[name] for name in node.input if name]
+    if node.op_type == "Tile":
+        return float(np.prod(inputs[0].shape, dtype=np.float64) * np.prod(inputs[1], dtype=np.float64))
+    if node.op_type == "Expand":
+        try:
+            return float(np.prod(np.broadcast_shapes(inputs[0].shape, tuple(int(d) for d in inputs[1])),
+                                 dtype=np.float64))
+        except ValueError:
+            return np.inf
+    if node.op_type == "ConstantOfShape":
+        return float(np.prod(inputs[0], dtype=np.float64))
+    start, limit, delta = (float(np.asarray(value).reshape(-1)[0]) for value in inputs)
+    return max(0.0, np.ceil((limit - start) / delta)) if delta else np.inf
 
 
 def _evaluate(node, values: dict[str, np.ndarray]) -> list[np.ndarray] | None:
@@ -64,8 +82,9 @@ def fold_constants(model) -> int:
     outputs = {value.name for value in graph.output}
     kept, folded = [], 0
     for node in graph.node:
-        if (node.op_type not in _NOT_FOLDED and node.input and all(not name or name in values for name in node.input)
-                and not outputs.intersection(node.output)):
+        if (node.input and all(not name or name in values for name in node.input)
+                and not outputs.intersection(node.output)
+                and (node.op_type not in _GROWING or _grown_size(node, values) <= _MAX_GROWN_ELEMENTS)):
             results = _evaluate(node, values)
             if results is not None:
                 values.update(zip(node.output, results))

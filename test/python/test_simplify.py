@@ -289,3 +289,15 @@ def test_gather_nd_by_constant_indices_of_one_axis(tmp_path: Path, picked: list[
     onnx.save(source, str(tmp_path / "small.onnx"))
     x = np.random.default_rng(19).standard_normal((2, 12, 3)).astype(np.float32)
     np.testing.assert_array_equal(run_onnx(tmp_path / "small.onnx", x), run_onnx(tmp_path / "source.onnx", x))
+
+
+def test_random_nodes_are_not_merged() -> None:
+    from nnforge.exporters.simplify import merge_duplicates
+
+    graph = helper.make_graph(
+        [helper.make_node("RandomNormalLike", ["x"], ["a"]), helper.make_node("RandomNormalLike", ["x"], ["b"]),
+         helper.make_node("Sub", ["a", "b"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    assert merge_duplicates(model) == 0 and len(model.graph.node) == 3

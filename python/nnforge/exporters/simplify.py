@@ -99,6 +99,11 @@ def fold_constants(model) -> int:
     return folded
 
 
+# Ops whose equal nodes give different values: never merged.
+_RANDOM = {"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial", "Bernoulli",
+           "Dropout"}
+
+
 def merge_duplicates(model) -> int:
     """Common subexpressions: a node with the op, attributes and inputs (constants compared by value)
     of an earlier one is dropped and its outputs read from the earlier one's. Returns how many went."""
@@ -113,6 +118,9 @@ def merge_duplicates(model) -> int:
     kept = []
     for node in graph.node:
         node.input[:] = [_resolve(renamed, name) for name in node.input]
+        if node.op_type in _RANDOM:
+            kept.append(node)
+            continue
         key = (node.domain, node.op_type, tuple(constants.get(name, name) for name in node.input),
                tuple(attribute.SerializeToString(deterministic=True) for attribute in node.attribute))
         earlier = seen.get(key)

@@ -361,20 +361,35 @@ def _global_pool_flattened(edit: Edit, node) -> bool:
     if pool is None or source is None or pooled is None or len(source) < 3 or result != tuple(source[:2]) \
             or pooled != (*source[:2], *[1] * (len(source) - 2)) or len(pool.output) != 1:
         return False
-    if pool.op_type in ("AveragePool", "MaxPool"):
-        window = _window(edit, pool, len(source))
-        if window is None or attribute(pool, "storage_order", 0):
-            return False
-        kernel, _, dilations, pads = window
-        spatial = len(source) - 2
-        if any(d != 1 for d in dilations) or any(pads[a] < 0 or kernel[a] - pads[a] < source[a + 2]
-                                                 for a in range(spatial)):
-            return False
-        if pool.op_type == "AveragePool" and any(pads) and attribute(pool, "count_include_pad", 0):
-            return False
+    if pool.op_type in ("AveragePool", "MaxPool") and not _one_window(edit, pool, source):
+        return False
     reduce = "ReduceMean" if "Average" in pool.op_type else "ReduceMax"
     axes = edit.array(np.arange(2, len(source), dtype=np.int64), "axes")
     edit.replace([node, pool], [_make(reduce, [pool.input[0], axes], node.output[0], keepdims=0)])
+    return True
+
+
+def _one_window(edit: Edit, pool, source: tuple[int, ...]) -> bool:
+    """Whether the AveragePool or MaxPool `pool` of `source` has one window, over all of its input."""
+    window = _window(edit, pool, len(source))
+    if window is None or attribute(pool, "storage_order", 0) or len(pool.output) != 1:
+        return False
+    kernel, strides, dilations, pads = window
+    spatial = len(source) - 2
+    if any(d != 1 for d in dilations) or any(pads[a] < 0 or kernel[a] - pads[a] < source[a + 2]
+                                             or (source[a + 2] + pads[a] + pads[a + spatial] - kernel[a])
+                                             // strides[a] + 1 != 1 for a in range(spatial)):
+        return False
+    return not (pool.op_type == "AveragePool" and any(pads) and attribute(pool, "count_include_pad", 0))
+
+
+def _global_pool(edit: Edit, node) -> bool:
+    """An AveragePool or MaxPool with one window over all of its input -> GlobalAveragePool/GlobalMaxPool
+    (onnxruntime's windowed kernel is slower on it)."""
+    source = edit.shapes.get(node.input[0]) if node.op_type in ("AveragePool", "MaxPool") else None
+    if source is None or len(source) < 3 or not _one_window(edit, node, source):
+        return False
+    edit.replace([node], [_make(f"Global{node.op_type}", [node.input[0]], node.output[0])])
     return True
 
 
@@ -616,7 +631,7 @@ FUSIONS: tuple[Callable[[Edit, object], bool], ...] = (
     _unread_rows, _explicit_padding, _reshape_of_reshape, _softmax, _local_response_normalization,
     _grouped_convolution, _gemm, _softmax_through_unit_reshapes, _global_pool_flattened, _axis_permutation,
     _parallel_convolutions, _activation_after_concat, _layer_normalization,
-    _layer_normalization_affine, _constant_gather_nd,
+    _layer_normalization_affine, _constant_gather_nd, _global_pool,
 )
 
 

@@ -59,9 +59,18 @@ def elementwise_schedule(op: ir.Operation, parallel: bool, sizing: ScheduleSizes
         # patch gather) picked wrong elements at partial tiles (measured: a
         # padded 9x10 convolution): these stay scalar.
         return None
-    if sum("reduction" in i for i in iterator_types(op)) > 1:
+    reductions = ["reduction" in i for i in iterator_types(op)]
+    if sum(reductions) > 1:
         return None  # the vectorizer aborts on some multi-dim reductions
-    return f"""{tile_outer("op", "t", tiles, parallel)}
+    if parallel and any(reductions):
+        # Threads share the parallel loops only: a reduction loop in the
+        # scf.forall has threads accumulate into the same outputs (a race).
+        shared = [0 if reduction else tile for tile, reduction in zip(tiles, reductions)]
+        serial = [tile if reduction else 0 for tile, reduction in zip(tiles, reductions)]
+        tiling = tile_outer("op", "shared", shared, True) + tile_outer("shared", "t", serial, False)
+    else:
+        tiling = tile_outer("op", "t", tiles, parallel)
+    return f"""{tiling}
     transform.structured.vectorize %t vector_sizes {sizes_text(tiles)} : !transform.any_op"""
 
 

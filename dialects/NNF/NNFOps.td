@@ -19,7 +19,14 @@ include "mlir/Interfaces/SideEffectInterfaces.td"
 // types written in the IR may refine a dynamic dimension the inference leaves
 // open, never contradict it.
 class NNF_InferredOp<string mnemonic, list<Trait> traits = []>
-    : NNF_Op<mnemonic, traits # [Pure, InferTypeOpAdaptorWithIsCompatible]>;
+    : NNF_Op<mnemonic, traits # [Pure, InferTypeOpAdaptor]> {
+  let extraClassDeclaration = [{
+    static bool isCompatibleReturnTypes(::mlir::TypeRange inferred,
+                                        ::mlir::TypeRange actual) {
+      return areRefinementsOf(inferred, actual);
+    }
+  }];
+}
 
 def NNF_LinearOp : NNF_InferredOp<"linear"> {
   let summary = "dense layer: input x weight^T + bias, then an activation";

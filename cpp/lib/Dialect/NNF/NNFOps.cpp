@@ -101,16 +101,6 @@ private:
   StringRef opName;
 };
 
-/// Result types may refine dynamic dimensions the inference leaves open.
-bool areRefinementsOf(TypeRange inferred, TypeRange actual) {
-  if (inferred.size() != actual.size())
-    return false;
-  for (auto [lhs, rhs] : llvm::zip(inferred, actual))
-    if (getElementTypeOrSelf(lhs) != getElementTypeOrSelf(rhs) ||
-        failed(verifyCompatibleShape(lhs, rhs)))
-      return false;
-  return true;
-}
 
 /// Checks an optional per-channel bias `[channels]`.
 LogicalResult checkBias(const OperandChecker &check, Value bias,
@@ -127,6 +117,16 @@ LogicalResult checkBias(const OperandChecker &check, Value bias,
 }
 
 } // namespace
+
+bool nnforge::nnf::areRefinementsOf(TypeRange inferred, TypeRange actual) {
+  if (inferred.size() != actual.size())
+    return false;
+  for (auto [lhs, rhs] : llvm::zip(inferred, actual))
+    if (getElementTypeOrSelf(lhs) != getElementTypeOrSelf(rhs) ||
+        failed(verifyCompatibleShape(lhs, rhs)))
+      return false;
+  return true;
+}
 
 //===----------------------------------------------------------------------===//
 // LinearOp
@@ -161,10 +161,6 @@ LogicalResult LinearOp::inferReturnTypes(MLIRContext *,
   shape.push_back(weight->getDimSize(0));
   results.push_back(RankedTensorType::get(shape, input->getElementType()));
   return success();
-}
-
-bool LinearOp::isCompatibleReturnTypes(TypeRange inferred, TypeRange actual) {
-  return areRefinementsOf(inferred, actual);
 }
 
 //===----------------------------------------------------------------------===//
@@ -252,10 +248,6 @@ LogicalResult Conv2DOp::inferReturnTypes(MLIRContext *,
   return success();
 }
 
-bool Conv2DOp::isCompatibleReturnTypes(TypeRange inferred, TypeRange actual) {
-  return areRefinementsOf(inferred, actual);
-}
-
 //===----------------------------------------------------------------------===//
 // SoftmaxOp
 //===----------------------------------------------------------------------===//
@@ -271,10 +263,6 @@ LogicalResult SoftmaxOp::inferReturnTypes(MLIRContext *,
     return failure();
   results.push_back(*input);
   return success();
-}
-
-bool SoftmaxOp::isCompatibleReturnTypes(TypeRange inferred, TypeRange actual) {
-  return areRefinementsOf(inferred, actual);
 }
 
 //===----------------------------------------------------------------------===//
@@ -316,11 +304,6 @@ LogicalResult LayerNormOp::inferReturnTypes(MLIRContext *,
   }
   results.push_back(*input);
   return success();
-}
-
-bool LayerNormOp::isCompatibleReturnTypes(TypeRange inferred,
-                                          TypeRange actual) {
-  return areRefinementsOf(inferred, actual);
 }
 
 //===----------------------------------------------------------------------===//
@@ -396,11 +379,6 @@ LogicalResult AttentionOp::inferReturnTypes(MLIRContext *,
   return success();
 }
 
-bool AttentionOp::isCompatibleReturnTypes(TypeRange inferred,
-                                          TypeRange actual) {
-  return areRefinementsOf(inferred, actual);
-}
-
 //===----------------------------------------------------------------------===//
 // ActivationOp
 //===----------------------------------------------------------------------===//
@@ -416,11 +394,6 @@ LogicalResult ActivationOp::inferReturnTypes(MLIRContext *,
     return failure();
   results.push_back(*input);
   return success();
-}
-
-bool ActivationOp::isCompatibleReturnTypes(TypeRange inferred,
-                                           TypeRange actual) {
-  return areRefinementsOf(inferred, actual);
 }
 
 OpFoldResult ActivationOp::fold(FoldAdaptor) {

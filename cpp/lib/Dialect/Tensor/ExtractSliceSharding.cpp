@@ -16,13 +16,14 @@
 
 #include "nnforge/Dialect/Tensor/ExtractSliceSharding.h"
 
-#include "mlir/Dialect/Shard/IR/ShardOps.h"
-#include "mlir/Dialect/Shard/Interfaces/ShardingInterface.h"
+#include "nnforge/Dialect/Tensor/OneSourceSharding.h"
+
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/IRMapping.h"
 #include "mlir/IR/SymbolTable.h"
 
 using namespace mlir;
+using namespace nnforge;
 using shard::GridAxis;
 using shard::Sharding;
 using shard::ShardingArray;
@@ -61,21 +62,6 @@ struct Slice {
   }
 };
 
-bool isBlockSharding(const Sharding &sharding) {
-  return sharding.getStaticHaloSizes().empty() &&
-         sharding.getStaticShardedDimsOffsets().empty() &&
-         sharding.getDynamicHaloSizes().empty() &&
-         sharding.getDynamicShardedDimsOffsets().empty();
-}
-
-ShardingArray splitAxes(const Sharding &sharding) {
-  ShardingArray axes;
-  if (sharding)
-    for (shard::GridAxesAttr attr : sharding.getSplitAxes())
-      axes.emplace_back(attr.asArrayRef());
-  return axes;
-}
-
 /// The split of each source dimension that `sharding` of the source
 /// (`ofSource`) or of the result is, or failure where it splits a
 /// dimension the slice cuts or drops. No sharding is no split.
@@ -102,15 +88,6 @@ FailureOr<ShardingArray> sourceSplit(const Slice &slice,
   return split;
 }
 
-Sharding makeSharding(MLIRContext *context, FlatSymbolRefAttr grid,
-                      ShardingArray axes) {
-  shard::removeTrailingEmptySubArray(axes);
-  SmallVector<shard::GridAxesAttr> attributes;
-  for (const SmallVector<GridAxis> &dimAxes : axes)
-    attributes.push_back(shard::GridAxesAttr::get(context, dimAxes));
-  return Sharding::get(grid, attributes);
-}
-
 /// The result's split axes for a split of the source dimensions.
 ShardingArray resultSplit(const Slice &slice, const ShardingArray &split) {
   ShardingArray result(slice.result.getRank());
@@ -121,8 +98,8 @@ ShardingArray resultSplit(const Slice &slice, const ShardingArray &split) {
 }
 
 struct ExtractSliceShardingModel
-    : shard::ShardingInterface::ExternalModel<ExtractSliceShardingModel,
-                                              tensor::ExtractSliceOp> {
+    : OneSourceShardingModel<ExtractSliceShardingModel,
+                             tensor::ExtractSliceOp> {
   SmallVector<utils::IteratorType> getLoopIteratorTypes(Operation *op) const {
     return SmallVector<utils::IteratorType>(Slice::of(op).source.getRank(),
                                             utils::IteratorType::parallel);
@@ -146,50 +123,15 @@ struct ExtractSliceShardingModel
     return maps;
   }
 
-  /// As upstream's default: the result's sharding (replicated included)
-  /// and the source's split decide; a replicated source alone says nothing.
   FailureOr<ShardingOption>
   getShardingOption(Operation *op, ArrayRef<Sharding> operandShardings,
                     ArrayRef<Sharding> resultShardings) const {
     Slice slice = Slice::of(op);
-    ShardingArray loops(slice.source.getRank());
-    FlatSymbolRefAttr gridName;
-    bool informative = false;
-    auto merge = [&](const Sharding &sharding, bool ofSource,
-                     bool replicationInforms) -> LogicalResult {
-      if (!sharding)
-        return success();
-      if (gridName && gridName != sharding.getGridAttr())
-        return failure();
-      gridName = sharding.getGridAttr();
-      FailureOr<ShardingArray> split = sourceSplit(slice, sharding, ofSource);
-      if (failed(split))
-        return failure();
-      for (auto [dim, axes] : llvm::enumerate(*split)) {
-        if (axes.empty())
-          continue;
-        if (!loops[dim].empty() && loops[dim] != axes)
-          return failure();
-        loops[dim] = axes;
-        informative = true;
-      }
-      informative |= replicationInforms;
-      return success();
-    };
-    Sharding source =
-        operandShardings.empty() ? Sharding() : operandShardings[0];
-    Sharding result = resultShardings.empty() ? Sharding() : resultShardings[0];
-    if (failed(merge(result, false, true)) || failed(merge(source, true, false)))
-      return failure();
-    if (!informative)
-      return ShardingOption::makeEmpty();
-    llvm::SmallDenseSet<GridAxis> used;
-    for (const SmallVector<GridAxis> &axes : loops)
-      for (GridAxis axis : axes)
-        if (!used.insert(axis).second)
-          return failure();
-    shard::removeTrailingEmptySubArray(loops);
-    return ShardingOption(std::move(loops), gridName);
+    return mergeLoopSplits(operandShardings, resultShardings,
+                           slice.source.getRank(),
+                           [&](const Sharding &sharding, bool ofSource) {
+                             return sourceSplit(slice, sharding, ofSource);
+                           });
   }
 
   FailureOr<std::vector<Sharding>>
@@ -210,20 +152,6 @@ struct ExtractSliceShardingModel
     return shardings;
   }
 
-  LogicalResult addShardingAnnotations(Operation *op, OpBuilder &builder,
-                                       const ShardingOption &option) const {
-    FailureOr<std::vector<Sharding>> shardings =
-        getShardingAnnotations(op, option);
-    if (failed(shardings))
-      return failure();
-    shard::maybeInsertTargetShardingAnnotation(shardings->back(),
-                                               op->getResult(0), builder);
-    OpBuilder::InsertionGuard guard(builder);
-    shard::maybeInsertSourceShardingAnnotation(shardings->front(),
-                                               op->getOpOperand(0), builder);
-    return success();
-  }
-
   /// The same slice of the rank's block: a split dimension (taken whole)
   /// is its whole local block.
   LogicalResult partition(Operation *op, ArrayRef<Value> partitionedOperands,
@@ -235,9 +163,7 @@ struct ExtractSliceShardingModel
     Slice slice = Slice::of(op);
     Sharding source = operandShardings[0];
     Sharding result = resultShardings[0];
-    bool sourceIsSplit = source && !shard::isFullReplication(source);
-    bool resultIsSplit = result && !shard::isFullReplication(result);
-    if (!sourceIsSplit && !resultIsSplit) {
+    if (!isSplit(source) && !isSplit(result)) {
       builder.clone(*op, partitionMap);
       return success();
     }
@@ -249,11 +175,10 @@ struct ExtractSliceShardingModel
              << "cannot be partitioned: its source and result shardings do "
                 "not split the same elements (only dimensions the slice "
                 "takes whole may be split)";
-    FlatSymbolRefAttr gridName =
-        sourceIsSplit ? source.getGridAttr() : result.getGridAttr();
-    shard::GridOp grid = shard::getGridOrNull(op, gridName, symbolTable);
-    if (!grid)
-      return op->emitOpError() << "cannot be partitioned: no grid " << gridName;
+    FailureOr<shard::GridOp> grid =
+        lookUpSplitGrid(op, source, result, symbolTable);
+    if (failed(grid))
+      return failure();
     ShardingArray split = source ? *fromSource : *fromResult;
     auto original = cast<tensor::ExtractSliceOp>(op);
     IRMapping operands;
@@ -270,7 +195,7 @@ struct ExtractSliceShardingModel
     for (auto [dim, axes] : llvm::enumerate(split)) {
       if (axes.empty())
         continue;
-      int64_t count = shard::collectiveProcessGroupSize(axes, grid);
+      int64_t count = shard::collectiveProcessGroupSize(axes, *grid);
       int64_t full = slice.source.getDimSize(dim);
       if (ShapedType::isDynamic(count) || full % count != 0)
         return op->emitOpError()
@@ -278,10 +203,10 @@ struct ExtractSliceShardingModel
                << full << " does not split evenly over the grid";
       sizes[dim] = builder.getIndexAttr(full / count);
     }
-    Sharding resultSharding =
-        makeSharding(op->getContext(), gridName, resultSplit(slice, split));
+    Sharding resultSharding = makeSharding(
+        op->getContext(), FlatSymbolRefAttr::get(*grid), resultSplit(slice, split));
     auto localType = cast<RankedTensorType>(
-        shard::shardType(slice.result, grid, resultSharding));
+        shard::shardType(slice.result, *grid, resultSharding));
     Value local = tensor::ExtractSliceOp::create(
         builder, op->getLoc(), localType, partitionedOperands[0],
         mapped(original.getMixedOffsets()), sizes,

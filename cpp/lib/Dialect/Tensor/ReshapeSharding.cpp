@@ -23,13 +23,14 @@
 
 #include "nnforge/Dialect/Tensor/ReshapeSharding.h"
 
-#include "mlir/Dialect/Shard/IR/ShardOps.h"
-#include "mlir/Dialect/Shard/Interfaces/ShardingInterface.h"
+#include "nnforge/Dialect/Tensor/OneSourceSharding.h"
+
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/IRMapping.h"
 #include "mlir/IR/SymbolTable.h"
 
 using namespace mlir;
+using namespace nnforge;
 using shard::GridAxis;
 using shard::Sharding;
 using shard::ShardingArray;
@@ -58,22 +59,6 @@ struct Reshape {
     return fine.hasStaticShape() && coarse.hasStaticShape();
   }
 };
-
-/// Whether `sharding` splits in even blocks (no halos, no explicit offsets).
-bool isBlockSharding(const Sharding &sharding) {
-  return sharding.getStaticHaloSizes().empty() &&
-         sharding.getStaticShardedDimsOffsets().empty() &&
-         sharding.getDynamicHaloSizes().empty() &&
-         sharding.getDynamicShardedDimsOffsets().empty();
-}
-
-ShardingArray splitAxes(const Sharding &sharding) {
-  ShardingArray axes;
-  if (sharding)
-    for (shard::GridAxesAttr attr : sharding.getSplitAxes())
-      axes.emplace_back(attr.asArrayRef());
-  return axes;
-}
 
 /// The grid axes of each fine dimension that `sharding` of the coarse
 /// tensor is, or failure where it splits a coarse dimension in blocks that
@@ -137,15 +122,6 @@ FailureOr<ShardingArray> coarseFromFine(const Reshape &reshape,
   return coarse;
 }
 
-Sharding makeSharding(MLIRContext *context, FlatSymbolRefAttr grid,
-                      ShardingArray axes) {
-  shard::removeTrailingEmptySubArray(axes);
-  SmallVector<shard::GridAxesAttr> attributes;
-  for (const SmallVector<GridAxis> &dimAxes : axes)
-    attributes.push_back(shard::GridAxesAttr::get(context, dimAxes));
-  return Sharding::get(grid, attributes);
-}
-
 /// The fine split that `sharding` of the fine (`fineSide`) or coarse tensor
 /// is; no sharding is no split.
 FailureOr<ShardingArray> fineSplit(const Reshape &reshape,
@@ -178,7 +154,7 @@ bool sameSplit(ArrayRef<SmallVector<GridAxis>> a,
 
 template <typename Op>
 struct ReshapeShardingModel
-    : shard::ShardingInterface::ExternalModel<ReshapeShardingModel<Op>, Op> {
+    : OneSourceShardingModel<ReshapeShardingModel<Op>, Op> {
   SmallVector<utils::IteratorType> getLoopIteratorTypes(Operation *op) const {
     return SmallVector<utils::IteratorType>(Reshape::of(op).fine.getRank(),
                                             utils::IteratorType::parallel);
@@ -211,57 +187,27 @@ struct ReshapeShardingModel
     return maps;
   }
 
-  /// As upstream's default: the result's sharding (replicated included)
-  /// and the source's split decide; a replicated source alone says nothing.
+  /// The split of the fine dimensions the shardings ask for, where it is a
+  /// split of the coarse dimensions too.
   FailureOr<ShardingOption>
   getShardingOption(Operation *op, ArrayRef<Sharding> operandShardings,
                     ArrayRef<Sharding> resultShardings) const {
     Reshape reshape = Reshape::of(op);
     SymbolTableCollection symbols;
-    ShardingArray loops(reshape.fine.getRank());
-    FlatSymbolRefAttr gridName;
-    bool informative = false;
-    auto merge = [&](const Sharding &sharding, bool fineSide,
-                     bool replicationInforms) -> LogicalResult {
-      if (!sharding)
-        return success();
-      if (gridName && gridName != sharding.getGridAttr())
-        return failure();
-      gridName = sharding.getGridAttr();
-      shard::GridOp grid = shard::getGridOrNull(op, gridName, symbols);
-      if (!grid)
-        return failure();
-      FailureOr<ShardingArray> fine =
-          fineSplit(reshape, sharding, fineSide, grid);
-      if (failed(fine))
-        return failure();
-      for (auto [dim, axes] : llvm::enumerate(*fine)) {
-        if (axes.empty())
-          continue;
-        if (!loops[dim].empty() && loops[dim] != axes)
-          return failure();
-        loops[dim] = axes;
-        informative = true;
-      }
-      informative |= replicationInforms;
-      return success();
-    };
-    Sharding source = operandShardings.empty() ? Sharding() : operandShardings[0];
-    Sharding result = resultShardings.empty() ? Sharding() : resultShardings[0];
-    if (failed(merge(result, reshape.fineIsResult, true)) ||
-        failed(merge(source, !reshape.fineIsResult, false)))
+    FailureOr<ShardingOption> option = mergeLoopSplits(
+        operandShardings, resultShardings, reshape.fine.getRank(),
+        [&](const Sharding &sharding,
+            bool ofSource) -> FailureOr<ShardingArray> {
+          shard::GridOp grid =
+              shard::getGridOrNull(op, sharding.getGridAttr(), symbols);
+          if (!grid)
+            return failure();
+          bool fineSide = ofSource != reshape.fineIsResult;
+          return fineSplit(reshape, sharding, fineSide, grid);
+        });
+    if (failed(option) || failed(coarseFromFine(reshape, option->shardingArray)))
       return failure();
-    if (!informative)
-      return ShardingOption::makeEmpty();
-    llvm::SmallDenseSet<GridAxis> used;
-    for (const SmallVector<GridAxis> &axes : loops)
-      for (GridAxis axis : axes)
-        if (!used.insert(axis).second)
-          return failure();
-    if (failed(coarseFromFine(reshape, loops)))
-      return failure();
-    shard::removeTrailingEmptySubArray(loops);
-    return ShardingOption(std::move(loops), gridName);
+    return option;
   }
 
   FailureOr<std::vector<Sharding>>
@@ -283,20 +229,6 @@ struct ReshapeShardingModel
     return shardings;
   }
 
-  LogicalResult addShardingAnnotations(Operation *op, OpBuilder &builder,
-                                       const ShardingOption &option) const {
-    FailureOr<std::vector<Sharding>> shardings =
-        getShardingAnnotations(op, option);
-    if (failed(shardings))
-      return failure();
-    shard::maybeInsertTargetShardingAnnotation(shardings->back(),
-                                               op->getResult(0), builder);
-    OpBuilder::InsertionGuard guard(builder);
-    shard::maybeInsertSourceShardingAnnotation(shardings->front(),
-                                               op->getOpOperand(0), builder);
-    return success();
-  }
-
   /// The same reshape of the rank's block: split dimensions shrink by the
   /// number of processes along their grid axes.
   LogicalResult partition(Operation *op, ArrayRef<Value> partitionedOperands,
@@ -308,9 +240,7 @@ struct ReshapeShardingModel
     Reshape reshape = Reshape::of(op);
     Sharding source = operandShardings[0];
     Sharding result = resultShardings[0];
-    bool sourceSplit = source && !shard::isFullReplication(source);
-    bool resultSplit = result && !shard::isFullReplication(result);
-    if (!sourceSplit && !resultSplit) {
+    if (!isSplit(source) && !isSplit(result)) {
       builder.clone(*op, partitionMap);
       return success();
     }
@@ -318,15 +248,14 @@ struct ReshapeShardingModel
       return op->emitOpError()
              << "cannot be partitioned over the grid: sharded reshapes need "
                 "static shapes";
-    FlatSymbolRefAttr gridName =
-        sourceSplit ? source.getGridAttr() : result.getGridAttr();
-    shard::GridOp grid = shard::getGridOrNull(op, gridName, symbolTable);
-    if (!grid)
-      return op->emitOpError() << "cannot be partitioned: no grid " << gridName;
+    FailureOr<shard::GridOp> grid =
+        lookUpSplitGrid(op, source, result, symbolTable);
+    if (failed(grid))
+      return failure();
     FailureOr<ShardingArray> fromSource =
-        fineSplit(reshape, source, !reshape.fineIsResult, grid);
+        fineSplit(reshape, source, !reshape.fineIsResult, *grid);
     FailureOr<ShardingArray> fromResult =
-        fineSplit(reshape, result, reshape.fineIsResult, grid);
+        fineSplit(reshape, result, reshape.fineIsResult, *grid);
     if (failed(fromSource) || failed(fromResult) ||
         (source && result && !sameSplit(*fromSource, *fromResult)) ||
         failed(coarseFromFine(reshape, source ? *fromSource : *fromResult)))
@@ -337,9 +266,10 @@ struct ReshapeShardingModel
                 "which the number of processes divides)";
     ShardingArray fine = source ? *fromSource : *fromResult;
     ShardingArray coarse = *coarseFromFine(reshape, fine);
-    Sharding resultSharding = makeSharding(
-        op->getContext(), gridName, reshape.fineIsResult ? fine : coarse);
-    Type localType = shard::shardType(op->getResult(0).getType(), grid,
+    Sharding resultSharding =
+        makeSharding(op->getContext(), FlatSymbolRefAttr::get(*grid),
+                     reshape.fineIsResult ? fine : coarse);
+    Type localType = shard::shardType(op->getResult(0).getType(), *grid,
                                       resultSharding);
     Value local;
     if (reshape.fineIsResult)

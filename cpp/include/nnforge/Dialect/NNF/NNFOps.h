@@ -16,6 +16,12 @@
 #define GET_ATTRDEF_CLASSES
 #include "nnforge/Dialect/NNF/NNFAttrs.h.inc"
 
+namespace nnforge::nnf {
+/// Whether result types `actual` are `inferred` or refine dynamic dimensions
+/// it leaves open (an nnf op's result types may say more than its operands).
+bool areRefinementsOf(mlir::TypeRange inferred, mlir::TypeRange actual);
+} // namespace nnforge::nnf
+
 #define GET_OP_CLASSES
 #include "nnforge/Dialect/NNF/NNFOps.h.inc"
 

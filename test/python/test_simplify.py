@@ -301,3 +301,11 @@ def test_random_nodes_are_not_merged() -> None:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     assert merge_duplicates(model) == 0 and len(model.graph.node) == 3
+
+
+def test_matmul_weights_of_unit_batch_become_a_matrix(tmp_path: Path) -> None:
+    rng = np.random.default_rng(20)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["m"]), helper.make_node("Relu", ["m"], ["y"])]
+    kinds = _simplified_kinds(tmp_path, nodes, [1, 6, 8], {"w": rng.standard_normal((8, 5)).astype(np.float32)})
+    written = onnx.load(str(tmp_path / "small.onnx"))
+    assert kinds == ["MatMul", "Relu"] and all(len(tensor.dims) == 2 for tensor in written.graph.initializer)

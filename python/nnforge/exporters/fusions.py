@@ -493,6 +493,22 @@ def _activation_after_concat(edit: Edit, node) -> bool:
 
 
 
+def _matrix_weights(edit: Edit, node) -> bool:
+    """MatMul(a, w) by a constant w of shape [1, ..., 1, K, N], a of rank no less -> MatMul(a, w as [K, N])
+    (the same result; TOSA's batched matmul writes its weights so, and onnxruntime runs a 2-D
+    constant operand faster)."""
+    if node.op_type != "MatMul":
+        return False
+    weights = edit.constant(node.input[1])
+    source = edit.shapes.get(node.input[0])
+    if weights is None or weights.ndim < 3 or any(size != 1 for size in weights.shape[:-2]) or source is None \
+            or len(source) < weights.ndim:
+        return False
+    edit.replace([node], [_make("MatMul", [node.input[0], edit.array(weights.reshape(weights.shape[-2:]), "weights")],
+                                node.output[0])])
+    return True
+
+
 def _mean(edit: Edit, name: str) -> tuple[str, list[int]] | None:
     """(x, axes) when `name` is a mean of x over its last axes kept as units: ReduceMean, or ReduceSum
     times 1/count (as TOSA writes it); None otherwise."""
@@ -631,7 +647,7 @@ FUSIONS: tuple[Callable[[Edit, object], bool], ...] = (
     _unread_rows, _explicit_padding, _reshape_of_reshape, _softmax, _local_response_normalization,
     _grouped_convolution, _gemm, _softmax_through_unit_reshapes, _global_pool_flattened, _axis_permutation,
     _parallel_convolutions, _activation_after_concat, _layer_normalization,
-    _layer_normalization_affine, _constant_gather_nd, _global_pool,
+    _layer_normalization_affine, _constant_gather_nd, _global_pool, _matrix_weights,
 )
 
 

@@ -12,9 +12,14 @@ process after the calls (VmRSS) and its peak (VmHWM); outputs are checked
 against PyTorch (rtol 1e-4) first. Writes JSON (with the machine) and
 prints it.
 
-    python benchmarks/distributed.py [--quick] [--calls 20] [--output benchmarks/results/distributed.json]
+    python benchmarks/distributed.py [--model mlp|encoder] [--quick] [--calls 20] [--output ...json]
 
-`--quick`: a 512 -> 2048 -> 512 MLP, a few calls (checks the script, not a figure).
+`--model encoder`: torch.nn.TransformerEncoderLayer (batch 8, sequence 128,
+512 features, 8 heads, 2048 hidden), its attention split by heads and its
+MLP Megatron-style (`sharding="auto"`, two all-reduces per call); also run
+as 2 ranks with the MLP split alone (attention replicated on both ranks).
+`--quick`: a 512 -> 2048 -> 512 MLP (or a 64-feature encoder layer), a few
+calls (checks the script, not a figure).
 """
 
 from __future__ import annotations
@@ -34,6 +39,10 @@ import numpy as np
 
 FULL = {"batch": 64, "features": 4096, "hidden": 16384}
 QUICK = {"batch": 64, "features": 512, "hidden": 2048}
+ENCODER = {"batch": 8, "sequence": 128, "features": 512, "heads": 8, "hidden": 2048}
+ENCODER_QUICK = {"batch": 2, "sequence": 16, "features": 64, "heads": 4, "hidden": 128}
+# The encoder layer's MLP pair alone: its attention replicated on every rank.
+ENCODER_MLP_ONLY = {"linear1.weight": 0, "linear1.bias": 0, "linear2.weight": 1}
 
 
 def _status_kib(field: str) -> int:
@@ -83,9 +92,11 @@ def _run(command: list[str], folder: Path, result: str, ranks: int) -> list[dict
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=("mlp", "encoder"), default="mlp")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--calls", type=int, default=None)
-    parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "distributed.json")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="default: benchmarks/results/distributed.json (distributed_encoder.json for the encoder)")
     parser.add_argument("--worker", nargs=5, metavar=("LIBRARY", "X", "EXPECTED", "CALLS", "RESULT"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -99,12 +110,23 @@ def main() -> None:
     import nnforge
     from nnforge.distributed import mpi
 
-    sizes = QUICK if args.quick else FULL
     calls = args.calls or (5 if args.quick else 20)
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(sizes["features"], sizes["hidden"]), torch.nn.ReLU(),
-                                torch.nn.Linear(sizes["hidden"], sizes["features"])).eval()
-    x = torch.randn(sizes["batch"], sizes["features"])
+    if args.model == "mlp":
+        sizes = QUICK if args.quick else FULL
+        model = torch.nn.Sequential(torch.nn.Linear(sizes["features"], sizes["hidden"]), torch.nn.ReLU(),
+                                    torch.nn.Linear(sizes["hidden"], sizes["features"])).eval()
+        x = torch.randn(sizes["batch"], sizes["features"])
+        variants = {"two_ranks_one_thread": "auto"}
+    else:
+        sizes = ENCODER_QUICK if args.quick else ENCODER
+        model = torch.nn.TransformerEncoderLayer(sizes["features"], sizes["heads"], sizes["hidden"], dropout=0.0,
+                                                 batch_first=True).eval()
+        x = torch.randn(sizes["batch"], sizes["sequence"], sizes["features"])
+        variants = {"two_ranks_one_thread": "auto", "two_ranks_one_thread_attention_replicated": ENCODER_MLP_ONLY}
+    weights_mib = sum(parameter.numel() for parameter in model.parameters()) * 4 / 2**20
+    report = {"machine": _machine(),
+              "model": {"kind": args.model, **sizes, "weights_mib": weights_mib, "quick": args.quick, "calls": calls}}
     with tempfile.TemporaryDirectory(prefix="nnforge-bench-") as scratch:
         folder = Path(scratch)
         np.save(folder / "x.npy", x.numpy())
@@ -113,25 +135,24 @@ def main() -> None:
         one = nnforge.compile(model, (x,), threads=2)
         one.save(folder / "one.so")
         del one
-        two = nnforge.compile(model, (x,), ranks=2, threads=1)
-        two.save(folder / "two.so")
-        collectives = two.collectives
-        del two, model
         script = str(Path(__file__).resolve())
         single = _run([sys.executable, script, "--worker", "one.so", "x.npy", "expected.npy", str(calls), "one"],
                       folder, "one", 1)
-        split = _run([str(mpi.launcher()), "-n", "2", sys.executable, script, "--worker", "two.so", "x.npy",
-                      "expected.npy", str(calls), "two"], folder, "two", 2)
-    weights_mib = (2 * sizes["features"] * sizes["hidden"] + sizes["hidden"] + sizes["features"]) * 4 / 2**20
-    report = {
-        "machine": _machine(),
-        "model": {**sizes, "weights_mib": weights_mib, "quick": args.quick, "calls": calls},
-        "one_rank_two_threads": single[0],
-        "two_ranks_one_thread": {"ranks": split, "collectives_per_call": collectives,
-                                 "bytes_per_call": sum(size for _, size in collectives)},
-        "time_ratio": max(rank["median_s"] for rank in split) / single[0]["median_s"],
-    }
-    args.output.write_text(json.dumps(report, indent=2))
+        report["one_rank_two_threads"] = single[0]
+        for name, sharding in variants.items():
+            two = nnforge.compile(model, (x,), ranks=2, threads=1, sharding=sharding)
+            two.save(folder / f"{name}.so")
+            collectives, split_parameters = two.collectives, sorted(two.sharding)
+            del two
+            split = _run([str(mpi.launcher()), "-n", "2", sys.executable, script, "--worker", f"{name}.so", "x.npy",
+                          "expected.npy", str(calls), name], folder, name, 2)
+            report[name] = {"ranks": split, "split_parameters": split_parameters,
+                            "collectives_per_call": collectives,
+                            "bytes_per_call": sum(size for _, size in collectives),
+                            "time_ratio": max(rank["median_s"] for rank in split) / single[0]["median_s"]}
+    output = args.output or Path(__file__).parent / "results" / (
+        "distributed.json" if args.model == "mlp" else "distributed_encoder.json")
+    output.write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
 
 

@@ -150,6 +150,19 @@ np.save(f"y{model.rank}.npy", y)
 """
 
 
+def run_on_two_ranks(model: torch.nn.Module, compiled, x: torch.Tensor, folder: Path) -> None:
+    """Saves `compiled` with `x`, runs it on 2 ranks: every rank's output must
+    equal the single-process compiled model's."""
+    compiled.save(folder / "m.so")
+    np.save(folder / "x.npy", x.numpy())
+    (folder / "app.py").write_text(APP)
+    job = mpiexec(2, PYTHON, "app.py", cwd=folder)
+    assert job.returncode == 0, job.stderr
+    single = np.asarray(nnforge.compile(model, (x,))(x.numpy()))
+    for rank in range(2):
+        np.testing.assert_allclose(np.load(folder / f"y{rank}.npy"), single, rtol=1e-5, atol=1e-6)
+
+
 def test_every_rank_computes_the_single_process_output(mlp_case):
     folder, _, expected = mlp_case
     (folder / "app.py").write_text(APP)
@@ -208,14 +221,7 @@ def test_parameters_matmuls_read_are_stored_as_panels(tmp_path):
     assert signature.count("tensor<16x512x32xf32> {bufferization.writable = false, nnf.panels = 32 : i64}") == 2
     assert "nnf.layout_free" not in fused
     assert fused.count("tensor<16x512x32xf32>") == 4  # the two arguments, each read once
-    compiled.save(tmp_path / "m.so")
-    np.save(tmp_path / "x.npy", x.numpy())
-    (tmp_path / "app.py").write_text(APP)
-    job = mpiexec(2, PYTHON, "app.py", cwd=tmp_path)
-    assert job.returncode == 0, job.stderr
-    single = np.asarray(nnforge.compile(model, (x,))(x.numpy()))
-    for rank in range(2):
-        np.testing.assert_allclose(np.load(tmp_path / f"y{rank}.npy"), single, rtol=1e-5, atol=1e-6)
+    run_on_two_ranks(model, compiled, x, tmp_path)
 
 
 def test_cli_runs_on_ranks_and_writes_the_outputs_once(mlp_case, tmp_path):
@@ -345,48 +351,74 @@ def test_auto_finds_packed_projections_split_in_parts():
 
 
 def test_packed_projection_reshaped_before_slicing(tmp_path):
-    """A packed projection viewed as [.., 3, heads, size] before it is sliced
-    (PackedAttention: view, permute, unbind) is left whole by "auto"; asked
-    for as Packed(0, 3), it splits by heads and computes the single-process
-    model's output. A block split of its rows is no split of heads: a
-    CompileError."""
+    """A packed projection viewed as [.., 3, heads, size] before it is cut
+    (PackedAttention: view, permute, unbind) is split Packed by "auto":
+    by heads, the single-process model's output. A block split of its rows
+    is no split of heads: a CompileError."""
     torch.manual_seed(0)
     model = PackedAttention().eval()
     x = torch.randn(2, 6, 32)
-    assert plan.plan(model, (x,), 2, "auto") == [{}]
+    attention = {"qkv.weight": Packed(0, 3), "qkv.bias": Packed(0, 3), "out.weight": 1}
+    assert plan.plan(model, (x,), 2, "auto") == [attention, {}]
     with pytest.raises(nnforge.CompileError):
         nnforge.compile(model, (x,), ranks=2, sharding={"qkv.weight": 0, "qkv.bias": 0, "out.weight": 1})
-    compiled = nnforge.compile(model, (x,), ranks=2,
-                               sharding={"qkv.weight": Packed(0, 3), "qkv.bias": Packed(0, 3), "out.weight": 1})
+    compiled = nnforge.compile(model, (x,), ranks=2, sharding="auto")
+    assert compiled.sharding == attention
     assert compiled.collectives == [("allreduce", 2 * 6 * 32 * 4)]
-    compiled.save(tmp_path / "m.so")
-    np.save(tmp_path / "x.npy", x.numpy())
-    (tmp_path / "app.py").write_text(APP)
-    job = mpiexec(2, PYTHON, "app.py", cwd=tmp_path)
-    assert job.returncode == 0, job.stderr
-    single = np.asarray(nnforge.compile(model, (x,))(x.numpy()))
-    for rank in range(2):
-        np.testing.assert_allclose(np.load(tmp_path / f"y{rank}.npy"), single, rtol=1e-5, atol=1e-6)
+    run_on_two_ranks(model, compiled, x, tmp_path)
 
 
-def test_multihead_attention_runs_replicated(tmp_path):
-    """torch.nn.TransformerEncoderLayer: MultiheadAttention's packed in_proj
-    (reshaped, heads collapsed with the batch) stays whole and its attention
-    runs replicated (the thirds, tensor.extract_slice, have nnforge's
-    sharding model), its MLP split: the single-process model's output."""
+class MultiheadAttention(torch.nn.Module):
+    """torch.nn.MultiheadAttention as self-attention, without the attention weights."""
+
+    def __init__(self, batch_first: bool):
+        super().__init__()
+        self.attention = torch.nn.MultiheadAttention(32, 4, batch_first=batch_first)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.attention(x, x, x, need_weights=False)[0]
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_auto_splits_multihead_attention_by_heads(batch_first):
+    """torch.nn.MultiheadAttention's packed in_proj_weight (one linear layer
+    whose output is unflattened as [.., 3, E], transposed, and selected in
+    q, k and v) -> heads -> out_proj is a group, in_proj split Packed in 3."""
+    x = torch.randn(2, 6, 32)
+    attention = {"attention.in_proj_weight": Packed(0, 3), "attention.in_proj_bias": Packed(0, 3),
+                 "attention.out_proj.weight": 1}
+    assert plan.plan(MultiheadAttention(batch_first).eval(), (x,), 2, "auto") == [attention, {}]
+
+
+def test_auto_leaves_attention_whole_when_heads_do_not_split(caplog):
+    """4 heads over 8 ranks: attention stays whole (the MLP pair splits), with
+    a warning that says why."""
+    x = torch.randn(2, 6, 32)
+    model = torch.nn.TransformerEncoderLayer(32, 4, 64, dropout=0.0, batch_first=True).eval()
+    with caplog.at_level("WARNING", logger="nnforge.compiler"):
+        choices = plan.plan(model, (x,), 8, "auto")
+    assert choices == [{"linear1.weight": 0, "linear1.bias": 0, "linear2.weight": 1}]
+    assert ("attention self_attn.in_proj_weight -> self_attn.out_proj.weight stays whole "
+            "(4 heads do not split evenly over 8 ranks)") in caplog.text
+
+
+def test_transformer_encoder_layer_splits_attention_by_heads(tmp_path):
+    """torch.nn.TransformerEncoderLayer over 2 ranks: MultiheadAttention's
+    packed in_proj split by heads (each rank's attention takes 2 of the 4
+    heads: no replicated [2, 4, 6, 6] scores), the out-projection by input
+    features, then the MLP: one all-reduce after each; every rank computes the
+    single-process model's output."""
     torch.manual_seed(0)
     model = torch.nn.TransformerEncoderLayer(32, 4, 64, dropout=0.0, batch_first=True).eval()
     x = torch.randn(2, 6, 32)
-    compiled = nnforge.compile(model, (x,), ranks=2, sharding="auto")
-    assert compiled.sharding == {"linear1.weight": 0, "linear1.bias": 0, "linear2.weight": 1}
-    compiled.save(tmp_path / "m.so")
-    np.save(tmp_path / "x.npy", x.numpy())
-    (tmp_path / "app.py").write_text(APP)
-    job = mpiexec(2, PYTHON, "app.py", cwd=tmp_path)
-    assert job.returncode == 0, job.stderr
-    single = np.asarray(nnforge.compile(model, (x,))(x.numpy()))
-    for rank in range(2):
-        np.testing.assert_allclose(np.load(tmp_path / f"y{rank}.npy"), single, rtol=1e-5, atol=1e-6)
+    compiled = nnforge.compile(model, (x,), ranks=2, sharding="auto", dump_ir=tmp_path / "ir")
+    assert compiled.sharding == {"self_attn.in_proj_weight": Packed(0, 3), "self_attn.in_proj_bias": Packed(0, 3),
+                                 "self_attn.out_proj.weight": 1, "linear1.weight": 0, "linear1.bias": 0,
+                                 "linear2.weight": 1}
+    assert compiled.collectives == [("allreduce", 2 * 6 * 32 * 4)] * 2
+    partitioned = (tmp_path / "ir" / "02-partitioned.mlir").read_text()
+    assert "tensor<2x2x6x6xf32>" in partitioned and "tensor<2x4x6x6xf32>" not in partitioned
+    run_on_two_ranks(model, compiled, x, tmp_path)
 
 
 def test_axis_that_does_not_divide_is_an_error():
@@ -463,3 +495,23 @@ def test_four_ranks_transformer_block(causal, tmp_path):
         y = np.load(tmp_path / f"y{rank}.npy")
         np.testing.assert_allclose(y, single, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-4 if causal else 1e-6)
+
+
+@pytest.mark.skipif(not os.environ.get("NNFORGE_SLOW_TESTS"), reason="4 ranks on a 2-core machine: set NNFORGE_SLOW_TESTS=1")
+def test_four_ranks_transformer_encoder_layer(tmp_path):
+    """torch.nn.TransformerEncoderLayer with one of its 4 heads per rank."""
+    torch.manual_seed(0)
+    model = torch.nn.TransformerEncoderLayer(32, 4, 64, dropout=0.0, batch_first=True).eval()
+    x = torch.randn(2, 6, 32)
+    compiled = nnforge.compile(model, (x,), ranks=4, sharding="auto")
+    assert compiled.sharding["self_attn.in_proj_weight"] == Packed(0, 3)
+    assert compiled.collectives == [("allreduce", 2 * 6 * 32 * 4)] * 2
+    compiled.save(tmp_path / "m.so")
+    np.save(tmp_path / "x.npy", x.numpy())
+    (tmp_path / "app.py").write_text(APP)
+    job = subprocess.run([str(mpi.launcher()), "-n", "4", PYTHON, "app.py"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=600)
+    assert job.returncode == 0, job.stderr
+    single = np.asarray(nnforge.compile(model, (x,))(x.numpy()))
+    for rank in range(4):
+        np.testing.assert_allclose(np.load(tmp_path / f"y{rank}.npy"), single, rtol=1e-5, atol=1e-6)

@@ -150,7 +150,7 @@ class ShardedCompile:
             try:
                 return self._partition_as(ir.Module.parse(source.getvalue(), module.context), axes, count, runner)
             except CompileError as error:
-                log.info("auto sharding: %s; splitting the Megatron pairs alone", error)
+                log.warning("auto sharding: %s; splitting the Megatron pairs alone", error)
         return self._partition_as(module, self.choices[-1], count, runner)
 
     def _split_axis(self, name: str, axes: dict[str, "int | plan.Packed"]) -> int | None:

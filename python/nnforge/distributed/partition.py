@@ -33,7 +33,12 @@ LAYOUT_FREE = "nnf.layout_free"
 PANELS = "nnf.panels"
 
 # Unit dimensions folded away (LayerNorm's keepdim reductions index them by
-# the constant 0, which upstream's linalg sharding cannot map); slices moved
+# the constant 0, which upstream's linalg sharding cannot map); batch matmuls
+# by a broadcast matrix made matmuls and elementwise ops fused with reshapes
+# folded into the linalg ops around them, as the CPU target does next (the
+# reshapes that collapse heads with the batch, as torch.nn.MultiheadAttention's
+# [S, B, E] -> [S, B * H, D] -> [B * H, S, D] -> [B, H, S, D], fold away: no
+# block of heads would be a block of B * H); slices moved
 # above their producers (a packed q/k/v projection sliced in thirds becomes a
 # projection per third, on its third of the weight taken as [3, E, K]); unused
 # results of generics dropped (softmax's max also computes an argmax that
@@ -49,7 +54,8 @@ PANELS = "nnf.panels"
 # before it runs; the communicator split off MPI_COMM_WORLD per call
 # becomes the world itself.
 PARTITION = (
-    "func.func(linalg-fold-unit-extent-dims,nnf-bubble-up-extract-slices,canonicalize,nnf-erase-unused-linalg-results,"
+    "func.func(nnf-unbroadcast-batch-matmul,linalg-fold-unit-extent-dims,nnf-fuse-elementwise,canonicalize,"
+    "nnf-bubble-up-extract-slices,canonicalize,nnf-erase-unused-linalg-results,"
     "nnf-duplicate-shared-inits,nnf-uncollapse-batch-matmul,sharding-propagation{traversal=forward-backward}),"
     "nnf-verify-sharding,"
     "func.func(shard-partition),canonicalize,"

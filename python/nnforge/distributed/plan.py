@@ -7,12 +7,14 @@ output features (weight axis 0, bias axis 0), the last by its input
 features (weight axis 1; its bias stays whole), so that the group needs one
 all-reduce. fc1 -> activation -> fc2 is such a group, and so is attention
 with separate query, key and value projections and an output projection
-(split by heads). A packed projection (GPT-2's c_attn: one layer computing
-queries, keys and values side by side, then split in equal parts) is split
-`Packed`: each part by its heads, each rank holding its heads' queries,
-keys and values. A layer whose output is sliced otherwise (reshaped first,
-as torch.nn.MultiheadAttention's in_proj) stays whole, as does everything
-else. `sharding={name: axis}` splits the named parameters (as
+(split by heads). A packed projection (one layer computing queries, keys
+and values side by side, then cut in equal parts: GPT-2's c_attn split in
+three, or torch.nn.MultiheadAttention's in_proj unflattened as [.., 3, E]
+and selected) is split `Packed`: each part by its heads, each rank holding
+its heads' queries, keys and values. A group whose features or heads the
+ranks do not divide stays whole (with a warning), as does a layer whose
+output is sliced otherwise, and everything else.
+`sharding={name: axis}` splits the named parameters (as
 `model.named_parameters()` names them) along the given axes (an integer,
 or `Packed`).
 """
@@ -20,6 +22,7 @@ or `Packed`).
 from __future__ import annotations
 
 import logging
+import math
 import operator
 from typing import Any, NamedTuple
 
@@ -130,25 +133,96 @@ def _producers(layer: Any) -> set:
     return found
 
 
-def _parts(layer: Any, features: int) -> int:
-    """Into how many equal parts of its last dimension the output of `layer`
-    (a linear node with `features` outputs) is split by its users (aten.split
-    or aten.chunk, each part used through getitem): 1 where no user slices it,
-    0 where one slices it otherwise."""
+def _shaping_targets() -> set:
+    """ATen ops that only reshape, transpose or copy a tensor."""
     import torch
 
     aten = torch.ops.aten
-    slicing = _slicing_targets()
-    users = list(layer.users)
-    if not any(getattr(user, "target", None) in slicing for user in users):
-        return 1
+    return {aten.view.default, aten.reshape.default, aten._unsafe_view.default, aten.unflatten.int,
+            aten.unsqueeze.default, aten.squeeze.dim, aten.squeeze.dims, aten.transpose.int, aten.permute.default,
+            aten.contiguous.default, aten.clone.default, aten.alias.default}
+
+
+def _shape(node: Any) -> tuple[int, ...] | None:
+    value = node.meta.get("val") if hasattr(node, "meta") else None
+    return tuple(value.shape) if hasattr(value, "shape") else None
+
+
+def _argument(node: Any, index: int, name: str, default: Any = None) -> Any:
+    return node.args[index] if len(node.args) > index else node.kwargs.get(name, default)
+
+
+def _parts_axis(node: Any, axis: int | None) -> int | None:
+    """Where the axis of the parts (`axis`; None: not split off yet, the
+    features are the last dimension) is in the output of the shaping op `node`
+    (-1: the op mixes it with other dimensions)."""
+    import torch
+
+    aten = torch.ops.aten
+    before, after = _shape(node.args[0]), _shape(node)
+    if before is None or after is None:
+        return -1
+    if node.target in (aten.view.default, aten.reshape.default, aten._unsafe_view.default, aten.unflatten.int):
+        if axis is None:
+            # [..., F] -> [..., P, F / P, ...]: P parts side by side.
+            lead = len(before) - 1
+            whole = after[:lead] == before[:lead] and len(after) > len(before)
+            if whole and math.prod(after[lead:]) == before[-1]:
+                return lead
+            return None if after[-1] == before[-1] else -1
+        return axis if after[:axis + 1] == before[:axis + 1] else -1
+    if node.target is aten.unsqueeze.default:
+        dim = node.args[1] % len(after)
+        if axis is None:
+            return None if dim != len(after) - 1 else -1
+        return axis + 1 if dim <= axis else axis
+    if node.target in (aten.squeeze.dim, aten.squeeze.dims):
+        dims = node.args[1] if isinstance(node.args[1], (list, tuple)) else [node.args[1]]
+        removed = {dim % len(before) for dim in dims if before[dim % len(before)] == 1}
+        if axis is None:
+            return None if len(before) - 1 not in removed else -1
+        return -1 if axis in removed else axis - sum(dim < axis for dim in removed)
+    if node.target in (aten.transpose.int, aten.permute.default):
+        order = list(range(len(before)))
+        if node.target is aten.transpose.int:
+            first, second = (dim % len(before) for dim in node.args[1:3])
+            order[first], order[second] = order[second], order[first]
+        else:
+            order = [dim % len(before) for dim in node.args[1]]
+        if axis is None:
+            return None if order[-1] == len(before) - 1 else -1
+        return order.index(axis)
+    return axis  # contiguous, clone, alias
+
+
+def _cut_in_parts(node: Any, axis: int | None, features: int) -> int:
+    """Into how many equal parts the users of `node` cut it (all of them
+    slicing ops): along its last dimension (`axis` None: the F features) by
+    aten.split or aten.chunk, each part used through getitem; or along `axis`,
+    whose size is the number of parts, by aten.unbind or one aten.select per
+    part. 0 where they cut it otherwise."""
+    import torch
+
+    aten = torch.ops.aten
+    users, shape = list(node.users), _shape(node)
+    if shape is None:
+        return 0
+    if axis is not None:
+        parts = shape[axis]
+        if len(users) == 1 and users[0].target is aten.unbind.int:
+            dim = _argument(users[0], 1, "dim", 0)
+            if dim % len(shape) == axis and all(item.target is operator.getitem for item in users[0].users):
+                return parts
+            return 0
+        indices = sorted(_argument(user, 2, "index") % parts for user in users
+                         if user.target is aten.select.int and _argument(user, 1, "dim") % len(shape) == axis)
+        return parts if indices == list(range(parts)) and len(users) == parts else 0
     if len(users) != 1:
         return 0
     (user,) = users
-    rank = len(layer.meta["val"].shape) if "val" in layer.meta else None
     arguments = list(user.args[1:]) + [None] * 2
     dim = user.kwargs.get("dim", arguments[1] if arguments[1] is not None else 0)
-    if rank is None or dim % rank != rank - 1:
+    if dim % len(shape) != len(shape) - 1:
         return 0
     if user.target is aten.split.Tensor and isinstance(arguments[0], int) and features % arguments[0] == 0:
         parts = features // arguments[0]
@@ -163,11 +237,55 @@ def _parts(layer: Any, features: int) -> int:
     return parts if parts > 1 else 0
 
 
-def _consumers(layer: Any, layers: dict, packed: bool = False) -> set | None:
+def _parts(layer: Any, features: int) -> tuple[int, set]:
+    """Into how many equal parts of its features the output of `layer` (a
+    linear node with `features` outputs) is cut, and the nodes whose users cut
+    it: `layer` and the reshapes and transposes from it to the cut. The cut
+    may come right after `layer` (aten.split or aten.chunk on the last
+    dimension: GPT-2's c_attn) or after reshapes that make the parts a
+    dimension of their own (view as [..., 3, H, D], permute, unbind: the
+    packed projection of torch.nn.MultiheadAttention or timm's attention).
+    (1, {layer}) where nothing cuts it, (0, ...) where it is cut otherwise."""
+    slicing, shaping = _slicing_targets(), _shaping_targets()
+    node, axis, chain = layer, None, {layer}
+    while True:
+        users = list(node.users)
+        if users and all(getattr(user, "target", None) in slicing for user in users):
+            return _cut_in_parts(node, axis, features), chain
+        if any(getattr(user, "target", None) in slicing for user in users):
+            return 0, chain
+        if len(users) != 1 or users[0].target not in shaping:
+            return 1, {layer}
+        axis = _parts_axis(users[0], axis)
+        if axis == -1:
+            return 1, {layer}
+        node = users[0]
+        chain.add(node)
+
+
+def _head_size(layer: Any, features: int) -> int | None:
+    """The size of the heads that `layer`'s output (or each of its parts, of
+    `features` features) is viewed as: the last dimension of the first reshape
+    that makes it smaller than `features`, before anything but reshapes,
+    transposes and slices reads it (None: not viewed as heads)."""
+    movers = _slicing_targets() | _shaping_targets() | {operator.getitem}
+    node = layer
+    while node.users:
+        nexts = [user for user in node.users if getattr(user, "target", None) in movers]
+        if len(nexts) != len(node.users):
+            return None
+        node = nexts[0]
+        shape = _shape(node)
+        if shape and shape[-1] < features:
+            return shape[-1] if features % shape[-1] == 0 else None
+    return None
+
+
+def _consumers(layer: Any, layers: dict, cut: set) -> set | None:
     """The linear layers that `layer`'s output reaches through no other linear
     layer, as their input; None where it also reaches the program's outputs or
-    another operand of a linear layer, or is sliced on the way (`packed`: but
-    for the split in parts right after `layer`)."""
+    another operand of a linear layer, or is sliced on the way (but for the
+    cut in parts of the nodes `cut`)."""
     found, seen, stack = set(), set(), [layer]
     slicing = _slicing_targets()
     while stack:
@@ -175,7 +293,7 @@ def _consumers(layer: Any, layers: dict, packed: bool = False) -> set | None:
         for user in node.users:
             if user.op == "output":
                 return None
-            if getattr(user, "target", None) in slicing and not (packed and node is layer):
+            if getattr(user, "target", None) in slicing and node not in cut:
                 return None
             if getattr(user, "target", None) is _linear_target():
                 if user.args[0] is not node or user not in layers:
@@ -187,32 +305,48 @@ def _consumers(layer: Any, layers: dict, packed: bool = False) -> set | None:
     return found
 
 
-def _groups(program: Any, shapes: dict[str, tuple[int, ...]]) -> list[tuple[list[tuple[Names, int]], Names]]:
-    """(column-split layers with the number of parts their outputs are split in,
-    row-split layer) by dataflow: linear layers whose outputs flow only into one
-    linear layer, through no other (a Megatron pair: fc1 -> activation -> fc2;
-    attention: q, k, v (or one packed projection split in three) -> heads ->
-    out-projection), in program order, each layer in one group at most."""
+class Column(NamedTuple):
+    """A column-split layer of a group: its parameters, the number of equal
+    parts its output is cut in, and the size of the heads each part is viewed
+    as (None: not heads)."""
+
+    names: Names
+    parts: int
+    head_size: int | None
+
+
+def _groups(program: Any, shapes: dict[str, tuple[int, ...]]) -> list[tuple[list[Column], Names]]:
+    """(column-split layers, row-split layer) by dataflow: linear layers whose
+    outputs flow only into one linear layer, through no other (a Megatron pair:
+    fc1 -> activation -> fc2; attention: q, k, v (or one packed projection cut
+    in three) -> heads -> out-projection), in program order, each layer in one
+    group at most."""
     layers = _linear_layers(program)
-    parts = {node: _parts(node, shapes[names[0]][0]) for node, names in layers.items()}
+    cuts = {node: _parts(node, shapes[names[0]][0]) for node, names in layers.items()}
     assigned, groups = set(), []
     for layer in layers:
         producers = _producers(layer)
         if not producers or layer in assigned or producers & assigned or not producers <= set(layers):
             continue
-        if any(not parts[producer] or _consumers(producer, layers, parts[producer] > 1) != {layer}
+        if any(not cuts[producer][0] or _consumers(producer, layers, cuts[producer][1]) != {layer}
                for producer in producers):
             continue
-        ordered = [node for node in layers if node in producers]
-        groups.append(([(layers[node], parts[node]) for node in ordered], layers[layer]))
+        columns = []
+        for node in layers:
+            if node in producers:
+                parts = cuts[node][0]
+                columns.append(Column(layers[node], parts, _head_size(node, shapes[layers[node][0]][0] // parts)))
+        groups.append((columns, layers[layer]))
         assigned |= producers | {layer}
     return groups
 
 
 def _auto(model: Any, example_inputs: tuple, ranks: int) -> list[dict[str, "int | Packed"]]:
     """Shardings to try, best first: every group split; where a group has several
-    column-split layers (attention, split by heads), then the pairs alone: heads
-    that the ranks do not divide have no sharding through the reshapes around them."""
+    column-split layers (attention, split by heads), then the pairs alone (an
+    op on the way that does not partition makes the first a CompileError). A
+    group whose features or heads the ranks do not divide stays whole, with a
+    warning saying why."""
     from nnforge.importers import torch_frontend
 
     program, _ = torch_frontend.export(model, example_inputs)
@@ -220,18 +354,26 @@ def _auto(model: Any, example_inputs: tuple, ranks: int) -> list[dict[str, "int 
     every: dict[str, int | Packed] = {}
     pairs: dict[str, int | Packed] = {}
     for columns, (row_weight, _) in _groups(program, shapes):
-        outputs = [shapes[weight][0] // parts for (weight, _), parts in columns]
+        names = ", ".join(column.names[0] for column in columns)
+        outputs = [shapes[column.names[0]][0] // column.parts for column in columns]
+        heads = sorted({size // column.head_size for column, size in zip(columns, outputs) if column.head_size})
         if any(size % ranks for size in outputs):
-            log.info("auto sharding: %s and %s stay whole (%s features over %d ranks)",
-                     ", ".join(weight for (weight, _), _ in columns), row_weight, outputs, ranks)
+            log.warning("auto sharding: %s -> %s stay whole (%s features do not split evenly over %d ranks)",
+                        names, row_weight, outputs, ranks)
             continue
-        group: dict[str, int | Packed] = {row_weight: 1}
-        for (weight, bias), parts in columns:
-            group[weight] = Packed(0, parts) if parts > 1 else 0
+        if any(count % ranks for count in heads):
+            log.warning("auto sharding: attention %s -> %s stays whole (%s heads do not split evenly over %d ranks)",
+                        names, row_weight, " / ".join(map(str, heads)), ranks)
+            continue
+        group: dict[str, int | Packed] = {}
+        for column in columns:
+            weight, bias = column.names
+            group[weight] = Packed(0, column.parts) if column.parts > 1 else 0
             if bias is not None:
                 group[bias] = group[weight]
+        group[row_weight] = 1
         every.update(group)
-        if len(columns) == 1 and columns[0][1] == 1:
+        if len(columns) == 1 and columns[0].parts == 1:
             pairs.update(group)
     return [every, pairs] if pairs != every else [every]
 

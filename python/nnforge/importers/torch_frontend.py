@@ -149,9 +149,13 @@ def refuse_state_updates(program, what: str) -> None:
 
 
 def _variance_and_mean(x, dim=None, *, correction=None, keepdim=False):
-    """aten.var_mean.correction in the precision PyTorch's kernels use: two
-    passes (the mean, then the squared deviations from it) in the input's
-    dtype, f32 for f16/bf16."""
+    """aten.var_mean.correction in two passes (the mean, then the sum of the
+    squared deviations from it) in the input's dtype, f32 for f16/bf16.
+    PyTorch's CPU kernel accumulates in f64 (Welford); two passes in f32
+    keep the cancellation of a one-pass E[x²] - E[x]² away without an f64
+    copy of the input. Training-mode batch norm, whose statistics must
+    match PyTorch's closely over long runs, computes them in f64 itself
+    (integrations/batch_norm.py)."""
     torch = _torch()
     dims = list(range(x.ndim)) if not dim else [d % x.ndim for d in dim]
     accumulated = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x

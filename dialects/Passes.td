@@ -487,9 +487,16 @@ def NNFConvToIm2col : Pass<"nnf-conv-to-im2col"> {
     NHWC convolution with unit strides and dilations and a larger window
     stays as it is: the CPU code generation computes it from the input
     directly (each register tile of pixels reads a row of channels per
-    filter tap), which costs less than copying the windows.
+    filter tap), which costs less than copying the windows. An NCHW
+    convolution with unit strides and dilations, a window larger than 1x1,
+    output rows of 8 pixels or more, output channels a multiple of 16 and a
+    constant filter becomes such an NHWC one: its input and accumulator
+    copied into NHWC by transposing generics (a zero fill is filled again),
+    its filter transposed to HWCF (`linalg.transpose`, folded), its result
+    copied back into NCHW by a transposing generic that elementwise fusion
+    merges into the ops reading it.
 
-    Example:
+    Example (a filter computed at run time):
 
     ```mlir
     %y = linalg.conv_2d_nchw_fchw ins(%x, %w : tensor<1x64x58x58xf32>, tensor<64x64x3x3xf32>)

@@ -45,7 +45,10 @@ LINALG_FUSION_CUDA = LINALG_FUSION.replace(
 # output; merges the loops of contractions and reductions that propagated
 # reshapes split; rewrites NCHW convolutions as im2col contractions (narrow
 # outputs transposed, channels innermost, their filters transposed and packed
-# here too), and NHWC ones with channels innermost; groups each contraction
+# here too), and NHWC ones with channels innermost, except those computed
+# from the input directly (NCHW ones among them become NHWC between
+# transposing copies, the copy back fused into the ops reading it, reshapes
+# left where they are); groups each contraction
 # with its epilogue, and reductions over rows with the elementwise ops
 # around them, into nnf.dispatch regions that code generation tiles as one
 # loop nest; contraction operands whose rows are a multiple of 4 KiB apart
@@ -55,7 +58,7 @@ LINALG_FUSION_CUDA = LINALG_FUSION.replace(
 # generation.
 DISPATCH_REGIONS = (
     "nnf-pack-weights,nnf-fuse-elementwise,nnf-collapse-reduction-dims,canonicalize,"
-    "func.func(nnf-conv-to-im2col),nnf-fold-constant-transposes,"
+    "func.func(nnf-conv-to-im2col),nnf-fold-constant-transposes,nnf-fuse-elementwise{propagate-reshapes=false},"
     "nnf-pack-weights,nnf-form-dispatch-regions,nnf-pad-leading-dimensions,canonicalize,cse"
 )
 

@@ -85,7 +85,7 @@ func.func @channels_innermost(%x: tensor<1x4x9x9xf32>, %init: tensor<1x32x7x7xf3
 
 // -----
 
-// Pixels a multiple of 16 (8x8), channels no multiple of 32, or a filter
+// Pixels a multiple of 16 (4x4), channels no multiple of 32, or a filter
 // that is no constant: the product keeps the pixels innermost.
 // CHECK-LABEL: func.func @pixels_innermost
 // CHECK-NOT: linalg.transpose
@@ -93,11 +93,11 @@ func.func @channels_innermost(%x: tensor<1x4x9x9xf32>, %init: tensor<1x32x7x7xf3
 // CHECK-NOT: linalg.transpose
 // CHECK-LABEL: func.func @runtime_filter
 // CHECK-NOT: linalg.transpose
-func.func @pixels_innermost(%x: tensor<1x4x10x10xf32>, %init: tensor<1x32x8x8xf32>) -> tensor<1x32x8x8xf32> {
+func.func @pixels_innermost(%x: tensor<1x4x6x6xf32>, %init: tensor<1x32x4x4xf32>) -> tensor<1x32x4x4xf32> {
   %w = arith.constant dense<0.5> : tensor<32x4x3x3xf32>
   %y = linalg.conv_2d_nchw_fchw {dilations = dense<1> : tensor<2xi64>, strides = dense<1> : tensor<2xi64>}
-      ins(%x, %w : tensor<1x4x10x10xf32>, tensor<32x4x3x3xf32>) outs(%init : tensor<1x32x8x8xf32>) -> tensor<1x32x8x8xf32>
-  return %y : tensor<1x32x8x8xf32>
+      ins(%x, %w : tensor<1x4x6x6xf32>, tensor<32x4x3x3xf32>) outs(%init : tensor<1x32x4x4xf32>) -> tensor<1x32x4x4xf32>
+  return %y : tensor<1x32x4x4xf32>
 }
 func.func @few_channels(%x: tensor<1x4x9x9xf32>, %init: tensor<1x16x7x7xf32>) -> tensor<1x16x7x7xf32> {
   %w = arith.constant dense<0.5> : tensor<16x4x3x3xf32>
@@ -109,6 +109,45 @@ func.func @runtime_filter(%x: tensor<1x4x9x9xf32>, %w: tensor<32x4x3x3xf32>, %in
   %y = linalg.conv_2d_nchw_fchw {dilations = dense<1> : tensor<2xi64>, strides = dense<1> : tensor<2xi64>}
       ins(%x, %w : tensor<1x4x9x9xf32>, tensor<32x4x3x3xf32>) outs(%init : tensor<1x32x7x7xf32>) -> tensor<1x32x7x7xf32>
   return %y : tensor<1x32x7x7xf32>
+}
+
+// -----
+
+// Unit strides, output rows of 8 pixels or more, whole vectors of output
+// channels and a constant filter: an NHWC/HWCF convolution (computed from
+// the input directly) between transposing copies; the zero accumulator is
+// filled in NHWC, the filter transposed to HWCF.
+// CHECK-DAG: #[[TO_NHWC:.*]] = affine_map<(d0, d1, d2, d3) -> (d0, d3, d1, d2)>
+// CHECK-DAG: #[[TO_NCHW:.*]] = affine_map<(d0, d1, d2, d3) -> (d0, d2, d3, d1)>
+// CHECK-LABEL: func.func @direct
+// CHECK: %[[FILL:.*]] = linalg.fill ins(%{{.*}} : f32) outs(%{{.*}} : tensor<1x8x8x32xf32>)
+// CHECK: %[[INPUT:.*]] = linalg.generic {indexing_maps = [#[[TO_NHWC]], {{.*}}]{{.*}} ins(%{{.*}} : tensor<1x4x10x10xf32>) outs(%{{.*}} : tensor<1x10x10x4xf32>)
+// CHECK: %[[FILTER:.*]] = linalg.transpose ins(%{{.*}} : tensor<32x4x3x3xf32>) outs(%{{.*}} : tensor<3x3x4x32xf32>) permutation = [2, 3, 1, 0]
+// CHECK: %[[CONV:.*]] = linalg.conv_2d_nhwc_hwcf {{.*}} ins(%[[INPUT]], %[[FILTER]] : {{.*}}) outs(%[[FILL]] : tensor<1x8x8x32xf32>)
+// CHECK: linalg.generic {indexing_maps = [#[[TO_NCHW]], {{.*}}]{{.*}} ins(%[[CONV]] : tensor<1x8x8x32xf32>) outs(%{{.*}} : tensor<1x32x8x8xf32>)
+// CHECK-NOT: linalg.conv_2d_nchw_fchw
+func.func @direct(%x: tensor<1x4x10x10xf32>) -> tensor<1x32x8x8xf32> {
+  %zero = arith.constant 0.0 : f32
+  %empty = tensor.empty() : tensor<1x32x8x8xf32>
+  %init = linalg.fill ins(%zero : f32) outs(%empty : tensor<1x32x8x8xf32>) -> tensor<1x32x8x8xf32>
+  %w = arith.constant dense<0.5> : tensor<32x4x3x3xf32>
+  %y = linalg.conv_2d_nchw_fchw {dilations = dense<1> : tensor<2xi64>, strides = dense<1> : tensor<2xi64>}
+      ins(%x, %w : tensor<1x4x10x10xf32>, tensor<32x4x3x3xf32>) outs(%init : tensor<1x32x8x8xf32>) -> tensor<1x32x8x8xf32>
+  return %y : tensor<1x32x8x8xf32>
+}
+
+// -----
+
+// An accumulator that is no fill (a bias) is copied into NHWC.
+// CHECK-DAG: #[[INIT_TO_NHWC:.*]] = affine_map<(d0, d1, d2, d3) -> (d0, d3, d1, d2)>
+// CHECK-LABEL: func.func @direct_accumulator
+// CHECK: %[[INIT:.*]] = linalg.generic {indexing_maps = [#[[INIT_TO_NHWC]], {{.*}}]{{.*}} ins(%{{.*}} : tensor<1x16x8x8xf32>) outs(%{{.*}} : tensor<1x8x8x16xf32>)
+// CHECK: linalg.conv_2d_nhwc_hwcf {{.*}} outs(%[[INIT]] : tensor<1x8x8x16xf32>)
+func.func @direct_accumulator(%x: tensor<1x4x10x10xf32>, %init: tensor<1x16x8x8xf32>) -> tensor<1x16x8x8xf32> {
+  %w = arith.constant dense<0.5> : tensor<16x4x3x3xf32>
+  %y = linalg.conv_2d_nchw_fchw {dilations = dense<1> : tensor<2xi64>, strides = dense<1> : tensor<2xi64>}
+      ins(%x, %w : tensor<1x4x10x10xf32>, tensor<16x4x3x3xf32>) outs(%init : tensor<1x16x8x8xf32>) -> tensor<1x16x8x8xf32>
+  return %y : tensor<1x16x8x8xf32>
 }
 
 // -----

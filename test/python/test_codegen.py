@@ -202,6 +202,28 @@ def test_narrow_convolution_outputs_are_computed_with_channel_vectors(threads, t
         check(compiled(x.numpy()), model(x))
 
 
+@pytest.mark.parametrize("channels,size,threads", [(16, 12, 1), (256, 8, 2)])
+def test_unit_stride_convolutions_are_computed_directly_in_nhwc(channels, size, threads, tmp_path):
+    """A 3x3 NCHW convolution with unit strides and output rows of 8 pixels
+    or more is computed from its input directly, as an NHWC one between
+    transposing copies (no window copy), the copy back fused into its batch
+    norm and ReLU; a filter larger than half of L2 (256 channels: 2.3 MiB)
+    is tiled by output channels outermost. Either way the numbers match."""
+    torch.manual_seed(0)
+    norm = torch.nn.BatchNorm2d(channels)
+    norm.running_mean.normal_(0, 0.1)
+    norm.running_var.uniform_(0.5, 1.5)
+    model = torch.nn.Sequential(torch.nn.Conv2d(channels, channels, 3, padding=1, bias=False), norm,
+                                torch.nn.ReLU()).eval()
+    x = torch.randn(1, channels, size, size)
+    compiled = compile_optimized(model, (x,), tmp_path, threads=threads)
+    regions = dispatch_regions(tmp_path)
+    assert "linalg.conv_2d_nhwc_hwcf" in regions and f"tensor<1x{channels}x3x3x" not in regions
+    assert regions.count(f"}} -> tensor<1x{channels}x{size}x{size}xf32>") == 1  # the epilogue only
+    with torch.no_grad():
+        check(compiled(x.numpy()), model(x))
+
+
 def test_identical_pads_and_accumulators_are_not_shared(tmp_path):
     """Two identical padded convolutions (as in a ResNet block) and two
     identical zero-filled accumulators: CSE would merge their fills, and

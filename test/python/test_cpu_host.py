@@ -40,6 +40,7 @@ def test_zen4_gets_the_sizes_measured_best_there():
         transpose_tile=16,
         row_tile_elements=1024,
         band_bytes=384 << 10,
+        direct_filter_bytes=512 << 10,
         affine_tile=128,
     )
 

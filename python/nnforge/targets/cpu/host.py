@@ -170,6 +170,9 @@ class ScheduleSizes:
     row_tile_elements: int
     # Bytes of a band of a depthwise result that a 1x1 convolution reads.
     band_bytes: int
+    # Bytes of a direct convolution's filter above which its output channel
+    # tiles, not its output rows, are the outer loop.
+    direct_filter_bytes: int
     # Iterations per loop of the affine generator's tiles (`affine-loop-tile`).
     affine_tile: int
 
@@ -190,6 +193,8 @@ class ScheduleSizes:
           intermediates and output (about 8 buffers) in L1;
         - bands of a depthwise result: 3/8 of L2, beside the input rows
           they are computed from and the output tile;
+        - a direct convolution's filter: read once per output row while it
+          fits half of L2;
         - affine tiles: three square f32 blocks (a contraction's operand
           and output tiles) in half of L2, a power of two and at least one
           vector.
@@ -212,6 +217,7 @@ class ScheduleSizes:
             transpose_tile=lanes,
             row_tile_elements=cpu.l1_bytes // (8 * F32_BYTES),
             band_bytes=cpu.l2_bytes * 3 // 8,
+            direct_filter_bytes=cpu.l2_bytes // 2,
             affine_tile=max(lanes, _power_of_two_at_most(math.isqrt(cpu.l2_bytes // 2 // (3 * F32_BYTES)))),
         )
 

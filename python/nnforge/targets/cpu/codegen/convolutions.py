@@ -18,6 +18,7 @@ is kept (nnf-deinterleave-strided-reads), which the vectorizer then takes.
 from __future__ import annotations
 
 import itertools
+import math
 
 from mlir import ir
 
@@ -195,7 +196,12 @@ def direct_convolution_schedule(op: ir.Operation, parallel: bool, sizing: Schedu
     tile's unit loops (n, oh, kh, kw) are folded away, which leaves a
     contraction of a row of input pixels [pixels, c] (contiguous channels)
     and a filter tap [c, f]; it is tiled by one input channel, vectorized
-    to outer products, and its accumulator hoisted into registers."""
+    to outer products, and its accumulator hoisted into registers.
+
+    A filter larger than `sizing.direct_filter_bytes` (3x3, 256 channels:
+    2.3 MiB) would be read from memory again for every output row: its
+    channel tiles are then the outer loop (shared among threads), each
+    tile's filter taps read from L2 across all the rows."""
     sizes = static_loop_sizes(op)
     full = sizing.register_tile["m"]
     pixels = next((r for r in (full, full - 1, full - 2) if sizes[2] % r == 0), full)
@@ -214,9 +220,14 @@ def direct_convolution_schedule(op: ir.Operation, parallel: bool, sizing: Schedu
     %step = transform.cast %tap : !transform.any_op to !transform.any_op"""
     vectorize = f"""
     transform.structured.vectorize %step vector_sizes {sizes_text(vector)} : !transform.any_op""" if vector else ""
-    return f"""{tile_outer("op", "rows", [1, 1, 0, 0, 0, 0, 0], parallel)}
-    %t, %tl:4 = transform.structured.tile_using_for %rows tile_sizes [0, 0, {pixels}, {channels}, 1, 1, 0]
-        interchange = [0, 1, 3, 2, 4, 5, 6] : (!transform.any_op) -> ({loops})
+    filter_type = ir.RankedTensorType(op.operands[1].type)
+    if math.prod(filter_type.shape) * filter_type.element_type.width // 8 > sizing.direct_filter_bytes:
+        outer, inner = [1, 0, 0, channels, 0, 0, 0], f"[0, 1, {pixels}, 0, 1, 1, 0]"
+    else:
+        outer, inner = [1, 1, 0, 0, 0, 0, 0], f"[0, 0, {pixels}, {channels}, 1, 1, 0] interchange = [0, 1, 3, 2, 4, 5, 6]"
+    return f"""{tile_outer("op", "rows", outer, parallel)}
+    %t, %tl:4 = transform.structured.tile_using_for %rows tile_sizes {inner}
+        : (!transform.any_op) -> ({loops})
     %g = transform.structured.generalize %t : (!transform.any_op) -> !transform.any_op
     transform.apply_patterns to %tl#3 {{
       transform.apply_patterns.linalg.fold_unit_extent_dims_via_slices

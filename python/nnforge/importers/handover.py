@@ -11,6 +11,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
+import re
 import sys
 import tempfile
 import time
@@ -113,6 +115,35 @@ def run_worker(data: bytes, source: str, level: str, describe: LocationDescriber
     )
 
 
+# A dense i1 constant printed as hex: its data and the element count of its type.
+_I1_HEX = re.compile(r'dense<"0x([0-9A-Fa-f]*)">(\s*:\s*(?:tensor|vector)<((?:\d+x)*)i1>)')
+
+
+def _pack_i1(match: re.Match) -> str:
+    """One dense i1 hex constant re-encoded from one byte per element to MLIR 22's bits."""
+    import numpy as np
+
+    data = np.frombuffer(bytes.fromhex(match.group(1)), np.uint8)
+    count = math.prod(int(size) for size in match.group(3).split("x") if size)
+    if data.size == 1:  # a splat: MLIR 22 reads 0x00 or 0xFF
+        packed = b"\xff" if data[0] else b"\x00"
+    elif data.size == count:
+        packed = np.packbits(data != 0, bitorder="little").tobytes()
+    else:
+        return match.group(0)
+    return f'dense<"0x{packed.hex().upper()}">{match.group(2)}'
+
+
+def pack_i1_constants(text: str) -> str:
+    """torch-mlir's text with its dense i1 hex constants as MLIR 22 parses them.
+
+    torch-mlir's newer MLIR stores an i1 element in a byte (llvm-project
+    #180397); MLIR 22 packs eight to a byte, the first in the lowest bit,
+    and reads a one-byte hex splat only as 0x00 or 0xFF.
+    """
+    return _I1_HEX.sub(_pack_i1, text)
+
+
 def to_nnforge_module(text: str, what: str):
     """Parses torch-mlir's output in a new `nnforge.context()` and verifies it."""
     from mlir import ir
@@ -121,7 +152,7 @@ def to_nnforge_module(text: str, what: str):
 
     context = new_context()
     try:
-        module = ir.Module.parse(text, context)
+        module = ir.Module.parse(pack_i1_constants(text), context)
     except ir.MLIRError as error:
         raise CompileError(f"the IR torch-mlir produced for {what} does not parse: {error}") from None
     try:

@@ -1,7 +1,7 @@
 """Model exchange, measured: ONNX round trips, NNEF round trips, simplify against onnxsim and onnxslim.
 
     python benchmarks/exchange.py [--quick] [--stride N] [--match TEXT] [--repeats 20] [--sections A,B]
-                                  [--output FILE] [--no-docs]
+                                  [--models A,B] [--update] [--note TEXT] [--output FILE] [--no-docs]
 
 Sections of the JSON report (benchmarks/results/exchange.json; --quick writes to the temp folder):
 - "onnx_roundtrip": the onnx wheel's backend test cases (the node tests onnx generates, and the
@@ -18,7 +18,9 @@ Sections of the JSON report (benchmarks/results/exchange.json; --quick writes to
 - "torch_workloads": the tests' models and the CPU benchmark's PyTorch workloads, exported to ONNX (run by
   onnxruntime) and to NNEF (compiled back by nnforge), against eager PyTorch.
 --quick takes every 25th backend case (--stride), three light CNNs, three workloads and 3 latency repeats;
---match keeps the backend cases whose name holds TEXT (e.g. --match uint --sections onnx_roundtrip).
+--match keeps the backend cases whose name holds TEXT (e.g. --match uint --sections onnx_roundtrip); --models
+keeps the light CNNs and transformers named. --update keeps what the output file holds for the sections and
+models not run. "runs" records, per section, when each part of it ran, the load average, and --note.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import fcntl
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -288,24 +292,27 @@ def _simplifiers() -> dict:
     return found
 
 
-def _light_cnn_cases(limit: int | None, label: str):
-    """(name, path, random inputs, onnxruntime's output on the source) of the onnx wheel's light CNNs."""
+def _light_cnn_cases(limit: int | None, label: str, models: set[str] | None):
+    """(name, path, random inputs, onnxruntime's output on the source) of the onnx wheel's light CNNs
+    (those in `models`, when given)."""
     import onnx
 
     data = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
     for path in sorted(data.glob("*.onnx"))[:limit]:
         name = path.stem.removeprefix("light_")
+        if models is not None and name not in models:
+            continue
         print(f"{label} {name}", file=sys.stderr, flush=True)
         source = _ort(path)
         feeds = _random_input(source)
         yield name, path, feeds, source.run(None, feeds)[0]
 
 
-def light_cnns(limit: int | None, repeats: int, scratch: Path) -> dict:
+def light_cnns(limit: int | None, repeats: int, scratch: Path, models: set[str] | None) -> dict:
     import nnforge
 
     results = {}
-    for name, path, feeds, reference in _light_cnn_cases(limit, "light CNN"):
+    for name, path, feeds, reference in _light_cnn_cases(limit, "light CNN", models):
         entry: dict = {}
         try:
             exported = nnforge.export(path, scratch / f"{name}.onnx")
@@ -372,13 +379,15 @@ def _positional(module):
     return Positional(module).eval()
 
 
-def transformers(repeats: int, scratch: Path) -> dict:
+def transformers(repeats: int, scratch: Path, models: set[str] | None) -> dict:
     """Simplify on the transformers `torch.onnx.export` writes, against onnxsim and onnxslim."""
     import torch
     import workloads
 
     results = {}
     for name in TRANSFORMERS:
+        if models is not None and name not in models:
+            continue
         print(f"transformer {name}", file=sys.stderr, flush=True)
         workload = workloads.build(name)
         path = scratch / f"{name}.onnx"
@@ -407,7 +416,7 @@ def _nnef_tools(source_format: str, target_format: str, source: Path, target: Pa
         raise RuntimeError(f"nnef-tools {source_format} -> {target_format}: {lines[-1] if lines else done.returncode}")
 
 
-def nnef_anchor(limit: int | None, scratch: Path) -> dict:
+def nnef_anchor(limit: int | None, scratch: Path, models: set[str] | None) -> dict:
     """NNEF against its anchor, nnef-tools: its NNEF of each light CNN compiled by nnforge, and nnforge's
     NNEF converted by nnef-tools to ONNX and run by onnxruntime; both against onnxruntime on the source."""
     import importlib.util
@@ -417,7 +426,7 @@ def nnef_anchor(limit: int | None, scratch: Path) -> dict:
     if importlib.util.find_spec("nnef_tools") is None:
         return {"error": "nnef-tools is not installed (pip install 'nnforge[exchange]')"}
     results = {}
-    for name, path, feeds, reference in _light_cnn_cases(limit, "nnef-tools"):
+    for name, path, feeds, reference in _light_cnn_cases(limit, "nnef-tools", models):
         entry: dict = {}
         try:
             theirs = scratch / f"{name}.nnef-tools.nnef"
@@ -507,29 +516,37 @@ def _render_roundtrip(rt: dict) -> list[str]:
     return lines
 
 
+def _ratio(latency_ms: dict) -> str:
+    """nnforge's simplified model's latency over the source's."""
+    return f"{latency_ms['nnforge'] / latency_ms['source']:.2f}x" if {"nnforge", "source"} <= set(latency_ms) else "-"
+
+
 def _render_light_cnns(results: dict) -> list[str]:
     tools = ["source", "nnforge", "onnxsim", "onnxslim"]
     lines = ["| light CNN | ONNX out = source | NNEF out, compiled = source | nodes: " + " / ".join(tools)
-             + " | onnxruntime ms: " + " / ".join(tools) + " |", "|---|---|---|---|---|"]
+             + " | onnxruntime ms: " + " / ".join(tools) + " | nnforge's latency / source's |",
+             "|---|---|---|---|---|---|"]
     for name, entry in results.items():
         nodes = " / ".join(str(entry["nodes"].get(tool, "-")) for tool in tools)
         latency = " / ".join(f"{entry['latency_ms'][t]:.2f}" if t in entry["latency_ms"] else "-" for t in tools)
-        lines.append(f"| {name} | {_mark(entry, 'onnx')} | {_mark(entry, 'nnef')} | {nodes} | {latency} |")
+        lines.append(f"| {name} | {_mark(entry, 'onnx')} | {_mark(entry, 'nnef')} | {nodes} | {latency} "
+                     f"| {_ratio(entry['latency_ms'])} |")
     return lines + [""]
 
 
 def _render_transformers(results: dict) -> list[str]:
     tools = ["source", "nnforge", "onnxsim", "onnxslim"]
     lines = ["| torch.onnx.export'ed transformer | nodes: " + " / ".join(tools) + " | onnxruntime ms: "
-             + " / ".join(tools) + " | outputs = source: " + " / ".join(tools[1:]) + " |", "|---|---|---|---|"]
+             + " / ".join(tools) + " | nnforge's latency / source's | outputs = source: " + " / ".join(tools[1:])
+             + " |", "|---|---|---|---|---|"]
     for name, entry in results.items():
         if "nodes" not in entry:
-            lines.append(f"| {name} | {entry.get('export_error', '')[:80]} | | |")
+            lines.append(f"| {name} | {entry.get('export_error', '')[:80]} | | | |")
             continue
         nodes = " / ".join(str(entry["nodes"].get(tool, "-")) for tool in tools)
         latency = " / ".join(f"{entry['latency_ms'][t]:.2f}" if t in entry["latency_ms"] else "-" for t in tools)
         equal = " / ".join({True: "yes", False: "no"}.get(entry["outputs_equal"].get(t), "-") for t in tools[1:])
-        lines.append(f"| {name} | {nodes} | {latency} | {equal} |")
+        lines.append(f"| {name} | {nodes} | {latency} | {_ratio(entry['latency_ms'])} | {equal} |")
     return lines + [""]
 
 
@@ -557,19 +574,65 @@ _RENDERERS = {"onnx_roundtrip": _render_roundtrip, "light_cnns": _render_light_c
               "torch_workloads": _render_torch}
 
 
+def _render_runs(runs: list[dict]) -> list[str]:
+    """When each part of a section ran, and the load average of the machine then."""
+    parts = []
+    for run in runs:
+        load = "load unknown" if run.get("load") is None else f"load average {run['load'][0]:.1f}"
+        what = "" if run.get("models", "all") == "all" else ", ".join(run["models"]) + ": "
+        parts.append(f"{what}{run['date']}, {load}" + (f", {run['note']}" if run.get("note") else ""))
+    return ["Measured " + "; ".join(parts) + ".", ""] if parts else []
+
+
 def render(report: dict, source: str) -> str:
     """The markdown tables of docs/exchange.md's "Measured" section (a line for a section not run or failed)."""
     machine = report["machine"]
     cpu = machine.get("cpu", {}).get("model", "") if isinstance(machine.get("cpu"), dict) else machine.get("cpu", "")
+    versions = ", ".join(f"{name} {version}" for name, version in machine.get("versions", {}).items()
+                         if name in ("torch", "onnxruntime", "onnx", "mlir"))
     lines = ["## Measured", "",
-             f"`python benchmarks/exchange.py` ({source}, {report['date']}, {cpu or 'CPU unknown'}).", ""]
+             f"`python benchmarks/exchange.py` ({source}; {cpu or 'CPU unknown'}, {machine.get('logical_cpus')} "
+             f"logical CPUs; {versions}).", ""]
     for section, renderer in _RENDERERS.items():
         result = report.get(section, {"error": "not run"})
         if "error" in result:
             lines += [f"{section}: {result['error'].strip().splitlines()[-1]}", ""]
         else:
-            lines += renderer(result)
+            lines += renderer(result) + _render_runs(report.get("runs", {}).get(section, []))
     return "\n".join(lines)
+
+
+SECTIONS = ("onnx_roundtrip", "light_cnns", "nnef_anchor", "transformers", "torch_workloads")
+
+
+def _load_average() -> list[float]:
+    return [round(value, 2) for value in os.getloadavg()]
+
+
+def _store(output: Path, section: str, result: dict, run: dict, fresh: dict, update: bool) -> dict:
+    """Writes `section`'s `result` into the report at `output` and returns the report. Without `update` the
+    report starts as `fresh`; with it, from what `output` holds (read under a lock, so that runs of other
+    sections may write it too), the section's results for the models not run kept beside the new ones."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with open(output.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        report = json.loads(output.read_text()) if update and output.exists() else fresh
+        runs = report.setdefault("runs", {})
+        for name in SECTIONS:  # results written before runs were recorded: one run at the report's date
+            if name not in runs and "error" not in report.get(name, {"error": ""}):
+                runs[name] = [{"date": report.get("date"), "load": None, "models": "all",
+                               "note": report.get("note", "")}]
+        kept = report.get(section, {})
+        if run["models"] != "all" and "error" not in kept and "error" not in result:
+            result = {**kept, **result}
+            runs[section] = [old for old in runs.get(section, []) if old.get("models") == "all"
+                             or not set(old["models"]) <= set(run["models"])] + [run]
+        else:
+            runs[section] = [run]
+        report[section] = result
+        report.update(date=fresh["date"], machine=fresh["machine"], settings=fresh["settings"])
+        output.write_text(json.dumps(report, indent=1, default=str) + "\n")
+    return report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -579,35 +642,43 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--match", default="", help="only the backend cases whose name holds this text")
     parser.add_argument("--repeats", type=int, default=None, help="onnxruntime runs per latency (default 20)")
     parser.add_argument("--output", type=Path, default=None)
-    parser.add_argument("--sections", default="onnx_roundtrip,light_cnns,nnef_anchor,transformers,torch_workloads",
-                        help="which sections to run (comma-separated)")
+    parser.add_argument("--sections", default=",".join(SECTIONS), help="which sections to run (comma-separated)")
+    parser.add_argument("--models", default="", help="only these light CNNs and transformers (comma-separated)")
+    parser.add_argument("--update", action="store_true",
+                        help="keep the output file's results for the sections and models not run")
+    parser.add_argument("--note", default="", help="the conditions of this run, recorded with it (e.g. the load)")
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/exchange.md's tables")
     args = parser.parse_args(argv)
     stride = args.stride or (25 if args.quick else 1)
     repeats = args.repeats or (3 if args.quick else 20)
     output = args.output or (Path(tempfile.gettempdir()) / "nnforge-exchange-quick.json" if args.quick else RESULTS)
-    started = time.perf_counter()
-    report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "machine": describe(), "settings": {"stride": stride, "match": args.match, "repeats": repeats,
-                                                       "quick": args.quick}}
+    models = set(args.models.split(",")) if args.models else None
+    settings = {"stride": stride, "match": args.match, "repeats": repeats, "quick": args.quick}
+    fresh = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+             "machine": describe(), "settings": settings,
+             **{section: {"error": "not run (--sections)"} for section in SECTIONS}}
+    report = json.loads(output.read_text()) if args.update and output.exists() else fresh
     with tempfile.TemporaryDirectory(prefix="nnforge-exchange-") as scratch:
         folder = Path(scratch)
+        limit = 3 if args.quick else None
         for section, run in (("onnx_roundtrip", lambda: onnx_roundtrip(stride, args.match, folder)),
-                             ("light_cnns", lambda: light_cnns(3 if args.quick else None, repeats, folder)),
-                             ("nnef_anchor", lambda: nnef_anchor(3 if args.quick else None, folder)),
-                             ("transformers", lambda: transformers(repeats, folder)),
+                             ("light_cnns", lambda: light_cnns(limit, repeats, folder, models)),
+                             ("nnef_anchor", lambda: nnef_anchor(limit, folder, models)),
+                             ("transformers", lambda: transformers(repeats, folder, models)),
                              ("torch_workloads", lambda: torch_workloads(args.quick, folder))):
             if section not in args.sections.split(","):
-                report[section] = {"error": "not run (--sections)"}
                 continue
+            record = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                      "load": _load_average(), "models": sorted(models) if models else "all", "note": args.note,
+                      "settings": settings}
+            started = time.perf_counter()
             try:
-                report[section] = run()
+                result = run()
             except Exception:  # a section's failure is reported, the others still run
-                report[section] = {"error": traceback.format_exc()}
-                print(report[section]["error"], file=sys.stderr)
-            report["total_s"] = time.perf_counter() - started
-            output.parent.mkdir(parents=True, exist_ok=True)
-            output.write_text(json.dumps(report, indent=1, default=str) + "\n")  # after each section
+                result = {"error": traceback.format_exc()}
+                print(result["error"], file=sys.stderr)
+            record.update(seconds=round(time.perf_counter() - started, 1), load_after=_load_average())
+            report = _store(output, section, result, record, fresh, args.update)  # after each section
     print(f"wrote {output}", file=sys.stderr)
     text = render(report, str(output.relative_to(HERE.parent)) if output.is_relative_to(HERE.parent) else output.name)
     if args.quick or args.no_docs:

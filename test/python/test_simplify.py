@@ -13,6 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import nnforge
 import nnforge.cli
+from nnforge.exporters.onnx_writer import lowest_opset
 from nnforge.exporters.simplify import simplify
 
 RESNET50 = Path(onnx.__file__).parent / "backend/test/data/light/light_resnet50.onnx"
@@ -240,13 +241,36 @@ def test_parallel_convolutions_of_one_input_become_one_and_a_split(tmp_path: Pat
 
 
 def test_one_activation_after_a_concat_of_activations(tmp_path: Path) -> None:
+    nodes = [helper.make_node("MaxPool", ["x"], ["a"], kernel_shape=[2, 2]), helper.make_node("Relu", ["a"], ["ra"]),
+             helper.make_node("AveragePool", ["x"], ["b"], kernel_shape=[2, 2]),
+             helper.make_node("Relu", ["b"], ["rb"]), helper.make_node("Concat", ["ra", "rb"], ["y"], axis=1)]
+    kinds = _simplified_kinds(tmp_path, nodes, [1, 3, 6, 6], {})
+    assert sorted(kinds[:2]) == ["AveragePool", "MaxPool"] and kinds[2:] == ["Concat", "Relu"]
+
+
+def test_activations_of_convolutions_stay_before_their_concat(tmp_path: Path) -> None:
+    """onnxruntime fuses each Conv with its activation: moved after the Concat, it is one more pass."""
     rng = np.random.default_rng(17)
     constants = {"w0": rng.standard_normal((4, 3, 1, 1)).astype(np.float32),
                  "w1": rng.standard_normal((5, 3, 3, 3)).astype(np.float32)}
     nodes = [helper.make_node("Conv", ["x", "w0"], ["a"]), helper.make_node("Relu", ["a"], ["ra"]),
              helper.make_node("Conv", ["x", "w1"], ["b"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["b"], ["rb"]),
              helper.make_node("Concat", ["ra", "rb"], ["y"], axis=1)]
-    assert _simplified_kinds(tmp_path, nodes, [1, 3, 6, 6], constants) == ["Conv", "Conv", "Concat", "Relu"]
+    kinds = _simplified_kinds(tmp_path, nodes, [1, 3, 6, 6], constants)
+    assert kinds.count("Relu") == 2 and kinds[-1] == "Concat"
+
+
+def test_average_pools_are_written_under_the_oldest_opset_that_means_the_same(tmp_path: Path) -> None:
+    """onnxruntime runs AveragePool-19 and later through a generic kernel, several times slower."""
+    nodes = [helper.make_node("AveragePool", ["x"], ["a"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["a"], ["y"])]
+    assert _simplified_kinds(tmp_path, nodes, [1, 3, 8, 8], {}, opset=21) == ["AveragePool", "Relu"]
+    assert onnx.load(str(tmp_path / "small.onnx")).opset_import[0].version == 17
+    dilated = helper.make_model(helper.make_graph(
+        [helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[2, 2], dilations=[2, 2])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]), opset_imports=[helper.make_opsetid("", 21)])
+    assert lowest_opset(dilated) == 19 and dilated.opset_import[0].version == 19  # its dilations came in 19
 
 
 def test_layer_normalization_comes_back_whole(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ holds, where the source had one node:
 - a Softmax of an opset before 13 on [N, C, 1, 1]: Reshape, Softmax, Reshape back.
 Other rewrites leave fewer nodes than the source had: a global pool and its flatten as one
 reduction, a channel shuffle as a Gather, parallel Convs of one input as one Conv and a Split,
-a Concat of activations as one activation after the Concat.
+a Concat of activations (not all of them of a Conv) as one activation after the Concat.
 `fuse` rewrites each chain whose intermediate values nothing else uses into the single node, the
 weights and attributes recovered from the chain's constants and checked to reproduce it exactly
 (a band that is no LRN window stays a convolution). `simplify` calls it once the transposes
@@ -475,11 +475,15 @@ def _parallel_convolutions(edit: Edit, node) -> bool:
 
 
 def _activation_after_concat(edit: Edit, node) -> bool:
-    """Concat(f(a), f(b), ...) of one elementwise activation f -> f(Concat(a, b, ...))."""
+    """Concat(f(a), f(b), ...) of one elementwise activation f -> f(Concat(a, b, ...)), unless each of a, b, ...
+    is a Conv's result only f reads: onnxruntime fuses each Conv with its activation, and an activation after
+    the Concat is one more pass over its result."""
     if node.op_type != "Concat" or len(node.input) < 2:
         return False
     activations = [edit.single(name, *_ACTIVATIONS) for name in node.input]
     if any(a is None or len(a.input) != 1 for a in activations) or len(set(map(id, activations))) != len(activations):
+        return False
+    if all(edit.single(a.input[0], "Conv") is not None for a in activations):
         return False
     kinds = {(a.op_type, tuple(item.SerializeToString() for item in a.attribute)) for a in activations}
     if len(kinds) != 1:

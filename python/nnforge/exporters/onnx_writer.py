@@ -498,6 +498,45 @@ def to_model(graph: Graph, input_names: Sequence[str] | None = None, output_name
                                   ir_version=IR_VERSION, producer_name="nnforge")
 
 
+# The oldest opset `lowest_opset` writes (the issue's floor for exported models).
+MIN_OPSET = 17
+# (op, version) pairs whose version only added the attributes named: a node without them means the same under
+# the op's previous version. onnxruntime runs AveragePool-19 (dilations) through a generic kernel, several times
+# slower than AveragePool-11's pooling kernel.
+_ADDED_ATTRIBUTES = {("AveragePool", 19): ("dilations",)}
+
+
+def _same_since(node, version: int) -> bool:
+    """Whether `node` means under the default domain's `version` what it means under OPSET."""
+    from onnx import defs
+
+    try:
+        older = defs.get_schema(node.op_type, version, "").since_version
+    except defs.SchemaError:  # the op is newer than `version`
+        return False
+    newer = defs.get_schema(node.op_type, OPSET, "").since_version
+    while newer > older:
+        added = _ADDED_ATTRIBUTES.get((node.op_type, newer))
+        if added is None or any(item.name in added for item in node.attribute):
+            return False
+        newer = defs.get_schema(node.op_type, newer - 1, "").since_version
+    return True
+
+
+def lowest_opset(model) -> int:
+    """Sets `model`'s default-domain opset to the oldest, from MIN_OPSET, under which each of its nodes means
+    what it does under OPSET (runtimes may pick other kernels by version); returns it."""
+    nodes = list(model.graph.node)
+    if any(item.type in (item.GRAPH, item.GRAPHS) for node in nodes for item in node.attribute) \
+            or any(node.domain not in ("", "ai.onnx") for node in nodes):
+        return OPSET
+    version = next(v for v in range(MIN_OPSET, OPSET + 1) if all(_same_since(node, v) for node in nodes))
+    for entry in model.opset_import:
+        if entry.domain in ("", "ai.onnx"):
+            entry.version = version
+    return version
+
+
 def save(model, path: Path) -> None:
     """Writes `model` to `path` (large initializers beside it as `<name>.data`) and checks the file fully."""
     onnx = _onnx()

@@ -538,5 +538,6 @@ def simplify(model: str | os.PathLike | Any, path: str | os.PathLike) -> tuple[i
     while (fold_constants(proto) + drop_output_identities(proto) + merge_duplicates(proto) + split_shared_convolutions(proto)
            + fold_into_convolutions(proto) + _sink_where_fewer(proto) + fold_affine_chains(proto) + fuse(proto)):
         _cancel_transposes(proto)
+    onnx_writer.lowest_opset(proto)
     onnx_writer.save(proto, Path(path))
     return len(source.graph.node), len(proto.graph.node)

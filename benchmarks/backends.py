@@ -7,7 +7,9 @@
   and loaded with `nnforge.load` (numpy and ctypes: no torch where torch is not loaded already);
 - nnforge-dynamo: `torch.compile(module, backend="nnforge")`, nnforge following PyTorch's thread count;
 - affine: as nnforge, compiled with `optimize="affine"` (MLIR's affine passes instead of nnforge's
-  schedules; docs/affine.md), in standalone mode only.
+  schedules; docs/affine.md), in standalone mode only;
+- numpy: `a @ b` on numpy's OpenBLAS (its thread count set with threadpoolctl), for the matmul
+  workloads only: the BLAS ceiling beside eager's `torch.mm`, in standalone mode only.
 
 `prepare` writes what the processes that time share (inputs, eager's outputs, the ONNX file, the
 `.so`) into a folder; `runner` builds one backend's call from it in the calling process. Modules
@@ -33,9 +35,12 @@ BACKENDS = {
     "model": ("eager", "inductor", "onnxruntime", "nnforge", "affine"),
     "graph-break": ("eager", "inductor", "nnforge-dynamo"),
 }
-ALL_BACKENDS = ("eager", "inductor", "onnxruntime", "nnforge", "affine", "nnforge-dynamo")
-# Backends timed in standalone mode only (a second code generator of nnforge's, not a program's choice).
-STANDALONE_ONLY = ("affine",)
+ALL_BACKENDS = ("eager", "inductor", "onnxruntime", "nnforge", "affine", "nnforge-dynamo", "numpy")
+# The backend added to the workloads whose BLAS ceiling is timed (`Workload.blas_ceiling`).
+BLAS_CEILING = "numpy"
+# Backends timed in standalone mode only (a second code generator of nnforge's, not a program's
+# choice; the BLAS ceiling).
+STANDALONE_ONLY = ("affine", BLAS_CEILING)
 # The nnforge backends of `prepare`: their `nnforge.compile` option and the suffix of their library.
 NNFORGE_BUILDS = {"nnforge": ({}, ".so"), "affine": ({"optimize": "affine"}, ".affine.so")}
 # Backends that need torch in their process.
@@ -52,6 +57,8 @@ class Runner:
     # warnings of the first call (nnforge's backend warns where it runs a graph
     # eagerly) and, for nnforge's, the causes of its naive lowerings.
     dynamo: dict | None = None
+    # numpy: its BLAS as threadpoolctl describes it (library, version, kernel, threads).
+    blas: dict | None = None
 
 
 @contextlib.contextmanager
@@ -126,7 +133,7 @@ def prepare(name: str, folder: Path, threads: int) -> dict:
     np.savez(folder / f"{name}.npz", **{f"input{i}": a for i, a in enumerate(arrays)},
              **{f"expected{i}": a for i, a in enumerate(expected)})
     info: dict = {"title": workload.title, "kind": workload.kind, "flops": workload.flops,
-                  "compile_s": {}, "failed": {}}
+                  "blas_ceiling": workload.blas_ceiling, "compile_s": {}, "failed": {}}
     if workload.kind == "model":
         names = [f"input{i}" for i in range(len(arrays))]
         failure = _export_onnx(workload.module, workload.inputs, folder / f"{name}.onnx", names)
@@ -209,7 +216,22 @@ def runner(backend: str, name: str, folder: Path, threads: int) -> Runner:
                                                providers=["CPUExecutionProvider"])
         feeds = {f"input{i}": array for i, array in enumerate(inputs)}
         return Runner(lambda: session.run(None, feeds), None)
+    if backend == BLAS_CEILING:
+        return _numpy_runner(inputs, threads)
     raise ValueError(f"unknown backend {backend!r}")
+
+
+def _numpy_runner(inputs: list[np.ndarray], threads: int) -> Runner:
+    """numpy's `a @ b` on `threads` threads of its BLAS."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    threadpool_limits(threads, user_api="blas")
+    blas = [info for info in threadpool_info() if info["user_api"] == "blas"]
+    if not blas:
+        raise RuntimeError("threadpoolctl finds no BLAS loaded by numpy")
+    a, b = inputs
+    description = {key: blas[0].get(key) for key in ("internal_api", "version", "architecture", "num_threads")}
+    return Runner(lambda: a @ b, None, blas=description)
 
 
 def checked_runner(backend: str, name: str, folder: Path, threads: int) -> tuple[Runner, float]:

@@ -17,11 +17,23 @@ PACKAGES = {"nnforge": "nnforge", "torch": "torch", "onnxruntime": "onnxruntime"
 # Environment variables that tune OpenMP runtimes or thread pools: a benchmark
 # of the backends' defaults runs without any of them.
 THREAD_VARIABLE_PREFIXES = ("OMP_", "KMP_", "GOMP_", "MKL_", "OPENBLAS_", "ORT_", "TORCHINDUCTOR_")
+# OpenBLAS's kernel choice and cache size, which some environments set for
+# the machine: OpenBLAS reads them when it loads and, forcing an older core's
+# kernel (CORETYPE) or a smaller blocking (L2_SIZE), runs slower than its own
+# choice from the CPU. Only numpy's OpenBLAS reads them; the benchmark runs
+# numpy's sgemm (the BLAS ceiling) without them rather than refusing them.
+OPENBLAS_KERNEL_VARIABLES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
 def thread_variables() -> dict[str, str]:
     """The environment variables set here that tune thread pools."""
     return {name: value for name, value in os.environ.items() if name.startswith(THREAD_VARIABLE_PREFIXES)}
+
+
+def blas_environment() -> dict[str, str]:
+    """This process's environment without OPENBLAS_KERNEL_VARIABLES: for the
+    process that times OpenBLAS at its own choice of kernel."""
+    return {name: value for name, value in os.environ.items() if name not in OPENBLAS_KERNEL_VARIABLES}
 
 
 def _cpuinfo() -> dict[str, str]:

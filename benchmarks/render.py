@@ -90,6 +90,49 @@ def _mode_table(report: dict, mode: str, backends: list[str]) -> list[str]:
     return lines
 
 
+def _gflops(entry: dict, backend: str) -> float | None:
+    """`backend`'s GFLOP/s on the workload in standalone mode."""
+    ms, flops = _ms(entry.get("standalone", {}).get(backend)), entry.get("flops")
+    return flops / ms / 1e6 if ms and flops else None
+
+
+def blas_ceiling(entry: dict) -> dict | None:
+    """Standalone GFLOP/s of torch.mm (eager), numpy's sgemm and nnforge on a
+    matmul workload, and nnforge's percentage of the faster BLAS; None where
+    neither BLAS ran."""
+    torch_mm, numpy, nnforge = (_gflops(entry, backend) for backend in ("eager", "numpy", "nnforge"))
+    fastest = max((rate for rate in (torch_mm, numpy) if rate), default=None)
+    if fastest is None:
+        return None
+    return {"torch_mm_gflops": torch_mm, "numpy_gflops": numpy, "nnforge_gflops": nnforge,
+            "nnforge_percent_of_fastest": 100 * nnforge / fastest if nnforge else None}
+
+
+def _ceiling_table(report: dict) -> list[str]:
+    """The matmuls' GFLOP/s against the faster of torch.mm and numpy's sgemm (standalone)."""
+    lines = ["| workload | torch.mm (eager) GFLOP/s | numpy sgemm GFLOP/s | nnforge (.so) GFLOP/s "
+             "| nnforge / faster BLAS |", "|---|---|---|---|---|"]
+    libraries = set()
+    for name, entry in report["workloads"].items():
+        ceiling = blas_ceiling(entry) if entry.get("blas_ceiling") else None
+        if ceiling is None:
+            continue
+        blas = entry["standalone"].get("numpy", {}).get("blas")
+        if blas:
+            libraries.add(f"{blas['internal_api']} {blas['version']} (kernel {blas['architecture']}, "
+                          f"{blas['num_threads']} threads)")
+        lines.append("| " + " | ".join([
+            entry.get("title", name), _cell(ceiling["torch_mm_gflops"], 0), _cell(ceiling["numpy_gflops"], 0),
+            _cell(ceiling["nnforge_gflops"], 0), _cell(ceiling["nnforge_percent_of_fastest"], 0, "%")]) + " |")
+    if len(lines) == 2:
+        return []
+    kernel_variables = {k: v for k, v in report["machine"]["thread_variables"].items() if k.startswith("OPENBLAS_")}
+    note = (f"numpy's BLAS: {', '.join(sorted(libraries)) or 'not described'}; its process starts without "
+            + (", ".join(f"{k}={v}" for k, v in sorted(kernel_variables.items())) + " (set here)" if kernel_variables
+               else "OpenBLAS's kernel variables (none set here)") + ".")
+    return ["", "### Matmuls against the BLAS ceiling (standalone)", "", *lines, "", note]
+
+
 def _process_ratio_table(report: dict, backends: list[str]) -> list[str]:
     lines = ["| workload | " + " | ".join(LABELS[b] for b in backends) + " |", "|---" * (1 + len(backends)) + "|"]
     for name, entry in report["workloads"].items():
@@ -189,6 +232,7 @@ def render(report: dict, source: str = "benchmarks/results/cpu.json") -> str:
         backends = _backends(report, (mode,))
         if backends:
             lines += ["", f"### {title}", ""] + _mode_table(report, mode, backends)
+    lines += _ceiling_table(report)
     lines += ["", "### In-process time (without onnxruntime) / standalone time, per backend", ""]
     lines += _process_ratio_table(report, _backends(report, ("in_process",)))
     lines += ["", "### Compile times, rates, differences", ""] + _details_table(report)

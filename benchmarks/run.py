@@ -6,12 +6,15 @@
 
 Every backend runs at its defaults with the same thread count (--threads):
 no OMP_*, KMP_*, GOMP_* or other thread-pool variable is set, and the
-benchmark refuses to run where the environment has one.
+benchmark refuses to run where the environment has one, except OpenBLAS's
+kernel choice (machine.OPENBLAS_KERNEL_VARIABLES), which only numpy's BLAS
+reads: the numpy process starts without it.
 
 - standalone: each backend in a process of its own (nnforge: the saved .so
   loaded with nnforge.load, without torch, and the same for nnforge's affine
   generator; onnxruntime: an InferenceSession, without torch; eager,
-  inductor: the module), the processes taking turns
+  inductor: the module; for the matmuls, numpy's `a @ b` as the BLAS ceiling
+  beside eager's torch.mm), the processes taking turns
   over rounds (the order rotating, a pause before each turn so that the
   previous process's workers go idle);
 - in-process: the PyTorch-side backends (eager, inductor, nnforge's .so,
@@ -39,9 +42,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from backends import BACKENDS, STANDALONE_ONLY
-from machine import describe, thread_variables
-from render import PAGE, render, write_page
+from backends import BACKENDS, BLAS_CEILING, STANDALONE_ONLY
+from machine import OPENBLAS_KERNEL_VARIABLES, blas_environment, describe, thread_variables
+from render import PAGE, blas_ceiling, render, write_page
 from workloads import BUILDERS, QUICK
 
 HERE = Path(__file__).resolve().parent
@@ -55,9 +58,9 @@ class WorkerFailed(Exception):
     pass
 
 
-def _start(*arguments: str) -> subprocess.Popen:
+def _start(*arguments: str, environment: dict[str, str] | None = None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, str(WORKER), *arguments], cwd=HERE, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, bufsize=1)
+                            stdout=subprocess.PIPE, text=True, bufsize=1, env=environment)
 
 
 def _answer(process: subprocess.Popen, timeout: float) -> dict:
@@ -98,7 +101,8 @@ def standalone(name: str, backends: list[str], folder: Path, threads: int, round
     results: dict = {}
     workers: dict[str, subprocess.Popen] = {}
     for backend in backends:
-        process = _start("standalone", str(folder), str(threads), backend, name)
+        process = _start("standalone", str(folder), str(threads), backend, name,
+                         environment=blas_environment() if backend == BLAS_CEILING else None)
         try:
             ready = _answer(process, START_TIMEOUT)
         except WorkerFailed as failure:
@@ -112,6 +116,8 @@ def standalone(name: str, backends: list[str], folder: Path, threads: int, round
         results[backend] = {"compile_s": ready["compile_s"], "max_error": ready["max_error"],
                             "torch_loaded": ready["torch_loaded"], "dynamo": ready["dynamo"], "round_ms": [],
                             "calls": 0}
+        if ready["blas"]:
+            results[backend]["blas"] = ready["blas"]
     order = list(workers)
     for index in range(rounds if order else 0):
         shift = index % len(order)
@@ -167,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, help=f"JSON file (default {RESULTS.relative_to(HERE.parent)})")
     parser.add_argument("--no-docs", action="store_true", help=f"leave {PAGE.name} as it is")
     args = parser.parse_args(argv)
-    variables = thread_variables()
+    variables = {name: value for name, value in thread_variables().items() if name not in OPENBLAS_KERNEL_VARIABLES}
     if variables:
         raise SystemExit("the benchmark runs every backend at its defaults; unset "
                          + ", ".join(f"{k}={v}" for k, v in sorted(variables.items())))
@@ -195,9 +201,12 @@ def main(argv: list[str] | None = None) -> int:
             if "failed_all" in info:
                 continue
             backends = [b for b in BACKENDS[info["kind"]] if b not in info["failed"]]
+            backends += [BLAS_CEILING] if info["blas_ceiling"] else []
             print(f"{name}: standalone", file=sys.stderr, flush=True)
             entry["standalone"] = standalone(name, backends, folder, args.threads, args.rounds, args.seconds,
                                              args.pause)
+            if info["blas_ceiling"]:
+                entry["ceiling"] = blas_ceiling(entry)
             print(f"{name}: in-process", file=sys.stderr, flush=True)
             in_process_backends = [backend for backend in backends if backend not in STANDALONE_ONLY]
             torch_side = [backend for backend in in_process_backends if backend != "onnxruntime"]

@@ -72,7 +72,8 @@ def standalone(answer, folder: Path, threads: int, backend: str, name: str) -> N
         answer.write(json.dumps({"failed": _failure(failure)}) + "\n")
         return
     answer.write(json.dumps({"ready": True, "compile_s": runner.compile_s, "max_error": error,
-                             "torch_loaded": "torch" in sys.modules, "dynamo": runner.dynamo}) + "\n")
+                             "torch_loaded": "torch" in sys.modules, "dynamo": runner.dynamo,
+                             "blas": runner.blas}) + "\n")
     for line in sys.stdin:
         request = json.loads(line)
         if "round" not in request:

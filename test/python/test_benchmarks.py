@@ -99,11 +99,49 @@ def test_the_page_keeps_its_text_and_one_generated_section(tmp_path: Path) -> No
     assert "second" in content and "first" not in content
 
 
-def test_the_benchmark_refuses_thread_pool_variables() -> None:
-    environment = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+def test_matmuls_are_rated_against_the_faster_blas() -> None:
+    report = _report()
+    blas = {"internal_api": "openblas", "version": "0.3.31", "architecture": "SkylakeX", "num_threads": 2}
+    report["machine"]["thread_variables"] = {"OPENBLAS_CORETYPE": "Haswell"}
+    # 2e9 FLOPs: torch.mm 200 GFLOP/s (10 ms), numpy 250 (8 ms), nnforge 225.
+    report["workloads"]["m"] = {"title": "matmul m", "kind": "model", "flops": 2e9, "blas_ceiling": True,
+                                "compile_s": {}, "failed": {},
+                                "standalone": {"eager": _result(10.0), "nnforge": _result(2e9 / 225e6),
+                                               "numpy": {**_result(8.0), "blas": blas}}}
+    report["workloads"]["n"] = {"title": "matmul n", "kind": "model", "flops": 2e9, "blas_ceiling": True,
+                                "compile_s": {}, "failed": {},
+                                "standalone": {"eager": _result(10.0), "nnforge": _result(20.0),
+                                               "numpy": {"failed": "ModuleNotFoundError: threadpoolctl"}}}
+    ceiling = render.blas_ceiling(report["workloads"]["m"])
+    assert ceiling["numpy_gflops"] == pytest.approx(250) and ceiling["nnforge_percent_of_fastest"] == pytest.approx(90)
+    text = render.render(report)
+    table = text.split("### Matmuls against the BLAS ceiling (standalone)")[1]
+    assert _row(table, "matmul m") == ["matmul m", "200", "250", "225", "90%"]
+    # Without numpy's figure the ceiling is torch.mm's.
+    assert _row(table, "matmul n") == ["matmul n", "200", "–", "100", "50%"]
+    assert "workload a" not in table.split("###")[0]
+    assert "openblas 0.3.31 (kernel SkylakeX, 2 threads)" in table and "OPENBLAS_CORETYPE=Haswell" in table
+    # numpy is no column of the mode tables.
+    assert "numpy" not in text.split("### Matmuls against")[0].split("**Settings**")[1].split("\n", 1)[1]
+
+
+def test_the_benchmark_refuses_thread_pool_variables_but_openblas_kernel_choice() -> None:
+    environment = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OPENBLAS_CORETYPE": "Haswell"}
     result = subprocess.run([sys.executable, str(BENCHMARKS / "run.py"), "--quick"], env=environment,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode != 0 and "OMP_WAIT_POLICY=PASSIVE" in result.stderr, result.stderr
+    assert "OPENBLAS_CORETYPE" not in result.stderr
+
+
+def test_numpy_runs_without_openblas_kernel_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = importlib.util.spec_from_file_location("benchmark_machine", BENCHMARKS / "machine.py")
+    machine = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(machine)
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    monkeypatch.setenv("OPENBLAS_L2_SIZE", "262144")
+    environment = machine.blas_environment()
+    assert "OPENBLAS_CORETYPE" not in environment and "OPENBLAS_L2_SIZE" not in environment
+    assert environment["PATH"] == os.environ["PATH"]
 
 
 def _jax_benchmark():

@@ -116,18 +116,25 @@ func.func @runtime_filter(%x: tensor<1x4x9x9xf32>, %w: tensor<32x4x3x3xf32>, %in
 // Unit strides, output rows of 8 pixels or more, whole vectors of output
 // channels and a constant filter: an NHWC/HWCF convolution (computed from
 // the input directly) between transposing copies; the zero accumulator is
-// filled in NHWC, the filter transposed to HWCF.
+// filled in NHWC, the filter transposed to HWCF, the padding done in NHWC
+// after the copy of the unpadded input.
 // CHECK-DAG: #[[TO_NHWC:.*]] = affine_map<(d0, d1, d2, d3) -> (d0, d3, d1, d2)>
 // CHECK-DAG: #[[TO_NCHW:.*]] = affine_map<(d0, d1, d2, d3) -> (d0, d2, d3, d1)>
 // CHECK-LABEL: func.func @direct
 // CHECK: %[[FILL:.*]] = linalg.fill ins(%{{.*}} : f32) outs(%{{.*}} : tensor<1x8x8x32xf32>)
-// CHECK: %[[INPUT:.*]] = linalg.generic {indexing_maps = [#[[TO_NHWC]], {{.*}}]{{.*}} ins(%{{.*}} : tensor<1x4x10x10xf32>) outs(%{{.*}} : tensor<1x10x10x4xf32>)
+// CHECK: %[[COPY:.*]] = linalg.generic {indexing_maps = [#[[TO_NHWC]], {{.*}}]{{.*}} ins(%{{.*}} : tensor<1x4x8x8xf32>) outs(%{{.*}} : tensor<1x8x8x4xf32>)
+// CHECK: %[[INPUT:.*]] = tensor.pad %[[COPY]] low[0, 1, 1, 0] high[0, 1, 1, 0]
+// CHECK: tensor<1x8x8x4xf32> to tensor<1x10x10x4xf32>
 // CHECK: %[[FILTER:.*]] = linalg.transpose ins(%{{.*}} : tensor<32x4x3x3xf32>) outs(%{{.*}} : tensor<3x3x4x32xf32>) permutation = [2, 3, 1, 0]
 // CHECK: %[[CONV:.*]] = linalg.conv_2d_nhwc_hwcf {{.*}} ins(%[[INPUT]], %[[FILTER]] : {{.*}}) outs(%[[FILL]] : tensor<1x8x8x32xf32>)
 // CHECK: linalg.generic {indexing_maps = [#[[TO_NCHW]], {{.*}}]{{.*}} ins(%[[CONV]] : tensor<1x8x8x32xf32>) outs(%{{.*}} : tensor<1x32x8x8xf32>)
 // CHECK-NOT: linalg.conv_2d_nchw_fchw
-func.func @direct(%x: tensor<1x4x10x10xf32>) -> tensor<1x32x8x8xf32> {
+func.func @direct(%source: tensor<1x4x8x8xf32>) -> tensor<1x32x8x8xf32> {
   %zero = arith.constant 0.0 : f32
+  %x = tensor.pad %source low[0, 0, 1, 1] high[0, 0, 1, 1] {
+  ^bb0(%i: index, %j: index, %k: index, %l: index):
+    tensor.yield %zero : f32
+  } : tensor<1x4x8x8xf32> to tensor<1x4x10x10xf32>
   %empty = tensor.empty() : tensor<1x32x8x8xf32>
   %init = linalg.fill ins(%zero : f32) outs(%empty : tensor<1x32x8x8xf32>) -> tensor<1x32x8x8xf32>
   %w = arith.constant dense<0.5> : tensor<32x4x3x3xf32>

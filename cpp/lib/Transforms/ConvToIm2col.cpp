@@ -202,6 +202,26 @@ Value permutedCopy(OpBuilder &builder, Location loc, Value value,
       .getResult(0);
 }
 
+/// `input` copied into NHWC. A tensor.pad of constant padding is done after
+/// the copy, on its source: the copy can then be fused into the op that
+/// computes the source (a batch norm and ReLU between two convolutions),
+/// which writes NHWC directly.
+Value nhwcInput(OpBuilder &builder, Location loc, Value input,
+                ArrayRef<int64_t> toNhwc) {
+  auto pad = input.getDefiningOp<tensor::PadOp>();
+  Value padding = pad ? pad.getConstantPaddingValue() : Value();
+  if (!padding || !pad.getLow().empty() || !pad.getHigh().empty())
+    return permutedCopy(builder, loc, input, toNhwc);
+  SmallVector<OpFoldResult> low, high;
+  for (int64_t dim : toNhwc) {
+    low.push_back(builder.getIndexAttr(pad.getStaticLow()[dim]));
+    high.push_back(builder.getIndexAttr(pad.getStaticHigh()[dim]));
+  }
+  return tensor::PadOp::create(
+      builder, loc, Type(),
+      permutedCopy(builder, loc, pad.getSource(), toNhwc), low, high, padding);
+}
+
 /// The NCHW convolution as an NHWC/HWCF one: the input and the accumulator
 /// copied into NHWC (a zero fill filled again), the filter transposed to
 /// HWCF, the result copied back into NCHW.
@@ -220,7 +240,7 @@ Value directNhwcConvolution(OpBuilder &builder, Location loc,
   }
   auto nhwc = linalg::Conv2DNhwcHwcfOp::create(
       builder, loc, TypeRange{nhwcInit.getType()},
-      ValueRange{permutedCopy(builder, loc, input, toNhwc),
+      ValueRange{nhwcInput(builder, loc, input, toNhwc),
                  transposed(builder, loc, filter, {2, 3, 1, 0})},
       ValueRange{nhwcInit}, conv.getStrides(), conv.getDilations());
   return permutedCopy(builder, loc, nhwc.getResult(0), toNchw);

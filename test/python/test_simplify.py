@@ -260,6 +260,25 @@ def test_activations_of_convolutions_stay_before_their_concat(tmp_path: Path) ->
     assert kinds.count("Relu") == 2 and kinds[-1] == "Concat"
 
 
+def test_tanh_gelu_comes_back_whole(tmp_path: Path) -> None:
+    nodes = [helper.make_node("Gelu", ["x"], ["y"], approximate="tanh")]
+    assert _simplified_kinds(tmp_path, nodes, [2, 8, 16], {}, opset=20) == ["Gelu"]
+
+
+def test_batched_matmul_of_rank_4_stays_one_node(tmp_path: Path) -> None:
+    constants = {"w": np.random.default_rng(3).standard_normal((1, 4, 16, 8)).astype(np.float32)}
+    nodes = [helper.make_node("MatMul", ["x", "x"], ["m"]), helper.make_node("Relu", ["m"], ["r"]),
+             helper.make_node("MatMul", ["r", "w"], ["y"])]
+    assert _simplified_kinds(tmp_path, nodes, [1, 4, 16, 16], constants) == ["MatMul", "Relu", "MatMul"]
+
+
+def test_slices_covering_a_value_once_are_one_split(tmp_path: Path) -> None:
+    nodes = [helper.make_node("Split", ["x", "sizes"], ["a", "b", "c"], axis=2),
+             helper.make_node("Mul", ["a", "b"], ["m"]), helper.make_node("Add", ["m", "c"], ["y"])]
+    sizes = {"sizes": np.array([4, 4, 4], np.int64)}
+    assert _simplified_kinds(tmp_path, nodes, [1, 3, 12], sizes) == ["Split", "Mul", "Add"]
+
+
 def test_average_pools_are_written_under_the_oldest_opset_that_means_the_same(tmp_path: Path) -> None:
     """onnxruntime runs AveragePool-19 and later through a generic kernel, several times slower."""
     nodes = [helper.make_node("AveragePool", ["x"], ["a"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),

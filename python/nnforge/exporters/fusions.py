@@ -11,10 +11,13 @@ holds, where the source had one node:
   by an explicit Pad;
 - a Reshape of a Transpose that moves unit axes only, a Reshape of a Reshape;
 - LayerNormalization: the mean, the centered square's mean, eps, Sqrt and Reciprocal (or Div);
-- a Softmax of an opset before 13 on [N, C, 1, 1]: Reshape, Softmax, Reshape back.
+- a Softmax of an opset before 13 on [N, C, 1, 1]: Reshape, Softmax, Reshape back;
+- a MatMul of rank 4 or more: Reshapes to rank 3 around TOSA's matmul;
+- Gelu with the tanh approximation: Mul, Add, Tanh and the cube as Muls.
 Other rewrites leave fewer nodes than the source had: a global pool and its flatten as one
-reduction, a channel shuffle as a Gather, parallel Convs of one input as one Conv and a Split,
-a Concat of activations (not all of them of a Conv) as one activation after the Concat.
+reduction, a channel shuffle as a Gather, parallel Convs of one input as one Conv and a Split, Slices that
+cover a value once along one axis as a Split, a Concat of activations (not all of them of a Conv) as one
+activation after the Concat.
 `fuse` rewrites each chain whose intermediate values nothing else uses into the single node, the
 weights and attributes recovered from the chain's constants and checked to reproduce it exactly
 (a band that is no LRN window stays a convolution). `simplify` calls it once the transposes
@@ -145,6 +148,35 @@ def _slice_bounds(edit: Edit, node, rank: int) -> dict[int, tuple[int, int]] | N
     if len(inputs) > 3 and node.input[4] and (inputs[3] is None or np.any(inputs[3] != 1)):
         return None
     return {int(axis) % rank: (int(start), int(end)) for axis, start, end in zip(axes, starts, ends)}
+
+
+def _slices_as_split(edit: Edit, node) -> bool:
+    """Slices of one value along one axis (steps 1) that together cover it once -> one Split."""
+    source = edit.shapes.get(node.input[0]) if node.op_type == "Slice" else None
+    if source is None:
+        return False
+    pieces: dict[int, list[tuple[int, int, object]]] = {}
+    for piece in edit.consumers.get(node.input[0], []):
+        bounds = _slice_bounds(edit, piece, len(source)) if piece.op_type == "Slice" \
+            and piece.input[0] == node.input[0] and id(piece) not in edit.removed else None
+        cut = {axis: tuple(min(max(b + source[axis] if b < 0 else b, 0), source[axis]) for b in span)
+               for axis, span in (bounds or {}).items()}
+        partial = [axis for axis, span in cut.items() if span != (0, source[axis])]
+        if len(partial) == 1:
+            pieces.setdefault(partial[0], []).append((*cut[partial[0]], piece))
+    for axis, parts in pieces.items():
+        parts.sort(key=lambda part: part[:2])
+        if len(parts) < 2 or parts[0][0] != 0 or parts[-1][1] != source[axis] \
+                or any(left[1] != right[0] for left, right in zip(parts, parts[1:])):
+            continue
+        from onnx import helper
+
+        sizes = edit.array(np.array([end - start for start, end, _ in parts], np.int64), "split")
+        edit.replace([piece for _, _, piece in parts],
+                     [helper.make_node("Split", [node.input[0], sizes], [piece.output[0] for _, _, piece in parts],
+                                       axis=axis)])
+        return True
+    return False
 
 
 def _grouped_convolution(edit: Edit, node) -> bool:
@@ -641,6 +673,96 @@ def _constant_gather_nd(edit: Edit, node) -> bool:
     return True
 
 
+def _unit_axes_before(outer: tuple[int, ...], inner: tuple[int, ...]) -> bool:
+    """Whether `outer` is `inner` after unit axes."""
+    extra = len(outer) - len(inner)
+    return extra >= 0 and tuple(outer[extra:]) == tuple(inner) and all(size == 1 for size in outer[:extra])
+
+
+def _batched_matmul_in_unit_reshapes(edit: Edit, node) -> bool:
+    """Reshape(MatMul(Reshape(a), Reshape(b) or a constant)), the reshapes only dropping leading unit axes and
+    putting them back on the product (TOSA's matmul is rank 3) -> MatMul(a, b), which broadcasts them."""
+    if node.op_type != "Reshape":
+        return False
+    matmul = edit.single(node.input[0], "MatMul")
+    product, result = edit.shapes.get(node.input[0]), edit.shapes.get(node.output[0])
+    if matmul is None or product is None or result is None or not _unit_axes_before(result, product):
+        return False
+    operands: list[tuple[tuple[int, ...], str]] = []  # (shape, name) of the new MatMul's inputs
+    reshapes = []
+    for name in matmul.input:
+        reshape = edit.producer(name, "Reshape") if edit.users[name] == list(matmul.input).count(name) \
+            and name not in edit.outputs else None
+        source = reshape and edit.shapes.get(reshape.input[0])
+        reshaped = edit.shapes.get(name)
+        if reshaped is None:
+            return False
+        if source is not None and len(source) == len(result) and _unit_axes_before(source, reshaped):
+            operands.append((source, reshape.input[0]))
+            reshapes += [reshape] if reshape not in reshapes else []
+        elif edit.constant(name) is not None:
+            operands.append((reshaped, name))
+        else:
+            return False
+    try:
+        batch = np.broadcast_shapes(*(tuple(shape[:-2]) for shape, _ in operands))
+    except ValueError:
+        return False
+    if not reshapes or (*batch, operands[0][0][-2], operands[1][0][-1]) != tuple(result):
+        return False
+    edit.replace([node, matmul, *reshapes], [_make("MatMul", [name for _, name in operands], node.output[0])])
+    return True
+
+
+def _scaled(edit: Edit, name: str, value: float):
+    """The node computing `name` as Mul(x, value) with a one-element constant: returns (node, x), or None."""
+    node = edit.single(name, "Mul")
+    for x, factor in (node.input, node.input[::-1]) if node is not None else ():
+        constant = edit.constant(factor)
+        if constant is not None and constant.size == 1 and np.isclose(float(constant.reshape(-1)[0]), value,
+                                                                      rtol=1e-6, atol=0):
+            return node, x
+    return None
+
+
+def _cube(edit: Edit, name: str):
+    """The nodes computing `name` as x * x * x (two Muls, any order): returns (nodes, x), or None."""
+    outer = edit.single(name, "Mul")
+    for square_name, x in (outer.input, outer.input[::-1]) if outer is not None else ():
+        square = edit.single(square_name, "Mul")
+        if square is not None and list(square.input) == [x, x]:
+            return [outer, square], x
+    return None
+
+
+def _gelu_tanh(edit: Edit, node) -> bool:
+    """Mul(Mul(x, 0.5), Add(Tanh(Mul(Add(x, Mul(x * x * x, 0.044715)), sqrt(2 / pi))), 1)) -> Gelu(x, "tanh")."""
+    if node.op_type != "Mul" or len(node.input) != 2:
+        return False
+    for half_name, one_plus_name in (node.input, node.input[::-1]):
+        half = _scaled(edit, half_name, 0.5)
+        shifted = edit.single(one_plus_name, "Add")
+        if half is None or shifted is None:
+            continue
+        for tanh_name, one in (shifted.input, shifted.input[::-1]):
+            tanh, constant = edit.single(tanh_name, "Tanh"), edit.constant(one)
+            if tanh is None or constant is None or constant.size != 1 or float(constant.reshape(-1)[0]) != 1.0:
+                continue
+            scaled = _scaled(edit, tanh.input[0], float(np.sqrt(2 / np.pi)))
+            inner = scaled and edit.single(scaled[1], "Add")
+            x = half[1]
+            if inner is None or x not in inner.input:
+                continue
+            cubic = _scaled(edit, inner.input[1] if inner.input[0] == x else inner.input[0], 0.044715)
+            cube = cubic and _cube(edit, cubic[1])
+            if cube is None or cube[1] != x:
+                continue
+            chain = [node, half[0], shifted, tanh, scaled[0], inner, cubic[0], *cube[0]]
+            edit.replace(chain, [_make("Gelu", [x], node.output[0], approximate="tanh")])
+            return True
+    return False
+
+
 # Elementwise activations that a stacked Conv applies to each part alike.
 _ACTIVATIONS = ("Relu", "LeakyRelu", "Sigmoid", "Tanh", "Clip", "HardSigmoid", "Elu", "Selu", "Softplus")
 
@@ -652,6 +774,7 @@ FUSIONS: tuple[Callable[[Edit, object], bool], ...] = (
     _grouped_convolution, _gemm, _softmax_through_unit_reshapes, _global_pool_flattened, _axis_permutation,
     _parallel_convolutions, _activation_after_concat, _layer_normalization,
     _layer_normalization_affine, _constant_gather_nd, _global_pool, _matrix_weights,
+    _batched_matmul_in_unit_reshapes, _gelu_tanh, _slices_as_split,
 )
 
 

@@ -491,7 +491,8 @@ def NNFConvToIm2col : Pass<"nnf-conv-to-im2col"> {
     convolution with unit strides and dilations, a window larger than 1x1,
     output rows of 8 pixels or more, output channels a multiple of 16 and a
     constant filter becomes such an NHWC one: its input and accumulator
-    copied into NHWC by transposing generics (a zero fill is filled again;
+    copied into NHWC by transposing generics (a zero fill is filled again
+    and a broadcast bias broadcast again, in NHWC;
     a constant `tensor.pad` of the input is done after the copy, in NHWC,
     so that the copy can fuse into the op computing the unpadded input),
     its filter transposed to HWCF (`linalg.transpose`, folded), its result

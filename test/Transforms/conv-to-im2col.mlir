@@ -159,6 +159,22 @@ func.func @direct_accumulator(%x: tensor<1x4x10x10xf32>, %init: tensor<1x16x8x8x
 
 // -----
 
+// A broadcast of the channels (a bias, as ONNX's importer writes it) is
+// broadcast into NHWC instead.
+// CHECK-LABEL: func.func @direct_bias
+// CHECK: %[[BIAS:.*]] = linalg.broadcast ins(%{{.*}} : tensor<16xf32>) outs(%{{.*}} : tensor<1x8x8x16xf32>) dimensions = [0, 1, 2]
+// CHECK: linalg.conv_2d_nhwc_hwcf {{.*}} outs(%[[BIAS]] : tensor<1x8x8x16xf32>)
+func.func @direct_bias(%x: tensor<1x4x10x10xf32>, %b: tensor<16xf32>) -> tensor<1x16x8x8xf32> {
+  %w = arith.constant dense<0.5> : tensor<16x4x3x3xf32>
+  %empty = tensor.empty() : tensor<1x16x8x8xf32>
+  %init = linalg.broadcast ins(%b : tensor<16xf32>) outs(%empty : tensor<1x16x8x8xf32>) dimensions = [0, 2, 3]
+  %y = linalg.conv_2d_nchw_fchw {dilations = dense<1> : tensor<2xi64>, strides = dense<1> : tensor<2xi64>}
+      ins(%x, %w : tensor<1x4x10x10xf32>, tensor<16x4x3x3xf32>) outs(%init : tensor<1x16x8x8xf32>) -> tensor<1x16x8x8xf32>
+  return %y : tensor<1x16x8x8xf32>
+}
+
+// -----
+
 // NHWC/HWCF (jax's layout): the windows [N, OH, OW, KH, KW, C] copied through
 // the convolution's input map with channels innermost, collapsed to
 // [N, OH*OW, KH*KW*C]; the filter collapsed to [KH*KW*C, F] as it is; the

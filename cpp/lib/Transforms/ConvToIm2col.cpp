@@ -222,22 +222,31 @@ Value nhwcInput(OpBuilder &builder, Location loc, Value input,
       permutedCopy(builder, loc, pad.getSource(), toNhwc), low, high, padding);
 }
 
+/// The accumulator `init` in NHWC: a fill or a broadcast of the channels
+/// (a bias) done again in NHWC, anything else copied.
+Value nhwcAccumulator(OpBuilder &builder, Location loc, Value init,
+                      ArrayRef<int64_t> toNhwc) {
+  Value empty = permutedEmpty(builder, loc, init, toNhwc);
+  if (auto fill = init.getDefiningOp<linalg::FillOp>())
+    return linalg::FillOp::create(builder, loc, fill.getInputs(), empty)
+        .getResult(0);
+  auto broadcast = init.getDefiningOp<linalg::BroadcastOp>();
+  if (broadcast && broadcast.getDimensions() == ArrayRef<int64_t>{0, 2, 3})
+    return linalg::BroadcastOp::create(builder, loc, broadcast.getInput(),
+                                       empty, ArrayRef<int64_t>{0, 1, 2})
+        .getResults()[0];
+  return permutedCopy(builder, loc, init, toNhwc);
+}
+
 /// The NCHW convolution as an NHWC/HWCF one: the input and the accumulator
-/// copied into NHWC (a zero fill filled again), the filter transposed to
-/// HWCF, the result copied back into NCHW.
+/// in NHWC, the filter transposed to HWCF, the result copied back into
+/// NCHW.
 Value directNhwcConvolution(OpBuilder &builder, Location loc,
                             linalg::Conv2DNchwFchwOp conv) {
   Value input = conv.getInputs()[0], filter = conv.getInputs()[1];
   Value init = conv.getOutputs()[0];
   const SmallVector<int64_t> toNhwc = {0, 2, 3, 1}, toNchw = {0, 3, 1, 2};
-  Value nhwcInit;
-  if (auto fill = init.getDefiningOp<linalg::FillOp>()) {
-    Value empty = permutedEmpty(builder, loc, init, toNhwc);
-    nhwcInit = linalg::FillOp::create(builder, loc, fill.getInputs(), empty)
-                   .getResult(0);
-  } else {
-    nhwcInit = permutedCopy(builder, loc, init, toNhwc);
-  }
+  Value nhwcInit = nhwcAccumulator(builder, loc, init, toNhwc);
   auto nhwc = linalg::Conv2DNhwcHwcfOp::create(
       builder, loc, TypeRange{nhwcInit.getType()},
       ValueRange{nhwcInput(builder, loc, input, toNhwc),

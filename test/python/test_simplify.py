@@ -279,6 +279,23 @@ def test_slices_covering_a_value_once_are_one_split(tmp_path: Path) -> None:
     assert _simplified_kinds(tmp_path, nodes, [1, 3, 12], sizes) == ["Split", "Mul", "Add"]
 
 
+def test_gather_of_rows_stays_one_node(tmp_path: Path) -> None:
+    """torch-mlir's TOSA gather of rows (flattened indices, negative ones wrapped) comes back as one Gather."""
+    table = numpy_helper.from_array(np.random.default_rng(5).standard_normal((50, 8)).astype(np.float32), "t")
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["t", "ids"], ["rows"], axis=0), helper.make_node("Relu", ["rows"], ["y"])],
+        "g", [helper.make_tensor_value_info("ids", TensorProto.INT64, [2, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 6, 8])], [table])
+    source = tmp_path / "gather.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(source))
+    simplify(source, tmp_path / "small.onnx")
+    assert [node.op_type for node in onnx.load(str(tmp_path / "small.onnx")).graph.node] == ["Gather", "Relu"]
+    ids = np.array([[0, 3, 49, -1, -50, 7], [1, 2, 3, 4, 5, -6]], np.int64)
+    runs = [onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"ids": ids})[0]
+            for path in (source, tmp_path / "small.onnx")]
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
 def test_average_pools_are_written_under_the_oldest_opset_that_means_the_same(tmp_path: Path) -> None:
     """onnxruntime runs AveragePool-19 and later through a generic kernel, several times slower."""
     nodes = [helper.make_node("AveragePool", ["x"], ["a"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),

@@ -13,7 +13,9 @@ holds, where the source had one node:
 - LayerNormalization: the mean, the centered square's mean, eps, Sqrt and Reciprocal (or Div);
 - a Softmax of an opset before 13 on [N, C, 1, 1]: Reshape, Softmax, Reshape back;
 - a MatMul of rank 4 or more: Reshapes to rank 3 around TOSA's matmul;
-- Gelu with the tanh approximation: Mul, Add, Tanh and the cube as Muls.
+- Gelu with the tanh approximation: Mul, Add, Tanh and the cube as Muls;
+- a Gather of rows: a GatherND into the flattened table at ids * W + column, the indices built by Tile,
+  Concat, Mul and ReduceSum, negative ids wrapped by a Where.
 Other rewrites leave fewer nodes than the source had: a global pool and its flatten as one
 reduction, a channel shuffle as a Gather, parallel Convs of one input as one Conv and a Split, Slices that
 cover a value once along one axis as a Split, a Concat of activations (not all of them of a Conv) as one
@@ -673,6 +675,90 @@ def _constant_gather_nd(edit: Edit, node) -> bool:
     return True
 
 
+# Ops that leave the values of an integer index tensor as they are, in row-major order.
+_INDEX_PRESERVING = ("Reshape", "Unsqueeze", "Squeeze", "Cast")
+
+
+def _through(edit: Edit, name: str, chain: list) -> str:
+    """The value `name` is read from through single-use reshapes and casts (appended to `chain`)."""
+    while (node := edit.single(name, *_INDEX_PRESERVING)) is not None:
+        chain.append(node)
+        name = node.input[0]
+    return name
+
+
+def _rows_of_flat_table(edit: Edit, node) -> bool:
+    """GatherND(table as [1, R * W, 1], ids[n] * W + w for each (n, w), batch_dims 1), read as [..., N, W]
+    (TOSA's gather, as torch-mlir lowers a Gather of rows) -> Gather(table as [R, W], ids, axis 0)."""
+    table = edit.constant(node.input[0]) if node.op_type == "GatherND" else None
+    if table is None or attribute(node, "batch_dims", 0) != 1 or table.shape[0] != 1 or table.ndim != 3 \
+            or table.shape[2] != 1:
+        return False
+    chain = [node]
+    total = edit.single(_through(edit, node.input[1], chain), "ReduceSum")
+    scaled = total and edit.single(total.input[0], "Mul")
+    strides = scaled and edit.constant(scaled.input[1])
+    pairs = scaled and edit.single(_through(edit, scaled.input[0], chain), "Concat")
+    columns = pairs and len(pairs.input) == 2 and edit.constant(pairs.input[1])
+    if pairs is None or strides is None or columns is None or _axes(edit, total) not in ([1], [-1]) \
+            or strides.reshape(-1).size != 2 or strides.reshape(-1)[1] != 1 or columns.ndim < 2:
+        return False
+    width = int(strides.reshape(-1)[0])
+    tile = edit.single(_through(edit, pairs.input[0], chain), "Tile")
+    repeats = tile and edit.constant(tile.input[1])
+    ids = tile and _through(edit, tile.input[0], chain)
+    shape = ids and edit.shapes.get(ids)
+    if tile is None or repeats is None or shape is None or list(repeats.reshape(-1)) != [1, width] \
+            or table.size % width or columns.shape[-2:] != (width, 1) \
+            or not np.array_equal(columns[..., 0], np.broadcast_to(np.arange(width), columns.shape[:-1])):
+        return False
+    count = int(np.prod(shape))
+    if columns.size != count * width or edit.shapes.get(node.output[0]) != (1, count * width, 1) \
+            or node.output[0] in edit.outputs \
+            or any(user.op_type != "Reshape" for user in edit.consumers.get(node.output[0], [])):
+        return False  # the rows come out as [..., N, W], which only a Reshape reads alike
+    chain += [total, scaled, pairs, tile]
+    rows = edit.array(table.reshape(-1, width), "rows")
+    edit.replace(chain, [_make("Gather", [rows, ids], node.output[0], axis=0)])
+    return True
+
+
+def _negative_indices_wrapped(edit: Edit, node) -> bool:
+    """Gather(t, Where(ids < 0, ids + n, ids), axis) with n the size of t's axis -> Gather(t, ids, axis), which
+    reads a negative index from the end itself (torch-mlir wraps them for TOSA's gather)."""
+    wrap = edit.single(node.input[1], "Where") if node.op_type == "Gather" else None
+    size = wrap and edit.shapes.get(node.input[0])
+    if wrap is None or size is None:
+        return False
+    condition, wrapped, ids = wrap.input
+    chain = [wrap]
+    test = edit.single(condition, "Greater", "Less")
+    zero = test and edit.constant(test.input[0] if test.op_type == "Greater" else test.input[1])
+    shift = edit.single(_through(edit, wrapped, chain), "Add")
+    if test is None or zero is None or shift is None or np.any(zero != 0) \
+            or list(test.input).index(ids) != (1 if test.op_type == "Greater" else 0):
+        return False
+    for shifted, amount in (shift.input, shift.input[::-1]):
+        constant, casts = edit.constant(amount), []
+        if constant is not None and constant.size == 1 and int(constant.reshape(-1)[0]) \
+                == size[attribute(node, "axis", 0)] and _through(edit, shifted, casts) == ids:
+            node.input[1] = ids
+            edit.replace(chain + [test, shift] + casts, [])
+            return True
+    return False
+
+
+def _same_shape_reshape(edit: Edit, node) -> bool:
+    """A Reshape of a value to its own shape -> the value."""
+    shape = edit.shapes.get(node.input[0]) if node.op_type == "Reshape" else None
+    if shape is None or shape != edit.shapes.get(node.output[0]) or node.output[0] in edit.outputs:
+        return False
+    for user in edit.consumers.get(node.output[0], []):
+        user.input[:] = [node.input[0] if name == node.output[0] else name for name in user.input]
+    edit.replace([node], [])
+    return True
+
+
 def _unit_axes_before(outer: tuple[int, ...], inner: tuple[int, ...]) -> bool:
     """Whether `outer` is `inner` after unit axes."""
     extra = len(outer) - len(inner)
@@ -774,7 +860,8 @@ FUSIONS: tuple[Callable[[Edit, object], bool], ...] = (
     _grouped_convolution, _gemm, _softmax_through_unit_reshapes, _global_pool_flattened, _axis_permutation,
     _parallel_convolutions, _activation_after_concat, _layer_normalization,
     _layer_normalization_affine, _constant_gather_nd, _global_pool, _matrix_weights,
-    _batched_matmul_in_unit_reshapes, _gelu_tanh, _slices_as_split,
+    _batched_matmul_in_unit_reshapes, _gelu_tanh, _slices_as_split, _rows_of_flat_table,
+    _negative_indices_wrapped, _same_shape_reshape,
 )
 
 

@@ -1040,6 +1040,41 @@ def NNFEraseUnusedLinalgResults : Pass<"nnf-erase-unused-linalg-results"> {
   }];
 }
 
+def NNFPropagateReshapes : Pass<"nnf-propagate-reshapes"> {
+  let summary = "Fold reshapes into the linalg ops around them, regrouped views included";
+  let description = [{
+    Applies upstream's `linalg::populateFoldReshapeOpsByExpansionPatterns`
+    (a reshape folded into the linalg op on its other side by expanding the
+    op's loops) and `tensor::populateBubbleUpExpandShapePatterns`, folding
+    whatever else uses the op (upstream's default wants one use; the op is
+    replaced by its expanded form, its other users read a reshape of it, so
+    nothing is computed twice). A `tensor.expand_shape` of a
+    `tensor.collapse_shape` that no one reshape does is first rewritten as
+    an expand_shape to the coarsest shape that refines both sides, then a
+    collapse_shape (static shapes; a pair with no common refinement, a size
+    of one side that is no product of consecutive sizes of it, stays).
+
+    `torch.nn.MultiheadAttention` computes its heads collapsed with the
+    batch: its `[S, B, E]` queries, keys and values viewed as `[S, B * H, D]`
+    (torch-mlir: through `[S, B * E]`), its scores and softmax on
+    `[B * H, S, S]`. A rank's heads are no block of `B * H` for a batch above
+    1; after this pass the ops run on `[.., B, H, ..]` loops and split by
+    heads. Runs before `sharding-propagation` in the partitioning of models
+    split over ranks.
+
+    Example:
+
+    ```mlir
+    %c = tensor.collapse_shape %q [[0], [1, 2]] : tensor<6x2x32xf32> into tensor<6x64xf32>
+    %e = tensor.expand_shape %c [[0], [1, 2]] output_shape [6, 8, 8] : tensor<6x64xf32> into tensor<6x8x8xf32>
+    // becomes
+    %r = tensor.expand_shape %q [[0], [1], [2, 3]] output_shape [6, 2, 4, 8] : tensor<6x2x32xf32> into tensor<6x2x4x8xf32>
+    %e = tensor.collapse_shape %r [[0], [1, 2], [3]] : tensor<6x2x4x8xf32> into tensor<6x8x8xf32>
+    ```
+  }];
+  let dependentDialects = ["::mlir::linalg::LinalgDialect", "::mlir::tensor::TensorDialect"];
+}
+
 def NNFUncollapseBatchMatmul : Pass<"nnf-uncollapse-batch-matmul"> {
   let summary = "Compute a batch matmul on collapsed batches over the uncollapsed ones";
   let description = [{

@@ -1,4 +1,4 @@
-// RUN: nnforge-opt %s --pass-pipeline="builtin.module(func.func(nnf-unbroadcast-batch-matmul,linalg-fold-unit-extent-dims,nnf-fuse-elementwise,canonicalize,nnf-bubble-up-extract-slices,canonicalize,nnf-erase-unused-linalg-results,nnf-duplicate-shared-inits,nnf-uncollapse-batch-matmul,sharding-propagation{traversal=forward-backward}),nnf-verify-sharding,func.func(shard-partition),canonicalize,nnf-verify-shard-to-mpi,convert-shard-to-mpi,nnf-shard-world-communicator,canonicalize,cse)" | FileCheck %s
+// RUN: nnforge-opt %s --pass-pipeline="builtin.module(func.func(nnf-unbroadcast-batch-matmul,linalg-fold-unit-extent-dims,nnf-propagate-reshapes,canonicalize,nnf-bubble-up-extract-slices,canonicalize,nnf-erase-unused-linalg-results,nnf-duplicate-shared-inits,nnf-uncollapse-batch-matmul,sharding-propagation{traversal=forward-backward}),nnf-verify-sharding,func.func(shard-partition),canonicalize,nnf-verify-shard-to-mpi,convert-shard-to-mpi,nnf-shard-world-communicator,canonicalize,cse)" | FileCheck %s
 
 // torch.nn.MultiheadAttention(8, 2, batch_first=True) as torch-mlir lowers it
 // (need_weights=False), its packed in_proj taken as [3, E, K] and split by

@@ -369,25 +369,48 @@ def test_packed_projection_reshaped_before_slicing(tmp_path):
 
 
 class MultiheadAttention(torch.nn.Module):
-    """torch.nn.MultiheadAttention as self-attention, without the attention weights."""
+    """torch.nn.MultiheadAttention as self-attention. `need_weights` (its
+    default): it also computes the attention weights, averaged over heads,
+    on scores with the heads collapsed with the batch (`bmm`), and this
+    module returns only the attention's output."""
 
-    def __init__(self, batch_first: bool):
+    def __init__(self, batch_first: bool, need_weights: bool):
         super().__init__()
+        self.need_weights = need_weights
         self.attention = torch.nn.MultiheadAttention(32, 4, batch_first=batch_first)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.attention(x, x, x, need_weights=False)[0]
+        return self.attention(x, x, x, need_weights=self.need_weights)[0]
 
 
+@pytest.mark.parametrize("need_weights", [False, True])
 @pytest.mark.parametrize("batch_first", [True, False])
-def test_auto_splits_multihead_attention_by_heads(batch_first):
+def test_auto_splits_multihead_attention_by_heads(batch_first, need_weights):
     """torch.nn.MultiheadAttention's packed in_proj_weight (one linear layer
     whose output is unflattened as [.., 3, E], transposed, and selected in
     q, k and v) -> heads -> out_proj is a group, in_proj split Packed in 3."""
     x = torch.randn(2, 6, 32)
     attention = {"attention.in_proj_weight": Packed(0, 3), "attention.in_proj_bias": Packed(0, 3),
                  "attention.out_proj.weight": 1}
-    assert plan.plan(MultiheadAttention(batch_first).eval(), (x,), 2, "auto") == [attention, {}]
+    assert plan.plan(MultiheadAttention(batch_first, need_weights).eval(), (x,), 2, "auto") == [attention, {}]
+
+
+def test_multihead_attention_on_collapsed_heads_splits_by_heads(tmp_path):
+    """torch.nn.MultiheadAttention called as by default (need_weights): its
+    scores and softmax on [batch * heads, S, S] run on 2 of the 4 heads per
+    rank ([2, 2, 6, 6]), one all-reduce after out_proj; every rank computes
+    the single-process model's output."""
+    torch.manual_seed(0)
+    model = MultiheadAttention(batch_first=False, need_weights=True).eval()
+    x = torch.randn(6, 2, 32)
+    compiled = nnforge.compile(model, (x,), ranks=2, sharding="auto", dump_ir=tmp_path / "ir")
+    assert compiled.sharding == {"attention.in_proj_weight": Packed(0, 3), "attention.in_proj_bias": Packed(0, 3),
+                                 "attention.out_proj.weight": 1}
+    assert compiled.collectives == [("allreduce", 6 * 2 * 32 * 4)]
+    partitioned = (tmp_path / "ir" / "02-partitioned.mlir").read_text()
+    assert "tensor<2x2x6x6xf32>" in partitioned
+    assert "tensor<2x4x6x6xf32>" not in partitioned and "tensor<8x6x6xf32>" not in partitioned
+    run_on_two_ranks(model, compiled, x, tmp_path)
 
 
 def test_auto_leaves_attention_whole_when_heads_do_not_split(caplog):

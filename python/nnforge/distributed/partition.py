@@ -34,11 +34,11 @@ PANELS = "nnf.panels"
 
 # Unit dimensions folded away (LayerNorm's keepdim reductions index them by
 # the constant 0, which upstream's linalg sharding cannot map); batch matmuls
-# by a broadcast matrix made matmuls and elementwise ops fused with reshapes
-# folded into the linalg ops around them, as the CPU target does next (the
-# reshapes that collapse heads with the batch, as torch.nn.MultiheadAttention's
-# [S, B, E] -> [S, B * H, D] -> [B * H, S, D] -> [B, H, S, D], fold away: no
-# block of heads would be a block of B * H); slices moved
+# by a broadcast matrix made matmuls, as the CPU target does next; reshapes
+# folded into the linalg ops around them (torch.nn.MultiheadAttention
+# collapses its heads with the batch, [S, B * H, D] and [B * H, S, S], where
+# no block of heads is a block of B * H; its ops then run on [.., B, H, ..]);
+# slices moved
 # above their producers (a packed q/k/v projection sliced in thirds becomes a
 # projection per third, on its third of the weight taken as [3, E, K]); unused
 # results of generics dropped (softmax's max also computes an argmax that
@@ -54,7 +54,7 @@ PANELS = "nnf.panels"
 # before it runs; the communicator split off MPI_COMM_WORLD per call
 # becomes the world itself.
 PARTITION = (
-    "func.func(nnf-unbroadcast-batch-matmul,linalg-fold-unit-extent-dims,nnf-fuse-elementwise,canonicalize,"
+    "func.func(nnf-unbroadcast-batch-matmul,linalg-fold-unit-extent-dims,nnf-propagate-reshapes,canonicalize,"
     "nnf-bubble-up-extract-slices,canonicalize,nnf-erase-unused-linalg-results,"
     "nnf-duplicate-shared-inits,nnf-uncollapse-batch-matmul,sharding-propagation{traversal=forward-backward}),"
     "nnf-verify-sharding,"

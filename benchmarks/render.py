@@ -30,7 +30,7 @@ LABELS = {
 }
 MODES = {
     "standalone": "Standalone: each backend in a process of its own, the processes taking turns",
-    "in_process": "In-process: PyTorch's backends and nnforge in one process, a call of each in turn",
+    "in_process": "In-process: PyTorch's backends and nnforge in one process, taking turns, an eager op between calls",
     "with_onnxruntime": "In-process with an onnxruntime session: every backend in one process, a call of each in turn",
 }
 

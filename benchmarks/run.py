@@ -18,10 +18,13 @@ reads: the numpy process starts without it.
   over rounds (the order rotating, a pause before each turn so that the
   previous process's workers go idle);
 - in-process: the PyTorch-side backends (eager, inductor, nnforge's .so,
-  nnforge under torch.compile) in one process, a call of each in turn, as
-  in the program of a torch.compile user;
-- in-process with onnxruntime: the same with an onnxruntime session in the
-  process too (its thread pool spins between runs, at its defaults).
+  nnforge under torch.compile) in one process, as in the program of a
+  torch.compile user: they take turns by rounds (the order rotating), and
+  an eager op of the program runs on PyTorch's workers between two calls;
+- in-process with onnxruntime: every backend, an onnxruntime session too
+  (its thread pool spins between runs, at its defaults), a call of each in
+  turn: each call also starts with the caches holding the other backends'
+  weights.
 
 Each figure is the median over rounds of a round's median call (ms).
 Outputs are checked against eager's (rtol/atol 1e-3) in every process
@@ -52,6 +55,12 @@ WORKER = HERE / "worker.py"
 RESULTS = HERE / "results" / "cpu.json"
 # Seconds a process may take to prepare one workload (compiling ResNet-18, inductor's first call).
 START_TIMEOUT = 1800.0
+# How the backends of each in-process mode share the process (worker.py in-process): "turns",
+# rounds of one backend's calls with an eager op of the program between them; "calls", a call of
+# each backend in turn. Each backend of the call-by-call order starts every call after the others'
+# calls on their own copies of the weights: colder caches than a program with one compiled model
+# has, at any thread count.
+ORDERS = {"in_process": "turns", "with_onnxruntime": "calls"}
 
 
 class WorkerFailed(Exception):
@@ -141,9 +150,12 @@ def standalone(name: str, backends: list[str], folder: Path, threads: int, round
     return {backend: _summary(**result) if "round_ms" in result else result for backend, result in results.items()}
 
 
-def in_process(name: str, backends: list[str], folder: Path, threads: int, rounds: int, seconds: float) -> dict:
-    """`backends` in one process, a call of each in turn."""
-    process = _start("in-process", str(folder), str(threads), name, ",".join(backends), str(rounds), str(seconds))
+def in_process(name: str, backends: list[str], folder: Path, threads: int, rounds: int, seconds: float,
+               order: str) -> dict:
+    """`backends` in one process, taking turns (`order` "turns": rounds, an
+    eager op between calls) or a call of each in turn ("calls")."""
+    process = _start("in-process", str(folder), str(threads), name, ",".join(backends), str(rounds), str(seconds),
+                     order)
     try:
         answer = _answer(process, START_TIMEOUT + rounds * seconds * len(backends) * 10)
     except WorkerFailed as failure:
@@ -189,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": describe(),
         "settings": {"threads": args.threads, "rounds": args.rounds, "seconds": args.seconds,
-                     "pause": args.pause, "quick": args.quick},
+                     "pause": args.pause, "quick": args.quick, "orders": ORDERS},
         "workloads": {},
     }
     with tempfile.TemporaryDirectory(prefix="nnforge-bench-") as scratch:
@@ -210,11 +222,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: in-process", file=sys.stderr, flush=True)
             in_process_backends = [backend for backend in backends if backend not in STANDALONE_ONLY]
             torch_side = [backend for backend in in_process_backends if backend != "onnxruntime"]
-            entry["in_process"] = in_process(name, torch_side, folder, args.threads, args.rounds, args.seconds)
+            entry["in_process"] = in_process(name, torch_side, folder, args.threads, args.rounds, args.seconds,
+                                             ORDERS["in_process"])
             if "onnxruntime" in backends:
                 print(f"{name}: in-process with onnxruntime", file=sys.stderr, flush=True)
                 entry["with_onnxruntime"] = in_process(name, in_process_backends, folder, args.threads, args.rounds,
-                                                       args.seconds)
+                                                       args.seconds, ORDERS["with_onnxruntime"])
     report["total_s"] = time.perf_counter() - started
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=1) + "\n")

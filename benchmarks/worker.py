@@ -2,8 +2,9 @@
 
     worker.py prepare FOLDER THREADS NAME...            inputs, eager outputs, ONNX files, nnforge .so files
     worker.py standalone FOLDER THREADS BACKEND NAME    one backend alone; times rounds on request (stdin)
-    worker.py in-process FOLDER THREADS NAME BACKENDS ROUNDS SECONDS
-                                                        the backends interleaved call by call in this process
+    worker.py in-process FOLDER THREADS NAME BACKENDS ROUNDS SECONDS ORDER
+                                                        the backends in this process, taking turns (ORDER
+                                                        "turns") or interleaved call by call ("calls")
 
 Each writes its answers as JSON lines on the standard output it was started
 with; everything else the libraries print goes to the standard error.
@@ -24,6 +25,11 @@ from pathlib import Path
 WARM_UP_CALLS = 3
 # Calls per backend and round at least, however long they take.
 MIN_CALLS = 3
+# Elements of the eager op run between two timed calls where the in-process
+# backends take turns: above at::parallel_for's grain (32768 elements), so
+# that it runs on PyTorch's OpenMP workers, and small (256 KiB in and out)
+# beside the workloads' data.
+PROGRAM_OP_ELEMENTS = 65536
 
 
 def _protocol_stream():
@@ -48,15 +54,34 @@ def _dynamo_graphs() -> int:
     return counters["stats"]["unique_graphs"]
 
 
-def timed_calls(call: Callable[[], object], seconds: float) -> list[float]:
-    """Milliseconds of consecutive calls, for `seconds` and at least MIN_CALLS calls."""
+def timed_calls(call: Callable[[], object], seconds: float,
+                between: Callable[[], object] | None = None) -> list[float]:
+    """Milliseconds of consecutive calls, for `seconds` and at least MIN_CALLS
+    calls; `between` (untimed) after each."""
     times: list[float] = []
     deadline = time.perf_counter() + seconds
     while len(times) < MIN_CALLS or time.perf_counter() < deadline:
         start = time.perf_counter()
         call()
         times.append((time.perf_counter() - start) * 1e3)
+        if between is not None:
+            between()
     return times
+
+
+def program_op(threads: int) -> Callable[[], object]:
+    """An eager op of the program around the compiled calls: PyTorch's
+    OpenMP workers run it, on little data."""
+    import torch
+
+    torch.set_num_threads(threads)
+    source, result = torch.rand(PROGRAM_OP_ELEMENTS), torch.empty(PROGRAM_OP_ELEMENTS)
+
+    def call():
+        with torch.inference_mode():
+            torch.mul(source, 2.0, out=result)
+
+    return call
 
 
 def standalone(answer, folder: Path, threads: int, backend: str, name: str) -> None:
@@ -82,8 +107,10 @@ def standalone(answer, folder: Path, threads: int, backend: str, name: str) -> N
 
 
 def in_process(answer, folder: Path, threads: int, name: str, backends: list[str], rounds: int,
-               seconds: float) -> None:
-    """All `backends` in this process, a call of each in turn (the order rotating), `rounds` times."""
+               seconds: float, order: str) -> None:
+    """All `backends` in this process, `rounds` times (the order rotating):
+    order "turns": a round of calls of each in turn, an eager op (`program_op`)
+    between two calls; "calls": a call of each in turn."""
     from backends import checked_runner
 
     runners, result = {}, {"backends": {}, "failed": {}}
@@ -100,8 +127,16 @@ def in_process(answer, folder: Path, threads: int, name: str, backends: list[str
         for backend in names:
             runners[backend].call()
     graphs = _dynamo_graphs()
+    between = program_op(threads) if order == "turns" else None
     cycle = 0
-    for _ in range(rounds):
+    for index in range(rounds):
+        if order == "turns":
+            shift = index % len(names)
+            for backend in names[shift:] + names[:shift]:
+                times = timed_calls(runners[backend].call, seconds, between)
+                result["backends"][backend]["round_ms"].append(statistics.median(times))
+                result["backends"][backend]["calls"] += len(times)
+            continue
         samples: dict[str, list[float]] = {backend: [] for backend in names}
         deadline = time.perf_counter() + seconds * len(names)
         while min((len(s) for s in samples.values()), default=MIN_CALLS) < MIN_CALLS or time.perf_counter() < deadline:
@@ -141,8 +176,8 @@ def main(argv: list[str]) -> None:
     elif role == "standalone":
         standalone(answer, folder, threads, *rest)
     elif role == "in-process":
-        name, backends, rounds, seconds = rest
-        in_process(answer, folder, threads, name, backends.split(","), int(rounds), float(seconds))
+        name, backends, rounds, seconds, order = rest
+        in_process(answer, folder, threads, name, backends.split(","), int(rounds), float(seconds), order)
     else:
         raise SystemExit(f"unknown role {role!r}")
 

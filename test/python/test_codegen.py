@@ -207,8 +207,10 @@ def test_unit_stride_convolutions_are_computed_directly_in_nhwc(channels, size, 
     """A 3x3 NCHW convolution with unit strides and output rows of 8 pixels
     or more is computed from its input directly, as an NHWC one between
     transposing copies (no window copy), the copy back fused into its batch
-    norm and ReLU; a filter larger than half of L2 (256 channels: 2.3 MiB)
-    is tiled by output channels outermost. Either way the numbers match."""
+    norm and ReLU, which reads the NHWC result in square tiles of 16
+    channels by a row's pixels (transposed in registers); a filter larger
+    than half of L2 (256 channels: 2.3 MiB) is tiled by output channels
+    outermost. Either way the numbers match."""
     torch.manual_seed(0)
     norm = torch.nn.BatchNorm2d(channels)
     norm.running_mean.normal_(0, 0.1)
@@ -220,6 +222,7 @@ def test_unit_stride_convolutions_are_computed_directly_in_nhwc(channels, size, 
     regions = dispatch_regions(tmp_path)
     assert "linalg.conv_2d_nhwc_hwcf" in regions and f"tensor<1x{channels}x3x3x" not in regions
     assert regions.count(f"}} -> tensor<1x{channels}x{size}x{size}xf32>") == 1  # the epilogue only
+    assert f"vector<16x1x{size}xf32>" in dumped_ir(tmp_path, "vectorize")
     with torch.no_grad():
         check(compiled(x.numpy()), model(x))
 

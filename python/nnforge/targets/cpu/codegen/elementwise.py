@@ -2,14 +2,15 @@
 
 Elementwise ops and fills: tiles of 1 along all loops but the innermost,
 which is vectorized four registers wide (64 lanes on the Zen 4).
-Transposes: square tiles of a register's lanes (16 x 16), transposed in
-registers. Copies (a padded tensor's interior): a row at a time, each row an
+Transposes, and generics reading an operand transposed: square tiles of
+a register's lanes (16 x 16), transposed in registers. Copies (a padded tensor's interior): a row at a time, each row an
 inline memcpy.
 """
 
 from __future__ import annotations
 
 from mlir import ir
+from mlir.dialects import linalg
 
 from nnforge.targets.cpu.codegen.common import (
     MIN_VECTOR,
@@ -40,18 +41,24 @@ def row_lanes(size: int | None, sizing: ScheduleSizes) -> int:
 def elementwise_schedule(op: ir.Operation, parallel: bool, sizing: ScheduleSizes) -> str | None:
     """Tiles all loops but the innermost to 1 and vectorizes the innermost.
 
-    Transposes get square tiles instead (transposed in registers by
-    shuffles, rather than read one element at a time).
+    Transposes, and generics reading an operand across its innermost
+    dimension (`transposed_loop`), get square tiles instead (transposed in
+    registers by shuffles, rather than read one element at a time).
     """
     rank = loop_count(op)
     if rank == 0:
         return None
     sizes = static_loop_sizes(op)
+    crossing = transposed_loop(op)
     if op.name == "linalg.transpose" and rank >= 2:
-        inner = [sizing.transpose_tile, sizing.transpose_tile]
+        tiles = clamp([1] * (rank - 2) + [sizing.transpose_tile] * 2, sizes)
+    elif crossing is not None and (sizes[crossing] or 0) >= sizing.transpose_tile // 2:
+        tiles = [1] * rank
+        for loop in (crossing, rank - 1):
+            tiles[loop] = _square_side(sizes[loop], sizing)
+        tiles = clamp(tiles, sizes)
     else:
-        inner = [row_lanes(sizes[-1], sizing)]
-    tiles = clamp([1] * (rank - len(inner)) + inner, sizes)
+        tiles = clamp([1] * (rank - 1) + [row_lanes(sizes[-1], sizing)], sizes)
     if tiles[-1] < MIN_VECTOR:
         return None  # too narrow to gain from vectors: scalar loops
     if has_computed_indices(op):
@@ -72,6 +79,32 @@ def elementwise_schedule(op: ir.Operation, parallel: bool, sizing: ScheduleSizes
         tiling = tile_outer("op", "t", tiles, parallel)
     return f"""{tiling}
     transform.structured.vectorize %t vector_sizes {sizes_text(tiles)} : !transform.any_op"""
+
+
+def transposed_loop(op: ir.Operation) -> int | None:
+    """Where a parallel generic writes its output in loop order but reads
+    an operand whose innermost dimension is another loop (a transposing
+    copy, or an epilogue reading an NHWC result into NCHW): that loop."""
+    if op.name != "linalg.generic" or any("parallel" not in i for i in iterator_types(op)):
+        return None
+    rank = loop_count(op)
+    maps = [ir.AffineMapAttr(m).value for m in linalg.get_indexing_maps(op)]
+    if rank < 2 or maps[-1] != ir.AffineMap.get_identity(rank, context=op.context):
+        return None
+    for read in maps[:-1]:
+        if read.is_permutation and read.results[rank - 1].maybe_downcast().position != rank - 1:
+            return read.results[rank - 1].maybe_downcast().position
+    return None
+
+
+def _square_side(size: int | None, sizing: ScheduleSizes) -> int:
+    """A side of the square tiles of a transposing op along a loop of
+    `size`: a register's lanes, or half of them where those divide the loop
+    and the lanes do not (56 = 7 x 8), so that no tile is partial."""
+    lanes = sizing.transpose_tile
+    if size is not None and size % lanes and size % (lanes // 2) == 0:
+        return lanes // 2
+    return lanes
 
 
 def copy_schedule(op: ir.Operation, parallel: bool, sizing: ScheduleSizes) -> str | None:

@@ -678,6 +678,8 @@ def main(argv: list[str] | None = None) -> int:
                 result = {"error": traceback.format_exc()}
                 print(result["error"], file=sys.stderr)
             record.update(seconds=round(time.perf_counter() - started, 1), load_after=_load_average())
+            if models and "error" not in result:
+                record["models"] = sorted(result)  # those of this section
             report = _store(output, section, result, record, fresh, args.update)  # after each section
     print(f"wrote {output}", file=sys.stderr)
     text = render(report, str(output.relative_to(HERE.parent)) if output.is_relative_to(HERE.parent) else output.name)

@@ -296,6 +296,18 @@ def test_gather_of_rows_stays_one_node(tmp_path: Path) -> None:
     np.testing.assert_array_equal(runs[0], runs[1])
 
 
+def test_bias_of_a_matmul_is_a_vector(tmp_path: Path) -> None:
+    """onnxruntime fuses MatMul and the Add of a vector (not of [1, 1, N]) into a Gemm."""
+    rng = np.random.default_rng(9)
+    constants = {"w": rng.standard_normal((16, 8)).astype(np.float32),
+                 "b": rng.standard_normal((1, 1, 8)).astype(np.float32)}
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["m"]), helper.make_node("Add", ["m", "b"], ["y"])]
+    assert _simplified_kinds(tmp_path, nodes, [1, 4, 16], constants) == ["MatMul", "Add"]
+    written = onnx.load(str(tmp_path / "small.onnx"))
+    added = {tensor.name: tuple(tensor.dims) for tensor in written.graph.initializer}
+    assert added[written.graph.node[1].input[1]] == (8,)
+
+
 def test_average_pools_are_written_under_the_oldest_opset_that_means_the_same(tmp_path: Path) -> None:
     """onnxruntime runs AveragePool-19 and later through a generic kernel, several times slower."""
     nodes = [helper.make_node("AveragePool", ["x"], ["a"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),

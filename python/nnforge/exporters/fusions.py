@@ -800,6 +800,20 @@ def _batched_matmul_in_unit_reshapes(edit: Edit, node) -> bool:
     return True
 
 
+def _matmul_bias_as_vector(edit: Edit, node) -> bool:
+    """Add(MatMul(a, w), c), c a constant [1, ..., 1, N] -> c as [N] (the same sum: the product has c's rank or
+    more); onnxruntime fuses a MatMul and the Add of a vector into a Gemm."""
+    if node.op_type != "Add" or len(node.input) != 2:
+        return False
+    for product, addend in (node.input, node.input[::-1]):
+        bias, shape = edit.constant(addend), edit.shapes.get(product)
+        if edit.producer(product, "MatMul") is not None and bias is not None and shape is not None \
+                and 1 < bias.ndim <= len(shape) and set(bias.shape[:-1]) == {1}:
+            edit.replace([node], [_make("Add", [product, edit.array(bias.reshape(-1), "bias")], node.output[0])])
+            return True
+    return False
+
+
 def _scaled(edit: Edit, name: str, value: float):
     """The node computing `name` as Mul(x, value) with a one-element constant: returns (node, x), or None."""
     node = edit.single(name, "Mul")
@@ -861,7 +875,7 @@ FUSIONS: tuple[Callable[[Edit, object], bool], ...] = (
     _parallel_convolutions, _activation_after_concat, _layer_normalization,
     _layer_normalization_affine, _constant_gather_nd, _global_pool, _matrix_weights,
     _batched_matmul_in_unit_reshapes, _gelu_tanh, _slices_as_split, _rows_of_flat_table,
-    _negative_indices_wrapped, _same_shape_reshape,
+    _negative_indices_wrapped, _same_shape_reshape, _matmul_bias_as_vector,
 )
 
 

@@ -35,7 +35,6 @@ BACKENDS = {
     "model": ("eager", "inductor", "onnxruntime", "nnforge", "affine"),
     "graph-break": ("eager", "inductor", "nnforge-dynamo"),
 }
-ALL_BACKENDS = ("eager", "inductor", "onnxruntime", "nnforge", "affine", "nnforge-dynamo", "numpy")
 # The backend added to the workloads whose BLAS ceiling is timed (`Workload.blas_ceiling`).
 BLAS_CEILING = "numpy"
 # Backends timed in standalone mode only (a second code generator of nnforge's, not a program's

@@ -580,7 +580,8 @@ def _render_runs(runs: list[dict]) -> list[str]:
     for run in runs:
         load = "load unknown" if run.get("load") is None else f"load average {run['load'][0]:.1f}"
         what = "" if run.get("models", "all") == "all" else ", ".join(run["models"]) + ": "
-        parts.append(f"{what}{run['date']}, {load}" + (f", {run['note']}" if run.get("note") else ""))
+        quick = ", --quick" if run.get("settings", {}).get("quick") else ""
+        parts.append(f"{what}{run['date']}{quick}, {load}" + (f", {run['note']}" if run.get("note") else ""))
     return ["Measured " + "; ".join(parts) + ".", ""] if parts else []
 
 
@@ -609,12 +610,24 @@ def _load_average() -> list[float]:
     return [round(value, 2) for value in os.getloadavg()]
 
 
+def current_runs(runs: list[dict], names) -> list[dict]:
+    """Of `runs` (oldest first), those that measured some of `names` last, each naming the models it holds."""
+    every = set(names)
+    left, kept = set(every), []
+    for run in reversed(runs):
+        mine = left if run.get("models", "all") == "all" else left & set(run["models"])
+        if mine:
+            kept.append({**run, "models": "all" if mine == every else sorted(mine)})
+            left -= mine
+    return kept[::-1]
+
+
 def _store(output: Path, section: str, result: dict, run: dict, fresh: dict, update: bool) -> dict:
     """Writes `section`'s `result` into the report at `output` and returns the report. Without `update` the
     report starts as `fresh`; with it, from what `output` holds (read under a lock, so that runs of other
     sections may write it too), the section's results for the models not run kept beside the new ones."""
     output.parent.mkdir(parents=True, exist_ok=True)
-    with open(output.with_suffix(".lock"), "w") as lock:
+    with open(Path(tempfile.gettempdir()) / f"{output.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         report = json.loads(output.read_text()) if update and output.exists() else fresh
         runs = report.setdefault("runs", {})
@@ -625,8 +638,7 @@ def _store(output: Path, section: str, result: dict, run: dict, fresh: dict, upd
         kept = report.get(section, {})
         if run["models"] != "all" and "error" not in kept and "error" not in result:
             result = {**kept, **result}
-            runs[section] = [old for old in runs.get(section, []) if old.get("models") == "all"
-                             or not set(old["models"]) <= set(run["models"])] + [run]
+            runs[section] = current_runs(runs.get(section, []) + [run], result)
         else:
             runs[section] = [run]
         report[section] = result

@@ -158,9 +158,6 @@ class ScheduleSizes:
     register_tile: dict[str, int]
     cache_tile: dict[str, int]
     small_m_tile: int
-    # f32 elements a contraction's cache tiles of its operands and result may
-    # take together.
-    contraction_elements: int
     # Lanes of the innermost loop of elementwise ops, and the steps in which
     # a row's lanes may shrink (down to one register) to divide the row.
     elementwise_vector: int
@@ -208,14 +205,12 @@ class ScheduleSizes:
         rows = max(cpu.vector_registers // 2 // 2, math.ceil(fmas_in_flight / 2))
         output = _power_of_two_at_most(math.isqrt(cpu.l2_bytes // 16 // F32_BYTES))
         output = max(output, columns)
-        contraction_elements = cpu.l2_bytes // 2 // F32_BYTES
-        k = _power_of_two_at_most((contraction_elements - output * output) // (2 * output))
+        k = _power_of_two_at_most((cpu.l2_bytes // 2 // F32_BYTES - output * output) // (2 * output))
         return cls(
             lanes=lanes,
             register_tile={"batch": 1, "m": rows, "n": columns, "k": 1},
             cache_tile={"batch": 1, "m": output, "n": output, "k": k},
             small_m_tile=output // 2,
-            contraction_elements=contraction_elements,
             elementwise_vector=4 * lanes,
             row_lane_step=lanes // 2,
             depthwise_vector=lanes,

@@ -185,30 +185,13 @@ def _cache_tiles(roles: dict[int, str], sizes: list[int | None], sizing: Schedul
                 tile = _equal_n_tile(size, tile, sizing.lanes)
         tiles.append(tile)
     tiles = clamp(tiles, sizes)
-    n = _role_dim(roles, "n")
-    tiles[n] = _widened_n_tile(roles, sizes, tiles, sizing)
     # Columns taken whole in one output tile would leave the other threads
     # idle: two equal halves instead.
+    n = _role_dim(roles, "n")
     if (sizes[n] is not None and sizes[n] > sizing.cache_tile["n"] and tiles[n] == sizes[n] and sizes[n] % 2 == 0
             and _makes_one_output_tile(roles, sizes, tiles)):
         tiles[n] //= 2
     return tiles
-
-
-def _widened_n_tile(roles: dict[int, str], sizes: list[int | None], tiles: list[int], sizing: ScheduleSizes) -> int:
-    """The n cache tile of a contraction with fewer rows than an m tile:
-    doubled while it divides the columns and the tiles' blocks (left m x k,
-    right k x n, output m x n) still fit in `sizing.contraction_elements`,
-    so that each panel of the right operand read from memory serves as
-    many products (64 rows x 1024 -> 4096 columns: 128 -> 256 columns)."""
-    m, n, k = (_role_dim(roles, role) for role in ("m", "n", "k"))
-    tile = tiles[n]
-    if sizes[m] is None or sizes[n] is None or tiles[m] >= sizing.cache_tile["m"] or tile != sizing.cache_tile["n"]:
-        return tile
-    while (sizes[n] % (2 * tile) == 0
-           and tiles[m] * tiles[k] + 2 * tile * (tiles[k] + tiles[m]) <= sizing.contraction_elements):
-        tile *= 2
-    return tile
 
 
 def _register_rows(rows: int | None, sizing: ScheduleSizes) -> int:

@@ -575,13 +575,13 @@ _RENDERERS = {"onnx_roundtrip": _render_roundtrip, "light_cnns": _render_light_c
 
 
 def _render_runs(runs: list[dict]) -> list[str]:
-    """When each part of a section ran, and the load average of the machine then."""
+    """The conditions each part of a section ran in: the load average of the machine, the run's note."""
     parts = []
     for run in runs:
         load = "load unknown" if run.get("load") is None else f"load average {run['load'][0]:.1f}"
         what = "" if run.get("models", "all") == "all" else ", ".join(run["models"]) + ": "
-        quick = ", --quick" if run.get("settings", {}).get("quick") else ""
-        parts.append(f"{what}{run['date']}{quick}, {load}" + (f", {run['note']}" if run.get("note") else ""))
+        quick = "--quick" if run.get("settings", {}).get("quick") else ""
+        parts.append(what + ", ".join(field for field in (quick, load, run.get("note")) if field))
     return ["Measured " + "; ".join(parts) + ".", ""] if parts else []
 
 

@@ -8,6 +8,7 @@ the one per padding (a runtime-library call per tile would be 100x slower).
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,8 @@ from mlir import ir
 
 import nnforge
 from nnforge.importers.handover import walk_ops
+from nnforge.targets.cpu import host
+from nnforge.targets.cpu.host import KNOWN_CPUS, ScheduleSizes
 
 import models
 
@@ -148,6 +151,23 @@ def test_runtime_right_operands_read_by_many_rows_are_packed_per_call(threads, t
         folder = tmp_path / str(rows)
         compiled = compile_optimized(MatMul(), (a, b), folder, threads=threads)
         assert ("tensor<16x512x32xf32>" in dispatch_regions(folder)) == packed
+        check(compiled(a.numpy(), b.numpy()), a @ b)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_runtime_right_operands_are_copied_a_cache_tile_at_a_time(threads, tmp_path):
+    """The block of a right operand computed at run time (an argument) that an
+    output tile reads over one k tile is copied into a contiguous buffer of
+    the cache tile's size before its register tiles read it, where 64 rows
+    read it; not where one register tile of 8 rows does."""
+    sizes = ScheduleSizes.for_cpu(host.host_cpu())
+    block = f"alloc_tensor() : tensor<{sizes.cache_tile['k']}x{sizes.cache_tile['n']}xf32>"
+    b = torch.randn(1024, 2048)
+    for rows, copied in ((64, True), (8, False)):
+        a = torch.randn(rows, 1024)
+        folder = tmp_path / str(rows)
+        compiled = compile_optimized(MatMul(), (a, b), folder, threads=threads)
+        assert (block in dumped_ir(folder, "vectorize")) == copied
         check(compiled(a.numpy(), b.numpy()), a @ b)
 
 
@@ -420,12 +440,16 @@ def inverted_residual(channels: int, hidden: int, kernel: int = 3, stride: int =
     (57, 3, 1, (3, 3)),  # 19 bands of 3 rows
 ])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_depthwise_stage_is_fused_into_the_pointwise_convolution(size, kernel, stride, bands, threads, tmp_path):
+def test_depthwise_stage_is_fused_into_the_pointwise_convolution(
+    size, kernel, stride, bands, threads, tmp_path, monkeypatch
+):
     """The depthwise stage of a MobileNetV2 block joins the 1x1 convolution
     reading it in one region, computed a band of rows at a time (as many as
-    BAND_BYTES hold: 192 channels of 56 columns take 8 rows; at least
-    PARALLEL_BANDS bands for threads), a channel after another: its result
-    is never written whole."""
+    the band's bytes hold: with the caches of a Zen 4 core, 192 channels of 56
+    columns take 8 rows; at least PARALLEL_BANDS bands for threads), a channel
+    after another: its result is never written whole."""
+    zen4, cpu = KNOWN_CPUS["znver4"], host.host_cpu()
+    monkeypatch.setattr(host, "host_cpu", lambda: replace(cpu, l1_bytes=zen4.l1_bytes, l2_bytes=zen4.l2_bytes))
     band = bands[threads - 1]
     channels, hidden = 8, 192
     model = inverted_residual(channels, hidden, kernel, stride)

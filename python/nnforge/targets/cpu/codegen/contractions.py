@@ -87,13 +87,15 @@ def contraction_schedule(op: ir.Operation, parallel: bool, sizing: ScheduleSizes
     # vectorized unmasked, its accumulator in registers; else the register n
     # loop is peeled, its partial tile vectorized masked.
     n_size, n_cache, n_register = loop_sizes[n_dim], cache[n_dim], register_tiles[n_dim]
+    packing = _packing_of_right_operand(op, roles, loop_sizes, cache, register_tiles)
+    tiled = "packed" if packing else "ck"
     if not _has_partial_tiles(n_size, n_cache, n_register):
-        tiling = _register_tiling("ck", "main", register_tiles, order) + f"""
+        tiling = _register_tiling(tiled, "main", register_tiles, order) + f"""
     transform.structured.vectorize %main vector_sizes {register} : !transform.any_op"""
     elif n_size is not None and n_size % n_cache == 0:
         remainder = n_cache % n_register
         widths = [n_cache - remainder] + _power_of_two_parts(remainder)
-        tiling, rest = "", "ck"
+        tiling, rest = "", tiled
         for index, width in enumerate(widths):
             part = rest
             if index < len(widths) - 1:
@@ -107,17 +109,79 @@ def contraction_schedule(op: ir.Operation, parallel: bool, sizing: ScheduleSizes
             tiling += _register_tiling(part, name, tiles, order) + f"""
     transform.structured.vectorize %{name} vector_sizes {sizes_text(tiles)} : !transform.any_op"""
     else:
-        tiling = _register_tiling("ck", "main", register_tiles, order) + f"""
+        tiling = _register_tiling(tiled, "main", register_tiles, order) + f"""
     %n_for = transform.cast %main_loops#{order.index(n_dim)} : !transform.any_op to !transform.op<"scf.for">
     %full, %partial = transform.loop.peel %n_for : (!transform.op<"scf.for">) -> (!transform.any_op, !transform.any_op)
     %tiles = transform.structured.match interface{{LinalgOp}} in %main_loops#{order.index(m_dim)}
         : (!transform.any_op) -> !transform.any_op
     transform.structured.vectorize %tiles vector_sizes {register} : !transform.any_op"""
-    return f"""{tile_outer("op", "c", outer, parallel)}{tile_outer("c", "ck", inner, False)}
+    return f"""{tile_outer("op", "c", outer, parallel)}{tile_outer("c", "ck", inner, False)}{packing}
 {tiling}
     %f = transform.get_parent_op %main_loops#0 {{op_name = "func.func"}} : (!transform.any_op) -> !transform.any_op""" + (
         hoist_accumulators("f", CONTRACTION_PATTERNS)
     )
+
+
+def _packing_of_right_operand(
+    op: ir.Operation, roles: dict[int, str], sizes: list[int | None], cache: list[int], register: list[int]
+) -> str:
+    """Transform ops copying the block of the right operand that a cache tile
+    reads (k x n: 512 x 128 with a 2 MiB L2) into a buffer of its own,
+    contiguous, a row at a time (a `memcpy` LLVM inlines), before the
+    register tiles of `%ck` (then `%packed`) read it; "" where the copy would
+    not pay.
+
+    The rows of a right operand's block lie a whole row of the operand apart
+    (16 KiB for 4096 columns): every register tile reads them again from L2
+    through as many pages and cache sets. Contiguous, they stream. The copy
+    pays where several register tiles of rows read the block, its sizes are
+    static and it is not contiguous already (panels packed when compiling).
+    """
+    m, n = _role_dim(roles, "m"), _role_dim(roles, "n")
+    if cache[m] <= register[m] or any(size is None or size % tile for size, tile in zip(sizes, cache)):
+        return ""
+    maps = [ir.AffineMapAttr(attribute).value for attribute in linalg.get_indexing_maps(op)]
+    inputs = len(op.operands) - len(op.results)
+    right = [index for index in range(inputs) if n in _dims_of(maps[index]) and m not in _dims_of(maps[index])]
+    if len(right) != 1:
+        return ""
+    dims = _dims_of(maps[right[0]])
+    if None in dims or not all(_is_f32_tensor(operand.type) for operand in op.operands):
+        return ""
+    block = [cache[d] for d in dims]
+    if _is_contiguous(ir.RankedTensorType(op.operands[right[0]].type).shape, block):
+        return ""
+    zeros = ", ".join(["0.0 : f32"] * len(op.operands))
+    nofold = sizes_text([int(index == right[0]) for index in range(len(op.operands))])
+    rows = sizes_text([1] * (len(block) - 1) + [0])
+    return f"""
+    %packed, %pack, %unused_copy_back = transform.structured.pad %ck {{
+        padding_values = [{zeros}], padding_dimensions = {sizes_text(list(range(len(roles))))},
+        nofold_flags = {nofold}, copy_back_op = "none"
+      }} : (!transform.any_op) -> (!transform.any_op, !transform.any_op, !transform.any_op)
+    %pack_copy = transform.structured.rewrite_in_destination_passing_style %pack
+        : (!transform.any_op) -> !transform.any_op
+    %pack_row, %pack_row_loops:{len(block) - 1} = transform.structured.tile_using_for %pack_copy tile_sizes {rows}
+        : (!transform.any_op) -> (!transform.any_op{", !transform.any_op" * (len(block) - 1)})"""
+
+
+def _dims_of(affine_map: ir.AffineMap) -> list[int | None]:
+    """The loop each result of `affine_map` reads (None: not a loop index)."""
+    return [
+        expr.position if isinstance(expr, ir.AffineDimExpr) else None
+        for expr in (result.maybe_downcast() for result in affine_map.results)
+    ]
+
+
+def _is_f32_tensor(value_type: ir.Type) -> bool:
+    return isinstance(value_type, ir.RankedTensorType) and isinstance(value_type.element_type, ir.F32Type)
+
+
+def _is_contiguous(shape: list[int], block: list[int]) -> bool:
+    """Whether a block of `shape` (a tensor's, row-major) is contiguous: whole
+    in its inner dimensions, one element in those outside its first partial one."""
+    partial = next((d for d in reversed(range(len(shape))) if block[d] < shape[d]), None)
+    return partial is None or all(size == 1 for size in block[:partial])
 
 
 # Vector patterns that turn a vectorized contraction's multiply-reduce into

@@ -211,3 +211,19 @@ def test_layer_norm_computes_in_f32() -> None:
     x = torch.randn(3, 64)
     linalg = str(nnforge.import_torch(module, (x,)))
     assert "tensor<3x64xf64>" not in linalg
+
+
+class _ToUnsigned(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return (x * 2).to(torch.uint8), x.to(torch.uint8)
+
+
+def test_floats_cast_to_uint8_keep_values_above_int8s_maximum() -> None:
+    """torch-mlir converts float -> uint8 through int8's `fptosi`, which
+    saturated 200.0 at 127; the importer routes it through int64. Results
+    come back in the signless form (int8 arrays, viewed as uint8)."""
+    x = torch.tensor([0.0, 3.7, 63.5, 100.0, 127.5])
+    first, second = nnforge.compile(_ToUnsigned(), (x,), threads=1)(x.numpy())
+    expected = _ToUnsigned()(x)
+    for result, reference in zip((first, second), expected):
+        np.testing.assert_array_equal(result.view(np.uint8), reference.numpy())

@@ -84,6 +84,17 @@ def test_qlinear_matmul_of_batches(element_type: int) -> None:
     np.testing.assert_array_equal(result.view(dtype), expected)
 
 
+@pytest.mark.parametrize("source_type", [TensorProto.FLOAT16, FLOAT, TensorProto.DOUBLE])
+def test_casts_from_floats_to_uint8_keep_the_top_half(source_type: int) -> None:
+    # torch-mlir converts through int8's fptosi: 200.0 gave 127.
+    values = np.array([0.0, 1.9, 100.0, 128.0, 200.0, 255.0], helper.tensor_dtype_to_np_dtype(source_type))
+    model = _model([helper.make_node("Cast", ["x"], ["y"], to=TensorProto.UINT8)],
+                   [_value("x", source_type, [6])], [_value("y", TensorProto.UINT8, [6])])
+    expected = ReferenceEvaluator(model).run(None, {"x": values})[0]
+    result = nnforge.compile(model, threads=1)(values)
+    np.testing.assert_array_equal(result.view(expected.dtype), expected)
+
+
 def test_pad_wrap_finishes_and_wraps() -> None:
     # torch-mlir's lowering never returned (killed at the time limit).
     pads = numpy_helper.from_array(np.array([0, 0, 1, 2, 0, 0, 2, 1], np.int64), "pads")

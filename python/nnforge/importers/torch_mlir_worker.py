@@ -82,6 +82,42 @@ def _walk(operation, visit) -> None:
                 _walk(op.operation, visit)
 
 
+# torch's code of int64 among its dtypes (`torch.aten.to.dtype`'s operand).
+_INT64_DTYPE = 4
+_UNSIGNED_RESULT = re.compile(r"^!torch\.vtensor<(.*),ui(?:8|16|32)>$")
+
+
+def _cast_floats_to_unsigned_through_int64(module) -> None:
+    """Rewrites each float -> unsigned integer `torch.aten.to.dtype` to go
+    through int64. torch-mlir lowers it to `fptosi` into the signed type of
+    the same width, which saturates at its maximum (200.0 to uint8 gave
+    127); from int64 it truncates, exactly where the value fits, as PyTorch
+    and ONNX's Cast convert."""
+    from torch_mlir import ir
+
+    casts = []
+
+    def visit(op) -> None:
+        if op.name == "torch.aten.to.dtype" and _UNSIGNED_RESULT.match(str(op.results[0].type)):
+            source = str(op.operands[0].type)
+            if source.endswith((",f16>", ",bf16>", ",f32>", ",f64>")):
+                casts.append(op)
+
+    _walk(module.operation, visit)
+    for op in casts:
+        shape = _UNSIGNED_RESULT.match(str(op.results[0].type)).group(1)
+        with ir.InsertionPoint(op), op.location:
+            dtype = ir.Operation.create(
+                "torch.constant.int", results=[ir.Type.parse("!torch.int")],
+                attributes={"value": ir.IntegerAttr.get(ir.IntegerType.get_signless(64), _INT64_DTYPE)},
+            )
+            wide = ir.Operation.create(
+                "torch.aten.to.dtype", results=[ir.Type.parse(f"!torch.vtensor<{shape},si64>")],
+                operands=[op.operands[0], dtype.results[0], *list(op.operands)[2:]],
+            )
+        op.operands[0] = wide.results[0]
+
+
 def _generic_operators(module) -> list[list[str]]:
     """[kind, location] of every `torch.operator`: in an FX import, the ops
     torch-mlir has no definition for; after the ONNX conversion, the ONNX ops
@@ -279,10 +315,16 @@ def lower(source_path: Path, source: str, level: str) -> tuple[dict, str | None]
                 return {"status": "failed", "stage": "onnx-to-torch", "diagnostics": diagnostics}, None
             if unconvertible:
                 return {"status": "unsupported", "stage": "onnx-to-torch", "ops": unconvertible}, None
-        stages = (_ONNX_STAGES if source == "onnx" else _FX_STAGES) + _BACKEND_STAGES[level]
+        stages = _ONNX_STAGES if source == "onnx" else _FX_STAGES
         failure = _run_stages(module, stages, diagnostics)
         if failure:
             return failure, None
+        if level != "torch":
+            _cast_floats_to_unsigned_through_int64(module)
+            stages = _BACKEND_STAGES[level]
+            failure = _run_stages(module, stages, diagnostics)
+            if failure:
+                return failure, None
         if level != "torch":
             leftovers = _torch_mlir_only_ops(module.operation)
             if level == "linalg" and leftovers and all(op.startswith("tm_tensor.") for op, _ in leftovers):

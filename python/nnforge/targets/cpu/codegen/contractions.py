@@ -4,7 +4,10 @@ generics, and the im2col'd convolutions.
 Output tiles of the cache tile's size (on the Zen 4: 128 x 128; 64 rows
 where 128 do not divide m; columns in equal tiles where 128 do not divide
 n: 196 (two halves if it is the only output tile), 3136 = 14 x 224; shared
-among threads), k tiles (256), then register tiles (8 x 32) with k step 1,
+among threads), k tiles (256); the block of a run-time right operand that
+an output tile reads over a k tile copied into a contiguous buffer where
+several register tiles of rows read it; then register tiles (8 x 32) with
+k step 1,
 vectorized to a `vector.contract` lowered to outer products (`vector.fma`
 on vector<32xf32>); each accumulator is hoisted out of the k loop into
 registers. The columns of an output tile after its last full register tile

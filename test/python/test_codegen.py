@@ -230,7 +230,8 @@ def test_unit_stride_convolutions_are_computed_directly_in_nhwc(channels, size, 
     norm and ReLU, which reads the NHWC result in square tiles of 16
     channels by a row's pixels (transposed in registers); a filter larger
     than half of L2 (256 channels: 2.3 MiB) is tiled by output channels
-    outermost. Either way the numbers match."""
+    outermost, each tile's taps copied together (32 channels). Either way
+    the numbers match."""
     torch.manual_seed(0)
     norm = torch.nn.BatchNorm2d(channels)
     norm.running_mean.normal_(0, 0.1)
@@ -242,7 +243,9 @@ def test_unit_stride_convolutions_are_computed_directly_in_nhwc(channels, size, 
     regions = dispatch_regions(tmp_path)
     assert "linalg.conv_2d_nhwc_hwcf" in regions and f"tensor<1x{channels}x3x3x" not in regions
     assert regions.count(f"}} -> tensor<1x{channels}x{size}x{size}xf32>") == 1  # the epilogue only
-    assert f"vector<16x1x{size}xf32>" in dumped_ir(tmp_path, "vectorize")
+    vectorized = dumped_ir(tmp_path, "vectorize")
+    assert f"vector<16x1x{size}xf32>" in vectorized
+    assert ("alloc_tensor() : tensor<3x3x256x32xf32>" in vectorized) == (channels == 256)
     with torch.no_grad():
         check(compiled(x.numpy()), model(x))
 

@@ -150,6 +150,28 @@ def tile_outer(target: str, result: str, tiles: list[int], parallel: bool) -> st
         : (!transform.any_op) -> (!transform.any_op, {loops})"""
 
 
+def copy_operand(target: str, result: str, op: ir.Operation, operand: int) -> str:
+    """Transform ops copying operand `operand` of the linalg op on handle
+    `%target` (its tile, once tiled) into a buffer of its own, contiguous,
+    a row at a time (a `memcpy` LLVM inlines); `%result` is the op reading
+    the copy. `op` is the op the handle stands for, before any tiling (its
+    operand count, loop count and element types); static shapes only."""
+    element_types = [ir.ShapedType(value.type).element_type for value in op.operands]
+    zeros = ", ".join(f"{'0' if isinstance(t, ir.IntegerType) else '0.0'} : {t}" for t in element_types)
+    nofold = sizes_text([int(index == operand) for index in range(len(op.operands))])
+    outer_dims = ir.ShapedType(op.operands[operand].type).rank - 1
+    rows = sizes_text([1] * outer_dims + [0])
+    return f"""
+    %{result}, %{result}_pad, %{result}_copy_back = transform.structured.pad %{target} {{
+        padding_values = [{zeros}], padding_dimensions = {sizes_text(list(range(loop_count(op))))},
+        nofold_flags = {nofold}, copy_back_op = "none"
+      }} : (!transform.any_op) -> (!transform.any_op, !transform.any_op, !transform.any_op)
+    %{result}_copy = transform.structured.rewrite_in_destination_passing_style %{result}_pad
+        : (!transform.any_op) -> !transform.any_op
+    %{result}_rows, %{result}_row_loops:{outer_dims} = transform.structured.tile_using_for %{result}_copy
+        tile_sizes {rows} : (!transform.any_op) -> (!transform.any_op{", !transform.any_op" * outer_dims})"""
+
+
 def hoist_accumulators(function: str, patterns: str = "") -> str:
     """Transform ops that clean up the vectorized code of function handle
     `%function` and hoist each loop-invariant accumulator (a transfer

@@ -24,6 +24,7 @@ from mlir.dialects import linalg
 from nnforge.targets.cpu.codegen.common import (
     BAND_COLUMNS,
     clamp,
+    copy_operand,
     hoist_accumulators,
     loop_count,
     sizes_text,
@@ -154,18 +155,7 @@ def _packing_of_right_operand(
     block = [cache[d] for d in dims]
     if _is_contiguous(ir.RankedTensorType(op.operands[right[0]].type).shape, block):
         return ""
-    zeros = ", ".join(["0.0 : f32"] * len(op.operands))
-    nofold = sizes_text([int(index == right[0]) for index in range(len(op.operands))])
-    rows = sizes_text([1] * (len(block) - 1) + [0])
-    return f"""
-    %packed, %pack, %unused_copy_back = transform.structured.pad %ck {{
-        padding_values = [{zeros}], padding_dimensions = {sizes_text(list(range(len(roles))))},
-        nofold_flags = {nofold}, copy_back_op = "none"
-      }} : (!transform.any_op) -> (!transform.any_op, !transform.any_op, !transform.any_op)
-    %pack_copy = transform.structured.rewrite_in_destination_passing_style %pack
-        : (!transform.any_op) -> !transform.any_op
-    %pack_row, %pack_row_loops:{len(block) - 1} = transform.structured.tile_using_for %pack_copy tile_sizes {rows}
-        : (!transform.any_op) -> (!transform.any_op{", !transform.any_op" * (len(block) - 1)})"""
+    return copy_operand("ck", "packed", op, right[0])
 
 
 def _dims_of(affine_map: ir.AffineMap) -> list[int | None]:

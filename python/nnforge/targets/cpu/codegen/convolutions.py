@@ -27,6 +27,7 @@ from nnforge.targets.cpu.codegen.common import (
     SEGMENT,
     TILE_ROWS,
     clamp,
+    copy_operand,
     hoist_accumulators,
     iterator_types,
     sizes_text,
@@ -201,7 +202,9 @@ def direct_convolution_schedule(op: ir.Operation, parallel: bool, sizing: Schedu
     A filter larger than `sizing.direct_filter_bytes` (3x3, 256 channels:
     2.3 MiB) would be read from memory again for every output row: its
     channel tiles are then the outer loop (shared among threads), each
-    tile's filter taps read from L2 across all the rows."""
+    tile's filter taps copied together and read from L2 across all the rows
+    (3x3, 256 channels, 14x14, 2 threads of the Intel Xeon: 1.10 ms instead
+    of 1.82 without the copy)."""
     sizes = static_loop_sizes(op)
     full = sizing.register_tile["m"]
     pixels = next((r for r in (full, full - 1, full - 2) if sizes[2] % r == 0), full)
@@ -223,10 +226,16 @@ def direct_convolution_schedule(op: ir.Operation, parallel: bool, sizing: Schedu
     filter_type = ir.RankedTensorType(op.operands[1].type)
     if math.prod(filter_type.shape) * filter_type.element_type.width // 8 > sizing.direct_filter_bytes:
         outer, inner = [1, 0, 0, channels, 0, 0, 0], f"[0, 1, {pixels}, 0, 1, 1, 0]"
+        # The channel tile's filter taps lie a row of the filter apart (1 KiB
+        # at 256 channels), which maps them to few cache sets: copied
+        # together, they stay in cache across the rows.
+        tiles = "tile_filter"
+        copy = copy_operand("rows", tiles, op, 1)
     else:
         outer, inner = [1, 1, 0, 0, 0, 0, 0], f"[0, 0, {pixels}, {channels}, 1, 1, 0] interchange = [0, 1, 3, 2, 4, 5, 6]"
-    return f"""{tile_outer("op", "rows", outer, parallel)}
-    %t, %tl:4 = transform.structured.tile_using_for %rows tile_sizes {inner}
+        tiles, copy = "rows", ""
+    return f"""{tile_outer("op", "rows", outer, parallel)}{copy}
+    %t, %tl:4 = transform.structured.tile_using_for %{tiles} tile_sizes {inner}
         : (!transform.any_op) -> ({loops})
     %g = transform.structured.generalize %t : (!transform.any_op) -> !transform.any_op
     transform.apply_patterns to %tl#3 {{

@@ -60,6 +60,26 @@ def test_output_structure_and_one_compile_per_shape() -> None:
     assert graph.fallback_reason is None
 
 
+class Quantize(torch.nn.Module):
+    def forward(self, image: torch.Tensor, mask: torch.Tensor):
+        pixels = (image * 255).round().clamp(0, 255).to(torch.uint8)
+        return pixels, mask + 1, (mask.to(torch.float32) * image / 2).to(torch.int8)
+
+
+def test_unsigned_results_keep_their_dtype() -> None:
+    """The compiled code's integers are signless (uint8 is i8 in it): the
+    graph's uint8 results come back as uint8 tensors, values above 127
+    included, and a uint8 input is read as such."""
+    module = Quantize()
+    image = torch.linspace(0, 1, 12).reshape(3, 4)
+    mask = torch.tensor([[0, 1, 200, 254]] * 3, dtype=torch.uint8)
+    result = torch.compile(module, backend="nnforge")(image, mask)
+    expected = module(image, mask)
+    assert [t.dtype for t in result] == [torch.uint8, torch.uint8, torch.int8]
+    torch.testing.assert_close(result, expected, atol=0, rtol=0)
+    assert stats()["graphs_compiled"]["inference"] == 1 and not stats()["fallbacks"]
+
+
 class Median(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.median(x, dim=1).values * 2  # aten.median.dim: torch-mlir has no lowering

@@ -15,11 +15,12 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from nnforge.errors import NNForgeError
 from nnforge.integrations import backend_stats
-from nnforge.runtime import Executable, StaticCall
+from nnforge.runtime import Executable, StaticCall, numpy_dtype
 
 # Distinct input shape sets compiled per graph before it runs eagerly.
 MAX_SPECIALIZATIONS = 8
@@ -46,15 +47,45 @@ class TensorCall:
     compiled for (the graph's specialisation key vouches for them): their
     memory is passed as it is (copied only where not contiguous), the results
     are tensors over the buffers the code allocated (`runtime.StaticCall`'s
-    DLPack capsules)."""
+    DLPack capsules).
 
-    def __init__(self, model: Executable, examples: Sequence[torch.Tensor]):
+    The compiled code's integers are signless (torch-mlir lowers uint8 to
+    i8): an input is passed as the bits it holds, and a result whose graph
+    dtype (`output_dtypes`, where known) has the same bits under another
+    signedness is viewed as that dtype."""
+
+    def __init__(self, model: Executable, examples: Sequence[torch.Tensor],
+                 output_dtypes: Sequence[torch.dtype | None] = ()):
         self.model = model
-        self.call = StaticCall(model, [tensor.detach() for tensor in examples])
+        examples = [
+            _as_signless(tensor.detach(), numpy_dtype(spec.dtype))
+            for tensor, spec in zip(examples, model.signature.inputs)
+        ]
+        self.call = StaticCall(model, examples)
+        self.output_dtypes = list(output_dtypes)
 
     def __call__(self, tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         tensors = [tensor if tensor.is_contiguous() else tensor.contiguous() for tensor in tensors]
-        return [torch.from_dlpack(capsule) for capsule in self.call([tensor.data_ptr() for tensor in tensors])]
+        results = [torch.from_dlpack(capsule) for capsule in self.call([tensor.data_ptr() for tensor in tensors])]
+        for index, (result, dtype) in enumerate(zip(results, self.output_dtypes)):
+            if dtype is not None and result.dtype != dtype and _same_integer_bits(result.dtype, dtype):
+                results[index] = result.view(dtype)
+        return results
+
+
+def _as_signless(tensor: torch.Tensor, compiled: np.dtype) -> torch.Tensor:
+    """`tensor` viewed as the compiled input's integer dtype where that has
+    its bits under another signedness (uint8 as int8); else as it is."""
+    if compiled.kind not in "iu":
+        return tensor
+    target = torch.from_numpy(np.empty(0, compiled)).dtype
+    return tensor.view(target) if _same_integer_bits(tensor.dtype, target) else tensor
+
+
+def _same_integer_bits(a: torch.dtype, b: torch.dtype) -> bool:
+    """Whether `a` and `b` are integer dtypes of one width (int8 and uint8)."""
+    return (not a.is_floating_point and not b.is_floating_point and a != torch.bool and b != torch.bool
+            and not a.is_complex and not b.is_complex and a.itemsize == b.itemsize)
 
 
 class GraphFallback(Exception):

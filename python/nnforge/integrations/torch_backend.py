@@ -87,10 +87,14 @@ def _unsupported_input(value: Any) -> str | None:
     return f"an input is a {type(value).__name__}, not a tensor"
 
 
-def _output_structure(gm: torch.fx.GraphModule) -> tuple[int, pytree.TreeSpec] | str:
-    """(tensor output count, nesting of the outputs), or why they are not all tensors."""
+def _output_structure(
+    gm: torch.fx.GraphModule,
+) -> tuple[int, pytree.TreeSpec, list[torch.dtype | None]] | str:
+    """(tensor output count, nesting of the outputs, each output's dtype where
+    recorded), or why they are not all tensors."""
     output_node = next(node for node in gm.graph.nodes if node.op == "output")
     leaves, spec = pytree.tree_flatten(output_node.args[0])
+    dtypes: list[torch.dtype | None] = []
     for leaf in leaves:
         if not isinstance(leaf, torch.fx.Node):
             return f"the graph returns a constant {type(leaf).__name__}, not only tensors"
@@ -99,7 +103,8 @@ def _output_structure(gm: torch.fx.GraphModule) -> tuple[int, pytree.TreeSpec] |
         value = leaf.meta.get("example_value", leaf.meta.get("val"))
         if value is not None and not isinstance(value, torch.Tensor):
             return f"the graph returns a {type(value).__name__}, not only tensors"
-    return len(leaves), spec
+        dtypes.append(value.dtype if value is not None else None)
+    return len(leaves), spec, dtypes
 
 
 def _key(arguments: Sequence[Any]) -> tuple:
@@ -127,7 +132,7 @@ class NNForgeGraph(SpecializedGraph):
         if isinstance(structure, str):
             self.fall_back(structure)
         else:
-            self.output_count, self.output_spec = structure
+            self.output_count, self.output_spec, self.output_dtypes = structure
         # Compile for the example inputs now when they are concrete, so that
         # failures surface (and warn) at torch.compile time.
         if self.fallback_reason is None and not any(
@@ -153,7 +158,7 @@ class NNForgeGraph(SpecializedGraph):
                 f"the compiled model has {len(compiled.signature.outputs)} outputs, "
                 f"the graph {self.output_count} (does it mutate its inputs?)"
             )
-        return TensorCall(compiled, tensors), wrapper.tensor_positions
+        return TensorCall(compiled, tensors, self.output_dtypes), wrapper.tensor_positions
 
     def __call__(self, *arguments: Any) -> Any:
         specialization = self.specialization(arguments)

@@ -707,7 +707,9 @@ def NNFPackWeights : Pass<"nnf-pack-weights"> {
     are never in memory together. Where the
     constant's other uses all read one element (`tensor.extract`), they read
     the panels instead (`[.., n]` is `[n / panel, .., n % panel]`) and the
-    constant is stored once. The contraction becomes a `linalg.generic` with one more parallel
+    constant is stored once. A constant that reaches its contractions through
+    a `tensor.collapse_shape` (an im2col'd convolution's filter) is first
+    replaced by a constant of the collapsed type. The contraction becomes a `linalg.generic` with one more parallel
     loop, the column within a panel (n then counts panels); its result
     `[.., N/panel, panel]` is collapsed back to `[.., N]`, which
     `nnf-fuse-elementwise` then moves past the contraction's epilogue.

@@ -185,3 +185,34 @@ func.func @packed_from_source_batched(%x: tensor<2x3x1xf32>, %acc: tensor<2x3x8x
     }
   }
 #-}
+
+// -----
+
+// A constant reaching the matmul through a collapse_shape (an im2col'd
+// convolution's filter, [C, KH*KW, F] as [C*KH*KW, F]) is packed like a
+// constant: the collapsed constant is stored as panels, the original freed.
+// CHECK-LABEL: func.func @collapsed_weight(
+// RUNTIME-LABEL: func.func @collapsed_weight(
+// CHECK-NOT: tensor.collapse_shape
+// CHECK: %[[PANELS:.*]] = arith.constant dense<{{\[\[\[}}0.000000e+00, 1.000000e+00, 2.000000e+00, 3.000000e+00], [8.000000e+00, 9.000000e+00, 1.000000e+01, 1.100000e+01]], {{\[\[}}4.000000e+00, 5.000000e+00, 6.000000e+00, 7.000000e+00], [1.200000e+01, 1.300000e+01, 1.400000e+01, 1.500000e+01]]]> : tensor<2x2x4xf32>
+// CHECK: linalg.generic {{.*}} ins(%{{.*}}, %[[PANELS]] : tensor<3x2xf32>, tensor<2x2x4xf32>)
+func.func @collapsed_weight(%x: tensor<3x2xf32>, %acc: tensor<3x8xf32>) -> tensor<3x8xf32> {
+  %w = arith.constant dense<[[[0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]], [[8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0]]]> : tensor<2x1x8xf32>
+  %flat = tensor.collapse_shape %w [[0, 1], [2]] : tensor<2x1x8xf32> into tensor<2x8xf32>
+  %r = linalg.matmul ins(%x, %flat : tensor<3x2xf32>, tensor<2x8xf32>) outs(%acc : tensor<3x8xf32>) -> tensor<3x8xf32>
+  return %r : tensor<3x8xf32>
+}
+
+// -----
+
+// A collapsed constant that another op reads too stays as it is (folding it
+// would store the data twice); the matmul reads it in place.
+// CHECK-LABEL: func.func @collapsed_weight_read_elsewhere
+// CHECK: tensor.collapse_shape
+// CHECK: linalg.matmul
+func.func @collapsed_weight_read_elsewhere(%x: tensor<3x2xf32>, %acc: tensor<3x8xf32>) -> (tensor<3x8xf32>, tensor<2x8xf32>) {
+  %w = arith.constant dense<[[[0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]], [[8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0]]]> : tensor<2x1x8xf32>
+  %flat = tensor.collapse_shape %w [[0, 1], [2]] : tensor<2x1x8xf32> into tensor<2x8xf32>
+  %r = linalg.matmul ins(%x, %flat : tensor<3x2xf32>, tensor<2x8xf32>) outs(%acc : tensor<3x8xf32>) -> tensor<3x8xf32>
+  return %r, %flat : tensor<3x8xf32>, tensor<2x8xf32>
+}

@@ -108,6 +108,52 @@ std::optional<PackableContraction> packable(linalg::LinalgOp op,
   return PackableContraction{op, weight, nLoop};
 }
 
+/// Replaces each `tensor.collapse_shape` of a constant that only packable
+/// contractions read as their weight with a constant of the collapsed type
+/// (the same bytes, row-major): nnf-conv-to-im2col hands a convolution's
+/// filter to its contraction so, and only constants are packed when
+/// compiling. The constant collapsed is freed if nothing else uses it.
+void foldCollapsedWeights(Operation *root, int64_t panel, int64_t minBytes) {
+  SmallVector<tensor::CollapseShapeOp> collapses;
+  root->walk([&](tensor::CollapseShapeOp collapse) {
+    if (!collapse.getSrc().getDefiningOp<arith::ConstantOp>() ||
+        collapse.getResult().use_empty())
+      return;
+    for (OpOperand &use : collapse.getResult().getUses()) {
+      auto op = dyn_cast<linalg::LinalgOp>(use.getOwner());
+      std::optional<PackableContraction> candidate =
+          op ? packable(op, panel, minBytes) : std::nullopt;
+      if (!candidate || candidate->weight != &use)
+        return;
+    }
+    collapses.push_back(collapse);
+  });
+  SmallVector<Attribute> released;
+  for (tensor::CollapseShapeOp collapse : collapses) {
+    auto constant = collapse.getSrc().getDefiningOp<arith::ConstantOp>();
+    std::optional<ArrayRef<char>> bytes =
+        nnforge::rawConstantBytes(constant.getValue());
+    RankedTensorType type = collapse.getResultType();
+    if (!bytes || static_cast<int64_t>(bytes->size()) !=
+                      type.getNumElements() * type.getElementTypeBitWidth() / 8)
+      continue; // a splat, or data not at hand
+    OpBuilder builder(collapse);
+    Attribute value = nnforge::newConstantData(
+        type, "collapsed", [&](MutableArrayRef<char> data) {
+          std::memcpy(data.data(), bytes->data(), bytes->size());
+        });
+    Value folded = arith::ConstantOp::create(builder, collapse.getLoc(),
+                                             cast<TypedAttr>(value));
+    collapse.getResult().replaceAllUsesWith(folded);
+    collapse.erase();
+    if (constant.getResult().use_empty()) {
+      released.push_back(constant.getValue());
+      constant.erase();
+    }
+  }
+  nnforge::releaseUnusedConstants(root, released);
+}
+
 /// Reassociation splitting the innermost of `rank` dims into two.
 SmallVector<ReassociationIndices> splitInnermost(int64_t rank) {
   SmallVector<ReassociationIndices> groups;
@@ -384,6 +430,7 @@ struct NNFPackWeightsPass
       getOperation()->emitError("nnf-pack-weights: panel must be positive");
       return signalPassFailure();
     }
+    foldCollapsedWeights(getOperation(), panel, minBytes);
     // Constants, and values computed at run time whose elements are each
     // read at least `runtimeMinReuse` times.
     SmallVector<PackableContraction> found;

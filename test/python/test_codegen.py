@@ -26,6 +26,16 @@ import models
 TOLERANCE = 1e-4
 
 
+@pytest.fixture(autouse=True)
+def zen4_schedule_sizes(monkeypatch):
+    """The IR checks below name a Zen 4 core's tiles (8 x 32 register tiles,
+    16-lane segments, its caches): the schedules are sized for one on any
+    machine, and LLVM still compiles for this machine's own features.
+    `test_schedules_sized_for_each_vector_width_compute_the_same` runs
+    other CPUs' sizes."""
+    monkeypatch.setattr(host, "host_cpu", lambda: replace(KNOWN_CPUS["znver4"], llvm_features=None))
+
+
 def dumped_ir(tmp_path: Path, stage: str) -> str:
     """The IR `compile(..., dump_ir=tmp_path)` wrote after `stage`."""
     return next(tmp_path.glob(f"*-{stage}.mlir")).read_text()
@@ -443,16 +453,12 @@ def inverted_residual(channels: int, hidden: int, kernel: int = 3, stride: int =
     (57, 3, 1, (3, 3)),  # 19 bands of 3 rows
 ])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_depthwise_stage_is_fused_into_the_pointwise_convolution(
-    size, kernel, stride, bands, threads, tmp_path, monkeypatch
-):
+def test_depthwise_stage_is_fused_into_the_pointwise_convolution(size, kernel, stride, bands, threads, tmp_path):
     """The depthwise stage of a MobileNetV2 block joins the 1x1 convolution
     reading it in one region, computed a band of rows at a time (as many as
     the band's bytes hold: with the caches of a Zen 4 core, 192 channels of 56
     columns take 8 rows; at least PARALLEL_BANDS bands for threads), a channel
     after another: its result is never written whole."""
-    zen4, cpu = KNOWN_CPUS["znver4"], host.host_cpu()
-    monkeypatch.setattr(host, "host_cpu", lambda: replace(cpu, l1_bytes=zen4.l1_bytes, l2_bytes=zen4.l2_bytes))
     band = bands[threads - 1]
     channels, hidden = 8, 192
     model = inverted_residual(channels, hidden, kernel, stride)
@@ -613,6 +619,15 @@ class LinearGelu(torch.nn.Module):
         return torch.nn.functional.gelu(self.linear(x))
 
 
+class MatMulByConstant(torch.nn.Module):
+    def __init__(self, weight: torch.Tensor):
+        super().__init__()
+        self.weight = torch.nn.Parameter(weight, requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ self.weight
+
+
 class ConvBatchNormRelu(torch.nn.Module):
     def __init__(self, kernel: int, bias: bool):
         super().__init__()
@@ -683,3 +698,33 @@ def test_a_failed_schedule_falls_back_to_the_naive_lowering_with_a_counted_warni
     assert "using the naive lowering" in caplog.text
     with torch.no_grad():
         check(compiled(*[x.numpy() for x in inputs]), model(*inputs))
+
+
+@pytest.mark.parametrize("cpu", ["znver3", "haswell"])
+@pytest.mark.parametrize("model,shapes", [
+    (lambda: MatMulByConstant(torch.randn(70, 66)), [(130, 70)]),  # partial register and cache tiles
+    (MatMul, [(64, 1024), (1024, 512)]),  # a run-time right operand, copied a block at a time
+    (lambda: LinearGelu(1024, 512), [(64, 1024)]),  # a packed weight, k cache tiles
+    (lambda: torch.nn.Sequential(torch.nn.Conv2d(16, 16, 3, padding=1), torch.nn.ReLU()), [(1, 16, 12, 12)]),
+    (lambda: torch.nn.Conv2d(256, 256, 3, padding=1, bias=False), [(1, 256, 8, 8)]),  # direct, filter copies
+    (lambda: torch.nn.Conv2d(16, 64, 3, padding=1), [(1, 16, 7, 7)]),  # channel vectors
+    (lambda: torch.nn.Conv2d(3, 16, 7, 2, 3), [(1, 3, 40, 40)]),  # strided im2col
+    (lambda: inverted_residual(8, 48), [(1, 8, 28, 28)]),  # depthwise bands
+    (Softmax, [(33, 1000)]),
+], ids=["matmul", "matmul_of_arguments", "linear_gelu", "conv3x3", "conv3x3_256", "conv_7x7_output", "conv7x7_stride2",
+        "inverted_residual", "softmax"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_schedules_sized_for_each_vector_width_compute_the_same(cpu, model, shapes, threads, monkeypatch, caplog):
+    """The schedules sized for AVX2 CPUs (16 registers of 8 lanes: 4 x 16
+    register tiles; L2 of 512 or 256 KiB) apply without falling back to the
+    naive lowering, and their code matches PyTorch."""
+    from nnforge.targets.cpu import target as cpu_target
+
+    monkeypatch.setattr(host, "host_cpu", lambda: replace(KNOWN_CPUS[cpu], llvm_features=None))
+    torch.manual_seed(0)
+    model, inputs = model().eval(), [torch.randn(*shape) for shape in shapes]
+    with caplog.at_level("WARNING", logger="nnforge"):
+        compiled = nnforge.compile(model, tuple(inputs), threads=threads)
+    assert not [r for r in caplog.records if hasattr(r, cpu_target.NAIVE_LOWERING)]
+    with torch.no_grad():
+        np.testing.assert_allclose(np.asarray(compiled(*inputs)), model(*inputs).numpy(), rtol=1e-4, atol=2e-4)

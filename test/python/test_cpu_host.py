@@ -148,3 +148,39 @@ def test_code_for_avx2_uses_256_bit_vectors_and_matches_pytorch(name, tmp_path: 
     machine_code = subprocess.run(["objdump", "-d", str(library)], capture_output=True, text=True, check=True).stdout
     assert "%ymm" in machine_code and "%zmm" not in machine_code
     np.testing.assert_allclose(nnforge.load(library)(*[x.numpy() for x in inputs]), expected, rtol=1e-4, atol=1e-4)
+
+
+class ToBfloat16(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.to(torch.bfloat16)
+
+
+def nearest_bfloat16(value: float) -> float:
+    """`value` rounded to the nearest bf16 (ties to even) in one step."""
+    if not np.isfinite(value) or value == 0:
+        return value
+    exponent = max(np.frexp(value)[1], -125)  # bf16's subnormals: f32's exponent range
+    quantum = 2.0 ** (exponent - 8)
+    rounded = round(value / quantum) * quantum  # Python's round: ties to even, exact here
+    return float(np.copysign(np.inf, value)) if abs(rounded) >= 2.0**128 else rounded
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_conversions_to_bfloat16_without_avx512_bf16_round_to_nearest_even(dtype, tmp_path):
+    """On a CPU without AVX-512 BF16 (x86-64-v3) LLVM calls __truncsfbf2 and
+    __truncdfbf2 for them, which nnforge's runtime provides (libgcc before
+    GCC 13 has neither). From f64 the rounding is one step: 1 + 2^-8 + 2^-30
+    is above the tie of 1 and 1 + 2^-7, though its nearest f32 is the tie."""
+    special = [0.0, -0.0, np.inf, -np.inf, 1 + 2**-8, 1 + 3 * 2**-8, 1 + 2**-8 + 2**-30, -(1 + 2**-8 + 2**-30),
+               3.4e38, 3.3961e38, 2.0**-130, 1.5 * 2**-133, 2.0**-150, 1e-45, 65504.0, -1.0e-3]
+    values = np.concatenate([special, np.random.default_rng(0).normal(0, 1e3, 4000)])
+    x = torch.tensor(values, dtype=dtype)
+    compiled = nnforge.compile(ToBfloat16(), (x,), target="cpu:x86-64-v3")
+    result = torch.from_numpy(np.asarray(compiled(x.numpy())).view(np.int16)).view(torch.bfloat16)
+    expected = [nearest_bfloat16(float(v)) for v in x.tolist()]
+    np.testing.assert_array_equal(result.float().numpy(), np.array(expected, np.float32))
+    signs = np.signbit(result.float().numpy()) == np.signbit(x.numpy())
+    assert signs.all()
+    nan = compiled(np.array([np.nan, -np.nan] + [0.0] * (len(values) - 2), x.numpy().dtype))
+    nan = torch.from_numpy(np.asarray(nan).view(np.int16)).view(torch.bfloat16).float().numpy()
+    assert np.isnan(nan[:2]).all() and np.signbit(nan[:2]).tolist() == [False, True]

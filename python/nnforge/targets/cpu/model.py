@@ -68,8 +68,9 @@ def _check_library_name(path: Path, model_weights: ModelWeights | None) -> None:
 
 def runtime_libraries() -> list[str]:
     """Libraries JIT-compiled code may call: libm (erff, expf, ...), libgcc's
-    soft-float conversions (f64/f32 to f16 and bf16), nnforge's runtime
-    (`memrefCopy`, the allocator, the failed-check hook; the OpenMP entry
+    soft-float conversions (f64/f32 to f16), nnforge's runtime
+    (`memrefCopy`, the allocator, the failed-check hook, f64/f32 to bf16
+    where the CPU lacks AVX-512 BF16; the OpenMP entry
     points are mapped by name: `openmp_regions.register_entry_points`).
 
     They are named explicitly: once torch-mlir (which bundles another LLVM)

@@ -184,9 +184,11 @@ class ScheduleSizes:
           the left operand feeds two FMAs) and as many rows as fill half the
           vector registers with accumulators (the rest hold operands), but
           at least enough independent FMAs to keep the FMA pipes busy;
-        - cache tile: the output tile (m x n) takes a sixteenth of L2, and
-          the left operand's m x k block, the right operand's k x n panel
-          and the output tile half of it; k a power of two;
+        - cache tile: a 128 x 128 output tile (m x n: each copied block of
+          the right operand serves 128 rows), halved while it, the left
+          operand's m x k block and the right operand's k x n block at
+          k = 2m do not fit in 5/8 of L2 (a 256 KiB L2: 64 x 64); k the
+          largest power of two whose blocks fit in half of L2, at least 2m;
         - elementwise ops: four vectors per step; depthwise convolutions
           and transposes: one register per row;
         - dispatch regions without contraction: a tile's input,
@@ -203,9 +205,11 @@ class ScheduleSizes:
         columns = 2 * lanes
         fmas_in_flight = FMA_LATENCY * cpu.fma_units * cpu.fma_bits // cpu.vector_bits
         rows = max(cpu.vector_registers // 2 // 2, math.ceil(fmas_in_flight / 2))
-        output = _power_of_two_at_most(math.isqrt(cpu.l2_bytes // 16 // F32_BYTES))
-        output = max(output, columns)
-        k = _power_of_two_at_most((cpu.l2_bytes // 2 // F32_BYTES - output * output) // (2 * output))
+        output = 128
+        while output > columns and _block_bytes(output, 2 * output) > cpu.l2_bytes * 5 // 8:
+            output //= 2
+        half = cpu.l2_bytes // 2 // F32_BYTES
+        k = max(2 * output, _power_of_two_at_most((half - output * output) // (2 * output)))
         return cls(
             lanes=lanes,
             register_tile={"batch": 1, "m": rows, "n": columns, "k": 1},
@@ -220,6 +224,11 @@ class ScheduleSizes:
             direct_filter_bytes=cpu.l2_bytes // 2,
             affine_tile=max(lanes, _power_of_two_at_most(math.isqrt(cpu.l2_bytes // 2 // (3 * F32_BYTES)))),
         )
+
+
+def _block_bytes(output: int, k: int) -> int:
+    """Bytes of a contraction's square output tile and of its operands' blocks over `k`."""
+    return (output * output + 2 * output * k) * F32_BYTES
 
 
 def _power_of_two_at_most(value: int) -> int:

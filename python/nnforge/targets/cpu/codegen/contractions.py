@@ -11,8 +11,9 @@ k step 1,
 vectorized to a `vector.contract` lowered to outer products (`vector.fma`
 on vector<32xf32>); each accumulator is hoisted out of the k loop into
 registers. The columns of an output tile after its last full register tile
-get power-of-two widths (49 = 32 + 16 + 1), unmasked; masks remain only
-where n is dynamic. `contraction_tiles` chooses the tiles, from the op's
+get power-of-two widths (49 = 32 + 16 + 1), and rows that leave its
+register tiles partial a tile of their own (49 = 1 + 12 x 4), unmasked;
+masks remain only where n is dynamic. `contraction_tiles` chooses the tiles, from the op's
 loop sizes and the CPU's `ScheduleSizes`.
 """
 
@@ -80,26 +81,53 @@ def contraction_schedule(op: ir.Operation, parallel: bool, sizing: ScheduleSizes
     # Output tiles (independent: one per thread at a time), then k tiles.
     outer = [0 if roles[d] == "k" else cache[d] for d in range(rank)]
     inner = [cache[d] if roles[d] == "k" else 0 for d in range(rank)]
-    m_dim = _role_dim(roles, "m")
-    register = sizes_text(register_tiles)
-    n_dim = _role_dim(roles, "n")
-    # Loops of the register tile: batch..., m, n, k. Where register tiles of
-    # n would be partial, every tile of the dimension would otherwise pay for
-    # masks. Where the cache tiles of n are equal (n divides into them: 49,
-    # 112 or 196 columns), each is split into its full register tiles and the
-    # power-of-two widths of the rest (17 = 16 + 1), each part tiled and
-    # vectorized unmasked, its accumulator in registers; else the register n
-    # loop is peeled, its partial tile vectorized masked.
-    n_size, n_cache, n_register = loop_sizes[n_dim], cache[n_dim], register_tiles[n_dim]
     packing = _packing_of_right_operand(op, roles, loop_sizes, cache, register_tiles)
-    tiled = "packed" if packing else "ck"
+    tiling = _register_tiling_vectorized("packed" if packing else "ck", register_tiles, order, roles, loop_sizes, cache)
+    return f"""{tile_outer("op", "c", outer, parallel)}{tile_outer("c", "ck", inner, False)}{packing}
+{tiling}
+    %f = transform.get_parent_op %main_loops#0 {{op_name = "func.func"}} : (!transform.any_op) -> !transform.any_op""" + (
+        hoist_accumulators("f", CONTRACTION_PATTERNS)
+    )
+
+
+def _register_tiling_vectorized(
+    target: str, register_tiles: list[int], order: list[int], roles: dict[int, str],
+    sizes: list[int | None], cache: list[int],
+) -> str:
+    """Transform ops tiling the contraction `%target` (a cache tile) by
+    `register_tiles` (loops batch..., m, n, k: `%main_loops`) and
+    vectorizing the tiles.
+
+    Where register tiles of n would be partial, every tile of the dimension
+    would otherwise pay for masks. Where the cache tiles of n are equal (n
+    divides into them: 49, 112 or 196 columns), each is split into its full
+    register tiles and the power-of-two widths of the rest (17 = 16 + 1),
+    each part tiled and vectorized unmasked, its accumulator in registers;
+    else the register n loop is peeled, its partial tile vectorized masked.
+    Rows that leave a static cache tile's register tiles partial (49 =
+    1 + 12 x 4 with 4-row register tiles) are a part of their own, first
+    (the larger part's result is then updated in place), tiled by their
+    count, unmasked."""
+    m_dim, n_dim = _role_dim(roles, "m"), _role_dim(roles, "n")
+    n_size, n_cache, n_register = sizes[n_dim], cache[n_dim], register_tiles[n_dim]
     if not _has_partial_tiles(n_size, n_cache, n_register):
-        tiling = _register_tiling(tiled, "main", register_tiles, order) + f"""
-    transform.structured.vectorize %main vector_sizes {register} : !transform.any_op"""
-    elif n_size is not None and n_size % n_cache == 0:
+        m_size, m_cache, m_register = sizes[m_dim], cache[m_dim], register_tiles[m_dim]
+        if m_size is None or m_size % m_cache or m_cache <= m_register or m_cache % m_register == 0:
+            return _register_tiling(target, "main", register_tiles, order) + f"""
+    transform.structured.vectorize %main vector_sizes {sizes_text(register_tiles)} : !transform.any_op"""
+        first = m_cache % m_register
+        return f"""
+    %rows = transform.structured.split %{target} after {first} {{dimension = {m_dim}}} : !transform.any_op
+    %first_rows, %full_rows = transform.split_handle %rows : (!transform.any_op) -> (!transform.any_op, !transform.any_op)""" + (
+            _register_tiling("full_rows", "main", register_tiles, order) + f"""
+    transform.structured.vectorize %main vector_sizes {sizes_text(register_tiles)} : !transform.any_op"""
+            + _register_tiling("first_rows", "first", _with(register_tiles, m_dim, first), order) + f"""
+    transform.structured.vectorize %first vector_sizes {sizes_text(_with(register_tiles, m_dim, first))} : !transform.any_op"""
+        )
+    if n_size is not None and n_size % n_cache == 0:
         remainder = n_cache % n_register
         widths = [n_cache - remainder] + _power_of_two_parts(remainder)
-        tiling, rest = "", tiled
+        tiling, rest = "", target
         for index, width in enumerate(widths):
             part = rest
             if index < len(widths) - 1:
@@ -112,18 +140,13 @@ def contraction_schedule(op: ir.Operation, parallel: bool, sizing: ScheduleSizes
             name = "main" if index == 0 else f"tile{index}"
             tiling += _register_tiling(part, name, tiles, order) + f"""
     transform.structured.vectorize %{name} vector_sizes {sizes_text(tiles)} : !transform.any_op"""
-    else:
-        tiling = _register_tiling(tiled, "main", register_tiles, order) + f"""
+        return tiling
+    return _register_tiling(target, "main", register_tiles, order) + f"""
     %n_for = transform.cast %main_loops#{order.index(n_dim)} : !transform.any_op to !transform.op<"scf.for">
     %full, %partial = transform.loop.peel %n_for : (!transform.op<"scf.for">) -> (!transform.any_op, !transform.any_op)
     %tiles = transform.structured.match interface{{LinalgOp}} in %main_loops#{order.index(m_dim)}
         : (!transform.any_op) -> !transform.any_op
-    transform.structured.vectorize %tiles vector_sizes {register} : !transform.any_op"""
-    return f"""{tile_outer("op", "c", outer, parallel)}{tile_outer("c", "ck", inner, False)}{packing}
-{tiling}
-    %f = transform.get_parent_op %main_loops#0 {{op_name = "func.func"}} : (!transform.any_op) -> !transform.any_op""" + (
-        hoist_accumulators("f", CONTRACTION_PATTERNS)
-    )
+    transform.structured.vectorize %tiles vector_sizes {sizes_text(register_tiles)} : !transform.any_op"""
 
 
 def _packing_of_right_operand(

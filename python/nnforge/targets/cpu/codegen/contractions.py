@@ -13,8 +13,8 @@ on vector<32xf32>); each accumulator is hoisted out of the k loop into
 registers. The columns of an output tile after its last full register tile
 get power-of-two widths (49 = 32 + 16 + 1), and rows that leave its
 register tiles partial a tile of their own (49 = 1 + 12 x 4), unmasked;
-masks remain only where n is dynamic. `contraction_tiles` chooses the tiles, from the op's
-loop sizes and the CPU's `ScheduleSizes`.
+masks remain only where n is dynamic. `contraction_tiles` chooses the
+tiles, from the op's loop sizes and the CPU's `ScheduleSizes`.
 """
 
 from __future__ import annotations
@@ -111,18 +111,14 @@ def _register_tiling_vectorized(
     m_dim, n_dim = _role_dim(roles, "m"), _role_dim(roles, "n")
     n_size, n_cache, n_register = sizes[n_dim], cache[n_dim], register_tiles[n_dim]
     if not _has_partial_tiles(n_size, n_cache, n_register):
-        m_size, m_cache, m_register = sizes[m_dim], cache[m_dim], register_tiles[m_dim]
-        if m_size is None or m_size % m_cache or m_cache <= m_register or m_cache % m_register == 0:
-            return _register_tiling(target, "main", register_tiles, order) + f"""
-    transform.structured.vectorize %main vector_sizes {sizes_text(register_tiles)} : !transform.any_op"""
-        first = m_cache % m_register
+        first = _rows_beyond_register_tiles(sizes[m_dim], cache[m_dim], register_tiles[m_dim])
+        if not first:
+            return _vectorized_tiles(target, "main", register_tiles, order)
         return f"""
     %rows = transform.structured.split %{target} after {first} {{dimension = {m_dim}}} : !transform.any_op
     %first_rows, %full_rows = transform.split_handle %rows : (!transform.any_op) -> (!transform.any_op, !transform.any_op)""" + (
-            _register_tiling("full_rows", "main", register_tiles, order) + f"""
-    transform.structured.vectorize %main vector_sizes {sizes_text(register_tiles)} : !transform.any_op"""
-            + _register_tiling("first_rows", "first", _with(register_tiles, m_dim, first), order) + f"""
-    transform.structured.vectorize %first vector_sizes {sizes_text(_with(register_tiles, m_dim, first))} : !transform.any_op"""
+            _vectorized_tiles("full_rows", "main", register_tiles, order)
+            + _vectorized_tiles("first_rows", "first", _with(register_tiles, m_dim, first), order)
         )
     if n_size is not None and n_size % n_cache == 0:
         remainder = n_cache % n_register
@@ -137,9 +133,7 @@ def _register_tiling_vectorized(
     %{part}, %rest{index} = transform.split_handle %split{index} : (!transform.any_op) -> (!transform.any_op, !transform.any_op)"""
                 rest = f"rest{index}"
             tiles = _with(register_tiles, n_dim, min(width, n_register))
-            name = "main" if index == 0 else f"tile{index}"
-            tiling += _register_tiling(part, name, tiles, order) + f"""
-    transform.structured.vectorize %{name} vector_sizes {sizes_text(tiles)} : !transform.any_op"""
+            tiling += _vectorized_tiles(part, "main" if index == 0 else f"tile{index}", tiles, order)
         return tiling
     return _register_tiling(target, "main", register_tiles, order) + f"""
     %n_for = transform.cast %main_loops#{order.index(n_dim)} : !transform.any_op to !transform.op<"scf.for">
@@ -147,6 +141,19 @@ def _register_tiling_vectorized(
     %tiles = transform.structured.match interface{{LinalgOp}} in %main_loops#{order.index(m_dim)}
         : (!transform.any_op) -> !transform.any_op
     transform.structured.vectorize %tiles vector_sizes {sizes_text(register_tiles)} : !transform.any_op"""
+
+
+def _vectorized_tiles(target: str, result: str, tiles: list[int], order: list[int]) -> str:
+    """`_register_tiling` of `%target` into `%result`, then `%result` vectorized by `tiles`."""
+    return _register_tiling(target, result, tiles, order) + f"""
+    transform.structured.vectorize %{result} vector_sizes {sizes_text(tiles)} : !transform.any_op"""
+
+
+def _rows_beyond_register_tiles(size: int | None, cache: int, register: int) -> int:
+    """Rows of each (static, equal) m cache tile beyond its full register tiles: 1 of 49 with 4-row tiles."""
+    if size is None or size % cache or cache <= register:
+        return 0
+    return cache % register
 
 
 def _packing_of_right_operand(

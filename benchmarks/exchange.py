@@ -10,7 +10,8 @@ Sections of the JSON report (benchmarks/results/exchange.json; --quick writes to
   outputs (the test's own tolerances). Counts: cases, imported, exported, passed; the export refusals by op.
 - "light_cnns": the wheel's 9 light CNNs: exported to ONNX (onnxruntime against onnxruntime on the
   source), exported to NNEF and compiled back by nnforge (against the source), and simplified by
-  nnforge, onnxsim and onnxslim (node counts, onnxruntime latency standalone medians, identical outputs).
+  nnforge, onnxsim and onnxslim (node counts; onnxruntime latency over 7 rounds of one process per
+  model: medians, and each round's ratio to the source; identical outputs).
 - "transformers": the CPU benchmark's transformer layer and tiny GPT-2 as torch.onnx.export writes them,
   simplified by nnforge, onnxsim and onnxslim (node counts, latency, identical outputs).
 - "nnef_anchor": NNEF against NNEF's own converter, nnef-tools: its NNEF of each light CNN compiled by
@@ -255,19 +256,29 @@ print(statistics.median(times))
 """
 
 
-def _latencies(paths: dict[str, Path], feeds: dict, repeats: int, processes: int = 3) -> dict[str, float]:
-    """Median seconds of one onnxruntime run of each model, each timed alone in its own process (after a
-    warm-up run), the models taking turns; the median over `processes` such processes."""
+def _latencies(paths: dict[str, Path], feeds: dict, repeats: int, rounds: int = 7) -> dict[str, dict]:
+    """Each model's onnxruntime latency: per round, each model timed alone in a process of its own (the
+    median of `repeats` runs after a warm-up run), the order rotating from round to round. Returns, per
+    model, the median over the rounds ("ms") and, beside the source's, the round-by-round ratios to the
+    source's latency ("ratio": median and quartiles): a ratio compares two processes that ran side by side,
+    so that a slower or faster phase of the machine does not pass for a difference of the models."""
     with tempfile.TemporaryDirectory(prefix="nnforge-latency-") as folder:
         inputs = Path(folder) / "inputs.npz"
         np.savez(inputs, **feeds)
-        times: dict[str, list[float]] = {tool: [] for tool in paths}
-        for _ in range(processes):
-            for tool, path in paths.items():
-                done = subprocess.run([sys.executable, "-c", _TIMER, str(path), str(inputs), str(repeats)],
+        tools = list(paths)
+        times: dict[str, list[float]] = {tool: [] for tool in tools}
+        for round_ in range(rounds):
+            for tool in tools[round_ % len(tools):] + tools[:round_ % len(tools)]:
+                done = subprocess.run([sys.executable, "-c", _TIMER, str(paths[tool]), str(inputs), str(repeats)],
                                       capture_output=True, text=True, check=True, timeout=1800)
-                times[tool].append(float(done.stdout.split()[-1]))
-    return {tool: statistics.median(values) for tool, values in times.items()}
+                times[tool].append(1e3 * float(done.stdout.split()[-1]))
+    results: dict[str, dict] = {tool: {"ms": statistics.median(values)} for tool, values in times.items()}
+    for tool, values in times.items():
+        if tool != "source" and "source" in times:
+            ratios = [value / source for value, source in zip(values, times["source"])]
+            first, median, third = statistics.quantiles(ratios, n=4)
+            results[tool]["ratio"] = {"median": median, "q1": first, "q3": third}
+    return results
 
 
 def _simplifiers() -> dict:
@@ -355,7 +366,9 @@ def _simplified(name: str, path: Path, feeds: dict, reference: np.ndarray, repea
             entry[f"{tool}_error"] = _error(error)
     entry["outputs_equal"] = {tool: _close(_ort(file).run(None, feeds)[0], reference, **TOLERANCE)
                               for tool, file in simplified.items() if tool != "source"}
-    entry["latency_ms"] = {tool: 1e3 * seconds for tool, seconds in _latencies(simplified, feeds, repeats).items()}
+    latencies = _latencies(simplified, feeds, repeats)
+    entry["latency_ms"] = {tool: timed["ms"] for tool, timed in latencies.items()}
+    entry["latency_ratio"] = {tool: timed["ratio"] for tool, timed in latencies.items() if "ratio" in timed}
     return entry
 
 
@@ -516,28 +529,32 @@ def _render_roundtrip(rt: dict) -> list[str]:
     return lines
 
 
-def _ratio(latency_ms: dict) -> str:
-    """nnforge's simplified model's latency over the source's."""
-    return f"{latency_ms['nnforge'] / latency_ms['source']:.2f}x" if {"nnforge", "source"} <= set(latency_ms) else "-"
+def _ratio(entry: dict) -> str:
+    """nnforge's simplified model's latency over the source's: the median of the rounds' ratios and their
+    quartiles."""
+    ratio = entry.get("latency_ratio", {}).get("nnforge")
+    return f"{ratio['median']:.2f}x ({ratio['q1']:.2f}–{ratio['q3']:.2f})" if ratio else "-"
 
 
 def _render_light_cnns(results: dict) -> list[str]:
     tools = ["source", "nnforge", "onnxsim", "onnxslim"]
     lines = ["| light CNN | ONNX out = source | NNEF out, compiled = source | nodes: " + " / ".join(tools)
-             + " | onnxruntime ms: " + " / ".join(tools) + " | nnforge's latency / source's |",
+             + " | onnxruntime ms: " + " / ".join(tools)
+             + " | nnforge's latency / source's, per round: median (quartiles) |",
              "|---|---|---|---|---|---|"]
     for name, entry in results.items():
         nodes = " / ".join(str(entry["nodes"].get(tool, "-")) for tool in tools)
         latency = " / ".join(f"{entry['latency_ms'][t]:.2f}" if t in entry["latency_ms"] else "-" for t in tools)
         lines.append(f"| {name} | {_mark(entry, 'onnx')} | {_mark(entry, 'nnef')} | {nodes} | {latency} "
-                     f"| {_ratio(entry['latency_ms'])} |")
+                     f"| {_ratio(entry)} |")
     return lines + [""]
 
 
 def _render_transformers(results: dict) -> list[str]:
     tools = ["source", "nnforge", "onnxsim", "onnxslim"]
     lines = ["| torch.onnx.export'ed transformer | nodes: " + " / ".join(tools) + " | onnxruntime ms: "
-             + " / ".join(tools) + " | nnforge's latency / source's | outputs = source: " + " / ".join(tools[1:])
+             + " / ".join(tools) + " | nnforge's latency / source's, per round: median (quartiles) | outputs = source: "
+             + " / ".join(tools[1:])
              + " |", "|---|---|---|---|---|"]
     for name, entry in results.items():
         if "nodes" not in entry:
@@ -546,7 +563,7 @@ def _render_transformers(results: dict) -> list[str]:
         nodes = " / ".join(str(entry["nodes"].get(tool, "-")) for tool in tools)
         latency = " / ".join(f"{entry['latency_ms'][t]:.2f}" if t in entry["latency_ms"] else "-" for t in tools)
         equal = " / ".join({True: "yes", False: "no"}.get(entry["outputs_equal"].get(t), "-") for t in tools[1:])
-        lines.append(f"| {name} | {nodes} | {latency} | {_ratio(entry['latency_ms'])} | {equal} |")
+        lines.append(f"| {name} | {nodes} | {latency} | {_ratio(entry)} | {equal} |")
     return lines + [""]
 
 
@@ -575,25 +592,27 @@ _RENDERERS = {"onnx_roundtrip": _render_roundtrip, "light_cnns": _render_light_c
 
 
 def _render_runs(runs: list[dict]) -> list[str]:
-    """The conditions each part of a section ran in: the load average of the machine, the run's note."""
+    """The conditions each part of a section ran in: the CPU, the load average of the machine, the run's note."""
     parts = []
     for run in runs:
         load = "load unknown" if run.get("load") is None else f"load average {run['load'][0]:.1f}"
         what = "" if run.get("models", "all") == "all" else ", ".join(run["models"]) + ": "
         quick = "--quick" if run.get("settings", {}).get("quick") else ""
-        parts.append(what + ", ".join(field for field in (quick, load, run.get("note")) if field))
+        cpu = run.get("cpu", "CPU not recorded")
+        parts.append(what + ", ".join(field for field in (quick, cpu, load, run.get("note")) if field))
     return ["Measured " + "; ".join(parts) + ".", ""] if parts else []
 
 
 def render(report: dict, source: str) -> str:
     """The markdown tables of docs/exchange.md's "Measured" section (a line for a section not run or failed)."""
     machine = report["machine"]
-    cpu = machine.get("cpu", {}).get("model", "") if isinstance(machine.get("cpu"), dict) else machine.get("cpu", "")
     versions = ", ".join(f"{name} {version}" for name, version in machine.get("versions", {}).items()
                          if name in ("torch", "onnxruntime", "onnx", "mlir"))
     lines = ["## Measured", "",
-             f"`python benchmarks/exchange.py` ({source}; {cpu or 'CPU unknown'}, {machine.get('logical_cpus')} "
-             f"logical CPUs; {versions}).", ""]
+             f"`python benchmarks/exchange.py` ({source}; {machine.get('logical_cpus')} logical CPUs; {versions}; "
+             "the CPU of each part below it). onnxruntime latencies: per round, each model in a process of its own "
+             "(the median of its runs), the order rotating; 7 rounds. A simplified model is slower than the source "
+             "where the quartiles of its per-round ratios lie above 1.", ""]
     for section, renderer in _RENDERERS.items():
         result = report.get(section, {"error": "not run"})
         if "error" in result:
@@ -681,8 +700,8 @@ def main(argv: list[str] | None = None) -> int:
             if section not in args.sections.split(","):
                 continue
             record = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                      "load": _load_average(), "models": sorted(models) if models else "all", "note": args.note,
-                      "settings": settings}
+                      "cpu": fresh["machine"]["cpu"], "load": _load_average(),
+                      "models": sorted(models) if models else "all", "note": args.note, "settings": settings}
             started = time.perf_counter()
             try:
                 result = run()

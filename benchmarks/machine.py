@@ -49,6 +49,16 @@ def _cpuinfo() -> dict[str, str]:
     return fields
 
 
+def _cpu_name(cpuinfo: dict[str, str]) -> str:
+    """The CPU's model name, with LLVM's name of its microarchitecture and its family and model numbers:
+    a virtual machine may report only "AMD EPYC", the same for a Zen 3, 4 or 5."""
+    from nnforge.targets.cpu.host import host_cpu
+
+    name = cpuinfo.get("model name", platform.processor() or platform.machine())
+    numbers = ", ".join(f"{field} {cpuinfo[field]}" for field in ("cpu family", "model") if field in cpuinfo)
+    return f"{name} ({', '.join(filter(None, [host_cpu().name, numbers]))})"
+
+
 def describe() -> dict:
     """The machine and software, as recorded with every result."""
     cpuinfo = _cpuinfo()
@@ -60,7 +70,7 @@ def describe() -> dict:
         except metadata.PackageNotFoundError:
             versions[name] = None
     return {
-        "cpu": cpuinfo.get("model name", platform.processor() or platform.machine()),
+        "cpu": _cpu_name(cpuinfo),
         "isa": [flag for flag in ISA_FLAGS if flag in flags],
         "logical_cpus": os.cpu_count(),
         "usable_cpus": len(os.sched_getaffinity(0)),

@@ -144,6 +144,50 @@ def test_numpy_runs_without_openblas_kernel_variables(monkeypatch: pytest.Monkey
     assert environment["PATH"] == os.environ["PATH"]
 
 
+
+def test_the_machine_names_the_cpu_with_its_microarchitecture() -> None:
+    from nnforge.targets.cpu.host import host_cpu
+
+    spec = importlib.util.spec_from_file_location("benchmark_machine", BENCHMARKS / "machine.py")
+    machine = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(machine)
+    name = machine._cpu_name({"model name": "AMD EPYC", "cpu family": "26", "model": "2"})
+    assert name == f"AMD EPYC ({host_cpu().name}, cpu family 26, model 2)"
+
+
+def _exchange_benchmark():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        spec = importlib.util.spec_from_file_location("benchmark_exchange", BENCHMARKS / "exchange.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    return module
+
+
+def test_simplified_latencies_are_ratios_to_the_source_round_by_round(tmp_path: Path) -> None:
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper
+
+    exchange = _exchange_benchmark()
+    paths = {}
+    for name, op in (("source", "Relu"), ("nnforge", "Abs")):
+        graph = helper.make_graph([helper.make_node(op, ["x"], ["y"])], name,
+                                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])])
+        paths[name] = tmp_path / f"{name}.onnx"
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), paths[name])
+    latencies = exchange._latencies(paths, {"x": np.ones(4, np.float32)}, repeats=2, rounds=3)
+    assert set(latencies) == {"source", "nnforge"} and "ratio" not in latencies["source"]
+    assert all(timed["ms"] > 0 for timed in latencies.values())
+    ratio = latencies["nnforge"]["ratio"]
+    assert 0 < ratio["q1"] <= ratio["median"] <= ratio["q3"]
+    entry = {"latency_ratio": {"nnforge": {"median": 1.013, "q1": 0.952, "q3": 1.061}}}
+    assert exchange._ratio(entry) == "1.01x (0.95–1.06)"
+    assert exchange._ratio({}) == "-"
+
 def _jax_benchmark():
     sys.path.insert(0, str(BENCHMARKS))
     try:

@@ -272,6 +272,16 @@ def test_batched_matmul_of_rank_4_stays_one_node(tmp_path: Path) -> None:
     assert _simplified_kinds(tmp_path, nodes, [1, 4, 16, 16], constants) == ["MatMul", "Relu", "MatMul"]
 
 
+
+def test_scalar_factors_of_a_matmul_operands_are_one_on_its_result(tmp_path: Path) -> None:
+    """An attention's 1/sqrt(d) split between queries and keys, a Transpose between: onnxruntime folds one
+    Mul beside the MatMul into it (FusedMatMul), not one behind a Transpose."""
+    constants = {"s": np.full((1, 1, 1), 0.5, np.float32), "t": np.full((1, 1, 1), 0.25, np.float32)}
+    nodes = [helper.make_node("Mul", ["x", "s"], ["q"]), helper.make_node("Mul", ["x", "t"], ["k"]),
+             helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 2, 1]), helper.make_node("MatMul", ["q", "kt"], ["y"])]
+    kinds = _simplified_kinds(tmp_path, nodes, [2, 8, 16], constants)
+    assert sorted(kinds) == ["MatMul", "Mul", "Transpose"] and kinds[-1] == "Mul"
+
 def test_slices_covering_a_value_once_are_one_split(tmp_path: Path) -> None:
     nodes = [helper.make_node("Split", ["x", "sizes"], ["a", "b", "c"], axis=2),
              helper.make_node("Mul", ["a", "b"], ["m"]), helper.make_node("Add", ["m", "c"], ["y"])]

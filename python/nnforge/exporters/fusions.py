@@ -547,6 +547,64 @@ def _matrix_weights(edit: Edit, node) -> bool:
     return True
 
 
+# Ops that move or regroup elements without arithmetic: a scalar factor passes through them.
+_LAYOUT = ("Reshape", "Transpose")
+
+
+def _scalar_factor(edit: Edit, name: str) -> tuple[object, str, list, np.ndarray] | None:
+    """(Mul, its tensor operand, the Reshapes and Transposes from the Mul to `name` (last: the one reading
+    the Mul), the factor) when `name` is a Mul of a tensor by a one-element constant through such ops, each
+    value used once; None otherwise."""
+    chain = []
+    node = edit.single(name, "Mul", *_LAYOUT)
+    while node is not None and node.op_type in _LAYOUT:
+        chain.append(node)
+        node = edit.single(node.input[0], "Mul", *_LAYOUT)
+    if node is None or len(node.input) != 2:
+        return None
+    for position in (0, 1):
+        factor, tensor = edit.constant(node.input[position]), node.input[1 - position]
+        shape = edit.shapes.get(tensor)
+        if factor is not None and factor.size == 1 and edit.constant(tensor) is None and shape is not None \
+                and edit.shapes.get(node.output[0]) == shape:  # the factor broadcasts into no new axis
+            return node, tensor, chain, factor
+    return None
+
+
+def _matmul_operand_scales(edit: Edit, node) -> bool:
+    """MatMul(s * a, t * b), s and t one-element constants reaching it through Reshapes and Transposes (an
+    attention's 1/sqrt(d) split between queries and keys) -> MatMul(a, b) * (s * t): one Mul, on the MatMul's
+    result, where onnxruntime folds it into the product (FusedMatMul's alpha) instead of a pass of its own."""
+    if node.op_type != "MatMul":
+        return False
+    found = [_scalar_factor(edit, name) for name in node.input]
+    factors = [hit for hit in found if hit is not None]
+    if not factors or (len(factors) == 1 and not factors[0][2]):  # one Mul already beside the MatMul
+        return False
+    from onnx import NodeProto
+
+    inputs, removed, added = list(node.input), [node], []
+    scale = np.ones((), factors[0][3].dtype)
+    for position, hit in enumerate(found):
+        if hit is None:
+            continue
+        mul, tensor, chain, factor = hit
+        scale = scale * factor.reshape(())
+        removed.append(mul)
+        if chain:  # the op reading the Mul reads its tensor instead
+            reader = NodeProto()
+            reader.CopyFrom(chain[-1])
+            reader.input[0] = tensor
+            removed.append(chain[-1])
+            added.append(reader)
+        else:
+            inputs[position] = tensor
+    product = edit.fresh(node.output[0])
+    added += [_make("MatMul", inputs, product),
+              _make("Mul", [product, edit.array(scale.astype(factors[0][3].dtype), "scale")], node.output[0])]
+    edit.replace(removed, added)
+    return True
+
 def _mean(edit: Edit, name: str) -> tuple[str, list[int]] | None:
     """(x, axes) when `name` is a mean of x over its last axes kept as units: ReduceMean, or ReduceSum
     times 1/count (as TOSA writes it); None otherwise."""
@@ -874,7 +932,7 @@ FUSIONS: tuple[Callable[[Edit, object], bool], ...] = (
     _grouped_convolution, _gemm, _softmax_through_unit_reshapes, _global_pool_flattened, _axis_permutation,
     _parallel_convolutions, _activation_after_concat, _layer_normalization,
     _layer_normalization_affine, _constant_gather_nd, _global_pool, _matrix_weights,
-    _batched_matmul_in_unit_reshapes, _gelu_tanh, _slices_as_split, _rows_of_flat_table,
+    _batched_matmul_in_unit_reshapes, _matmul_operand_scales, _gelu_tanh, _slices_as_split, _rows_of_flat_table,
     _negative_indices_wrapped, _same_shape_reshape, _matmul_bias_as_vector,
 )
 

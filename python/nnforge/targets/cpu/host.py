@@ -65,7 +65,7 @@ KNOWN_CPUS = {
     cpu.name: cpu
     for cpu in (
         CpuDescription("znver4", 512, 32, 2, 256, 32 * KIB, 1 * MIB, _AVX512),
-        CpuDescription("znver5", 512, 32, 4, 512, 48 * KIB, 1 * MIB, _AVX512),
+        CpuDescription("znver5", 512, 32, 2, 512, 48 * KIB, 1 * MIB, _AVX512),
         CpuDescription("znver3", 256, 16, 2, 256, 32 * KIB, 512 * KIB, _AVX2),
         CpuDescription("znver2", 256, 16, 2, 256, 32 * KIB, 512 * KIB, _AVX2),
         CpuDescription("skylake-avx512", 512, 32, 2, 512, 32 * KIB, 1 * MIB, _AVX512),

@@ -1,4 +1,5 @@
 // RUN: nnforge-opt %s --nnf-conv-to-im2col --split-input-file | FileCheck %s
+// RUN: nnforge-opt %s --nnf-conv-to-im2col=direct-min-width=7 --split-input-file | FileCheck %s --check-prefix=WIDTH7
 
 // A 3x3 convolution: the windows are copied into a 6-D tensor through the
 // convolution's input map (no floordiv/mod), collapsed into the matmul
@@ -69,6 +70,10 @@ func.func @pointwise(%x: tensor<1x32x7x7xf32>, %w: tensor<192x32x1x1xf32>, %init
 // CHECK-DAG: #[[FILTER_T:.*]] = affine_map<(d0, d1, d2, d3) -> (d3, d2)>
 // CHECK-DAG: #[[OUT_T:.*]] = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2)>
 // CHECK-LABEL: func.func @channels_innermost
+// With direct-min-width=7 its rows of 7 pixels are computed directly instead.
+// WIDTH7-LABEL: func.func @channels_innermost
+// WIDTH7-NOT: tensor.collapse_shape
+// WIDTH7: linalg.conv_2d_nhwc_hwcf {{.*}} -> tensor<1x7x7x32xf32>
 // CHECK: %[[COLUMNS:.*]] = tensor.collapse_shape %{{.*}} {{\[}}[0], [1, 2, 3], [4, 5]] : tensor<1x4x3x3x7x7xf32> into tensor<1x36x49xf32>
 // CHECK: %[[FILTER:.*]] = linalg.transpose ins(%{{.*}} : tensor<32x4x3x3xf32>) outs(%{{.*}} : tensor<4x3x3x32xf32>) permutation = [1, 2, 3, 0]
 // CHECK: %[[MATRIX:.*]] = tensor.collapse_shape %[[FILTER]] {{\[}}[0, 1, 2], [3]] : tensor<4x3x3x32xf32> into tensor<36x32xf32>

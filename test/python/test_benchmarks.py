@@ -155,10 +155,11 @@ def test_the_machine_names_the_cpu_with_its_microarchitecture() -> None:
     assert name == f"AMD EPYC ({host_cpu().name}, cpu family 26, model 2)"
 
 
-def _exchange_benchmark():
+def _benchmark_module(file: str):
+    """A module of benchmarks/ (which imports its siblings), loaded from its file."""
     sys.path.insert(0, str(BENCHMARKS))
     try:
-        spec = importlib.util.spec_from_file_location("benchmark_exchange", BENCHMARKS / "exchange.py")
+        spec = importlib.util.spec_from_file_location(f"benchmark_{Path(file).stem}", BENCHMARKS / file)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
     finally:
@@ -171,7 +172,7 @@ def test_simplified_latencies_are_ratios_to_the_source_round_by_round(tmp_path: 
     import onnx
     from onnx import TensorProto, helper
 
-    exchange = _exchange_benchmark()
+    exchange = _benchmark_module("exchange.py")
     paths = {}
     for name, op in (("source", "Relu"), ("nnforge", "Abs")):
         graph = helper.make_graph([helper.make_node(op, ["x"], ["y"])], name,
@@ -188,19 +189,9 @@ def test_simplified_latencies_are_ratios_to_the_source_round_by_round(tmp_path: 
     assert exchange._ratio(entry) == "1.01x (0.95–1.06)"
     assert exchange._ratio({}) == "-"
 
-def _jax_benchmark():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        spec = importlib.util.spec_from_file_location("benchmark_jax", BENCHMARKS / "jax_vs_nnforge.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-    return module
-
 
 def test_jax_table_names_the_machine_and_no_date(tmp_path: Path) -> None:
-    benchmark = _jax_benchmark()
+    benchmark = _benchmark_module("jax_vs_nnforge.py")
     machine = {"cpu": "Example CPU", "isa": ["avx2", "fma"], "usable_cpus": 2, "python": "3.11",
                "versions": {"jax": "0.10.2", "jaxlib": "0.10.2", "nnforge": "0.1.0", "mlir": "22.1.8.4"}}
     result = {"ms": {"jax": 2.0, "nnforge": 1.0}, "nnforge_error": 2e-7, "failures": [], "nnforge_compile_s": 3.0,

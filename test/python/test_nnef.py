@@ -106,6 +106,26 @@ def test_exact_gelu_through_nnef(tmp_path: Path) -> None:
                                rtol=1e-5, atol=1e-6)
 
 
+
+class _TokensAndPositions(torch.nn.Module):
+    """Token embeddings plus position embeddings: an int64 constant (the positions) beside int64 inputs."""
+
+    def __init__(self):
+        super().__init__()
+        self.tokens, self.positions = torch.nn.Embedding(50, 8), torch.nn.Embedding(16, 8)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.tokens(tokens) + self.positions(torch.arange(tokens.shape[1]))
+
+
+def test_integer_constants_and_inputs_through_nnef(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    module, tokens = _TokensAndPositions().eval(), torch.randint(0, 50, (2, 16))
+    path = nnforge.export(module, tmp_path / "tokens.nnef", (tokens,))
+    compiled = nnforge.compile(path)  # NNEF's "integer" is read as i32
+    with torch.no_grad():
+        np.testing.assert_allclose(compiled(tokens.numpy().astype(np.int32)), module(tokens).numpy(), rtol=1e-6)
+
 def test_unmapped_op_is_refused_before_writing(tmp_path: Path) -> None:
     module = ir.Module.parse("""
       func.func @main(%x: tensor<4xi32>) -> tensor<4xi32> {

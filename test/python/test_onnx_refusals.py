@@ -186,3 +186,16 @@ def test_bernoulli_draws_ones_with_the_given_probability() -> None:
         draws = compiled(np.full(20000, probability))
         assert set(np.unique(draws)) <= {0.0, 1.0}
         assert abs(draws.mean() - probability) < 0.02
+
+
+UINT8_TO_FLOAT = _model([helper.make_node("Cast", ["x"], ["y"], to=FLOAT)],
+                        [_value("x", TensorProto.UINT8, [4])], [_value("y", FLOAT, [4])])
+
+
+def test_unsigned_values_cast_at_the_tosa_level_are_refused() -> None:
+    """TOSA has no unsigned integers: a uint8 200 would be cast to float as -56."""
+    with pytest.raises(UnsupportedOpError, match="no unsigned integers") as error:
+        nnforge.import_onnx(UINT8_TO_FLOAT, level="tosa")
+    assert "onnx.Cast (to=1)" in str(error.value)
+    x = np.array([1, 127, 128, 255], np.uint8)  # at linalg, computed as unsigned
+    np.testing.assert_array_equal(nnforge.compile(UINT8_TO_FLOAT, threads=1)(x.view(np.int8)), x.astype(np.float32))

@@ -158,25 +158,17 @@ Value channelsInnermostProduct(OpBuilder &builder, Location loc, Value filter,
   return transposed(builder, loc, productT, {0, 2, 1});
 }
 
-/// Output pixels per row from which an NCHW convolution with unit strides
-/// is computed directly in NHWC (a register tile of 8 pixels): measured
-/// against the im2col contraction, 3x3, one thread of a loaded 2-core
-/// Zen 4, the transposes in and out included: 56x56x64 2.49 ms against
-/// 2.97, 28x28x128 2.32 against 2.55, 14x14x256 2.39 against 2.53, but
-/// 7x7x512 3.61 against 3.21.
-constexpr int64_t kDirectMinWidth = 8;
-
 /// Whether to compute the NCHW convolution as an NHWC one from its input
 /// directly: unit strides and dilations, a window larger than 1x1, output
-/// rows of at least kDirectMinWidth pixels, whole vectors of output
+/// rows of at least `directMinWidth` pixels, whole vectors of output
 /// channels and a constant filter (transposed once, when compiling).
 bool computesDirectly(Value filter, RankedTensorType filterType,
                       RankedTensorType outputType, ArrayRef<int64_t> strides,
-                      ArrayRef<int64_t> dilations) {
+                      ArrayRef<int64_t> dilations, int64_t directMinWidth) {
   return llvm::all_equal({int64_t(1), strides[0], strides[1], dilations[0],
                           dilations[1]}) &&
          filterType.getDimSize(2) * filterType.getDimSize(3) > 1 &&
-         outputType.getDimSize(3) >= kDirectMinWidth &&
+         outputType.getDimSize(3) >= directMinWidth &&
          outputType.getDimSize(1) % kLanes == 0 &&
          filter.getDefiningOp<arith::ConstantOp>();
 }
@@ -256,7 +248,8 @@ Value directNhwcConvolution(OpBuilder &builder, Location loc,
 }
 
 struct ConvToIm2col : OpRewritePattern<linalg::Conv2DNchwFchwOp> {
-  using OpRewritePattern::OpRewritePattern;
+  ConvToIm2col(MLIRContext *context, int64_t directMinWidth)
+      : OpRewritePattern(context), directMinWidth(directMinWidth) {}
 
   LogicalResult matchAndRewrite(linalg::Conv2DNchwFchwOp conv,
                                 PatternRewriter &rewriter) const override {
@@ -277,7 +270,8 @@ struct ConvToIm2col : OpRewritePattern<linalg::Conv2DNchwFchwOp> {
     SmallVector<int64_t> strides(conv.getStrides().getValues<int64_t>());
     SmallVector<int64_t> dilations(conv.getDilations().getValues<int64_t>());
     Location loc = conv.getLoc();
-    if (computesDirectly(filter, filterType, outputType, strides, dilations)) {
+    if (computesDirectly(filter, filterType, outputType, strides, dilations,
+                         directMinWidth)) {
       rewriter.replaceOp(conv, directNhwcConvolution(rewriter, loc, conv));
       return success();
     }
@@ -298,6 +292,8 @@ struct ConvToIm2col : OpRewritePattern<linalg::Conv2DNchwFchwOp> {
                                                        product, spatial);
     return success();
   }
+
+  int64_t directMinWidth;
 };
 
 /// The columns of an NHWC im2col, [N, OH*OW, KH*KW*C], as a collapsed copy
@@ -403,9 +399,12 @@ struct NhwcConvToIm2col : OpRewritePattern<linalg::Conv2DNhwcHwcfOp> {
 
 struct NNFConvToIm2colPass
     : nnforge::impl::NNFConvToIm2colBase<NNFConvToIm2colPass> {
+  using Base::Base;
+
   void runOnOperation() override {
     RewritePatternSet patterns(&getContext());
-    patterns.add<ConvToIm2col, NhwcConvToIm2col>(&getContext());
+    patterns.add<ConvToIm2col>(&getContext(), directMinWidth);
+    patterns.add<NhwcConvToIm2col>(&getContext());
     if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
       signalPassFailure();
   }

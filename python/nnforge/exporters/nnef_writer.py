@@ -101,8 +101,9 @@ class _Builder(GraphBuilder):
             self.operations.append(self.nnef.Operation(
                 "constant", OrderedDict(shape=shape, value=[value]), OrderedDict(), OrderedDict(output=self.nnef.Identifier(name)), dtype))
             return name
-        if dtype == "scalar":
-            array = array.astype(np.float32)
+        # The nnef package writes the sized numpy types only (np.int64, not
+        # np.longlong, which MLIR's buffers of i64 give): dtype by its code.
+        array = array.astype(np.float32 if dtype == "scalar" else np.dtype(array.dtype.str))
         self.tensor(name, dtype, shape, np.ascontiguousarray(array))
         self.operations.append(self.nnef.Operation(
             "variable", OrderedDict(shape=shape, label=name), OrderedDict(), OrderedDict(output=self.nnef.Identifier(name)), dtype))

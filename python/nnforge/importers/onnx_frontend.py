@@ -79,10 +79,11 @@ def load_model(model: OnnxModel) -> tuple[Any, str]:
     return proto, what
 
 
-def prepare(proto, what: str):
+def prepare(proto, what: str, level: str = "linalg"):
     """Opset upgrade, the checks and shape inference of `onnx_validation`,
     the rewrites of `onnx_rewrites`, and the expansions and refusals of
-    `onnx_refusals`; names unnamed nodes (for locations and messages)."""
+    `onnx_refusals` (for an import to `level`); names unnamed nodes (for
+    locations and messages)."""
     onnx = _onnx()
     opset = _default_opset(proto)
     if 0 < opset < TARGET_OPSET:
@@ -101,7 +102,7 @@ def prepare(proto, what: str):
     expanded = onnx_refusals.to_expand(proto)
     if expanded:
         proto = expand_function_ops(proto, expanded)
-    refused = onnx_refusals.refusals(proto, lambda node: _describe_node(node.name, node.op_type))
+    refused = onnx_refusals.refusals(proto, lambda node: _describe_node(node.name, node.op_type), level)
     if refused:
         raise UnsupportedOpError(refused, context=f"{what} (forms torch-mlir would compute wrongly)")
     return proto
@@ -192,7 +193,7 @@ def import_onnx(model: OnnxModel, *, level: str = "linalg"):
     check_level(level)
     start = time.perf_counter()
     proto, what = load_model(model)
-    proto = prepare(proto, what)
+    proto = prepare(proto, what, level)
     folder = Path(model).resolve().parent if isinstance(model, (str, os.PathLike)) else None
     # At the levels nnforge's MLIR receives (not tosa: TOSA's lowerings want
     # constant weights), weights travel beside the module, not in it.

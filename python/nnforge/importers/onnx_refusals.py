@@ -144,8 +144,25 @@ REFUSED: dict[str, Callable[[Any, Any], str | None]] = {
 }
 
 
-def refusals(proto: Any, describe: Callable[[Any], str]) -> list[UnsupportedOp]:
-    """The main-graph nodes in a form torch-mlir computes wrongly, one UnsupportedOp each.
+# Ops whose results depend on whether their integer operands are signed.
+SIGNEDNESS_DEPENDENT = ("Cast", "CastLike", "DequantizeLinear", "Less", "LessOrEqual", "Greater", "GreaterOrEqual",
+                        "Max", "Min", "Div", "Mod", "ReduceMax", "ReduceMin", "ArgMax", "ArgMin", "TopK", "Clip")
+
+
+def _unsigned_at_tosa(node: Any, values: Any) -> str | None:
+    """TOSA has no unsigned integers: torch-mlir's TOSA lowering hands uint8/16/32/64 over as signless
+    integers and casts, compares and divides them as signed (a uint8 200 cast to float gives -56)."""
+    from onnx import TensorProto
+
+    unsigned = {TensorProto.UINT8, TensorProto.UINT16, TensorProto.UINT32, TensorProto.UINT64}
+    if node.op_type in SIGNEDNESS_DEPENDENT and any(values.element_types.get(name) in unsigned
+                                                    for name in node.input if name):
+        return "at the TOSA level, which has no unsigned integers, torch-mlir computes it on unsigned values as signed"
+    return None
+
+
+def refusals(proto: Any, describe: Callable[[Any], str], level: str = "linalg") -> list[UnsupportedOp]:
+    """The main-graph nodes in a form torch-mlir computes wrongly at `level`, one UnsupportedOp each.
 
     `describe(node)` names a node for the message.
     """
@@ -156,6 +173,8 @@ def refusals(proto: Any, describe: Callable[[Any], str]) -> list[UnsupportedOp]:
     for node in proto.graph.node:
         check = REFUSED.get(node.op_type)
         reason = check(node, values) if check else None
+        if not reason and level == "tosa":
+            reason = _unsigned_at_tosa(node, values)
         if reason:
             shown = ", ".join(f"{k}={_text(v)}" for k, v in sorted(_attributes(node).items())
                               if isinstance(v, (int, float, bytes, str, list)))

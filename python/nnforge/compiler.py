@@ -21,9 +21,9 @@ from mlir import ir
 
 from nnforge import isolation, pipelines, targets
 from nnforge._native import context as new_context
-from nnforge.entry import entry_function, mark_inputs_read_only, signature_of, takes_buffers
+from nnforge.entry import entry_function, mark_inputs_read_only, signature_of, takes_buffers, with_unsigned_types
 from nnforge.errors import ArgumentError, CompileError, ModelLoadError
-from nnforge.importers import jax_frontend, nnef_frontend, stablehlo_frontend
+from nnforge.importers import jax_frontend, nnef_frontend, onnx_frontend, stablehlo_frontend
 from nnforge.runtime import Signature
 from nnforge.stages import StageRunner, verify
 from nnforge.targets.interface import Model, Target
@@ -225,6 +225,8 @@ def prepare(
     with module.context:
         function = entry_function(module)
         signature = signature_of(function, names)
+        if _is_onnx_model(model):
+            signature = with_unsigned_types(signature, *onnx_frontend.unsigned_io_types(model))
         function.attributes["llvm.emit_c_interface"] = ir.UnitAttr.get()
         mark_inputs_read_only(function)
         if takes_buffers(function):

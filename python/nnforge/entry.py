@@ -3,6 +3,8 @@ the strings (signature, target) embedded in the code for the loaders."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from mlir import ir
 
 from nnforge.errors import CompileError
@@ -80,6 +82,16 @@ def _tensor_spec(name: str, type_: ir.Type, where: str) -> TensorSpec:
     shape = tuple(None if shaped.is_dynamic_dim(i) else shaped.shape[i] for i in range(shaped.rank))
     return TensorSpec(name, str(shaped.element_type), shape)
 
+
+def with_unsigned_types(signature: Signature, inputs: dict[int, str], outputs: dict[int, str]) -> Signature:
+    """`signature` with the unsigned element types ("ui8", ...) given by position where it has the signless
+    integer type of their width: the source's types, which torch-mlir hands over signless."""
+
+    def retyped(specs: tuple[TensorSpec, ...], types: dict[int, str]) -> tuple[TensorSpec, ...]:
+        return tuple(replace(spec, dtype=types[i]) if types.get(i, "").removeprefix("u") == spec.dtype else spec
+                     for i, spec in enumerate(specs))
+
+    return replace(signature, inputs=retyped(signature.inputs, inputs), outputs=retyped(signature.outputs, outputs))
 
 def signature_of(
     function: ir.Operation, names: tuple[list[str], list[str]] | None = None

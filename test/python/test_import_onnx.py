@@ -285,3 +285,21 @@ def test_external_data_past_the_end_of_its_file_is_a_load_error(tmp_path) -> Non
     onnx.save(saved, path)
     with pytest.raises(ModelLoadError, match="cannot read its external data"):
         nnforge.import_onnx(path)
+
+
+def test_unsigned_inputs_and_outputs_keep_their_type(tmp_path: Path) -> None:
+    """torch-mlir hands uint8 over signless; the compiled model still takes and returns uint8 arrays
+    (200 stays 200, not -56), also once saved and loaded."""
+    graph = helper.make_graph(
+        [helper.make_node("Cast", ["x"], ["f"], to=TensorProto.FLOAT), helper.make_node("Add", ["f", "f"], ["d"]),
+         helper.make_node("Cast", ["d"], ["y"], to=TensorProto.UINT8)], "doubled",
+        [helper.make_tensor_value_info("x", TensorProto.UINT8, [4])],
+        [helper.make_tensor_value_info("y", TensorProto.UINT8, [4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    compiled = nnforge.compile(model, threads=1)
+    assert [spec.dtype for spec in (*compiled.signature.inputs, *compiled.signature.outputs)] == ["ui8", "ui8"]
+    x = np.array([1, 100, 120, 127], np.uint8)
+    for model_ in (compiled, nnforge.load(compiled.save(tmp_path / "doubled.so"))):
+        result = model_(x)
+        assert result.dtype == np.uint8
+        np.testing.assert_array_equal(result, [2, 200, 240, 254])

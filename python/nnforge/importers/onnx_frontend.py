@@ -413,13 +413,34 @@ def _default_opset(proto) -> int:
     return _opset_version(proto.opset_import)
 
 
-def onnx_io_names(model: OnnxModel) -> tuple[list[str], list[str]]:
-    """The names of an ONNX model's graph inputs (initializers aside) and outputs."""
+def _graph_io(model: OnnxModel) -> tuple[list, list]:
+    """An ONNX model's graph inputs (initializers aside) and outputs, as ValueInfoProtos."""
     onnx = _onnx()
     try:
         proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model), load_external_data=False)
     except Exception as error:  # protobuf's DecodeError and friends
         raise ModelLoadError(f"ONNX model {model} cannot be read as ONNX: {error}") from None
     initializers = {tensor.name for tensor in proto.graph.initializer}
-    inputs = [value.name for value in proto.graph.input if value.name not in initializers]
-    return inputs, [value.name for value in proto.graph.output]
+    return [value for value in proto.graph.input if value.name not in initializers], list(proto.graph.output)
+
+
+def onnx_io_names(model: OnnxModel) -> tuple[list[str], list[str]]:
+    """The names of an ONNX model's graph inputs (initializers aside) and outputs."""
+    inputs, outputs = _graph_io(model)
+    return [value.name for value in inputs], [value.name for value in outputs]
+
+
+def unsigned_io_types(model: OnnxModel) -> tuple[dict[int, str], dict[int, str]]:
+    """The MLIR element types ("ui8", ...) of an ONNX model's unsigned graph inputs and outputs, by
+    position: torch-mlir hands them over signless, and the caller's arrays are unsigned."""
+    from onnx import TensorProto
+
+    unsigned = {TensorProto.UINT8: "ui8", TensorProto.UINT16: "ui16", TensorProto.UINT32: "ui32",
+                TensorProto.UINT64: "ui64"}
+
+    def types(values: list) -> dict[int, str]:
+        return {position: unsigned[value.type.tensor_type.elem_type] for position, value in enumerate(values)
+                if value.type.tensor_type.elem_type in unsigned}
+
+    inputs, outputs = _graph_io(model)
+    return types(inputs), types(outputs)

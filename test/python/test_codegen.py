@@ -274,6 +274,18 @@ def test_identical_pads_and_accumulators_are_not_shared(tmp_path):
         check(compiled(x.numpy()), model(x))
 
 
+def test_fills_of_rows_no_vector_divides_are_filled_as_one_row(tmp_path):
+    """A max pooling's padded input (16 x 30 x 30 after a stride-2
+    convolution): no vector divides its 30-wide rows, so each would end in a
+    masked store; filled as one row of 14400, none is."""
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 7, 2, 3), torch.nn.ReLU(), torch.nn.MaxPool2d(3, 2, 1)).eval()
+    x = torch.randn(1, 3, 56, 56)
+    compiled = compile_optimized(model, (x,), tmp_path)
+    assert "tensor<14400xf32>" in dumped_ir(tmp_path, "vectorize")
+    with torch.no_grad():
+        check(compiled(x.numpy()), model(x))
+
+
 def test_batch_matmul(tmp_path):
     a, b = torch.randn(3, 19, 33), torch.randn(3, 33, 41)
     check(compile_optimized(MatMul(), (a, b), tmp_path)(a.numpy(), b.numpy()), a @ b)
@@ -726,10 +738,13 @@ def test_rows_after_the_last_full_register_tile_are_tiled_apart(threads, monkeyp
     (lambda: torch.nn.Conv2d(256, 256, 3, padding=1, bias=False), [(1, 256, 8, 8)]),  # direct, filter copies
     (lambda: torch.nn.Conv2d(16, 64, 3, padding=1), [(1, 16, 7, 7)]),  # channel vectors
     (lambda: torch.nn.Conv2d(3, 16, 7, 2, 3), [(1, 3, 40, 40)]),  # strided im2col
+    (lambda: torch.nn.Conv2d(256, 256, 3, padding=1), [(1, 256, 14, 14)]),  # 2 x 32 register tiles
+    (lambda: torch.nn.Sequential(torch.nn.Conv2d(3, 16, 7, 2, 3), torch.nn.MaxPool2d(3, 2, 1)),
+     [(1, 3, 40, 40)]),  # a pooling's 22-wide padded rows, filled as one row
     (lambda: inverted_residual(8, 48), [(1, 8, 28, 28)]),  # depthwise bands
     (Softmax, [(33, 1000)]),
 ], ids=["matmul", "matmul_of_arguments", "linear_gelu", "conv3x3", "conv3x3_256", "conv_7x7_output", "conv7x7_stride2",
-        "inverted_residual", "softmax"])
+        "conv3x3_256_14x14", "conv_max_pool", "inverted_residual", "softmax"])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_schedules_sized_for_each_vector_width_compute_the_same(cpu, model, shapes, threads, monkeypatch, caplog):
     """The schedules sized for AVX2 CPUs (16 registers of 8 lanes: 4 x 16

@@ -20,6 +20,7 @@ import nnforge
 from nnforge.errors import CompileError
 from nnforge.targets.cpu import host
 from nnforge.targets.cpu.codegen.contractions import contraction_tiles
+from nnforge.targets.cpu.codegen.convolutions import direct_register_tile
 from nnforge.targets.cpu.host import KNOWN_CPUS, ScheduleSizes
 
 import models
@@ -34,6 +35,8 @@ def test_zen4_gets_the_sizes_measured_best_there():
         register_tile={"batch": 1, "m": 8, "n": 32, "k": 1},
         cache_tile={"batch": 1, "m": 128, "n": 128, "k": 256},
         small_m_tile=64,
+        fmas_in_flight=4,
+        l1_block_bytes=8 << 10,
         elementwise_vector=64,
         row_lane_step=8,
         depthwise_vector=16,
@@ -79,11 +82,33 @@ ROLES = {0: "m", 1: "n", 2: "k"}
         # (a 56 x 56 image) in 14 of 224, 784 in 7 of 112.
         ((64, 3136, 288), ZEN4, [64, 224, 256], [8, 32, 1]),
         ((64, 784, 288), AVX2, [64, 112, 256], [4, 16, 1]),
+        # 32 columns (ResNet's 7x7 layers computed transposed): k tiles of
+        # 64, whose 8 KiB right operand block stays in L1.
+        ((49, 32, 4608), AVX2, [49, 32, 64], [4, 16, 1]),
+        ((49, 32, 4608), ZEN4, [49, 32, 64], [7, 32, 1]),
     ],
-    ids=["1024-zen4", "1024-avx2", "196x49-zen4", "196x49-avx2", "64x3136-zen4", "64x784-avx2"],
+    ids=["1024-zen4", "1024-avx2", "196x49-zen4", "196x49-avx2", "64x3136-zen4", "64x784-avx2", "49x32-avx2",
+         "49x32-zen4"],
 )
 def test_contraction_tiles_per_shape_and_cpu(shape, sizes, cache, register):
     assert contraction_tiles(ROLES, list(shape), sizes) == (cache, register)
+
+
+@pytest.mark.parametrize(
+    "sizes,row,channels,tile",
+    [
+        (ZEN4, 56, 64, (8, 32)),
+        (ZEN4, 14, 256, (7, 32)),
+        (AVX2, 56, 64, (4, 16)),
+        # 7 x 8 would leave 7 accumulators for AVX2's 8 FMAs in flight.
+        (AVX2, 14, 256, (2, 32)),
+        (AVX2, 14, 48, (7, 8)),  # no channel tile of 32
+        (AVX2, 7, 512, (7, 8)),  # 1 x 32 has fewer accumulators still
+    ],
+    ids=["56-zen4", "14-zen4", "56-avx2", "14-avx2", "14x48-avx2", "7-avx2"],
+)
+def test_direct_convolution_register_tiles(sizes, row, channels, tile):
+    assert direct_register_tile(row, channels, sizes) == tile
 
 
 def test_a_band_sets_the_cache_tile_of_a_contraction_reading_collapsed_rows():

@@ -158,6 +158,11 @@ class ScheduleSizes:
     register_tile: dict[str, int]
     cache_tile: dict[str, int]
     small_m_tile: int
+    # Independent FMAs that keep the FMA pipes busy (latency x pipes).
+    fmas_in_flight: int
+    # Bytes of a contraction's right operand block that stays in L1 while
+    # every register tile of rows reads it.
+    l1_block_bytes: int
     # Lanes of the innermost loop of elementwise ops, and the steps in which
     # a row's lanes may shrink (down to one register) to divide the row.
     elementwise_vector: int
@@ -189,6 +194,8 @@ class ScheduleSizes:
           operand's m x k block and the right operand's k x n block at
           k = 2m do not fit in 5/8 of L2 (a 256 KiB L2: 64 x 64); k the
           largest power of two whose blocks fit in half of L2, at least 2m;
+        - a right operand block kept in L1: a quarter of it (the rows'
+          operand and the output stream through the rest);
         - elementwise ops: four vectors per step; depthwise convolutions
           and transposes: one register per row;
         - dispatch regions without contraction: a tile's input,
@@ -215,6 +222,8 @@ class ScheduleSizes:
             register_tile={"batch": 1, "m": rows, "n": columns, "k": 1},
             cache_tile={"batch": 1, "m": output, "n": output, "k": k},
             small_m_tile=output // 2,
+            fmas_in_flight=fmas_in_flight,
+            l1_block_bytes=cpu.l1_bytes // 4,
             elementwise_vector=4 * lanes,
             row_lane_step=lanes // 2,
             depthwise_vector=lanes,

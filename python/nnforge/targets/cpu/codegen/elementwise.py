@@ -9,6 +9,8 @@ inline memcpy.
 
 from __future__ import annotations
 
+import math
+
 from mlir import ir
 from mlir.dialects import linalg
 
@@ -49,6 +51,12 @@ def elementwise_schedule(op: ir.Operation, parallel: bool, sizing: ScheduleSizes
     if rank == 0:
         return None
     sizes = static_loop_sizes(op)
+    if _fills_in_one_row(op, sizes, sizing):
+        total = math.prod(sizes)
+        lanes = row_lanes(total, sizing)
+        return f"""
+    %flat = transform.structured.flatten_elementwise %op : (!transform.any_op) -> !transform.any_op{tile_outer("flat", "t", [lanes], parallel)}
+    transform.structured.vectorize %t vector_sizes [{lanes}] : !transform.any_op"""
     crossing = transposed_loop(op)
     if op.name == "linalg.transpose" and rank >= 2:
         tiles = clamp([1] * (rank - 2) + [sizing.transpose_tile] * 2, sizes)
@@ -79,6 +87,16 @@ def elementwise_schedule(op: ir.Operation, parallel: bool, sizing: ScheduleSizes
         tiling = tile_outer("op", "t", tiles, parallel)
     return f"""{tiling}
     transform.structured.vectorize %t vector_sizes {sizes_text(tiles)} : !transform.any_op"""
+
+
+def _fills_in_one_row(op: ir.Operation, sizes: list[int | None], sizing: ScheduleSizes) -> bool:
+    """Whether `op` is a fill of a static tensor whose rows no vector divides
+    but whose whole does (a max pooling's padded 64 x 114 x 114 input): filled
+    as one row, no vector is masked (a masked store took 0.66 ms of that
+    fill on the AMD EPYC Zen 3, the whole stem's max pooling 0.16)."""
+    if op.name != "linalg.fill" or len(sizes) < 2 or None in sizes:
+        return False
+    return sizes[-1] % row_lanes(sizes[-1], sizing) != 0 and math.prod(sizes) % sizing.lanes == 0
 
 
 def transposed_loop(op: ir.Operation) -> int | None:

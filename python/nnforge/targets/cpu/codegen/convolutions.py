@@ -119,8 +119,8 @@ def direct_register_tile(row: int, channels: int, sizing: ScheduleSizes) -> tupl
     contraction's vectors or in one. Where that leaves fewer accumulators
     than FMAs in flight, channels in twice the contraction's vectors where
     they give more: 14 pixels with AVX2 take 2 x 32, not 7 x 8 (7 FMA
-    chains for 8 in flight) nor 2 x 16 (3x3, 256 channels, 14x14 on 2
-    threads of the AMD EPYC Zen 3: 2.37 ms against 3.41 and 2.91)."""
+    chains for 8 in flight; 3x3, 256 channels, 14x14 on 2 threads of the
+    AMD EPYC Zen 3: 2.37 ms against 3.41)."""
     rows, columns = sizing.register_tile["m"], sizing.register_tile["n"]
 
     def best(widths: tuple[int, ...]) -> tuple[int, int, int]:

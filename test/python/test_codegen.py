@@ -19,6 +19,7 @@ from mlir import ir
 import nnforge
 from nnforge.importers.handover import walk_ops
 from nnforge.targets.cpu import host
+from nnforge.targets.cpu.codegen import lowering
 from nnforge.targets.cpu.host import KNOWN_CPUS, ScheduleSizes
 
 import models
@@ -270,6 +271,37 @@ def test_identical_pads_and_accumulators_are_not_shared(tmp_path):
     x = torch.randn(1, 16, 20, 20)
     compiled = compile_optimized(model, (x,), tmp_path)
     assert "llvm.call @memrefCopy" not in dumped_ir(tmp_path, "linalg-to-llvm")
+    with torch.no_grad():
+        check(compiled(x.numpy()), model(x))
+
+
+def test_equal_ops_are_scheduled_once(monkeypatch, tmp_path):
+    """Two identical blocks (convolution, batch norm, ReLU), weights of their
+    own: each op of the second equals one of the first, shares its function
+    and its schedule (fewer schedules than ops), and is inlined back."""
+    def block() -> torch.nn.Module:
+        norm = torch.nn.BatchNorm2d(16)
+        norm.running_mean.uniform_(-1, 1)
+        norm.running_var.uniform_(0.5, 2)
+        return torch.nn.Sequential(torch.nn.Conv2d(16, 16, 3, padding=1), norm, torch.nn.ReLU())
+
+    model = torch.nn.Sequential(block(), block()).eval()
+    x = torch.randn(1, 16, 20, 20)
+    schedules = []
+    apply_schedules = lowering.apply_schedules
+
+    def counted(module, scheduled, tail, what):
+        if what == "vectorization":
+            schedules.append(len(scheduled))
+        apply_schedules(module, scheduled, tail, what)
+
+    monkeypatch.setattr(lowering, "apply_schedules", counted)
+    compiled = compile_optimized(model, (x,), tmp_path)
+    monkeypatch.setattr(lowering, "outline_equal_ops", lambda module: None)
+    nnforge.compile(model, (x,))
+    shared, one_each = schedules
+    assert shared < one_each
+    assert "call @" not in dumped_ir(tmp_path, "vectorize")
     with torch.no_grad():
         check(compiled(x.numpy()), model(x))
 

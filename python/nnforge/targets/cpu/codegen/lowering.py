@@ -37,6 +37,7 @@ from nnforge.targets.cpu.codegen.convolutions import (
 )
 from nnforge.targets.cpu.codegen.dispatch import dispatch_schedule
 from nnforge.targets.cpu.codegen.elementwise import copy_schedule, elementwise_schedule
+from nnforge.targets.cpu.codegen.outlining import outline_equal_ops
 from nnforge.targets.cpu.codegen.reductions import reduction_schedule
 from nnforge.targets.cpu.host import ScheduleSizes
 
@@ -156,7 +157,8 @@ def vectorize_linalg(module: ir.Module, sizing: ScheduleSizes, parallel: bool = 
     regions into one (nnf-outline-dispatch-regions): a model's repeated
     blocks are scheduled once, and each schedule's clean-ups run on its
     function rather than on the whole model; once scheduled, the functions
-    are inlined back (_INLINE_DISPATCHES).
+    are inlined back (_INLINE_DISPATCHES). The ops outside dispatch regions
+    are outlined likewise, equal ones into one function (`outline_equal_ops`).
     """
     passmanager.PassManager.parse("builtin.module(nnf-outline-dispatch-regions)", module.context).run(
         module.operation
@@ -179,6 +181,7 @@ def vectorize_linalg(module: ir.Module, sizing: ScheduleSizes, parallel: bool = 
         apply_schedules(module, im2col, "", "im2col")
     _pads_as_fill_and_copy(module)
     _give_fills_private_destinations(module)
+    outline_equal_ops(module)
     # Dispatch regions first: their ops are scheduled once fused into the
     # region's tile loop, which threads share instead.
     scheduled = []

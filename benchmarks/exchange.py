@@ -121,7 +121,7 @@ def _run_ort(session, values: list) -> list[np.ndarray]:
             array, data = onnxruntime.OrtValue.ortvalue_from_shape_and_type(
                 list(array.shape), helper.np_dtype_to_tensor_dtype(array.dtype)), packed
             ctypes.memmove(array.data_ptr(), data.ctypes.data, data.nbytes)
-        elif array.dtype.kind == "V" and array.dtype.itemsize in (1, 2):  # ml_dtypes' types
+        elif array.dtype.name.startswith(("bfloat16", "float8")):  # ml_dtypes' (float8_e5m2's kind is "f")
             array = onnxruntime.OrtValue.ortvalue_from_numpy_with_onnx_type(
                 array.view(np.uint8 if array.dtype.itemsize == 1 else np.uint16),
                 helper.np_dtype_to_tensor_dtype(array.dtype))

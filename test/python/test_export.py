@@ -185,3 +185,41 @@ def test_bfloat16_arithmetic_runs_in_onnxruntime(tmp_path: Path) -> None:
     (got,) = run_onnx(path, x)  # onnxruntime's CPU kernels have no bfloat16 Exp or Add
     rounded = x.astype(ml_dtypes.bfloat16).astype(np.float32)
     np.testing.assert_allclose(got, np.exp(rounded) + rounded, rtol=1e-2)
+
+
+def _onnx_model(path: Path, nodes: list, inputs: list, outputs: list, constants: dict | None = None) -> Path:
+    graph = onnx.helper.make_graph(
+        nodes, "model", [onnx.helper.make_tensor_value_info(*value) for value in inputs],
+        [onnx.helper.make_tensor_value_info(*value) for value in outputs],
+        [onnx.numpy_helper.from_array(array, name) for name, array in (constants or {}).items()])
+    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 21)]), str(path))
+    return path
+
+
+@pytest.mark.parametrize("saturate", [1, 0])
+def test_float8_casts_saturate_as_the_source_says(saturate: int, tmp_path: Path) -> None:
+    """A cast to float8 saturates by default (out of range: the largest finite value), or, with
+    saturate=0, gives NaN (float8e4m3fn has no infinity). (torch-mlir converts CastLike to float8,
+    not Cast.)"""
+    source = _onnx_model(tmp_path / "cast.onnx", [
+        onnx.helper.make_node("CastLike", ["x", "like"], ["narrow"], saturate=saturate),
+        onnx.helper.make_node("Cast", ["narrow"], ["y"], to=onnx.TensorProto.FLOAT),
+    ], [("x", onnx.TensorProto.FLOAT, [5])], [("y", onnx.TensorProto.FLOAT, [5])],
+        {"like": np.zeros(0, ml_dtypes.float8_e4m3fn)})
+    path = nnforge.export(source, tmp_path / "out.onnx")
+    x = np.array([np.inf, -np.inf, 1000.0, -1000.0, 1.0], np.float32)
+    (got,) = run_onnx(path, x)
+    big = 448.0 if saturate else np.nan
+    np.testing.assert_array_equal(got, np.array([big, -big, big, -big, 1.0], np.float32))
+
+
+def test_python_modulo_of_infinite_divisors(tmp_path: Path) -> None:
+    """Mod with fmod=0 takes the divisor's sign, as Python's %: -3 % inf is inf, 3 % inf is 3."""
+    source = _onnx_model(tmp_path / "mod.onnx", [onnx.helper.make_node("Mod", ["x", "y"], ["z"], fmod=0)],
+                                [("x", onnx.TensorProto.FLOAT, [8]), ("y", onnx.TensorProto.FLOAT, [8])],
+                                [("z", onnx.TensorProto.FLOAT, [8])])
+    path = nnforge.export(source, tmp_path / "out.onnx")
+    x = np.array([-3.0, 3.0, -1.0, 1.0, 0.0, 5.5, -5.5, np.inf], np.float32)
+    y = np.array([np.inf, np.inf, -np.inf, -np.inf, np.inf, 2.0, 2.0, np.inf], np.float32)
+    (got,) = run_onnx(path, x, y)
+    np.testing.assert_array_equal(got, np.array([np.inf, 3.0, -1.0, -np.inf, 0.0, 1.5, 0.5, np.nan], np.float32))

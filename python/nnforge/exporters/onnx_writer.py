@@ -220,7 +220,10 @@ def _cast(builder: _Builder, node: Node) -> None:
     value = builder.value(node.inputs[0])
     if np.issubdtype(source, np.floating) and np.issubdtype(target, np.integer):
         value = builder.node("Round", [value])  # TOSA rounds to nearest even; ONNX's Cast truncates
-    builder.node("Cast", [value], node.outputs[0], to=onnx.helper.np_dtype_to_tensor_dtype(target))
+    # A cast to float8 in TOSA (MLIR's truncf) does not saturate: out of range is infinite or NaN,
+    # where ONNX's Cast saturates unless told not to.
+    saturate = {"saturate": 0} if target.name.startswith("float8") else {}
+    builder.node("Cast", [value], node.outputs[0], to=onnx.helper.np_dtype_to_tensor_dtype(target), **saturate)
 
 
 def _reshape(builder: _Builder, node: Node) -> None:

@@ -96,7 +96,7 @@ def prepare(proto, what: str, level: str = "linalg"):
         proto = _copy(proto)
     _name_nodes(proto)
     proto = onnx_validation.validate(proto, what)
-    rewritten = onnx_rewrites.rewrite(proto)
+    rewritten = onnx_rewrites.rewrite(proto, level)
     if rewritten:
         log.info("%s: %d nodes rewritten into forms torch-mlir converts", what, rewritten)
     expanded = onnx_refusals.to_expand(proto)

@@ -13,14 +13,15 @@ from typing import Any
 import numpy as np
 
 
-def rewrite(proto: Any) -> int:
-    """Applies every rewrite to the main graph of `proto` in place; returns
-    how many nodes were rewritten."""
+def rewrite(proto: Any, level: str = "linalg") -> int:
+    """Applies every rewrite (those for an import to `level` too) to the main
+    graph of `proto` in place; returns how many nodes were rewritten."""
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
     graph = _Graph(proto.graph, opset)
+    rewrites = {**_REWRITES, **_LEVEL_REWRITES.get(level, {})}
     rewritten = 0
     for node in list(proto.graph.node):
-        rewrite_node = _REWRITES.get(node.op_type)
+        rewrite_node = rewrites.get(node.op_type)
         if rewrite_node is not None and rewrite_node(graph, node):
             rewritten += 1
     return rewritten
@@ -374,6 +375,69 @@ def _lp_normalization(graph: _Graph, node: Any) -> bool:
         helper.make_node("Div", [node.input[0], norm], [quotient], name=graph.fresh(f"{node.name}_div")),
         helper.make_node("Where", [is_zero, zero, quotient], [node.output[0]], name=graph.fresh(f"{node.name}_where")),
     ]
+    graph.replace(node, nodes)
+    return True
+
+
+# ONNX's float8 element types (TensorProto.FLOAT8E4M3FN ... FLOAT8E5M2FNUZ) and the types a cast
+# to them saturates from (FLOAT, FLOAT16, DOUBLE, BFLOAT16).
+_FLOAT8 = (17, 18, 19, 20)
+_SATURATED_SOURCES = (1, 10, 11, 16)
+
+
+def _saturating_float8_cast(graph: _Graph, node: Any) -> bool:
+    """A Cast or CastLike to float8 that saturates (ONNX's default) -> a Clip to the type's finite
+    range, then the cast without saturation: torch-mlir's conversion casts without saturating
+    (out of range becomes infinite or NaN), and refuses a Cast that saturates."""
+    import ml_dtypes
+    from onnx import helper
+
+    if _attributes(node).get("saturate", 1) == 0:
+        return False
+    target = _attributes(node).get("to") if node.op_type == "Cast" else graph.element_types.get(node.input[1])
+    source = graph.element_types.get(node.input[0])
+    if target not in _FLOAT8 or source not in _SATURATED_SOURCES:
+        return False
+    largest = float(ml_dtypes.finfo(helper.tensor_dtype_to_np_dtype(target)).max)
+    dtype = helper.tensor_dtype_to_np_dtype(source)
+    low = graph.add_constant(f"{node.name}_lowest", np.array(-largest, dtype))
+    high = graph.add_constant(f"{node.name}_largest", np.array(largest, dtype))
+    clipped = graph.fresh(f"{node.name}_clipped")
+    graph.insert_around(node, before=[
+        helper.make_node("Clip", [node.input[0], low, high], [clipped], name=graph.fresh(f"{node.name}_clip"))])
+    if node.input[0] in graph.shapes:  # torch-mlir's conversions want the types of the values they read
+        graph.graph.value_info.append(helper.make_tensor_value_info(clipped, source, graph.shapes[node.input[0]]))
+    node.input[0] = clipped
+    _set_attributes(node, saturate=0)
+    return True
+
+
+def _python_mod_of_infinite_divisors(graph: _Graph, node: Any) -> bool:
+    """Mod of floats with fmod=0 (the divisor's sign, as Python's %) -> the same Mod where the
+    divisor is finite, else x where x is 0 or has the divisor's sign, the divisor where not
+    (-3 % inf = inf, 3 % inf = 3). torch-mlir's TOSA lowering computes x - y floor(x / y),
+    NaN for an infinite y; its linalg lowering is right."""
+    from onnx import TensorProto, helper
+
+    element_type = graph.element_types.get(node.input[0])
+    shapes = [graph.static_shape(name) for name in node.input]
+    if (_attributes(node).get("fmod", 0) != 0 or None in shapes
+            or element_type not in (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE)):
+        return False
+    shape = list(np.broadcast_shapes(*map(tuple, shapes)))
+    x, y = node.input
+    nodes: list[Any] = []
+    add = _node_builder(graph, node, nodes)
+    zero = graph.add_constant(f"{node.name}_zero", np.zeros((), helper.tensor_dtype_to_np_dtype(element_type)))
+    remainder = add("Mod", [x, y], fmod=0)
+    x_finite_y_infinite = add("And", [add("IsInf", [y]), add("Not", [add("IsInf", [x])])])
+    x_is_zero_or_has_the_sign_of_y = add("Or", [add("Equal", [add("Less", [x, zero]), add("Less", [y, zero])]),
+                                                 add("Equal", [x, zero])])
+    add("Where", [x_finite_y_infinite, add("Where", [x_is_zero_or_has_the_sign_of_y, x, y]), remainder],
+        output=node.output[0])
+    for created in nodes[:-1]:  # torch-mlir's conversions want the types of the values they read
+        kind = element_type if created.op_type in ("Mod", "Where") else TensorProto.BOOL
+        graph.graph.value_info.append(helper.make_tensor_value_info(created.output[0], kind, shape))
     graph.replace(node, nodes)
     return True
 
@@ -761,6 +825,9 @@ def _flatten(node: Any, axis: int) -> Any:
     return helper.make_node("Flatten", [node.input[0]], [node.output[0]], name=node.name, axis=axis)
 
 
+# Rewrites for an import to one level only (where the other levels' lowerings are right).
+_LEVEL_REWRITES = {"tosa": {"Mod": _python_mod_of_infinite_divisors}}
+
 # Rewrites tried only after torch-mlir fails on the op (its own conversion is used where it works).
 _FALLBACKS = {"LRN": _lrn, "Reshape": _reshape_as_flatten}
 
@@ -784,6 +851,8 @@ def decompose(proto: Any, op_types: set[str]) -> Any:
 
 _REWRITES = {
     "Attention": _in_float32,
+    "Cast": _saturating_float8_cast,
+    "CastLike": _saturating_float8_cast,
     "Compress": _compress,
     "DequantizeLinear": _dequantize_per_axis,
     "Gelu": _gelu_tanh,

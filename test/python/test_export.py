@@ -223,3 +223,18 @@ def test_python_modulo_of_infinite_divisors(tmp_path: Path) -> None:
     y = np.array([np.inf, np.inf, -np.inf, -np.inf, np.inf, 2.0, 2.0, np.inf], np.float32)
     (got,) = run_onnx(path, x, y)
     np.testing.assert_array_equal(got, np.array([np.inf, 3.0, -1.0, -np.inf, 0.0, 1.5, 0.5, np.nan], np.float32))
+
+
+@pytest.mark.parametrize("op_type,dtype", [("Max", np.int16), ("Min", np.int8)])
+def test_extrema_of_narrow_integers_run_in_onnxruntime(op_type: str, dtype: type, tmp_path: Path) -> None:
+    """onnxruntime's CPU Max and Min lack 8- and 16-bit integers: computed in int32, cast back."""
+    kind = onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    source = _onnx_model(tmp_path / "extremum.onnx", [onnx.helper.make_node(op_type, ["x", "y"], ["z"])],
+                         [("x", kind, [4]), ("y", kind, [4])], [("z", kind, [4])])
+    path = nnforge.export(source, tmp_path / "out.onnx")
+    info = np.iinfo(dtype)
+    x = np.array([info.min, 3, info.max, 0], dtype)
+    y = np.array([info.max, 2, info.min, 0], dtype)
+    (got,) = run_onnx(path, x, y)
+    assert got.dtype == dtype
+    np.testing.assert_array_equal(got, np.maximum(x, y) if op_type == "Max" else np.minimum(x, y))

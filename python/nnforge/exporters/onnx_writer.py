@@ -324,8 +324,25 @@ def _one_to_one(builder: _Builder, node: Node) -> None:
     builder.node(_ONE_TO_ONE[node.kind], [builder.value(name) for name in node.inputs], node.outputs[0])
 
 
+# Integer types onnxruntime's CPU Max and Min lack (it has them for 32 and 64 bits).
+_NARROW_INTEGERS = (np.int8, np.uint8, np.int16, np.uint16)
+
+
+def _extremum(builder: _Builder, node: Node) -> None:
+    """Max or Min; of 8- or 16-bit integers in int32 between casts (exact), which onnxruntime runs."""
+    dtype = node.output_types[0].dtype
+    if dtype not in _NARROW_INTEGERS:
+        _one_to_one(builder, node)
+        return
+    onnx = _onnx()
+    wide = [builder.node("Cast", [builder.value(name)], to=onnx.TensorProto.INT32) for name in node.inputs]
+    builder.node("Cast", [builder.node(_ONE_TO_ONE[node.kind], wide)], node.outputs[0],
+                 to=onnx.helper.np_dtype_to_tensor_dtype(dtype))
+
+
 _WRITERS: dict[str, Callable[[_Builder, Node], None]] = {
     **{kind: _one_to_one for kind in _ONE_TO_ONE},
+    "tosa.maximum": _extremum, "tosa.minimum": _extremum,
     **{kind: _reduce for kind in _REDUCTIONS},
     "tosa.conv2d": _convolution, "tosa.conv3d": _convolution, "tosa.depthwise_conv2d": _convolution,
     "tosa.transpose_conv2d": _transpose_convolution,

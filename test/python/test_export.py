@@ -238,3 +238,30 @@ def test_extrema_of_narrow_integers_run_in_onnxruntime(op_type: str, dtype: type
     (got,) = run_onnx(path, x, y)
     assert got.dtype == dtype
     np.testing.assert_array_equal(got, np.maximum(x, y) if op_type == "Max" else np.minimum(x, y))
+
+
+@pytest.mark.parametrize("element,dtype", [("i8", np.int8), ("i32", np.int32)])
+def test_left_shifts_of_signed_integers_past_the_width_are_zero(element: str, dtype: type, tmp_path: Path) -> None:
+    module = ir.Module.parse(f"""
+      func.func @main(%x: tensor<5x{element}>, %y: tensor<5x{element}>) -> tensor<5x{element}> {{
+        %0 = tosa.logical_left_shift %x, %y : (tensor<5x{element}>, tensor<5x{element}>) -> tensor<5x{element}>
+        return %0 : tensor<5x{element}>
+      }}""", nnforge.context())
+    path = nnforge.export(module, tmp_path / "shift.onnx")
+    width = 8 * np.dtype(dtype).itemsize
+    x = np.array([-8, 3, -1, 5, 1], dtype)
+    y = np.array([1, 2, width - 1, width, width + 3], dtype)
+    (got,) = run_onnx(path, x, y)
+    expected = [np.array(-16, dtype), np.array(12, dtype), np.array(np.iinfo(dtype).min, dtype), 0, 0]
+    np.testing.assert_array_equal(got, np.array(expected, dtype))
+
+
+def test_negative_arithmetic_right_shifts_fill_with_the_sign(tmp_path: Path) -> None:
+    module = ir.Module.parse("""
+      func.func @main(%x: tensor<4xi32>, %y: tensor<4xi32>) -> tensor<4xi32> {
+        %0 = tosa.arithmetic_right_shift %x, %y {round = false} : (tensor<4xi32>, tensor<4xi32>) -> tensor<4xi32>
+        return %0 : tensor<4xi32>
+      }""", nnforge.context())
+    path = nnforge.export(module, tmp_path / "shift.onnx")
+    (got,) = run_onnx(path, np.array([-8, 4, -1, 64], np.int32), np.array([-1, -32, 1, 3], np.int32))
+    np.testing.assert_array_equal(got, np.array([-1, 0, -1, 8], np.int32))

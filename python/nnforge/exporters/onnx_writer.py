@@ -313,11 +313,40 @@ def _arithmetic_right_shift(builder: _Builder, node: Node) -> None:
     if dtype.kind != "i" or dtype.itemsize > 4:
         raise Refused(f"{dtype} operands (computed exactly in float64 for signed integers of 32 bits or fewer)")
     x, y = (builder.node("Cast", [builder.value(name)], to=onnx.TensorProto.DOUBLE) for name in node.inputs)
+    # A negative shift fills with the sign bit, as one past the width does (ONNX's BitShift).
+    width = builder.array(np.array(8.0 * dtype.itemsize), "width")
+    y = builder.node("Where", [builder.node("Less", [y, builder.array(np.array(0.0), "zero")]), width, y])
     quotient = builder.node("Div", [x, builder.node("Pow", [builder.array(np.array(2.0), "two"), y])])
     if node.attributes.get("round"):
         quotient = builder.node("Add", [quotient, builder.array(np.array(0.5), "half")])
     builder.node("Cast", [builder.node("Floor", [quotient])], node.outputs[0],
                  to=onnx.helper.np_dtype_to_tensor_dtype(dtype))
+
+
+def _logical_left_shift(builder: _Builder, node: Node) -> None:
+    """x << y on the bits of integers of any sign: BitShift (unsigned only in opset 21) between casts to
+    and from an unsigned type, 0 where y is negative or not below the width (ONNX's and PyTorch's left
+    shift; x86 would take y modulo the width). 8- and 16-bit integers go through 32 bits (onnxruntime's
+    Where lacks them); the cast back keeps the low bits."""
+    onnx = _onnx()
+    dtype = node.output_types[0].dtype
+    if dtype.kind not in "iu":
+        raise Refused(f"{dtype} operands")
+    wide = np.dtype(np.int32) if dtype.itemsize < 4 else dtype
+    x, y = (builder.node("Cast", [builder.value(name)], to=onnx.helper.np_dtype_to_tensor_dtype(wide))
+            for name in node.inputs)
+    unsigned = onnx.helper.np_dtype_to_tensor_dtype(np.dtype(f"uint{8 * wide.itemsize}"))
+    shifted = builder.node("BitShift", [builder.node("Cast", [value], to=unsigned) for value in (x, y)],
+                           direction="LEFT")
+    zero = builder.array(np.array(0, wide), "zero")
+    in_range = builder.node("And", [builder.node("GreaterOrEqual", [y, zero]),
+                                    builder.node("Less", [y, builder.array(np.array(8 * dtype.itemsize, wide), "width")])])
+    shifted = builder.node("Cast", [shifted], to=onnx.helper.np_dtype_to_tensor_dtype(wide))
+    if wide == dtype:
+        builder.node("Where", [in_range, shifted, zero], node.outputs[0])
+    else:
+        builder.node("Cast", [builder.node("Where", [in_range, shifted, zero])], node.outputs[0],
+                     to=onnx.helper.np_dtype_to_tensor_dtype(dtype))
 
 
 def _one_to_one(builder: _Builder, node: Node) -> None:
@@ -351,7 +380,7 @@ _WRITERS: dict[str, Callable[[_Builder, Node], None]] = {
     "tosa.reshape": _reshape, "tosa.transpose": _transpose, "tosa.argmax": _argmax,
     "tosa.concat": _concat, "tosa.slice": _slice, "tosa.pad": _pad, "tosa.tile": _tile,
     "tosa.reverse": _reverse, "tosa.gather": _gather, "tosa.scatter": _scatter,
-    "tosa.arithmetic_right_shift": _arithmetic_right_shift,
+    "tosa.arithmetic_right_shift": _arithmetic_right_shift, "tosa.logical_left_shift": _logical_left_shift,
 }
 
 

@@ -55,20 +55,27 @@ def run_tool(command: list[str], what: str) -> None:
         raise CompileError(f"{what} failed ({' '.join(command[:1])}): {result.stderr.strip()[:2000]}")
 
 
+# The system code is compiled for (nnforge runs on x86-64 Linux). A module
+# translated without a target triple has no known C library: LLVM then
+# expands every memcpy into a loop copying a byte at a time.
+TARGET_TRIPLE = "x86_64-unknown-linux-gnu"
+
+
 def object_file(module: ir.Module, folder: Path, cpu_options: tuple[str, ...] = (), optimize: bool = False) -> Path:
     """The object file of an LLVM-dialect module, written into `folder`:
     `mlir-translate` to LLVM IR, with `optimize` LLVM's -O3 pipeline (`opt`),
-    then `llc` -O3. `cpu_options` (`-mcpu=...`, `-mattr=...`) say which CPU
-    the code is for (default: a generic x86-64)."""
+    then `llc` -O3, both for TARGET_TRIPLE. `cpu_options` (`-mcpu=...`,
+    `-mattr=...`) say which CPU the code is for (default: a generic x86-64)."""
     names = ("model.mlir", "model.ll", "model.opt.ll", "model.o")
     source, llvm_ir, optimized, objects = (folder / name for name in names)
     source.write_text(str(module))
     run_tool([str(tool_path("mlir-translate")), "--mlir-to-llvmir", str(source), "-o", str(llvm_ir)],
              "translating to LLVM IR")
+    target = (f"-mtriple={TARGET_TRIPLE}", *cpu_options)
     if optimize:
-        run_tool([str(tool_path("opt")), "-O3", *cpu_options, "-S", str(llvm_ir), "-o", str(optimized)],
+        run_tool([str(tool_path("opt")), "-O3", *target, "-S", str(llvm_ir), "-o", str(optimized)],
                  "optimizing LLVM IR")
         llvm_ir = optimized
-    run_tool([str(tool_path("llc")), "-O3", *cpu_options, "-filetype=obj", "-relocation-model=pic",
+    run_tool([str(tool_path("llc")), "-O3", *target, "-filetype=obj", "-relocation-model=pic",
               str(llvm_ir), "-o", str(objects)], "generating code")
     return objects

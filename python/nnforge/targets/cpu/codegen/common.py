@@ -153,9 +153,14 @@ def tile_outer(target: str, result: str, tiles: list[int], parallel: bool) -> st
 def copy_operand(target: str, result: str, op: ir.Operation, operand: int) -> str:
     """Transform ops copying operand `operand` of the linalg op on handle
     `%target` (its tile, once tiled) into a buffer of its own, contiguous,
-    a row at a time (a `memcpy` LLVM inlines); `%result` is the op reading
-    the copy. `op` is the op the handle stands for, before any tiling (its
-    operand count, loop count and element types); static shapes only."""
+    a row at a time, each row one vector transfer (rows of a tile: a few
+    hundred elements at most); `%result` is the op reading the copy. `op`
+    is the op the handle stands for, before any tiling (its operand count,
+    loop count and element types); static shapes only.
+
+    Unvectorized, each row copy became a call of libc's memcpy (LLVM
+    inlines only short ones): 6% of a 2048^2 matmul's time, 7% of
+    ResNet-18's on the Intel Xeon."""
     element_types = [ir.ShapedType(value.type).element_type for value in op.operands]
     zeros = ", ".join(f"{'0' if isinstance(t, ir.IntegerType) else '0.0'} : {t}" for t in element_types)
     nofold = sizes_text([int(index == operand) for index in range(len(op.operands))])
@@ -169,7 +174,8 @@ def copy_operand(target: str, result: str, op: ir.Operation, operand: int) -> st
     %{result}_copy = transform.structured.rewrite_in_destination_passing_style %{result}_pad
         : (!transform.any_op) -> !transform.any_op
     %{result}_rows, %{result}_row_loops:{outer_dims} = transform.structured.tile_using_for %{result}_copy
-        tile_sizes {rows} : (!transform.any_op) -> (!transform.any_op{", !transform.any_op" * outer_dims})"""
+        tile_sizes {rows} : (!transform.any_op) -> (!transform.any_op{", !transform.any_op" * outer_dims})
+    transform.structured.vectorize %{result}_rows : !transform.any_op"""
 
 
 def hoist_accumulators(function: str, patterns: str = "") -> str:

@@ -165,7 +165,7 @@ def _packing_of_right_operand(
 ) -> str:
     """Transform ops copying the block of the right operand that a cache tile
     reads (k x n: 512 x 128 with a 2 MiB L2) into a buffer of its own,
-    contiguous, a row at a time (a `memcpy` LLVM inlines), before the
+    contiguous, a row at a time (each row one vector transfer), before the
     register tiles of `%ck` (then `%packed`) read it; "" where the copy would
     not pay.
 

@@ -21,6 +21,7 @@ import ctypes.util
 import functools
 import json
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -122,12 +123,26 @@ def _descriptor_type(rank: int) -> type[ctypes.Structure]:
 
 def _descriptor_of(array: np.ndarray) -> ctypes.Structure:
     descriptor = _descriptor_type(array.ndim)()
-    descriptor.allocated = descriptor.aligned = array.ctypes.data
-    descriptor.offset = 0
+    _describe(descriptor, array)
+    return descriptor
+
+
+def _describe(descriptor: ctypes.Structure, array: np.ndarray) -> int:
+    """Makes `descriptor` describe `array`; returns the array's address."""
+    address = descriptor.allocated = descriptor.aligned = array.ctypes.data
     if array.ndim:
         descriptor.sizes[:] = array.shape
         descriptor.strides[:] = [stride // array.itemsize for stride in array.strides]
-    return descriptor
+    return address
+
+
+def _contiguous_strides(shape: Sequence[int]) -> list[int]:
+    """The strides (in elements) of a C-contiguous array of `shape`."""
+    strides, step = [], 1
+    for size in reversed(shape):
+        strides.append(step)
+        step *= max(size, 1)
+    return strides[::-1]
 
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c"))
@@ -172,36 +187,81 @@ def _array_over(owner: Any, address: int, shape: tuple[int, ...], strides: tuple
 
 
 def _results_to_numpy(
-    descriptors: Sequence[ctypes.Structure], specs: Sequence[TensorSpec], inputs: Sequence[np.ndarray]
+    descriptors: Sequence[ctypes.Structure], outputs: Sequence[tuple[np.dtype, int]], not_owned: set[int | None]
 ) -> list[np.ndarray]:
     """numpy arrays over the result descriptors' data.
 
     Buffers the code allocated become the arrays' own memory, without a
-    copy, freed once no array uses them. Results that alias an input or a
-    constant global are copied: those buffers are not the caller's.
+    copy, freed once no array uses them. Results whose buffer is in
+    `not_owned` (an input's, a weight's) or a constant global are copied:
+    those buffers are not the caller's.
     """
-    not_owned = {array.ctypes.data for array in inputs} | {_GLOBAL_MARKER, 0, None}
     owners: dict[int, _MallocedBuffer] = {}
     arrays = []
-    for descriptor, spec in zip(descriptors, specs):
-        dtype = numpy_dtype(spec.dtype)
-        rank = len(spec.shape)
+    for descriptor, (dtype, rank) in zip(descriptors, outputs):
         shape = tuple(descriptor.sizes) if rank else ()
         strides = tuple(stride * dtype.itemsize for stride in descriptor.strides) if rank else None
         address = (descriptor.aligned or 0) + descriptor.offset * dtype.itemsize
-        arrays.append(_array_over(_owner(owners, descriptor.allocated, not_owned), address, shape, strides, dtype))
+        pointer = descriptor.allocated
+        owner = None if pointer in not_owned or pointer in _NOT_ALLOCATED else _owner(owners, pointer)
+        arrays.append(_array_over(owner, address, shape, strides, dtype))
     return arrays
 
 
-def _owner(owners: dict[int, _MallocedBuffer], pointer: int | None, not_owned: set) -> _MallocedBuffer | None:
-    """What frees the result buffer `pointer` once no array uses it (None: a
-    buffer that is not the caller's, to be copied). Results may share a
-    buffer (a model returning one tensor twice): one owner frees it, once."""
-    if pointer in not_owned:
-        return None
+# Result descriptors whose buffer nobody allocated: a constant global, nothing.
+_NOT_ALLOCATED = {_GLOBAL_MARKER, 0, None}
+
+
+def _owner(owners: dict[int, _MallocedBuffer], pointer: int) -> _MallocedBuffer:
+    """What frees the result buffer `pointer` once no array uses it. Results
+    may share a buffer (a model returning one tensor twice): one owner frees
+    it, once."""
     if pointer not in owners:
         owners[pointer] = _MallocedBuffer(pointer)
     return owners[pointer]
+
+
+class _CallFrame:
+    """One thread's arguments of an `Executable`'s entry point: a memref
+    descriptor per input, the result descriptor(s), and the packed array of
+    pointers to them and to the weights' descriptors. Built once per thread
+    and filled in again for each call: describing the arguments anew for
+    every call cost more than a small model's run."""
+
+    def __init__(self, executable: Executable):
+        signature = executable.signature
+        self.inputs = [_descriptor_type(len(spec.shape))() for spec in signature.inputs]
+        # Inputs of static shapes: their sizes and (C-contiguous) strides, described once.
+        self._static = [None not in spec.shape for spec in signature.inputs]
+        for descriptor, spec, static in zip(self.inputs, signature.inputs, self._static):
+            if static and spec.shape:
+                descriptor.sizes[:] = spec.shape
+                descriptor.strides[:] = _contiguous_strides(spec.shape)
+        self.results = executable._results_type() if signature.outputs else None
+        descriptors = [*([self.results] if self.results is not None else []), *self.inputs,
+                       *executable._weight_descriptors]
+        self._values = (ctypes.c_void_p * len(descriptors))(*map(ctypes.addressof, descriptors))
+        base, step = ctypes.addressof(self._values), ctypes.sizeof(ctypes.c_void_p)
+        self._packed = (ctypes.c_void_p * len(descriptors))(*(base + i * step for i in range(len(descriptors))))
+        self.address = ctypes.addressof(self._packed)
+        if self.results is None:
+            self.result_descriptors: list[ctypes.Structure] = []
+        elif len(signature.outputs) == 1:
+            self.result_descriptors = [self.results]
+        else:
+            self.result_descriptors = [getattr(self.results, f"r{i}") for i in range(len(signature.outputs))]
+
+    def describe_inputs(self, arrays: Sequence[np.ndarray]) -> set[int]:
+        """Points the input descriptors at `arrays` (C-contiguous, of the
+        signature's shapes); returns their addresses."""
+        addresses = set()
+        for descriptor, array, static in zip(self.inputs, arrays, self._static):
+            if static:
+                address = descriptor.allocated = descriptor.aligned = array.ctypes.data
+            else:
+                address = _describe(descriptor, array)
+            addresses.add(address)
+        return addresses
 
 
 class Executable:
@@ -240,46 +300,46 @@ class Executable:
         self._guarded_call.restype = ctypes.c_char_p
         self._weights = list(weights)
         self._weight_descriptors = [_descriptor_of(array) for array in self._weights]
-        self._argument_count = len(signature.inputs) + len(self._weights) + (1 if signature.outputs else 0)
-        self._result_types = [_descriptor_type(len(spec.shape)) for spec in signature.outputs]
-        if len(self._result_types) > 1:
-            fields = [(f"r{i}", t) for i, t in enumerate(self._result_types)]
+        self._weight_addresses = {array.ctypes.data for array in self._weights}
+        result_types = [_descriptor_type(len(spec.shape)) for spec in signature.outputs]
+        if len(result_types) > 1:
+            fields = [(f"r{i}", t) for i, t in enumerate(result_types)]
             self._results_type = type("Results", (ctypes.Structure,), {"_fields_": fields})
-        elif self._result_types:
-            self._results_type = self._result_types[0]
+        elif result_types:
+            self._results_type = result_types[0]
+        self._outputs = [(numpy_dtype(spec.dtype), len(spec.shape)) for spec in signature.outputs]
+        # Per input: its dtype and, where static, its shape (an array of
+        # both, C-contiguous, is taken as it is).
+        self._input_types = [
+            (numpy_dtype(spec.dtype), None if None in spec.shape else spec.shape) for spec in signature.inputs
+        ]
+        self._frames = threading.local()
 
     def __call__(self, *inputs: Any) -> Any:
         arrays, as_torch = self._check_inputs(inputs)
-        descriptors = [_descriptor_of(array) for array in arrays] + self._weight_descriptors
+        frame = self._frame()
+        # A result may alias an input or a weight (a model returning a constant): copied, not freed.
+        not_owned = frame.describe_inputs(arrays)
+        self._call_packed(frame.address)
         if not self.signature.outputs:
-            self._run(descriptors)
             return None
-        results = self._results_type()
-        self._run([results, *descriptors])
-        if len(self._result_types) == 1:
-            result_descriptors = [results]
-        else:
-            result_descriptors = [getattr(results, f"r{i}") for i in range(len(self._result_types))]
-        # A result may alias a weight (a model returning a constant): copied, not freed.
-        outputs = _results_to_numpy(result_descriptors, self.signature.outputs, arrays + self._weights)
+        outputs = _results_to_numpy(frame.result_descriptors, self._outputs, not_owned | self._weight_addresses)
         if as_torch:
             outputs = [to_torch(output) for output in outputs]
         return outputs[0] if len(outputs) == 1 else outputs
+
+    def _frame(self) -> _CallFrame:
+        """This thread's argument structures (a call in another thread fills its own)."""
+        frame = getattr(self._frames, "frame", None)
+        if frame is None:
+            frame = self._frames.frame = _CallFrame(self)
+        return frame
 
     def profile(self, *inputs: Any, **_: Any) -> Any:
         """Not available for a loaded library: raises ProfileError (profiling
         builds the model again, with timers, which needs the compiler)."""
         raise ProfileError("a model loaded from a library cannot be profiled: profile the model itself "
                            "(nnforge profile MODEL, or the profile method of what nnforge.compile returns)")
-
-    def _run(self, descriptors: list[ctypes.Structure]) -> None:
-        """Calls the entry point on pointers to `descriptors` (results first)."""
-        values = (ctypes.c_void_p * self._argument_count)(*map(ctypes.addressof, descriptors))
-        base = ctypes.addressof(values)
-        packed = (ctypes.c_void_p * self._argument_count)(
-            *(base + i * ctypes.sizeof(ctypes.c_void_p) for i in range(self._argument_count))
-        )
-        self._call_packed(ctypes.addressof(packed))
 
     def _call_packed(self, packed: int) -> None:
         """Calls the entry point on the packed arguments at address `packed`."""
@@ -295,20 +355,26 @@ class Executable:
             )
 
     def _check_inputs(self, inputs: Sequence[Any]) -> tuple[list[np.ndarray], bool]:
+        """The inputs as C-contiguous numpy arrays, checked against the
+        signature (InputError naming the first that does not fit), and
+        whether any was a torch tensor (the results are then tensors too)."""
         specs = self.signature.inputs
         if len(inputs) != len(specs):
             expected = ", ".join(spec.describe() for spec in specs)
             raise InputError(f"expected {len(specs)} inputs ({expected}), got {len(inputs)}")
-        as_torch = any(type(value).__module__.startswith("torch") for value in inputs)
         arrays = []
-        for index, (value, spec) in enumerate(zip(inputs, specs)):
+        as_torch = False
+        for index, (value, spec, (dtype, shape)) in enumerate(zip(inputs, specs, self._input_types)):
+            if type(value) is np.ndarray and value.dtype == dtype and value.shape == shape and value.flags.c_contiguous:
+                arrays.append(value)
+                continue
+            as_torch = as_torch or type(value).__module__.startswith("torch")
             where = f"input {index} ({spec.name})"
             try:
                 array = _to_numpy(value)
             except (NotImplementedError, RuntimeError, TypeError, ValueError) as error:
                 # A tensor without data (the meta device), a ragged list, ...
                 raise InputError(f"{where}: cannot be read as an array: {error}") from None
-            dtype = numpy_dtype(spec.dtype)
             if array.dtype != dtype:
                 raise InputError(f"{where}: expected dtype {dtype} ({spec.dtype}), got {array.dtype}")
             if array.ndim != len(spec.shape):
@@ -401,19 +467,12 @@ class StaticCall:
             words.extend([address, address, 0, *shape, *strides])
             return start
 
-        def contiguous(shape: Sequence[int]) -> list[int]:
-            strides, step = [], 1
-            for size in reversed(shape):
-                strides.append(step)
-                step *= max(size, 1)
-            return strides[::-1]
-
         results = [
-            _ResultLayout(descriptor(spec.shape, contiguous(spec.shape)), len(spec.shape), *_DLPACK_TYPES[spec.dtype])
+            _ResultLayout(descriptor(spec.shape, _contiguous_strides(spec.shape)), len(spec.shape), *_DLPACK_TYPES[spec.dtype])
             for spec in signature.outputs
         ]
         starts = [0] if signature.outputs else []
-        inputs = [descriptor(array.shape, contiguous(array.shape)) for array in arrays]
+        inputs = [descriptor(array.shape, _contiguous_strides(array.shape)) for array in arrays]
         starts += inputs
         for weight in executable._weights:
             starts.append(descriptor(weight.shape, [stride // weight.itemsize for stride in weight.strides],

@@ -56,6 +56,23 @@ def test_numpy_in_numpy_out() -> None:
     np.testing.assert_allclose(result, module(x).detach().numpy(), rtol=1e-4, atol=1e-4)
 
 
+def test_calls_reuse_their_argument_structures_not_their_results() -> None:
+    """Each thread's calls fill in the same argument structures (runtime's
+    _CallFrame): the results of earlier calls stay the caller's, and inputs
+    that are not C-contiguous arrays of the right type are still converted
+    or refused."""
+    module, (x,) = models.mlp()
+    compiled = nnforge.compile(module, (x,))
+    inputs = [x.numpy(), (2 * x).numpy()]
+    results = [compiled(array) for array in inputs]
+    assert not np.shares_memory(*results) and all(result.flags.writeable for result in results)
+    for array, result in zip(inputs, results):
+        np.testing.assert_allclose(result, module(torch.from_numpy(array)).detach().numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(compiled(np.asfortranarray(inputs[0])), results[0], rtol=1e-6)
+    with pytest.raises(InputError, match="expected dtype float32"):
+        compiled(inputs[0].astype(np.float64))
+
+
 def test_save_and_load_without_the_compiler(tmp_path: Path) -> None:
     module, (x,) = models.cnn()
     path = nnforge.compile(module, (x,)).save(tmp_path / "cnn.so")

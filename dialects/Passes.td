@@ -821,7 +821,11 @@ def NNFPadLeadingDimensions : Pass<"nnf-pad-leading-dimensions"> {
       contraction in an `nnf.dispatch` region, the region's operand is),
       where the contraction reads each of its elements at least 256 times
       (a matmul's m): with fewer rows, the copy on every call costs more
-      than the padding saves (a jax model's weights are arguments).
+      than the padding saves (a jax model's weights are arguments). With
+      `copy-arguments=false` arguments keep their layout: nnforge's CPU
+      schedules copy the panels of such an operand that their register
+      tiles read (contiguous, whatever its row stride), and a copy on entry
+      would only add to that.
     - Anything else keeps its layout: copying a computed tensor again (a
       reshaped im2col matrix) would cost about what the padding saves.
 
@@ -839,6 +843,8 @@ def NNFPadLeadingDimensions : Pass<"nnf-pad-leading-dimensions"> {
   let options = [
     Option<"minBytes", "min-bytes", "int64_t", /*default=*/"2097152",
            "smallest operand padded (smaller ones stay in L2 whatever their stride)">,
+    Option<"copyArguments", "copy-arguments", "bool", /*default=*/"true",
+           "copy function arguments read often enough into padded rows on entry">,
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect",

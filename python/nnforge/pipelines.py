@@ -52,14 +52,13 @@ LINALG_FUSION_CUDA = LINALG_FUSION.replace(
 # with its epilogue, and reductions over rows with the elementwise ops
 # around them, into nnf.dispatch regions that code generation tiles as one
 # loop nest; contraction operands whose rows are a multiple of 4 KiB apart
-# get a padded row stride (else the rows of a tile evict each other from L1;
-# a function argument only where enough rows read it to pay for its copy on
-# every call). The optimized CPU path's step between fusion and code
-# generation.
+# get a padded row stride (else the rows of a tile evict each other from L1),
+# except function arguments, whose panels the contraction schedules copy
+# anyway. The optimized CPU path's step between fusion and code generation.
 DISPATCH_REGIONS = (
     "nnf-pack-weights,nnf-fuse-elementwise,nnf-collapse-reduction-dims,canonicalize,"
     "func.func(nnf-conv-to-im2col),nnf-fold-constant-transposes,nnf-fuse-elementwise{propagate-reshapes=false},"
-    "nnf-pack-weights,nnf-form-dispatch-regions,nnf-pad-leading-dimensions,canonicalize,cse"
+    "nnf-pack-weights,nnf-form-dispatch-regions,nnf-pad-leading-dimensions{copy-arguments=false},canonicalize,cse"
 )
 
 # Timers around each dispatch region and each op computed outside one, and

@@ -1,6 +1,7 @@
 // RUN: nnforge-opt %s --nnf-pad-leading-dimensions="min-bytes=0" --split-input-file | FileCheck %s
 // RUN: nnforge-opt %s --nnf-pad-leading-dimensions --split-input-file | FileCheck %s --check-prefix=SMALL
 // RUN: nnforge-opt %s --nnf-pad-leading-dimensions="min-bytes=0" --nnf-pad-leading-dimensions="min-bytes=0" --split-input-file | FileCheck %s --check-prefix=TWICE
+// RUN: nnforge-opt %s --nnf-pad-leading-dimensions="min-bytes=0 copy-arguments=false" --split-input-file | FileCheck %s --check-prefix=NOARGS
 
 // A function argument read along its 4 KiB rows, each element by 256 rows
 // of the left operand: copied once into a slice of a tensor one cache line
@@ -20,6 +21,12 @@
 // TWICE-COUNT-1: linalg.copy
 // TWICE-NOT: linalg.copy
 // TWICE: linalg.matmul
+// With copy-arguments=false (nnforge's CPU pipeline, whose schedules copy the
+// operand's panels): left alone.
+// NOARGS-LABEL: func.func @argument
+// NOARGS-NOT: linalg.copy
+// NOARGS-NOT: tensor.extract_slice
+// NOARGS: linalg.matmul ins(%{{.*}}, %{{.*}} : tensor<256x256xf32>, tensor<256x1024xf32>)
 func.func @argument(%a: tensor<256x256xf32>, %b: tensor<256x1024xf32>) -> tensor<256x1024xf32> {
   %cst = arith.constant 0.0 : f32
   %e = tensor.empty() : tensor<256x1024xf32>
@@ -72,6 +79,9 @@ func.func @producer(%a: tensor<8x2xf32>, %x: tensor<2x1024xf32>, %acc: tensor<8x
 // CHECK: %[[WIDE:.*]] = arith.constant dense<{{"0x(((0000803F){128}){8}(00000000){16}){2}"}}> : tensor<2x1040xf32>
 // CHECK: %[[VIEW:.*]] = tensor.extract_slice %[[WIDE]][0, 0] [2, 1024] [1, 1]
 // CHECK: linalg.matmul ins(%{{.*}}, %[[VIEW]] :
+// Constants are padded whatever copy-arguments says.
+// NOARGS-LABEL: func.func @constant
+// NOARGS: tensor<2x1040xf32>
 func.func @constant(%a: tensor<8x2xf32>, %acc: tensor<8x1024xf32>) -> tensor<8x1024xf32> {
   %w = arith.constant dense_resource<ones> : tensor<2x1024xf32>
   %r = linalg.matmul ins(%a, %w : tensor<8x2xf32>, tensor<2x1024xf32>) outs(%acc : tensor<8x1024xf32>) -> tensor<8x1024xf32>

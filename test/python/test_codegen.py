@@ -20,6 +20,7 @@ import nnforge
 from nnforge.importers.handover import walk_ops
 from nnforge.targets.cpu import host
 from nnforge.targets.cpu.codegen import lowering
+from nnforge.targets.cpu.codegen.contractions import _panel_k_tile
 from nnforge.targets.cpu.host import KNOWN_CPUS, ScheduleSizes
 
 import models
@@ -137,18 +138,23 @@ def test_exp_is_within_two_ulp_over_the_normal_range():
     np.testing.assert_allclose(result[finite.size:], np.array(expected, np.float32), rtol=2e-7, equal_nan=True)
 
 
+class MatMulOfDoubled(torch.nn.Module):
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return a @ (2 * b)
+
+
 def test_right_operands_with_page_long_rows_get_a_padded_stride(tmp_path):
-    """Rows of 1024 f32 (4 KiB) would map a tile's rows to one L1 set: the
-    right operand, an argument that 256 rows read, is copied on every call
-    into a buffer one cache line wider per row; one that 16 rows read is
-    not (the copy would cost more than it saves)."""
+    """Rows of 1024 f32 (4 KiB) would map a tile's rows to one L1 set: a
+    right operand computed by the model is written into a buffer one cache
+    line wider per row; an argument keeps its layout (no copy on every
+    call: the contraction's schedule copies the panels it reads)."""
     b = torch.randn(512, 1024)
-    for rows, padded in ((256, True), (16, False)):
-        a = torch.randn(rows, 512)
-        folder = tmp_path / str(rows)
-        compiled = compile_optimized(MatMul(), (a, b), folder)
+    a = torch.randn(256, 512)
+    for model, padded in ((MatMulOfDoubled(), True), (MatMul(), False)):
+        folder = tmp_path / type(model).__name__
+        compiled = compile_optimized(model, (a, b), folder)
         assert ("tensor<512x1040xf32>" in dispatch_regions(folder)) == padded
-        check(compiled(a.numpy(), b.numpy()), a @ b)
+        check(compiled(a.numpy(), b.numpy()), model(a, b))
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -166,19 +172,21 @@ def test_runtime_right_operands_read_by_many_rows_are_packed_per_call(threads, t
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_runtime_right_operands_are_copied_a_cache_tile_at_a_time(threads, tmp_path):
+def test_runtime_right_operands_are_copied_a_panel_at_a_time(threads, tmp_path):
     """The block of a right operand computed at run time (an argument) that an
-    output tile reads over one k tile is copied into a contiguous buffer of
-    the cache tile's size before its register tiles read it, where 64 rows
-    read it; not where one register tile of 8 rows does."""
+    output tile reads over one k tile is copied a register tile of columns
+    at a time into a contiguous panel (k x 32 with AVX-512, k as large as
+    fits two thirds of L1) before the register tiles of rows read it, where
+    64 rows read it; not where one register tile of 8 rows does."""
     sizes = ScheduleSizes.for_cpu(host.host_cpu())
-    block = f"alloc_tensor() : tensor<{sizes.cache_tile['k']}x{sizes.cache_tile['n']}xf32>"
+    columns = sizes.register_tile["n"]
+    panel = f"alloc_tensor() : tensor<{_panel_k_tile(sizes.cache_tile['k'], 1024, columns, sizes)}x{columns}xf32>"
     b = torch.randn(1024, 2048)
     for rows, copied in ((64, True), (8, False)):
         a = torch.randn(rows, 1024)
         folder = tmp_path / str(rows)
         compiled = compile_optimized(MatMul(), (a, b), folder, threads=threads)
-        assert (block in dumped_ir(folder, "vectorize")) == copied
+        assert (panel in dumped_ir(folder, "vectorize")) == copied
         check(compiled(a.numpy(), b.numpy()), a @ b)
 
 

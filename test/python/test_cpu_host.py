@@ -21,7 +21,7 @@ import nnforge
 from nnforge.errors import CompileError
 from nnforge.linking import object_file
 from nnforge.targets.cpu import host
-from nnforge.targets.cpu.codegen.contractions import contraction_tiles
+from nnforge.targets.cpu.codegen.contractions import _panel_k_tile, contraction_tiles
 from nnforge.targets.cpu.codegen.convolutions import direct_register_tile
 from nnforge.targets.cpu.host import KNOWN_CPUS, ScheduleSizes
 
@@ -39,6 +39,7 @@ def test_zen4_gets_the_sizes_measured_best_there():
         small_m_tile=64,
         fmas_in_flight=4,
         l1_block_bytes=8 << 10,
+        panel_bytes=(32 << 10) * 2 // 3,
         elementwise_vector=64,
         row_lane_step=8,
         depthwise_vector=16,
@@ -94,6 +95,16 @@ ROLES = {0: "m", 1: "n", 2: "k"}
 )
 def test_contraction_tiles_per_shape_and_cpu(shape, sizes, cache, register):
     assert contraction_tiles(ROLES, list(shape), sizes) == (cache, register)
+
+
+@pytest.mark.parametrize("cpu,k", [("sapphirerapids", 256), ("znver4", 128), ("x86-64-v3", 256)])
+def test_copied_panels_of_the_right_operand_fit_two_thirds_of_l1(cpu, k):
+    """k x 32 f32 (AVX-512) or k x 16 (AVX2): 32 of 48 KiB, 16 of 32 KiB."""
+    sizes = ScheduleSizes.for_cpu(KNOWN_CPUS[cpu])
+    columns = sizes.register_tile["n"]
+    assert _panel_k_tile(512, 4096, columns, sizes) == k
+    assert _panel_k_tile(64, 4096, columns, sizes) == 64  # never more than the cache tile
+    assert _panel_k_tile(144, 144, columns, sizes) == 144  # k tiles that do not divide the loop: whole
 
 
 @pytest.mark.parametrize(

@@ -162,8 +162,8 @@ Value paddedConstant(OpBuilder &b, arith::ConstantOp constant) {
 /// something other than a linalg op into a fresh tensor (a reshaped im2col
 /// matrix: copying it again would cost about what the padding saves), or
 /// an argument whose elements are each read fewer than kMinArgumentReuse
-/// times (`reads`).
-Value padded(OpBuilder &b, Value value, int64_t reads) {
+/// times (`reads`), or any argument unless `copyArguments`.
+Value padded(OpBuilder &b, Value value, int64_t reads, bool copyArguments) {
   auto type = cast<RankedTensorType>(value.getType());
   if (auto constant = value.getDefiningOp<arith::ConstantOp>())
     return paddedConstant(b, constant);
@@ -180,7 +180,7 @@ Value padded(OpBuilder &b, Value value, int64_t reads) {
     }
   }
   // An argument is copied once, on entry, where it is read often enough.
-  if (!isa<BlockArgument>(value) || reads < kMinArgumentReuse)
+  if (!isa<BlockArgument>(value) || !copyArguments || reads < kMinArgumentReuse)
     return nullptr;
   b.setInsertionPointAfterValue(value);
   Location loc = value.getLoc();
@@ -227,7 +227,7 @@ struct NNFPadLeadingDimensionsPass
         continue;
       auto [known, inserted] = paddedValues.try_emplace(value);
       if (inserted)
-        known->second = padded(b, value, reads.lookup(value));
+        known->second = padded(b, value, reads.lookup(value), copyArguments);
       if (known->second)
         use->set(known->second);
     }

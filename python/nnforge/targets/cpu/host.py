@@ -163,6 +163,9 @@ class ScheduleSizes:
     # Bytes of a contraction's right operand block that stays in L1 while
     # every register tile of rows reads it.
     l1_block_bytes: int
+    # Bytes of a right operand panel (k x a register tile of columns) copied
+    # to stay in L1 while every register tile of rows reads it.
+    panel_bytes: int
     # Lanes of the innermost loop of elementwise ops, and the steps in which
     # a row's lanes may shrink (down to one register) to divide the row.
     elementwise_vector: int
@@ -195,7 +198,9 @@ class ScheduleSizes:
           k = 2m do not fit in 5/8 of L2 (a 256 KiB L2: 64 x 64); k the
           largest power of two whose blocks fit in half of L2, at least 2m;
         - a right operand block kept in L1: a quarter of it (the rows'
-          operand and the output stream through the rest);
+          operand and the output stream through the rest); a copied panel
+          of it: two thirds (a register tile's rows of the left operand
+          and its accumulators' rows take the rest);
         - elementwise ops: four vectors per step; depthwise convolutions
           and transposes: one register per row;
         - dispatch regions without contraction: a tile's input,
@@ -224,6 +229,7 @@ class ScheduleSizes:
             small_m_tile=output // 2,
             fmas_in_flight=fmas_in_flight,
             l1_block_bytes=cpu.l1_bytes // 4,
+            panel_bytes=cpu.l1_bytes * 2 // 3,
             elementwise_vector=4 * lanes,
             row_lane_step=lanes // 2,
             depthwise_vector=lanes,

@@ -30,6 +30,7 @@ from nnforge.targets.cpu.codegen.common import (
     iterator_types,
     loop_count,
     makes_runtime_checks,
+    row_copies,
     set_i64,
     sizes_text,
     static_loop_sizes,
@@ -41,7 +42,6 @@ from nnforge.targets.cpu.codegen.contractions import (
     contraction_tiles_of,
     output_loops,
 )
-from nnforge.targets.cpu.codegen.elementwise import row_copies
 from nnforge.targets.cpu.host import ScheduleSizes
 
 # Bands at least, where threads share them: the threads' shares stay even

@@ -20,6 +20,7 @@ from nnforge.targets.cpu.codegen.common import (
     has_computed_indices,
     iterator_types,
     loop_count,
+    row_copies,
     sizes_text,
     static_loop_sizes,
     tile_outer,
@@ -134,20 +135,3 @@ def copy_schedule(op: ir.Operation, parallel: bool, sizing: ScheduleSizes) -> st
         return elementwise_schedule(op, parallel, sizing)
     # The caller left no empty loop.
     return row_copies("op", "row", len(sizes), parallel)
-
-
-def row_copies(target: str, name: str, rank: int, parallel: bool) -> str:
-    """Transform ops copying with `%target` (a copy of rank `rank`) one row
-    at a time, every outer loop tiled by 1 and the row whole, the row's unit
-    dimensions folded away and the row copy vectorized. Handles are named
-    after `name`."""
-    tiles = [1] * (rank - 1) + [0]
-    loop = f"%{name}_forall" if parallel else f"%{name}_loops#{rank - 2}"
-    # Generalized first: the unit-dimension folding takes generics only.
-    return f"""{tile_outer(target, name, tiles, parallel)}
-    %{name}_generic = transform.structured.generalize %{name} : (!transform.any_op) -> !transform.any_op
-    transform.apply_patterns to {loop} {{
-      transform.apply_patterns.linalg.fold_unit_extent_dims_via_slices
-    }} : !transform.any_op
-    %{name}_segment = transform.structured.match ops{{["linalg.generic"]}} in {loop} : (!transform.any_op) -> !transform.any_op
-    transform.structured.vectorize %{name}_segment : !transform.any_op"""

@@ -40,6 +40,7 @@ def test_zen4_gets_the_sizes_measured_best_there():
         fmas_in_flight=4,
         l1_block_bytes=8 << 10,
         panel_bytes=(32 << 10) * 2 // 3,
+        panel_rows=12,
         elementwise_vector=64,
         row_lane_step=8,
         depthwise_vector=16,
@@ -54,6 +55,7 @@ def test_zen4_gets_the_sizes_measured_best_there():
 def test_avx2_sizes_follow_its_16_registers_of_8_lanes():
     assert AVX2.lanes == 8
     assert AVX2.register_tile == {"batch": 1, "m": 4, "n": 16, "k": 1}  # 8 accumulators of 16 registers
+    assert AVX2.panel_rows == 6  # reading a copied panel: 12 accumulators (BLIS's 6 x 16)
     assert AVX2.cache_tile == {"batch": 1, "m": 128, "n": 128, "k": 256}  # 320 of 512 KiB of L2
     assert (AVX2.elementwise_vector, AVX2.depthwise_vector, AVX2.transpose_tile) == (32, 8, 8)
 

@@ -164,8 +164,10 @@ class ScheduleSizes:
     # every register tile of rows reads it.
     l1_block_bytes: int
     # Bytes of a right operand panel (k x a register tile of columns) copied
-    # to stay in L1 while every register tile of rows reads it.
+    # to stay in L1 while every register tile of rows reads it, and the rows
+    # of those register tiles.
     panel_bytes: int
+    panel_rows: int
     # Lanes of the innermost loop of elementwise ops, and the steps in which
     # a row's lanes may shrink (down to one register) to divide the row.
     elementwise_vector: int
@@ -200,7 +202,10 @@ class ScheduleSizes:
         - a right operand block kept in L1: a quarter of it (the rows'
           operand and the output stream through the rest); a copied panel
           of it: two thirds (a register tile's rows of the left operand
-          and its accumulators' rows take the rest);
+          and its accumulators' rows take the rest); the register tiles
+          reading such a panel: as many rows as fill three quarters of the
+          vector registers with accumulators (the panel's vectors, loaded
+          once per k step, and the broadcast elements take the rest);
         - elementwise ops: four vectors per step; depthwise convolutions
           and transposes: one register per row;
         - dispatch regions without contraction: a tile's input,
@@ -230,6 +235,7 @@ class ScheduleSizes:
             fmas_in_flight=fmas_in_flight,
             l1_block_bytes=cpu.l1_bytes // 4,
             panel_bytes=cpu.l1_bytes * 2 // 3,
+            panel_rows=max(rows, cpu.vector_registers * 3 // 4 // (columns // lanes)),
             elementwise_vector=4 * lanes,
             row_lane_step=lanes // 2,
             depthwise_vector=lanes,

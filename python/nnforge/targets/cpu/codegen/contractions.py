@@ -4,10 +4,10 @@ generics, and the im2col'd convolutions.
 Output tiles of the cache tile's size (on the Zen 4: 128 x 128; 64 rows
 where 128 do not divide m; columns in equal tiles where 128 do not divide
 n: 196 (two halves if it is the only output tile), 3136 = 14 x 224; shared
-among threads), k tiles (256); the block of a run-time right operand that
-an output tile reads over a k tile copied into a contiguous buffer where
-several register tiles of rows read it; then register tiles (8 x 32) with
-k step 1,
+among threads), k tiles (256); a run-time right operand that several
+register tiles of rows read copied a k tile by 32 columns at a time into
+a contiguous panel; then register tiles (8 x 32, or 12 x 32 reading a
+panel) with k step 1,
 vectorized to a `vector.contract` lowered to outer products (`vector.fma`
 on vector<32xf32>); each accumulator is hoisted out of the k loop into
 registers. The columns of an output tile after its last full register tile
@@ -86,6 +86,9 @@ def contraction_schedule(op: ir.Operation, parallel: bool, sizing: ScheduleSizes
     cache, register_tiles = contraction_tiles_of(op, roles, sizing)
     packing = _packing_of_right_operand(op, roles, loop_sizes, cache, register_tiles)
     if packing and packing.panels:
+        m = _role_dim(roles, "m")
+        # Rows the panel rows leave (128 = 8 + 10 x 12) get a register tile of their own.
+        register_tiles = _with(register_tiles, m, min(cache[m], sizing.panel_rows))
         columns = register_tiles[_role_dim(roles, "n")]
         cache = [_panel_k_tile(tile, loop_sizes[d], columns, sizing) if roles[d] == "k" else tile
                  for d, tile in enumerate(cache)]
@@ -206,11 +209,9 @@ def _packing_of_right_operand(
     dims = _dims_of(maps[right[0]])
     if None in dims or not all(_is_f32_tensor(operand.type) for operand in op.operands):
         return None
-    panels = cache[n] % register[n] == 0
-    block = [register[d] if panels and d == n else cache[d] for d in dims]
-    if _is_contiguous(ir.RankedTensorType(op.operands[right[0]].type).shape, block):
+    if _is_contiguous(ir.RankedTensorType(op.operands[right[0]].type).shape, [cache[d] for d in dims]):
         return None
-    return _Packing(right[0], panels)
+    return _Packing(right[0], panels=cache[n] % register[n] == 0)
 
 
 def _packing_ops(
@@ -274,7 +275,7 @@ def contraction_tiles(
         cache[k_dims[0]] = _k_tile_in_l1(cache[k_dims[0]], cache[_role_dim(roles, "n")], sizing)
     register = clamp([sizing.register_tile[roles[d]] for d in range(len(roles))], sizes)
     m = _role_dim(roles, "m")
-    register[m] = min(_register_rows(cache[m], sizing), register[m])
+    register[m] = min(_register_rows(cache[m], sizing.register_tile["m"]), register[m])
     return cache, register
 
 
@@ -308,7 +309,7 @@ def _cache_tiles(roles: dict[int, str], sizes: list[int | None], sizing: Schedul
                 # whole up to twice the tile where its register tiles divide
                 # it (196 = 28 x 7).
                 small = sizing.small_m_tile
-                whole = size % small and size <= 2 * tile and size % _register_rows(size, sizing) == 0
+                whole = size % small and size <= 2 * tile and size % _register_rows(size, sizing.register_tile["m"]) == 0
                 tile = size if whole else small
             elif roles[loop] == "n":
                 tile = _equal_n_tile(size, tile, sizing.lanes)
@@ -347,12 +348,11 @@ def _panel_k_tile(k: int, size: int, columns: int, sizing: ScheduleSizes) -> int
     return fitting if MIN_L1_K <= fitting < k and size % fitting == 0 else k
 
 
-def _register_rows(rows: int | None, sizing: ScheduleSizes) -> int:
-    """Rows of a register tile for an m cache tile of `rows`: the register
-    tile's (8 on the Zen 4), or one or two fewer where those divide it and
-    the register tile's do not (49 = 7 x 7 rows of output pixels): a partial
+def _register_rows(rows: int | None, full: int) -> int:
+    """Rows of a register tile for an m cache tile of `rows`: `full` (the
+    register tile's: 8 on the Zen 4), or one or two fewer where those divide
+    it and `full` does not (49 = 7 x 7 rows of output pixels): a partial
     register tile would mask all of them."""
-    full = sizing.register_tile["m"]
     if rows is None:
         return full
     return next((r for r in (full, full - 1, full - 2) if rows % r == 0), full)

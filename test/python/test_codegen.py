@@ -283,6 +283,22 @@ def test_identical_pads_and_accumulators_are_not_shared(tmp_path):
         check(compiled(x.numpy()), model(x))
 
 
+def test_a_padded_input_is_computed_into_its_padded_buffer(tmp_path):
+    """A convolution's padded input computed by an op outside dispatch
+    regions (here the ReLU, fused with the copy into NHWC): that op writes
+    into the interior of the padded buffer and only the border is filled, so
+    the unpadded result is never allocated nor copied."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.ReLU(), torch.nn.Conv2d(16, 32, 3, padding=1, bias=False)).eval()
+    x = torch.randn(1, 16, 20, 20)
+    compiled = compile_optimized(model, (x,), tmp_path)
+    buffers = dumped_ir(tmp_path, "bufferize")
+    assert buffers.count("memref.alloc() {alignment = 64 : i64} : memref<1x22x22x16xf32>") == 1
+    assert "memref<1x20x20x16xf32>" not in buffers and "memref.copy" not in buffers
+    with torch.no_grad():
+        check(compiled(x.numpy()), model(x))
+
+
 def test_equal_ops_are_scheduled_once(monkeypatch, tmp_path):
     """Two identical blocks (convolution, batch norm, ReLU), weights of their
     own: each op of the second equals one of the first, shares its function

@@ -607,7 +607,13 @@ def NNFFormDispatchRegions : Pass<"nnf-form-dispatch-regions"> {
     contraction's (a MobileNetV2 block's depthwise stage and projection).
     Code generation tiles the merged region in bands of whole rows and
     computes each band of the depthwise result where the contraction reads
-    it, so that result never goes to memory whole.
+    it, so that result never goes to memory whole. Likewise an im2col
+    window copy (nnf-conv-to-im2col's, `[N, C, KH, KW, OH, OW]`) whose only
+    reader is a contraction region, through the collapse into columns
+    (`[N, C*KH*KW, OH*OW]`, read along the contraction's innermost output
+    loop), joins that region: each band of output rows copies the windows
+    it reads, so the im2col tensor (7.4 MB for ResNet's 7x7 stem) never
+    goes to memory whole.
 
     Example:
 

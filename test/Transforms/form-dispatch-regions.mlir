@@ -488,3 +488,91 @@ func.func @splat_accumulator(%x: tensor<1x8x10x10xf32>, %w: tensor<8x3x3xf32>) -
   } -> tensor<1x8x8x8xf32>
   return %y : tensor<1x8x8x8xf32>
 }
+
+// -----
+
+#window = affine_map<(n, c, kh, kw, oh, ow) -> (n, c, oh * 2 + kh, ow * 2 + kw)>
+#windows = affine_map<(n, c, kh, kw, oh, ow) -> (n, c, kh, kw, oh, ow)>
+#fk = affine_map<(n, f, p, k) -> (f, k)>
+#nkp = affine_map<(n, f, p, k) -> (n, k, p)>
+#nfp = affine_map<(n, f, p, k) -> (n, f, p)>
+#id3 = affine_map<(n, f, p) -> (n, f, p)>
+
+// An im2col window copy read only by a contraction region, through the
+// collapse into columns, joins that region: the copy (into an empty tensor
+// of the region's own), the collapse, then the contraction's ops.
+// CHECK-LABEL: func.func @windows_into_contraction
+// CHECK: nnf.dispatch ins(%{{.*}}, %{{.*}} : tensor<1x3x10x10xf32>, tensor<8x27xf32>) -> tensor<1x8x16xf32> {
+// CHECK: ^bb0(%[[X:.*]]: tensor<1x3x10x10xf32>, %[[F:.*]]: tensor<8x27xf32>):
+// CHECK: %[[EMPTY:.*]] = tensor.empty() : tensor<1x3x3x3x4x4xf32>
+// CHECK: %[[WINDOWS:.*]] = linalg.generic {{.*}} ins(%[[X]] : tensor<1x3x10x10xf32>) outs(%[[EMPTY]] :
+// CHECK: %[[COLUMNS:.*]] = tensor.collapse_shape %[[WINDOWS]] {{\[\[}}0], [1, 2, 3], [4, 5]]
+// CHECK: linalg.generic {{.*}} ins(%[[F]], %[[COLUMNS]] :
+// CHECK: nnf.yield
+// CHECK-NOT: nnf.dispatch
+func.func @windows_into_contraction(%x: tensor<1x3x10x10xf32>, %f: tensor<8x27xf32>) -> tensor<1x8x16xf32> {
+  %zero = arith.constant 0.0 : f32
+  %e = tensor.empty() : tensor<1x3x3x3x4x4xf32>
+  %w = linalg.generic {indexing_maps = [#window, #windows], iterator_types = ["parallel", "parallel", "parallel", "parallel", "parallel", "parallel"]}
+      ins(%x : tensor<1x3x10x10xf32>) outs(%e : tensor<1x3x3x3x4x4xf32>) {
+  ^bb0(%in: f32, %out: f32):
+    linalg.yield %in : f32
+  } -> tensor<1x3x3x3x4x4xf32>
+  %cols = tensor.collapse_shape %w [[0], [1, 2, 3], [4, 5]] : tensor<1x3x3x3x4x4xf32> into tensor<1x27x16xf32>
+  %ae = tensor.empty() : tensor<1x8x16xf32>
+  %acc = linalg.fill ins(%zero : f32) outs(%ae : tensor<1x8x16xf32>) -> tensor<1x8x16xf32>
+  %c = linalg.generic {indexing_maps = [#fk, #nkp, #nfp], iterator_types = ["parallel", "parallel", "parallel", "reduction"]}
+      ins(%f, %cols : tensor<8x27xf32>, tensor<1x27x16xf32>) outs(%acc : tensor<1x8x16xf32>) {
+  ^bb0(%l: f32, %r: f32, %o: f32):
+    %p = arith.mulf %l, %r : f32
+    %s = arith.addf %o, %p : f32
+    linalg.yield %s : f32
+  } -> tensor<1x8x16xf32>
+  %relu = linalg.generic {indexing_maps = [#id3, #id3], iterator_types = ["parallel", "parallel", "parallel"]}
+      ins(%c : tensor<1x8x16xf32>) outs(%ae : tensor<1x8x16xf32>) {
+  ^bb0(%in: f32, %out: f32):
+    %r = arith.maximumf %in, %zero : f32
+    linalg.yield %r : f32
+  } -> tensor<1x8x16xf32>
+  return %relu : tensor<1x8x16xf32>
+}
+
+// -----
+
+#window = affine_map<(n, c, kh, kw, oh, ow) -> (n, c, oh * 2 + kh, ow * 2 + kw)>
+#windows = affine_map<(n, c, kh, kw, oh, ow) -> (n, c, kh, kw, oh, ow)>
+#fk = affine_map<(n, f, p, k) -> (f, k)>
+#nkp = affine_map<(n, f, p, k) -> (n, k, p)>
+#nfp = affine_map<(n, f, p, k) -> (n, f, p)>
+#id3 = affine_map<(n, f, p) -> (n, f, p)>
+
+// Windows that something else reads too stay a copy of their own.
+// CHECK-LABEL: func.func @windows_read_twice
+// CHECK: linalg.generic {{.*}} outs(%{{.*}} : tensor<1x3x3x3x4x4xf32>)
+// CHECK: nnf.dispatch ins(%{{.*}}, %{{.*}} : tensor<8x27xf32>, tensor<1x27x16xf32>)
+func.func @windows_read_twice(%x: tensor<1x3x10x10xf32>, %f: tensor<8x27xf32>) -> (tensor<1x8x16xf32>, tensor<1x3x3x3x4x4xf32>) {
+  %zero = arith.constant 0.0 : f32
+  %e = tensor.empty() : tensor<1x3x3x3x4x4xf32>
+  %w = linalg.generic {indexing_maps = [#window, #windows], iterator_types = ["parallel", "parallel", "parallel", "parallel", "parallel", "parallel"]}
+      ins(%x : tensor<1x3x10x10xf32>) outs(%e : tensor<1x3x3x3x4x4xf32>) {
+  ^bb0(%in: f32, %out: f32):
+    linalg.yield %in : f32
+  } -> tensor<1x3x3x3x4x4xf32>
+  %cols = tensor.collapse_shape %w [[0], [1, 2, 3], [4, 5]] : tensor<1x3x3x3x4x4xf32> into tensor<1x27x16xf32>
+  %ae = tensor.empty() : tensor<1x8x16xf32>
+  %acc = linalg.fill ins(%zero : f32) outs(%ae : tensor<1x8x16xf32>) -> tensor<1x8x16xf32>
+  %c = linalg.generic {indexing_maps = [#fk, #nkp, #nfp], iterator_types = ["parallel", "parallel", "parallel", "reduction"]}
+      ins(%f, %cols : tensor<8x27xf32>, tensor<1x27x16xf32>) outs(%acc : tensor<1x8x16xf32>) {
+  ^bb0(%l: f32, %r: f32, %o: f32):
+    %p = arith.mulf %l, %r : f32
+    %s = arith.addf %o, %p : f32
+    linalg.yield %s : f32
+  } -> tensor<1x8x16xf32>
+  %relu = linalg.generic {indexing_maps = [#id3, #id3], iterator_types = ["parallel", "parallel", "parallel"]}
+      ins(%c : tensor<1x8x16xf32>) outs(%ae : tensor<1x8x16xf32>) {
+  ^bb0(%in: f32, %out: f32):
+    %r = arith.maximumf %in, %zero : f32
+    linalg.yield %r : f32
+  } -> tensor<1x8x16xf32>
+  return %relu, %w : tensor<1x8x16xf32>, tensor<1x3x3x3x4x4xf32>
+}

@@ -543,6 +543,29 @@ def test_depthwise_stage_is_fused_into_the_pointwise_convolution(size, kernel, s
         check(compiled(x.numpy()), model(x))
 
 
+@pytest.mark.parametrize("threads,band", [(1, 16), (2, 4)])
+def test_im2col_windows_are_copied_a_band_of_rows_at_a_time(threads, band, tmp_path):
+    """A strided 7x7 convolution's im2col window copy (a ResNet stem's) joins
+    its contraction's region and is computed a band of output rows at a time
+    (as many as the band's bytes hold: 16 rows of 3 x 7 x 7 x 32 windows on
+    a Zen 4 core; bands of 4 rows for threads), right where the contraction
+    reads it: the whole window tensor is never written."""
+    torch.manual_seed(0)
+    norm = torch.nn.BatchNorm2d(32)
+    norm.running_mean.normal_(0, 0.1)
+    norm.running_var.uniform_(0.5, 1.5)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 32, 7, 2, 3, bias=False), norm, torch.nn.ReLU()).eval()
+    x = torch.randn(1, 3, 64, 64)
+    compiled = compile_optimized(model, (x,), tmp_path, threads=threads)
+    regions = dispatch_regions(tmp_path)
+    [region] = regions.split("nnf.dispatch")[1:]
+    assert "tensor.empty() : tensor<1x3x7x7x32x32xf32>" in region and "tensor.collapse_shape" in region
+    vectorized = dumped_ir(tmp_path, "vectorize")
+    assert f"tensor<1x3x7x7x{band}x32xf32>" in vectorized and "tensor<1x3x7x7x32x32xf32>" not in vectorized
+    with torch.no_grad():
+        check(compiled(x.numpy()), model(x))
+
+
 @pytest.mark.parametrize("model,shape", [
     (lambda: LinearGelu(256, 256), (128, 256)),  # matmul, bias and GELU
     (lambda: inverted_residual(8, 32), (1, 8, 56, 56)),  # 1x1 convolutions with batch norm (and the depthwise stage)

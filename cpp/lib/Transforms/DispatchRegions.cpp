@@ -438,6 +438,33 @@ rowsIntoContraction(nnforge::nnf::DispatchOp consumer, unsigned index) {
   return RowsIntoContraction{producer, collapse, consumer, index};
 }
 
+/// Clones the ops of `consumer`'s region to the end of `body` (its
+/// terminator too), its argument `index` being `columns` and the others
+/// the arguments of `body` from `next` on.
+void cloneContractionRegion(IRRewriter &rewriter, Block *body,
+                            IRMapping &mapping,
+                            nnforge::nnf::DispatchOp consumer, unsigned index,
+                            Value columns, unsigned next) {
+  Block &consumerBody = consumer.getBody().front();
+  for (auto [position, argument] : llvm::enumerate(consumerBody.getArguments()))
+    mapping.map(argument, position == index ? columns
+                                            : body->getArgument(next++));
+  for (Operation &op : consumerBody)
+    rewriter.clone(op, mapping);
+}
+
+/// The inputs of a region replacing `consumer` that computes its input
+/// `index` from `produced` (the producer's inputs) instead.
+SmallVector<Value> mergedInputs(ValueRange produced,
+                                nnforge::nnf::DispatchOp consumer,
+                                unsigned index) {
+  SmallVector<Value> inputs(produced);
+  for (auto [position, input] : llvm::enumerate(consumer.getInputs()))
+    if (position != index)
+      inputs.push_back(input);
+  return inputs;
+}
+
 /// Replaces the two regions of `pair` by one: the producer's ops, the
 /// collapse, then the consumer's. Code generation tiles the contraction's
 /// output by whole rows and fuses the depthwise stage into each tile, so
@@ -447,12 +474,9 @@ rowsIntoContraction(nnforge::nnf::DispatchOp consumer, unsigned index) {
 void mergeRowsIntoContraction(IRRewriter &rewriter,
                               const RowsIntoContraction &pair) {
   auto [producer, collapse, consumer, index] = pair;
-  SmallVector<Value> inputs(producer.getInputs());
-  for (auto [position, input] : llvm::enumerate(consumer.getInputs()))
-    if (position != index)
-      inputs.push_back(input);
-  auto [merged, body] =
-      createDispatch(rewriter, consumer, consumer.getResultTypes(), inputs);
+  auto [merged, body] = createDispatch(
+      rewriter, consumer, consumer.getResultTypes(),
+      mergedInputs(producer.getInputs(), consumer, index));
   IRMapping mapping;
   Block &producerBody = producer.getBody().front();
   mapping.map(producerBody.getArguments(),
@@ -476,16 +500,86 @@ void mergeRowsIntoContraction(IRRewriter &rewriter,
   rewriter.setInsertionPointToEnd(body);
   mapping.map(collapse.getSrc(), produced);
   Operation *rows = rewriter.clone(*collapse, mapping);
-  Block &consumerBody = consumer.getBody().front();
-  unsigned next = producerBody.getNumArguments();
-  for (auto [position, argument] : llvm::enumerate(consumerBody.getArguments()))
-    mapping.map(argument, position == index ? Value(rows->getResult(0))
-                                            : body->getArgument(next++));
-  for (Operation &op : consumerBody)
-    rewriter.clone(op, mapping);
+  cloneContractionRegion(rewriter, body, mapping, consumer, index,
+                         rows->getResult(0), producerBody.getNumArguments());
   rewriter.replaceOp(consumer, merged.getResults());
   rewriter.eraseOp(collapse);
   rewriter.eraseOp(producer);
+}
+
+/// Whether `op` copies a convolution's input windows into an NCHW im2col
+/// tensor [N, C, KH, KW, OH, OW] (nnf-conv-to-im2col's copy): a generic
+/// of six parallel loops yielding its one input, into an empty tensor.
+bool isWindowCopy(Operation *op) {
+  auto generic = dyn_cast_or_null<linalg::GenericOp>(op);
+  if (!generic || generic.getNumDpsInputs() != 1 ||
+      generic.getNumDpsInits() != 1 || generic.getNumLoops() != 6 ||
+      !hasOnlyParallelLoops(generic) || !generic.hasPureTensorSemantics())
+    return false;
+  Block &body = generic.getRegion().front();
+  auto yield = cast<linalg::YieldOp>(body.getTerminator());
+  auto empty = generic.getDpsInits()[0].getDefiningOp<tensor::EmptyOp>();
+  return body.getOperations().size() == 1 &&
+         yield.getValues()[0] == body.getArgument(0) && empty &&
+         empty->getNumOperands() == 0;
+}
+
+/// An im2col window copy whose result a contraction region reads, pixels
+/// along its innermost output loop, through the collapse into columns
+/// ([N, C, KH, KW, OH, OW] to [N, C*KH*KW, OH*OW]): the input of
+/// `consumer` at `index`.
+struct WindowsIntoContraction {
+  linalg::GenericOp windows;
+  tensor::CollapseShapeOp collapse;
+  nnforge::nnf::DispatchOp consumer;
+  unsigned index;
+};
+
+std::optional<WindowsIntoContraction>
+windowsIntoContraction(nnforge::nnf::DispatchOp consumer, unsigned index) {
+  auto collapse =
+      consumer.getInputs()[index].getDefiningOp<tensor::CollapseShapeOp>();
+  if (!collapse || !collapse->hasOneUse() ||
+      !collapse.getSrcType().hasStaticShape())
+    return std::nullopt;
+  SmallVector<ReassociationIndices> groups = collapse.getReassociationIndices();
+  Operation *windows = collapse.getSrc().getDefiningOp();
+  if (groups.size() != 3 || groups[0].size() != 1 || groups[1].size() != 3 ||
+      groups[2].size() != 2 || !isWindowCopy(windows) ||
+      !windows->hasOneUse() || windows->getBlock() != consumer->getBlock() ||
+      !isContractionColumns(consumer.getBody().front().getArgument(index)))
+    return std::nullopt;
+  return WindowsIntoContraction{cast<linalg::GenericOp>(windows), collapse,
+                                consumer, index};
+}
+
+/// Replaces the contraction region of `pair` by one that copies the windows
+/// itself: the copy (into an empty tensor of its own), the collapse, then
+/// the region's ops. Code generation tiles the contraction's output by
+/// whole rows and copies each tile's windows where the contraction reads
+/// them, so that the im2col tensor never goes to memory whole.
+void mergeWindowsIntoContraction(IRRewriter &rewriter,
+                                 const WindowsIntoContraction &pair) {
+  auto [windows, collapse, consumer, index] = pair;
+  auto [merged, body] =
+      createDispatch(rewriter, consumer, consumer.getResultTypes(),
+                     mergedInputs(windows.getDpsInputs(), consumer, index));
+  IRMapping mapping;
+  mapping.map(windows.getDpsInputs()[0], body->getArgument(0));
+  Value init = windows.getDpsInits()[0];
+  auto initType = cast<RankedTensorType>(init.getType());
+  rewriter.setInsertionPointToEnd(body);
+  mapping.map(init, tensor::EmptyOp::create(rewriter, windows.getLoc(),
+                                            initType.getShape(),
+                                            initType.getElementType()));
+  Operation *copy = rewriter.clone(*windows, mapping);
+  mapping.map(collapse.getSrc(), copy->getResult(0));
+  Operation *columns = rewriter.clone(*collapse, mapping);
+  cloneContractionRegion(rewriter, body, mapping, consumer, index,
+                         columns->getResult(0), 1);
+  rewriter.replaceOp(consumer, merged.getResults());
+  rewriter.eraseOp(collapse);
+  rewriter.eraseOp(windows);
 }
 
 struct NNFFormDispatchRegionsPass
@@ -540,6 +634,18 @@ struct NNFFormDispatchRegionsPass
     });
     for (const RowsIntoContraction &pair : pairs)
       mergeRowsIntoContraction(rewriter, pair);
+
+    SmallVector<WindowsIntoContraction> copies;
+    getOperation()->walk([&](nnforge::nnf::DispatchOp consumer) {
+      for (unsigned index = 0; index < consumer.getInputs().size(); ++index)
+        if (std::optional<WindowsIntoContraction> copy =
+                windowsIntoContraction(consumer, index)) {
+          copies.push_back(*copy);
+          break;
+        }
+    });
+    for (const WindowsIntoContraction &copy : copies)
+      mergeWindowsIntoContraction(rewriter, copy);
   }
 };
 

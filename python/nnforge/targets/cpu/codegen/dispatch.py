@@ -5,11 +5,12 @@ The op yielding the result (the anchor) is tiled along its outer loops --
 to the contraction's output tiles, or to rows -- and every other op of the
 region is fused into that tile loop; then each op gets the schedule of its
 kind inside the tile. A region where a 1x1 convolution reads a depthwise
-convolution's collapsed rows is tiled in bands of whole rows (the band
-bytes of `ScheduleSizes` of the depthwise result), the contraction's slices of the collapsed rows taken
-of the rows themselves (nnf-slice-rows-before-collapse); each band of the
-depthwise stage is computed a channel at a time, its rows in pairs
-(DEPTHWISE_ROWS).
+convolution's collapsed rows, or a contraction the collapsed windows of its
+im2col copy, is tiled in bands of whole rows (the band bytes of
+`ScheduleSizes` of the producer's result), the contraction's slices of the
+collapsed rows taken of the rows themselves (nnf-slice-rows-before-collapse);
+each band of the producer is computed a channel at a time (a depthwise
+stage's rows in pairs, DEPTHWISE_ROWS).
 """
 
 from __future__ import annotations
@@ -67,14 +68,16 @@ def _epilogue_tiles(
 
 
 def _band_rows(rows: ir.RankedTensorType, parallel: bool, sizing: ScheduleSizes) -> int:
-    """Rows of a band of the NCHW tensor `rows`: as many as the band bytes
-    hold (384 KiB on the Zen 4: 8 rows of 56 x 56 x 192 f32); where threads
-    share the bands, few enough to make PARALLEL_BANDS of them (56 rows: 14
-    bands of 4), but no fewer than the cache tile's n columns take (28 x 28:
-    7 bands of 4 rows rather than 14 of 2, whose 56 columns cost more per
-    band than they gain)."""
-    channels, height, width = rows.shape[-3:]
-    row_bytes = channels * width * rows.element_type.width // 8
+    """Rows of a band of `rows`, the tensor whose last two dims (H and W) a
+    contraction reads collapsed (a depthwise result [N, C, H, W], im2col
+    windows [N, C, KH, KW, OH, OW]): as many as the band bytes hold (384 KiB
+    on the Zen 4: 8 rows of 56 x 56 x 192 f32); where threads share the
+    bands, few enough to make PARALLEL_BANDS of them (56 rows: 14 bands of
+    4), but no fewer than the cache tile's n columns take (28 x 28: 7 bands
+    of 4 rows rather than 14 of 2, whose 56 columns cost more per band than
+    they gain)."""
+    height, width = rows.shape[-2:]
+    row_bytes = math.prod(rows.shape[1:]) // height * rows.element_type.width // 8
     limit = max(1, sizing.band_bytes // row_bytes)
     if parallel:
         limit = min(limit, max(-(-sizing.cache_tile["n"] // width), height // PARALLEL_BANDS))
@@ -101,10 +104,11 @@ def _note_depthwise_tile_rows(members: list[ir.Operation], rows: int) -> None:
 
 
 def _collapsed_rows(block: ir.Block, members: list[ir.Operation]) -> tuple[int, ir.RankedTensorType] | None:
-    """Where a region's contraction reads a member's NCHW result through a
-    collapse of its H and W (nnf-form-dispatch-regions merges a depthwise
-    convolution's region into the 1x1 convolution reading it): how many
-    members come before the collapse, and the type of the result."""
+    """Where a region's contraction reads a member's result through a
+    collapse of its last two dims (nnf-form-dispatch-regions merges a
+    depthwise convolution's region into the 1x1 convolution reading it, an
+    im2col window copy into its contraction's region): how many members come
+    before the collapse, and the type of the result."""
     position = 0
     for op in block.operations:
         op = op.operation
@@ -132,10 +136,11 @@ def dispatch_schedule(
     fusion CSE merges the slices two users read of one producer, so that it
     is fused (computed) once. A depthwise convolution's input pad is fused
     too: each tile pads the rows it reads (_padded_tiles). Where a 1x1
-    convolution reads a depthwise convolution's collapsed rows, the tiles are
-    bands of whole rows (_band_rows), the contraction's slices are rewritten
-    into slices of the rows (nnf-slice-rows-before-collapse), and the
-    depthwise ops are fused into a loop over the band's channels. A
+    convolution reads a depthwise convolution's collapsed rows (or a
+    contraction its im2col windows), the tiles are bands of whole rows
+    (_band_rows), the contraction's slices are rewritten into slices of the
+    rows (nnf-slice-rows-before-collapse), and the depthwise ops (the window
+    copy) are fused into a loop over the band's channels. A
     contraction is computed with its fill and epilogue a register tile at a
     time where it can be (_register_fusion). Returns the transform ops and
     the members they vectorize, or None: nothing to tile.

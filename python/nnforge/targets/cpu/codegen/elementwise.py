@@ -94,8 +94,12 @@ def _fills_in_one_row(op: ir.Operation, sizes: list[int | None], sizing: Schedul
     """Whether `op` is a fill of a static tensor whose rows no vector divides
     but whose whole does (a max pooling's padded 64 x 114 x 114 input): filled
     as one row, no vector is masked (a masked store took 0.66 ms of that
-    fill on the AMD EPYC Zen 3, the whole stem's max pooling 0.16)."""
+    fill on the AMD EPYC Zen 3, the whole stem's max pooling 0.16). Not a
+    fill of a slice (a padded tensor's border): its rows lie apart, and
+    bufferization would fill a temporary buffer and copy it."""
     if op.name != "linalg.fill" or len(sizes) < 2 or None in sizes:
+        return False
+    if getattr(op.operands[len(op.operands) - 1].owner, "name", None) == "tensor.extract_slice":
         return False
     return sizes[-1] % row_lanes(sizes[-1], sizing) != 0 and math.prod(sizes) % sizing.lanes == 0
 

@@ -40,30 +40,37 @@ LINALG_FUSION_CUDA = LINALG_FUSION.replace(
     "nnf-fuse-elementwise", "nnf-fuse-elementwise{propagate-reshapes=false}"
 )
 
-# Stores large constant weights of contractions as column panels (each
-# register tile's operand contiguous) and lets the epilogue follow the split
-# output; merges the loops of contractions and reductions that propagated
-# reshapes split; rewrites NCHW convolutions as im2col contractions (narrow
-# outputs transposed, channels innermost, their filters transposed and packed
-# here too), and NHWC ones with channels innermost, except those computed
-# from the input directly (NCHW ones among them become NHWC between
-# transposing copies, the copy back fused into the ops reading it, reshapes
-# left where they are); groups each contraction
-# with its epilogue, and reductions over rows with the elementwise ops
-# around them, into nnf.dispatch regions that code generation tiles as one
-# loop nest; contraction operands whose rows are a multiple of 4 KiB apart
-# get a padded row stride (else the rows of a tile evict each other from L1),
-# except function arguments, whose panels the contraction schedules copy
-# anyway. The optimized CPU path's step between fusion and code generation.
-DISPATCH_REGIONS = (
-    "nnf-pack-weights,nnf-fuse-elementwise,nnf-collapse-reduction-dims,canonicalize,"
-    "func.func(nnf-conv-to-im2col),nnf-fold-constant-transposes,nnf-fuse-elementwise{propagate-reshapes=false},"
-    "nnf-pack-weights,nnf-form-dispatch-regions,nnf-pad-leading-dimensions{copy-arguments=false},canonicalize,cse"
-)
+
+def dispatch_regions(copy_arguments: bool) -> str:
+    """The optimized CPU path's step between fusion and code generation.
+
+    Stores large constant weights of contractions as column panels (each
+    register tile's operand contiguous) and lets the epilogue follow the
+    split output; merges the loops of contractions and reductions that
+    propagated reshapes split; rewrites NCHW convolutions as im2col
+    contractions (narrow outputs transposed, channels innermost, their
+    filters transposed and packed here too), and NHWC ones with channels
+    innermost, except those computed from the input directly (NCHW ones
+    among them become NHWC between transposing copies, the copy back fused
+    into the ops reading it, reshapes left where they are); groups each
+    contraction with its epilogue, and reductions over rows with the
+    elementwise ops around them, into nnf.dispatch regions that code
+    generation tiles as one loop nest; contraction operands whose rows are a
+    multiple of 4 KiB apart get a padded row stride (else the rows of a tile
+    evict each other from L1), function arguments too if `copy_arguments`
+    (not where the contraction schedules copy the panels they read anyway).
+    """
+    return (
+        "nnf-pack-weights,nnf-fuse-elementwise,nnf-collapse-reduction-dims,canonicalize,"
+        "func.func(nnf-conv-to-im2col),nnf-fold-constant-transposes,nnf-fuse-elementwise{propagate-reshapes=false},"
+        "nnf-pack-weights,nnf-form-dispatch-regions,"
+        f"nnf-pad-leading-dimensions{{copy-arguments={str(copy_arguments).lower()}}},canonicalize,cse"
+    )
+
 
 # Timers around each dispatch region and each op computed outside one, and
 # around the whole call, counting into the module's own counters: the
-# instrumented build of `nnforge profile`, on linalg after DISPATCH_REGIONS
+# instrumented build of `nnforge profile`, on linalg after `dispatch_regions`
 # (or, for the naive lowering, before bufferization).
 PROFILE_REGIONS = "nnf-profile-dispatch-regions"
 

@@ -38,7 +38,7 @@ def _pipelines() -> dict[str, str]:
     return {
         "cpu-naive": naive,
         "tosa-cpu-naive": ",".join(p for _, p in pipelines.stages("tosa")),
-        "dispatch-regions": f"{pipelines.NNF_TO_LINALG},{pipelines.LINALG_FUSION},{pipelines.DISPATCH_REGIONS}",
+        "dispatch-regions": f"{pipelines.NNF_TO_LINALG},{pipelines.LINALG_FUSION},{pipelines.dispatch_regions(copy_arguments=False)}",
         "bufferize": f"{pipelines.NNF_TO_LINALG},{pipelines.BUFFERIZE}",
     }
 

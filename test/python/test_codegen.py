@@ -143,14 +143,16 @@ class MatMulOfDoubled(torch.nn.Module):
         return a @ (2 * b)
 
 
-def test_right_operands_with_page_long_rows_get_a_padded_stride(tmp_path):
+@pytest.mark.parametrize("cpu,argument_padded", [("sapphirerapids", False), ("znver4", True)])
+def test_right_operands_with_page_long_rows_get_a_padded_stride(cpu, argument_padded, monkeypatch, tmp_path):
     """Rows of 1024 f32 (4 KiB) would map a tile's rows to one L1 set: a
     right operand computed by the model is written into a buffer one cache
-    line wider per row; an argument keeps its layout (no copy on every
-    call: the contraction's schedule copies the panels it reads)."""
+    line wider per row; an argument too where the contraction's schedule
+    copies no panels (else it keeps its layout: no copy on every call)."""
+    monkeypatch.setattr(host, "host_cpu", lambda: replace(KNOWN_CPUS[cpu], llvm_features=None))
     b = torch.randn(512, 1024)
     a = torch.randn(256, 512)
-    for model, padded in ((MatMulOfDoubled(), True), (MatMul(), False)):
+    for model, padded in ((MatMulOfDoubled(), True), (MatMul(), argument_padded)):
         folder = tmp_path / type(model).__name__
         compiled = compile_optimized(model, (a, b), folder)
         assert ("tensor<512x1040xf32>" in dispatch_regions(folder)) == padded
@@ -171,16 +173,22 @@ def test_runtime_right_operands_read_by_many_rows_are_packed_per_call(threads, t
         check(compiled(a.numpy(), b.numpy()), a @ b)
 
 
+@pytest.mark.parametrize("cpu", ["sapphirerapids", "znver4"])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_runtime_right_operands_are_copied_a_panel_at_a_time(threads, tmp_path):
+def test_runtime_right_operands_are_copied_a_panel_at_a_time(cpu, threads, monkeypatch, tmp_path):
     """The block of a right operand computed at run time (an argument) that an
     output tile reads over one k tile is copied a register tile of columns
     at a time into a contiguous panel (k x 32 with AVX-512, k as large as
     fits two thirds of L1) before the register tiles of rows read it, where
-    64 rows read it; not where one register tile of 8 rows does."""
+    64 rows read it; not where one register tile of 8 rows does. With a Zen
+    4's sizes, the k x n block is copied whole instead."""
+    monkeypatch.setattr(host, "host_cpu", lambda: replace(KNOWN_CPUS[cpu], llvm_features=None))
     sizes = ScheduleSizes.for_cpu(host.host_cpu())
     columns = sizes.register_tile["n"]
-    panel = f"alloc_tensor() : tensor<{_panel_k_tile(sizes.cache_tile['k'], 1024, columns, sizes)}x{columns}xf32>"
+    if sizes.copy_panels:
+        panel = f"alloc_tensor() : tensor<{_panel_k_tile(sizes.cache_tile['k'], 1024, columns, sizes)}x{columns}xf32>"
+    else:
+        panel = f"alloc_tensor() : tensor<{sizes.cache_tile['k']}x{sizes.cache_tile['n']}xf32>"
     b = torch.randn(1024, 2048)
     for rows, copied in ((64, True), (8, False)):
         a = torch.randn(rows, 1024)

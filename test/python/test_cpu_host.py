@@ -40,7 +40,8 @@ def test_zen4_gets_the_sizes_measured_best_there():
         fmas_in_flight=4,
         l1_block_bytes=8 << 10,
         panel_bytes=(32 << 10) * 2 // 3,
-        panel_rows=8,
+        panel_rows=12,
+        copy_panels=False,
         elementwise_vector=64,
         row_lane_step=8,
         depthwise_vector=16,
@@ -58,14 +59,12 @@ def test_avx2_sizes_follow_its_16_registers_of_8_lanes():
     assert AVX2.panel_rows == 6  # reading a copied panel: 12 accumulators (BLIS's 6 x 16)
 
 
-def test_copied_panels_are_read_in_taller_register_tiles_where_fma_units_are_full_width():
-    """24 accumulators (12 x 32) with two 512-bit FMA units; a Zen 4, whose
-    units take 256 bits of each vector, keeps the 8 x 32 register tile."""
-    assert ScheduleSizes.for_cpu(KNOWN_CPUS["sapphirerapids"]).panel_rows == 12
-    assert ScheduleSizes.for_cpu(KNOWN_CPUS["znver5"]).panel_rows == 12
-    assert ZEN4.panel_rows == ZEN4.register_tile["m"] == 8
-    assert AVX2.cache_tile == {"batch": 1, "m": 128, "n": 128, "k": 256}  # 320 of 512 KiB of L2
-    assert (AVX2.elementwise_vector, AVX2.depthwise_vector, AVX2.transpose_tile) == (32, 8, 8)
+@pytest.mark.parametrize("cpu,panels", [("sapphirerapids", True), ("znver5", True), ("x86-64-v3", True),
+                                        ("znver4", False)])
+def test_run_time_right_operands_are_copied_in_panels_where_fma_units_are_full_width(cpu, panels):
+    """A Zen 4's FMA units take each 512-bit vector in two halves: there the
+    panels cost more than they save, and the block is copied whole."""
+    assert ScheduleSizes.for_cpu(KNOWN_CPUS[cpu]).copy_panels == panels
 
 
 @pytest.mark.parametrize("cpu", sorted(KNOWN_CPUS))

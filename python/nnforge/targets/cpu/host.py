@@ -168,6 +168,10 @@ class ScheduleSizes:
     # of those register tiles.
     panel_bytes: int
     panel_rows: int
+    # Whether a right operand computed at run time is copied in such panels;
+    # if not, its whole block is copied, and function arguments whose rows
+    # are a multiple of 4 KiB apart into padded rows on entry.
+    copy_panels: bool
     # Lanes of the innermost loop of elementwise ops, and the steps in which
     # a row's lanes may shrink (down to one register) to divide the row.
     elementwise_vector: int
@@ -203,13 +207,15 @@ class ScheduleSizes:
           operand and the output stream through the rest); a copied panel
           of it: two thirds (a register tile's rows of the left operand
           and its accumulators' rows take the rest); the register tiles
-          reading such a panel: where the FMA units are as wide as the
-          vectors, as many rows as fill three quarters of the vector
-          registers with accumulators (the panel's vectors, loaded once per
-          k step, and the broadcast elements take the rest); where they
-          split each vector (a Zen 4 runs AVX-512 in 256-bit halves), the
-          register tile's rows (1024^2 on 2 threads of the AMD EPYC Zen 4:
-          160 GFLOP/s with 8 rows, 124 with 12);
+          reading such a panel: as many rows as fill three quarters of the
+          vector registers with accumulators (the panel's vectors, loaded
+          once per k step, and the broadcast elements take the rest);
+        - panels copied where the FMA units are as wide as the vectors
+          (on 2 threads of the Intel Xeon, 1024^2 283 -> 336 GFLOP/s); where
+          they split each vector (a Zen 4 runs AVX-512 in 256-bit halves)
+          the block is copied whole and function arguments into padded rows
+          (on 2 threads of the AMD EPYC Zen 4: 1024^2 195 GFLOP/s against
+          181 with panels, 512^2 197 against 186, 2048^2 164 against 153);
         - elementwise ops: four vectors per step; depthwise convolutions
           and transposes: one register per row;
         - dispatch regions without contraction: a tile's input,
@@ -239,11 +245,8 @@ class ScheduleSizes:
             fmas_in_flight=fmas_in_flight,
             l1_block_bytes=cpu.l1_bytes // 4,
             panel_bytes=cpu.l1_bytes * 2 // 3,
-            panel_rows=(
-                max(rows, cpu.vector_registers * 3 // 4 // (columns // lanes))
-                if cpu.fma_bits >= cpu.vector_bits
-                else rows
-            ),
+            panel_rows=max(rows, cpu.vector_registers * 3 // 4 // (columns // lanes)),
+            copy_panels=cpu.fma_bits >= cpu.vector_bits,
             elementwise_vector=4 * lanes,
             row_lane_step=lanes // 2,
             depthwise_vector=lanes,

@@ -84,7 +84,7 @@ def contraction_schedule(op: ir.Operation, parallel: bool, sizing: ScheduleSizes
     order = [d for role in ("batch", "m", "n", "k") for d in sorted(roles) if roles[d] == role]
     loop_sizes = static_loop_sizes(op)
     cache, register_tiles = contraction_tiles_of(op, roles, sizing)
-    packing = _packing_of_right_operand(op, roles, loop_sizes, cache, register_tiles)
+    packing = _packing_of_right_operand(op, roles, loop_sizes, cache, register_tiles, sizing)
     if packing and packing.panels:
         m = _role_dim(roles, "m")
         # Rows the panel rows leave (128 = 8 + 10 x 12) get a register tile of their own.
@@ -181,7 +181,12 @@ class _Packing:
 
 
 def _packing_of_right_operand(
-    op: ir.Operation, roles: dict[int, str], sizes: list[int | None], cache: list[int], register: list[int]
+    op: ir.Operation,
+    roles: dict[int, str],
+    sizes: list[int | None],
+    cache: list[int],
+    register: list[int],
+    sizing: ScheduleSizes,
 ) -> _Packing | None:
     """How the block of the right operand that a cache tile reads is copied
     into a buffer of its own, contiguous, before its register tiles read it;
@@ -193,8 +198,9 @@ def _packing_of_right_operand(
     into a panel (`panel_tiles`: 32 KiB at k = 256), it stays in L1 while
     every register tile of rows reads it, as BLAS libraries' packed panels
     do (on 2 threads of the Intel Xeon: 512^2 296 -> 325 GFLOP/s, 2048^2
-    262 -> 285); where those do not divide the cache tile, the whole block
-    is copied. The copy pays where several register tiles of rows read the
+    262 -> 285); where those do not divide the cache tile, or the CPU's
+    sizes copy no panels (`ScheduleSizes.copy_panels`), the whole block is
+    copied. The copy pays where several register tiles of rows read the
     block, its sizes are static and it is not contiguous already (panels
     packed when compiling).
     """
@@ -211,7 +217,7 @@ def _packing_of_right_operand(
         return None
     if _is_contiguous(ir.RankedTensorType(op.operands[right[0]].type).shape, [cache[d] for d in dims]):
         return None
-    return _Packing(right[0], panels=cache[n] % register[n] == 0)
+    return _Packing(right[0], panels=sizing.copy_panels and cache[n] % register[n] == 0)
 
 
 def _packing_ops(

@@ -150,7 +150,7 @@ def vectorize_linalg(module: ir.Module, sizing: ScheduleSizes, parallel: bool = 
 
     `parallel`: the outer tile loops of large ops are `scf.forall` loops, to
     be run by several threads. Run it after linalg fusion and
-    `pipelines.DISPATCH_REGIONS`, then `BUFFERIZE_OPTIMIZED` and
+    `pipelines.dispatch_regions`, then `BUFFERIZE_OPTIMIZED` and
     `buffers_to_llvm_optimized`.
 
     Each dispatch region is first outlined into a function, equivalent
@@ -344,7 +344,7 @@ def lower_to_llvm(
         if name in ("bufferize", "linalg-to-llvm"):
             break
         runner.run(module, name, pipeline)
-    runner.run(module, "dispatch-regions", pipelines.DISPATCH_REGIONS)
+    runner.run(module, "dispatch-regions", pipelines.dispatch_regions(copy_arguments=not sizing.copy_panels))
     if instrument is not None:
         instrument(module, runner)
     with runner.stage("vectorize"):

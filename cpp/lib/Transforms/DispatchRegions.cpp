@@ -582,6 +582,25 @@ void mergeWindowsIntoContraction(IRRewriter &rewriter,
   rewriter.eraseOp(windows);
 }
 
+/// Merges into each contraction region under `root` the producer of one of
+/// its inputs that `find` accepts (the first), with `merge`.
+template <typename Merge>
+void mergeIntoContractions(
+    Operation *root, IRRewriter &rewriter,
+    std::optional<Merge> (*find)(nnforge::nnf::DispatchOp, unsigned),
+    void (*merge)(IRRewriter &, const Merge &)) {
+  SmallVector<Merge> found;
+  root->walk([&](nnforge::nnf::DispatchOp consumer) {
+    for (unsigned index = 0; index < consumer.getInputs().size(); ++index)
+      if (std::optional<Merge> candidate = find(consumer, index)) {
+        found.push_back(*candidate);
+        break;
+      }
+  });
+  for (const Merge &candidate : found)
+    merge(rewriter, candidate);
+}
+
 struct NNFFormDispatchRegionsPass
     : nnforge::impl::NNFFormDispatchRegionsBase<NNFFormDispatchRegionsPass> {
   void runOnOperation() override {
@@ -623,29 +642,10 @@ struct NNFFormDispatchRegionsPass
     for (const Group &group : groups)
       buildDispatch(rewriter, group);
 
-    SmallVector<RowsIntoContraction> pairs;
-    getOperation()->walk([&](nnforge::nnf::DispatchOp consumer) {
-      for (unsigned index = 0; index < consumer.getInputs().size(); ++index)
-        if (std::optional<RowsIntoContraction> pair =
-                rowsIntoContraction(consumer, index)) {
-          pairs.push_back(*pair);
-          break;
-        }
-    });
-    for (const RowsIntoContraction &pair : pairs)
-      mergeRowsIntoContraction(rewriter, pair);
-
-    SmallVector<WindowsIntoContraction> copies;
-    getOperation()->walk([&](nnforge::nnf::DispatchOp consumer) {
-      for (unsigned index = 0; index < consumer.getInputs().size(); ++index)
-        if (std::optional<WindowsIntoContraction> copy =
-                windowsIntoContraction(consumer, index)) {
-          copies.push_back(*copy);
-          break;
-        }
-    });
-    for (const WindowsIntoContraction &copy : copies)
-      mergeWindowsIntoContraction(rewriter, copy);
+    mergeIntoContractions(getOperation(), rewriter, rowsIntoContraction,
+                          mergeRowsIntoContraction);
+    mergeIntoContractions(getOperation(), rewriter, windowsIntoContraction,
+                          mergeWindowsIntoContraction);
   }
 };
 

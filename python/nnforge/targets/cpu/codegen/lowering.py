@@ -213,13 +213,21 @@ def _pads_into_producers(module: ir.Module) -> None:
     interior never filled. The fills come before the producer."""
     for pad in [op for op in walk_ops(module.operation) if op.name == "tensor.pad" and not is_in_dispatch(op)]:
         producer = pad.operands[0].owner
-        value = pad.regions[0].blocks[0].operations[0].operands[0].owner
-        if isinstance(producer, ir.Block) or len(pad.operands) > 1:
+        body = pad.regions[0].blocks[0].operations  # a constant padding value: yield alone
+        value = body[0].operands[0].owner if len(body) == 1 else None
+        source = ir.RankedTensorType(pad.operands[0].type)
+        padded = ir.RankedTensorType(pad.results[0].type)
+        if (
+            isinstance(producer, ir.Block)
+            or len(pad.operands) > 1  # padding amounts computed at run time
+            or not (source.has_static_shape and padded.has_static_shape)
+        ):
             continue
         producer = producer.operation
         init = producer.operands[len(producer.operands) - 1]
         if (
             not producer.name.startswith("linalg.")
+            or producer.parent != pad.parent
             or is_in_dispatch(producer)
             or len(producer.results) != 1
             or len(list(producer.results[0].uses)) != 1
@@ -230,8 +238,6 @@ def _pads_into_producers(module: ir.Module) -> None:
             continue
         low = list(ir.DenseI64ArrayAttr(pad.attributes["static_low"]))
         high = list(ir.DenseI64ArrayAttr(pad.attributes["static_high"]))
-        source = ir.RankedTensorType(pad.operands[0].type)
-        padded = ir.RankedTensorType(pad.results[0].type)
         ones = [1] * len(low)
         with ir.InsertionPoint(producer), pad.location:
             constant = value.clone()

@@ -403,28 +403,44 @@ bool isContractionColumns(BlockArgument input) {
 /// H and W) and nothing else.
 bool collapsesRowsOnly(tensor::CollapseShapeOp collapse) {
   SmallVector<ReassociationIndices> groups = collapse.getReassociationIndices();
-  return collapse.getSrcType().hasStaticShape() && groups.back().size() == 2 &&
+  return groups.back().size() == 2 &&
          llvm::all_of(ArrayRef(groups).drop_back(),
                       [](const ReassociationIndices &group) {
                         return group.size() == 1;
                       });
 }
 
-/// A depthwise convolution's region whose result a contraction region reads
-/// through the collapse of its rows (a MobileNetV2 block's depthwise stage
-/// and 1x1 projection): the input of `consumer` at `index`.
-struct RowsIntoContraction {
-  nnforge::nnf::DispatchOp producer;
+/// A producer whose result a contraction region reads through a collapse
+/// (read by nothing else): the input of `consumer` at `index`.
+template <typename Producer>
+struct IntoContraction {
+  Producer producer;
   tensor::CollapseShapeOp collapse;
   nnforge::nnf::DispatchOp consumer;
   unsigned index;
 };
 
-std::optional<RowsIntoContraction>
-rowsIntoContraction(nnforge::nnf::DispatchOp consumer, unsigned index) {
+/// The collapse of static shape that input `index` of `consumer` is, where
+/// nothing else reads it.
+tensor::CollapseShapeOp collapsedInput(nnforge::nnf::DispatchOp consumer,
+                                       unsigned index) {
   auto collapse =
       consumer.getInputs()[index].getDefiningOp<tensor::CollapseShapeOp>();
-  if (!collapse || !collapse->hasOneUse() || !collapsesRowsOnly(collapse))
+  if (!collapse || !collapse->hasOneUse() ||
+      !collapse.getSrcType().hasStaticShape())
+    return {};
+  return collapse;
+}
+
+/// A depthwise convolution's region whose result a contraction region reads
+/// through the collapse of its rows (a MobileNetV2 block's depthwise stage
+/// and 1x1 projection).
+using RowsIntoContraction = IntoContraction<nnforge::nnf::DispatchOp>;
+
+std::optional<RowsIntoContraction>
+rowsIntoContraction(nnforge::nnf::DispatchOp consumer, unsigned index) {
+  tensor::CollapseShapeOp collapse = collapsedInput(consumer, index);
+  if (!collapse || !collapsesRowsOnly(collapse))
     return std::nullopt;
   auto producer = collapse.getSrc().getDefiningOp<nnforge::nnf::DispatchOp>();
   if (!producer || producer->getNumResults() != 1 ||
@@ -526,21 +542,13 @@ bool isWindowCopy(Operation *op) {
 
 /// An im2col window copy whose result a contraction region reads, pixels
 /// along its innermost output loop, through the collapse into columns
-/// ([N, C, KH, KW, OH, OW] to [N, C*KH*KW, OH*OW]): the input of
-/// `consumer` at `index`.
-struct WindowsIntoContraction {
-  linalg::GenericOp windows;
-  tensor::CollapseShapeOp collapse;
-  nnforge::nnf::DispatchOp consumer;
-  unsigned index;
-};
+/// ([N, C, KH, KW, OH, OW] to [N, C*KH*KW, OH*OW]).
+using WindowsIntoContraction = IntoContraction<linalg::GenericOp>;
 
 std::optional<WindowsIntoContraction>
 windowsIntoContraction(nnforge::nnf::DispatchOp consumer, unsigned index) {
-  auto collapse =
-      consumer.getInputs()[index].getDefiningOp<tensor::CollapseShapeOp>();
-  if (!collapse || !collapse->hasOneUse() ||
-      !collapse.getSrcType().hasStaticShape())
+  tensor::CollapseShapeOp collapse = collapsedInput(consumer, index);
+  if (!collapse)
     return std::nullopt;
   SmallVector<ReassociationIndices> groups = collapse.getReassociationIndices();
   Operation *windows = collapse.getSrc().getDefiningOp();

@@ -1,10 +1,10 @@
 /* memrefCopy: the one MLIR runtime function generated CPU code calls (for a
  * memref.copy between non-contiguous layouts), in place of MLIR's
  * libmlir_c_runner_utils.so, which loads the compiler's libMLIR.so and
- * libLLVM.so: a third MLIR in the process, whose symbols break the JIT's
- * lookups, and a dependency saved models must not have. Built as
- * libNNForgeRuntime.so (for the JIT) and libNNForgeRuntimeStatic.a (linked
- * into each saved model). */
+ * libLLVM.so (a third MLIR in the process), a dependency saved models must
+ * not have. Built as libNNForgeRuntime.so (shared by the models run in the
+ * compiling process) and libNNForgeRuntimeStatic.a (linked into each saved
+ * model). */
 #include <stdint.h>
 #include <string.h>
 

@@ -28,10 +28,12 @@
  * waiting for that thread, the region ends normally in the OpenMP runtime,
  * and then __kmpc_fork_call fails on its caller's thread with the message.
  *
- * Built under the names nnforge_kmpc_* into libNNForgeRuntime.so (the JIT
- * maps the __kmpc_* names to them, so that no other library loaded later
- * finds these in the process's global scope), and with hidden __kmpc_*
- * aliases into libNNForgeOpenMPStatic.a, which saved models link from. */
+ * Built under the names nnforge_kmpc_*, which nnforge's object compiler
+ * points the generated calls at (so that no other library loaded later
+ * finds __kmpc_* entry points of ours, nor ours theirs), into
+ * libNNForgeRuntime.so, which models run in the compiling process share,
+ * and into libNNForgeOpenMPStatic.a, which saved models link from; there
+ * with hidden __kmpc_* aliases too, for code compiled by LLVM's tools. */
 #include "checks.h"
 
 #include <limits.h>

@@ -21,6 +21,12 @@ class _MlirContext(ctypes.Structure):
     _fields_ = [("ptr", ctypes.c_void_p)]
 
 
+class MlirOperation(ctypes.Structure):
+    """`MlirOperation` of the MLIR C API: a struct holding one pointer."""
+
+    _fields_ = [("ptr", ctypes.c_void_p)]
+
+
 def _native_file(name: str) -> Path:
     # Through importlib.resources, so that an editable install (Python files
     # in the checkout, binaries in site-packages) finds them too.
@@ -49,6 +55,11 @@ def _capsule_pointer(capsule: object, name: bytes) -> int:
     get_pointer.restype = ctypes.c_void_p
     get_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
     return get_pointer(capsule, name)
+
+
+def operation_handle(operation: ir.Operation) -> MlirOperation:
+    """The C API handle of `operation` (valid while the operation lives)."""
+    return MlirOperation(_capsule_pointer(operation._CAPIPtr, b"mlir.ir.Operation._CAPIPtr"))
 
 
 def register(context: ir.Context) -> ir.Context:

@@ -1,7 +1,7 @@
 """Large constants out of the compiled code, into a weights file.
 
 After bufferization a model's weights are `memref.global` constants. Left
-there, LLVM copies each into its IR, its object code and the JIT's memory,
+there, LLVM copies each into its IR and its object code,
 and a saved library carries them: memory and time grow with the weights.
 `externalize_weights` instead makes each large constant an argument of the
 entry function (after its inputs) and writes its bytes, read in place from
@@ -17,7 +17,7 @@ from pathlib import Path
 from mlir import ir
 
 from nnforge import weights
-from nnforge._native import _capsule_pointer, _library
+from nnforge._native import MlirOperation, _capsule_pointer, _library, operation_handle
 from nnforge.entry import entry_function, has_identity_layout
 from nnforge.importers.handover import walk_ops
 
@@ -30,10 +30,6 @@ class _MlirAttribute(ctypes.Structure):
     _fields_ = [("ptr", ctypes.c_void_p)]
 
 
-class _MlirOperation(ctypes.Structure):
-    _fields_ = [("ptr", ctypes.c_void_p)]
-
-
 def _attribute(attribute: ir.Attribute) -> _MlirAttribute:
     return _MlirAttribute(_capsule_pointer(attribute._CAPIPtr, b"mlir.ir.Attribute._CAPIPtr"))
 
@@ -42,10 +38,10 @@ def release_unused_constants(module: ir.Module, values: list[ir.Attribute]) -> N
     """Frees the data of the constants in `values` that nnforge's passes made
     and no op of `module` uses any more (the bytes are in the weights file)."""
     function = _library().nnforgeReleaseUnusedConstants
-    function.argtypes = [_MlirOperation, ctypes.POINTER(_MlirAttribute), ctypes.c_ssize_t]
+    function.argtypes = [MlirOperation, ctypes.POINTER(_MlirAttribute), ctypes.c_ssize_t]
     function.restype = None
     array = (_MlirAttribute * len(values))(*map(_attribute, values))
-    operation = _MlirOperation(_capsule_pointer(module.operation._CAPIPtr, b"mlir.ir.Operation._CAPIPtr"))
+    operation = operation_handle(module.operation)
     function(operation, array, len(values))
 
 

@@ -3,7 +3,6 @@ tools, the C compiler driver, nnforge's runtime, system libraries."""
 
 from __future__ import annotations
 
-import ctypes
 import shutil
 from pathlib import Path
 
@@ -12,17 +11,6 @@ from mlir import ir
 from nnforge import _process
 from nnforge._native import _native_file, tool_path
 from nnforge.errors import CompileError
-
-
-def system_library(soname: str) -> str:
-    """The path of a system shared library, loaded into this process if it was not."""
-    ctypes.CDLL(soname)
-    with open("/proc/self/maps") as maps:
-        for line in maps:
-            path = line.split()[-1]
-            if Path(path).name == soname:
-                return path
-    raise CompileError(f"{soname} could not be loaded")
 
 
 def c_compiler() -> str:
@@ -37,7 +25,7 @@ def runtime_archive() -> list[str]:
     """Linker arguments adding all of nnforge's runtime to a saved model:
     the generated code calls some of it, `nnforge.load` the rest. The
     model's calls bind to its own copy (-Bsymbolic), not to another loaded
-    earlier (the JIT's): the failed-check hook and the guarded call must
+    earlier (`shared_runtime`): the failed-check hook and the guarded call must
     share one copy's thread-local state. The OpenMP entry points come in
     only where the code calls them (`nnforge.load` binds an OpenMP runtime
     to models that have them)."""
@@ -46,6 +34,17 @@ def runtime_archive() -> list[str]:
         "-Wl,--whole-archive", str(_native_file("libNNForgeRuntimeStatic.a")), "-Wl,--no-whole-archive",
         str(_native_file("libNNForgeOpenMPStatic.a")),
     ]
+
+
+def shared_runtime() -> list[str]:
+    """Linker arguments for a model run in this process: the generated code
+    calls nnforge's shared runtime (libNNForgeRuntime.so), whose buffer
+    cache, failed-check state and OpenMP binding every such model shares.
+    The model's calls of its own functions bind to them (-Bsymbolic), not to
+    a function of the same name loaded before (Python's `main`, libc's
+    `step`)."""
+    runtime = _native_file("libNNForgeRuntime.so")
+    return ["-Wl,-Bsymbolic", str(runtime), f"-Wl,-rpath,{runtime.parent}"]
 
 
 def run_tool(command: list[str], what: str) -> None:

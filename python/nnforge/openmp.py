@@ -2,8 +2,8 @@
 
 Multi-threaded code calls the `__kmpc_*` entry points of MLIR's OpenMP
 lowering, which nnforge's own runtime implements (cpp/runtime/openmp.c) on
-the GOMP ABI of a runtime bound here, per copy of that runtime (the JIT's,
-each saved model's):
+the GOMP ABI of a runtime bound here, per copy of that runtime (the one
+models run in the compiling process share, each saved model's):
 
 - where torch is imported, the OpenMP runtime PyTorch runs on (libgomp in
   its CPU wheels): one pool of workers for both, and nnforge's loops use
@@ -32,16 +32,6 @@ from nnforge.errors import ModelLoadError
 
 # The OpenMP runtime used where PyTorch's is not there.
 OPENMP_RUNTIME = "libiomp5.so"
-# The entry points of MLIR's OpenMP lowering that nnforge's runtime
-# implements, as `nnforge_kmpc_<name>` in libNNForgeRuntime.so.
-KMPC_ENTRY_POINTS = (
-    "__kmpc_global_thread_num",
-    "__kmpc_push_num_threads",
-    "__kmpc_fork_call",
-    "__kmpc_for_static_init_8u",
-    "__kmpc_for_static_fini",
-    "__kmpc_barrier",
-)
 # The exported function of nnforge's runtime that binds an OpenMP runtime;
 # a saved model has it when its code has parallel loops.
 BIND_SYMBOL = "nnforge_openmp_bind"

@@ -3,7 +3,7 @@
 A compiled model is native code with one entry point in MLIR's C interface
 (`_mlir_ciface_<entry>`: a pointer to the result descriptor(s), then one
 pointer to a memref descriptor per input) plus its `Signature`. This module
-calls such code, for a model just JIT-compiled and for a shared library
+calls such code, for a model just compiled and for a shared library
 written by `CompiledModel.save`, and never imports the compiler, MLIR or
 torch-mlir: `nnforge.load("model.so")` works on a machine with numpy alone.
 
@@ -292,7 +292,7 @@ class Executable:
         self.signature = signature
         self.rank, self.ranks = rank
         self._openmp = openmp.Binding(runtime) if parallel else None
-        self._keep_alive = keep_alive  # the JIT engine or library owning the code
+        self._keep_alive = keep_alive  # what owns the code (its library)
         self._entry = packed_entry
         self._runtime = runtime
         self._guarded_call = runtime.nnforge_guarded_call
@@ -512,8 +512,8 @@ class StaticCall:
 
 
 def packed_entry_source(signature: Signature, weight_count: int = 0) -> str:
-    """C source of the packed entry point `Executable` calls, for code that
-    did not go through MLIR's ExecutionEngine (which adds it itself);
+    """C source of the packed entry point `Executable` calls, for code
+    compiled by LLVM's tools (nnforge's CPU object compiler adds it itself);
     `weight_count`: how many weights the entry point takes after the inputs."""
     count = len(signature.inputs) + weight_count + (1 if signature.outputs else 0)
     entry = f"_mlir_ciface_{signature.entry}"

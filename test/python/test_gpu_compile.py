@@ -20,7 +20,6 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from mlir import ir  # noqa: E402
-from mlir.execution_engine import ExecutionEngine  # noqa: E402
 
 import nnforge  # noqa: E402
 from nnforge import pipelines  # noqa: E402
@@ -29,7 +28,7 @@ from nnforge.entry import entry_function, signature_of  # noqa: E402
 from nnforge.errors import CompileError  # noqa: E402
 from nnforge.runtime import CUDA_RUNTIME  # noqa: E402
 from nnforge.stages import StageRunner  # noqa: E402
-from nnforge.targets.cpu.model import CompiledModel, runtime_libraries  # noqa: E402
+from nnforge.targets.cpu.model import CompiledModel, build_library  # noqa: E402
 from nnforge.targets.cuda import lowering  # noqa: E402
 from nnforge.targets.cuda.library import TARGET_SYMBOL  # noqa: E402
 
@@ -140,8 +139,7 @@ def _emulate_on_cpu(name) -> CompiledModel:
         runner.run(module, "generic", "transform-interpreter,canonicalize")
         lowering.remove_schedule(module)
         runner.run(module, "llvm", f"convert-linalg-to-loops,scf-forall-to-for,{pipelines.WIDEN_BOOLS},{pipelines.LOOPS_TO_LLVM}")
-    engine = ExecutionEngine(module, opt_level=2, shared_libs=runtime_libraries())
-    return CompiledModel(engine, signature, runner.times, threads=1)
+    return CompiledModel(build_library(module, in_process=True), signature, runner.times, threads=1)
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -307,8 +305,7 @@ def test_index_switch_keeps_its_result_through_cuda_bufferization():
         runner.run(module, "bufferize", pipelines.CUDA_BUFFERIZE)
         assert "scf.index_switch" not in str(module)
         runner.run(module, "llvm", f"convert-linalg-to-loops,{pipelines.WIDEN_BOOLS},{pipelines.LOOPS_TO_LLVM}")
-    engine = ExecutionEngine(module, opt_level=2, shared_libs=runtime_libraries())
-    _check_switch(CompiledModel(engine, signature, runner.times, threads=1))
+    _check_switch(CompiledModel(build_library(module, in_process=True), signature, runner.times, threads=1))
 
 
 def test_control_flow_on_the_host_is_refused_by_name():

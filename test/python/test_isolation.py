@@ -28,7 +28,7 @@ func.func @main(%a: tensor<8xf32>) -> tensor<8xf32> {
   return %r : tensor<8xf32>
 }
 """
-# LLVM's assembler reports the bad instruction and calls exit(1).
+# LLVM's assembler reports the bad instruction: an error, the process lives.
 BAD_INLINE_ASSEMBLY = """
 func.func @main(%a: tensor<8xf32>) -> tensor<8xf32> {
   llvm.inline_asm has_side_effects "bogus_instruction %eax", "" : () -> ()
@@ -57,20 +57,28 @@ except nnforge.errors.CompileError as error:
 """
 
 
-@pytest.mark.parametrize("source, cause", [
-    (SCALABLE_VECTORS, "LLVM ERROR: Cannot implicitly convert a scalable size"),
-    (BAD_INLINE_ASSEMBLY, "invalid instruction mnemonic 'bogus_instruction'"),
-], ids=["scalable-vectors", "inline-assembly"])
-@pytest.mark.parametrize("form", ["file", "module"])
-def test_ir_that_ends_the_building_process_is_a_compile_error(tmp_path: Path, source: str, cause: str,
-                                                               form: str) -> None:
+def _compile_in_child(tmp_path: Path, source: str, form: str) -> str:
     path = tmp_path / "model.mlir"
     path.write_text(source)
     run = subprocess.run([sys.executable, "-c", COMPILE, str(path), form, "optimize"], capture_output=True,
                          text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
-    assert run.stdout.startswith("CompileError: building ") and "ended the process doing it" in run.stdout
-    assert cause in run.stdout
+    return run.stdout
+
+
+@pytest.mark.parametrize("form", ["file", "module"])
+def test_ir_that_ends_the_building_process_is_a_compile_error(tmp_path: Path, form: str) -> None:
+    printed = _compile_in_child(tmp_path, SCALABLE_VECTORS, form)
+    assert printed.startswith("CompileError: building ") and "ended the process doing it" in printed
+    assert "LLVM ERROR: Cannot implicitly convert a scalable size" in printed
+
+
+@pytest.mark.parametrize("form", ["file", "module"])
+def test_an_error_llvm_reports_is_a_compile_error_in_the_process(tmp_path: Path, form: str) -> None:
+    # Reported while partitions compile on other threads: collected, not exit(1).
+    printed = _compile_in_child(tmp_path, BAD_INLINE_ASSEMBLY, form)
+    assert printed.startswith("CompileError: LLVM code generation failed: ")
+    assert "invalid instruction mnemonic 'bogus_instruction'" in printed
 
 
 def test_user_ir_is_built_in_a_trial_child_first(tmp_path: Path) -> None:

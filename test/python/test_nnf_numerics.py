@@ -1,5 +1,5 @@
 """Numerics of each nnf op: lowered by convert-nnf-to-linalg and upstream
-passes to LLVM, run through the ExecutionEngine, compared with PyTorch.
+passes to LLVM, run as compiled code, compared with PyTorch.
 
 Tolerances: f32 results within rtol 1e-5, atol 1e-5 of PyTorch's f32
 result; f16/bf16 (computed in f32, rounded once) within one to two units in

@@ -10,7 +10,6 @@ library with every rank's slices (`slices`) and libmpi (`mpi`).
 
 from __future__ import annotations
 
-import ctypes
 import io
 import logging
 import os
@@ -21,16 +20,14 @@ from typing import Any
 
 import numpy as np
 from mlir import ir
-from mlir.execution_engine import ExecutionEngine
 
-from nnforge._native import _native_file
 from nnforge.distributed import mpi, partition, plan, slices
 from nnforge.entry import embed_string, entry_function, mark_inputs_read_only, signature_of
 from nnforge.errors import ArgumentError, CompileError, ModelLoadError, SaveError
 from nnforge.runtime import SIGNATURE_SYMBOL, Executable, Signature, load
 from nnforge.stages import StageRunner
-from nnforge.targets.cpu import openmp_regions
-from nnforge.targets.cpu.model import link_library, runtime_libraries
+from nnforge.targets.cpu.model import link_library
+from nnforge.targets.cpu.objects import object_files
 
 log = logging.getLogger("nnforge.compiler")
 
@@ -201,7 +198,7 @@ class ShardedCompile:
                                    f"but its slices are {list(weight.shape)}")
         with runner.stage("link"):
             folder = tempfile.TemporaryDirectory(prefix="nnforge-ranks-")
-            library = _link(module, local, manifest, pieces, Path(folder.name), self.libmpi, target.threads)
+            library = _link(module, local, manifest, pieces, Path(folder.name), self.libmpi)
         public = Signature(local.entry, local.inputs[:count], local.outputs)
         return DistributedModel(library, folder, public, runner.times, self.ranks, self.axes, collectives)
 
@@ -217,21 +214,11 @@ def _laid_out(piece: np.ndarray, permutation: tuple[int, ...] | None, panel: int
 
 
 def _link(module: ir.Module, signature: Signature, manifest: slices.Manifest,
-          pieces: list[tuple[int, np.ndarray]], folder: Path, libmpi: Path, threads: int) -> Path:
+          pieces: list[tuple[int, np.ndarray]], folder: Path, libmpi: Path) -> Path:
     """The shared library of the lowered `module` with the weights blob, linked to libmpi."""
     embed_string(module, SIGNATURE_SYMBOL, signature.to_json())
     embed_string(module, slices.MANIFEST_SYMBOL, manifest.to_json())
-    try:
-        engine = ExecutionEngine(module, opt_level=3, shared_libs=[*runtime_libraries(), str(libmpi)],
-                                 enable_pic=True)
-    except RuntimeError as error:
-        raise CompileError(f"LLVM code generation failed: {error}") from None
-    if threads != 1:
-        openmp_regions.register_entry_points(engine, ctypes.CDLL(str(_native_file("libNNForgeRuntime.so"))))
-    if not engine.raw_lookup(f"_mlir_ciface_{signature.entry}"):  # generates the code
-        raise CompileError(f"compiled code has no entry point for @{signature.entry}")
-    objects = folder / "model.o"
-    engine.dump_to_object_file(str(objects))
+    objects = object_files(module, folder)
     blob = folder / "weights.bin"
     slices.write_blob(pieces, blob)
     assembly = folder / "weights.S"

@@ -195,6 +195,13 @@ def raise_to_nnf(module) -> int:
     return raised
 
 
+def raised_op_count(module) -> int:
+    """How many ops `nnf-raise` raised in a module imported at level "nnf"."""
+    from mlir import ir
+
+    return ir.IntegerAttr(module.operation.attributes[RAISED_OPS_ATTRIBUTE]).value
+
+
 def finish(text: str, level: str, what: str, weights: Sequence = ()):
     """torch-mlir's output at our `level`: text for "torch", else a verified
     module, its last arguments bound to `weights` (arrays the frontend kept

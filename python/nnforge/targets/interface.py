@@ -4,7 +4,7 @@
 function and signature, then hands it to the target that its `target=`
 argument names: `lower` takes the module from its import level to the LLVM
 dialect through the target's own stages; `build` turns the result into a
-callable `Model` (code in a JIT engine, a shared library) that can be saved
+callable `Model` (code in a shared library) that can be saved
 for `nnforge.load`.
 """
 

@@ -1,5 +1,5 @@
-"""The CPU target: code for the host (or a named x86 CPU), JIT-compiled by
-MLIR's ExecutionEngine or saved as a shared library.
+"""The CPU target: code for the host (or a named x86 CPU), compiled by LLVM
+in this process (`objects`) into a shared library, run at once or saved.
 
 `target` drives the lowering (`codegen`: the optimized code generation;
 `nnforge.pipelines`: the naive one) and builds the model; `model` is the

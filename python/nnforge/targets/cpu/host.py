@@ -51,8 +51,8 @@ class CpuDescription:
     l1_bytes: int
     l2_bytes: int
     # LLVM target features the code is compiled with, given with `name`
-    # (they replace the host's features the JIT starts from); None: the
-    # host's own, as the JIT detects them.
+    # (none of this machine's are added); None: this machine's own, as LLVM
+    # detects them.
     llvm_features: str | None = None
 
 

@@ -4,20 +4,16 @@
 holding one static `omp.wsloop`; LLVM translates them into calls of six
 `__kmpc_*` entry points, which nnforge's runtime implements
 (cpp/runtime/openmp.c) on the OpenMP runtime `nnforge.openmp` binds. Here,
-at compile time: checking that a module holds nothing else, dropping the
-barrier before each region's end, and pointing the JIT's calls at the
-runtime.
+at compile time: checking that a module holds nothing else and dropping
+the barrier before each region's end (the object compiler points the calls
+at the runtime's names: cpp/lib/Target/CPU/ObjectFiles.cpp).
 """
 
 from __future__ import annotations
 
-import ctypes
-
 from mlir import ir
-from mlir.execution_engine import ExecutionEngine
 
 from nnforge.errors import CompileError
-from nnforge.openmp import KMPC_ENTRY_POINTS
 
 # The OpenMP ops of lowered parallel loops (convert-scf-to-openmp) that
 # nnforge's runtime can run (cpp/runtime/openmp.c implements the entry
@@ -94,12 +90,3 @@ def _ends_parallel_region(op: ir.Operation) -> bool:
             position = operations.index(op)
             return position + 2 == len(operations) and operations[-1].name == "omp.terminator"
     return False
-
-
-def register_entry_points(engine: ExecutionEngine, runtime: ctypes.CDLL) -> None:
-    """Resolves the JIT's `__kmpc_*` calls to nnforge's runtime, which exports
-    them only as `nnforge_kmpc_*`: a library loaded later that calls an
-    OpenMP runtime of its own must not find them in the process."""
-    for name in KMPC_ENTRY_POINTS:
-        function = getattr(runtime, "nnforge_" + name.removeprefix("__"))
-        engine.raw_register_runtime(name, ctypes.cast(function, ctypes.c_void_p))

@@ -1,24 +1,20 @@
 """The CPU target: lowers with the optimized code generation (or the naive
 pipeline, or the affine generator), sized by the CPU's description, and
-compiles the LLVM dialect:
-for this machine with MLIR's ExecutionEngine (LLVM -O3, host features), for
-a named CPU with LLVM's tools into a shared library."""
+compiles the LLVM dialect (LLVM -O3, a thread per core) into a shared
+library, for this machine's CPU and features or for a named CPU."""
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import tempfile
 from dataclasses import replace
 from pathlib import Path
 
 from mlir import ir
-from mlir.execution_engine import ExecutionEngine
 
 from nnforge import pipelines, weights
-from nnforge._native import _native_file
 from nnforge.entry import embed_string
-from nnforge.errors import CompileError, ProfileError
+from nnforge.errors import ProfileError
 from nnforge.externalize import externalize_weights
 from nnforge.profiling import regions
 from nnforge.profiling.regions import RegionMap
@@ -27,7 +23,7 @@ from nnforge.stages import StageRunner, check_only_llvm
 from nnforge.targets.cpu import affine, openmp_regions
 from nnforge.targets.cpu.codegen.lowering import lower_to_llvm
 from nnforge.targets.cpu.host import CpuDescription, ScheduleSizes
-from nnforge.targets.cpu.model import CompiledModel, CrossCompiledModel, ModelWeights, ProfiledModel, runtime_libraries
+from nnforge.targets.cpu.model import CompiledModel, CrossCompiledModel, ModelWeights, ProfiledModel, build_library
 from nnforge.targets.interface import Target
 
 log = logging.getLogger("nnforge.compiler")
@@ -103,18 +99,14 @@ class CpuTarget(Target):
         if self._weights is not None:
             embed_string(module, weights.MANIFEST_SYMBOL, self._weights.manifest.to_json())
         with runner.stage("llvm"):
-            if self.cpu.llvm_features is not None:
-                return CrossCompiledModel(module, signature, runner.times, self.cpu, self.threads, self._weights)
-            try:
-                engine = ExecutionEngine(module, opt_level=3, shared_libs=runtime_libraries(), enable_pic=True)
-            except RuntimeError as error:
-                raise CompileError(f"LLVM code generation failed: {error}") from None
-            if self.threads != 1:
-                openmp_regions.register_entry_points(engine, ctypes.CDLL(str(_native_file("libNNForgeRuntime.so"))))
+            named_cpu = self.cpu.llvm_features is not None
+            library = build_library(module, self.cpu, in_process=not named_cpu)
+            if named_cpu:
+                return CrossCompiledModel(library, signature, runner.times, self.cpu, self._weights)
             if self._regions is not None:
                 regions = replace(self._regions, input_names=tuple(spec.name for spec in signature.inputs))
-                return ProfiledModel(engine, signature, runner.times, self.threads, regions, self._weights)
-            return CompiledModel(engine, signature, runner.times, self.threads, self._weights)
+                return ProfiledModel(library, signature, runner.times, self.threads, regions, self._weights)
+            return CompiledModel(library, signature, runner.times, self.threads, self._weights)
 
     def _instrument(self, module: ir.Module, runner: StageRunner) -> None:
         """Puts the timers of a profiled build into `module` (on linalg, its

@@ -37,6 +37,7 @@ def test_zen4_gets_the_sizes_measured_best_there():
         register_tile={"batch": 1, "m": 8, "n": 32, "k": 1},
         cache_tile={"batch": 1, "m": 128, "n": 128, "k": 256},
         small_m_tile=64,
+        whole_block_m_tile=512,
         fmas_in_flight=4,
         l1_block_bytes=8 << 10,
         panel_bytes=(32 << 10) * 2 // 3,
@@ -84,8 +85,13 @@ ROLES = {0: "m", 1: "n", 2: "k"}
 @pytest.mark.parametrize(
     "shape,sizes,cache,register",
     [
-        ((1024, 1024, 1024), ZEN4, [128, 128, 256], [8, 32, 1]),
+        # Rows in two or more tiles of 512 on the Zen 4 (its right operand
+        # blocks are copied whole: each copy serves 512 rows).
+        ((1024, 1024, 1024), ZEN4, [512, 128, 256], [8, 32, 1]),
         ((1024, 1024, 1024), AVX2, [128, 128, 256], [4, 16, 1]),
+        ((2048, 2048, 2048), ZEN4, [512, 128, 256], [8, 32, 1]),
+        ((512, 512, 512), ZEN4, [128, 128, 256], [8, 32, 1]),
+        ((2048, 2048, 2048), AVX2, [128, 128, 256], [4, 16, 1]),
         # 196 rows: whole in one tile of 28 x 7-row register tiles (8 rows
         # would leave a partial register tile); with AVX2, of 49 x 4 rows.
         ((196, 49, 64), ZEN4, [196, 49, 64], [7, 32, 1]),
@@ -99,7 +105,7 @@ ROLES = {0: "m", 1: "n", 2: "k"}
         ((49, 32, 4608), AVX2, [49, 32, 64], [4, 16, 1]),
         ((49, 32, 4608), ZEN4, [49, 32, 64], [7, 32, 1]),
     ],
-    ids=["1024-zen4", "1024-avx2", "196x49-zen4", "196x49-avx2", "64x3136-zen4", "64x784-avx2", "49x32-avx2",
+    ids=["1024-zen4", "1024-avx2", "2048-zen4", "512-zen4", "2048-avx2", "196x49-zen4", "196x49-avx2", "64x3136-zen4", "64x784-avx2", "49x32-avx2",
          "49x32-zen4"],
 )
 def test_contraction_tiles_per_shape_and_cpu(shape, sizes, cache, register):

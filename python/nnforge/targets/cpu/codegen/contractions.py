@@ -308,6 +308,9 @@ def _cache_tiles(roles: dict[int, str], sizes: list[int | None], sizing: Schedul
     tiles = []
     for loop, size in enumerate(sizes):
         tile = sizing.cache_tile[roles[loop]]
+        rows = sizing.whole_block_m_tile
+        if roles[loop] == "m" and size is not None and size % rows == 0 and size >= 2 * rows:
+            tile = rows  # each copied block of the right operand serves more rows
         if size is not None and size > tile and size % tile:
             if roles[loop] == "m":
                 # The small m tile where it divides the loop (a partial m

@@ -14,10 +14,10 @@ from nnforge.errors import CompileError
 
 
 def c_compiler() -> str:
-    """The C compiler driver that links saved models into shared libraries."""
+    """The C compiler driver that links compiled models into shared libraries."""
     compiler = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if compiler is None:
-        raise CompileError("saving a model needs a C compiler driver (cc) to link it")
+        raise CompileError("compiling a model needs a C compiler driver (cc, as for building nnforge) to link it")
     return compiler
 
 

@@ -5,6 +5,7 @@ linked back into one library that behaves as the module does."""
 from __future__ import annotations
 
 import ctypes
+import gc
 import subprocess
 from pathlib import Path
 
@@ -97,3 +98,18 @@ def test_a_module_llvm_cannot_translate_is_a_compile_error_naming_the_op(tmp_pat
     module = ir.Module.parse("func.func @f() { return }", nnforge.context())
     with pytest.raises(CompileError, match="cannot be translated to LLVM IR: .*func.func"):
         object_files(module, tmp_path)
+
+
+def test_a_collected_model_unloads_its_code():
+    torch = pytest.importorskip("torch")
+
+    def mapped(path: Path) -> bool:
+        with open("/proc/self/maps") as maps:
+            return any(line.rstrip().endswith(str(path)) for line in maps)
+
+    model = nnforge.compile(torch.nn.Linear(8, 4).eval(), (torch.randn(2, 8),), threads=1)
+    library = model._library.path
+    assert mapped(library)
+    del model
+    gc.collect()
+    assert not mapped(library)

@@ -4,12 +4,14 @@ this machine loaded at once, for a named CPU when called."""
 
 from __future__ import annotations
 
+import _ctypes
 import ctypes
 import os
 import platform
 import shutil
 import sys
 import tempfile
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,6 +109,9 @@ class CompiledModel(Executable):
             self._loaded = ctypes.CDLL(str(library.path))
         except OSError as error:
             raise CompileError(f"the compiled code cannot be loaded: {error}") from None
+        # The code goes with the model (ctypes never unloads a library): a
+        # process compiling many models does not keep them all mapped.
+        weakref.finalize(self, _ctypes.dlclose, self._loaded._handle)
         # The packed wrapper of the C-interface function.
         entry = getattr(self._loaded, f"_mlir__mlir_ciface_{signature.entry}", None)
         if entry is None:

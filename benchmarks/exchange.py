@@ -18,6 +18,10 @@ Sections of the JSON report (benchmarks/results/exchange.json; --quick writes to
   nnforge, and nnforge's NNEF converted to ONNX by nnef-tools and run by onnxruntime, against the source.
 - "torch_workloads": the tests' models and the CPU benchmark's PyTorch workloads, exported to ONNX (run by
   onnxruntime) and to NNEF (compiled back by nnforge), against eager PyTorch.
+- "jax": the tests' jax models (MLP, CNN, transformer block; weights as arguments), exported to ONNX (run by
+  onnxruntime) and to NNEF (compiled back by nnforge), against jax; and the StableHLO op cases of the tests
+  (stablehlo_op_cases.py, static shapes), each exported to ONNX alone: how many export, how many of those
+  onnxruntime runs to jax's outputs, and the refusals by kind.
 --quick takes every 25th backend case (--stride), three light CNNs, three workloads and 3 latency repeats;
 --match keeps the backend cases whose name holds TEXT (e.g. --match uint --sections onnx_roundtrip); --models
 keeps the light CNNs and transformers named. --update keeps what the output file holds for the sections and
@@ -525,6 +529,81 @@ def torch_workloads(quick: bool, scratch: Path) -> dict:
     return results
 
 
+def _compare_to_jax(got: list, expected, tolerance: float) -> tuple[float, bool]:
+    """(the largest difference relative to jax's largest magnitude, whether within `tolerance`)."""
+    import jax
+
+    worst = 0.0
+    for value, want in zip(got, jax.tree_util.tree_leaves(expected)):
+        value, want = np.asarray(value, np.float64), np.asarray(want, np.float64)
+        if value.shape != want.shape:
+            return float("inf"), False
+        scale = max(float(np.abs(want).max(initial=0)), np.finfo(np.float32).tiny)
+        worst = max(worst, float(np.abs(value - want).max(initial=0)) / scale)
+    return worst, worst <= tolerance
+
+
+def _jax_op_cases(scratch: Path) -> dict:
+    import jax
+    from stablehlo_op_cases import CASES
+
+    import nnforge
+    from nnforge.errors import UnsupportedOpError
+
+    counts: dict = {"cases": 0, "exported": 0, "passed": 0, "failed": [], "refused": Counter()}
+    for case in CASES:
+        if case.symbolic:
+            continue
+        counts["cases"] += 1
+        function = jax.jit(case.function)
+        try:
+            path = nnforge.export(function, scratch / "case.onnx", case.args)
+        except UnsupportedOpError as error:
+            counts["refused"].update(op.kind for op in error.ops)
+            continue
+        counts["exported"] += 1
+        session = _ort(path)
+        leaves = [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(case.args)]
+        got = session.run(None, {spec.name: leaf for spec, leaf in zip(session.get_inputs(), leaves)})
+        if _compare_to_jax(got, function(*case.args), case.tolerance)[1]:
+            counts["passed"] += 1
+        else:
+            counts["failed"].append(case.label)
+    counts["refused"] = dict(counts["refused"].most_common())
+    return counts
+
+
+def jax_models_section(scratch: Path) -> dict:
+    import jax
+    import jax_models
+
+    import nnforge
+
+    results: dict = {"models": {}}
+    for name in ("mlp", "cnn", "transformer"):
+        print(f"jax {name}", file=sys.stderr, flush=True)
+        function, arguments = getattr(jax_models, name)()
+        expected = function(*arguments)
+        leaves = [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(arguments)]
+        entry: dict = {}
+        try:
+            session = _ort(nnforge.export(function, scratch / f"jax_{name}.onnx", arguments))
+            got = session.run(None, {spec.name: leaf for spec, leaf in zip(session.get_inputs(), leaves)})
+            entry["onnx_relative_error"], entry["onnx_equal"] = _compare_to_jax(got, expected, 1e-5)
+        except Exception as error:
+            entry["onnx_error"] = _error(error)
+        try:
+            compiled = nnforge.compile(nnforge.export(function, scratch / f"jax_{name}.nnef", arguments))
+            got = compiled(*leaves)
+            entry["nnef_relative_error"], entry["nnef_equal"] = _compare_to_jax(
+                got if isinstance(got, list) else [got], expected, 1e-5)
+        except Exception as error:
+            entry["nnef_error"] = _error(error)
+        results["models"][name] = entry
+    results["op_cases"] = _jax_op_cases(scratch)
+    return results
+
+
 def _mark(entry: dict, key: str) -> str:
     """yes / no for `<key>_equal`, or the start of `<key>_error`."""
     if f"{key}_equal" in entry:
@@ -607,9 +686,23 @@ def _render_torch(results: dict) -> list[str]:
     return lines + [""]
 
 
+def _render_jax(results: dict) -> list[str]:
+    lines = ["| jax model | ONNX out: largest difference vs jax (relative) | NNEF out, compiled |", "|---|---|---|"]
+    for name, entry in results["models"].items():
+        cells = [f"{entry[f'{kind}_relative_error']:.1e}" if f"{kind}_relative_error" in entry
+                 else entry.get(f"{kind}_error", "")[:80] for kind in ("onnx", "nnef")]
+        lines.append(f"| {name} | {cells[0]} | {cells[1]} |")
+    ops = results["op_cases"]
+    refused = ", ".join(f"{kind} ({count})" if count > 1 else kind for kind, count in ops["refused"].items())
+    failed = f"; failed: {', '.join(ops['failed'])}" if ops["failed"] else ""
+    return lines + ["", f"StableHLO op cases (static shapes) exported to ONNX alone: {ops['exported']} of "
+                        f"{ops['cases']}, of which {ops['passed']} match jax in onnxruntime{failed}. "
+                        f"Refused: {refused}.", ""]
+
+
 _RENDERERS = {"onnx_roundtrip": _render_roundtrip, "light_cnns": _render_light_cnns,
               "nnef_anchor": _render_nnef_anchor, "transformers": _render_transformers,
-              "torch_workloads": _render_torch}
+              "torch_workloads": _render_torch, "jax": _render_jax}
 
 
 def _render_runs(runs: list[dict]) -> list[str]:
@@ -643,7 +736,7 @@ def render(report: dict, source: str) -> str:
     return "\n".join(lines)
 
 
-SECTIONS = ("onnx_roundtrip", "light_cnns", "nnef_anchor", "transformers", "torch_workloads")
+SECTIONS = ("onnx_roundtrip", "light_cnns", "nnef_anchor", "transformers", "torch_workloads", "jax")
 
 
 def _load_average() -> list[float]:
@@ -717,7 +810,8 @@ def main(argv: list[str] | None = None) -> int:
                              ("light_cnns", lambda: light_cnns(limit, repeats, folder, models)),
                              ("nnef_anchor", lambda: nnef_anchor(limit, folder, models)),
                              ("transformers", lambda: transformers(repeats, folder, models)),
-                             ("torch_workloads", lambda: torch_workloads(args.quick, folder))):
+                             ("torch_workloads", lambda: torch_workloads(args.quick, folder)),
+                             ("jax", lambda: jax_models_section(folder))):
             if section not in args.sections.split(","):
                 continue
             record = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -129,8 +129,8 @@ def import_model(
         return module, level, nnef_frontend.io_names(model)
     if stablehlo_frontend.is_exported(model) or _is_stablehlo_file(model):
         level = level or "linalg"
-        if level not in ("linalg", "nnf"):
-            raise ArgumentError(f"level {level} does not apply to StableHLO models (linalg, nnf)")
+        if level not in ("tosa", "linalg", "nnf"):
+            raise ArgumentError(f"level {level} does not apply to StableHLO models (tosa, linalg, nnf)")
         module = importers.import_stablehlo(model, level=level)
         with module.context:
             names = stablehlo_frontend.io_names(entry_function(module))

@@ -326,5 +326,5 @@ def test_bad_sources(source, error, match) -> None:
 
 
 def test_bad_level() -> None:
-    with pytest.raises(ValueError, match="expected one of stablehlo, linalg, nnf"):
-        nnforge.import_stablehlo(ANNOTATIONS, level="tosa")
+    with pytest.raises(ValueError, match="expected one of stablehlo, tosa, linalg, nnf"):
+        nnforge.import_stablehlo(ANNOTATIONS, level="torch")

@@ -58,7 +58,7 @@ def import_tosa(model: Any, example_inputs: Any = None, *, dynamic_shapes: Any =
     from mlir import ir
 
     from nnforge import compiler, importers
-    from nnforge.importers import nnef_frontend
+    from nnforge.importers import jax_frontend, nnef_frontend, stablehlo_frontend
 
     if compiler._is_torch_module(model):
         if example_inputs is None:
@@ -73,16 +73,24 @@ def import_tosa(model: Any, example_inputs: Any = None, *, dynamic_shapes: Any =
     if nnef_frontend.is_nnef(model):
         module = importers.import_nnef(model, level="tosa")
         return Imported(module, *nnef_frontend.io_names(model))
+    if (jax_frontend.is_jax_function(model) or stablehlo_frontend.is_exported(model)
+            or compiler._is_stablehlo_file(model)):
+        if jax_frontend.is_jax_function(model):
+            model = jax_frontend.export(model, example_inputs)
+        module, _, (input_names, output_names) = compiler.import_model(model, level="tosa")
+        return Imported(module, input_names or None, output_names or None)
     if isinstance(model, ir.Module) or (isinstance(model, (str, os.PathLike))
                                         and Path(model).suffix in (".mlir", ".mlirbc")):
         module, level, _ = compiler.import_model(model)
-        if level != "tosa" or compiler._is_stablehlo_file(model):
+        if level != "tosa":
             raise ModelLoadError("an MLIR module is exported from the tosa level only "
-                                 "(StableHLO and linalg modules have no way back to TOSA)")
+                                 "(linalg modules have no way back to TOSA)")
         return Imported(module)
     raise ModelLoadError(
         "nnforge.export takes a torch.nn.Module (with example_inputs), an ONNX model "
-        f"(.onnx path or onnx.ModelProto), an NNEF model (.nnef) or a TOSA-level MLIR module, not {type(model).__name__}"
+        "(.onnx path or onnx.ModelProto), an NNEF model (.nnef), a jax.jit-wrapped function (with example_inputs) "
+        "or jax.export.Exported, a StableHLO file, or a TOSA-level MLIR module, "
+        f"not {type(model).__name__}"
     )
 
 
@@ -114,13 +122,16 @@ def export(model: Any, path: str | os.PathLike, example_inputs: Any = None, *,
     """Writes `model` to `path` as ONNX (opset 21) or NNEF, through nnforge's TOSA level.
 
     `model`: a `torch.nn.Module` (with `example_inputs`, and `dynamic_shapes`
-    as for `torch.export`), an ONNX model (path or ModelProto) or an
-    `mlir.ir.Module` / .mlir file at the tosa level, or an NNEF model.
+    as for `torch.export`), an ONNX model (path or ModelProto), an NNEF
+    model, a `jax.jit`-wrapped function (with `example_inputs`, static
+    shapes) or `jax.export.Exported`, a StableHLO .mlir/.mlirbc file, or an
+    `mlir.ir.Module` / .mlir file at the tosa level.
     `format` ("onnx" or "nnef") defaults to the one `path`'s suffix names
     (.onnx, .nnef). NNEF is written as a folder: graph.nnef and a .dat
     file per weight. Input and output names are
     the source's (a PyTorch module's forward parameters; an ONNX model's
-    graph inputs and outputs). Initializers of 1 MiB or more go to
+    graph inputs and outputs; the argument paths and `jax.result_info` jax
+    gives its export). Initializers of 1 MiB or more go to
     `<path>.data`. The written model passes `onnx.checker` with full checks.
 
     Raises UnsupportedOpError naming each TOSA op without a mapping to the format and

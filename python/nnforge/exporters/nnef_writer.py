@@ -137,6 +137,9 @@ class _Builder(GraphBuilder):
 
 def _elementwise(builder: _Builder, node: Node) -> None:
     output, dtype, shape = builder.result(node)
+    computed = node.inputs[1:] if node.kind == "tosa.select" else node.inputs
+    if node.kind != "tosa.identity" and any(np.issubdtype(builder.dtype(name), np.integer) for name in computed):
+        raise Refused("integer operands (NNEF computes on scalars and logicals only)")
     parameters = _PARAMETERS[len(node.inputs)]
     result = "y" if len(node.inputs) == 1 else "z"
     if node.kind == "tosa.select":
@@ -319,23 +322,36 @@ def _nchw_shape(node: Node) -> list:
     return [node.output_types[0].shape[axis] for axis in TO_NCHW[4]]
 
 
+def _filter(builder: _Builder, node: Node) -> tuple[str, int]:
+    """The convolution's filter as NNEF's [out, in / groups, h, w] tensor (rearranged now if constant,
+    else by ops in the graph: a jax model's weights are inputs), and its group count."""
+    weights = builder.constant(node.inputs[1])
+    shape = builder.graph.types[node.inputs[1]].shape
+    if node.kind == "tosa.depthwise_conv2d":
+        kh, kw, channels, multiplier = shape
+        if weights is not None:
+            return builder.array(np.ascontiguousarray(
+                weights.transpose(2, 3, 0, 1).reshape(channels * multiplier, 1, kh, kw))), channels
+        moved = builder.op("transpose", {"input": builder.value(node.inputs[1])}, {"axes": [2, 3, 0, 1]}, None,
+                           "scalar", [channels, multiplier, kh, kw])
+        target = [channels * multiplier, 1, kh, kw]
+        return builder.op("reshape", {"input": moved}, {"shape": target}, None, "scalar", target), channels
+    if weights is not None:
+        return builder.array(np.ascontiguousarray(weights.transpose(TO_NCHW[4]))), 1
+    return _to_nchw(builder, node.inputs[1]), 1
+
+
 def _convolution(builder: _Builder, node: Node) -> None:
     builder.require_zero(node.inputs[3:5], "zero points")
-    weights, bias = builder.constant(node.inputs[1]), builder.constant(node.inputs[2])
-    if weights is None or bias is None:
-        raise Refused("filters or biases computed at run time")
+    bias = builder.constant(node.inputs[2])
+    if bias is None:
+        raise Refused("biases computed at run time")
     out_channels = node.output_types[0].shape[-1]
-    groups = 1
-    if node.kind == "tosa.depthwise_conv2d":
-        kh, kw, channels, multiplier = weights.shape
-        weights = weights.transpose(2, 3, 0, 1).reshape(channels * multiplier, 1, kh, kw)
-        groups = channels
-    else:
-        weights = weights.transpose(TO_NCHW[4])
+    weights, groups = _filter(builder, node)
     pad = node.attributes["pad"]
     convolved = builder.op(
         "conv",
-        {"input": _to_nchw(builder, node.inputs[0]), "filter": builder.array(np.ascontiguousarray(weights)),
+        {"input": _to_nchw(builder, node.inputs[0]), "filter": weights,
          "bias": builder.array(np.broadcast_to(bias, (out_channels,)).reshape(1, out_channels))},
         {"border": "constant", "padding": [(pad[0], pad[1]), (pad[2], pad[3])],
          "stride": node.attributes["stride"], "dilation": node.attributes["dilation"], "groups": groups},

@@ -369,9 +369,20 @@ def _extremum(builder: _Builder, node: Node) -> None:
                  to=onnx.helper.np_dtype_to_tensor_dtype(dtype))
 
 
+def _select(builder: _Builder, node: Node) -> None:
+    """Where; between booleans as (c and a) or (not c and b), which onnxruntime runs."""
+    if node.output_types[0].dtype != np.bool_:
+        _one_to_one(builder, node)
+        return
+    condition, chosen, other = (builder.value(name) for name in node.inputs)
+    taken = builder.node("And", [condition, chosen])
+    left = builder.node("And", [builder.node("Not", [condition]), other])
+    builder.node("Or", [taken, left], node.outputs[0])
+
+
 _WRITERS: dict[str, Callable[[_Builder, Node], None]] = {
     **{kind: _one_to_one for kind in _ONE_TO_ONE},
-    "tosa.maximum": _extremum, "tosa.minimum": _extremum,
+    "tosa.maximum": _extremum, "tosa.minimum": _extremum, "tosa.select": _select,
     **{kind: _reduce for kind in _REDUCTIONS},
     "tosa.conv2d": _convolution, "tosa.conv3d": _convolution, "tosa.depthwise_conv2d": _convolution,
     "tosa.transpose_conv2d": _transpose_convolution,

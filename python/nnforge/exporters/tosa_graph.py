@@ -227,4 +227,42 @@ def read(module) -> Graph:
                     types.append(None)
             graph.nodes.append(Node(kind, [name_of(v) for v in op.operands], outputs, attributes, types,
                                     str(op.location)))
+    fold_constants(graph)
     return graph
+
+
+# Ops evaluated exactly on constants (masks from iotas, as jax builds a causal
+# mask), by their numpy function of the operands and attributes.
+_FOLDERS = {
+    "tosa.equal": lambda node, a, b: np.equal(a, b),
+    "tosa.greater": lambda node, a, b: np.greater(a, b),
+    "tosa.greater_equal": lambda node, a, b: np.greater_equal(a, b),
+    "tosa.logical_and": lambda node, a, b: np.logical_and(a, b),
+    "tosa.logical_or": lambda node, a, b: np.logical_or(a, b),
+    "tosa.logical_xor": lambda node, a, b: np.logical_xor(a, b),
+    "tosa.logical_not": lambda node, a: np.logical_not(a),
+    "tosa.select": lambda node, condition, a, b: np.where(condition, a, b),
+    "tosa.reshape": lambda node, a, _: a,
+    "tosa.transpose": lambda node, a: a.transpose(node.attributes["perms"]),
+}
+# The largest constant folding makes (elements): larger ones stay computed.
+_MAX_FOLDED_ELEMENTS = 1 << 20
+
+
+def fold_constants(graph: Graph) -> int:
+    """Replaces the nodes of `_FOLDERS` whose operands are all constants by
+    their results (constants); returns how many."""
+    kept, folded = [], 0
+    for node in graph.nodes:
+        kind = node.output_types[0] if len(node.output_types) == 1 else None
+        operands = [graph.constants.get(name, graph.shapes.get(name)) for name in node.inputs]
+        if (node.kind not in _FOLDERS or kind is None or None in kind.shape or any(v is None for v in operands)
+                or np.prod(kind.shape, dtype=np.int64) > _MAX_FOLDED_ELEMENTS):
+            kept.append(node)
+            continue
+        value = _FOLDERS[node.kind](node, *(np.asarray(v) for v in operands))
+        graph.constants[node.outputs[0]] = np.broadcast_to(value, kind.shape).astype(kind.dtype)
+        graph.types[node.outputs[0]] = kind
+        folded += 1
+    graph.nodes = kept
+    return folded

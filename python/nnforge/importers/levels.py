@@ -3,7 +3,8 @@
 - "torch": torch-mlir's torch dialect in backend form (ATen ops on value
   tensors). The torch dialect is not part of upstream MLIR, so this level is
   returned as TEXT (a `str`), not as an `mlir.ir.Module`.
-- "tosa": TOSA on tensors.
+- "tosa": TOSA on tensors (StableHLO: through nnforge's rewrites,
+  `stablehlo_tosa`, for static shapes).
 - "linalg": linalg on tensors (with arith, math, tensor, scf). A model with
   ops torch-mlir expresses only in its TMTensor dialect (sort, top-k,
   cumulative sum, scatter) comes back bufferized instead: torch-mlir lowers
@@ -24,7 +25,7 @@ from nnforge.errors import ArgumentError
 
 LEVELS = ("torch", "tosa", "linalg", "nnf")
 # The levels of the StableHLO frontend (`import_stablehlo`).
-STABLEHLO_LEVELS = ("stablehlo", "linalg", "nnf")
+STABLEHLO_LEVELS = ("stablehlo", "tosa", "linalg", "nnf")
 
 # The level torch-mlir lowers to for each of ours.
 TORCH_MLIR_LEVEL = {"torch": "torch", "tosa": "tosa", "linalg": "linalg", "nnf": "linalg"}

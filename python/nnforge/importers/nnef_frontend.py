@@ -111,7 +111,8 @@ class _Writer:
         else:
             body = f'dense<"0x{np.ascontiguousarray(array).tobytes().hex().upper()}">'
         if array.ndim > 1 and element == "i1" and not body.startswith("dense<t") and not body.startswith("dense<f"):
-            raise _Refused("non-uniform boolean constants of rank > 1")
+            # a flat list of booleans, reshaped: MLIR reads it for one dimension only
+            return self.reshape(self.const(array.reshape(-1)), [array.size], list(array.shape), "logical")
         return self.emit(f'"tosa.const"() <{{values = {body} : {kind}}}> : () -> {kind}')
 
     def shape_value(self, values: list[int]) -> str:
@@ -300,6 +301,16 @@ def _fit(w: _Writer, nhwc: str, shape: list[int], pad: list[int], kernel: list[i
     return sliced, kept, pad
 
 
+def _run_time_filter(w: _Writer, filter_: str, groups: int) -> tuple[str, list[int]]:
+    """A filter computed at run time (a jax model's weights are inputs) as TOSA's: OHWI, or
+    [h, w, channels, multiplier] for a depthwise convolution."""
+    out_channels, per_group, kh, kw = w.shape(filter_)
+    if groups == 1:
+        return w.transpose(w.values[filter_], [out_channels, per_group, kh, kw], _TO_NHWC)
+    split = [groups, out_channels // groups, kh, kw]
+    return w.transpose(w.reshape(w.values[filter_], w.shape(filter_), split, "scalar"), split, [2, 3, 0, 1])
+
+
 def _conv(w: _Writer, op) -> str:
     x, filter_, bias = _args(op)
     out = _out(op)
@@ -307,10 +318,13 @@ def _conv(w: _Writer, op) -> str:
         raise _Refused(f"border {op.attribs['border']!r}")
     weights = w.variable_data(filter_)
     shape = w.shape(x)
-    if weights is None or len(shape) != 4:
-        raise _Refused("a filter computed at run time or a non-2D convolution")
-    out_channels, per_group, kh, kw = weights.shape
+    if len(shape) != 4:
+        raise _Refused("a convolution that is not 2-D")
+    out_channels, per_group, kh, kw = w.shape(filter_)
     groups = op.attribs["groups"] or shape[1]  # 0: one group per channel
+    depthwise = groups == shape[1] and per_group == 1
+    if weights is None and groups != 1 and not depthwise:
+        raise _Refused("a grouped convolution's filter computed at run time")
     stride = list(op.attribs["stride"]) or [1, 1]
     dilation = list(op.attribs["dilation"]) or [1, 1]
     out_shape = w.shape(out)
@@ -330,17 +344,22 @@ def _conv(w: _Writer, op) -> str:
     attributes = (f"{{acc_type = f32, dilation = array<i64: {dilation[0]}, {dilation[1]}>, "
                   f"pad = array<i64: {', '.join(map(str, pad))}>, stride = array<i64: {stride[0]}, {stride[1]}>}}")
 
-    def convolution(kind: str, source: str, source_shape: list[int], filt: np.ndarray, bias: np.ndarray) -> str:
+    def convolution(kind: str, source: str, source_shape: list[int], filt: np.ndarray | tuple[str, list[int]],
+                    bias: np.ndarray) -> str:
         produced = [*result[:3], bias.size]
+        filter_value, filter_shape = (w.const(filt), filt.shape) if isinstance(filt, np.ndarray) else filt
         return w.emit(
-            f"tosa.{kind} {source}, {w.const(filt)}, {w.const(bias)}, {zero}, {zero} {attributes} : "
-            f"({w.type(source_shape, 'f32')}, {w.type(filt.shape, 'f32')}, tensor<{bias.size}xf32>, "
+            f"tosa.{kind} {source}, {filter_value}, {w.const(bias)}, {zero}, {zero} {attributes} : "
+            f"({w.type(source_shape, 'f32')}, {w.type(filter_shape, 'f32')}, tensor<{bias.size}xf32>, "
             f"tensor<1xf32>, tensor<1xf32>) -> {w.type(produced, 'f32')}")
 
-    if groups == 1:
+    if weights is None:
+        convolved = convolution("conv2d" if groups == 1 else "depthwise_conv2d", nhwc, nhwc_shape,
+                                _run_time_filter(w, filter_, groups), biases)
+    elif groups == 1:
         convolved = convolution("conv2d", nhwc, nhwc_shape,
                                 np.ascontiguousarray(weights.transpose(_TO_NHWC)).astype(np.float32), biases)
-    elif groups == shape[1] and per_group == 1:
+    elif depthwise:
         multiplier = out_channels // groups
         filt = np.ascontiguousarray(weights.reshape(groups, multiplier, kh, kw).transpose(2, 3, 0, 1)).astype(np.float32)
         convolved = convolution("depthwise_conv2d", nhwc, nhwc_shape, filt, biases)
@@ -666,8 +685,9 @@ def to_tosa_text(graph, what: str) -> str:
             if data is None:
                 raise ModelLoadError(f"{what}: variable {out} has no data")
             data = np.asarray(data).astype(_NUMPY_TYPES[tensor.dtype])
-            data = np.broadcast_to(data.reshape(-1), tensor.shape) if data.size == 1 else data.reshape(tensor.shape)
-            w.values[out] = w.const(np.ascontiguousarray(data))
+            # a constant's one value fills its shape (of any rank, 0 too)
+            data = np.full(tensor.shape, data.reshape(-1)[0]) if data.size == 1 else data.reshape(tensor.shape)
+            w.values[out] = w.const(np.array(data, order="C"))  # (ascontiguousarray makes 0-d arrays 1-d)
             graph.tensors[out] = tensor._replace(data=data)
             continue
         lowering = _LOWERINGS.get(op.name)

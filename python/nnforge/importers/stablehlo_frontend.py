@@ -130,8 +130,9 @@ def import_stablehlo(source: Any, *, level: str = "linalg"):
     `source`: StableHLO text, a portable artifact (bytes, or the path of a
     `.mlirbc` file; a `.mlir` path is read as text or bytecode) or a
     `jax.export.Exported`. `level`: "stablehlo" (the module as read, as
-    text), "linalg" (an `mlir.ir.Module` in `nnforge.context()`, verified),
-    or "nnf" (linalg after `nnf-raise`).
+    text), "tosa" (TOSA, the exporters' level: static shapes only), "linalg"
+    (an `mlir.ir.Module` in `nnforge.context()`, verified), or "nnf"
+    (linalg after `nnf-raise`).
 
     Raises ModelLoadError when the source cannot be read, UnsupportedOpError
     naming each kind of op left unconverted with its count and source lines,
@@ -141,7 +142,7 @@ def import_stablehlo(source: Any, *, level: str = "linalg"):
     data, what = read_source(source)
     try:
         text = handover.run_worker(
-            data, "stablehlo", "stablehlo" if level == "stablehlo" else "linalg", location_describer(), what
+            data, "stablehlo", "linalg" if level == "nnf" else level, location_describer(), what
         )
     except ModelLoadError as error:
         if SHARDY_DIAGNOSTIC not in str(error):
@@ -154,6 +155,8 @@ def import_stablehlo(source: Any, *, level: str = "linalg"):
     if level == "stablehlo":
         return text
     module = handover.to_nnforge_module(text, what)
+    if level == "tosa":
+        return module
     scalarize(module)
     if level == "nnf":
         handover.raise_to_nnf(module)

@@ -7,6 +7,7 @@ CHLO ops, wrapped as `stablehlo.composite`, are inlined and expanded into
 StableHLO; the ops the upstream conversion leaves alone are rewritten
 (`stablehlo_rewrites`); then `stablehlo-legalize-to-linalg` converts the
 rest, and every op not of an upstream dialect that is left is reported.
+At the tosa level, `stablehlo_tosa` rewrites the normalized module instead.
 
 This module imports only torch-mlir's IR bindings (and nnforge's rewrites).
 """
@@ -32,10 +33,14 @@ _NORMALIZE = (
 # ones and the rewrites' helper functions inlined.
 _TO_LINALG = "builtin.module(stablehlo-legalize-to-linalg)"
 _FINISH = "builtin.module(stablehlo-convert-to-signless,inline,canonicalize,cse,symbol-dce)"
+# Folds the reshapes, transposes and constants of the TOSA rewrites.
+_TOSA_CLEANUP = "builtin.module(canonicalize,cse)"
 # The dialects whose ops nnforge's MLIR (upstream 22) can take from the conversion.
 UPSTREAM_DIALECTS = frozenset(
     {"builtin", "func", "arith", "math", "tensor", "linalg", "scf", "cf", "bufferization", "complex"}
 )
+# What is left at the tosa level.
+TOSA_DIALECTS = frozenset({"builtin", "func", "tosa"})
 
 
 def is_portable_artifact(data: bytes) -> bool:
@@ -84,8 +89,8 @@ def _kind(op) -> str:
     return op.name
 
 
-def foreign_ops(module) -> list[list[str]]:
-    """[kind, location] of each op not of an upstream dialect, outermost first."""
+def foreign_ops(module, dialects: frozenset[str] = UPSTREAM_DIALECTS) -> list[list[str]]:
+    """[kind, location] of each op not of `dialects`, outermost first."""
     found: list[list[str]] = []
 
     def visit(operation) -> None:
@@ -93,7 +98,7 @@ def foreign_ops(module) -> list[list[str]]:
             for block in region.blocks:
                 for op in block.operations:
                     op = op.operation
-                    if op.name.split(".", 1)[0] in UPSTREAM_DIALECTS:
+                    if op.name.split(".", 1)[0] in dialects:
                         visit(op)
                     else:
                         found.append([_kind(op), str(op.location)])
@@ -102,14 +107,33 @@ def foreign_ops(module) -> list[list[str]]:
     return found
 
 
+def _to_tosa(module, run_stage) -> dict | None:
+    """The tosa level's stages (see `stages`)."""
+    from nnforge.importers import stablehlo_tosa
+
+    failure = run_stage("stablehlo-normalize", _NORMALIZE)
+    if failure:
+        return failure
+    refused = stablehlo_tosa.convert(module)
+    if refused:
+        return {"status": "unsupported", "stage": "stablehlo-to-tosa", "ops": refused}
+    failure = run_stage("tosa-cleanup", _TOSA_CLEANUP)
+    if failure:
+        return failure
+    left = foreign_ops(module, TOSA_DIALECTS)
+    return {"status": "unsupported", "stage": "stablehlo-to-tosa", "ops": left} if left else None
+
+
 def stages(module, level: str, run_stage) -> dict | None:
-    """Lowers `module` to `level` ("stablehlo" or "linalg") in place.
+    """Lowers `module` to `level` ("stablehlo", "tosa" or "linalg") in place.
 
     `run_stage(name, pipeline)` runs a pass pipeline and returns a failure
     report or None. Returns the failure or unsupported-ops report, or None.
     """
     if level == "stablehlo":
         return None
+    if level == "tosa":
+        return _to_tosa(module, run_stage)
     steps = (
         ("stablehlo-normalize", _NORMALIZE),
         ("stablehlo-rewrites", stablehlo_rewrites.rewrite),

@@ -560,7 +560,6 @@ def _cast(w: _Writer, op) -> str:
 def _gather(w: _Writer, op) -> str:
     """NNEF's gather (numpy's take along `axis`) as TOSA's [1, K, C] gather: the axis moved to the front."""
     x, indices = _args(op)
-    out = _out(op)
     if not isinstance(indices, str):
         raise _Refused("a literal index")
     shape, dtype = w.shape(x), w.dtype(x)

@@ -187,6 +187,22 @@ def test_bfloat16_arithmetic_runs_in_onnxruntime(tmp_path: Path) -> None:
     np.testing.assert_allclose(got, np.exp(rounded) + rounded, rtol=1e-2)
 
 
+def test_constants_of_narrow_floats_are_read_element_by_element(tmp_path: Path) -> None:
+    # The bindings give no buffer of bf16 or float8 elements: they are read from the printed attribute.
+    module = ir.Module.parse("""
+      func.func @main(%x: tensor<4xf32>) -> tensor<4xf32> {
+        %c = "tosa.const"() <{values = dense<[1.0, -2.5, 0x7FC0, 3.0e+10]> : tensor<4xbf16>}> : () -> tensor<4xbf16>
+        %0 = tosa.cast %c : (tensor<4xbf16>) -> tensor<4xf32>
+        %1 = tosa.add %x, %0 : (tensor<4xf32>, tensor<4xf32>) -> tensor<4xf32>
+        return %1 : tensor<4xf32>
+      }""", nnforge.context())
+    path = nnforge.export(module, tmp_path / "bf16_constant.onnx")
+    x = np.ones(4, np.float32)
+    (got,) = run_onnx(path, x)
+    constant = np.array([1.0, -2.5, np.nan, 3.0e10], np.float32).astype(ml_dtypes.bfloat16).astype(np.float32)
+    np.testing.assert_array_equal(got, x + constant)
+
+
 def _onnx_model(path: Path, nodes: list, inputs: list, outputs: list, constants: dict | None = None) -> Path:
     graph = onnx.helper.make_graph(
         nodes, "model", [onnx.helper.make_tensor_value_info(*value) for value in inputs],

@@ -124,7 +124,28 @@ def _elements(attribute, resources: dict[str, bytes]) -> np.ndarray:
     dense = ir.DenseElementsAttr(attribute)
     if dense.is_splat:
         return np.full(shape, _scalar(dense.get_splat_value()), dtype=kind.dtype)
-    return np.array(dense, copy=True).astype(kind.dtype, copy=False).reshape(shape)
+    try:
+        return np.array(dense, copy=True).astype(kind.dtype, copy=False).reshape(shape)
+    except TypeError:  # no buffer of this element type in the bindings (bf16, float8, i4)
+        return _printed_elements(str(attribute), kind.dtype, shape)
+
+
+_ELEMENT_LITERAL = re.compile(r"0x[0-9A-Fa-f]+|true|false|[-+]?(?:inf|nan|[0-9][0-9.]*(?:[eE][-+]?[0-9]+)?)")
+
+
+def _printed_elements(text: str, dtype: np.dtype, shape: tuple) -> np.ndarray:
+    """The elements of a printed dense attribute: a hex blob, or literals (a hex literal is an element's bits)."""
+    body = text[text.index("<") + 1:text.rindex(":")]
+    if body.lstrip().startswith('"0x'):
+        return np.frombuffer(bytes.fromhex(body.strip().strip('>"')[2:]), dtype=dtype).reshape(shape).copy()
+    bits = np.dtype(f"uint{8 * dtype.itemsize}") if dtype.itemsize in (1, 2, 4, 8) else None
+    values = []
+    for literal in _ELEMENT_LITERAL.findall(body):
+        if literal.startswith("0x") and bits is not None:
+            values.append(np.array(int(literal, 16), dtype=bits).view(dtype))
+        else:
+            values.append(np.array({"true": 1, "false": 0}.get(literal, literal), dtype=np.float64).astype(dtype))
+    return np.array(values, dtype=dtype).reshape(shape)
 
 
 def _scalar(attribute) -> Any:

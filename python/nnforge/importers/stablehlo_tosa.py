@@ -90,15 +90,11 @@ def _like(name: str, value, operands: list, shape: list[int] | None = None, **at
                   operands, **attributes)
 
 
-def _dense_attribute(values: list[int], element: str) -> ir.Attribute:
-    return ir.Attribute.parse(f"dense<[{', '.join(map(str, values))}]> : tensor<{len(values)}x{element}>")
-
-
 def _shape_value(values: list[int]) -> ir.Value:
     """A `tosa.const_shape` of `values`."""
-    values = [int(v) for v in values]
+    text = ", ".join(str(int(v)) for v in values)
     return _build("tosa.const_shape", ir.Type.parse(f"!tosa.shape<{len(values)}>"), [],
-                  values=_dense_attribute(values, "index"))
+                  values=ir.Attribute.parse(f"dense<[{text}]> : tensor<{len(values)}xindex>"))
 
 
 def _i64_array(values) -> ir.Attribute:
@@ -203,7 +199,8 @@ def _elementwise(name: str, op, operands: list | None = None) -> ir.Value:
 
 # --- refusals -----------------------------------------------------------------
 
-def _array(op, name: str, default: int, rank: int) -> list[int]:
+def _array(op, name: str, default: int = 0, rank: int = 0) -> list[int]:
+    """The integers of `op`'s array attribute `name`, or `rank` times `default` where it has none."""
     if name not in op.attributes:
         return [default] * rank
     attribute = op.attributes[name]
@@ -298,7 +295,7 @@ def _gather_refusal(op) -> str | None:
     table, indices = op.operands
     numbers = _stablehlo.GatherDimensionNumbers(op.attributes["dimension_numbers"])
     collapsed = list(numbers.collapsed_slice_dims)
-    sizes = _array(op, "slice_sizes", 1, 0)
+    sizes = _array(op, "slice_sizes")
     index_shape = _shape(indices)
     vector = numbers.index_vector_dim
     row_lookup = (len(_shape(table)) == 2 and len(collapsed) == 1 and list(numbers.start_index_map) == collapsed
@@ -338,11 +335,11 @@ def _refusal(op) -> str | None:
             return "stablehlo.reduce (body not one add, multiply, maximum, minimum, and, or)"
     if name == "stablehlo.reduce_window":
         return _reduce_window_refusal(op)
-    if name == "stablehlo.slice" and any(v != 1 for v in _array(op, "strides", 1, 0)):
+    if name == "stablehlo.slice" and any(v != 1 for v in _array(op, "strides")):
         return "stablehlo.slice (strided)"
     if name == "stablehlo.pad":
-        interior = _array(op, "interior_padding", 0, 0)
-        edges = _array(op, "edge_padding_low", 0, 0) + _array(op, "edge_padding_high", 0, 0)
+        interior = _array(op, "interior_padding")
+        edges = _array(op, "edge_padding_low") + _array(op, "edge_padding_high")
         if any(interior) or any(v < 0 for v in edges):
             return "stablehlo.pad (interior or negative padding)"
     if name == "stablehlo.compare":
@@ -503,7 +500,7 @@ def _feeds_only_elementwise(value) -> bool:
 def _broadcast_in_dim(op) -> ir.Value:
     value = op.operands[0]
     target = _shape(op.results[0])
-    dimensions = _array(op, "broadcast_dimensions", 0, 0)
+    dimensions = _array(op, "broadcast_dimensions")
     order = sorted(range(len(dimensions)), key=lambda i: dimensions[i])
     value = _transpose(value, order)
     full = [1] * len(target)
@@ -519,7 +516,7 @@ def _reshape_op(op) -> ir.Value:
 
 
 def _transpose_op(op) -> ir.Value:
-    return _transpose(op.operands[0], _array(op, "permutation", 0, 0))
+    return _transpose(op.operands[0], _array(op, "permutation"))
 
 
 def _concatenate(op) -> ir.Value:
@@ -528,14 +525,14 @@ def _concatenate(op) -> ir.Value:
 
 
 def _slice(op) -> ir.Value:
-    start = _array(op, "start_indices", 0, 0)
-    size = [limit - begin for begin, limit in zip(start, _array(op, "limit_indices", 0, 0))]
+    start = _array(op, "start_indices")
+    size = [limit - begin for begin, limit in zip(start, _array(op, "limit_indices"))]
     return _build("tosa.slice", op.results[0].type, [op.operands[0], _shape_value(start), _shape_value(size)])
 
 
 def _pad(op) -> ir.Value:
     value, padding_value = op.operands
-    low, high = _array(op, "edge_padding_low", 0, 0), _array(op, "edge_padding_high", 0, 0)
+    low, high = _array(op, "edge_padding_low"), _array(op, "edge_padding_high")
     padding = [v for pair in zip(low, high) for v in pair]
     return _build("tosa.pad", op.results[0].type,
                   [value, _shape_value(padding), _reshape(padding_value, [1])])
@@ -543,7 +540,7 @@ def _pad(op) -> ir.Value:
 
 def _reverse(op) -> ir.Value:
     value = op.operands[0]
-    for axis in _array(op, "dimensions", 0, 0):
+    for axis in _array(op, "dimensions"):
         value = _like("tosa.reverse", value, [value], axis=ir.IntegerAttr.get(ir.IntegerType.get_signless(32), axis))
     return value
 
@@ -633,7 +630,7 @@ def _reduce(op) -> ir.Value:
     value, initial = op.operands
     body = _body_op(op)
     reduction, combine = _REDUCTIONS[body]
-    for axis in sorted(_array(op, "dimensions", 0, 0)):
+    for axis in sorted(_array(op, "dimensions")):
         shape = _shape(value)
         shape[axis] = 1
         value = _like(reduction, value, [value], shape,
@@ -688,7 +685,9 @@ _FLOAT_ONLY = frozenset({"stablehlo.sqrt", "stablehlo.exponential_minus_one", "s
                          "stablehlo.is_finite", "stablehlo.tan"})
 # Ops rewritten into broadcasting TOSA ops (a broadcast feeding only them need not be tiled).
 _BROADCASTING = frozenset({*_SAME_OP, *_FLOAT_OP, *_LOGICAL_OP, "stablehlo.multiply", "stablehlo.divide",
-                           "stablehlo.compare", "stablehlo.power"})
+                           "stablehlo.compare"})
+# Ops whose results are their operands.
+_PASS_THROUGH = frozenset({"stablehlo.optimization_barrier"})
 
 
 def _entry_ops(module) -> list:
@@ -700,9 +699,7 @@ def refusals(module) -> list[list[str]]:
     """[kind, location] of each op of `module`'s functions that has no TOSA rewrite."""
     found = []
     for op in _entry_ops(module):
-        if op.name.startswith("func."):
-            continue
-        if op.name == "stablehlo.optimization_barrier":
+        if op.name.startswith("func.") or op.name in _PASS_THROUGH:
             continue
         kind = _refusal(op)
         if kind:
@@ -718,7 +715,7 @@ def convert(module) -> list[list[str]]:
         return refused
     rewritten = []
     for op in _entry_ops(module):
-        if op.name == "stablehlo.optimization_barrier":
+        if op.name in _PASS_THROUGH:
             for result, operand in zip(op.results, op.operands):
                 result.replace_all_uses_with(operand)
         elif not op.name.startswith("func."):

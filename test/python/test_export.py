@@ -203,6 +203,25 @@ def test_constants_of_narrow_floats_are_read_element_by_element(tmp_path: Path) 
     np.testing.assert_array_equal(got, x + constant)
 
 
+def test_masks_of_constants_are_folded(tmp_path: Path) -> None:
+    module = ir.Module.parse("""
+      func.func @main(%x: tensor<4x3xf32>) -> tensor<4x3xf32> {
+        %rows = "tosa.const"() <{values = dense<[0, 1, 2, 3]> : tensor<4xi32>}> : () -> tensor<4xi32>
+        %columns = "tosa.const"() <{values = dense<[[0, 1, 2]]> : tensor<1x3xi32>}> : () -> tensor<1x3xi32>
+        %shape = tosa.const_shape {values = dense<[4, 1]> : tensor<2xindex>} : () -> !tosa.shape<2>
+        %r = tosa.reshape %rows, %shape : (tensor<4xi32>, !tosa.shape<2>) -> tensor<4x1xi32>
+        %below = tosa.greater_equal %r, %columns : (tensor<4x1xi32>, tensor<1x3xi32>) -> tensor<4x3xi1>
+        %zero = "tosa.const"() <{values = dense<0.0> : tensor<1x1xf32>}> : () -> tensor<1x1xf32>
+        %0 = tosa.select %below, %x, %zero : (tensor<4x3xi1>, tensor<4x3xf32>, tensor<1x1xf32>) -> tensor<4x3xf32>
+        return %0 : tensor<4x3xf32>
+      }""", nnforge.context())
+    path = nnforge.export(module, tmp_path / "mask.onnx")
+    assert [node.op_type for node in onnx.load(str(path)).graph.node] == ["Where"]
+    x = np.arange(12, dtype=np.float32).reshape(4, 3) + 1
+    (got,) = run_onnx(path, x)
+    np.testing.assert_array_equal(got, np.tril(x))
+
+
 def _onnx_model(path: Path, nodes: list, inputs: list, outputs: list, constants: dict | None = None) -> Path:
     graph = onnx.helper.make_graph(
         nodes, "model", [onnx.helper.make_tensor_value_info(*value) for value in inputs],

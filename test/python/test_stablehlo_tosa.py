@@ -42,8 +42,7 @@ UNSUPPORTED = {
     "shift_right_logical": ("stablehlo.shift_right_logical",),
     "dynamic_slice": ("stablehlo.dynamic_slice",),
     "dynamic_update_slice": ("stablehlo.dynamic_update_slice",),
-    "pad": ("stablehlo.pad (interior or negative padding)",),
-    "slice": ("stablehlo.slice (strided)",),
+    "pad": ("stablehlo.pad (interior padding)",),
     "scatter": ("stablehlo.scatter",),
     "scatter (set)": ("stablehlo.scatter",),
     "sort": ("stablehlo.sort",),
@@ -126,6 +125,28 @@ def test_models_round_trip_through_onnx_and_nnef(name: str, tmp_path: Path) -> N
     compiled = nnforge.compile(str(folder))
     flat = [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(arguments)]
     np.testing.assert_allclose(compiled(*flat), expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+
+
+def test_strided_slices_negative_padding_and_grouped_convolutions(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    matrix = rng.standard_normal((7, 5)).astype(np.float32)
+    image = rng.standard_normal((2, 9, 9, 4)).astype(np.float32)
+    kernel = rng.standard_normal((3, 3, 2, 6)).astype(np.float32)
+    signal = rng.standard_normal((2, 11, 3)).astype(np.float32)
+    taps = rng.standard_normal((3, 3, 5)).astype(np.float32)
+
+    def forms(matrix, image, kernel, signal, taps):
+        return (matrix[1::3, ::2], matrix[5:0:-2],
+                jax.lax.pad(matrix, 0.5, ((-2, 1, 0), (1, -3, 0))),
+                jax.lax.conv_general_dilated(image, kernel, (2, 1), ((1, 1), (0, 2)), feature_group_count=2,
+                                             dimension_numbers=("NHWC", "HWIO", "NHWC")),
+                jax.lax.conv_general_dilated(signal, taps, (2,), "SAME", dimension_numbers=("NWC", "WIO", "NWC")))
+
+    function = jax.jit(forms)
+    arguments = (matrix, image, kernel, signal, taps)
+    path = nnforge.export(function, tmp_path / "forms.onnx", arguments)
+    for got, expected in zip(run_onnx(path, arguments), function(*arguments)):
+        np.testing.assert_allclose(got, np.asarray(expected), rtol=1e-5, atol=1e-5)
 
 
 def test_row_lookups_clamp_their_indices_as_jax_does(tmp_path: Path) -> None:

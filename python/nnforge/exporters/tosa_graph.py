@@ -263,7 +263,7 @@ _FOLDERS = {
     "tosa.logical_xor": lambda node, a, b: np.logical_xor(a, b),
     "tosa.logical_not": lambda node, a: np.logical_not(a),
     "tosa.select": lambda node, condition, a, b: np.where(condition, a, b),
-    "tosa.reshape": lambda node, a, _: a,
+    "tosa.reshape": lambda node, a, _: a.reshape(node.output_types[0].shape),
     "tosa.transpose": lambda node, a: a.transpose(node.attributes["perms"]),
 }
 # The largest constant folding makes (elements): larger ones stay computed.

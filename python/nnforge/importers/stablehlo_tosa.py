@@ -256,10 +256,6 @@ def _convolution_refusal(op) -> str | None:
         return "stablehlo.convolution (reversed window or batch groups)"
     if any(low < 0 or high < 0 for low, high in _pairs(op, "padding", spatial)):
         return "stablehlo.convolution (negative padding)"
-    groups = _integer(op, "feature_group_count")
-    channels = _shape(op.operands[0])[numbers.input_feature_dimension]
-    if groups not in (1, channels):
-        return "stablehlo.convolution (grouped)"
     if _element(op.operands[0]) not in _FLOATS:
         return "stablehlo.convolution (integer)"
     return None
@@ -335,13 +331,8 @@ def _refusal(op) -> str | None:
             return "stablehlo.reduce (body not one add, multiply, maximum, minimum, and, or)"
     if name == "stablehlo.reduce_window":
         return _reduce_window_refusal(op)
-    if name == "stablehlo.slice" and any(v != 1 for v in _array(op, "strides")):
-        return "stablehlo.slice (strided)"
-    if name == "stablehlo.pad":
-        interior = _array(op, "interior_padding")
-        edges = _array(op, "edge_padding_low") + _array(op, "edge_padding_high")
-        if any(interior) or any(v < 0 for v in edges):
-            return "stablehlo.pad (interior or negative padding)"
+    if name == "stablehlo.pad" and any(_array(op, "interior_padding")):
+        return "stablehlo.pad (interior padding)"
     if name == "stablehlo.compare":
         kind = op.attributes["compare_type"] if "compare_type" in op.attributes else None
         if kind is not None and "UNSIGNED" in str(kind):
@@ -524,18 +515,54 @@ def _concatenate(op) -> ir.Value:
                   axis=ir.IntegerAttr.get(ir.IntegerType.get_signless(32), _integer(op, "dimension", 0)))
 
 
+def _slice_value(value, start: list[int], size: list[int]) -> ir.Value:
+    if list(size) == _shape(value):
+        return value
+    return _like("tosa.slice", value, [value, _shape_value(start), _shape_value(size)], size)
+
+
+def _pad_value(value, low: list[int], high: list[int], padding_value) -> ir.Value:
+    if not any(low) and not any(high):
+        return value
+    shape = [size + before + after for size, before, after in zip(_shape(value), low, high)]
+    padding = [v for pair in zip(low, high) for v in pair]
+    return _like("tosa.pad", value, [value, _shape_value(padding), _reshape(padding_value, [1])], shape)
+
+
+def _every_stride(value, axis: int, stride: int) -> ir.Value:
+    """Elements 0, stride, 2 * stride, ... along `axis`: the axis split into
+    [count, stride] (padded at its end to a whole multiple), the first column kept."""
+    shape = _shape(value)
+    count = -(-shape[axis] // stride)
+    padded_high = [0] * len(shape)
+    padded_high[axis] = count * stride - shape[axis]
+    value = _pad_value(value, [0] * len(shape), padded_high, _constant(_type(value).element_type, [], 0))
+    split = [*shape[:axis], count, stride, *shape[axis + 1:]]
+    value = _reshape(value, split)
+    kept = [*shape[:axis], count, 1, *shape[axis + 1:]]
+    value = _slice_value(value, [0] * len(split), kept)
+    return _reshape(value, [*shape[:axis], count, *shape[axis + 1:]])
+
+
 def _slice(op) -> ir.Value:
-    start = _array(op, "start_indices")
-    size = [limit - begin for begin, limit in zip(start, _array(op, "limit_indices"))]
-    return _build("tosa.slice", op.results[0].type, [op.operands[0], _shape_value(start), _shape_value(size)])
+    value = op.operands[0]
+    start, limit = _array(op, "start_indices"), _array(op, "limit_indices")
+    strides = _array(op, "strides", 1, len(start))
+    value = _slice_value(value, start, [end - begin for begin, end in zip(start, limit)])
+    for axis, stride in enumerate(strides):
+        if stride != 1:
+            value = _every_stride(value, axis, stride)
+    return value
 
 
 def _pad(op) -> ir.Value:
+    """Edge padding; where negative, the edge sliced off after the positive padding."""
     value, padding_value = op.operands
     low, high = _array(op, "edge_padding_low"), _array(op, "edge_padding_high")
-    padding = [v for pair in zip(low, high) for v in pair]
-    return _build("tosa.pad", op.results[0].type,
-                  [value, _shape_value(padding), _reshape(padding_value, [1])])
+    value = _pad_value(value, [max(v, 0) for v in low], [max(v, 0) for v in high], padding_value)
+    start = [max(-v, 0) for v in low]
+    size = [size - begin - max(-v, 0) for size, begin, v in zip(_shape(value), start, high)]
+    return _slice_value(value, start, size)
 
 
 def _reverse(op) -> ir.Value:
@@ -565,6 +592,8 @@ def _dot_general(op) -> ir.Value:
 
 
 def _convolution(op) -> ir.Value:
+    """As TOSA's NHWC convolution (a 1-D one over 1 x W): depthwise where each
+    input channel is a group, else one convolution per group, concatenated."""
     image, kernel = op.operands
     numbers = _stablehlo.ConvDimensionNumbers(op.attributes["dimension_numbers"])
     spatial = len(numbers.input_spatial_dimensions)
@@ -577,27 +606,44 @@ def _convolution(op) -> ir.Value:
     strides = _array(op, "window_strides", 1, spatial)
     dilations = _array(op, "rhs_dilation", 1, spatial)
     padding = [v for pair in _pairs(op, "padding", spatial) for v in pair]
-    depthwise = _integer(op, "feature_group_count") != 1
+    groups, channels = _integer(op, "feature_group_count"), _shape(image)[-1]
+    depthwise = groups == channels and groups != 1
     if depthwise:  # [spatial..., 1, channels * multiplier] -> [spatial..., channels, multiplier]
         kernel = _transpose(kernel, [*numbers.kernel_spatial_dimensions, numbers.kernel_input_feature_dimension,
                                      numbers.kernel_output_feature_dimension])
-        channels = _shape(image)[-1]
         kernel = _reshape(kernel, [*_shape(kernel)[:spatial], channels, _shape(kernel)[-1] // channels])
     else:  # OHWI
         kernel = _transpose(kernel, [numbers.kernel_output_feature_dimension, *numbers.kernel_spatial_dimensions,
                                      numbers.kernel_input_feature_dimension])
-    if spatial == 1:  # as a convolution over 1 x W
+    if spatial == 1:
         image = _reshape(image, [_shape(image)[0], 1, *_shape(image)[1:]])
         kernel_shape = _shape(kernel)
         kernel = _reshape(kernel, [1, *kernel_shape] if depthwise else [kernel_shape[0], 1, *kernel_shape[1:]])
         strides, dilations, padding = [1, *strides], [1, *dilations], [0, 0, *padding]
         out_shape = [out_shape[0], 1, *out_shape[1:]]
     element = _type(image).element_type
-    bias = _constant(element, [out_shape[-1]], 0)
-    result = _build("tosa.depthwise_conv2d" if depthwise else "tosa.conv2d", _tensor(out_shape, element),
-                    [image, kernel, bias, _zero_point(image), _zero_point(kernel)],
-                    pad=_i64_array(padding), stride=_i64_array(strides), dilation=_i64_array(dilations),
-                    acc_type=ir.TypeAttr.get(element))
+    attributes = {"pad": _i64_array(padding), "stride": _i64_array(strides), "dilation": _i64_array(dilations),
+                  "acc_type": ir.TypeAttr.get(element)}
+
+    def convolve(kind: str, source, weights) -> ir.Value:
+        produced = [*out_shape[:-1], _shape(weights)[0] if kind == "tosa.conv2d" else out_shape[-1]]
+        bias = _constant(element, [produced[-1]], 0)
+        return _build(kind, _tensor(produced, element),
+                      [source, weights, bias, _zero_point(source), _zero_point(weights)], **attributes)
+
+    if depthwise:
+        result = convolve("tosa.depthwise_conv2d", image, kernel)
+    elif groups == 1:
+        result = convolve("tosa.conv2d", image, kernel)
+    else:
+        per_input, per_output = channels // groups, out_shape[-1] // groups
+        image_shape, kernel_shape = _shape(image), _shape(kernel)
+        parts = [convolve("tosa.conv2d",
+                          _slice_value(image, [0, 0, 0, group * per_input], [*image_shape[:3], per_input]),
+                          _slice_value(kernel, [group * per_output, 0, 0, 0], [per_output, *kernel_shape[1:]]))
+                 for group in range(groups)]
+        result = _build("tosa.concat", _tensor(out_shape, element), parts,
+                        axis=ir.IntegerAttr.get(ir.IntegerType.get_signless(32), 3))
     if spatial == 1:
         result = _reshape(result, [out_shape[0], *out_shape[2:]])
     return _transpose(result, _inverse(out_layout))

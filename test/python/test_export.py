@@ -291,6 +291,35 @@ def test_left_shifts_of_signed_integers_past_the_width_are_zero(element: str, dt
     np.testing.assert_array_equal(got, np.array(expected, dtype))
 
 
+def test_arithmetic_right_shifts_of_int64_are_exact(tmp_path: Path) -> None:
+    module = ir.Module.parse("""
+      func.func @main(%x: tensor<6xi64>, %y: tensor<6xi64>) -> tensor<6xi64> {
+        %0 = tosa.arithmetic_right_shift %x, %y {round = false} : (tensor<6xi64>, tensor<6xi64>) -> tensor<6xi64>
+        return %0 : tensor<6xi64>
+      }""", nnforge.context())
+    path = nnforge.export(module, tmp_path / "shift64.onnx")
+    x = np.array([-8, 4, -1, 64, -(2 ** 62) - 5, 2 ** 62 + 7], np.int64)
+    y = np.array([-1, -64, 1, 3, 61, 70], np.int64)
+    (got,) = run_onnx(path, x, y)
+    np.testing.assert_array_equal(got, np.right_shift(x, np.where((y < 0) | (y >= 64), 63, y)))
+
+
+@pytest.mark.parametrize("element, result, dtype", [("i8", "i32", np.int8), ("i32", "i64", np.int32)])
+def test_integer_matmuls_are_exact(element: str, result: str, dtype: type, tmp_path: Path) -> None:
+    module = ir.Module.parse(f"""
+      func.func @main(%a: tensor<1x2x3x{element}>, %b: tensor<1x3x2x{element}>) -> tensor<1x2x2x{result}> {{
+        %zero = "tosa.const"() <{{values = dense<0> : tensor<1x{element}>}}> : () -> tensor<1x{element}>
+        %0 = tosa.matmul %a, %b, %zero, %zero : (tensor<1x2x3x{element}>, tensor<1x3x2x{element}>, tensor<1x{element}>,
+                                                tensor<1x{element}>) -> tensor<1x2x2x{result}>
+        return %0 : tensor<1x2x2x{result}>
+      }}""", nnforge.context())
+    path = nnforge.export(module, tmp_path / "matmul.onnx")
+    a = np.array([[[100, -100, 7], [1, 2, 3]]], dtype)
+    b = np.array([[[100, 1], [-100, 2], [5, 3]]], dtype)
+    (got,) = run_onnx(path, a, b)
+    np.testing.assert_array_equal(got, a.astype(np.int64) @ b.astype(np.int64))
+
+
 def test_negative_arithmetic_right_shifts_fill_with_the_sign(tmp_path: Path) -> None:
     module = ir.Module.parse("""
       func.func @main(%x: tensor<4xi32>, %y: tensor<4xi32>) -> tensor<4xi32> {

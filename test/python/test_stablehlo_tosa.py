@@ -9,6 +9,7 @@ named in one UnsupportedOpError.
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -161,6 +162,19 @@ def test_row_lookups_clamp_their_indices_as_jax_does(tmp_path: Path) -> None:
     path = nnforge.export(function, tmp_path / "lookups.onnx", (table, indices))
     for got, expected in zip(run_onnx(path, (table, indices)), function(table, indices)):
         np.testing.assert_array_equal(got, np.asarray(expected))
+
+
+def test_simplify_leaves_matmuls_of_run_time_weights_unreshaped(tmp_path: Path) -> None:
+    from nnforge.exporters.simplify import simplify
+
+    function, arguments = jax_models.mlp()
+    path = nnforge.export(function, tmp_path / "mlp.onnx", arguments)
+    simplified = tmp_path / "mlp_simple.onnx"
+    assert simplify(path, simplified) == (20, 11)
+    kinds = Counter(node.op_type for node in onnx.load(str(simplified)).graph.node)
+    assert kinds == {"MatMul": 3, "Add": 3, "Max": 2, "Reshape": 3}  # the Reshapes: the biases to rows
+    (got,) = run_onnx(simplified, arguments)
+    np.testing.assert_allclose(got, np.asarray(function(*arguments)), rtol=1e-5, atol=1e-6)
 
 
 def test_cli_exports_stablehlo_files(tmp_path: Path) -> None:

@@ -12,7 +12,8 @@ holds, where the source had one node:
 - a Reshape of a Transpose that moves unit axes only, a Reshape of a Reshape;
 - LayerNormalization: the mean, the centered square's mean, eps, Sqrt and Reciprocal (or Div);
 - a Softmax of an opset before 13 on [N, C, 1, 1]: Reshape, Softmax, Reshape back;
-- a MatMul of rank 4 or more: Reshapes to rank 3 around TOSA's matmul;
+- a MatMul of rank 4 or more, or of two matrices computed at run time (a jax model's weights are
+  inputs): Reshapes to rank 3 around TOSA's matmul;
 - Gelu with the tanh approximation: Mul, Add, Tanh and the cube as Muls;
 - a Gather of rows: a GatherND into the flattened table at ids * W + column, the indices built by Tile,
   Concat, Mul and ReduceSum, negative ids wrapped by a Where.
@@ -825,12 +826,14 @@ def _unit_axes_before(outer: tuple[int, ...], inner: tuple[int, ...]) -> bool:
 
 def _batched_matmul_in_unit_reshapes(edit: Edit, node) -> bool:
     """Reshape(MatMul(Reshape(a), Reshape(b) or a constant)), the reshapes only dropping leading unit axes and
-    putting them back on the product (TOSA's matmul is rank 3) -> MatMul(a, b), which broadcasts them."""
+    putting them back on the product, or adding one and taking it off again (TOSA's matmul is rank 3)
+    -> MatMul(a, b), which broadcasts them."""
     if node.op_type != "Reshape":
         return False
     matmul = edit.single(node.input[0], "MatMul")
     product, result = edit.shapes.get(node.input[0]), edit.shapes.get(node.output[0])
-    if matmul is None or product is None or result is None or not _unit_axes_before(result, product):
+    if matmul is None or product is None or result is None \
+            or not (_unit_axes_before(result, product) or _unit_axes_before(product, result)):
         return False
     operands: list[tuple[tuple[int, ...], str]] = []  # (shape, name) of the new MatMul's inputs
     reshapes = []
@@ -841,7 +844,8 @@ def _batched_matmul_in_unit_reshapes(edit: Edit, node) -> bool:
         reshaped = edit.shapes.get(name)
         if reshaped is None:
             return False
-        if source is not None and len(source) == len(result) and _unit_axes_before(source, reshaped):
+        if source is not None and len(source) == len(result) and (_unit_axes_before(source, reshaped)
+                                                                   or _unit_axes_before(reshaped, source)):
             operands.append((source, reshape.input[0]))
             reshapes += [reshape] if reshape not in reshapes else []
         elif edit.constant(name) is not None:

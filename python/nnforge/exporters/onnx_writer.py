@@ -184,9 +184,18 @@ def _pool(builder: _Builder, node: Node) -> None:
 
 
 def _matmul(builder: _Builder, node: Node) -> None:
-    _float_only(node, builder)
+    """MatMul; of integers, exactly in the result's type (onnxruntime's MatMul has 32- and 64-bit integers)."""
     builder.require_zero(node.inputs[2:4], "zero points")
-    builder.node("MatMul", [builder.value(node.inputs[0]), builder.value(node.inputs[1])], node.outputs[0])
+    target = node.output_types[0].dtype
+    operands = [builder.value(name) for name in node.inputs[:2]]
+    if target.kind in "iu" and target.itemsize >= 4:
+        onnx = _onnx()
+        operands = [value if builder.dtype(name) == target else
+                    builder.node("Cast", [value], to=onnx.helper.np_dtype_to_tensor_dtype(target))
+                    for name, value in zip(node.inputs[:2], operands)]
+    else:
+        _float_only(node, builder)
+    builder.node("MatMul", operands, node.outputs[0])
 
 
 def _mul(builder: _Builder, node: Node) -> None:
@@ -306,12 +315,33 @@ def _scatter(builder: _Builder, node: Node) -> None:
     builder.node("ScatterND", [builder.value(node.inputs[0]), pairs, builder.value(node.inputs[2])], node.outputs[0])
 
 
+def _arithmetic_right_shift_64(builder: _Builder, node: Node) -> None:
+    """x >> y of int64 on bits: a negative x as the complement of its complement's logical shift
+    (BitShift is unsigned only); a shift out of [0, 64) as one of 63, filling with the sign."""
+    onnx = _onnx()
+    x, y = (builder.value(name) for name in node.inputs)
+    zero = builder.array(np.array(0, np.int64), "zero")
+    negative = builder.node("Less", [x, zero])
+    magnitude = builder.node("Where", [negative, builder.node("BitwiseNot", [x]), x])
+    beyond = builder.node("Or", [builder.node("Less", [y, zero]),
+                                 builder.node("GreaterOrEqual", [y, builder.array(np.array(64, np.int64), "width")])])
+    y = builder.node("Where", [beyond, builder.array(np.array(63, np.int64), "last"), y])
+    shifted = builder.node("BitShift", [builder.node("Cast", [value], to=onnx.TensorProto.UINT64)
+                                        for value in (magnitude, y)], direction="RIGHT")
+    shifted = builder.node("Cast", [shifted], to=onnx.TensorProto.INT64)
+    builder.node("Where", [negative, builder.node("BitwiseNot", [shifted]), shifted], node.outputs[0])
+
+
 def _arithmetic_right_shift(builder: _Builder, node: Node) -> None:
     # floor(x / 2**y) (with round: floor(x / 2**y + 1/2)), exact in float64 for integers of 32 bits or fewer.
     onnx = _onnx()
     dtype = node.output_types[0].dtype
+    if dtype == np.int64 and not node.attributes.get("round"):
+        _arithmetic_right_shift_64(builder, node)
+        return
     if dtype.kind != "i" or dtype.itemsize > 4:
-        raise Refused(f"{dtype} operands (computed exactly in float64 for signed integers of 32 bits or fewer)")
+        raise Refused(f"{dtype} operands (computed exactly in float64 for signed integers of 32 bits or fewer; "
+                      "int64 without rounding on bits)")
     x, y = (builder.node("Cast", [builder.value(name)], to=onnx.TensorProto.DOUBLE) for name in node.inputs)
     # A negative shift fills with the sign bit, as one past the width does (ONNX's BitShift).
     width = builder.array(np.array(8.0 * dtype.itemsize), "width")

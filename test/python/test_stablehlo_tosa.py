@@ -49,7 +49,6 @@ UNSUPPORTED = {
     "sort": ("stablehlo.sort",),
     "sort (argsort)": ("stablehlo.sort",),
     "sort (top_k, chlo)": ("stablehlo.sort",),
-    "reduce (argmax)": ("stablehlo.reduce (several operands)",),
     "reduce_window (cumsum)": ("stablehlo.reduce_window (not over two axes of a 4-d tensor)",),
     "select_and_scatter (max pool gradient)": ("stablehlo.select_and_scatter",),
     "while": ("stablehlo.while",),
@@ -148,6 +147,19 @@ def test_strided_slices_negative_padding_and_grouped_convolutions(tmp_path: Path
     path = nnforge.export(function, tmp_path / "forms.onnx", arguments)
     for got, expected in zip(run_onnx(path, arguments), function(*arguments)):
         np.testing.assert_allclose(got, np.asarray(expected), rtol=1e-5, atol=1e-5)
+
+
+def test_argmax_and_argmin_take_the_first_nan_and_the_first_tie(tmp_path: Path) -> None:
+    x = np.random.default_rng(1).standard_normal((5, 7)).astype(np.float32)
+    x[1, 3], x[2, :], x[3, 2], x[3, 5] = np.nan, 1.0, 9.0, 9.0
+    # (the maxima of the rows without NaN: onnxruntime's ReduceMax passes NaNs over)
+    function = jax.jit(lambda x: (jnp.argmax(x, axis=1), jnp.argmin(x, axis=0), jnp.max(x[2:], axis=1)))
+    expected = [np.asarray(value) for value in function(x)]
+    path = nnforge.export(function, tmp_path / "arg.onnx", (x,))
+    for got, want in zip(run_onnx(path, (x,)), expected):
+        np.testing.assert_array_equal(got, want)
+    for got, want in zip(nnforge.compile(function, (x,), level="tosa")(x), expected):
+        np.testing.assert_array_equal(got, want)
 
 
 def test_row_lookups_clamp_their_indices_as_jax_does(tmp_path: Path) -> None:

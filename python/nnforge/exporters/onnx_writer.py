@@ -251,8 +251,18 @@ def _reduce(builder: _Builder, node: Node) -> None:
 
 
 def _argmax(builder: _Builder, node: Node) -> None:
+    """ArgMax; of floats with TOSA's default nan_mode (PROPAGATE: a NaN is the maximum), the first NaN's
+    position where the axis has one (onnxruntime's ArgMax passes NaNs over)."""
     onnx = _onnx()
-    indices = builder.node("ArgMax", [builder.value(node.inputs[0])], axis=node.attributes["axis"], keepdims=0)
+    x, axis = builder.value(node.inputs[0]), node.attributes["axis"]
+    indices = builder.node("ArgMax", [x], axis=axis, keepdims=0)
+    if np.issubdtype(builder.dtype(node.inputs[0]), np.floating) \
+            and "IGNORE" not in str(node.attributes.get("nan_mode", "")):
+        nan = builder.node("Cast", [builder.node("IsNaN", [x])], to=onnx.TensorProto.FLOAT)
+        first_nan = builder.node("ArgMax", [nan], axis=axis, keepdims=0)
+        has_nan = builder.node("ReduceMax", [nan, builder.array(np.array([axis], np.int64), "axes")], keepdims=0)
+        has_nan = builder.node("Cast", [has_nan], to=onnx.TensorProto.BOOL)
+        indices = builder.node("Where", [has_nan, first_nan, indices])
     builder.node("Cast", [indices], node.outputs[0],
                  to=onnx.helper.np_dtype_to_tensor_dtype(node.output_types[0].dtype))
 

@@ -326,7 +326,7 @@ def _refusal(op) -> str | None:
         return _convolution_refusal(op)
     if name == "stablehlo.reduce":
         if len(op.results) != 1:
-            return "stablehlo.reduce (several operands)"
+            return None if _arg_reduction(op) else "stablehlo.reduce (several operands)"
         if _body_op(op) not in _REDUCTIONS:
             return "stablehlo.reduce (body not one add, multiply, maximum, minimum, and, or)"
     if name == "stablehlo.reduce_window":
@@ -672,7 +672,71 @@ def _gather(op) -> ir.Value:
     return _transpose(found, order)
 
 
-def _reduce(op) -> ir.Value:
+# jax's reducer of (value, position) pairs for argmax (first comparison GT) and argmin (LT): the
+# extreme value (a NaN first), ties to the lower position. Each op: its name, operands as indices into
+# the block arguments (value, position, other value, other position) or into the body's own results.
+_ARG_REDUCER = (
+    ("stablehlo.compare", ("a0", "a2")), ("stablehlo.compare", ("a0", "a0")), ("stablehlo.or", ("r0", "r1")),
+    ("stablehlo.compare", ("a0", "a2")), ("stablehlo.compare", ("a1", "a3")), ("stablehlo.and", ("r3", "r4")),
+    ("stablehlo.or", ("r2", "r5")), ("stablehlo.select", ("r2", "a0", "a2")),
+    ("stablehlo.select", ("r6", "a1", "a3")), ("stablehlo.return", ("r7", "r8")),
+)
+
+
+def _arg_direction(op) -> str | None:
+    """"GT" (argmax) or "LT" (argmin) where the body of the two-operand reduce `op` is jax's
+    argmax or argmin reducer, else None."""
+    block = op.regions[0].blocks[0]
+    body = [o.operation for o in block.operations]
+    names = {f"a{index}": argument for index, argument in enumerate(block.arguments)}
+    names.update({f"r{index}": o.results[0] for index, o in enumerate(body) if len(o.results) == 1})
+    if len(body) != len(_ARG_REDUCER) or any(
+            o.name != kind or list(o.operands) != [names[n] for n in operands]
+            for o, (kind, operands) in zip(body, _ARG_REDUCER)):
+        return None
+    directions = [_stablehlo.ComparisonDirectionAttr(o.attributes["comparison_direction"]).value
+                  for o in body if o.name == "stablehlo.compare"]
+    if directions[1:] != ["NE", "EQ", "LT"] or directions[0] not in ("GT", "LT"):
+        return None
+    return directions[0]
+
+
+def _arg_reduction(op) -> bool:
+    """Whether `op` is jax's argmax or argmin: a reduction of float values and their iota positions
+    along one axis, from -inf (argmax) or inf (argmin) and position 0."""
+    if len(op.operands) != 4 or _element(op.operands[0]) not in _FLOATS:
+        return False
+    positions, axes = op.operands[1].owner, _array(op, "dimensions")
+    if (len(axes) != 1 or not isinstance(positions, ir.OpView) or positions.operation.name != "stablehlo.iota"
+            or _integer(positions, "iota_dimension", 0) != axes[0]):
+        return False
+    direction = _arg_direction(op)
+    start = -math.inf if direction == "GT" else math.inf
+    return direction is not None and _splat_number(op.operands[2]) == start and _splat_number(op.operands[3]) == 0
+
+
+def _arg_reduce(op, direction: str) -> tuple[ir.Value, ir.Value]:
+    """(the extreme values, their first positions): TOSA's argmax, of the negated values for argmin."""
+    values = op.operands[0]
+    axis = _array(op, "dimensions")[0]
+    i32 = ir.IntegerType.get_signless(32)
+    axis_attribute = ir.IntegerAttr.get(i32, axis)
+    searched = values if direction == "GT" else _like("tosa.negate", values,
+                                                       [values, _zero_point(values), _zero_point(values)])
+    positions_type = ir.RankedTensorType(op.results[1].type)
+    positions = _build("tosa.argmax", _tensor(positions_type.shape, i32), [searched], axis=axis_attribute)
+    if str(positions_type.element_type) != "i32":
+        positions = _build("tosa.cast", positions_type, [positions])
+    kept = _shape(values)
+    kept[axis] = 1
+    extreme = _like("tosa.reduce_max" if direction == "GT" else "tosa.reduce_min", values, [values], kept,
+                    axis=axis_attribute)
+    return _reshape(extreme, _shape(op.results[0])), positions
+
+
+def _reduce(op) -> ir.Value | tuple[ir.Value, ir.Value]:
+    if len(op.results) == 2:  # recognized by `_arg_reduction`
+        return _arg_reduce(op, _arg_direction(op))
     value, initial = op.operands
     body = _body_op(op)
     reduction, combine = _REDUCTIONS[body]
@@ -766,7 +830,9 @@ def convert(module) -> list[list[str]]:
                 result.replace_all_uses_with(operand)
         elif not op.name.startswith("func."):
             with ir.InsertionPoint(op), op.location:
-                op.results[0].replace_all_uses_with(_REWRITES[op.name](op))
+                values = _REWRITES[op.name](op)
+                for result, value in zip(op.results, values if isinstance(values, tuple) else (values,)):
+                    result.replace_all_uses_with(value)
         else:
             continue
         rewritten.append(op)

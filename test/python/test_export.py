@@ -304,11 +304,13 @@ def test_arithmetic_right_shifts_of_int64_are_exact(tmp_path: Path) -> None:
     np.testing.assert_array_equal(got, np.right_shift(x, np.where((y < 0) | (y >= 64), 63, y)))
 
 
-@pytest.mark.parametrize("element, result, dtype", [("i8", "i32", np.int8), ("i32", "i64", np.int32)])
-def test_integer_matmuls_are_exact(element: str, result: str, dtype: type, tmp_path: Path) -> None:
+@pytest.mark.parametrize("element, result, dtype", [("i8", "i32", np.int8), ("i32", "i64", np.int32),
+                                                   ("f16", "f32", np.float16)])
+def test_widening_matmuls_are_exact(element: str, result: str, dtype: type, tmp_path: Path) -> None:
+    zero = "0.0" if element == "f16" else "0"
     module = ir.Module.parse(f"""
       func.func @main(%a: tensor<1x2x3x{element}>, %b: tensor<1x3x2x{element}>) -> tensor<1x2x2x{result}> {{
-        %zero = "tosa.const"() <{{values = dense<0> : tensor<1x{element}>}}> : () -> tensor<1x{element}>
+        %zero = "tosa.const"() <{{values = dense<{zero}> : tensor<1x{element}>}}> : () -> tensor<1x{element}>
         %0 = tosa.matmul %a, %b, %zero, %zero : (tensor<1x2x3x{element}>, tensor<1x3x2x{element}>, tensor<1x{element}>,
                                                 tensor<1x{element}>) -> tensor<1x2x2x{result}>
         return %0 : tensor<1x2x2x{result}>
@@ -317,7 +319,8 @@ def test_integer_matmuls_are_exact(element: str, result: str, dtype: type, tmp_p
     a = np.array([[[100, -100, 7], [1, 2, 3]]], dtype)
     b = np.array([[[100, 1], [-100, 2], [5, 3]]], dtype)
     (got,) = run_onnx(path, a, b)
-    np.testing.assert_array_equal(got, a.astype(np.int64) @ b.astype(np.int64))
+    np.testing.assert_array_equal(got, a.astype(np.float64 if element == "f16" else np.int64)
+                                  @ b.astype(np.float64 if element == "f16" else np.int64))
 
 
 def test_negative_arithmetic_right_shifts_fill_with_the_sign(tmp_path: Path) -> None:

@@ -184,17 +184,19 @@ def _pool(builder: _Builder, node: Node) -> None:
 
 
 def _matmul(builder: _Builder, node: Node) -> None:
-    """MatMul; of integers, exactly in the result's type (onnxruntime's MatMul has 32- and 64-bit integers)."""
+    """MatMul in the result's type, the operands cast to it: exact for integers into 32 or 64 bits
+    (onnxruntime's MatMul has them) and for float16 into float32 (the products are exact)."""
     builder.require_zero(node.inputs[2:4], "zero points")
     target = node.output_types[0].dtype
-    operands = [builder.value(name) for name in node.inputs[:2]]
-    if target.kind in "iu" and target.itemsize >= 4:
-        onnx = _onnx()
-        operands = [value if builder.dtype(name) == target else
-                    builder.node("Cast", [value], to=onnx.helper.np_dtype_to_tensor_dtype(target))
-                    for name, value in zip(node.inputs[:2], operands)]
-    else:
+    sources = {builder.dtype(name) for name in node.inputs[:2]}
+    widened = (target.kind in "iu" and target.itemsize >= 4 and all(d.kind in "iu" for d in sources)) or (
+        target == np.float32 and sources <= {np.dtype(np.float16), np.dtype(np.float32)})
+    if not widened:
         _float_only(node, builder)
+    onnx = _onnx()
+    operands = [builder.value(name) if builder.dtype(name) == target else
+                builder.node("Cast", [builder.value(name)], to=onnx.helper.np_dtype_to_tensor_dtype(target))
+                for name in node.inputs[:2]]
     builder.node("MatMul", operands, node.outputs[0])
 
 

@@ -291,19 +291,6 @@ def test_left_shifts_of_signed_integers_past_the_width_are_zero(element: str, dt
     np.testing.assert_array_equal(got, np.array(expected, dtype))
 
 
-def test_arithmetic_right_shifts_of_int64_are_exact(tmp_path: Path) -> None:
-    module = ir.Module.parse("""
-      func.func @main(%x: tensor<6xi64>, %y: tensor<6xi64>) -> tensor<6xi64> {
-        %0 = tosa.arithmetic_right_shift %x, %y {round = false} : (tensor<6xi64>, tensor<6xi64>) -> tensor<6xi64>
-        return %0 : tensor<6xi64>
-      }""", nnforge.context())
-    path = nnforge.export(module, tmp_path / "shift64.onnx")
-    x = np.array([-8, 4, -1, 64, -(2 ** 62) - 5, 2 ** 62 + 7], np.int64)
-    y = np.array([-1, -64, 1, 3, 61, 70], np.int64)
-    (got,) = run_onnx(path, x, y)
-    np.testing.assert_array_equal(got, np.right_shift(x, np.where((y < 0) | (y >= 64), 63, y)))
-
-
 @pytest.mark.parametrize("element, result, dtype", [("i8", "i32", np.int8), ("i32", "i64", np.int32),
                                                    ("f16", "f32", np.float16)])
 def test_widening_matmuls_are_exact(element: str, result: str, dtype: type, tmp_path: Path) -> None:
@@ -323,12 +310,21 @@ def test_widening_matmuls_are_exact(element: str, result: str, dtype: type, tmp_
                                   @ b.astype(np.float64 if element == "f16" else np.int64))
 
 
-def test_negative_arithmetic_right_shifts_fill_with_the_sign(tmp_path: Path) -> None:
-    module = ir.Module.parse("""
-      func.func @main(%x: tensor<4xi32>, %y: tensor<4xi32>) -> tensor<4xi32> {
-        %0 = tosa.arithmetic_right_shift %x, %y {round = false} : (tensor<4xi32>, tensor<4xi32>) -> tensor<4xi32>
-        return %0 : tensor<4xi32>
-      }""", nnforge.context())
+@pytest.mark.parametrize("element, dtype, x, y", [
+    ("i32", np.int32, [-8, 4, -1, 64, -(2 ** 30) - 5, 2 ** 30 + 7], [-1, -32, 1, 3, 29, 40]),
+    ("i64", np.int64, [-8, 4, -1, 64, -(2 ** 62) - 5, 2 ** 62 + 7], [-1, -64, 1, 3, 61, 70]),
+])
+def test_arithmetic_right_shifts_fill_with_the_sign(element: str, dtype: type, x: list, y: list,
+                                                    tmp_path: Path) -> None:
+    # A shift that is negative or not below the width fills with the sign, as one of width - 1 does.
+    module = ir.Module.parse(f"""
+      func.func @main(%x: tensor<6x{element}>, %y: tensor<6x{element}>) -> tensor<6x{element}> {{
+        %0 = tosa.arithmetic_right_shift %x, %y {{round = false}} : (tensor<6x{element}>, tensor<6x{element}>)
+             -> tensor<6x{element}>
+        return %0 : tensor<6x{element}>
+      }}""", nnforge.context())
     path = nnforge.export(module, tmp_path / "shift.onnx")
-    (got,) = run_onnx(path, np.array([-8, 4, -1, 64], np.int32), np.array([-1, -32, 1, 3], np.int32))
-    np.testing.assert_array_equal(got, np.array([-1, 0, -1, 8], np.int32))
+    x, y = np.array(x, dtype), np.array(y, dtype)
+    (got,) = run_onnx(path, x, y)
+    width = 8 * np.dtype(dtype).itemsize
+    np.testing.assert_array_equal(got, np.right_shift(x, np.where((y < 0) | (y >= width), width - 1, y)))

@@ -637,6 +637,44 @@ def NNFFormDispatchRegions : Pass<"nnf-form-dispatch-regions"> {
   ];
 }
 
+def NNFPeelPoolingPads : Pass<"nnf-peel-pooling-pads"> {
+  let summary = "Pool the interior of a padded input without the pad";
+  let description = [{
+    Rewrites each `linalg.pooling_nchw_max` and `linalg.pooling_nchw_sum`
+    (static shapes) whose input is a `tensor.pad` of constant padding of its
+    spatial dims: the output is split into the box of outputs whose windows
+    lie wholly inside the unpadded input, pooled from a slice of that input,
+    and the boxes around it (the rows above and below it, full width, then
+    the columns left and right of it, widened into the interior to
+    `border-width` columns where it leaves room: a box one column wide is
+    pooled element by element), each pooled from a pad of the slice of the
+    input its windows read. The results are inserted into the pooling's
+    destination. Each box is a pooling of the same kind, strides
+    and dilations, so the result is the same for any padding value; only
+    the border slices are copied, where the padded tensor was written
+    whole before. A pooling with no window wholly inside the input is left
+    as it is.
+
+    Example (ResNet's stem pool: 3x3, stride 2, padding 1):
+
+    ```mlir
+    %p = tensor.pad %x low[0, 0, 1, 1] high[0, 0, 1, 1] { tensor.yield %ninf : f32 }
+        : tensor<1x64x112x112xf32> to tensor<1x64x114x114xf32>
+    %y = linalg.pooling_nchw_max {dilations = dense<1> : vector<2xi64>, strides = dense<2> : vector<2xi64>}
+        ins(%p, %w : tensor<1x64x114x114xf32>, tensor<3x3xf32>) outs(%init : tensor<1x64x56x56xf32>) -> tensor<1x64x56x56xf32>
+    // becomes: outputs [1, 56) x [1, 56) from %x[.., 1:112, 1:112] (no pad);
+    // row 0 from a pad of %x[.., 0:2, 0:112]; column 0 of rows [1, 56) from a
+    // pad of %x[.., 1:112, 0:2]; each inserted into %init (border-width=1).
+    ```
+  }];
+  let options = [
+    Option<"borderWidth", "border-width", "int64_t", /*default=*/"1",
+           "output columns of a left or right border box at least (the "
+           "vector width of the poolings' code)">,
+  ];
+  let dependentDialects = ["::mlir::tensor::TensorDialect"];
+}
+
 def NNFDeinterleaveStridedReads : Pass<"nnf-deinterleave-strided-reads"> {
   let summary = "Read strided 1-D operands of linalg generics as vector shuffles";
   let description = [{

@@ -339,13 +339,37 @@ def test_equal_ops_are_scheduled_once(monkeypatch, tmp_path):
 
 
 def test_fills_of_rows_no_vector_divides_are_filled_as_one_row(tmp_path):
-    """A max pooling's padded input (16 x 30 x 30 after a stride-2
+    """A strided convolution's padded input (16 x 30 x 30 after a stride-2
     convolution): no vector divides its 30-wide rows, so each would end in a
     masked store; filled as one row of 14400, none is."""
-    model = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 7, 2, 3), torch.nn.ReLU(), torch.nn.MaxPool2d(3, 2, 1)).eval()
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 16, 7, 2, 3), torch.nn.ReLU(), torch.nn.Conv2d(16, 8, 3, 2, 1)
+    ).eval()
     x = torch.randn(1, 3, 56, 56)
     compiled = compile_optimized(model, (x,), tmp_path)
     assert "tensor<14400xf32>" in dumped_ir(tmp_path, "vectorize")
+    with torch.no_grad():
+        check(compiled(x.numpy()), model(x))
+
+
+@pytest.mark.parametrize("pool", [
+    torch.nn.MaxPool2d(3, 2, 1),
+    torch.nn.AvgPool2d(3, 2, 1, count_include_pad=True),
+    torch.nn.MaxPool2d(3, 1, 1),
+    torch.nn.MaxPool2d(2, 2, 1),
+], ids=["max_3x3_stride2", "avg_3x3_stride2", "max_3x3_stride1", "max_2x2_pad1"])
+def test_poolings_read_their_input_not_a_padded_copy(pool, tmp_path):
+    """A pooling after a convolution's dispatch region (whose result no
+    producer pads in place, as ResNet's stem pool): its input is pooled
+    where it is, only the border rows and columns from padded slices
+    (nnf-peel-pooling-pads), so no padded copy of the whole input is made."""
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 7, 2, 3), torch.nn.ReLU(), pool).eval()
+    x = torch.randn(1, 3, 80, 72)
+    compiled = compile_optimized(model, (x,), tmp_path)
+    vectorized = dumped_ir(tmp_path, "vectorize")
+    padded = "x".join(str(size + 2 * pool.padding) for size in (40, 36))
+    assert f"tensor<1x16x{padded}xf32>" not in vectorized
+    assert "tensor<1x16x40x36xf32>" in vectorized
     with torch.no_grad():
         check(compiled(x.numpy()), model(x))
 

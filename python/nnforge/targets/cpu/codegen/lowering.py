@@ -180,6 +180,7 @@ def vectorize_linalg(module: ir.Module, sizing: ScheduleSizes, parallel: bool = 
         ]
         apply_schedules(module, im2col, "", "im2col")
     _pads_into_producers(module)
+    _peel_pooling_pads(module, sizing)
     _pads_as_fill_and_copy(module)
     _give_fills_private_destinations(module)
     outline_equal_ops(module)
@@ -271,6 +272,18 @@ def _border_slabs(shape: list[int], low: list[int], high: list[int]) -> list[tup
                 sizes = shape[:dim] + [size] + [n - lo - hi for n, lo, hi in zip(shape[dim + 1:], low[dim + 1:], high[dim + 1:])]
                 slabs.append((offsets, sizes))
     return slabs
+
+
+def _peel_pooling_pads(module: ir.Module, sizing: ScheduleSizes) -> None:
+    """Pools the inputs of the pads left (no producer to write into them) that
+    NCHW poolings read as they are, all but the borders (nnf-peel-pooling-pads):
+    else the whole input is copied into the padded tensor first (ResNet-18's
+    stem pool on 2 threads of the AMD EPYC Zen 4: 0.18 ms for the copy, 0.12
+    for the pool). A left or right border box is a vector of columns wide:
+    one column would be pooled element by element."""
+    passmanager.PassManager.parse(
+        f"builtin.module(func.func(nnf-peel-pooling-pads{{border-width={sizing.depthwise_vector}}}))", module.context
+    ).run(module.operation)
 
 
 def _pads_as_fill_and_copy(module: ir.Module) -> None:

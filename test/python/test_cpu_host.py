@@ -39,7 +39,7 @@ def test_zen4_gets_the_sizes_measured_best_there():
         small_m_tile=64,
         whole_block_m_tile=512,
         fmas_in_flight=4,
-        l1_block_bytes=8 << 10,
+        l1_block_bytes=0,
         panel_bytes=(32 << 10) * 2 // 3,
         panel_rows=12,
         copy_panels=False,
@@ -101,12 +101,14 @@ ROLES = {0: "m", 1: "n", 2: "k"}
         ((64, 3136, 288), ZEN4, [64, 224, 256], [8, 32, 1]),
         ((64, 784, 288), AVX2, [64, 112, 256], [4, 16, 1]),
         # 32 columns (ResNet's 7x7 layers computed transposed): k tiles of
-        # 64, whose 8 KiB right operand block stays in L1.
+        # 64, whose 8 KiB right operand block stays in L1; on the Zen 4
+        # (FMA units that split each vector), the cache tile's k.
         ((49, 32, 4608), AVX2, [49, 32, 64], [4, 16, 1]),
-        ((49, 32, 4608), ZEN4, [49, 32, 64], [7, 32, 1]),
+        ((49, 32, 4608), ZEN4, [49, 32, 256], [7, 32, 1]),
+        ((2048, 32, 2048), ZEN4, [512, 32, 256], [8, 32, 1]),
     ],
     ids=["1024-zen4", "1024-avx2", "2048-zen4", "512-zen4", "2048-avx2", "196x49-zen4", "196x49-avx2", "64x3136-zen4", "64x784-avx2", "49x32-avx2",
-         "49x32-zen4"],
+         "49x32-zen4", "2048x32-zen4"],
 )
 def test_contraction_tiles_per_shape_and_cpu(shape, sizes, cache, register):
     assert contraction_tiles(ROLES, list(shape), sizes) == (cache, register)

@@ -341,7 +341,9 @@ def _k_tile_in_l1(k: int, columns: int, sizing: ScheduleSizes) -> int:
     channel panels of ResNet's 7x7 layers computed transposed: 3x3, 512
     channels on 2 threads of the AMD EPYC Zen 3, 2.66 ms at k = 64 instead
     of 3.33 at 256), from L2 where they are many (a 128-column block needs k
-    of 16)."""
+    of 16). `k` where the CPU's sizes keep no block in L1."""
+    if not sizing.l1_block_bytes:
+        return k
     fitting = 1 << (max(1, sizing.l1_block_bytes // (columns * F32_BYTES)).bit_length() - 1)
     return fitting if MIN_L1_K <= fitting < k else k
 

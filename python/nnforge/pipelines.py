@@ -41,7 +41,7 @@ LINALG_FUSION_CUDA = LINALG_FUSION.replace(
 )
 
 
-def dispatch_regions(copy_arguments: bool) -> str:
+def dispatch_regions(copy_arguments: bool, row_tiles: tuple[int, int]) -> str:
     """The optimized CPU path's step between fusion and code generation.
 
     Stores large constant weights of contractions as column panels (each
@@ -59,10 +59,14 @@ def dispatch_regions(copy_arguments: bool) -> str:
     multiple of 4 KiB apart get a padded row stride (else the rows of a tile
     evict each other from L1), function arguments too if `copy_arguments`
     (not where the contraction schedules copy the panels they read anyway).
+    `row_tiles`: the fewest and most rows of a register tile that keep the
+    FMA pipes busy; a convolution computed transposed whose output rows
+    divide into such tiles copies its windows a row at a time.
     """
     return (
         "nnf-pack-weights,nnf-fuse-elementwise,nnf-collapse-reduction-dims,canonicalize,"
-        "func.func(nnf-conv-to-im2col),nnf-fold-constant-transposes,nnf-fuse-elementwise{propagate-reshapes=false},"
+        f"func.func(nnf-conv-to-im2col{{row-tile-min={row_tiles[0]} row-tile-max={row_tiles[1]}}}),"
+        "nnf-fold-constant-transposes,nnf-fuse-elementwise{propagate-reshapes=false},"
         "nnf-pack-weights,nnf-form-dispatch-regions,"
         f"nnf-pad-leading-dimensions{{copy-arguments={str(copy_arguments).lower()}}},canonicalize,cse"
     )

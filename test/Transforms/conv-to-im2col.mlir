@@ -1,5 +1,6 @@
 // RUN: nnforge-opt %s --nnf-conv-to-im2col --split-input-file | FileCheck %s
 // RUN: nnforge-opt %s --nnf-conv-to-im2col=direct-min-width=7 --split-input-file | FileCheck %s --check-prefix=WIDTH7
+// RUN: nnforge-opt %s --nnf-conv-to-im2col="row-tile-min=4 row-tile-max=4" --split-input-file | FileCheck %s --check-prefix=AVX2
 
 // A 3x3 convolution: the windows are copied into a 6-D tensor through the
 // convolution's input map (no floordiv/mod), collapsed into the matmul
@@ -64,22 +65,34 @@ func.func @pointwise(%x: tensor<1x32x7x7xf32>, %w: tensor<192x32x1x1xf32>, %init
 // -----
 
 // A 7x7 output (49 pixels, no multiple of 16) of 32 channels from a constant
-// filter: computed transposed, [1, 49, 32] = columns^T x filter^T (channels
-// innermost), the filter and accumulator transposed in, the product out.
-// CHECK-DAG: #[[COLUMNS_T:.*]] = affine_map<(d0, d1, d2, d3) -> (d0, d3, d1)>
-// CHECK-DAG: #[[FILTER_T:.*]] = affine_map<(d0, d1, d2, d3) -> (d3, d2)>
-// CHECK-DAG: #[[OUT_T:.*]] = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2)>
+// filter: computed transposed, channels innermost, from the windows of each
+// output row ([1, OH, C*KH*KW, OW]: a row's pixels side by side at each k),
+// [1, 7, 7, 32] = rows x filter^T, the filter and accumulator transposed
+// in, the product out.
+// CHECK-DAG: #[[WINDOWS:.*]] = affine_map<(d0, d1, d2, d3, d4, d5) -> (d0, d1, d2 + d4, d3 + d5)>
+// CHECK-DAG: #[[ROW_MAJOR:.*]] = affine_map<(d0, d1, d2, d3, d4, d5) -> (d0, d4, d1, d2, d3, d5)>
+// CHECK-DAG: #[[ROWS_T:.*]] = affine_map<(d0, d1, d2, d3, d4) -> (d0, d1, d4, d2)>
+// CHECK-DAG: #[[FILTER_T:.*]] = affine_map<(d0, d1, d2, d3, d4) -> (d4, d3)>
+// CHECK-DAG: #[[OUT_T:.*]] = affine_map<(d0, d1, d2, d3, d4) -> (d0, d1, d2, d3)>
 // CHECK-LABEL: func.func @channels_innermost
 // With direct-min-width=7 its rows of 7 pixels are computed directly instead.
 // WIDTH7-LABEL: func.func @channels_innermost
 // WIDTH7-NOT: tensor.collapse_shape
 // WIDTH7: linalg.conv_2d_nhwc_hwcf {{.*}} -> tensor<1x7x7x32xf32>
-// CHECK: %[[COLUMNS:.*]] = tensor.collapse_shape %{{.*}} {{\[}}[0], [1, 2, 3], [4, 5]] : tensor<1x4x3x3x7x7xf32> into tensor<1x36x49xf32>
+// With register tiles of 4 rows only (AVX2), which do not divide its rows
+// of 7 pixels, its windows are copied as one matrix of 49 pixels.
+// AVX2-LABEL: func.func @channels_innermost
+// AVX2: %[[COLUMNS:.*]] = tensor.collapse_shape %{{.*}} {{\[}}[0], [1, 2, 3], [4, 5]] : tensor<1x4x3x3x7x7xf32> into tensor<1x36x49xf32>
+// AVX2: linalg.generic {{.*}} ins(%[[COLUMNS]], %{{.*}} : tensor<1x36x49xf32>, tensor<36x32xf32>) outs(%{{.*}} : tensor<1x49x32xf32>)
+// CHECK: %[[WINDOW_COPY:.*]] = linalg.generic {indexing_maps = [#[[WINDOWS]], #[[ROW_MAJOR]]]{{.*}} outs(%{{.*}} : tensor<1x7x4x3x3x7xf32>)
+// CHECK: %[[ROWS:.*]] = tensor.collapse_shape %[[WINDOW_COPY]] {{\[}}[0], [1], [2, 3, 4], [5]] : tensor<1x7x4x3x3x7xf32> into tensor<1x7x36x7xf32>
+// CHECK: %[[INIT:.*]] = linalg.transpose ins(%{{.*}} : tensor<1x32x49xf32>) outs(%{{.*}} : tensor<1x49x32xf32>) permutation = [0, 2, 1]
+// CHECK: %[[INIT_ROWS:.*]] = tensor.expand_shape %[[INIT]] {{\[}}[0], [1, 2], [3]] {{.*}} : tensor<1x49x32xf32> into tensor<1x7x7x32xf32>
 // CHECK: %[[FILTER:.*]] = linalg.transpose ins(%{{.*}} : tensor<32x4x3x3xf32>) outs(%{{.*}} : tensor<4x3x3x32xf32>) permutation = [1, 2, 3, 0]
 // CHECK: %[[MATRIX:.*]] = tensor.collapse_shape %[[FILTER]] {{\[}}[0, 1, 2], [3]] : tensor<4x3x3x32xf32> into tensor<36x32xf32>
-// CHECK: %[[INIT:.*]] = linalg.transpose ins(%{{.*}} : tensor<1x32x49xf32>) outs(%{{.*}} : tensor<1x49x32xf32>) permutation = [0, 2, 1]
-// CHECK: %[[PRODUCT:.*]] = linalg.generic {indexing_maps = [#[[COLUMNS_T]], #[[FILTER_T]], #[[OUT_T]]], iterator_types = ["parallel", "parallel", "parallel", "reduction"]} ins(%[[COLUMNS]], %[[MATRIX]] : tensor<1x36x49xf32>, tensor<36x32xf32>) outs(%[[INIT]] : tensor<1x49x32xf32>)
-// CHECK: %[[BACK:.*]] = linalg.transpose ins(%[[PRODUCT]] : tensor<1x49x32xf32>) outs(%{{.*}} : tensor<1x32x49xf32>) permutation = [0, 2, 1]
+// CHECK: %[[PRODUCT:.*]] = linalg.generic {indexing_maps = [#[[ROWS_T]], #[[FILTER_T]], #[[OUT_T]]], iterator_types = ["parallel", "parallel", "parallel", "parallel", "reduction"]} ins(%[[ROWS]], %[[MATRIX]] : tensor<1x7x36x7xf32>, tensor<36x32xf32>) outs(%[[INIT_ROWS]] : tensor<1x7x7x32xf32>)
+// CHECK: %[[PIXELS:.*]] = tensor.collapse_shape %[[PRODUCT]] {{\[}}[0], [1, 2], [3]] : tensor<1x7x7x32xf32> into tensor<1x49x32xf32>
+// CHECK: %[[BACK:.*]] = linalg.transpose ins(%[[PIXELS]] : tensor<1x49x32xf32>) outs(%{{.*}} : tensor<1x32x49xf32>) permutation = [0, 2, 1]
 // CHECK: tensor.expand_shape %[[BACK]] {{\[}}[0], [1], [2, 3]] {{.*}} : tensor<1x32x49xf32> into tensor<1x32x7x7xf32>
 func.func @channels_innermost(%x: tensor<1x4x9x9xf32>, %init: tensor<1x32x7x7xf32>) -> tensor<1x32x7x7xf32> {
   %w = arith.constant dense<0.5> : tensor<32x4x3x3xf32>

@@ -33,12 +33,14 @@ OPT_TIMEOUT = 60.0
 
 def _pipelines() -> dict[str, str]:
     from nnforge import pipelines
+    from nnforge.targets.cpu.host import KNOWN_CPUS, ScheduleSizes
 
+    zen4 = ScheduleSizes.for_cpu(KNOWN_CPUS["znver4"])
     naive = ",".join(p for _, p in pipelines.stages("linalg"))
     return {
         "cpu-naive": naive,
         "tosa-cpu-naive": ",".join(p for _, p in pipelines.stages("tosa")),
-        "dispatch-regions": f"{pipelines.NNF_TO_LINALG},{pipelines.LINALG_FUSION},{pipelines.dispatch_regions(copy_arguments=False)}",
+        "dispatch-regions": f"{pipelines.NNF_TO_LINALG},{pipelines.LINALG_FUSION},{pipelines.dispatch_regions(copy_arguments=False, row_tiles=zen4.full_rate_register_rows())}",
         "bufferize": f"{pipelines.NNF_TO_LINALG},{pipelines.BUFFERIZE}",
     }
 

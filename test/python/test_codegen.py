@@ -238,13 +238,31 @@ def test_large_weights_are_packed_into_column_panels(threads, tmp_path):
 def test_narrow_convolution_outputs_are_computed_with_channel_vectors(threads, tmp_path):
     """A 7x7 output (49 pixels: 32 + 16 + 1 would end every register tile's
     rows with scalar multiply-adds) is computed transposed, channels as the
-    vector dimension: register tiles of 7 pixels x 32 channels, accumulated
-    in registers; the result is transposed back into NCHW."""
+    vector dimension: register tiles of an output row's 7 pixels x 32
+    channels, accumulated in registers; the result is transposed back into
+    NCHW."""
     model = torch.nn.Sequential(torch.nn.Conv2d(16, 64, 3, padding=1), torch.nn.ReLU()).eval()
     x = torch.randn(1, 16, 7, 7)
     compiled = compile_optimized(model, (x,), tmp_path, threads=threads)
     carried = loop_carried_types(dumped_ir(tmp_path, "vectorize"))
-    assert any(re.fullmatch(r"vector<(1x)?7x32xf32>", types) for types in carried), carried
+    assert any(re.fullmatch(r"vector<(1x)*7x32xf32>", types) for types in carried), carried
+    with torch.no_grad():
+        check(compiled(x.numpy()), model(x))
+
+
+@pytest.mark.parametrize("cpu,windows", [("znver4", "tensor<1x7x16x3x3x7xf32>"),
+                                         ("znver3", "tensor<1x16x3x3x7x7xf32>")])
+def test_narrow_convolutions_copy_windows_a_row_at_a_time_where_register_tiles_divide_the_rows(
+        cpu, windows, monkeypatch, tmp_path):
+    """Output rows of 7 pixels: a Zen 4's register tiles of 2 to 8 rows
+    divide them, and the windows are copied [N, OH, C, KH, KW, OW] (a
+    register tile's pixels side by side at every k); AVX2's tiles of 4 rows
+    do not, and they are copied [N, C, KH, KW, OH, OW]."""
+    monkeypatch.setattr(host, "host_cpu", lambda: replace(KNOWN_CPUS[cpu], llvm_features=None))
+    model = torch.nn.Sequential(torch.nn.Conv2d(16, 64, 3, padding=1), torch.nn.ReLU()).eval()
+    x = torch.randn(1, 16, 7, 7)
+    compiled = compile_optimized(model, (x,), tmp_path, threads=2)
+    assert windows in dispatch_regions(tmp_path)
     with torch.no_grad():
         check(compiled(x.numpy()), model(x))
 

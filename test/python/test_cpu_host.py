@@ -68,6 +68,13 @@ def test_run_time_right_operands_are_copied_in_panels_where_fma_units_are_full_w
     assert ScheduleSizes.for_cpu(KNOWN_CPUS[cpu]).copy_panels == panels
 
 
+@pytest.mark.parametrize("cpu,rows", [("znver4", (2, 8)), ("x86-64-v3", (4, 4)), ("sapphirerapids", (4, 8))])
+def test_register_rows_at_full_rate_give_the_fma_pipes_enough_accumulators(cpu, rows):
+    """A Zen 4 keeps 4 FMAs in flight (two vectors of columns: 2 rows), AVX2
+    and full-width AVX-512 pipes 8 (4 rows)."""
+    assert ScheduleSizes.for_cpu(KNOWN_CPUS[cpu]).full_rate_register_rows() == rows
+
+
 @pytest.mark.parametrize("cpu", sorted(KNOWN_CPUS))
 def test_every_known_cpu_gets_consistent_sizes(cpu):
     sizes = ScheduleSizes.for_cpu(KNOWN_CPUS[cpu])
@@ -112,6 +119,32 @@ ROLES = {0: "m", 1: "n", 2: "k"}
 )
 def test_contraction_tiles_per_shape_and_cpu(shape, sizes, cache, register):
     assert contraction_tiles(ROLES, list(shape), sizes) == (cache, register)
+
+
+@pytest.mark.parametrize(
+    "shape,cache,register",
+    [
+        # 7 rows of 7 pixels (ResNet's 7x7 layers computed transposed): all
+        # rows in the output tile, each right operand block read by all.
+        ((7, 7, 32, 4608), [7, 7, 32, 256], [1, 7, 32, 1]),
+        # 14 rows of 14: 7 of them fill the 128-row m cache tile best.
+        ((14, 14, 32, 1152), [7, 14, 32, 256], [1, 7, 32, 1]),
+        # Rows longer than the m cache tile: one at a time.
+        ((56, 3136, 32, 576), [1, 64, 32, 256], [1, 8, 32, 1]),
+    ],
+    ids=["7x7", "14x14", "long-rows"],
+)
+def test_outer_m_loops_fill_the_m_cache_tile_with_whole_rows(shape, cache, register):
+    roles = {0: "batch", 1: "m", 2: "n", 3: "k"}
+    assert contraction_tiles(roles, list(shape), ZEN4, outer_m=(0,)) == (cache, register)
+
+
+def test_outer_m_loops_share_the_m_cache_tile():
+    """A batch of 4 images of 7 x 7 pixels: two whole images (98 rows) at a
+    time fill the 128-row m cache tile best."""
+    roles = {0: "batch", 1: "batch", 2: "m", 3: "n", 4: "k"}
+    cache, _ = contraction_tiles(roles, [4, 7, 7, 32, 4608], ZEN4, outer_m=(0, 1))
+    assert cache == [2, 7, 7, 32, 256]
 
 
 @pytest.mark.parametrize("cpu,k", [("sapphirerapids", 256), ("znver4", 128), ("x86-64-v3", 256)])

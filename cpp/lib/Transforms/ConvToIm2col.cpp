@@ -6,7 +6,10 @@
 // and stays a scalar gather. This rewrite writes the same buffer as a 6-D
 // tensor [N, C, KH, KW, OH, OW] (a plain copy whose input map is
 // (n, c, oh * sh + kh * dh, ow * sw + kw * dw): rows of the input, which
-// vectorize), collapsed for free into the matmul operand. NHWC
+// vectorize), collapsed for free into the matmul operand; a product
+// computed transposed (channels innermost) copies them one output row at a
+// time, [N, OH, C, KH, KW, OW], so that the pixels of its register tile of
+// rows are contiguous at every k. NHWC
 // convolutions (what jax and TensorFlow write) get the same treatment with
 // channels innermost: windows [N, OH, OW, KH, KW, C], contiguous along C,
 // times the HWCF filter, which already is the [KH*KW*C, F] matrix. An NCHW
@@ -33,16 +36,15 @@ using namespace mlir;
 
 namespace {
 
-/// The columns of im2col, [N, C*KH*KW, OH*OW], as a collapsed copy of the
-/// windows: windows[n, c, kh, kw, oh, ow] =
-/// input[n, c, oh*sh + kh*dh, ow*sw + kw*dw]. A 1x1 convolution with unit
-/// strides needs no copy: its columns are the input, spatial dims collapsed.
-Value im2colColumns(OpBuilder &builder, Location loc, Value input,
-                    ArrayRef<int64_t> kernel, ArrayRef<int64_t> out,
-                    ArrayRef<int64_t> strides, ArrayRef<int64_t> dilations) {
-  if (kernel[2] == 1 && kernel[3] == 1 && strides[0] == 1 && strides[1] == 1)
-    return tensor::CollapseShapeOp::create(
-        builder, loc, input, ArrayRef<ReassociationIndices>{{0}, {1}, {2, 3}});
+/// The input's windows copied into a tensor whose dimensions are the loops
+/// (n, c, kh, kw, oh, ow) in the order `order`: windows[...] =
+/// input[n, c, oh*sh + kh*dh, ow*sw + kw*dw], rows of the input along ow.
+/// The copy's loops stay in that order (its outer parallel loop is the
+/// channels, whatever the layout).
+Value windowCopy(OpBuilder &builder, Location loc, Value input,
+                 ArrayRef<int64_t> kernel, ArrayRef<int64_t> out,
+                 ArrayRef<int64_t> strides, ArrayRef<int64_t> dilations,
+                 ArrayRef<unsigned> order) {
   MLIRContext *context = builder.getContext();
   auto inputType = cast<RankedTensorType>(input.getType());
   AffineExpr n, c, kh, kw, oh, ow;
@@ -52,21 +54,64 @@ Value im2colColumns(OpBuilder &builder, Location loc, Value input,
                      {n, c, oh * strides[0] + kh * dilations[0],
                       ow * strides[1] + kw * dilations[1]},
                      context);
-  SmallVector<int64_t> windowShape = {
-      inputType.getDimSize(0), inputType.getDimSize(1), kernel[2], kernel[3],
-      out[2],                  out[3]};
+  SmallVector<int64_t> sizes = {inputType.getDimSize(0),
+                                inputType.getDimSize(1),
+                                kernel[2],
+                                kernel[3],
+                                out[2],
+                                out[3]};
+  SmallVector<int64_t> windowShape;
+  for (unsigned loop : order)
+    windowShape.push_back(sizes[loop]);
   Value empty = tensor::EmptyOp::create(builder, loc, windowShape,
                                         inputType.getElementType());
-  auto windows = linalg::GenericOp::create(
-      builder, loc, empty.getType(), ValueRange{input}, ValueRange{empty},
-      {windowMap, builder.getMultiDimIdentityMap(6)},
-      SmallVector<utils::IteratorType>(6, utils::IteratorType::parallel),
-      [](OpBuilder &builder, Location loc, ValueRange arguments) {
-        linalg::YieldOp::create(builder, loc, arguments[0]);
-      });
+  return linalg::GenericOp::create(
+             builder, loc, empty.getType(), ValueRange{input},
+             ValueRange{empty},
+             {windowMap, AffineMap::getPermutationMap(order, context)},
+             SmallVector<utils::IteratorType>(6, utils::IteratorType::parallel),
+             [](OpBuilder &builder, Location loc, ValueRange arguments) {
+               linalg::YieldOp::create(builder, loc, arguments[0]);
+             })
+      .getResult(0);
+}
+
+/// Whether a convolution's columns are its input itself (a 1x1 window with
+/// unit strides): no window copy.
+bool needsNoWindowCopy(ArrayRef<int64_t> kernel, ArrayRef<int64_t> strides) {
+  return kernel[2] == 1 && kernel[3] == 1 && strides[0] == 1 &&
+         strides[1] == 1;
+}
+
+/// The columns of im2col, [N, C*KH*KW, OH*OW], as a collapsed copy of the
+/// windows: windows[n, c, kh, kw, oh, ow] =
+/// input[n, c, oh*sh + kh*dh, ow*sw + kw*dw]. A 1x1 convolution with unit
+/// strides needs no copy: its columns are the input, spatial dims collapsed.
+Value im2colColumns(OpBuilder &builder, Location loc, Value input,
+                    ArrayRef<int64_t> kernel, ArrayRef<int64_t> out,
+                    ArrayRef<int64_t> strides, ArrayRef<int64_t> dilations) {
+  if (needsNoWindowCopy(kernel, strides))
+    return tensor::CollapseShapeOp::create(
+        builder, loc, input, ArrayRef<ReassociationIndices>{{0}, {1}, {2, 3}});
   return tensor::CollapseShapeOp::create(
-      builder, loc, windows.getResult(0),
+      builder, loc,
+      windowCopy(builder, loc, input, kernel, out, strides, dilations,
+                 {0, 1, 2, 3, 4, 5}),
       ArrayRef<ReassociationIndices>{{0}, {1, 2, 3}, {4, 5}});
+}
+
+/// The columns one output row at a time, [N, OH, C*KH*KW, OW]: windows[n,
+/// oh, c, kh, kw, ow] collapsed, so that the pixels of an output row (a
+/// register tile of the transposed product's rows) lie side by side at
+/// every k, one k after another.
+Value rowColumns(OpBuilder &builder, Location loc, Value input,
+                 ArrayRef<int64_t> kernel, ArrayRef<int64_t> out,
+                 ArrayRef<int64_t> strides, ArrayRef<int64_t> dilations) {
+  return tensor::CollapseShapeOp::create(
+      builder, loc,
+      windowCopy(builder, loc, input, kernel, out, strides, dilations,
+                 {0, 4, 1, 2, 3, 5}),
+      ArrayRef<ReassociationIndices>{{0}, {1}, {2, 3, 4}, {5}});
 }
 
 /// Vector lanes per register of the code generation (f32 on AVX-512): an
@@ -104,15 +149,16 @@ Value transposed(OpBuilder &builder, Location loc, Value value,
       .getResult()[0];
 }
 
-/// A generic computing `init + lhs * rhs` over `maps` (loops: three
-/// parallel, then the reduction).
+/// A generic computing `init + lhs * rhs` over `maps` (loops: all parallel
+/// but the last, the reduction).
 Value multiplyAccumulate(OpBuilder &builder, Location loc, Value lhs,
                          Value rhs, Value init, ArrayRef<AffineMap> maps) {
+  SmallVector<utils::IteratorType> iterators(maps[0].getNumDims() - 1,
+                                             utils::IteratorType::parallel);
+  iterators.push_back(utils::IteratorType::reduction);
   return linalg::GenericOp::create(
              builder, loc, init.getType(), ValueRange{lhs, rhs},
-             ValueRange{init}, maps,
-             {utils::IteratorType::parallel, utils::IteratorType::parallel,
-              utils::IteratorType::parallel, utils::IteratorType::reduction},
+             ValueRange{init}, maps, iterators,
              [](OpBuilder &builder, Location loc, ValueRange arguments) {
                Value term = arith::MulFOp::create(builder, loc, arguments[0],
                                                   arguments[1]);
@@ -138,6 +184,14 @@ Value pixelsInnermostProduct(OpBuilder &builder, Location loc, Value filter,
                              AffineMap::get(4, 0, {b, f, p}, context)});
 }
 
+/// The filter [F, C, KH, KW] as the [C*KH*KW, F] matrix of a product with
+/// channels innermost (transposed once, when compiling).
+Value transposedFilter(OpBuilder &builder, Location loc, Value filter) {
+  return tensor::CollapseShapeOp::create(
+      builder, loc, transposed(builder, loc, filter, {1, 2, 3, 0}),
+      ArrayRef<ReassociationIndices>{{0, 1, 2}, {3}});
+}
+
 /// The same product computed transposed, outT[b, p, f] = columns[b, k, p] *
 /// filterT[k, f], then transposed into [b, f, p]: the output channels are
 /// the contraction's n (whole vectors where there are a multiple of 32),
@@ -147,15 +201,41 @@ Value channelsInnermostProduct(OpBuilder &builder, Location loc, Value filter,
   MLIRContext *context = builder.getContext();
   AffineExpr b, p, f, k;
   bindDims(context, b, p, f, k);
-  Value filterT = tensor::CollapseShapeOp::create(
-      builder, loc, transposed(builder, loc, filter, {1, 2, 3, 0}),
-      ArrayRef<ReassociationIndices>{{0, 1, 2}, {3}});
   Value productT = multiplyAccumulate(
-      builder, loc, columns, filterT, transposed(builder, loc, init, {0, 2, 1}),
+      builder, loc, columns, transposedFilter(builder, loc, filter),
+      transposed(builder, loc, init, {0, 2, 1}),
       {AffineMap::get(4, 0, {b, k, p}, context),
        AffineMap::get(4, 0, {k, f}, context),
        AffineMap::get(4, 0, {b, p, f}, context)});
   return transposed(builder, loc, productT, {0, 2, 1});
+}
+
+/// The transposed product from the columns of each output row,
+/// outT[b, oh, ow, f] = rows[b, oh, k, ow] * filterT[k, f], transposed
+/// into [b, f, oh * ow]: `init` and the result collapsed [b, f, oh * ow].
+Value channelsInnermostRowProduct(OpBuilder &builder, Location loc,
+                                  Value filter, Value rows, Value init,
+                                  int64_t outputRows) {
+  MLIRContext *context = builder.getContext();
+  AffineExpr b, oh, ow, f, k;
+  bindDims(context, b, oh, ow, f, k);
+  auto initType = cast<RankedTensorType>(init.getType());
+  Value initT = tensor::ExpandShapeOp::create(
+      builder, loc,
+      RankedTensorType::get({initType.getDimSize(0), outputRows,
+                             initType.getDimSize(2) / outputRows,
+                             initType.getDimSize(1)},
+                            initType.getElementType()),
+      transposed(builder, loc, init, {0, 2, 1}),
+      ArrayRef<ReassociationIndices>{{0}, {1, 2}, {3}});
+  Value productT = multiplyAccumulate(
+      builder, loc, rows, transposedFilter(builder, loc, filter), initT,
+      {AffineMap::get(5, 0, {b, oh, k, ow}, context),
+       AffineMap::get(5, 0, {k, f}, context),
+       AffineMap::get(5, 0, {b, oh, ow, f}, context)});
+  Value collapsed = tensor::CollapseShapeOp::create(
+      builder, loc, productT, ArrayRef<ReassociationIndices>{{0}, {1, 2}, {3}});
+  return transposed(builder, loc, collapsed, {0, 2, 1});
 }
 
 /// Whether to compute the NCHW convolution as an NHWC one from its input
@@ -247,9 +327,23 @@ Value directNhwcConvolution(OpBuilder &builder, Location loc,
   return permutedCopy(builder, loc, nhwc.getResult(0), toNchw);
 }
 
+/// Whether some number of pixels from `rowTileMin` to `rowTileMax` (a
+/// register tile of rows that keeps the FMA pipes busy) divides an output
+/// row of `width` pixels: its windows are then copied a row at a time.
+bool copiesRowWindows(int64_t width, int64_t rowTileMin, int64_t rowTileMax) {
+  if (rowTileMin <= 0)
+    return false;
+  for (int64_t rows = rowTileMin; rows <= rowTileMax; ++rows)
+    if (width % rows == 0)
+      return true;
+  return false;
+}
+
 struct ConvToIm2col : OpRewritePattern<linalg::Conv2DNchwFchwOp> {
-  ConvToIm2col(MLIRContext *context, int64_t directMinWidth)
-      : OpRewritePattern(context), directMinWidth(directMinWidth) {}
+  ConvToIm2col(MLIRContext *context, int64_t directMinWidth,
+               int64_t rowTileMin, int64_t rowTileMax)
+      : OpRewritePattern(context), directMinWidth(directMinWidth),
+        rowTileMin(rowTileMin), rowTileMax(rowTileMax) {}
 
   LogicalResult matchAndRewrite(linalg::Conv2DNchwFchwOp conv,
                                 PatternRewriter &rewriter) const override {
@@ -275,25 +369,36 @@ struct ConvToIm2col : OpRewritePattern<linalg::Conv2DNchwFchwOp> {
       rewriter.replaceOp(conv, directNhwcConvolution(rewriter, loc, conv));
       return success();
     }
-    Value columns =
-        im2colColumns(rewriter, loc, input, filterType.getShape(),
-                      outputType.getShape(), strides, dilations);
-
     SmallVector<ReassociationIndices> spatial = {{0}, {1}, {2, 3}};
     Value accumulator =
         tensor::CollapseShapeOp::create(rewriter, loc, init, spatial);
-    Value product =
-        prefersChannelVectors(filter, outputType)
-            ? channelsInnermostProduct(rewriter, loc, filter, columns,
-                                       accumulator)
-            : pixelsInnermostProduct(rewriter, loc, filter, columns,
-                                     accumulator);
+    ArrayRef<int64_t> kernel = filterType.getShape();
+    ArrayRef<int64_t> out = outputType.getShape();
+    Value product;
+    if (!prefersChannelVectors(filter, outputType))
+      product = pixelsInnermostProduct(
+          rewriter, loc, filter,
+          im2colColumns(rewriter, loc, input, kernel, out, strides, dilations),
+          accumulator);
+    else if (needsNoWindowCopy(kernel, strides) ||
+             !copiesRowWindows(out[3], rowTileMin, rowTileMax))
+      product = channelsInnermostProduct(
+          rewriter, loc, filter,
+          im2colColumns(rewriter, loc, input, kernel, out, strides, dilations),
+          accumulator);
+    else
+      product = channelsInnermostRowProduct(
+          rewriter, loc, filter,
+          rowColumns(rewriter, loc, input, kernel, out, strides, dilations),
+          accumulator, out[2]);
     rewriter.replaceOpWithNewOp<tensor::ExpandShapeOp>(conv, outputType,
                                                        product, spatial);
     return success();
   }
 
   int64_t directMinWidth;
+  int64_t rowTileMin;
+  int64_t rowTileMax;
 };
 
 /// The columns of an NHWC im2col, [N, OH*OW, KH*KW*C], as a collapsed copy
@@ -403,7 +508,8 @@ struct NNFConvToIm2colPass
 
   void runOnOperation() override {
     RewritePatternSet patterns(&getContext());
-    patterns.add<ConvToIm2col>(&getContext(), directMinWidth);
+    patterns.add<ConvToIm2col>(&getContext(), directMinWidth, rowTileMin,
+                               rowTileMax);
     patterns.add<NhwcConvToIm2col>(&getContext());
     if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
       signalPassFailure();

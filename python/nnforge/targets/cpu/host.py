@@ -194,6 +194,13 @@ class ScheduleSizes:
     # Iterations per loop of the affine generator's tiles (`affine-loop-tile`).
     affine_tile: int
 
+    def full_rate_register_rows(self) -> tuple[int, int]:
+        """The fewest and the most rows of a contraction's register tile
+        that keep the FMA pipes busy: from as many as give `fmas_in_flight`
+        accumulators to the register tile's (Zen 4: 2 to 8, AVX2: 4)."""
+        vectors = self.register_tile["n"] // self.lanes
+        return min(-(-self.fmas_in_flight // vectors), self.register_tile["m"]), self.register_tile["m"]
+
     @classmethod
     def for_cpu(cls, cpu: CpuDescription) -> ScheduleSizes:
         """The sizes for `cpu`. Each rule says what it keeps where:

@@ -261,7 +261,11 @@ CONTRACTION_PATTERNS = """
 
 
 def contraction_tiles(
-    roles: dict[int, str], sizes: list[int | None], sizing: ScheduleSizes, band_columns: int | None = None
+    roles: dict[int, str],
+    sizes: list[int | None],
+    sizing: ScheduleSizes,
+    band_columns: int | None = None,
+    outer_m: tuple[int, ...] = (),
 ) -> tuple[list[int], list[int]]:
     """The cache and the register tile of each loop of a contraction whose
     loops have `roles` and static `sizes`: what its schedule applies.
@@ -270,17 +274,29 @@ def contraction_tiles(
     producer fused into its region, the columns of a band of those rows;
     the cache tiles are then such bands with every m, so that each band of
     the producer is computed once.
+
+    `outer_m`: the m loops outside the last (role "batch"), e.g. the output
+    rows of a convolution whose m is the pixels of a row. Where that m is
+    whole in its cache tile, the next outer one takes as many of its rows
+    as fill the m cache tile (7 rows of 7 pixels), and so on while each is
+    whole, so that each block of the right operand serves them all.
     """
     cache = _cache_tiles(roles, sizes, sizing)
+    m = _role_dim(roles, "m")
+    rows = sizes[m] if cache[m] == sizes[m] else None
+    for loop in reversed(outer_m):  # innermost first, while whole
+        if rows is None or sizes[loop] is None:
+            break
+        cache[loop] = _largest_divisor_at_most(sizes[loop], sizing.cache_tile["m"] // rows)
+        rows = rows * cache[loop] if cache[loop] == sizes[loop] else None
     if band_columns is not None:
-        m, n = _role_dim(roles, "m"), _role_dim(roles, "n")
+        n = _role_dim(roles, "n")
         cache[m] = sizes[m]
         cache[n] = band_columns
     k_dims = [d for d, role in roles.items() if role == "k"]
     if len(k_dims) == 1:
         cache[k_dims[0]] = _k_tile_in_l1(cache[k_dims[0]], cache[_role_dim(roles, "n")], sizing)
     register = clamp([sizing.register_tile[roles[d]] for d in range(len(roles))], sizes)
-    m = _role_dim(roles, "m")
     register[m] = min(_register_rows(cache[m], sizing.register_tile["m"]), register[m])
     return cache, register
 
@@ -290,7 +306,8 @@ def contraction_tiles_of(
 ) -> tuple[list[int], list[int]]:
     """`contraction_tiles` of a contraction op (its band columns: BAND_COLUMNS)."""
     band_columns = ir.IntegerAttr(op.attributes[BAND_COLUMNS]).value if BAND_COLUMNS in op.attributes else None
-    return contraction_tiles(roles, static_loop_sizes(op), sizing, band_columns)
+    outer_m = tuple(int(d) for d in linalg.infer_contraction_dimensions(op).m)[:-1]
+    return contraction_tiles(roles, static_loop_sizes(op), sizing, band_columns, outer_m)
 
 
 def _register_tiling(target: str, result: str, tiles: list[int], order: list[int]) -> str:
@@ -394,6 +411,11 @@ def _has_partial_tiles(size: int | None, cache: int, register: int) -> bool:
     if size is None or size % cache:
         return True  # a dynamic or partial cache tile: dynamic register loop bounds
     return cache > register and cache % register != 0
+
+
+def _largest_divisor_at_most(size: int, limit: int) -> int:
+    """The largest divisor of `size` that is at most `limit` (at least 1)."""
+    return max(d for d in range(1, max(1, min(size, limit)) + 1) if size % d == 0)
 
 
 def _power_of_two_parts(width: int) -> list[int]:

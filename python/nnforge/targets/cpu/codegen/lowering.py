@@ -367,7 +367,8 @@ def lower_to_llvm(
         if name in ("bufferize", "linalg-to-llvm"):
             break
         runner.run(module, name, pipeline)
-    runner.run(module, "dispatch-regions", pipelines.dispatch_regions(copy_arguments=not sizing.copy_panels))
+    runner.run(module, "dispatch-regions", pipelines.dispatch_regions(
+        copy_arguments=not sizing.copy_panels, row_tiles=sizing.full_rate_register_rows()))
     if instrument is not None:
         instrument(module, runner)
     with runner.stage("vectorize"):

@@ -429,7 +429,7 @@ def test_nnf_linear_transposed_weight(tmp_path):
     x, w, b = torch.randn(37, 53), torch.randn(29, 53), torch.randn(29)
     types = "tensor<37x53xf32>, tensor<29x53xf32>, tensor<29xf32>"
     model = compile_nnf(
-        f"(%x: tensor<37x53xf32>, %w: tensor<29x53xf32>, %b: tensor<29xf32>) -> tensor<37x29xf32>",
+        "(%x: tensor<37x53xf32>, %w: tensor<29x53xf32>, %b: tensor<29xf32>) -> tensor<37x29xf32>",
         f"%y = nnf.linear %x, %w, %b activation relu : ({types}) -> tensor<37x29xf32>\n"
         "return %y : tensor<37x29xf32>",
         tmp_path,

@@ -789,6 +789,18 @@ def NNFPackWeights : Pass<"nnf-pack-weights"> {
     call, which pays off only where many rows reuse the panels (measured: a
     2048^2 matmul on two threads -5 %, 1024^2 rows no gain).
 
+    With `convolution-panel` set, the constant filters ([KH, KW, C, F]) of
+    `convolution-min-bytes` or more of NHWC/HWCF convolutions computed from
+    their input directly (unit strides and dilations, static shapes, one
+    element type: those nnf-conv-to-im2col leaves) are stored likewise, as
+    [F/panel, KH, KW, C, panel]. Their code reads a panel across all output
+    rows: contiguous, it is neither copied out of the filter's rows on
+    every call nor read from memory in a burst before the computation (3x3
+    convolutions of 256 channels on 14x14, on 2 threads of the AMD EPYC
+    Zen 4: 12 % less time, the weights in cache or not).
+    The convolution becomes a generic with the column within a panel as
+    its last loop.
+
     Example:
 
     ```mlir
@@ -813,6 +825,12 @@ def NNFPackWeights : Pass<"nnf-pack-weights"> {
            "operands computed at run time are packed (copied on every call) "
            "where each element is read at least this many times (a "
            "matmul's m); 0 packs them all">,
+    Option<"convolutionPanel", "convolution-panel", "int64_t", /*default=*/"0",
+           "output channels per panel of the constant filters of "
+           "convolutions computed from their input directly (0: filters "
+           "are not packed)">,
+    Option<"convolutionMinBytes", "convolution-min-bytes", "int64_t",
+           /*default=*/"0", "smallest convolution filter packed">,
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect",

@@ -41,7 +41,7 @@ LINALG_FUSION_CUDA = LINALG_FUSION.replace(
 )
 
 
-def dispatch_regions(copy_arguments: bool, row_tiles: tuple[int, int]) -> str:
+def dispatch_regions(copy_arguments: bool, row_tiles: tuple[int, int], convolution_panel: tuple[int, int]) -> str:
     """The optimized CPU path's step between fusion and code generation.
 
     Stores large constant weights of contractions as column panels (each
@@ -62,12 +62,16 @@ def dispatch_regions(copy_arguments: bool, row_tiles: tuple[int, int]) -> str:
     `row_tiles`: the fewest and most rows of a register tile that keep the
     FMA pipes busy; a convolution computed transposed whose output rows
     divide into such tiles copies its windows a row at a time.
+    `convolution_panel`: output channels per panel of the constant filters
+    of convolutions computed from the input directly (0: not packed), and
+    the bytes of the smallest filter packed.
     """
     return (
         "nnf-pack-weights,nnf-fuse-elementwise,nnf-collapse-reduction-dims,canonicalize,"
         f"func.func(nnf-conv-to-im2col{{row-tile-min={row_tiles[0]} row-tile-max={row_tiles[1]}}}),"
         "nnf-fold-constant-transposes,nnf-fuse-elementwise{propagate-reshapes=false},"
-        "nnf-pack-weights,nnf-form-dispatch-regions,"
+        f"nnf-pack-weights{{convolution-panel={convolution_panel[0]} convolution-min-bytes={convolution_panel[1]}}},"
+        "nnf-form-dispatch-regions,"
         f"nnf-pad-leading-dimensions{{copy-arguments={str(copy_arguments).lower()}}},canonicalize,cse"
     )
 

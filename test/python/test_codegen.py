@@ -267,16 +267,25 @@ def test_narrow_convolutions_copy_windows_a_row_at_a_time_where_register_tiles_d
         check(compiled(x.numpy()), model(x))
 
 
-@pytest.mark.parametrize("channels,size,threads", [(16, 12, 1), (256, 8, 2)])
-def test_unit_stride_convolutions_are_computed_directly_in_nhwc(channels, size, threads, tmp_path):
+@pytest.mark.parametrize("cpu,channels,size,threads,filter", [
+    ("znver4", 16, 12, 1, "tensor<3x3x16x16xf32>"),
+    ("znver4", 256, 8, 2, "tensor<8x3x3x256x32xf32>"),
+    ("haswell", 256, 8, 2, "tensor<3x3x256x256xf32>"),
+], ids=["small-zen4", "panels-zen4", "copies-avx2"])
+def test_unit_stride_convolutions_are_computed_directly_in_nhwc(
+        cpu, channels, size, threads, filter, monkeypatch, tmp_path):
     """A 3x3 NCHW convolution with unit strides and output rows of 8 pixels
     or more is computed from its input directly, as an NHWC one between
     transposing copies (no window copy), the copy back fused into its batch
-    norm and ReLU, which reads the NHWC result in square tiles of 16
-    channels by a row's pixels (transposed in registers); a filter larger
-    than half of L2 (256 channels: 2.3 MiB) is tiled by output channels
-    outermost, each tile's taps copied together (32 channels). Either way
-    the numbers match."""
+    norm and ReLU, which reads the NHWC result in square tiles of a
+    vector's lanes of channels by a row's pixels (transposed in registers).
+    A filter of half of L2 or more (256 channels: 2.3 MiB) is tiled by
+    output channels outermost: stored as panels of 32 channels when
+    compiling where the CPU has 32 vector registers (the Zen 4), else each
+    tile's taps copied together on every call (16 channels with AVX2).
+    Either way the numbers match."""
+    monkeypatch.setattr(host, "host_cpu", lambda: replace(KNOWN_CPUS[cpu], llvm_features=None))
+    lanes = ScheduleSizes.for_cpu(KNOWN_CPUS[cpu]).lanes
     torch.manual_seed(0)
     norm = torch.nn.BatchNorm2d(channels)
     norm.running_mean.normal_(0, 0.1)
@@ -286,11 +295,12 @@ def test_unit_stride_convolutions_are_computed_directly_in_nhwc(channels, size, 
     x = torch.randn(1, channels, size, size)
     compiled = compile_optimized(model, (x,), tmp_path, threads=threads)
     regions = dispatch_regions(tmp_path)
-    assert "linalg.conv_2d_nhwc_hwcf" in regions and f"tensor<1x{channels}x3x3x" not in regions
+    assert filter in regions and f"tensor<1x{channels}x3x3x" not in regions
+    assert ("linalg.conv_2d_nhwc_hwcf" in regions) == ("x32xf32>" not in filter)
     assert regions.count(f"}} -> tensor<1x{channels}x{size}x{size}xf32>") == 1  # the epilogue only
     vectorized = dumped_ir(tmp_path, "vectorize")
-    assert f"vector<16x1x{size}xf32>" in vectorized
-    assert ("alloc_tensor() : tensor<3x3x256x32xf32>" in vectorized) == (channels == 256)
+    assert f"vector<{lanes}x1x{size}xf32>" in vectorized
+    assert ("alloc_tensor() : tensor<3x3x256x16xf32>" in vectorized) == (cpu == "haswell")
     with torch.no_grad():
         check(compiled(x.numpy()), model(x))
 

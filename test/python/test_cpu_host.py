@@ -50,6 +50,7 @@ def test_zen4_gets_the_sizes_measured_best_there():
         row_tile_elements=1024,
         band_bytes=384 << 10,
         direct_filter_bytes=512 << 10,
+        direct_filter_panel=32,
         affine_tile=128,
     )
 
@@ -58,6 +59,7 @@ def test_avx2_sizes_follow_its_16_registers_of_8_lanes():
     assert AVX2.lanes == 8
     assert AVX2.register_tile == {"batch": 1, "m": 4, "n": 16, "k": 1}  # 8 accumulators of 16 registers
     assert AVX2.panel_rows == 6  # reading a copied panel: 12 accumulators (BLIS's 6 x 16)
+    assert AVX2.direct_filter_panel == 0  # 14-pixel rows take 2 x 32 tiles, 7-pixel rows 7 x 8
 
 
 @pytest.mark.parametrize("cpu,panels", [("sapphirerapids", True), ("znver5", True), ("x86-64-v3", True),
@@ -172,6 +174,13 @@ def test_copied_panels_of_the_right_operand_fit_two_thirds_of_l1(cpu, k):
 )
 def test_direct_convolution_register_tiles(sizes, row, channels, tile):
     assert direct_register_tile(row, channels, sizes) == tile
+
+
+@pytest.mark.parametrize("row,tile", [(14, (7, 32)), (56, (8, 32)), (12, (6, 32)), (5, (5, 32))])
+def test_a_filter_in_panels_is_read_a_panel_at_a_time(row, tile):
+    """A filter stored in panels of 32 output channels: register tiles of one
+    panel, as many pixels dividing the row as fit."""
+    assert direct_register_tile(row, 256, ZEN4, panel=32) == tile
 
 
 def test_a_band_sets_the_cache_tile_of_a_contraction_reading_collapsed_rows():

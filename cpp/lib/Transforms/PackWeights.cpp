@@ -47,12 +47,14 @@ using namespace mlir;
 
 namespace {
 
-/// A contraction whose right operand can be packed: the input indexed by
-/// the output's innermost (n) loop.
-struct PackableContraction {
+/// A contraction whose right operand can be packed (the input indexed by
+/// the output's innermost (n) loop), or a convolution whose filter can be,
+/// into panels of `panel` columns.
+struct PackableOp {
   linalg::LinalgOp op;
   OpOperand *weight;
   unsigned nLoop;
+  int64_t panel;
 };
 
 /// How many times the contraction reads each element of its `weight`: the
@@ -74,7 +76,7 @@ int64_t reuseOf(linalg::LinalgOp op, OpOperand *weight) {
 
 /// The weight of `op` if it can be packed into panels of `panel` columns
 /// and holds at least `minBytes`, whatever defines it.
-std::optional<PackableContraction> packable(linalg::LinalgOp op,
+std::optional<PackableOp> packable(linalg::LinalgOp op,
                                             int64_t panel, int64_t minBytes) {
   if (!op.hasPureTensorSemantics() || op.getNumDpsInits() != 1 ||
       op.getNumDpsInputs() != 2 || !linalg::isaContractionOpInterface(op))
@@ -105,7 +107,39 @@ std::optional<PackableContraction> packable(linalg::LinalgOp op,
   if (columns <= panel || columns % panel != 0 ||
       type.getNumElements() * type.getElementTypeBitWidth() / 8 < minBytes)
     return std::nullopt;
-  return PackableContraction{op, weight, nLoop};
+  return PackableOp{op, weight, nLoop, panel};
+}
+
+/// The filter of `op` if it is a constant to be packed into panels of
+/// `panel` output channels: an NHWC/HWCF convolution computed from its
+/// input directly (unit strides and dilations, static shapes, one element
+/// type: what nnf-conv-to-im2col leaves for that) whose filter, of at least
+/// `minBytes`, has more than one panel of output channels.
+std::optional<PackableOp>
+packableConvolution(Operation *op, int64_t panel, int64_t minBytes) {
+  auto conv = dyn_cast<linalg::Conv2DNhwcHwcfOp>(op);
+  if (!conv || !conv.hasPureTensorSemantics() ||
+      !llvm::all_of(conv.getStrides().getValues<int64_t>(),
+                    [](int64_t s) { return s == 1; }) ||
+      !llvm::all_of(conv.getDilations().getValues<int64_t>(),
+                    [](int64_t d) { return d == 1; }))
+    return std::nullopt;
+  Type element = getElementTypeOrSelf(conv->getOperand(0).getType());
+  for (Value operand : conv->getOperands()) {
+    auto type = cast<RankedTensorType>(operand.getType());
+    if (!type.hasStaticShape() || type.getElementType() != element)
+      return std::nullopt;
+  }
+  OpOperand *filter = conv.getDpsInputOperand(1);
+  auto type = cast<RankedTensorType>(filter->get().getType());
+  int64_t channels = type.getShape().back();
+  if (!filter->get().getDefiningOp<arith::ConstantOp>() ||
+      element.getIntOrFloatBitWidth() % 8 != 0 || channels <= panel ||
+      channels % panel != 0 ||
+      type.getNumElements() * element.getIntOrFloatBitWidth() / 8 < minBytes)
+    return std::nullopt;
+  // Loops (n, oh, ow, f, kh, kw, c): the output channels are loop 3.
+  return PackableOp{conv, filter, 3, panel};
 }
 
 /// Replaces each `tensor.collapse_shape` of a constant that only packable
@@ -121,7 +155,7 @@ void foldCollapsedWeights(Operation *root, int64_t panel, int64_t minBytes) {
       return;
     for (OpOperand &use : collapse.getResult().getUses()) {
       auto op = dyn_cast<linalg::LinalgOp>(use.getOwner());
-      std::optional<PackableContraction> candidate =
+      std::optional<PackableOp> candidate =
           op ? packable(op, panel, minBytes) : std::nullopt;
       if (!candidate || candidate->weight != &use)
         return;
@@ -371,7 +405,7 @@ void readElementsFromPanels(RewriterBase &rewriter, arith::ConstantOp constant,
 /// Rewrites the contraction to read `packed` (the weight in panels): a
 /// generic with one more loop (the column within a panel; n becomes the
 /// panel), its output split likewise and collapsed back.
-void readPanels(RewriterBase &rewriter, const PackableContraction &found,
+void readPanels(RewriterBase &rewriter, const PackableOp &found,
                 Value packed, int64_t panel) {
   linalg::LinalgOp op = found.op;
   // Read before generalizing, which replaces a named op (and its operands).
@@ -433,26 +467,35 @@ struct NNFPackWeightsPass
     foldCollapsedWeights(getOperation(), panel, minBytes);
     // Constants, and values computed at run time whose elements are each
     // read at least `runtimeMinReuse` times.
-    SmallVector<PackableContraction> found;
+    SmallVector<PackableOp> found;
     getOperation()->walk([&](linalg::LinalgOp op) {
-      std::optional<PackableContraction> candidate =
+      std::optional<PackableOp> candidate =
           packable(op, panel, minBytes);
       if (candidate &&
           (candidate->weight->get().getDefiningOp<arith::ConstantOp>() ||
            reuseOf(op, candidate->weight) >= runtimeMinReuse))
         found.push_back(*candidate);
+      else if (convolutionPanel > 0 &&
+               (candidate = packableConvolution(op, convolutionPanel,
+                                                convolutionMinBytes)))
+        found.push_back(*candidate);
     });
     // Weight by weight, so that a constant packed and no longer used is
     // freed before the next is packed.
-    llvm::MapVector<Value, SmallVector<PackableContraction>> byWeight;
-    for (const PackableContraction &contraction : found)
+    llvm::MapVector<Value, SmallVector<PackableOp>> byWeight;
+    for (const PackableOp &contraction : found)
       byWeight[contraction.weight->get()].push_back(contraction);
     IRRewriter rewriter(&getContext());
     for (auto &group : byWeight) {
       // Read now: packing an earlier group may have replaced the value
       // (a weight computed by a contraction packed before).
-      SmallVector<PackableContraction> &contractions = group.second;
+      SmallVector<PackableOp> &contractions = group.second;
       Value weight = contractions.front().weight->get();
+      int64_t panel = contractions.front().panel;
+      if (!llvm::all_of(contractions, [&](const PackableOp &contraction) {
+            return contraction.panel == panel;
+          }))
+        continue; // a filter also read by contractions: left as it is
       Value packed;
       std::optional<nnforge::TransposeSource> source;
       MutableArrayRef<char> fillFromSource;
@@ -467,7 +510,7 @@ struct NNFPackWeightsPass
       }
       if (!packed)
         continue;
-      for (const PackableContraction &contraction : contractions)
+      for (const PackableOp &contraction : contractions)
         readPanels(rewriter, contraction, packed, panel);
       if (constant)
         readElementsFromPanels(rewriter, constant, packed, panel);
@@ -500,10 +543,10 @@ struct NNFPackLayoutFreeArgumentsPass
           "nnf-pack-layout-free-arguments: panel must be positive");
       return signalPassFailure();
     }
-    llvm::MapVector<BlockArgument, SmallVector<PackableContraction>>
+    llvm::MapVector<BlockArgument, SmallVector<PackableOp>>
         byArgument;
     getOperation()->walk([&](linalg::LinalgOp op) {
-      std::optional<PackableContraction> candidate =
+      std::optional<PackableOp> candidate =
           packable(op, panel, minBytes);
       auto argument = candidate
                           ? dyn_cast<BlockArgument>(candidate->weight->get())
@@ -521,7 +564,7 @@ struct NNFPackLayoutFreeArgumentsPass
       // Only an argument that nothing else reads changes its type.
       if (!llvm::all_of(argument.getUses(), [&](OpOperand &use) {
             return llvm::any_of(contractions,
-                                [&](const PackableContraction &contraction) {
+                                [&](const PackableOp &contraction) {
                                   return contraction.weight == &use;
                                 });
           }))
@@ -541,7 +584,7 @@ struct NNFPackLayoutFreeArgumentsPass
               argument.getLoc())))
         return signalPassFailure();
       Value packed = function.getArgument(index);
-      for (const PackableContraction &contraction : contractions)
+      for (const PackableOp &contraction : contractions)
         readPanels(rewriter, contraction, packed, panel);
       if (failed(function.eraseArgument(index + 1)))
         return signalPassFailure();

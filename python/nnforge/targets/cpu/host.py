@@ -188,9 +188,13 @@ class ScheduleSizes:
     row_tile_elements: int
     # Bytes of a band of a depthwise result that a 1x1 convolution reads.
     band_bytes: int
-    # Bytes of a direct convolution's filter above which its output channel
+    # Bytes of a direct convolution's filter from which its output channel
     # tiles, not its output rows, are the outer loop.
     direct_filter_bytes: int
+    # Output channels per panel of a direct convolution's constant filter of
+    # `direct_filter_bytes` or more, stored so when compiling (0: filters
+    # stay as they are).
+    direct_filter_panel: int
     # Iterations per loop of the affine generator's tiles (`affine-loop-tile`).
     affine_tile: int
 
@@ -246,7 +250,11 @@ class ScheduleSizes:
         - bands of a depthwise result: 3/8 of L2, beside the input rows
           they are computed from and the output tile;
         - a direct convolution's filter: read once per output row while it
-          fits half of L2;
+          is less than half of L2; a larger constant one stored as panels of
+          the register tile's columns, each read across all rows, where 32
+          vector registers let every row width take tiles of those columns
+          (with AVX2's 16, 7- and 14-pixel rows take other channel tiles;
+          not packed there);
         - affine tiles: three square f32 blocks (a contraction's operand
           and output tiles) in half of L2, a power of two and at least one
           vector.
@@ -278,6 +286,7 @@ class ScheduleSizes:
             row_tile_elements=cpu.l1_bytes // (8 * F32_BYTES),
             band_bytes=cpu.l2_bytes * 3 // 8,
             direct_filter_bytes=cpu.l2_bytes // 2,
+            direct_filter_panel=columns if cpu.vector_registers >= 32 else 0,
             affine_tile=max(lanes, _power_of_two_at_most(math.isqrt(cpu.l2_bytes // 2 // (3 * F32_BYTES)))),
         )
 

@@ -111,7 +111,7 @@ def _row_segment_schedule(
     return text + hoist_accumulators("fs")
 
 
-def direct_register_tile(row: int, channels: int, sizing: ScheduleSizes) -> tuple[int, int]:
+def direct_register_tile(row: int, channels: int, sizing: ScheduleSizes, panel: int = 0) -> tuple[int, int]:
     """(pixels, channels) of a direct convolution's register tile for output
     rows of `row` pixels and `channels` output channels: the most
     accumulators, up to the contraction register tile's, whose pixels divide
@@ -120,7 +120,9 @@ def direct_register_tile(row: int, channels: int, sizing: ScheduleSizes) -> tupl
     than FMAs in flight, channels in twice the contraction's vectors where
     they give more: 14 pixels with AVX2 take 2 x 32, not 7 x 8 (7 FMA
     chains for 8 in flight; 3x3, 256 channels, 14x14 on 2 threads of the
-    AMD EPYC Zen 3: 2.37 ms against 3.41)."""
+    AMD EPYC Zen 3: 2.37 ms against 3.41). A filter stored in panels of
+    `panel` output channels is read a panel at a time: its channels are
+    one panel."""
     rows, columns = sizing.register_tile["m"], sizing.register_tile["n"]
 
     def best(widths: tuple[int, ...]) -> tuple[int, int, int]:
@@ -131,6 +133,8 @@ def direct_register_tile(row: int, channels: int, sizing: ScheduleSizes) -> tupl
             if row % pixels == 0 and pixels * width <= rows * columns
         )
 
+    if panel:
+        return best((panel,))[2], panel
     accumulators, width, pixels = best((columns, sizing.lanes))
     if accumulators < sizing.fmas_in_flight and channels % (2 * columns) == 0:
         accumulators, width, pixels = max((accumulators, width, pixels), best((2 * columns,)))
@@ -193,22 +197,54 @@ def window_copy_schedule(op: ir.Operation, parallel: bool, sizing: ScheduleSizes
     return _row_segment_schedule(op, [1, 1, 0, 0, 0, 0], [0, 0, 1, 1, 1, lanes], lanes, parallel)
 
 
+def _packed_convolution_maps(context: ir.Context) -> list[ir.AffineMap]:
+    """The indexing maps of an NHWC/HWCF convolution with unit strides and
+    dilations whose filter nnf-pack-weights stored as panels: loops (n, oh,
+    ow, f, kh, kw, c, column), f counting panels; input [N, H, W, C],
+    filter [F/panel, KH, KW, C, panel], output [N, OH, OW, F/panel, panel]."""
+    d = [ir.AffineDimExpr.get(i, context) for i in range(8)]
+    return [
+        ir.AffineMap.get(8, 0, [d[0], d[1] + d[4], d[2] + d[5], d[6]], context),
+        ir.AffineMap.get(8, 0, [d[3], d[4], d[5], d[6], d[7]], context),
+        ir.AffineMap.get(8, 0, [d[0], d[1], d[2], d[3], d[7]], context),
+    ]
+
+
+def packed_filter_panel(op: ir.Operation) -> int:
+    """Output channels per panel of the filter of `op` if it is a direct
+    convolution whose filter is stored as panels (a generic, see
+    `_packed_convolution_maps`), else 0."""
+    if op.name != "linalg.generic" or len(op.operands) != 3:
+        return 0
+    maps = [ir.AffineMapAttr(attribute).value for attribute in ir.ArrayAttr(op.attributes["indexing_maps"])]
+    body = [o.operation.name for o in op.regions[0].blocks[0].operations]
+    if maps != _packed_convolution_maps(op.context) or body not in (
+        ["arith.mulf", "arith.addf", "linalg.yield"],
+        ["arith.muli", "arith.addi", "linalg.yield"],
+    ):
+        return 0
+    return ir.RankedTensorType(op.operands[1].type).shape[-1]
+
+
 def is_direct_convolution(op: ir.Operation) -> bool:
     """Whether `op` is a convolution computed from its input directly (what
     nnf-conv-to-im2col leaves for that): NHWC/HWCF, unit strides and
-    dilations, static shapes and one element type."""
-    if op.name != "linalg.conv_2d_nhwc_hwcf":
-        return False
-    types = [ir.RankedTensorType(value.type) for value in op.operands if isinstance(value.type, ir.RankedTensorType)]
-    return (
-        len(types) == len(op.operands)
-        and all(t.has_static_shape for t in types)
-        and len({t.element_type for t in types}) == 1
-        and all(
+    dilations, static shapes and one element type; its filter may be stored
+    as panels (`packed_filter_panel`)."""
+    if op.name == "linalg.conv_2d_nhwc_hwcf":
+        unit = all(
             int(value) == 1
             for name in ("strides", "dilations")
             for value in ir.DenseIntElementsAttr(op.attributes[name])
         )
+    else:
+        unit = packed_filter_panel(op) > 0
+    types = [ir.RankedTensorType(value.type) for value in op.operands if isinstance(value.type, ir.RankedTensorType)]
+    return (
+        unit
+        and len(types) == len(op.operands)
+        and all(t.has_static_shape for t in types)
+        and len({t.element_type for t in types}) == 1
     )
 
 
@@ -225,39 +261,52 @@ def direct_convolution_schedule(op: ir.Operation, parallel: bool, sizing: Schedu
     and a filter tap [c, f]; it is tiled by one input channel, vectorized
     to outer products, and its accumulator hoisted into registers.
 
-    A filter larger than `sizing.direct_filter_bytes` (3x3, 256 channels:
+    A filter of `sizing.direct_filter_bytes` or more (3x3, 256 channels:
     2.3 MiB) would be read from memory again for every output row: its
     channel tiles are then the outer loop (shared among threads), each
-    tile's filter taps copied together and read from L2 across all the rows
-    (3x3, 256 channels, 14x14, 2 threads of the Intel Xeon: 1.10 ms instead
-    of 1.82 without the copy)."""
+    read from L2 across all the rows. A filter stored as panels (loops n,
+    oh, ow, f, kh, kw, c, column; `packed_filter_panel`) is read a panel
+    at a time, contiguous; another one has each tile's filter taps copied
+    together on every call (3x3, 256 channels, 14x14, 2 threads of the
+    Intel Xeon: 1.10 ms instead of 1.82 without the copy)."""
     sizes = static_loop_sizes(op)
-    [pixels, channels] = clamp(list(direct_register_tile(sizes[2], sizes[3], sizing)), sizes[2:4])
-    loops = ", ".join(["!transform.any_op"] * 5)
-    # The loops folding leaves: those of the register tile wider than 1,
-    # then the input channels (stepped through one at a time).
-    vector = [size for size in (pixels, channels) if size > 1]
+    panel = packed_filter_panel(op)
+    if panel:
+        pixels = clamp([direct_register_tile(sizes[2], sizes[3] * panel, sizing, panel)[0]], sizes[2:3])[0]
+        # Loops the folding leaves: the pixels if more than 1, the input
+        # channels (stepped through one at a time) and the panel's columns.
+        vector = [pixels] * (pixels > 1) + [1] * (sizes[6] > 1) + [panel]
+        channel = int(pixels > 1)
+        outer, inner = [1, 0, 0, 1, 0, 0, 0, 0], f"[0, 1, {pixels}, 0, 1, 1, 0, 0]"
+        tiles, copy = "rows", ""
+    else:
+        [pixels, channels] = clamp(list(direct_register_tile(sizes[2], sizes[3], sizing)), sizes[2:4])
+        # Loops the folding leaves: those of the register tile wider than 1,
+        # then the input channels (stepped through one at a time).
+        vector = [size for size in (pixels, channels) if size > 1] + [1] * (sizes[6] > 1)
+        channel = len(vector) - 1
+        filter_type = ir.RankedTensorType(op.operands[1].type)
+        if math.prod(filter_type.shape) * filter_type.element_type.width // 8 >= sizing.direct_filter_bytes:
+            outer, inner = [1, 0, 0, channels, 0, 0, 0], f"[0, 1, {pixels}, 0, 1, 1, 0]"
+            # The channel tile's filter taps lie a row of the filter apart (1 KiB
+            # at 256 channels), which maps them to few cache sets: copied
+            # together, they stay in cache across the rows.
+            tiles = "tile_filter"
+            copy = copy_operand("rows", tiles, op, 1)
+        else:
+            outer = [1, 1, 0, 0, 0, 0, 0]
+            inner = f"[0, 0, {pixels}, {channels}, 1, 1, 0] interchange = [0, 1, 3, 2, 4, 5, 6]"
+            tiles, copy = "rows", ""
     if sizes[6] > 1:
-        vector.append(1)
         step = f"""
-    %step, %step_loop = transform.structured.tile_using_for %tap tile_sizes {sizes_text([0] * (len(vector) - 1) + [1])}
+    %step, %step_loop = transform.structured.tile_using_for %tap tile_sizes {sizes_text([0] * channel + [1])}
         : (!transform.any_op) -> (!transform.any_op, !transform.any_op)"""
     else:
         step = """
     %step = transform.cast %tap : !transform.any_op to !transform.any_op"""
     vectorize = f"""
     transform.structured.vectorize %step vector_sizes {sizes_text(vector)} : !transform.any_op""" if vector else ""
-    filter_type = ir.RankedTensorType(op.operands[1].type)
-    if math.prod(filter_type.shape) * filter_type.element_type.width // 8 > sizing.direct_filter_bytes:
-        outer, inner = [1, 0, 0, channels, 0, 0, 0], f"[0, 1, {pixels}, 0, 1, 1, 0]"
-        # The channel tile's filter taps lie a row of the filter apart (1 KiB
-        # at 256 channels), which maps them to few cache sets: copied
-        # together, they stay in cache across the rows.
-        tiles = "tile_filter"
-        copy = copy_operand("rows", tiles, op, 1)
-    else:
-        outer, inner = [1, 1, 0, 0, 0, 0, 0], f"[0, 0, {pixels}, {channels}, 1, 1, 0] interchange = [0, 1, 3, 2, 4, 5, 6]"
-        tiles, copy = "rows", ""
+    loops = ", ".join(["!transform.any_op"] * 5)
     return f"""{tile_outer("op", "rows", outer, parallel)}{copy}
     %t, %tl:4 = transform.structured.tile_using_for %{tiles} tile_sizes {inner}
         : (!transform.any_op) -> ({loops})

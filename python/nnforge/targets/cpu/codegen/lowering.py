@@ -368,7 +368,10 @@ def lower_to_llvm(
             break
         runner.run(module, name, pipeline)
     runner.run(module, "dispatch-regions", pipelines.dispatch_regions(
-        copy_arguments=not sizing.copy_panels, row_tiles=sizing.full_rate_register_rows()))
+        copy_arguments=not sizing.copy_panels,
+        row_tiles=sizing.full_rate_register_rows(),
+        convolution_panel=(sizing.direct_filter_panel, sizing.direct_filter_bytes),
+    ))
     if instrument is not None:
         instrument(module, runner)
     with runner.stage("vectorize"):

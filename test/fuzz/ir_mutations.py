@@ -40,7 +40,11 @@ def _pipelines() -> dict[str, str]:
     return {
         "cpu-naive": naive,
         "tosa-cpu-naive": ",".join(p for _, p in pipelines.stages("tosa")),
-        "dispatch-regions": f"{pipelines.NNF_TO_LINALG},{pipelines.LINALG_FUSION},{pipelines.dispatch_regions(copy_arguments=False, row_tiles=zen4.full_rate_register_rows())}",
+        "dispatch-regions": ",".join((pipelines.NNF_TO_LINALG, pipelines.LINALG_FUSION, pipelines.dispatch_regions(
+            copy_arguments=False,
+            row_tiles=zen4.full_rate_register_rows(),
+            convolution_panel=(zen4.direct_filter_panel, zen4.direct_filter_bytes),
+        ))),
         "bufferize": f"{pipelines.NNF_TO_LINALG},{pipelines.BUFFERIZE}",
     }
 

@@ -520,11 +520,12 @@ def NNFConvToIm2col : Pass<"nnf-conv-to-im2col"> {
   let options = [
     Option<"directMinWidth", "direct-min-width", "int64_t", /*default=*/"8",
            "output pixels per row from which an NCHW convolution with unit "
-           "strides is computed directly in NHWC (measured against the im2col "
-           "contraction, 3x3, one thread of a 2-core Zen 4, the transposes "
-           "included: 56x56x64 2.49 ms against 2.97, 14x14x256 2.39 against "
-           "2.53, but 7x7x512 3.61 against 3.21; two threads of a Zen 5, "
-           "with batch norm and ReLU: 7x7x512 0.77 ms against 0.62)">,
+           "strides is computed directly in NHWC (the CPU code generation "
+           "passes its host's: 4 on the Zen 4, whose direct code reads large "
+           "filters packed, 8 elsewhere; measured against the im2col "
+           "contraction with the filter taps copied on every call, two "
+           "threads of a Zen 5, with batch norm and ReLU: 7x7x512 0.77 ms "
+           "against 0.62)">,
     Option<"rowTileMin", "row-tile-min", "int64_t", /*default=*/"2",
            "fewest pixels of an output row per register tile for which a "
            "product computed transposed copies its windows a row at a time "

@@ -41,7 +41,9 @@ LINALG_FUSION_CUDA = LINALG_FUSION.replace(
 )
 
 
-def dispatch_regions(copy_arguments: bool, row_tiles: tuple[int, int], convolution_panel: tuple[int, int]) -> str:
+def dispatch_regions(
+    copy_arguments: bool, row_tiles: tuple[int, int], convolution_panel: tuple[int, int], direct_min_width: int
+) -> str:
     """The optimized CPU path's step between fusion and code generation.
 
     Stores large constant weights of contractions as column panels (each
@@ -64,11 +66,14 @@ def dispatch_regions(copy_arguments: bool, row_tiles: tuple[int, int], convoluti
     divide into such tiles copies its windows a row at a time.
     `convolution_panel`: output channels per panel of the constant filters
     of convolutions computed from the input directly (0: not packed), and
-    the bytes of the smallest filter packed.
+    the bytes of the smallest filter packed. `direct_min_width`: pixels per
+    output row from which an NCHW convolution with unit strides is computed
+    from its input directly.
     """
     return (
         "nnf-pack-weights,nnf-fuse-elementwise,nnf-collapse-reduction-dims,canonicalize,"
-        f"func.func(nnf-conv-to-im2col{{row-tile-min={row_tiles[0]} row-tile-max={row_tiles[1]}}}),"
+        "func.func(nnf-conv-to-im2col{"
+        f"direct-min-width={direct_min_width} row-tile-min={row_tiles[0]} row-tile-max={row_tiles[1]}}}),"
         "nnf-fold-constant-transposes,nnf-fuse-elementwise{propagate-reshapes=false},"
         f"nnf-pack-weights{{convolution-panel={convolution_panel[0]} convolution-min-bytes={convolution_panel[1]}}},"
         "nnf-form-dispatch-regions,"

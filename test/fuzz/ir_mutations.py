@@ -44,6 +44,7 @@ def _pipelines() -> dict[str, str]:
             copy_arguments=False,
             row_tiles=zen4.full_rate_register_rows(),
             convolution_panel=(zen4.direct_filter_panel, zen4.direct_filter_bytes),
+            direct_min_width=zen4.direct_min_width,
         ))),
         "bufferize": f"{pipelines.NNF_TO_LINALG},{pipelines.BUFFERIZE}",
     }

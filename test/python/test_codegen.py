@@ -254,15 +254,32 @@ def test_narrow_convolution_outputs_are_computed_with_channel_vectors(threads, t
                                          ("znver3", "tensor<1x16x3x3x7x7xf32>")])
 def test_narrow_convolutions_copy_windows_a_row_at_a_time_where_register_tiles_divide_the_rows(
         cpu, windows, monkeypatch, tmp_path):
-    """Output rows of 7 pixels: a Zen 4's register tiles of 2 to 8 rows
-    divide them, and the windows are copied [N, OH, C, KH, KW, OW] (a
-    register tile's pixels side by side at every k); AVX2's tiles of 4 rows
-    do not, and they are copied [N, C, KH, KW, OH, OW]."""
+    """Output rows of 7 pixels (a strided convolution, an im2col product):
+    a Zen 4's register tiles of 2 to 8 rows divide them, and the windows are
+    copied [N, OH, C, KH, KW, OW] (a register tile's pixels side by side at
+    every k); AVX2's tiles of 4 rows do not, and they are copied [N, C, KH,
+    KW, OH, OW]."""
     monkeypatch.setattr(host, "host_cpu", lambda: replace(KNOWN_CPUS[cpu], llvm_features=None))
-    model = torch.nn.Sequential(torch.nn.Conv2d(16, 64, 3, padding=1), torch.nn.ReLU()).eval()
-    x = torch.randn(1, 16, 7, 7)
+    model = torch.nn.Sequential(torch.nn.Conv2d(16, 64, 3, stride=2, padding=1), torch.nn.ReLU()).eval()
+    x = torch.randn(1, 16, 14, 14)
     compiled = compile_optimized(model, (x,), tmp_path, threads=2)
     assert windows in dispatch_regions(tmp_path)
+    with torch.no_grad():
+        check(compiled(x.numpy()), model(x))
+
+
+@pytest.mark.parametrize("cpu,size,direct", [("znver4", 4, True), ("znver4", 3, False), ("znver3", 7, False)])
+def test_rows_computed_directly_from_the_register_tiles_that_keep_the_fma_pipes_busy(
+        cpu, size, direct, monkeypatch, tmp_path):
+    """A convolution with unit strides is computed from its input directly
+    from output rows whose register tiles (pixels x 32 channels) hold twice
+    the FMAs in flight as accumulators: 4 pixels on the Zen 4 (4 FMAs in
+    flight), 8 elsewhere; narrower rows are im2col products."""
+    monkeypatch.setattr(host, "host_cpu", lambda: replace(KNOWN_CPUS[cpu], llvm_features=None))
+    model = torch.nn.Sequential(torch.nn.Conv2d(16, 64, 3, padding=1), torch.nn.ReLU()).eval()
+    x = torch.randn(1, 16, size, size)
+    compiled = compile_optimized(model, (x,), tmp_path, threads=2)
+    assert ("linalg.conv_2d_nhwc_hwcf" in dispatch_regions(tmp_path)) == direct
     with torch.no_grad():
         check(compiled(x.numpy()), model(x))
 

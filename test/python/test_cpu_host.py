@@ -51,6 +51,7 @@ def test_zen4_gets_the_sizes_measured_best_there():
         band_bytes=384 << 10,
         direct_filter_bytes=512 << 10,
         direct_filter_panel=32,
+        direct_min_width=4,
         affine_tile=128,
     )
 
@@ -60,6 +61,7 @@ def test_avx2_sizes_follow_its_16_registers_of_8_lanes():
     assert AVX2.register_tile == {"batch": 1, "m": 4, "n": 16, "k": 1}  # 8 accumulators of 16 registers
     assert AVX2.panel_rows == 6  # reading a copied panel: 12 accumulators (BLIS's 6 x 16)
     assert AVX2.direct_filter_panel == 0  # 14-pixel rows take 2 x 32 tiles, 7-pixel rows 7 x 8
+    assert AVX2.direct_min_width == 8  # 8 x 16 register tiles: 16 accumulators for 8 FMAs in flight
 
 
 @pytest.mark.parametrize("cpu,panels", [("sapphirerapids", True), ("znver5", True), ("x86-64-v3", True),

@@ -195,6 +195,9 @@ class ScheduleSizes:
     # `direct_filter_bytes` or more, stored so when compiling (0: filters
     # stay as they are).
     direct_filter_panel: int
+    # Pixels per output row from which an NCHW convolution with unit strides
+    # is computed from its input directly (in NHWC), not as an im2col product.
+    direct_min_width: int
     # Iterations per loop of the affine generator's tiles (`affine-loop-tile`).
     affine_tile: int
 
@@ -255,6 +258,13 @@ class ScheduleSizes:
           vector registers let every row width take tiles of those columns
           (with AVX2's 16, 7- and 14-pixel rows take other channel tiles;
           not packed there);
+        - convolutions with unit strides computed from the input directly,
+          not as im2col products, from output rows whose register tiles
+          hold twice the FMAs in flight as accumulators: 8 pixels where 8
+          FMAs are in flight, 4 on the Zen 4 (there, 3x3 convolutions of
+          256-512 channels on 7x7, 5x5 and 4x4 outputs took 0.84x, 0.79x
+          and 0.57x the im2col product's time, 64 channels on 7x7 0.63x,
+          on 4x4 1.04x);
         - affine tiles: three square f32 blocks (a contraction's operand
           and output tiles) in half of L2, a power of two and at least one
           vector.
@@ -287,6 +297,7 @@ class ScheduleSizes:
             band_bytes=cpu.l2_bytes * 3 // 8,
             direct_filter_bytes=cpu.l2_bytes // 2,
             direct_filter_panel=columns if cpu.vector_registers >= 32 else 0,
+            direct_min_width=2 * fmas_in_flight * lanes // columns,
             affine_tile=max(lanes, _power_of_two_at_most(math.isqrt(cpu.l2_bytes // 2 // (3 * F32_BYTES)))),
         )
 

@@ -371,6 +371,7 @@ def lower_to_llvm(
         copy_arguments=not sizing.copy_panels,
         row_tiles=sizing.full_rate_register_rows(),
         convolution_panel=(sizing.direct_filter_panel, sizing.direct_filter_bytes),
+        direct_min_width=sizing.direct_min_width,
     ))
     if instrument is not None:
         instrument(module, runner)
